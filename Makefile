@@ -1,0 +1,35 @@
+# Two commands for a fresh machine:  `make run`  and  `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+# CPU wheel of torch (this workplace keeps it in pip's find-links; elsewhere pip fetches it).
+TORCH   ?= torch==2.13.0
+EXTRAS  ?= dev,hf
+SHARED  := $(wildcard ../shared/data/labels.csv)
+DATA    ?= $(if $(SHARED),../shared/data,runs/sample)
+export HF_HUB_OFFLINE=1
+export YOLO_OFFLINE=1
+export YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics
+
+.PHONY: install run test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	@[ -f $(DATA)/labels.csv ] || $(BIN)/roadwork make-sample --out $(DATA)
+	$(BIN)/roadwork eval --data $(DATA) --split dev --config configs/cpu.yaml --transform validator --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(BIN)/roadwork bench --config configs/cpu.yaml --out runs/bench-cpu.json
+
+clean:
+	rm -rf $(VENV) runs .cache

@@ -1,0 +1,155 @@
+"""The cascade profile (configs/*.yaml), checked at load with pydantic.
+
+Paths inside a profile are relative to the profile file's folder. A bad profile fails at start
+with a message that names the key.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cascade.types import Level
+
+
+class VoterConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    """Unique voter name; it keys fitted weights and appears in every Vote."""
+    kind: str = Field(min_length=1)
+    """Registry key of the adapter, e.g. `backbone-head` (see detectors/registry.py)."""
+    level: Level
+    weight: float = Field(default=1.0, ge=0)
+    """Prior weight in pooling, used until `roadwork fit` has learnt one."""
+    device: str = "cpu"
+    batch: int = Field(default=16, ge=1)
+    enabled: bool = True
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Adapter-specific settings; each adapter checks its own."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> Level:
+        lv = Level.parse(v)
+        if lv == Level.L6:
+            raise ValueError("L6 is the consensus itself; voters live in L0..L5")
+        return lv
+
+
+class LevelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Level
+    band: tuple[float, float] = (0.0, 1.0)
+    """Exit after this level when the pooled probability is < lo or > hi. [0, 1] never exits."""
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, v: Any) -> Level:
+        return Level.parse(v)
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = v
+        if not 0.0 <= lo <= hi <= 1.0:
+            raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got [{lo}, {hi}]")
+        return v
+
+
+class ConsensusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: Path | None = None
+    """Fitted artefact from `roadwork fit`; without it the voters' prior weights are used."""
+    clip: float = Field(default=1e-4, gt=0, lt=0.5)
+    use_fitted_bands: bool = True
+    """Take routing bands from the artefact (where it has one for a level) over `levels[].band`."""
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    deadline_ms: float = Field(default=8000, gt=0)
+    """Time the cascade may spend on one frame (the validator waits 9 s)."""
+    margin_ms: float = Field(default=300, ge=0)
+    """Kept free before the deadline for pooling and the answer's way back."""
+    cost_prior_ms: float = Field(default=200, gt=0)
+    """Assumed cost of a voter that has not run yet."""
+    cost_ema_alpha: float = Field(default=0.2, gt=0, le=1)
+    workers: int = Field(default=2, ge=1)
+    """Threads that run model work off the event loop."""
+    torch_threads: int = Field(default=0, ge=0)
+    """torch intra-op threads set by the entrypoint (0 = torch's default)."""
+
+    @model_validator(mode="after")
+    def _margin(self) -> RuntimeConfig:
+        if self.margin_ms >= self.deadline_ms:
+            raise ValueError(f"runtime.margin_ms ({self.margin_ms}) must be smaller than "
+                             f"runtime.deadline_ms ({self.deadline_ms})")
+        return self
+
+
+class CascadeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    name: str = "unnamed"
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    levels: list[LevelConfig] = Field(default_factory=list)
+    voters: list[VoterConfig]
+    consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
+    base_dir: Path = Path(".")
+    """Folder that relative paths are resolved against (set by `load_config`)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> CascadeConfig:
+        names = [v.name for v in self.voters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"voter names must be unique; repeated: {dupes}")
+        if not any(v.enabled for v in self.voters):
+            raise ValueError("profile has no enabled voter under `voters`")
+        levels = [lc.level for lc in self.levels]
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"each level may appear once under `levels`, got {[lv.name for lv in levels]}")
+        return self
+
+    def resolve(self, path: str | Path) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def band(self, level: Level) -> tuple[float, float]:
+        for lc in self.levels:
+            if lc.level == level:
+                return lc.band
+        return (0.0, 1.0)
+
+
+class ConfigError(ValueError):
+    """A profile that cannot be used; the message names the file and the key."""
+
+
+def load_config(path: str | Path) -> CascadeConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"profile {str(path)!r} not found (try configs/cpu.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"profile {str(path)!r} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"profile {str(path)!r} must be a mapping at the top level")
+    data = dict(data)
+    data["base_dir"] = path.resolve().parent
+    try:
+        return CascadeConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"profile {str(path)!r} is invalid:"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("\n".join(lines)) from exc

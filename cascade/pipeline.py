@@ -1,0 +1,134 @@
+"""The cascade: run levels in order, pool after each, stop early when sure, watch the deadline.
+
+Model work runs in a small thread pool, so `await cascade.run(frame, deadline)` never blocks the
+event loop. Each voter's cost is a moving average; a voter that would not finish before the
+deadline is skipped, and the best pooled answer so far is returned.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from cascade.budget import CostTracker, Deadline
+from cascade.config import CascadeConfig
+from cascade.types import Frame, Level, Verdict, Vote
+from consensus.artefact import ConsensusArtefact
+from consensus.pooling import pool_votes
+from detectors.base import Detector
+
+log = logging.getLogger(__name__)
+
+
+class Cascade:
+    def __init__(self, detectors: Sequence[Detector], config: CascadeConfig,
+                 artefact: ConsensusArtefact | None = None) -> None:
+        if not detectors:
+            raise ValueError("a cascade needs at least one voter")
+        self.config = config
+        self.artefact = artefact
+        self.detectors = list(detectors)
+        levels = sorted({d.level for d in self.detectors})
+        self.levels: list[tuple[Level, list[Detector]]] = [
+            (lv, [d for d in self.detectors if d.level == lv]) for lv in levels]
+        rt = config.runtime
+        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha)
+        self.margin_s = rt.margin_ms / 1000
+        self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
+        self.weights = {d.name: d.weight for d in self.detectors}
+        if artefact is not None:
+            self.weights.update({k: v for k, v in artefact.weights.items() if k in self.weights})
+
+    @classmethod
+    def from_config(cls, config: CascadeConfig, warmup: bool = True) -> Cascade:
+        from detectors.registry import build  # lazy: adapters import heavy libraries
+
+        artefact = None
+        if config.consensus.weights is not None:
+            artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))
+        detectors = [build(v, config.base_dir) for v in config.voters if v.enabled]
+        cascade = cls(detectors, config, artefact)
+        if warmup:
+            cascade.warmup()
+        return cascade
+
+    def warmup(self) -> None:
+        for d in self.detectors:
+            d.warmup()
+
+    def band(self, level: Level) -> tuple[float, float]:
+        if (self.artefact is not None and self.config.consensus.use_fitted_bands
+                and level.name in self.artefact.bands):
+            return self.artefact.bands[level.name]
+        return self.config.band(level)
+
+    def pool(self, votes: Sequence[Vote]) -> float | None:
+        a = self.artefact
+        return pool_votes(votes, self.weights, clip=self.config.consensus.clip,
+                          scale=a.scale if a else 1.0, bias=a.bias if a else 0.0)
+
+    async def run(self, frame: Frame, deadline: Deadline | None = None) -> Verdict:
+        if deadline is None:
+            deadline = Deadline.after(self.config.runtime.deadline_ms / 1000)
+        votes: list[Vote] = []
+        skipped: list[str] = []
+        timings: dict[str, float] = {}
+        prob: float | None = None
+        exit_level: Level | None = None
+        for level, detectors in self.levels:
+            runnable = [d for d in detectors if self.costs.fits(d.name, deadline, self.margin_s)]
+            skipped.extend(f"{d.name}: est {self.costs.estimate(d.name) * 1000:.0f} ms > "
+                           f"{max(deadline.remaining() - self.margin_s, 0) * 1000:.0f} ms left"
+                           for d in detectors if d not in runnable)
+            if not runnable:
+                continue
+            t0 = time.monotonic()
+            votes.extend(await asyncio.gather(*(self._vote(d, frame, deadline) for d in runnable)))
+            timings[level.name] = (time.monotonic() - t0) * 1000
+            pooled = self.pool(votes)
+            if pooled is None:
+                continue
+            prob, exit_level = pooled, level
+            lo, hi = self.band(level)
+            if prob < lo or prob > hi:
+                break
+        return Verdict(prob=0.5 if prob is None else prob, votes=tuple(votes), exit_level=exit_level,
+                       timings_ms=timings, skipped=tuple(skipped))
+
+    def run_sync(self, frame: Frame, timeout_s: float | None = None) -> Verdict:
+        """Blocking helper for offline tools (eval, bench); do not call from an event loop."""
+        seconds = self.config.runtime.deadline_ms / 1000 if timeout_s is None else timeout_s
+        return asyncio.run(self.run(frame, Deadline.after(seconds)))
+
+    async def _vote(self, detector: Detector, frame: Frame, deadline: Deadline) -> Vote:
+        loop = asyncio.get_running_loop()
+        budget = max(deadline.remaining() - self.margin_s, 0.001)
+        t0 = time.monotonic()
+        try:
+            fut = loop.run_in_executor(self._executor, detector.predict, [frame])
+            (vote,) = await asyncio.wait_for(fut, timeout=budget)
+        except TimeoutError:
+            elapsed = time.monotonic() - t0
+            self.costs.observe(detector.name, elapsed)
+            return Vote.abstain(detector.name, detector.level,
+                                f"deadline: no answer within {budget * 1000:.0f} ms", elapsed * 1000)
+        except Exception as exc:  # one failing voter must not take the answer down
+            log.warning("voter %s failed: %s: %s", detector.name, type(exc).__name__, exc)
+            return Vote.abstain(detector.name, detector.level, f"error: {type(exc).__name__}: {exc}",
+                                (time.monotonic() - t0) * 1000)
+        elapsed = time.monotonic() - t0
+        self.costs.observe(detector.name, elapsed)
+        weight = self.weights.get(detector.name, vote.weight) if not vote.abstained else 0.0
+        return dataclasses.replace(vote, weight=weight, latency_ms=elapsed * 1000)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Cascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

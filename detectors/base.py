@@ -1,0 +1,41 @@
+"""The one interface every voter adapter implements.
+
+An adapter is built from its `VoterConfig` by `from_config` (all file and weight I/O happens
+there) and then only predicts: `predict(frames)` takes a batch and returns one `Vote` per frame,
+in order. The constructor takes already-loaded parts so a test can pass fakes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cascade.config import VoterConfig
+from cascade.types import Frame, Level, Vote
+
+
+class Detector(ABC):
+    """A voter: a named model at one level that turns frames into votes."""
+
+    def __init__(self, name: str, level: Level, weight: float = 1.0) -> None:
+        self.name = name
+        self.level = Level.parse(level)
+        self.weight = weight
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> Detector:
+        """Load weights and build the adapter; relative paths are resolved against base_dir."""
+
+    @abstractmethod
+    def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+        """One vote per frame, same order. Abstain (with a reason) rather than raise per frame."""
+
+    def warmup(self) -> None:
+        """Run once on a blank frame so the first real query does not pay for lazy init."""
+        self.predict([Frame(np.zeros((224, 224, 3), np.uint8), source="warmup")])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, level={self.level.name})"

@@ -1,0 +1,1 @@
+"""The `roadwork` command line: the process entrypoint that wires the packages together."""

@@ -1,0 +1,191 @@
+"""The `roadwork` command: eval, train head, fit, bench and make-sample.
+
+Offline by default: HF_HUB_OFFLINE=1, YOLO_OFFLINE=1 and a project-local YOLO_CONFIG_DIR are set
+unless you set them yourself.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from roadwork.env import configure_process, set_torch_threads
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False)
+train_app = typer.Typer(help="Train models on a labelled dataset (never on the dev split).",
+                        no_args_is_help=True)
+app.add_typer(train_app, name="train")
+console = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML).")]
+DEFAULT_CONFIG = Path("configs/cpu.yaml")
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    configure_process(verbose=verbose)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def _load_cascade(config: Path):  # noqa: ANN202
+    from cascade.config import ConfigError, load_config
+    from cascade.pipeline import Cascade
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+    set_torch_threads(cfg.runtime.torch_threads)
+    try:
+        with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
+            return Cascade.from_config(cfg)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(f"cannot build the cascade from {config}: {exc}")
+
+
+def _load_data(data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN202
+    from training.datasets import load_dataset
+
+    try:
+        ds = load_dataset(data)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    ds = ds.select(split=split, sources=sources)
+    if not len(ds):
+        _fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
+              f"{len(ds.problems)} problem rows")
+    for p in ds.problems[:20]:
+        console.print(f"[yellow]skipped[/yellow] {p}")
+    if len(ds.problems) > 20:
+        console.print(f"[yellow]... and {len(ds.problems) - 20} more skipped rows[/yellow]")
+    return ds
+
+
+@app.command("eval")
+def eval_cmd(
+    data: Annotated[Path, typer.Option(help="Folder with labels.csv, or a NATIX-style .parquet.")],
+    out: Annotated[Path, typer.Option(help="Run folder to write predictions, metrics, plots, report.")] = Path("runs/eval"),
+    config: ConfigOpt = DEFAULT_CONFIG,
+    transform: Annotated[str, typer.Option(help="'validator' (224-px challenge transform) or 'none' (full resolution).")] = "validator",
+    split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this (e.g. dev).")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
+) -> None:
+    """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...)."""
+    from training.evaluate import evaluate
+    from training.transforms import make_transform
+
+    if transform not in ("validator", "none"):
+        _fail(f"--transform must be 'validator' or 'none', got {transform!r}")
+    ds = _load_data(data, split, source)
+    with _load_cascade(config) as cascade:
+        result = evaluate(cascade, ds, make_transform(transform, seed), transform, out)
+    _print_metrics(result.metrics)
+    console.print(f"report: {result.out_dir / 'report.md'}  ({len(result.problems)} inputs skipped)")
+
+
+def _print_metrics(m: dict) -> None:
+    from training.evaluate import fmt_metric
+
+    table = Table(title=f"{m['n']} images · MCC {fmt_metric(m['mcc'])} · acc {m['accuracy']:.3f} · "
+                        f"AUROC {m['auroc'] or float('nan'):.3f} · reward {m['subnet_reward']['mean']:.3f}")
+    for col in ("source", "n", "+", "MCC", "accuracy"):
+        table.add_column(col)
+    for s, r in m["per_source"].items():
+        table.add_row(s, str(r["n"]), str(r["positives"]), fmt_metric(r["mcc"]), f"{r['accuracy']:.3f}")
+    Console().print(table)
+    Console().print(f"latency p50 {m['latency_ms']['p50']:.1f} ms, p95 {m['latency_ms']['p95']:.1f} ms; "
+                    f"exit levels {m['exit_levels']}")
+
+
+@train_app.command("head")
+def train_head_cmd(
+    data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
+    out: Annotated[Path, typer.Option(help="Head file to write (.npz); a manifest and OOF run go beside it.")] = Path("models/l0_head.npz"),
+    split: Annotated[str, typer.Option(help="Split to train on. Never train on dev.")] = "train",
+    backbone: Annotated[str, typer.Option(help="'mobilenetv2-deepsort' or a transformers id/folder.")] = "mobilenetv2-deepsort",
+    views: Annotated[int, typer.Option(min=1, help="Validator-transformed views per image.")] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+    voter: Annotated[str, typer.Option(help="Voter name written into the OOF run.")] = "l0_head",
+) -> None:
+    """Train the L0 head on backbone embeddings with validator-style augmentation."""
+    from detectors.backbones import BackboneSpec, build_backbone
+    from training.train_head import HeadTrainConfig, train_head
+
+    if split == "dev":
+        _fail("refusing to train on the dev split: it is for measuring. Use --split train.")
+    ds = _load_data(data, split, None)
+    spec = (BackboneSpec() if backbone == "mobilenetv2-deepsort"
+            else BackboneSpec(kind="hf-automodel", model=backbone))
+    try:
+        bb = build_backbone(spec)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter)
+    cv = info["cv"]
+    console.print(f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
+                  f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}")
+
+
+@app.command("fit")
+def fit_cmd(
+    run: Annotated[Path, typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run.")],
+    out: Annotated[Path, typer.Option(help="Consensus artefact to write (JSON).")] = Path("models/consensus.json"),
+    target: Annotated[float, typer.Option(min=0.5, max=1.0, help="Accuracy required of early exits.")] = 0.98,
+) -> None:
+    """Learn voter weights, calibration and routing bands from a labelled run."""
+    from consensus.fitting import fit_consensus, rows_from_predictions
+    from training.evaluate import read_predictions
+
+    try:
+        rows = rows_from_predictions(read_predictions(run))
+        artefact = fit_consensus(rows, target=target, fitted_on=str(run))
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    artefact.save(out)
+    console.print(f"wrote {out}: weights {artefact.weights}, bands {artefact.bands}, "
+                  f"threshold {artefact.threshold_raw:.3f}, fit-set MCC {artefact.metrics['mcc']:.3f}")
+
+
+@app.command("bench")
+def bench_cmd(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("runs/bench.json"),
+    images: Annotated[int, typer.Option(min=1, help="Timed images.")] = 100,
+    size: Annotated[int, typer.Option(min=16, help="Image side in pixels (validators send 224).")] = 224,
+) -> None:
+    """Measure per-image latency (p50/p95) and images/s of a profile on this machine."""
+    from roadwork.bench import run_bench
+
+    with _load_cascade(config) as cascade:
+        result = run_bench(cascade, n=images, size=size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    lat = result["latency_ms"]
+    console.print(f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
+                  f"{result['images_per_s_sequential']:.1f} img/s -> {out}")
+
+
+@app.command("make-sample")
+def make_sample_cmd(
+    out: Annotated[Path, typer.Option(help="Folder to write images/ and labels.csv into.")] = Path("runs/sample"),
+    n: Annotated[int, typer.Option(min=2, help="Number of images (half roadwork).")] = 40,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Make a small synthetic labelled sample, for machines without real data."""
+    from roadwork.sample import make_sample
+
+    console.print(f"wrote {make_sample(out, n, seed) / 'labels.csv'}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,26 @@
+"""Process set-up done once by the entrypoint: offline defaults, logging, torch threads."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1",
+               "HF_HUB_DISABLE_TELEMETRY": "1", "FIFTYONE_DO_NOT_TRACK": "true"}
+
+
+def configure_process(cache_dir: Path | None = None, verbose: bool = False) -> None:
+    """Offline by default: a variable the user already set is kept (that is how to go online)."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    cache = cache_dir or Path.cwd() / ".cache"
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def set_torch_threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)

@@ -1,0 +1,112 @@
+import asyncio
+import time
+
+import pytest
+
+from cascade.budget import CostTracker, Deadline
+from cascade.config import CascadeConfig
+from cascade.pipeline import Cascade
+from cascade.types import Level
+from consensus.artefact import ConsensusArtefact
+from tests.conftest import FakeVoter
+
+
+def make_cascade(voters, bands=None, deadline_ms=2000, margin_ms=50, artefact=None, prior_ms=10):
+    levels = [{"level": lv, "band": b} for lv, b in (bands or {}).items()]
+    cfg = CascadeConfig.model_validate({
+        "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": prior_ms,
+                    "workers": 4},
+        "levels": levels,
+        "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters]})
+    return Cascade(voters, cfg, artefact)
+
+
+def test_confident_first_level_exits_early(frame):
+    # given a sure L0 and an L1 that would disagree
+    l0, l1 = FakeVoter("l0", "L0", 0.99), FakeVoter("l1", "L1", 0.01)
+    with make_cascade([l0, l1], bands={"L0": (0.1, 0.9)}) as cascade:
+        # when
+        verdict = cascade.run_sync(frame)
+    # then the cascade stopped after L0 and L1 never ran
+    assert verdict.exit_level is Level.L0 and l1.calls == 0
+    assert verdict.prob == pytest.approx(0.99)
+
+
+def test_unsure_first_level_goes_on_and_pools(frame):
+    l0, l1 = FakeVoter("l0", "L0", 0.6), FakeVoter("l1", "L1", 0.9)
+    with make_cascade([l0, l1], bands={"L0": (0.1, 0.9)}) as cascade:
+        verdict = cascade.run_sync(frame)
+    assert verdict.exit_level is Level.L1 and l1.calls == 1
+    assert 0.6 < verdict.prob < 0.9  # geometric pooling lies between the votes
+
+
+def test_voter_that_raises_abstains_and_others_answer(frame):
+    bad = FakeVoter("bad", "L0", error=RuntimeError("CUDA out of memory"))
+    good = FakeVoter("good", "L0", 0.8)
+    with make_cascade([bad, good]) as cascade:
+        verdict = cascade.run_sync(frame)
+    by_name = {v.voter: v for v in verdict.votes}
+    assert by_name["bad"].abstained and "CUDA out of memory" in by_name["bad"].reason
+    assert verdict.prob == pytest.approx(0.8) and verdict.answered
+
+
+def test_voter_past_the_deadline_abstains_and_answer_comes_in_time(frame):
+    fast, slow = FakeVoter("fast", "L0", 0.7), FakeVoter("slow", "L1", 0.1, delay=2.0)
+    with make_cascade([fast, slow], deadline_ms=500, margin_ms=50) as cascade:
+        t0 = time.monotonic()
+        verdict = cascade.run_sync(frame, timeout_s=0.5)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 0.5
+    assert verdict.prob == pytest.approx(0.7)
+    assert {v.voter for v in verdict.votes if v.abstained} == {"slow"}
+
+
+def test_stage_known_to_be_too_slow_is_skipped_without_running(frame):
+    fast, slow = FakeVoter("fast", "L0", 0.7), FakeVoter("slow", "L1", 0.2)
+    with make_cascade([fast, slow]) as cascade:
+        cascade.costs.observe("slow", 5.0)  # measured earlier: 5 s per frame
+        verdict = cascade.run_sync(frame, timeout_s=1.0)
+    assert slow.calls == 0 and any(s.startswith("slow") for s in verdict.skipped)
+    assert verdict.exit_level is Level.L0
+
+
+def test_nothing_ran_gives_unanswered_verdict(frame):
+    only = FakeVoter("only", "L0", 0.9)
+    with make_cascade([only], prior_ms=10_000) as cascade:
+        verdict = cascade.run_sync(frame, timeout_s=1.0)
+    assert not verdict.answered and verdict.exit_level is None and only.calls == 0
+
+
+def test_run_does_not_block_the_event_loop(frame):
+    slow = FakeVoter("slow", "L0", 0.6, delay=0.4)
+    ticks = []
+
+    async def ticker():
+        for _ in range(10):
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+
+    async def main():
+        with make_cascade([slow]) as cascade:
+            return await asyncio.gather(cascade.run(frame, Deadline.after(2.0)), ticker())
+
+    verdict, _ = asyncio.run(main())
+    assert verdict.prob == pytest.approx(0.6)
+    assert len(ticks) == 10 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.2
+
+
+def test_fitted_weights_replace_prior_weights(frame):
+    a, b = FakeVoter("a", "L0", 0.9), FakeVoter("b", "L0", 0.2)
+    art = ConsensusArtefact(weights={"a": 1.0, "b": 0.0})
+    with make_cascade([a, b], artefact=art) as cascade:
+        verdict = cascade.run_sync(frame)
+    assert verdict.prob == pytest.approx(0.9)
+    assert {v.voter: v.weight for v in verdict.votes} == {"a": 1.0, "b": 0.0}
+
+
+def test_cost_tracker_moving_average():
+    t = CostTracker(prior_s=0.2, alpha=0.5)
+    assert t.estimate("x") == 0.2
+    t.observe("x", 1.0)
+    t.observe("x", 0.0)
+    assert t.estimate("x") == pytest.approx(0.5)

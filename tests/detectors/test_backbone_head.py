@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from cascade.config import VoterConfig
+from cascade.types import Frame, Level
+from detectors.backbone_head import BackboneHead
+from detectors.backbones import BackboneSpec, MobileNetV2DeepSort, build_backbone
+from detectors.heads import LinearHead, write_manifest
+from detectors.registry import UnknownDetectorError, build, resolve
+
+
+@pytest.fixture(scope="module")
+def mobilenet():
+    return MobileNetV2DeepSort.load(BackboneSpec())
+
+
+def random_head(dim: int, seed: int = 0) -> LinearHead:
+    rng = np.random.default_rng(seed)
+    return LinearHead(mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim),
+                      intercept=0.0, backbone="test")
+
+
+def test_bundled_mobilenet_gives_1280_d_features_that_tell_images_apart(mobilenet):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    b = np.zeros((300, 200, 3), np.uint8)  # another size is resized
+    f = mobilenet.embed([a, b])
+    assert f.shape == (2, 1280) and np.isfinite(f).all()
+    assert not np.allclose(f[0], f[1])
+
+
+def test_backbone_head_votes_one_per_frame_in_order(mobilenet):
+    det = BackboneHead("l0", Level.L0, mobilenet, random_head(1280), batch=2)
+    frames = [Frame(np.full((64, 64, 3), v, np.uint8), source="t") for v in (0, 80, 160, 240, 255)]
+    votes = det.predict(frames)
+    assert [v.voter for v in votes] == ["l0"] * 5
+    assert all(0.0 <= v.prob <= 1.0 for v in votes)
+    single = [det.predict([f])[0].prob for f in frames]
+    assert np.allclose([v.prob for v in votes], single, atol=1e-5)  # batching changes nothing
+
+
+def test_head_dimension_mismatch_is_refused(mobilenet):
+    with pytest.raises(ValueError, match="1280"):
+        BackboneHead("l0", Level.L0, mobilenet, random_head(384))
+
+
+def test_registry_builds_from_config_and_checks_manifest(tmp_path):
+    head_path = random_head(1280).save(tmp_path / "head.npz")
+    write_manifest(head_path, {"note": "test"})
+    cfg = VoterConfig(name="l0", kind="backbone-head", level="L0", params={"head": "head.npz"})
+    det = build(cfg, tmp_path)
+    assert isinstance(det, BackboneHead) and det.level is Level.L0
+    head_path.write_bytes(head_path.read_bytes() + b"tampered")
+    with pytest.raises(ValueError, match="manifest"):
+        build(cfg, tmp_path)
+
+
+def test_unknown_kind_lists_known_kinds():
+    with pytest.raises(UnknownDetectorError, match="known kinds: backbone-head"):
+        resolve("yolo-nonexistent")
+
+
+def test_missing_head_file_says_how_to_make_one(tmp_path):
+    cfg = VoterConfig(name="l0", kind="backbone-head", level="L0", params={"head": "nope.npz"})
+    with pytest.raises(FileNotFoundError, match="roadwork train head"):
+        build(cfg, tmp_path)
+
+
+def tiny_dinov2_dir(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                    intermediate_size=64, image_size=32, patch_size=8)
+    model = transformers.Dinov2Model(cfg)
+    model.save_pretrained(tmp_path)
+    transformers.BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                   do_center_crop=True).save_pretrained(tmp_path)
+    return tmp_path
+
+
+def test_hf_automodel_path_loads_a_local_dinov2_and_embeds(tmp_path):
+    folder = tiny_dinov2_dir(tmp_path)
+    bb = build_backbone({"kind": "hf-automodel", "model": str(folder)})
+    feats = bb.embed([np.zeros((50, 70, 3), np.uint8), np.full((32, 32, 3), 200, np.uint8)])
+    assert bb.dim == 32 and feats.shape == (2, 32) and np.isfinite(feats).all()
+
+
+def test_hf_hub_id_not_cached_fails_clearly_offline():
+    pytest.importorskip("transformers")
+    with pytest.raises(FileNotFoundError, match="allow_download"):
+        build_backbone({"kind": "hf-automodel", "model": "roadwork-test/definitely-not-cached"})

@@ -1,0 +1,83 @@
+"""End to end through the `roadwork` command, as a user runs it."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    invoke("make-sample", "--out", str(out), "--n", "24")
+    return out
+
+
+def test_train_fit_eval_bench_on_a_made_sample(sample, tmp_path):
+    # given a head trained on the sample's train split and consensus fitted on its OOF run
+    invoke("train", "head", "--data", str(sample), "--out", str(tmp_path / "head.npz"), "--views", "1")
+    manifest = json.loads((tmp_path / "head.manifest.json").read_text())
+    assert manifest["n_images"] == 12 and len(manifest["data_hash"]) == 64
+    invoke("fit", "--run", str(tmp_path / "head.oof"), "--out", str(tmp_path / "consensus.json"))
+    profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
+    profile["voters"][0]["params"]["head"] = str(tmp_path / "head.npz")
+    profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    # when we evaluate on the dev split and benchmark
+    invoke("eval", "--data", str(sample), "--split", "dev", "--config", str(tmp_path / "p.yaml"),
+           "--out", str(tmp_path / "run"))
+    invoke("bench", "--config", str(tmp_path / "p.yaml"), "--images", "5", "--out", str(tmp_path / "b.json"))
+    # then the run folder holds what the report promises
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n"] == 12 and {"mcc", "accuracy", "auroc", "ece", "subnet_reward"} <= set(metrics)
+    rows = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(r["votes"][0]["voter"] == "l0_head" for r in rows)
+    assert all((run / f).stat().st_size > 0 for f in ("roc.png", "reliability.png", "latency.png", "report.md"))
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert bench["images"] == 5 and bench["latency_ms"]["p95"] >= bench["latency_ms"]["p50"] > 0
+
+
+def test_eval_reports_bad_rows_by_name_and_goes_on(sample, tmp_path):
+    labels = (sample / "labels.csv").read_text() + "images/ghost.jpg,1,synthetic,dev,g\n"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "images").symlink_to(sample / "images")
+    (bad / "labels.csv").write_text(labels)
+    result = invoke("eval", "--data", str(bad), "--split", "dev", "--out", str(tmp_path / "run"))
+    assert "images/ghost.jpg" in result.output
+    assert "images/ghost.jpg: file not found" in (tmp_path / "run" / "problems.txt").read_text()
+
+
+def test_refuses_to_train_on_dev(sample, tmp_path):
+    result = runner.invoke(app, ["train", "head", "--data", str(sample), "--split", "dev",
+                                 "--out", str(tmp_path / "h.npz")])
+    assert result.exit_code == 2 and "dev" in result.output
+
+
+def test_bad_profile_fails_with_the_key(tmp_path, sample):
+    (tmp_path / "p.yaml").write_text("voters:\n - {name: a, kind: nope, level: L0}\n")
+    result = runner.invoke(app, ["eval", "--data", str(sample), "--config", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2 and "unknown voter kind 'nope'" in result.output
+
+
+@pytest.mark.slow
+def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
+    """The committed L0 head must stay useful on real dev photographs (validator transform)."""
+    invoke("eval", "--data", str(shared_data), "--split", "dev", "--config", str(REPO / "configs" / "cpu.yaml"),
+           "--out", str(tmp_path / "run"))
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["n"] == 263 and m["skipped_inputs"] == 0
+    assert m["mcc"] > 0.5 and m["auroc"] > 0.85

@@ -1,0 +1,51 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from training.transforms import ValidatorTransform, make_transform
+
+
+@pytest.fixture
+def photo():
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    img[200:280, 300:340] = (255, 120, 0)  # an orange block, like a cone
+    return img
+
+
+def test_output_is_224_rgb_and_reproducible(photo):
+    tf = ValidatorTransform(seed=3)
+    a, b = tf(photo, "images/x.jpg"), tf(photo, "images/x.jpg")
+    assert a.shape == (224, 224, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, tf(photo, "images/y.jpg"))
+    assert not np.array_equal(a, ValidatorTransform(seed=4)(photo, "images/x.jpg"))
+
+
+def test_levels_are_chosen_evenly():
+    tf = ValidatorTransform(seed=0)
+    counts = Counter(tf.level_for(f"k{i}") for i in range(4000))
+    assert set(counts) == {0, 1, 2, 3}
+    assert all(850 < c < 1150 for c in counts.values())
+
+
+def test_level_zero_is_a_centre_crop(photo):
+    out = ValidatorTransform(seed=0)(photo, "k", level=0)
+    # the centre 480x480 square keeps the orange block near the middle
+    centre = out[90:130, 100:130].reshape(-1, 3).mean(axis=0)
+    assert centre[0] > 180 and centre[2] < 100
+
+
+@pytest.mark.parametrize("level", [1, 2, 3])
+def test_higher_levels_distort_more_than_level_zero(photo, level):
+    tf = ValidatorTransform(seed=0)
+    base = tf(photo, "k", level=0).astype(float)
+    out = tf(photo, "k", level=level).astype(float)
+    assert out.shape == (224, 224, 3) and np.abs(out - base).mean() > 5
+
+
+def test_none_passes_full_resolution_through(photo):
+    assert make_transform("none")(photo, "k") is photo
+    with pytest.raises(ValueError, match="validator"):
+        make_transform("blur")

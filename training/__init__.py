@@ -1,0 +1,1 @@
+"""Datasets, the validator transform, head training, offline evaluation."""
