@@ -2,8 +2,9 @@
 PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
-# CPU wheel of torch (this workplace keeps it in pip's find-links; elsewhere pip fetches it).
-TORCH   ?= torch==2.13.0
+# torch + a torchvision built for it (ultralytics needs torchvision). On this workplace pip takes
+# both from the local wheel folders; the build also runs on a CPU-only machine.
+TORCH   ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS  ?= dev,hf
 SHARED  := $(wildcard ../shared/data/labels.csv)
 DATA    ?= $(if $(SHARED),../shared/data,runs/sample)
