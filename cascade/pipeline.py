@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
+from cascade.observer import CascadeObserver, NullObserver
 from cascade.types import Frame, Level, Verdict, Vote
 from consensus.artefact import ConsensusArtefact
 from consensus.pooling import pool_votes
@@ -70,9 +72,12 @@ class Cascade:
         return pool_votes(votes, self.weights, clip=self.config.consensus.clip,
                           scale=a.scale if a else 1.0, bias=a.bias if a else 0.0)
 
-    async def run(self, frame: Frame, deadline: Deadline | None = None) -> Verdict:
+    async def run(self, frame: Frame, deadline: Deadline | None = None,
+                  observer: CascadeObserver | None = None) -> Verdict:
         if deadline is None:
             deadline = Deadline.after(self.config.runtime.deadline_ms / 1000)
+        obs = observer or NullObserver()
+        obs.on_start(frame, deadline.remaining())
         votes: list[Vote] = []
         skipped: list[str] = []
         timings: dict[str, float] = {}
@@ -86,17 +91,23 @@ class Cascade:
             if not runnable:
                 continue
             t0 = time.monotonic()
-            votes.extend(await asyncio.gather(*(self._vote(d, frame, deadline) for d in runnable)))
+            new_votes = await asyncio.gather(*(self._vote(d, frame, deadline) for d in runnable))
+            for vote in new_votes:
+                obs.on_vote(vote)
+            votes.extend(new_votes)
             timings[level.name] = (time.monotonic() - t0) * 1000
             pooled = self.pool(votes)
+            obs.on_level(level, pooled, timings[level.name], deadline.remaining())
             if pooled is None:
                 continue
             prob, exit_level = pooled, level
             lo, hi = self.band(level)
             if prob < lo or prob > hi:
                 break
-        return Verdict(prob=0.5 if prob is None else prob, votes=tuple(votes), exit_level=exit_level,
-                       timings_ms=timings, skipped=tuple(skipped))
+        verdict = Verdict(prob=0.5 if prob is None else prob, votes=tuple(votes), exit_level=exit_level,
+                          timings_ms=timings, skipped=tuple(skipped))
+        obs.on_verdict(verdict)
+        return verdict
 
     def run_sync(self, frame: Frame, timeout_s: float | None = None) -> Verdict:
         """Blocking helper for offline tools (eval, bench); do not call from an event loop."""
@@ -108,7 +119,11 @@ class Cascade:
         budget = max(deadline.remaining() - self.margin_s, 0.001)
         t0 = time.monotonic()
         try:
-            fut = loop.run_in_executor(self._executor, detector.predict, [frame])
+            apredict = getattr(detector, "apredict", None)
+            if inspect.iscoroutinefunction(apredict):  # I/O-bound voters (VLM clients) stay on the loop
+                fut = apredict([frame])
+            else:
+                fut = loop.run_in_executor(self._executor, detector.predict, [frame])
             (vote,) = await asyncio.wait_for(fut, timeout=budget)
         except TimeoutError:
             elapsed = time.monotonic() - t0

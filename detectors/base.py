@@ -3,6 +3,9 @@
 An adapter is built from its `VoterConfig` by `from_config` (all file and weight I/O happens
 there) and then only predicts: `predict(frames)` takes a batch and returns one `Vote` per frame,
 in order. The constructor takes already-loaded parts so a test can pass fakes.
+
+An I/O-bound adapter (a VLM client) may also define `async def apredict(frames)`; the cascade then
+awaits it on the event loop instead of running `predict` in its thread pool.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import pytest
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.pipeline import Cascade
-from cascade.types import Level
+from cascade.types import Level, Vote
 from consensus.artefact import ConsensusArtefact
 from tests.conftest import FakeVoter
 
@@ -110,3 +110,48 @@ def test_cost_tracker_moving_average():
     t.observe("x", 1.0)
     t.observe("x", 0.0)
     assert t.estimate("x") == pytest.approx(0.5)
+
+
+class RecordingObserver:
+    def __init__(self):
+        self.events = []
+
+    def on_start(self, frame, deadline_s):
+        self.events.append(("start", frame.frame_id))
+
+    def on_vote(self, vote):
+        self.events.append(("vote", vote.voter))
+
+    def on_level(self, level, pooled, elapsed_ms, deadline_left_s):
+        self.events.append(("level", level.name, round(pooled, 3)))
+
+    def on_verdict(self, verdict):
+        self.events.append(("verdict", verdict.exit_level.name))
+
+
+def test_observer_sees_votes_levels_and_verdict_in_order(frame):
+    obs = RecordingObserver()
+    l0, l1 = FakeVoter("l0", "L0", 0.6), FakeVoter("l1", "L1", 0.6)
+    with make_cascade([l0, l1]) as cascade:
+        asyncio.run(cascade.run(frame, Deadline.after(2.0), observer=obs))
+    assert obs.events == [("start", "f0"), ("vote", "l0"), ("level", "L0", 0.6), ("vote", "l1"),
+                          ("level", "L1", 0.6), ("verdict", "L1")]
+
+
+class AsyncVoter(FakeVoter):
+    """Like a VLM client: waits on I/O in the event loop instead of a thread."""
+
+    async def apredict(self, frames):
+        await asyncio.sleep(self.delay)
+        self.calls += 1
+        return [Vote(self.name, self.level, self.prob) for _ in frames]
+
+
+def test_async_voter_is_awaited_on_the_loop_and_times_out_cleanly(frame):
+    fast, slow = AsyncVoter("fast", "L0", 0.3), AsyncVoter("slow", "L3", 0.9, delay=5.0)
+    with make_cascade([fast, slow], deadline_ms=400, margin_ms=50) as cascade:
+        t0 = time.monotonic()
+        verdict = cascade.run_sync(frame, timeout_s=0.4)
+    assert time.monotonic() - t0 < 0.45
+    assert verdict.prob == pytest.approx(0.3) and fast.calls == 1
+    assert [v.voter for v in verdict.votes if v.abstained] == ["slow"]
