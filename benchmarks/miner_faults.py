@@ -1,0 +1,137 @@
+"""Fault injection: a stage that raises, sleeps past the deadline or ignores cancellation must not
+stop the miner from answering in time. Real axon and dendrite on loopback, real embedded L0.
+
+    python benchmarks/miner_faults.py --out runs/miner/faults.json            # deadline 8 s, as served
+    python benchmarks/miner_faults.py --deadline-ms 2000 --out /tmp/f.json    # quicker
+
+The embedded profile's L0 runs with its exit band opened (so the faulty L1 always runs after it).
+Each scenario sends --queries challenges one after another (validator timeout 9 s) and records
+the answer and its latency. Expected: every query answered with the L0 probability before the
+deadline, except `l0_raises`, where nothing ran and the honest answer is -1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from miner_common import payloads, percentiles, quiet
+
+
+def fault_detectors():  # noqa: ANN201 - classes are built after sys.path is set
+    from cascade.types import Frame, Level, Vote
+    from detectors.base import Detector
+
+    class Fault(Detector):
+        def __init__(self, name: str, level: Level, mode: str) -> None:
+            super().__init__(name, level)
+            self.mode = mode
+
+        @classmethod
+        def from_config(cls, cfg, base_dir):  # noqa: ANN001, ANN206
+            raise NotImplementedError("built directly by the benchmark")
+
+        def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+            if self.mode == "raise":
+                raise RuntimeError("injected fault: CUDA error: an illegal memory access was encountered")
+            if self.mode == "sleep":
+                time.sleep(30)
+            return [Vote(self.name, self.level, 0.01) for _ in frames]
+
+        def warmup(self) -> None:
+            pass
+
+    class Stubborn(Fault):
+        async def apredict(self, frames: Sequence[Frame]) -> list[Vote]:
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                try:
+                    await asyncio.sleep(0.1)
+                except asyncio.CancelledError:
+                    continue  # ignores cancellation: only the miner's hard cut can leave it behind
+            return self.predict(frames)
+
+    return Fault, Stubborn
+
+
+SCENARIOS = {
+    "l1_raises": ("L1", "raise"),
+    "l1_sleeps_past_deadline": ("L1", "sleep"),
+    "l3_ignores_cancellation": ("L3", "stubborn"),
+    "l0_raises": ("L0", "raise"),
+}
+
+
+def build(cfg, scenario: str):  # noqa: ANN001, ANN201
+    from cascade.pipeline import Cascade
+    from cascade.types import Level
+    from consensus.artefact import ConsensusArtefact
+    from detectors.registry import build as build_voter
+
+    fault, stubborn = fault_detectors()
+    level, mode = SCENARIOS[scenario]
+    artefact = ConsensusArtefact.load(cfg.resolve(cfg.consensus.weights)) if cfg.consensus.weights else None
+    voters = [build_voter(v, cfg.base_dir) for v in cfg.voters if v.enabled]
+    bad = (stubborn if mode == "stubborn" else fault)(f"fault_{mode}", Level.parse(level), mode)
+    if level == "L0":
+        voters = [fault("fault_raise", Level.L0, "raise")]
+    open_cfg = cfg.model_copy(update={"levels": [], "consensus": cfg.consensus.model_copy(update={"use_fitted_bands": False})})
+    cascade = Cascade(voters + ([bad] if level != "L0" else []), open_cfg, artefact)
+    cascade.warmup()
+    return cascade
+
+
+async def run_scenario(rig, pool, n: int) -> list[dict]:
+    rows = []
+    try:
+        for i in range(n):
+            label, payload = pool[i % len(pool)]
+            res = await rig.query(payload)
+            rows.append({"prediction": res.prediction, "answered": res.answered, "status": res.status_code,
+                         "latency_ms": round(res.latency_s * 1000, 1), "label": label})
+    finally:
+        await rig.aclose()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=Path("configs/cpu.yaml"))
+    ap.add_argument("--queries", type=int, default=3)
+    ap.add_argument("--deadline-ms", type=float, default=None, help="override miner.deadline_ms")
+    ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs")) / "miner_faults.json")
+    args = ap.parse_args()
+    quiet()
+    from cascade.config import load_config
+    from miner.rig import VALIDATOR_TIMEOUT_S, LocalRig
+    from roadwork.env import configure_process, set_torch_threads
+
+    configure_process()
+    cfg = load_config(args.config)
+    set_torch_threads(cfg.runtime.torch_threads)
+    mc = cfg.miner if args.deadline_ms is None else cfg.miner.model_copy(update={"deadline_ms": args.deadline_ms})
+    cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"deadline_ms": mc.deadline_ms})})
+    pool = payloads(None, None, max(args.queries, 4))
+    report = {"deadline_ms": mc.deadline_ms, "validator_timeout_s": VALIDATOR_TIMEOUT_S, "scenarios": {}}
+    for name in SCENARIOS:
+        with build(cfg, name) as cascade, LocalRig(cascade, mc) as rig:
+            rows = asyncio.run(run_scenario(rig, pool, args.queries))
+        lat = [r["latency_ms"] for r in rows]
+        expect_answer = name != "l0_raises"
+        ok = all(r["answered"] == expect_answer for r in rows) and max(lat) < VALIDATOR_TIMEOUT_S * 1000
+        report["scenarios"][name] = {"ok": ok, "expected": "answer in [0, 1]" if expect_answer else "-1 (nothing ran)",
+                                     "latency_ms": percentiles(lat), "queries": rows}
+        print(f"{name}: {'ok' if ok else 'FAILED'}; latency max {max(lat):.0f} ms; "
+              f"predictions {[round(r['prediction'], 3) for r in rows]}")
+    report["all_ok"] = all(s["ok"] for s in report["scenarios"].values())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    raise SystemExit(0 if report["all_ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""`roadwork serve` and `roadwork simulate` (registered in roadwork/cli.py). Light to import."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, soft_wrap=True)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def _quiet_pillow() -> None:
+    """Entrypoint-only: Pillow's bomb and corrupt-EXIF warnings would let a caller spam our logs.
+
+    Our own limits (miner.decode) are stricter than Pillow's warning threshold, and every refusal
+    is logged once with its reason by the miner itself.
+    """
+    import warnings
+
+    from PIL import Image
+
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\..*")
+
+
+def _config(path: Path):  # noqa: ANN202 - CascadeConfig
+    from cascade.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def _cascade_builder(cfg):  # noqa: ANN001, ANN202
+    def build():  # noqa: ANN202
+        from cascade.pipeline import Cascade
+        from roadwork.env import set_torch_threads
+
+        set_torch_threads(cfg.runtime.torch_threads)
+        try:
+            with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
+                return Cascade.from_config(cfg)
+        except (FileNotFoundError, ValueError, KeyError) as exc:
+            _fail(f"cannot build the cascade from the profile: {exc}")
+    return build
+
+
+def serve_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML); its `miner:` section tunes serving.")] = Path("configs/cpu.yaml"),
+    wallet_name: Annotated[str, typer.Option("--wallet.name", help="Coldkey wallet name (btcli's --wallet.name).")] = "default",
+    wallet_hotkey: Annotated[str, typer.Option("--wallet.hotkey", help="Hotkey name inside the wallet.")] = "default",
+    wallet_path: Annotated[str | None, typer.Option("--wallet.path", help="Wallets folder (default ~/.bittensor/wallets).")] = None,
+    netuid: Annotated[int, typer.Option("--netuid", help="Subnet: 72 on finney (StreetVision), 323 on test.")] = 72,
+    network: Annotated[str, typer.Option("--subtensor.network", help="finney, test, local or a ws:// endpoint.")] = "finney",
+    axon_port: Annotated[int, typer.Option("--axon.port", help="Port the axon listens on (open it in your firewall).")] = 8091,
+    axon_ip: Annotated[str, typer.Option("--axon.ip", help="Interface to bind; 0.0.0.0 so validators can reach you.")] = "0.0.0.0",
+    external_ip: Annotated[str | None, typer.Option("--axon.external_ip", help="Public IP announced on chain (default: looked up).")] = None,
+    external_port: Annotated[int | None, typer.Option("--axon.external_port", help="Public port announced on chain (default: --axon.port).")] = None,
+    health_port: Annotated[int | None, typer.Option("--health-port", help="Side port for /healthz, /readyz, /metrics (overrides miner.health.port; 0 = off).")] = None,
+    no_chain: Annotated[bool, typer.Option("--no-chain", help="Smoke test: no chain, temporary wallet, 127.0.0.1 only, every caller served.")] = False,
+    trace: Annotated[str | None, typer.Option(help="Send one trace per request to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`).")] = None,
+) -> None:
+    """Run the miner: a bittensor axon that answers validators' ImageSynapse with P(roadwork).
+
+    Loads and warms the cascade, checks that your hotkey is registered on --netuid, announces the axon on chain and serves until SIGTERM/SIGINT (then drains for miner.drain_s). Callers not in the metagraph, without a validator permit or under miner.policy.min_stake are refused; the rest are served by stake. Health and Prometheus metrics on 127.0.0.1:9100 by default.
+
+    Example: roadwork serve --config configs/cpu.yaml --wallet.name miner --wallet.hotkey default --netuid 323 --subtensor.network test --axon.port 8091
+    """
+    from miner.serve import ChainError, ServeOptions, run_serve
+
+    _quiet_pillow()
+    cfg = _config(config)
+    if health_port is not None:
+        cfg = cfg.model_copy(update={"miner": cfg.miner.model_copy(
+            update={"health": cfg.miner.health.model_copy(update={"port": health_port})})})
+    for name in ("miner", "monitoring"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    opts = ServeOptions(wallet_name, wallet_hotkey, wallet_path, netuid, network,
+                        "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip, axon_port,
+                        external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain)
+    tracer = _tracer(trace)
+    try:
+        code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
+    except (ChainError, ValueError, TimeoutError, OSError) as exc:
+        _fail(str(exc))
+    finally:
+        if tracer is not None:
+            tracer.close()
+    raise typer.Exit(code=code)
+
+
+def _tracer(url: str | None):  # noqa: ANN202 - CascadeTracer | None
+    if url is None:
+        return None
+    try:
+        from monitoring.tracing import CascadeTracer
+
+        return CascadeTracer.to_phoenix(url, project="roadwork-miner")
+    except ImportError as exc:
+        _fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+def _default_data(out: Path) -> tuple[Path, str | None]:
+    for candidate in (Path("../shared/data"), REPO.parent / "shared" / "data"):
+        if (candidate / "labels.csv").is_file():
+            return candidate, "dev"
+    from roadwork.sample import make_sample
+
+    console.print("[yellow]no ../shared/data here: making a synthetic sample[/yellow]")
+    return make_sample(out / "sample", 40, 0), None
+
+
+def simulate_cmd(
+    data: Annotated[Path | None, typer.Option(help="Folder with labels.csv or a .parquet; default ../shared/data (split dev), else a synthetic sample.")] = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML).")] = Path("configs/cpu.yaml"),
+    split: Annotated[str | None, typer.Option(help="Only rows of this split (e.g. dev).")] = None,
+    queries: Annotated[int, typer.Option(min=1, help="Challenges to send.")] = 60,
+    concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight at once.")] = 4,
+    out: Annotated[Path, typer.Option(help="Run folder: queries.jsonl, summary.json/.md, simulation.png, metrics.prom.")] = Path("runs/sim"),
+    transform: Annotated[str, typer.Option(help="'validator' (the subnet's augmentation levels) or 'none'.")] = "validator",
+    seed: Annotated[int, typer.Option(help="Seed of challenge choice and transform.")] = 0,
+) -> None:
+    """Play validator against our own miner, locally: no chain, no internet.
+
+    Starts the real axon on 127.0.0.1 with throw-away no-password wallets, then a bittensor dendrite sends validator-style challenges (label 50/50, validator transform, base64 JPEG, timeout 9 s). Reports per-query latency, timeouts, running MCC / accuracy and the subnet reward over time, as a table here and as files in --out.
+
+    Example: roadwork simulate --data ../shared/data --split dev --queries 60 --out runs/sim
+    """
+    from miner.rig import LocalRig
+    from miner.sim_report import table_rows
+    from miner.simulate import make_challenges, pick_samples, query_row, run_queries, settings_dict, write_run
+    from training.evaluate import progress_bar
+    from training.transforms import make_transform
+
+    if transform not in ("validator", "none"):
+        _fail(f"--transform must be 'validator' or 'none', got {transform!r}")
+    _quiet_pillow()
+    if data is None:
+        data, default_split = _default_data(out)
+        split = split or default_split
+    ds = _dataset(data, split)
+    cfg = _config(config)
+    samples = pick_samples(ds, queries, seed)
+    with progress_bar(transient=True) as bar:
+        task = bar.add_task("preparing challenges", total=len(samples))
+        challenges, problems = make_challenges(samples, make_transform(transform, seed),
+                                               lambda: bar.advance(task))
+    for p in problems[:10]:
+        console.print(f"[yellow]skipped[/yellow] {p}")
+    import asyncio
+
+    cascade = _cascade_builder(cfg)()
+    with cascade, LocalRig(cascade, cfg.miner) as rig:
+        console.print(f"axon on 127.0.0.1:{rig.axon.port}; side port {rig.health.url}/metrics")
+        with progress_bar() as bar:
+            task = bar.add_task(f"querying ({concurrency} in flight)", total=len(challenges))
+            results = asyncio.run(run_queries(rig, challenges, concurrency, lambda: bar.advance(task)))
+        rows = [query_row(*r) for r in results]
+        summary = write_run(out, rows, rig, settings_dict(data=data, split=split, queries=queries, concurrency=concurrency,
+                                                          config=config, transform=transform, seed=seed))
+    table = Table(title=f"simulated validator · {data} · split {split}")
+    table.add_column("measure")
+    table.add_column("value")
+    for k, v in table_rows(summary):
+        table.add_row(k, v)
+    Console().print(table)
+    console.print(f"run folder: {out} (summary.md, simulation.png, queries.jsonl, metrics.prom)")
+
+
+def _dataset(data: Path, split: str | None):  # noqa: ANN202
+    from training.datasets import load_dataset
+
+    try:
+        ds = load_dataset(data)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    ds = ds.select(split=split)
+    if not len(ds):
+        _fail(f"{data}: no usable samples with split={split!r} (try --split dev, or leave --split out)")
+    return ds

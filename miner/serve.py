@@ -1,0 +1,186 @@
+"""`roadwork serve`: the production miner process.
+
+    side port up (/healthz alive, /readyz 503)
+    -> chain: wallet, subtensor, metagraph (our hotkey must be registered)
+    -> cascade built and warmed up -> axon announced on chain
+    -> axon started, /readyz 200; metagraph re-synced every `miner.policy.sync_interval_s`
+    -> SIGTERM / SIGINT: /readyz 503, new requests answered -1, requests inside get up to
+       `miner.drain_s`, axon stopped, exit 0
+
+`--no-chain` skips the chain (static empty metagraph, every caller allowed) for a smoke test of
+this process on 127.0.0.1; it refuses any other interface. It uses the given wallet when its
+hotkey file exists, else a temporary one.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from cascade.config import CascadeConfig
+from miner.policy import CallerPolicy, MetagraphSnapshot
+from monitoring.health import HealthServer, HealthState
+from monitoring.metrics import MinerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class ChainError(RuntimeError):
+    """The chain side cannot be set up; the message says what to run to fix it."""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    wallet_name: str
+    wallet_hotkey: str
+    wallet_path: str | None
+    netuid: int
+    network: str
+    axon_ip: str
+    axon_port: int
+    external_ip: str | None
+    external_port: int | None
+    no_chain: bool = False
+
+
+class MetagraphSyncer(threading.Thread):
+    """Re-syncs the metagraph every interval and swaps the policy's snapshot; keeps the last good one."""
+
+    def __init__(self, subtensor: Any, metagraph: Any, policy: CallerPolicy, metrics: MinerMetrics,
+                 interval_s: float, stop: threading.Event) -> None:
+        super().__init__(name="metagraph-sync", daemon=True)
+        self.subtensor, self.metagraph, self.policy, self.metrics = subtensor, metagraph, policy, metrics
+        self.interval_s, self.stop = interval_s, stop
+
+    def sync_once(self) -> bool:
+        try:
+            self.metagraph.sync(subtensor=self.subtensor, lite=True)
+            snapshot = MetagraphSnapshot.from_metagraph(self.metagraph)
+        except Exception as exc:  # noqa: BLE001 - network trouble must not stop the miner
+            log.warning("metagraph sync failed (%s: %s); keeping the snapshot from block %s",
+                        type(exc).__name__, exc, self.policy.snapshot.block)
+            self.metrics.record_error("metagraph_sync")
+            return False
+        self.policy.update(snapshot)
+        self.metrics.metagraph_synced.set(time.time())
+        log.info("metagraph synced at block %s: %d neurons", snapshot.block, len(snapshot))
+        return True
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval_s):
+            self.sync_once()
+
+
+def connect_chain(opts: ServeOptions, wallet: Any) -> tuple[Any, Any]:
+    """(subtensor, metagraph); refuses a hotkey that is not registered on the subnet."""
+    import bittensor as bt
+
+    try:
+        subtensor = bt.Subtensor(network=opts.network)
+        metagraph = subtensor.metagraph(opts.netuid)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the flags that fix it
+        raise ChainError(f"cannot reach subtensor network {opts.network!r} for netuid {opts.netuid}: "
+                         f"{type(exc).__name__}: {exc}. Check --subtensor.network (finney, test, or ws://...)") from exc
+    hotkey = wallet.hotkey.ss58_address
+    if hotkey not in list(metagraph.hotkeys):
+        raise ChainError(f"hotkey {hotkey} (wallet {opts.wallet_name}/{opts.wallet_hotkey}) is not registered on "
+                         f"netuid {opts.netuid} ({opts.network}). Register it first: btcli subnet register "
+                         f"--netuid {opts.netuid} --wallet.name {opts.wallet_name} --wallet.hotkey "
+                         f"{opts.wallet_hotkey} --network {opts.network}")
+    return subtensor, metagraph
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        log.warning("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def _wait_idle(service: Any, timeout_s: float) -> bool:
+    service.closing = True
+    end = time.monotonic() + timeout_s
+    while service.in_flight and time.monotonic() < end:
+        time.sleep(0.05)
+    return service.in_flight == 0
+
+
+def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
+              stop: threading.Event | None = None, tracer: Any = None) -> int:
+    """Serve until SIGTERM/SIGINT (or `stop` is set); returns the exit code."""
+    from miner.axon import build_axon, start_axon
+    from miner.service import MinerService, cascade_observers
+
+    mc = cfg.miner
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        _install_signals(stop)
+    metrics = MinerMetrics()
+    state = HealthState(metrics)
+    health = HealthServer(state, metrics, mc.health.host, mc.health.port).start() if mc.health.port else None
+    if health:
+        log.info("side port: %s/healthz, /readyz, /metrics", health.url)
+    wallet, subtensor, metagraph, policy = _chain_side(opts, mc, metrics)  # fail fast, before loading models
+    state.set_ready(False, "chain ok; loading models")
+    cascade = build_cascade()
+    service = MinerService(cascade, mc, metrics, observer_factory=cascade_observers(metrics, tracer))
+    axon = build_axon(wallet, service, policy, metrics, ip=opts.axon_ip, port=opts.axon_port,
+                      external_ip=opts.external_ip, external_port=opts.external_port)
+    if subtensor is not None:
+        served = subtensor.serve_axon(netuid=opts.netuid, axon=axon)
+        if not getattr(served, "success", True):  # e.g. rate limit: the chain keeps the last announcement
+            log.warning("announcing the axon on chain failed: %s", getattr(served, "message", served))
+        MetagraphSyncer(subtensor, metagraph, policy, metrics, mc.policy.sync_interval_s, stop).start()
+    start_axon(axon)
+    state.set_ready(True, f"serving on {opts.axon_ip}:{opts.axon_port}")
+    log.warning("miner ready: axon %s:%d, hotkey %s, deadline %.0f ms", opts.axon_ip, opts.axon_port,
+                wallet.hotkey.ss58_address, mc.deadline_ms)
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        state.set_ready(False, "draining")
+        drained = _wait_idle(service, mc.drain_s)
+        axon.stop()
+        service.close()
+        cascade.close()
+        if health:
+            health.stop()
+        log.warning("miner stopped (%s)", "drained" if drained else f"{service.in_flight} requests cut at drain_s")
+    return 0
+
+
+def _chain_side(opts: ServeOptions, mc: Any, metrics: MinerMetrics) -> tuple[Any, Any, Any, CallerPolicy]:
+    if opts.no_chain:
+        import tempfile
+
+        from miner.local import local_wallet
+
+        if opts.axon_ip not in ("127.0.0.1", "localhost"):
+            raise ChainError(f"--no-chain serves every caller, so it binds 127.0.0.1 only; got --axon.ip {opts.axon_ip}")
+        wallet = _wallet(opts)
+        if not wallet.hotkey_file.exists_on_device():
+            wallet = local_wallet(tempfile.mkdtemp(prefix="roadwork-nochain-"), "miner")
+        policy = CallerPolicy(mc.policy.model_copy(update={"allow_unregistered": True}), MetagraphSnapshot())
+        return wallet, None, None, policy
+    wallet = _wallet(opts)
+    if not wallet.hotkey_file.exists_on_device():
+        raise ChainError(f"no hotkey file for wallet {opts.wallet_name}/{opts.wallet_hotkey} under {wallet.path}; "
+                         "create it with btcli wallet new_hotkey, or fix --wallet.name / --wallet.hotkey / --wallet.path")
+    subtensor, metagraph = connect_chain(opts, wallet)
+    policy = CallerPolicy(mc.policy, MetagraphSnapshot.from_metagraph(metagraph))
+    metrics.metagraph_synced.set(time.time())
+    return wallet, subtensor, metagraph, policy
+
+
+def _wallet(opts: ServeOptions) -> Any:
+    from bittensor_wallet import Wallet
+
+    if opts.wallet_path:
+        return Wallet(name=opts.wallet_name, hotkey=opts.wallet_hotkey, path=opts.wallet_path)
+    return Wallet(name=opts.wallet_name, hotkey=opts.wallet_hotkey)
+

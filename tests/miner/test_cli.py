@@ -1,0 +1,135 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from tests.conftest import REPO
+
+runner = CliRunner()
+pytestmark = [pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning"),
+              pytest.mark.filterwarnings("ignore:You are calling this from an already-running event loop")]
+
+
+@pytest.mark.parametrize("command, words", [
+    ("serve", ["--wallet.name", "--wallet.hotkey", "--netuid", "--subtensor.network", "--axon.port", "--no-chain"]),
+    ("simulate", ["--data", "--queries", "--concurrency", "--split", "--out"]),
+])
+def test_help_lists_the_flags(command, words):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for w in words:
+        assert w in result.output
+
+
+def test_serve_without_a_hotkey_fails_with_the_fix(tmp_path):
+    result = runner.invoke(app, ["serve", "--wallet.path", str(tmp_path), "--wallet.name", "nobody",
+                                 "--health-port", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "no hotkey file" in result.output and "btcli wallet new_hotkey" in result.output
+
+
+@pytest.mark.slow
+def test_simulate_writes_a_run_folder(tmp_path):
+    pytest.importorskip("bittensor")
+    from roadwork.sample import make_sample
+
+    data = make_sample(tmp_path / "sample", 8, 0)
+    out = tmp_path / "sim"
+    result = runner.invoke(app, ["simulate", "--data", str(data), "--queries", "6", "--concurrency", "2",
+                                 "--out", str(out), "--config", str(REPO / "configs" / "cpu.yaml")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["queries"] == 6 and summary["answered"] == 6 and summary["timeouts"] == 0
+    assert summary["latency_ms"]["p95"] < 9000
+    for name in ("simulation.png", "summary.md", "queries.jsonl", "metrics.prom"):
+        assert (out / name).stat().st_size > 0
+    prom = (out / "metrics.prom").read_text()
+    assert "roadwork_request_latency_seconds_count" in prom and "roadwork_cascade_queries_total" in prom
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+@pytest.mark.slow
+def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
+    pytest.importorskip("bittensor")
+    import asyncio
+
+    from miner.axon import free_port
+    from miner.local import local_dendrite, local_wallet
+    from miner.protocol import ImageSynapse
+    from tests.miner.helpers import encode
+
+    axon_port, health_port = free_port(), free_port()
+    miner = local_wallet(tmp_path / "w", "miner")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "serve", "--no-chain", "--config",
+                             str(REPO / "configs" / "cpu.yaml"), "--axon.port", str(axon_port),
+                             "--health-port", str(health_port), "--wallet.path", str(tmp_path / "w"),
+                             "--wallet.name", "miner"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = f"http://127.0.0.1:{health_port}"
+        end = time.monotonic() + 120
+        while _get(health + "/readyz") != 200:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < end, "not ready within 120 s"
+            time.sleep(0.5)
+        assert _get(health + "/healthz") == 200
+
+        class Target:  # what the dendrite needs from an axon: its info()
+            @staticmethod
+            def info():
+                import bittensor as bt
+                return bt.AxonInfo(version=0, ip="127.0.0.1", port=axon_port, ip_type=4,
+                                   hotkey=miner.hotkey.ss58_address, coldkey="")
+
+        async def ask():
+            d = local_dendrite(local_wallet(tmp_path / "w", "validator"))
+            try:
+                return (await d(axons=[Target.info()], synapse=ImageSynapse(image=encode(size=(224, 224))),
+                                deserialize=False, timeout=9))[0]
+            finally:
+                await d.aclose_session()
+        resp = asyncio.run(ask())
+        assert resp.dendrite.status_code == 200 and 0.0 <= resp.prediction <= 1.0
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_simulate_falls_back_to_a_synthetic_sample(tmp_path, monkeypatch):
+    import miner.cli as mcli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mcli, "REPO", tmp_path / "repo")
+    data, split = mcli._default_data(tmp_path / "out")
+    assert split is None and (data / "labels.csv").is_file()
+
+
+def test_local_wallets_print_no_mnemonic(tmp_path, capfd):
+    pytest.importorskip("bittensor_wallet")
+    from miner.local import local_wallet
+
+    wallet = local_wallet(tmp_path, "w")
+    out = capfd.readouterr()
+    assert wallet.hotkey.ss58_address.startswith("5")
+    assert "mnemonic" not in (out.out + out.err).lower()
