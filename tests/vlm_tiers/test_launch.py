@@ -1,0 +1,128 @@
+"""vLLM launch profiles (configs/vllm/*.yaml) and `roadwork vllm print|launch|plan`."""
+import json
+import shutil
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from vlm_tiers.launch import PROFILES_DIR, ProfileError, ServeProfile, gpu_shares, load_profile, placement_entry
+
+TIERS = ["fast", "power", "precision"]
+runner = CliRunner()
+
+
+def flag(argv, name):
+    return argv[argv.index(name) + 1]
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_shipped_profile_gives_the_serving_floor(tier):
+    p = load_profile(tier)
+    argv = p.serve_args()
+    assert argv[:3] == ["vllm", "serve", p.model] and flag(argv, "--served-model-name") == tier
+    assert "--enable-prefix-caching" in argv and "--enable-chunked-prefill" in argv
+    assert flag(argv, "--kv-cache-dtype") == "fp8"
+    assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 1, "video": 0}
+    assert flag(argv, "--host") == "127.0.0.1"
+    assert int(flag(argv, "--max-logprobs")) >= 10  # the client asks top_logprobs=10
+    if p.tensor_parallel_size > 1:
+        assert flag(argv, "--mm-encoder-tp-mode") == "data"
+        assert p.env()["CUDA_VISIBLE_DEVICES"] == ",".join(map(str, p.gpus))
+
+
+def test_shipped_profiles_fit_two_h100s_with_room_for_detectors():
+    profiles = [load_profile(t) for t in TIERS]
+    shares = gpu_shares(profiles)
+    assert set(shares) == {0, 1} and all(s <= 0.85 for s in shares.values())
+    assert len({p.port for p in profiles}) == 3
+
+
+def test_placement_entries_are_valid_placement_specs():
+    placement = pytest.importorskip("cascade.placement")
+    cfg = placement.PlacementConfig.model_validate({
+        "gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
+        "vllm_servers": [placement_entry(load_profile(t), PROFILES_DIR / f"{t}.yaml") for t in TIERS]})
+    plan = placement.build_plan([], cfg)
+    assert plan.problems() == []
+
+
+BASE = yaml.safe_load((PROFILES_DIR / "fast.yaml").read_text())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tensor_parallel_size": 2, "gpus": [0, 1]}, "mm_encoder_tp_mode: data"),
+    ({"tensor_parallel_size": 2}, "must list tensor_parallel_size"),
+    ({"gpus": [0, 0], "tensor_parallel_size": 2, "mm_encoder_tp_mode": "data"}, "repeats a card"),
+    ({"gpu_memory_utilization": 0.99}, "gpu_memory_utilization"),
+    ({"limit_mm_per_prompt": {"image": 0}}, "must allow 1 image"),
+    ({"enable_chunked_prefill": False, "max_num_batched_tokens": 2048}, "enable_chunked_prefill"),
+    ({"kv_cache_dtype": "int4"}, "kv_cache_dtype"),
+    ({"enable_prefix_cache": True}, "enable_prefix_cache"),  # typo: unknown keys are refused
+])
+def test_bad_profile_names_the_key(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **change}))
+    with pytest.raises(ProfileError, match=message):
+        load_profile(str(path))
+
+
+def test_unknown_tier_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="known: fast, power, precision"):
+        load_profile("turbo")
+
+
+def test_cli_print_renders_the_command():
+    result = runner.invoke(app, ["vllm", "print", "precision"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("CUDA_VISIBLE_DEVICES=0,1 vllm serve Qwen/")
+    assert "--tensor-parallel-size 2" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("vllm") is not None, reason="vllm is installed here")
+def test_cli_launch_refuses_without_vllm_and_prints_the_command():
+    result = runner.invoke(app, ["vllm", "launch", "fast"])
+    assert result.exit_code == 2
+    assert "vLLM is not installed" in result.output and "pip install -e '.[serve]'" in result.output
+    assert "vllm serve Qwen/Qwen2.5-VL-7B-Instruct" in result.output
+
+
+def test_cli_plan_refuses_an_overcommitted_card(tmp_path):
+    for t in TIERS:
+        (tmp_path / f"{t}.yaml").write_text((PROFILES_DIR / f"{t}.yaml").read_text())
+    ok = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
+    assert ok.exit_code == 0 and "GPU 1: vLLM 0.78" in ok.output
+    data = yaml.safe_load((tmp_path / "power.yaml").read_text())
+    (tmp_path / "power.yaml").write_text(yaml.safe_dump({**data, "gpu_memory_utilization": 0.65}))
+    bad = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
+    assert bad.exit_code == 2 and "cards over" in bad.output
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_flags_parse_with_vllms_own_argument_parser(tier):
+    pytest.importorskip("vllm")
+    try:  # the parser's home moved between vLLM releases
+        from vllm.utils.argparse_utils import FlexibleArgumentParser
+    except ImportError:
+        from vllm.utils import FlexibleArgumentParser
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
+
+    argv = load_profile(tier).serve_args()
+    parser = make_arg_parser(FlexibleArgumentParser())
+    args = parser.parse_args(["--model", argv[2], *argv[3:]])
+    validate_parsed_serve_args(args)
+    engine = AsyncEngineArgs.from_cli_args(args)
+    assert engine.enable_prefix_caching is True and engine.kv_cache_dtype == "fp8"
+
+
+def test_profile_model_round_trips():
+    p = load_profile("fast")
+    assert ServeProfile.model_validate(p.model_dump()) == p
+
+
+def test_cli_and_launch_agree_on_the_profiles_folder():
+    from vlm_tiers.cli import PROFILES_DIR as CLI_DIR
+
+    assert CLI_DIR == PROFILES_DIR and (CLI_DIR / "fast.yaml").is_file()

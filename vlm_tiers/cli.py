@@ -1,0 +1,91 @@
+"""`roadwork vllm print|launch|plan`: the VLM tiers' vLLM servers from configs/vllm/*.yaml."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "vllm"  # = vlm_tiers.launch.PROFILES_DIR
+vllm_app = typer.Typer(help="vLLM servers for the L3-L5 VLM tiers (profiles in configs/vllm/).",
+                       no_args_is_help=True)
+_err = Console(stderr=True, soft_wrap=True)
+
+TierArg = Annotated[str, typer.Argument(help="Tier name (fast, power, precision) or a profile .yaml path.")]
+DirOpt = Annotated[Path, typer.Option("--profiles", help="Folder of launch profiles.")]
+
+
+def _load(tier: str, profiles: Path):  # noqa: ANN202
+    from vlm_tiers.launch import ProfileError, load_profile  # pydantic models: imported on use
+
+    try:
+        return load_profile(tier, profiles)
+    except ProfileError as exc:
+        _err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(code=2) from exc
+
+
+@vllm_app.command("print")
+def print_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR) -> None:
+    """Print the `vllm serve` command line of a tier's profile (with CUDA_VISIBLE_DEVICES).
+
+    Example: `roadwork vllm print fast`, then run the line on the GPU host, or use `launch`.
+    """
+    typer.echo(_load(tier, profiles).command_line())
+
+
+@vllm_app.command("launch")
+def launch_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR,
+               dry_run: Annotated[bool, typer.Option(help="Print the command, do not start it.")] = False) -> None:
+    """Start `vllm serve` for a tier in the foreground (replaces this process).
+
+    Needs vLLM installed (`pip install -e '.[serve]'` on a GPU machine); without it, prints the
+    command it would run and exits with status 2.
+    """
+    profile = _load(tier, profiles)
+    line = profile.command_line()
+    if dry_run:
+        typer.echo(line)
+        return
+    exe = shutil.which("vllm")
+    if exe is None or importlib.util.find_spec("vllm") is None:
+        _err.print("[red]error:[/red] " + escape(
+            "vLLM is not installed here (no `vllm` executable / module). Install it on the GPU "
+            "machine with `pip install -e '.[serve]'`, or run this command there yourself:"))
+        typer.echo(line)
+        raise typer.Exit(code=2)
+    _err.print(f"starting: {line}")
+    args = profile.serve_args()
+    os.execvpe(exe, [exe, *args[1:]], {**os.environ, **profile.env()})
+
+
+@vllm_app.command("plan")
+def plan_cmd(profiles: DirOpt = PROFILES_DIR,
+             headroom: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of each card kept "
+                                                     "for the in-process detectors.")] = 0.15) -> None:
+    """Add up the tiers' GPU memory fractions per card; refuse when a card exceeds 1 - headroom."""
+    from vlm_tiers.launch import gpu_shares
+
+    loaded = []
+    for path in sorted(profiles.glob("*.yaml")):
+        loaded.append(_load(str(path), profiles))
+    table = Table(title=f"vLLM tiers in {profiles}")
+    for col in ("tier", "model", "gpus", "TP", "mem fraction", "port"):
+        table.add_column(col)
+    for p in loaded:
+        table.add_row(p.tier, p.model, ",".join(map(str, p.gpus)), str(p.tensor_parallel_size),
+                      f"{p.gpu_memory_utilization:.2f}", str(p.port))
+    Console().print(table)
+    over = {g: s for g, s in gpu_shares(loaded).items() if s > 1.0 - headroom}
+    for g, s in sorted(gpu_shares(loaded).items()):
+        _err.print(f"GPU {g}: vLLM {s:.2f} of the card, {1 - s:.2f} left for detectors")
+    if over:
+        _err.print(f"[red]error:[/red] cards over {1 - headroom:.2f}: {over}; lower "
+                   "gpu_memory_utilization in configs/vllm/*.yaml or --headroom")
+        raise typer.Exit(code=2)

@@ -1,0 +1,163 @@
+"""vLLM launch profiles (configs/vllm/*.yaml): checked settings -> a `vllm serve` command line.
+
+A profile states the floor a serving engine must give the tiers. Paged KV cache and continuous
+batching are how vLLM always works (no flag); the profile switches on prefix caching (the
+question and system prompt are shared by every request), chunked prefill, an FP8 KV cache where
+the model allows it, one image per prompt, the vision encoder data-parallel under tensor
+parallelism, and speculative decoding where a draft helps (only for long answers: a yes/no tier
+decodes one token, so there is nothing to speculate).
+
+`gpu_memory_utilization` is vLLM's per-instance share of each card it uses; `placement_entry`
+turns a profile into the `placement.vllm_servers` entry that `roadwork plan` adds up per GPU.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "vllm"
+
+
+class ProfileError(ValueError):
+    """A launch profile that cannot be used; the message names the file and the key."""
+
+
+class ServeProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    tier: Literal["fast", "power", "precision"]
+    level: Literal["L3", "L4", "L5"]
+    model: str = Field(min_length=1)
+    """Hub id or local folder of the served model."""
+    served_model_name: str = Field(min_length=1)
+    """The name clients send as `model` (the tier voter's `params.model`)."""
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1024, le=65535)
+    gpus: list[int] = Field(min_length=1)
+    """Physical card indices (CUDA_VISIBLE_DEVICES); as many as tensor_parallel_size."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(gt=0.05, le=0.95)
+    dtype: Literal["auto", "bfloat16", "float16"] = "auto"
+    quantization: Literal["awq", "awq_marlin", "gptq", "fp8", "compressed-tensors"] | None = None
+    max_model_len: int = Field(ge=512)
+    max_num_seqs: int = Field(default=32, ge=1)
+    max_num_batched_tokens: int = Field(default=8192, ge=512)
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3"] = "fp8"
+    enable_prefix_caching: bool = True
+    enable_chunked_prefill: bool = True
+    limit_mm_per_prompt: dict[str, int] = Field(default_factory=lambda: {"image": 1, "video": 0})
+    mm_processor_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """E.g. {max_pixels: 200704}: the server-side cap that matches the client's image.max_pixels."""
+    mm_encoder_tp_mode: Literal["weights", "data"] | None = None
+    speculative_config: dict[str, Any] | None = None
+    reasoning_parser: str | None = None
+    max_logprobs: int = Field(default=20, ge=1)
+    extra_args: list[str] = Field(default_factory=list)
+    """Further `vllm serve` flags, passed through as written."""
+
+    @model_validator(mode="after")
+    def _floor(self) -> ServeProfile:
+        if len(self.gpus) != self.tensor_parallel_size:
+            raise ValueError(f"gpus {self.gpus} must list tensor_parallel_size "
+                             f"({self.tensor_parallel_size}) cards")
+        if len(set(self.gpus)) != len(self.gpus):
+            raise ValueError(f"gpus repeats a card: {self.gpus}")
+        if self.tensor_parallel_size > 1 and self.mm_encoder_tp_mode != "data":
+            raise ValueError(f"tensor_parallel_size {self.tensor_parallel_size} needs "
+                             f"mm_encoder_tp_mode: data (got {self.mm_encoder_tp_mode!r}): the small "
+                             "vision encoder runs data-parallel instead of being split across cards")
+        if self.limit_mm_per_prompt.get("image", 0) < 1:
+            raise ValueError(f"limit_mm_per_prompt {self.limit_mm_per_prompt} must allow 1 image")
+        if self.max_num_batched_tokens < self.max_model_len and not self.enable_chunked_prefill:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) is smaller than "
+                             f"max_model_len ({self.max_model_len}); enable_chunked_prefill or raise it")
+        return self
+
+    def serve_args(self) -> list[str]:
+        """`vllm serve MODEL ...` as an argv list (the model first, then flags)."""
+        a = ["vllm", "serve", self.model, "--served-model-name", self.served_model_name,
+             "--host", self.host, "--port", str(self.port),
+             "--tensor-parallel-size", str(self.tensor_parallel_size),
+             "--gpu-memory-utilization", str(self.gpu_memory_utilization),
+             "--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
+             "--max-num-seqs", str(self.max_num_seqs),
+             "--max-num-batched-tokens", str(self.max_num_batched_tokens),
+             "--kv-cache-dtype", self.kv_cache_dtype,
+             "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching",
+             "--enable-chunked-prefill" if self.enable_chunked_prefill else "--no-enable-chunked-prefill",
+             "--limit-mm-per-prompt", json.dumps(self.limit_mm_per_prompt, separators=(",", ":")),
+             "--max-logprobs", str(self.max_logprobs)]
+        if self.quantization:
+            a += ["--quantization", self.quantization]
+        if self.mm_processor_kwargs:
+            a += ["--mm-processor-kwargs", json.dumps(self.mm_processor_kwargs, separators=(",", ":"))]
+        if self.mm_encoder_tp_mode:
+            a += ["--mm-encoder-tp-mode", self.mm_encoder_tp_mode]
+        if self.speculative_config:
+            a += ["--speculative-config", json.dumps(self.speculative_config, separators=(",", ":"))]
+        if self.reasoning_parser:
+            a += ["--reasoning-parser", self.reasoning_parser]
+        return a + list(self.extra_args)
+
+    def env(self) -> dict[str, str]:
+        return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus)}
+
+    def command_line(self) -> str:
+        """The shell line, environment included, as `roadwork vllm print` shows it."""
+        envs = " ".join(f"{k}={v}" for k, v in self.env().items())
+        return f"{envs} {shlex.join(self.serve_args())}"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def placement_entry(profile: ServeProfile, path: Path | None = None) -> dict[str, Any]:
+    """The `placement.vllm_servers` item for this profile (cascade/placement.py's VllmServerSpec)."""
+    return {"name": profile.tier, "gpus": [f"cuda:{g}" for g in profile.gpus],
+            "memory_fraction": profile.gpu_memory_utilization,
+            **({"profile": str(path)} if path is not None else {})}
+
+
+def gpu_shares(profiles: list[ServeProfile]) -> dict[int, float]:
+    """Sum of the vLLM memory fractions on each card."""
+    shares: dict[int, float] = {}
+    for p in profiles:
+        for g in p.gpus:
+            shares[g] = round(shares.get(g, 0.0) + p.gpu_memory_utilization, 6)
+    return shares
+
+
+def profile_path(tier_or_path: str, profiles_dir: Path = PROFILES_DIR) -> Path:
+    candidate = Path(tier_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    path = profiles_dir / f"{tier_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in profiles_dir.glob("*.yaml"))
+        raise ProfileError(f"no launch profile for tier {tier_or_path!r} in {profiles_dir}; "
+                           f"known: {', '.join(known) or 'none'} (or pass a .yaml path)")
+    return path
+
+
+def load_profile(tier_or_path: str, profiles_dir: Path = PROFILES_DIR) -> ServeProfile:
+    path = profile_path(tier_or_path, profiles_dir)
+    if not path.is_file():
+        raise ProfileError(f"launch profile {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+        return ServeProfile.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"launch profile {str(path)!r} is not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        lines = [f"launch profile {str(path)!r} is invalid:"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ProfileError("\n".join(lines)) from exc
