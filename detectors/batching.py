@@ -1,0 +1,140 @@
+"""Micro-batching: concurrent `predict([frame])` calls on one model are gathered into one batch.
+
+The cascade runs each request's voters in its thread pool (`runtime.workers` threads), so with
+many requests in flight the same model is asked for one frame from several threads at once. A
+`MicroBatcher` wraps any `Detector`: the first queued frame opens a batch that waits up to
+`batch_wait_ms` (or until `batch` frames are queued), then the inner model runs once on all
+queued frames and hands each caller its own votes. One worker thread per model runs the batches
+(one batch at a time on the accelerator); callers that arrive meanwhile form the next batch.
+
+An error in the inner model is raised in every caller of that batch (the cascade turns it into an
+abstaining vote with the reason), never swallowed.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cascade.config import VoterConfig
+from cascade.types import Frame, Vote
+from detectors.base import Detector
+
+
+@dataclass
+class _Request:
+    frames: list[Frame]
+    future: Future = field(default_factory=Future)
+
+
+@dataclass
+class BatchStats:
+    calls: int = 0
+    """predict() calls received."""
+    batches: int = 0
+    """inner model calls made."""
+    frames: int = 0
+
+    @property
+    def mean_batch(self) -> float:
+        return self.frames / self.batches if self.batches else 0.0
+
+
+class MicroBatcher(Detector):
+    def __init__(self, inner: Detector, batch: int = 16, wait_ms: float = 5.0) -> None:
+        super().__init__(inner.name, inner.level, inner.weight)
+        if batch < 1 or wait_ms < 0:
+            raise ValueError(f"micro-batching needs batch >= 1 and batch_wait_ms >= 0, got {batch}, {wait_ms}")
+        self.inner = inner
+        self.max_batch = batch
+        self.wait_s = wait_ms / 1000
+        self.stats = BatchStats()
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._run_lock = threading.Lock()  # one batch at a time on the model
+
+    @classmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> MicroBatcher:
+        from detectors.registry import resolve
+
+        return cls(resolve(cfg.kind).from_config(cfg, base_dir), cfg.batch, cfg.batch_wait_ms)
+
+    def warmup(self) -> None:
+        self.inner.warmup()
+
+    def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+        if len(frames) >= self.max_batch:  # already a full batch: no need to wait for company
+            with self._lock:
+                self.stats.calls += 1
+            return self._run_direct(list(frames))
+        req = _Request(list(frames))
+        with self._lock:
+            self.stats.calls += 1
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._loop, name=f"batch-{self.name}", daemon=True)
+                self._worker.start()
+        self._queue.put(req)
+        return req.future.result()
+
+    def close(self) -> None:
+        """Stop the batching thread (queued requests are still answered first)."""
+        if self._worker is not None and self._worker.is_alive():
+            self._queue.put(None)
+            self._worker.join(timeout=5)
+
+    def _loop(self) -> None:
+        carry: _Request | None = None
+        while True:
+            first = carry if carry is not None else self._queue.get()
+            carry = None
+            if first is None:
+                return
+            batch, n = [first], len(first.frames)
+            deadline = time.monotonic() + self.wait_s
+            while n < self.max_batch:
+                try:
+                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0)) \
+                        if deadline > time.monotonic() else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._run(batch)
+                    return
+                if n + len(nxt.frames) > self.max_batch:
+                    carry = nxt  # starts the next batch
+                    break
+                batch.append(nxt)
+                n += len(nxt.frames)
+            self._run(batch)
+
+    def _run_direct(self, frames: list[Frame]) -> list[Vote]:
+        req = _Request(frames)
+        self._run([req])
+        return req.future.result()
+
+    def _run(self, batch: list[_Request]) -> None:
+        frames = [f for r in batch for f in r.frames]
+        with self._lock:
+            self.stats.batches += 1
+            self.stats.frames += len(frames)
+        try:
+            with self._run_lock:
+                votes = self.inner.predict(frames)
+            if len(votes) != len(frames):
+                raise RuntimeError(f"{self.name}: inner model gave {len(votes)} votes for {len(frames)} frames")
+        except Exception as exc:  # hand the failure to every waiting caller; the worker goes on
+            for r in batch:
+                r.future.set_exception(exc)
+            return
+        i = 0
+        for r in batch:
+            r.future.set_result(votes[i:i + len(r.frames)])
+            i += len(r.frames)
+
+    def __repr__(self) -> str:
+        return f"MicroBatcher({self.inner!r}, batch={self.max_batch}, wait_ms={self.wait_s * 1000:g})"

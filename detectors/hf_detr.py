@@ -1,0 +1,137 @@
+"""L1: transformers detectors. Zero-shot with text prompts (OWLv2, Grounding DINO) and closed-set
+DETR-family models (D-FINE, RT-DETR v2, DETR) behind the same `BoxDetector` body.
+
+Zero-shot prompts live in config (`params.prompts`), e.g. ["traffic cone", "road barrier",
+"roadwork sign", "excavator", "worker in safety vest"]; each prompt is a class name for the
+class map (`params.evidence.classes`). Closed-set models use their own `id2label` names (COCO for
+the public D-FINE checkpoints: truck, person, stop sign -> weak evidence).
+
+Conversion of raw outputs to `Boxes` happens here, next to the adapters.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ConfigDict, Field
+
+from cascade.config import VoterConfig
+from cascade.types import Level
+from detectors.box_detector import BoxDetector
+from detectors.evidence import Boxes, ClassMap, norm_name
+from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
+
+ZERO_SHOT_TYPES = ("owlv2", "owlvit", "grounding-dino")
+DEFAULT_PROMPTS = ["traffic cone", "road barrier", "construction barrel", "roadwork sign", "excavator",
+                   "worker in safety vest"]
+
+
+class HFDetectorParams(HFSource):
+    model_config = ConfigDict(extra="forbid")
+
+    prompts: list[str] = Field(default_factory=lambda: list(DEFAULT_PROMPTS))
+    """Zero-shot text queries (ignored by closed-set models)."""
+    threshold: float = Field(default=0.2, ge=0, le=1)
+    text_threshold: float = Field(default=0.2, ge=0, le=1)
+    """Grounding DINO: token score needed to name a box."""
+    image_size: int | None = Field(default=None, ge=16)
+    """Override the processor's input size (shortest edge / square side)."""
+    evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def model_type_of(model: Any) -> str:
+    return str(model.config.model_type)
+
+
+def random_processor(model_type: str, params: HFDetectorParams, model: Any) -> Any:
+    """Processor for a random-init model: the real image processor + an in-memory tokenizer."""
+    import transformers as T
+
+    size = params.image_size
+    if model_type in ("owlv2", "owlvit"):
+        side = size or model.config.vision_config.image_size
+        ip = T.Owlv2ImageProcessor(size={"height": side, "width": side})
+        tok = tiny_tokenizer(params.prompts, model.config.text_config.max_position_embeddings)
+        return T.Owlv2Processor(image_processor=ip, tokenizer=tok)
+    if model_type == "grounding-dino":
+        side = size or 64
+        ip = T.GroundingDinoImageProcessor(size={"shortest_edge": side, "longest_edge": side * 1333 // 800})
+        tok = tiny_tokenizer(params.prompts, model.config.max_text_len)
+        return T.GroundingDinoProcessor(image_processor=ip, tokenizer=tok)
+    side = size or 640
+    return T.RTDetrImageProcessor(size={"height": side, "width": side})
+
+
+class HFDetector(BoxDetector):
+    """OWLv2 / Grounding DINO (zero-shot, prompts) or D-FINE / RT-DETR (closed-set) -> Boxes."""
+
+    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: HFDetectorParams,
+                 weight: float = 1.0, batch: int = 8) -> None:
+        super().__init__(name, level, params.evidence, weight, batch)
+        self.model, self.processor, self.params = model, processor, params
+        self.model_type = model_type_of(model)
+        self.zero_shot = self.model_type in ZERO_SHOT_TYPES
+
+    @classmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> HFDetector:
+        from transformers import AutoModelForObjectDetection, AutoModelForZeroShotObjectDetection
+
+        params = HFDetectorParams.model_validate(cfg.params)
+        key = f"voters[{cfg.name}].params.model"
+        mtype = (params.random_init or {}).get("model_type", "")
+        zero_shot = mtype in ZERO_SHOT_TYPES or (params.model is not None and any(
+            t.replace("-", "") in params.model.lower().replace("-", "") for t in ZERO_SHOT_TYPES))
+        auto = AutoModelForZeroShotObjectDetection if zero_shot else AutoModelForObjectDetection
+        model = load_model(params, auto, base_dir, key, cfg.device)
+        processor = load_processor(params, base_dir, key,
+                                   lambda: random_processor(model_type_of(model), params, model))
+        return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
+
+    def detect(self, images: list[np.ndarray]) -> list[Boxes]:
+        import torch
+
+        sizes = [(int(im.shape[0]), int(im.shape[1])) for im in images]
+        with torch.inference_mode():
+            if self.zero_shot:
+                return self._zero_shot(images, sizes)
+            inputs = to_device(self.processor(images=images, return_tensors="pt",
+                                                      **image_kwargs(self.model)), self.model)
+            out = self.model(**inputs)
+            res = self.processor.post_process_object_detection(out, threshold=self.params.threshold,
+                                                               target_sizes=sizes)
+        id2label = self.model.config.id2label
+        return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
+                                  [str(id2label.get(int(i), i)) for i in r["labels"]], w, h)
+                for r, (h, w) in zip(res, sizes)]
+
+    def _zero_shot(self, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[Boxes]:
+        p = self.params
+        if self.model_type == "grounding-dino":
+            text = ". ".join(q.lower() for q in p.prompts) + "."
+            inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True,
+                                    **image_kwargs(self.model))
+            out = self.model(**to_device(inputs, self.model))
+            res = self.processor.post_process_grounded_object_detection(
+                out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold,
+                target_sizes=sizes)
+            return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
+                                      [self.prompt_for(t) for t in r["text_labels"]], w, h)
+                    for r, (h, w) in zip(res, sizes)]
+        inputs = self.processor(text=[p.prompts] * len(images), images=images, return_tensors="pt",
+                                padding="max_length", truncation=True, **image_kwargs(self.model))
+        out = self.model(**to_device(inputs, self.model))
+        squares = [(max(h, w), max(h, w)) for h, w in sizes]  # OWLv2 pads to a square before resizing
+        res = self.processor.post_process_grounded_object_detection(out, threshold=p.threshold,
+                                                                    target_sizes=squares)
+        return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
+                                  [p.prompts[int(i)] for i in r["labels"]], w, h)
+                for r, (h, w) in zip(res, sizes)]
+
+    def prompt_for(self, phrase: str) -> str:
+        """Grounding DINO names boxes by the matched tokens; map them back to the prompt they came from."""
+        phrase = norm_name(phrase)
+        for q in self.params.prompts:
+            if phrase and (phrase in norm_name(q) or norm_name(q) in phrase):
+                return q
+        return phrase or "unknown"

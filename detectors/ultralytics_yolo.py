@@ -1,0 +1,116 @@
+"""L1: ultralytics detectors (YOLOv8 / YOLO11 / YOLO26, RT-DETR, YOLOE / YOLO-World) behind one adapter.
+
+`params.weights` is a local `.pt`, `.onnx` or `.tflite` file (relative to the profile), a model
+yaml such as `yolo11n.yaml` or `rtdetr-l.yaml` (the architecture with random weights, no
+download), or a hub name such as `yolo11x.pt` when `allow_download: true`. Open-vocabulary models
+(YOLOE, YOLO-World) take `prompts`, e.g. ["traffic cone", "road barrier", "roadwork sign"]; their
+text encoder must be available locally (or `allow_download: true`).
+
+Raw ultralytics `Results` are converted to `Boxes` in `boxes_from_result`, next to the adapter.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cascade.config import VoterConfig
+from cascade.types import Level
+from detectors.box_detector import BoxDetector, resolve_weights
+from detectors.evidence import Boxes, ClassMap
+
+Family = Literal["auto", "yolo", "rtdetr", "yoloe", "world"]
+EXPORTED = (".onnx", ".tflite", ".engine", ".torchscript", ".xml")
+
+
+class UltralyticsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: str
+    """Local .pt/.onnx/.tflite, a model yaml (random weights) or a hub name (needs allow_download)."""
+    family: Family = "auto"
+    """Model class; `auto` picks from the file name (rtdetr*, yoloe*, *-world*, else YOLO)."""
+    imgsz: int = Field(default=640, ge=32)
+    conf: float = Field(default=0.25, ge=0, le=1)
+    iou: float = Field(default=0.7, gt=0, le=1)
+    max_det: int = Field(default=100, ge=1)
+    half: bool = False
+    """fp16 inference (CUDA only)."""
+    prompts: list[str] | None = None
+    """Text prompts for YOLOE / YOLO-World (open vocabulary)."""
+    native_batch: int | None = Field(default=None, ge=1)
+    """Frames per backend call; default `batch` for .pt/.yaml and 1 for exported files (fixed batch)."""
+    allow_download: bool = False
+    evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def pick_family(weights: str, family: Family) -> Family:
+    if family != "auto":
+        return family
+    stem = Path(weights).name.lower()
+    if stem.startswith("rtdetr"):
+        return "rtdetr"
+    if stem.startswith("yoloe"):
+        return "yoloe"
+    if "-world" in stem:
+        return "world"
+    return "yolo"
+
+
+def load_ultralytics(weights: str, family: Family, prompts: list[str] | None) -> Any:
+    """Build the ultralytics model object (heavy import happens here)."""
+    import ultralytics
+
+    cls = {"yolo": ultralytics.YOLO, "rtdetr": ultralytics.RTDETR, "yoloe": ultralytics.YOLOE,
+           "world": ultralytics.YOLOWorld}[family]
+    model = cls(weights)
+    if prompts:
+        if family == "yoloe":
+            model.set_classes(prompts, model.get_text_pe(prompts))
+        elif family == "world":
+            model.set_classes(prompts)
+        else:
+            raise ValueError(f"params.prompts={prompts!r} needs an open-vocabulary model "
+                             f"(family yoloe or world), but {weights!r} is family {family!r}")
+    return model
+
+
+def boxes_from_result(result: Any) -> Boxes:
+    """ultralytics `Results` -> Boxes (normalised xyxy, score, class name)."""
+    b = result.boxes
+    if b is None or len(b) == 0:
+        return Boxes.empty()
+    names = result.names
+    cls_ids = b.cls.cpu().numpy().astype(int)
+    return Boxes(b.xyxyn.cpu().numpy(), b.conf.cpu().numpy(),
+                 tuple(str(names.get(int(c), c)) if isinstance(names, dict) else str(names[int(c)])
+                       for c in cls_ids))
+
+
+class UltralyticsDetector(BoxDetector):
+    def __init__(self, name: str, level: Level, model: Any, params: UltralyticsParams,
+                 weight: float = 1.0, batch: int = 16, device: str = "cpu") -> None:
+        native = params.native_batch or (1 if params.weights.endswith(EXPORTED) else batch)
+        super().__init__(name, level, params.evidence, weight, min(batch, native))
+        self.model = model
+        self.params = params
+        self.device = device
+
+    @classmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> UltralyticsDetector:
+        params = UltralyticsParams.model_validate(cfg.params)
+        weights = resolve_weights(params.weights, base_dir, params.allow_download,
+                                  f"voters[{cfg.name}].params.weights")
+        model = load_ultralytics(weights, pick_family(weights, params.family), params.prompts)
+        return cls(cfg.name, cfg.level, model, params.model_copy(update={"weights": weights}),
+                   cfg.weight, cfg.batch, cfg.device)
+
+    def detect(self, images: list[np.ndarray]) -> list[Boxes]:
+        p = self.params
+        bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]  # ultralytics reads numpy as BGR
+        extra = {"quantize": 16} if p.half else {}
+        results = self.model.predict(bgr, imgsz=p.imgsz, conf=p.conf, iou=p.iou, max_det=p.max_det,
+                                     device=self.device, verbose=False, **extra)
+        return [boxes_from_result(r) for r in results]

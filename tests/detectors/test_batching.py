@@ -1,0 +1,106 @@
+"""Micro-batching: concurrent single-frame calls share inner model calls and get their own answers."""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.config import VoterConfig
+from cascade.types import Frame, Level, Vote
+from detectors.base import Detector
+from detectors.batching import MicroBatcher
+
+
+class EchoModel(Detector):
+    """prob = the frame's first pixel / 255, so each caller can check it got its own answer."""
+
+    def __init__(self, delay: float = 0.01, fail_on: int | None = None) -> None:
+        super().__init__("echo", Level.L1)
+        self.delay, self.fail_on = delay, fail_on
+        self.batch_sizes: list[int] = []
+        self._busy = threading.Lock()
+        self.overlapped = False
+
+    @classmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> EchoModel:
+        return cls()
+
+    def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+        if not self._busy.acquire(blocking=False):
+            self.overlapped = True
+            self._busy.acquire()
+        try:
+            self.batch_sizes.append(len(frames))
+            time.sleep(self.delay)
+            if self.fail_on is not None and any(int(f.image[0, 0, 0]) == self.fail_on for f in frames):
+                raise RuntimeError("CUDA out of memory (simulated)")
+            return [Vote("echo", Level.L1, float(f.image[0, 0, 0]) / 255) for f in frames]
+        finally:
+            self._busy.release()
+
+
+def frame(i: int) -> Frame:
+    return Frame(np.full((8, 8, 3), i, np.uint8), source="t", frame_id=str(i))
+
+
+def test_sixteen_concurrent_callers_share_batches_and_get_their_own_votes() -> None:
+    inner = EchoModel(delay=0.02)
+    mb = MicroBatcher(inner, batch=8, wait_ms=30)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda i: mb.predict([frame(i)]), range(16)))
+    mb.close()
+    assert [r[0].prob for r in results] == pytest.approx([i / 255 for i in range(16)])
+    assert sum(inner.batch_sizes) == 16
+    assert len(inner.batch_sizes) < 16 and max(inner.batch_sizes) <= 8
+    assert mb.stats.calls == 16 and mb.stats.batches == len(inner.batch_sizes)
+    assert not inner.overlapped  # one batch at a time on the model
+
+
+def test_single_caller_waits_at_most_the_window() -> None:
+    mb = MicroBatcher(EchoModel(delay=0.0), batch=8, wait_ms=20)
+    t0 = time.monotonic()
+    (vote,) = mb.predict([frame(3)])
+    assert vote.prob == pytest.approx(3 / 255)
+    assert time.monotonic() - t0 < 0.5
+    mb.close()
+
+
+def test_full_batch_runs_without_waiting() -> None:
+    inner = EchoModel(delay=0.0)
+    mb = MicroBatcher(inner, batch=4, wait_ms=5000)
+    t0 = time.monotonic()
+    votes = mb.predict([frame(i) for i in range(4)])
+    assert len(votes) == 4 and time.monotonic() - t0 < 1.0 and inner.batch_sizes == [4]
+
+
+def test_inner_error_reaches_every_caller_of_that_batch_and_batcher_survives() -> None:
+    inner = EchoModel(delay=0.02, fail_on=7)
+    mb = MicroBatcher(inner, batch=4, wait_ms=50)
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(mb.predict, [frame(i)]) for i in (5, 6, 7, 8)]
+        errors = [f.exception(timeout=5) for f in futs]
+    assert any(isinstance(e, RuntimeError) and "out of memory" in str(e) for e in errors)
+    assert mb.predict([frame(9)])[0].prob == pytest.approx(9 / 255)  # the worker lives on
+    mb.close()
+
+
+def test_registry_wraps_when_batch_wait_ms_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from detectors import registry
+
+    monkeypatch.setitem(registry.REGISTRY, "echo-test", f"{__name__}:EchoModel")
+    cfg = VoterConfig(name="echo", kind="echo-test", level="L1", batch=8, batch_wait_ms=2)
+    det = registry.build(cfg, Path("."))
+    assert isinstance(det, MicroBatcher) and det.max_batch == 8 and det.name == "echo"
+    plain = registry.build(cfg.model_copy(update={"batch_wait_ms": 0}), Path("."))
+    assert isinstance(plain, EchoModel)
+
+
+@pytest.mark.parametrize("batch, wait", [(0, 1.0), (4, -1.0)])
+def test_bad_settings_rejected(batch: int, wait: float) -> None:
+    with pytest.raises(ValueError, match="batch_wait_ms"):
+        MicroBatcher(EchoModel(), batch=batch, wait_ms=wait)

@@ -1,0 +1,162 @@
+"""L2 validators: size-check maths, mask colour/fill checks, OCR phrase matching, real PP-OCR."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cascade.types import Frame, Level, Vote
+from detectors.depth_size import DepthSizeParams, physical_height, plausibility
+from detectors.evidence import Boxes, merged_prior_boxes
+from detectors.ocr_signs import OcrParams, OcrSignVoter, fold, match_phrases
+from detectors.sam_mask import SamParams, mask_checks, warm_colour_share
+
+
+def test_pinhole_height() -> None:
+    # a box 100 px tall in a 1000x1000 image at 10 m with f = 0.8 * 1000 px is 1.25 m tall
+    depth = np.full((1000, 1000), 10.0)
+    box = np.array([0.4, 0.5, 0.45, 0.6])
+    assert physical_height(box, depth, focal_frac=0.8) == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize("height, expected", [
+    (0.7, 1.0),                            # a normal cone
+    (0.05, math.exp(-math.log(0.25 / 0.05) / 0.5)),  # a 5 cm "cone": strongly down-weighted
+    (20.0, math.exp(-math.log(20 / 1.3) / 0.5)),     # a 20 m "cone"
+    (-1.0, 0.0),
+])
+def test_plausibility_cone(height: float, expected: float) -> None:
+    assert plausibility(height, (0.25, 1.3), tolerance=0.5) == pytest.approx(expected)
+    assert plausibility(height, None, 0.5) == 1.0 or height <= 0  # unknown class: not judged
+
+
+def test_impossible_boxes_lower_the_vote() -> None:
+    params = DepthSizeParams(random_init={"model_type": "depth_anything"})
+    boxes = Boxes(np.array([[0.1, 0.5, 0.2, 0.7]]), np.array([0.9]), ("cone",))
+    real = params.evidence.image_probability(boxes, extra_weights=np.array([1.0]))
+    fake = params.evidence.image_probability(boxes, extra_weights=np.array([plausibility(20.0, (0.25, 1.3), 0.5)]))
+    assert fake < 0.1 < 0.5 < real
+
+
+def test_size_ranges_checked() -> None:
+    with pytest.raises(ValueError, match="params.sizes"):
+        DepthSizeParams(random_init={"model_type": "depth_anything"}, sizes={"cone": (2.0, 1.0)})
+
+
+def test_prior_boxes_merge_and_skip_abstentions() -> None:
+    b = Boxes(np.array([[0, 0, 0.5, 0.5]]), np.array([0.7]), ("cone",)).to_evidence()
+    votes = (Vote("a", Level.L1, 0.6, evidence={"boxes": b}), Vote("b", Level.L1, 0.6, evidence={"boxes": b}),
+             Vote.abstain("c", Level.L1, "timeout"), Vote("l0", Level.L0, 0.9))
+    merged = merged_prior_boxes({"prior_votes": votes})
+    assert merged is not None and len(merged) == 2
+    assert merged_prior_boxes({}) is None
+
+
+def test_warm_colour_share() -> None:
+    orange = np.tile([[255, 120, 0]], (10, 1))
+    grey = np.tile([[120, 120, 120]], (10, 1))
+    blue = np.tile([[0, 60, 220]], (10, 1))
+    assert warm_colour_share(orange) == 1.0
+    assert warm_colour_share(grey) == 0.0 and warm_colour_share(blue) == 0.0
+    assert warm_colour_share(np.concatenate([orange, grey])) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("fill_rows, colour, expected", [
+    (10, (255, 120, 0), 1.0),      # orange cone filling half its box
+    (10, (120, 120, 120), 0.2),    # grey: fails the colour check
+    (0, (255, 120, 0), 0.2),       # empty mask: nothing there
+])
+def test_mask_checks(fill_rows: int, colour: tuple[int, int, int], expected: float) -> None:
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:] = colour
+    mask = np.zeros((20, 20), bool)
+    mask[:fill_rows, :] = True
+    params = SamParams(random_init={"model_type": "sam"})
+    factor, info = mask_checks(mask, np.array([0, 0, 1, 1]), image, colour=True, p=params)
+    assert factor == expected and 0 <= info["fill"] <= 1
+
+
+@pytest.mark.parametrize("lines, expected", [
+    ([("ROAD", 0.99), ("WORK", 0.98), ("AHEAD", 0.97)], {"ROAD WORK"}),
+    ([("Baustelle", 0.9)], {"BAUSTELLE"}),
+    ([("Déviation", 0.9)], {"DEVIATION"}),
+    ([("OBRAS EN LA VIA", 0.8)], {"OBRAS"}),
+    ([("SPEED LIMIT 50", 0.9)], set()),
+])
+def test_match_phrases(lines: list[tuple[str, float]], expected: set[str]) -> None:
+    hits = {h["phrase"] for h in match_phrases(lines, OcrParams().phrases)}
+    assert expected <= hits and (expected or not hits)
+
+
+def test_fold() -> None:
+    assert fold("Travaux  — déviation!") == "TRAVAUXDEVIATION"
+
+
+class FakeOcr:
+    def __init__(self, result: list) -> None:
+        self.result = result
+
+    def __call__(self, img: np.ndarray) -> tuple[list, list]:
+        return self.result, [0.0]
+
+
+@pytest.mark.parametrize("result, prob, abstained", [
+    ([[None, "ROAD WORK AHEAD", 0.95]], 1 - (1 - 0.95 * 0.95), False),
+    ([[None, "PIZZA", 0.95]], 0.15, False),
+    ([], None, True),
+    ([[None, "ROAD WORK", 0.2]], None, True),  # below min_text_score: no text
+])
+def test_ocr_voter(frame: Frame, result: list, prob: float | None, abstained: bool) -> None:
+    voter = OcrSignVoter("ocr", Level.L2, FakeOcr(result), OcrParams(phrases={"ROAD WORK": 0.95}))
+    (v,) = voter.predict([frame])
+    assert v.abstained == abstained
+    if prob is not None:
+        assert v.prob == pytest.approx(prob)
+
+
+@pytest.mark.slow
+def test_real_ppocr_reads_a_roadwork_sign() -> None:
+    pytest.importorskip("rapidocr_onnxruntime")
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+    from rapidocr_onnxruntime import RapidOCR
+
+    img = Image.new("RGB", (420, 170), (255, 140, 0))
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.truetype(matplotlib.get_data_path() + "/fonts/ttf/DejaVuSans-Bold.ttf", 40)
+    draw.text((20, 20), "ROAD WORK", fill=(0, 0, 0), font=font)
+    draw.text((20, 95), "AHEAD", fill=(0, 0, 0), font=font)
+    voter = OcrSignVoter("ocr", Level.L2, RapidOCR(), OcrParams())
+    (v,) = voter.predict([Frame(np.asarray(img), source="sign")])
+    assert v.prob > 0.8 and any(m["phrase"] == "ROAD WORK" for m in v.evidence["matches"])
+
+
+def test_cascade_hands_l1_boxes_to_l2_validators(frame: Frame) -> None:
+    # given an L1 voter that reports a box and an L2 validator that reads earlier votes
+    from cascade.config import CascadeConfig
+    from cascade.pipeline import Cascade
+    from tests.conftest import FakeVoter
+
+    box = Boxes(np.array([[0.1, 0.1, 0.3, 0.5]]), np.array([0.9]), ("cone",)).to_evidence()
+
+    class BoxVoter(FakeVoter):
+        def predict(self, frames):  # noqa: ANN001, ANN202
+            return [Vote(self.name, self.level, 0.8, evidence={"boxes": box}) for _ in frames]
+
+    class Probe(FakeVoter):
+        seen: list = []
+
+        def predict(self, frames):  # noqa: ANN001, ANN202
+            Probe.seen.append(merged_prior_boxes(frames[0].meta))
+            return super().predict(frames)
+
+    voters = [BoxVoter("l1", "L1"), Probe("l2", "L2", 0.5)]
+    cfg = CascadeConfig.model_validate({"voters": [{"name": v.name, "kind": "fake", "level": v.level.name}
+                                                   for v in voters]})
+    # when the cascade runs both levels
+    with Cascade(voters, cfg) as cascade:
+        cascade.run_sync(frame)
+    # then the L2 validator saw the L1 box, and the caller's frame was not changed
+    assert Probe.seen[0] is not None and Probe.seen[0].labels == ("cone",)
+    assert "prior_votes" not in frame.meta

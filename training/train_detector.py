@@ -1,0 +1,223 @@
+"""Train a roadwork object detector (ultralytics YOLO) on the boxes that ship with the dataset.
+
+Each source in `<data>/boxes/<source>/` has its own `classes.txt`; `SCHEMA_MAP` maps those names
+onto one schema (cone, barrier, sign, machinery, worker); classes outside it (cars, potholes,
+animals...) are dropped, so they are background. Images of label 0 without a box file are added
+as pure background; label-1 images without boxes are left out (their objects are unannotated and
+would teach the model to miss them). The YOLO dataset is a folder of symlinks plus label files
+under `runs/` (images are never copied), train split only: dev is for measuring.
+
+The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or any ultralytics `.pt`
+you pass; training is capped by wall time (`time_h`), so it always ends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from detectors.heads import sha256_file
+from training.datasets import Dataset, read_yolo_boxes
+
+SCHEMA: tuple[str, ...] = ("cone", "barrier", "sign", "machinery", "worker")
+SCHEMA_MAP: dict[str, str | None] = {
+    # cones
+    "cone": "cone", "road_cone": "cone", "road-cone": "cone", "traffic_cone": "cone",
+    "isolation-pile": "barrier",
+    # barriers / barricades / drums
+    "barricade": "barrier", "barrier": "barrier", "barrel": "barrier", "drum": "barrier",
+    # signs and boards placed for roadwork
+    "road_works_sign_board": "sign", "prepare_to_stop_board": "sign", "speed_board": "sign",
+    "roadwork_sign": "sign",
+    # machinery and workers
+    "excavator": "machinery", "machinery": "machinery", "worker": "worker",
+    # in the night-roadwork source people on the road are road workers
+    "person@pp_nightwork": "worker",
+}
+
+
+def map_class(name: str, source: str) -> str | None:
+    """Schema name for a source's class name, or None to drop it (becomes background)."""
+    key = name.strip().lower()
+    return SCHEMA_MAP.get(f"{key}@{source}", SCHEMA_MAP.get(key))
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    model: str = "yolo11n.yaml"
+    """Model yaml (random init) or an ultralytics .pt to fine-tune."""
+    imgsz: int = 320
+    epochs: int = 60
+    time_h: float = 0.5
+    """Hard wall-time cap in hours (ultralytics' `time`, overrides epochs)."""
+    batch: int = 16
+    workers: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    patience: int = 100
+
+
+def build_yolo_dataset(dataset: Dataset, out_dir: Path, val_fraction: float = 0.1,
+                       seed: int = 0) -> tuple[Path, dict[str, Any]]:
+    """Write `out_dir/{images,labels}/{train,val}` (images as symlinks) and `data.yaml`.
+
+    The val part is a group-wise slice of the *train* split, used only for ultralytics' own
+    early stopping / best.pt choice.
+    """
+    import random
+
+    if any(s.split == "dev" for s in dataset):
+        raise ValueError("build_yolo_dataset got dev-split samples; pass dataset.select(split='train')")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    groups = sorted({s.group for s in dataset})
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    val_groups = set(groups[: max(1, int(len(groups) * val_fraction))])
+    stats: Counter[str] = Counter()
+    class_names = {}
+    for s in dataset:
+        rel = Path(s.key)
+        box_file = dataset.root / "boxes" / s.source / (rel.stem + ".txt")
+        lines = _mapped_lines(box_file, dataset.root / "boxes" / s.source, s.source, class_names, stats)
+        if lines is None and s.label == 1:
+            stats["skipped_positive_without_boxes"] += 1
+            continue
+        part = "val" if s.group in val_groups else "train"
+        img_dst = out_dir / "images" / part / f"{s.source}__{rel.name}"
+        lbl_dst = out_dir / "labels" / part / f"{s.source}__{rel.stem}.txt"
+        img_dst.parent.mkdir(parents=True, exist_ok=True)
+        lbl_dst.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(s.path.resolve(), img_dst)
+        lbl_dst.write_text("".join(lines or []))
+        stats[f"images_{part}"] += 1
+    yaml_path = out_dir / "data.yaml"
+    yaml_path.write_text(json.dumps({"path": str(out_dir.resolve()), "train": "images/train",
+                                     "val": "images/val", "names": dict(enumerate(SCHEMA))}, indent=1))
+    return yaml_path, dict(stats)
+
+
+def _mapped_lines(box_file: Path, src_dir: Path, source: str, cache: dict[str, list[str]],
+                  stats: Counter[str]) -> list[str] | None:
+    if not box_file.is_file():
+        return None
+    if source not in cache:
+        cfile = src_dir / "classes.txt"
+        cache[source] = cfile.read_text().split("\n") if cfile.is_file() else []
+    names = [n for n in cache[source] if n.strip()] if cache[source] else []
+    lines = []
+    for cls, cx, cy, w, h in read_yolo_boxes(box_file):
+        src_name = names[int(cls)] if int(cls) < len(names) else str(int(cls))
+        target = map_class(src_name, source)
+        if target is None:
+            stats[f"dropped:{source}:{src_name}"] += 1
+            continue
+        stats[f"box:{target}"] += 1
+        lines.append(f"{SCHEMA.index(target)} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")
+    return lines
+
+
+def ensure_font(config_dir: Path | None = None) -> None:
+    """ultralytics downloads Arial.ttf for plots unless a font is already in its config dir."""
+    import matplotlib
+
+    cfg = config_dir or Path(os.environ.get("YOLO_CONFIG_DIR", Path.cwd() / ".cache" / "ultralytics"))
+    target = cfg / "Ultralytics" / "Arial.ttf"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        shutil.copyfile(src, target)
+
+
+def train_detector(dataset: Dataset, out_path: str | Path, work_dir: str | Path,
+                   cfg: DetectorTrainConfig) -> dict[str, Any]:
+    """Train, then copy best.pt to `out_path` with a manifest (data hash, metrics, sha256)."""
+    from ultralytics import YOLO
+
+    ensure_font()
+    work_dir = Path(work_dir).resolve()
+    yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed)
+    model = YOLO(cfg.model)
+    t0 = time.monotonic()
+    model.train(data=str(yaml_path), imgsz=cfg.imgsz, epochs=cfg.epochs, time=cfg.time_h,
+                batch=cfg.batch, workers=cfg.workers, seed=cfg.seed, device=cfg.device,
+                patience=cfg.patience, project=str(work_dir), name="train", exist_ok=True,
+                plots=False, verbose=False, amp=False)
+    trainer = model.trainer
+    best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _strip_checkpoint(best, out_path)
+    metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+    info = {"format": "ultralytics-yolo", "classes": list(SCHEMA), "config": asdict(cfg),
+            "data_hash": dataset.fingerprint(), "n_images": len(dataset), "dataset_stats": stats,
+            "val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1,
+            "train_seconds": round(time.monotonic() - t0, 1)}
+    write_detector_manifest(out_path, info)
+    return {"weights": str(out_path), **info}
+
+
+def _strip_checkpoint(src: Path, dst: Path) -> None:
+    """Keep only the fp16 model in the committed file (no optimizer state)."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    shutil.copyfile(src, dst)
+    strip_optimizer(str(dst))
+
+
+def write_detector_manifest(weights: Path, info: dict[str, Any]) -> Path:
+    manifest = {"file": weights.name, "sha256": sha256_file(weights), **info}
+    out = weights.with_suffix(".manifest.json")
+    out.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def train_detector_cmd(
+    data: Annotated[Path, typer.Option(help="Folder with labels.csv and boxes/<source>/*.txt (uses split=train rows).")],
+    out: Annotated[Path, typer.Option(help="Weights to write (.pt); a manifest goes beside it.")] = Path("models/roadwork_yolo11n.pt"),
+    work: Annotated[Path, typer.Option(help="Work folder for the YOLO dataset (symlinks) and ultralytics' run.")] = Path("runs/train_detector"),
+    model: Annotated[str, typer.Option(help="Model yaml (random init) or an ultralytics .pt to fine-tune.")] = "yolo11n.yaml",
+    imgsz: Annotated[int, typer.Option(min=32, help="Training image size.")] = 320,
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
+    time_h: Annotated[float, typer.Option("--time-h", min=0.01, help="Hard wall-time cap in hours (stops training).")] = 0.5,
+    batch: Annotated[int, typer.Option(min=1)] = 16,
+    device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
+    split: Annotated[str, typer.Option(help="Split to train on. Never train on dev.")] = "train",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train a roadwork detector (cone, barrier, sign, machinery, worker) with ultralytics.
+
+    Each source's classes.txt is mapped onto one schema (training/train_detector.py: SCHEMA_MAP);
+    the YOLO dataset is built from symlinks under --work, so no image is copied. Training stops at
+    --time-h hours at the latest; best.pt is stripped to fp16 and written to --out with a manifest
+    (data hash, metrics, sha256). Add it to a profile as an `ultralytics` L1 voter.
+    """
+    from rich.console import Console
+
+    from training.datasets import load_dataset
+
+    console = Console(stderr=True)
+    if split == "dev":
+        console.print("[red]error:[/red] refusing to train on the dev split: it is for measuring. Use --split train.")
+        raise typer.Exit(code=2)
+    try:
+        ds = load_dataset(data).select(split=split)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    if not len(ds):
+        console.print(f"[red]error:[/red] {data}: no samples with split={split!r}")
+        raise typer.Exit(code=2)
+    cfg = DetectorTrainConfig(model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch,
+                              device=device, seed=seed)
+    info = train_detector(ds, out, work, cfg)
+    m = info["val_metrics_train_split_holdout"]
+    console.print(f"wrote {info['weights']} ({info['epochs_run']} epochs, {info['train_seconds']:.0f} s); "
+                  f"hold-out mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f}")
