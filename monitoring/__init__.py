@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics and health endpoints (metrics.py, health.py), traces."""

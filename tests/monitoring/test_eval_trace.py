@@ -1,0 +1,49 @@
+"""`roadwork eval --trace`: one trace per evaluated image, and run.json for `roadwork review`."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("opentelemetry.sdk", reason="tracing needs the `trace` extra (opentelemetry-sdk)")
+
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+
+from monitoring.tracing import CascadeTracer  # noqa: E402
+from roadwork.cli import app  # noqa: E402
+from roadwork.sample import make_sample  # noqa: E402
+from tests.conftest import FakeVoter  # noqa: E402
+from tests.monitoring.helpers import make_cascade  # noqa: E402
+from training.datasets import load_dataset  # noqa: E402
+from training.evaluate import evaluate  # noqa: E402
+from training.transforms import make_transform  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory):
+    return make_sample(tmp_path_factory.mktemp("sample"), 4, 0)
+
+
+def test_evaluate_traces_each_image_and_writes_run_json(tmp_path, sample_dir):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = CascadeTracer(provider)
+    ds = load_dataset(sample_dir)
+    with make_cascade([FakeVoter("l0_head", "L0", 0.7)]) as cascade:
+        evaluate(cascade, ds, make_transform("validator", 3), "validator", tmp_path / "run", show_progress=False,
+                 observer_for=tracer.observer_for, run_info={"seed": 3, "split": None})
+    roots = [s for s in exporter.get_finished_spans() if s.name == "cascade"]
+    assert len(roots) == len(ds) == 4 and len({s.context.trace_id for s in roots}) == 4
+    meta = {json.loads(s.attributes["metadata"])["key"]: json.loads(s.attributes["metadata"]) for s in roots}
+    assert {k: m["label"] for k, m in meta.items()} == {s.key: s.label for s in ds}
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run == {"data_root": str(sample_dir.resolve()), "transform": "validator", "profile": "unnamed",
+                   "seed": 3, "split": None}
+
+
+def test_eval_rejects_a_trace_url_without_scheme(sample_dir, tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--data", str(sample_dir), "--out", str(tmp_path / "r"),
+                                      "--trace", "127.0.0.1:6006"])
+    assert result.exit_code == 2 and "http://127.0.0.1:6006" in result.output and "'127.0.0.1:6006'" in result.output
