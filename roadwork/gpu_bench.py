@@ -1,0 +1,526 @@
+"""`roadwork bench --gpu`: the in-process levels (L0-L2) of a profile under concurrent load.
+
+With `--random-weights` every in-process voter of the profile is built at its real size from its
+config (detectors/random_weights.py; no downloads), placed on its configured device (`--single-gpu`
+moves all of them to cuda:0, `--device` to one named device). Then:
+
+  cold      the first query on the freshly built cascade (lazy CUDA/cuDNN init included)
+  warm-up   each model once at batch 1 and at its batch size, then the first query again
+  native    each model's own batched cost: predict on `native_batch` frames directly (no cascade)
+  loop      a sequential per-frame, per-model loop (what you would write without batching)
+  cascade   for each concurrency C: C frames driven at once through `await cascade.run(...)`
+            (asyncio.gather under a semaphore), micro-batched per model (detectors/batching.py)
+
+and reports img/s, p50/p95 latency, peak GPU memory per device against `roadwork plan`'s
+prediction, the overhead of the cascade over the sum of the models' native batched cost
+(goal <= 15 %) and its speed-up over the loop (goal >= 3x). VLM tiers (vlm-http) are not
+in-process and are listed as excluded; voters whose package is missing are listed as skipped.
+`--no-early-exit` opens every band so every frame runs every in-process level (random weights
+give meaningless probabilities). `--tiny` maps every voter to a tiny config (CPU smoke run).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.util
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
+from cascade.types import Frame, Level
+
+PACKAGES = {"ultralytics": "ultralytics", "rfdetr": "rfdetr", "ocr-signs": "rapidocr_onnxruntime",
+            "hf-detector": "transformers", "depth-size": "transformers", "sam-mask": "transformers",
+            "scene-zero-shot": "transformers", "backbone-head": "transformers", "wbf-ensemble": "ensemble_boxes"}
+GIB = 1024**3
+
+
+@dataclass
+class GpuBenchOptions:
+    concurrency: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    device: str | None = None
+    """Put every in-process voter on this device (default: the profile's devices)."""
+    single_gpu: bool = False
+    """Remap every cuda:N to cuda:0 (the 1-GPU side of a 2-GPU vs 1-GPU comparison)."""
+    tiny: bool = False
+    no_early_exit: bool = False
+    dtype: str | None = None
+    """Override the profile's dtype: float16, bfloat16 or float32."""
+    levers: bool = False
+    """Also time each model's native batch in the other half dtype and with channels_last."""
+    size: int = 224
+    native_batch: int = 32
+    loop_frames: int = 8
+    only: list[str] | None = None
+
+
+def package_missing(kind: str) -> str | None:
+    pkg = PACKAGES.get(kind)
+    if pkg and importlib.util.find_spec(pkg) is None:
+        return f"package {pkg!r} is not installed (voter kind {kind!r})"
+    return None
+
+
+def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
+    """The profile with devices remapped for this run (CPU for --tiny without --device)."""
+    def dev(d: str) -> str:
+        if opts.device is not None:
+            return d if d == "cpu" else opts.device
+        if opts.tiny:
+            return "cpu"
+        if opts.single_gpu and d.startswith("cuda"):
+            return "cuda:0"
+        return "cuda:0" if d == "cuda" else d
+
+    voters = [v.model_copy(update={"device": dev(v.device)}) for v in cfg.voters]
+    return cfg.model_copy(update={"voters": voters})
+
+
+def split_voters(cfg: CascadeConfig, opts: GpuBenchOptions) -> tuple[list, dict[str, str]]:
+    from detectors.random_weights import IN_PROCESS_EXCLUDED
+
+    run, excluded = [], {}
+    for v in cfg.voters:
+        if not v.enabled:
+            excluded[v.name] = "disabled in the profile"
+        elif v.kind in IN_PROCESS_EXCLUDED:
+            excluded[v.name] = (f"{v.kind} ({v.level.name}) runs on a vLLM server, not in-process; its cost "
+                                "comes from benchmarks/vlm_prefill_bench.py")
+        elif opts.only is not None and v.name not in opts.only:
+            excluded[v.name] = "not in --only"
+        else:
+            run.append(v)
+    return run, excluded
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _devices(voters: list) -> list[str]:
+    return sorted({v.device for v in voters if v.device.startswith("cuda")})
+
+
+def _allocated(devices: list[str]) -> dict[str, float]:
+    import torch
+
+    return {d: torch.cuda.memory_allocated(d) / GIB for d in devices}
+
+
+BUILD_ERRORS = (ImportError, OSError, RuntimeError, ValueError, TypeError, KeyError, SyntaxError)
+"""What a backend may raise on a config or dtype it cannot run (ultralytics raises SyntaxError on bad args)."""
+
+
+def probe_frames(size: int) -> list[Frame]:
+    """Two frames with a few L1 boxes in their prior votes, so L2 validators run their model too."""
+    from cascade.types import Vote
+    from detectors.evidence import Boxes
+
+    boxes = Boxes(np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]),
+                  ("traffic cone", "road barrier"))
+    prior = Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
+    return [dataclasses.replace(f, meta={"prior_votes": (prior,)}) for f in make_frames(2, size, seed=7)]
+
+
+def probe(det: Any, frames: list[Frame]) -> str | None:
+    """None when the model answers; else why not (an exception, or every vote failing)."""
+    try:
+        votes = inner(det).predict(frames)
+    except BUILD_ERRORS as exc:
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    failed = [v.reason for v in votes if v.abstained and v.reason.startswith(("frame failed", "error"))]
+    return failed[0][:300] if failed and len(failed) == len(votes) else None
+
+
+def build_one(cfg: CascadeConfig, v: Any, opts: GpuBenchOptions, dtype: str | None = None) -> tuple[Any, str | None]:
+    from detectors.random_weights import NoRandomConfigError, build_random
+
+    try:
+        return build_random(v, cfg.base_dir, tiny=opts.tiny, dtype=dtype or opts.dtype), None
+    except (NoRandomConfigError, *BUILD_ERRORS) as exc:
+        return None, f"build failed: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict, opts: GpuBenchOptions) -> list:
+    """Probe each built model; a half-precision one that fails is rebuilt in float32 (noted), one that
+    still fails moves to `skipped`. Returns the detectors that run, in order."""
+    frames = probe_frames(opts.size)
+    by_name = {v.name: v for v in voters}
+    ok = []
+    for det in dets:
+        name = det.name
+        why = probe(det, frames)
+        if why is not None and not opts.tiny and opts.dtype != "float32":
+            info[name].update(half_failed=why, dtype="float32 (fallback)")
+            _close(det)
+            det, err = build_one(cfg, by_name[name], opts, dtype="float32")
+            why = err if det is None else probe(det, frames)
+        if why is None:
+            ok.append(det)
+        else:
+            skipped[name] = f"does not run: {why}" + (f" (half precision failed first: {info[name]['half_failed']})"
+                                                      if "half_failed" in info[name] else "")
+            del info[name]
+            _close(det)
+    return ok
+
+
+def _close(det: Any) -> None:
+    close = getattr(det, "close", None)
+    if callable(close):
+        close()
+
+
+def build_all(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[list, dict, dict]:
+    """Build each voter with random weights; returns (detectors, per-voter info, skipped)."""
+    dets, info, skipped = [], {}, {}
+    devices = _devices(voters)
+    for v in voters:
+        missing = package_missing(v.kind)
+        if missing:
+            skipped[v.name] = missing
+            continue
+        before = _allocated(devices)
+        t0 = time.perf_counter()
+        det, err = build_one(cfg, v, opts)
+        if det is None:
+            skipped[v.name] = err
+            continue
+        _sync()
+        after = _allocated(devices)
+        weights = after.get(v.device, 0.0) - before.get(v.device, 0.0)
+        info[v.name] = {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch,
+                        "build_s": round(time.perf_counter() - t0, 2), "weights_gib": round(weights, 3),
+                        "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
+        dets.append(det)
+    return dets, info, skipped
+
+
+def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, workers: int) -> CascadeConfig:
+    """The profile limited to the built voters; all bands open with --no-early-exit; no deadline cut."""
+    levels = cfg.levels
+    if opts.no_early_exit:
+        levels = [LevelConfig(level=lv) for lv in sorted({v.level for v in voters})]
+    runtime = cfg.runtime.model_copy(update={"deadline_ms": 600_000.0, "margin_ms": 0.0, "workers": workers})
+    return cfg.model_copy(update={"voters": voters, "levels": levels, "runtime": runtime,
+                                  "consensus": ConsensusConfig()})
+
+
+def make_frames(n: int, size: int, seed: int = 0) -> list[Frame]:
+    from roadwork.bench import bench_frames
+
+    return bench_frames(n, size, seed)
+
+
+def inner(det: Any) -> Any:
+    """The model under a MicroBatcher (native cost is measured without our batching)."""
+    return getattr(det, "inner", det)
+
+
+def with_priors(frames: list[Frame], verdicts: list) -> list[Frame]:
+    """Frames carrying the L0/L1 votes a cascade run gave them, so L2 validators see boxes."""
+    return [dataclasses.replace(f, meta={**f.meta, "prior_votes": tuple(x for x in v.votes if x.level < Level.L2)})
+            for f, v in zip(frames, verdicts)]
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+async def drive(cascade: Any, frames: list[Frame], concurrency: int) -> tuple[float, list[float], list]:
+    """All frames through `cascade.run`, at most `concurrency` in flight; (wall s, latencies ms, verdicts)."""
+    from cascade.budget import Deadline
+
+    sem = asyncio.Semaphore(concurrency)
+    lat: list[float] = []
+
+    async def one(frame: Frame) -> Any:
+        async with sem:
+            t0 = time.perf_counter()
+            verdict = await cascade.run(frame, Deadline.after(600.0))
+            lat.append((time.perf_counter() - t0) * 1000)
+            return verdict
+
+    t0 = time.perf_counter()
+    verdicts = await asyncio.gather(*(one(f) for f in frames))
+    _sync()
+    return time.perf_counter() - t0, lat, list(verdicts)
+
+
+def new_cascade(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, concurrency: int) -> Any:
+    from cascade.pipeline import Cascade
+
+    per_level = max(sum(1 for d in dets if d.level == lv) for lv in {d.level for d in dets})
+    workers = max(4, min(concurrency * per_level, 1024))
+    built = {d.name for d in dets}
+    return Cascade(dets, bench_config(cfg, [v for v in voters if v.name in built], opts, workers))
+
+
+def time_native(det: Any, frames: list[Frame], device: str) -> dict[str, float]:
+    """One warm batched call of the bare model, timed; with its peak activation memory on CUDA."""
+    import torch
+
+    m = inner(det)
+    m.predict(frames)  # warm at this batch size
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    if cuda:
+        _sync()
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    m.predict(frames)
+    _sync()
+    out = {"ms_per_image": (time.perf_counter() - t0) * 1000 / len(frames), "batch": len(frames)}
+    if cuda:
+        out["activation_peak_gib"] = round((torch.cuda.max_memory_allocated(device) - base) / GIB, 3)
+    return out
+
+
+def time_loop(dets: list, frames: list[Frame]) -> float:
+    """Sequential loop: each frame through each model one call at a time, levels in order. ms/image."""
+    levels = sorted({d.level for d in dets})
+    t0 = time.perf_counter()
+    for f in frames:
+        votes: list = []
+        for lv in levels:
+            seen = dataclasses.replace(f, meta={**f.meta, "prior_votes": tuple(votes)})
+            for d in dets:
+                if d.level == lv:
+                    votes.extend(inner(d).predict([seen]))
+    _sync()
+    return (time.perf_counter() - t0) * 1000 / len(frames)
+
+
+def warm_up(dets: list, frames: list[Frame]) -> None:
+    for d in dets:
+        m = inner(d)
+        m.warmup()
+        m.predict(frames[:1])
+        m.predict(frames[:getattr(m, "batch", 1)])
+
+
+def memory_report(voters: list, built: set[str], cfg: CascadeConfig) -> dict[str, Any]:
+    """Peak allocated per device vs what build_plan predicts for the same in-process voters."""
+    import torch
+
+    from cascade.placement import PlacementConfig, build_plan
+
+    devices = _devices([v for v in voters if v.name in built])
+    if not devices or not torch.cuda.is_available():
+        return {}
+    gpus = [g for g in cfg.placement.gpus if g.id in devices] or [
+        {"id": d, "memory_gib": torch.cuda.get_device_properties(d).total_memory / GIB} for d in devices]
+    placement = PlacementConfig.model_validate({"gpus": [g if isinstance(g, dict) else g.model_dump() for g in gpus]})
+    plan = build_plan([v for v in voters if v.name in built and v.memory is not None], placement)
+    planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
+    out = {}
+    for d in devices:
+        peak = torch.cuda.max_memory_allocated(d) / GIB
+        out[d] = {"peak_allocated_gib": round(peak, 3), "reserved_gib": round(torch.cuda.memory_reserved(d) / GIB, 3),
+                  "planned_gib": round(planned.get(d, 0.0), 3),
+                  "measured_over_planned": round(peak / planned[d], 3) if planned.get(d) else None}
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import torch
+
+    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            if torch.cuda.is_available() else [])
+    return {"gpus": gpus, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__, "cuda": torch.version.cuda}
+
+
+def first_query_ms(cascade: Any, frame: Frame) -> float:
+    t0 = time.perf_counter()
+    asyncio.run(drive(cascade, [frame], 1))
+    return (time.perf_counter() - t0) * 1000
+
+
+def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int,
+                    native_sum_ms: float, loop_ms: float) -> dict[str, Any]:
+    cascade = new_cascade(cfg, dets, voters, opts, c)
+    for d in dets:  # count this run's micro-batches only
+        if hasattr(d, "stats"):
+            d.stats.__init__()
+    try:
+        frames = make_frames(c, opts.size, seed=c)
+        wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
+    finally:
+        cascade.close()
+    per_image_ms = wall * 1000 / len(frames)
+    exits: dict[str, int] = {}
+    for v in verdicts:
+        key = v.exit_level.name if v.exit_level is not None else "none"
+        exits[key] = exits.get(key, 0) + 1
+    batchers = {d.name: {"mean_batch": round(d.stats.mean_batch, 2), "batches": d.stats.batches}
+                for d in dets if hasattr(d, "stats")}
+    abstained: dict[str, dict[str, int]] = {}  # random weights abstain for reasons worth seeing
+    for v in verdicts:
+        for vote in v.votes:
+            if vote.abstained:
+                reasons = abstained.setdefault(vote.voter, {})
+                reasons[vote.reason[:80]] = reasons.get(vote.reason[:80], 0) + 1
+    return {"frames": len(frames), "img_per_s": len(frames) / wall, "wall_s": wall,
+            "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
+            "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
+            "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
+            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained}
+
+
+def compiled_native(det: Any, frames: list[Frame], device: str) -> float | str:
+    """ms/image of an L0 backbone under torch.compile (static shapes: the input size is fixed)."""
+    import torch
+
+    bb = inner(det).backbone
+    try:
+        bb.model = torch.compile(bb.model, mode="max-autotune-no-cudagraphs", dynamic=False)
+        inner(det).predict(frames)  # compile for this batch size
+        return round(time_native(det, frames, device)["ms_per_image"], 3)
+    except (RuntimeError, ValueError, TypeError, AssertionError) as exc:  # inductor raises several kinds
+        return f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame], opts: GpuBenchOptions) -> dict:
+    """Native batched cost per model in fp16 vs bf16 (rebuilt), with channels_last, and (L0) compiled."""
+    import torch
+
+    from detectors.random_weights import HF_KINDS, build_random
+
+    out: dict[str, Any] = {}
+    by_name = {v.name: v for v in voters}
+    for det in dets:
+        v = by_name[det.name]
+        if v.kind not in (*HF_KINDS, "backbone-head") or not (v.device.startswith("cuda") or opts.tiny):
+            continue
+        res = {}
+        for dt in ("float16", "bfloat16"):
+            try:
+                other = build_random(v, cfg.base_dir, tiny=opts.tiny, dtype=dt)
+                res[dt] = round(time_native(other, frames, v.device)["ms_per_image"], 3)
+                model = getattr(inner(other), "model", None)
+                if dt == "float16" and isinstance(model, torch.nn.Module):
+                    model.to(memory_format=torch.channels_last)
+                    res["float16+channels_last"] = round(time_native(other, frames, v.device)["ms_per_image"], 3)
+                if dt == "float16" and v.kind == "backbone-head" and not opts.tiny:  # L0 runs on every query
+                    res["float16+compile"] = compiled_native(other, frames, v.device)
+                del other
+            except (RuntimeError, ValueError, TypeError) as exc:
+                res[dt] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        timed = {k: x for k, x in res.items() if isinstance(x, float)}  # failures are strings
+        res["best"] = min(timed, key=timed.get) if timed else None
+        out[det.name] = res
+    return out
+
+
+def first_queries(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict,
+                  opts: GpuBenchOptions, frames: list[Frame], step: Any) -> tuple[list, dict, list[Frame]]:
+    """Cold first query, probe (fp32 fallback), warm-up, first query again; returns the running
+    detectors, the first-query figures and frames primed with L0/L1 votes for the native runs."""
+    step("cold first query")
+    cascade = new_cascade(cfg, dets, voters, opts, 1)
+    cold_ms = first_query_ms(cascade, frames[0])
+    cascade.close()
+    step("probing each model (half precision that fails is rebuilt in float32)")
+    dets = verify(cfg, voters, dets, info, skipped, opts)
+    if not dets:
+        raise RuntimeError(f"no in-process voter runs: {skipped}")
+    step("warm-up")
+    cascade = new_cascade(cfg, dets, voters, opts, opts.native_batch)
+    t0 = time.perf_counter()
+    warm_up(dets, frames)
+    _, _, verdicts = asyncio.run(drive(cascade, frames[:opts.native_batch], opts.native_batch))
+    warm_s = time.perf_counter() - t0
+    warm_ms = first_query_ms(cascade, frames[1])
+    cascade.close()
+    figures = {"cold": cold_ms, "after_warmup": warm_ms, "warmup_s": warm_s}
+    return dets, figures, with_priors(frames[:opts.native_batch], verdicts)
+
+
+def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> list:
+    """Each model's own batched cost (and activation peak); a model that fails here is left out."""
+    for d in list(dets):
+        row = info[d.name]
+        try:
+            row["native"] = time_native(d, primed, row["device"])
+        except BUILD_ERRORS as exc:  # it ran on the probe but not on a full batch
+            skipped[d.name] = f"native batch failed: {type(exc).__name__}: {str(exc)[:300]}"
+            dets.remove(d)
+            del info[d.name]
+            continue
+        if "activation_peak_gib" in row["native"]:  # what to write as memory.measured_gib
+            row["suggested_measured_gib"] = round(row["weights_gib"] + row["native"]["activation_peak_gib"], 3)
+    return dets
+
+
+def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = None) -> dict[str, Any]:
+    """The whole measurement; returns the JSON-ready result (see the module docstring)."""
+    import torch
+
+    def step(msg: str) -> None:
+        if progress is not None:
+            progress(msg)
+
+    cfg = place(cfg, opts)
+    voters, excluded = split_voters(cfg, opts)
+    cuda_devs = _devices(voters)
+    if cuda_devs and not torch.cuda.is_available():
+        raise RuntimeError(f"voters are placed on {cuda_devs} but CUDA is not available here; "
+                           "use --tiny (CPU) or --device cpu")
+    absent = [d for d in cuda_devs if int(d.split(":")[1]) >= torch.cuda.device_count()]
+    if absent:
+        raise RuntimeError(f"voters are placed on {absent} but this machine has {torch.cuda.device_count()} "
+                           "GPU(s); add --single-gpu (every model on cuda:0) or --device cuda:0")
+    for d in cuda_devs:
+        torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
+        torch.cuda.reset_peak_memory_stats(d)
+    step(f"building {len(voters)} in-process voters with random weights")
+    dets, info, skipped = build_all(cfg, voters, opts)
+    if not dets:
+        raise RuntimeError(f"no in-process voter could be built: {skipped}")
+    frames = make_frames(max(opts.native_batch, opts.loop_frames), opts.size, seed=1)
+    dets, first, primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step)
+    step("native batched cost per model")
+    dets = native_all(dets, info, skipped, primed)
+    native_sum = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
+    step("sequential loop")
+    loop_ms = time_loop(dets, frames[:opts.loop_frames])
+    runs = {}
+    for c in opts.concurrency:
+        step(f"cascade at concurrency {c}")
+        runs[str(c)] = concurrency_run(cfg, dets, voters, opts, c, native_sum, loop_ms)
+    result = {
+        "profile": cfg.name, "random_weights": True, "tiny": opts.tiny, "single_gpu": opts.single_gpu,
+        "no_early_exit": opts.no_early_exit, "image_size": opts.size, "dtype_override": opts.dtype,
+        "voters": info, "skipped": skipped, "excluded": excluded, "first_query_ms": first,
+        "native_sum_ms_per_image": native_sum, "loop_ms_per_image": loop_ms, "concurrency": runs,
+        "goals": {"overhead_max": 0.15, "speedup_min": 3.0},
+        "memory": memory_report(voters, {d.name for d in dets}, cfg), "machine": machine(),
+    }
+    if opts.levers:
+        step("levers: fp16 vs bf16, channels_last")
+        result["levers"] = try_levers(cfg, voters, dets, primed, opts)
+    for d in dets:
+        _close(d)
+    return result
+
+
+def level_costs(bench: dict[str, Any]) -> dict[str, float]:
+    """ms per image of each in-process level, from a bench JSON: the sum of its models' native cost."""
+    out: dict[str, float] = {}
+    for v in bench.get("voters", {}).values():
+        if "native" in v:
+            out[v["level"]] = out.get(v["level"], 0.0) + v["native"]["ms_per_image"]
+    return out

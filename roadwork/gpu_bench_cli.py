@@ -1,0 +1,167 @@
+"""CLI bodies of `roadwork bench --gpu`, `roadwork bench --expected-cost` and `roadwork fetch-weights`.
+
+Light at import (typer, rich, json); torch and the adapters load only when a command runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code=2)
+
+
+def _load(config: Path):  # noqa: ANN202
+    from cascade.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+def default_out(name: str) -> Path:
+    """$OUT/<name> when $OUT is set (the GPU machine), else runs/<name>."""
+    return Path(os.environ.get("OUT", "runs")) / name
+
+
+def parse_concurrency(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ValueError(f"--concurrency must be comma-separated positive integers such as 32,64,128,256, "
+                         f"got {text!r}")
+    return values
+
+
+def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str | None, single_gpu: bool,
+            concurrency: str, tiny: bool, no_early_exit: bool, dtype: str | None, levers: bool, size: int,
+            only: list[str] | None) -> Path:
+    """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
+    from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
+
+    if not random_weights:
+        _fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
+    if dtype not in (None, "float16", "bfloat16", "float32"):
+        _fail(f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    try:
+        conc = parse_concurrency(concurrency)
+    except ValueError as exc:
+        _fail(str(exc))
+    cfg = _load(config)
+    from roadwork.env import set_torch_threads
+
+    set_torch_threads(cfg.runtime.torch_threads)
+    opts = GpuBenchOptions(concurrency=conc, device=device, single_gpu=single_gpu, tiny=tiny,
+                           no_early_exit=no_early_exit, dtype=dtype, levers=levers, size=size, only=only,
+                           native_batch=8 if tiny else 32, loop_frames=2 if tiny else 8)
+    with console.status("gpu bench") as status:
+        try:
+            result = run_gpu_bench(cfg, opts, progress=lambda msg: status.update(msg))
+        except RuntimeError as exc:
+            _fail(str(exc))
+    out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _print_gpu(result)
+    console.print(f"wrote {out}")
+    return out
+
+
+def _print_gpu(r: dict) -> None:
+    fq = r["first_query_ms"]
+    table = Table(title=f"{r['profile']}: {len(r['voters'])} in-process voters (native sum "
+                        f"{r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img; "
+                        f"first query {fq['cold']:.0f} ms cold, {fq['after_warmup']:.0f} ms warm)")
+    for col in ("concurrency", "img/s", "p50 ms", "p95 ms", "overhead", "x loop"):
+        table.add_column(col)
+    for c, run in r["concurrency"].items():
+        table.add_row(c, f"{run['img_per_s']:.1f}", f"{run['latency_ms']['p50']:.0f}",
+                      f"{run['latency_ms']['p95']:.0f}", f"{100 * run['overhead_vs_native_sum']:+.1f}%",
+                      f"{run['speedup_vs_loop']:.2f}")
+    Console().print(table)
+    for name, why in {**r["skipped"], **r["excluded"]}.items():
+        console.print(f"[yellow]not run[/yellow] {name}: {why}")
+    for dev, m in r["memory"].items():
+        console.print(f"{dev}: peak {m['peak_allocated_gib']:.2f} GiB vs planned {m['planned_gib']:.2f} GiB "
+                      f"(x{m['measured_over_planned']})")
+
+
+def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[str] | None,
+                      cost: list[str] | None, out: Path | None) -> Path:
+    """`roadwork bench --expected-cost RUN`: early-exit shares and expected GPU ms per query."""
+    from consensus.artefact import ConsensusArtefact
+    from roadwork.expected_cost import parse_pairs, report
+
+    try:
+        band = tuple(ConsensusArtefact.load(artefact).bands["L0"])
+        bench = json.loads(costs.read_text()) if costs else None
+        result = report(run, band, bench, parse_pairs(cont, "--continue"), parse_pairs(cost, "--level-cost"))
+    except KeyError:
+        _fail(f"{artefact} has no fitted L0 band; fit one with `roadwork fit` or pass another --artefact")
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    out = out or default_out("expected_cost.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"{result['l0']['n']} dev images: {100 * (1 - result['l0']['continue']):.1f}% exit at L0 "
+                        f"(band {result['l0']['band']}); expected {result['expected_ms_per_query']:.1f} GPU ms "
+                        f"per query vs {result['all_levels_ms']:.0f} ms through every level")
+    for col in ("level", "reach", "exits here", "cost ms", "source", "expected ms"):
+        table.add_column(col)
+    for lv, row in result["levels"].items():
+        table.add_row(lv, f"{row['reach']:.3f}", f"{row['exit']:.3f}", f"{row['cost_ms']:.1f}",
+                      result["cost_sources"][lv], f"{row['expected_ms']:.1f}")
+    Console().print(table)
+    console.print(f"wrote {out}")
+    return out
+
+
+def fetch_weights_cmd(
+    config: Annotated[Path, typer.Argument(help="Profile, e.g. configs/h100x2.yaml.")],
+    list_only: Annotated[bool, typer.Option("--list", help="Only list (the default when --download is not given).")] = False,
+    download: Annotated[bool, typer.Option("--download", help="Fetch what is missing (needs internet; lifts HF_HUB_OFFLINE for this run).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the list as JSON here.")] = None,
+) -> None:
+    """List every hub id / file a profile needs and whether it is here; fetch them only with --download.
+
+    Nothing in the project downloads on its own. On a machine with internet run
+    `roadwork fetch-weights configs/h100x2.yaml --download` once; transformers models go to the
+    Hugging Face cache, ultralytics and RF-DETR files next to the profile; vLLM reads the same cache.
+    """
+    from roadwork.fetch_weights import check_present, download as fetch, go_online, items_for
+
+    if list_only and download:
+        _fail("--list and --download exclude each other; give one")
+    cfg = _load(config)
+    items = check_present(items_for(cfg))
+    table = Table(title=f"{cfg.name}: {len(items)} weight items")
+    for col in ("voter", "source", "id", "here", "note"):
+        table.add_column(col)
+    for it in items:
+        here = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "?"}[it.present]
+        table.add_row(it.voter, it.source, it.id, here, it.note)
+    Console().print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([it.to_dict() for it in items], indent=2) + "\n")
+    if not download:
+        return
+    go_online()
+    for it in items:
+        if it.present or it.source in ("bundled", "trained"):
+            continue
+        console.print(f"fetching {it.id} ({it.source}) ...")
+        console.print(f"  -> {fetch(it)}")

@@ -1,0 +1,58 @@
+import pytest
+
+from cascade.config import CascadeConfig
+from cascade.placement import MemorySpec, PlanError, build_plan
+
+
+def profile(voters, gpus, servers=()):
+    return CascadeConfig.model_validate({
+        "voters": voters,
+        "placement": {"gpus": gpus, "vllm_servers": list(servers)}})
+
+
+H100 = [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]
+
+
+def voter(name, device, params_m, dtype="fp16", act=1.0):
+    return {"name": name, "kind": "x", "level": "L1", "device": device,
+            "memory": {"params_m": params_m, "dtype": dtype, "activation_gib": act}}
+
+
+def test_weights_are_params_times_dtype_bytes():
+    assert MemorySpec(params_m=1024 ** 3 / 1e6, dtype="fp16", activation_gib=0).total_gib() == pytest.approx(2.0)
+    assert MemorySpec(params_m=1, measured_gib=3.5).total_gib() == 3.5
+    with pytest.raises(ValueError, match="params_m"):
+        MemorySpec()
+
+
+def test_plan_that_fits_adds_up_per_gpu():
+    cfg = profile([voter("yolo11x", "cuda:0", 56.9), voter("dav2l", "cuda:1", 335.3)], H100,
+                  [{"name": "vlm_power", "gpus": ["cuda:0"], "memory_fraction": 0.5},
+                   {"name": "vlm_precision", "gpus": ["cuda:0", "cuda:1"], "memory_fraction": 0.3}])
+    plan = build_plan(cfg.voters, cfg.placement).check()
+    g0, g1 = plan.gpus
+    assert {i.name for i in g0.items} == {"yolo11x", "vlm_power", "vlm_precision"}
+    assert g0.planned_gib == pytest.approx(56.9e6 * 2 / 1024 ** 3 + 1 + 0.8 * 79.1)
+    assert g1.planned_gib == pytest.approx(335.3e6 * 2 / 1024 ** 3 + 1 + 0.3 * 79.1)
+
+
+def test_over_committed_gpu_is_refused_naming_gpu_and_largest_items():
+    cfg = profile([voter("owlv2", "cuda:1", 150)], H100,
+                  [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.7},
+                   {"name": "vlm_fast", "gpus": ["cuda:1"], "memory_fraction": 0.3}])
+    with pytest.raises(PlanError, match=r"cuda:1 is over-committed.*vlm_power.*vlm_fast"):
+        build_plan(cfg.voters, cfg.placement).check()
+
+
+def test_unknown_device_and_missing_memory_are_refused():
+    cfg = profile([voter("a", "cuda:3", 10)], H100)
+    with pytest.raises(PlanError, match="cuda:3"):
+        build_plan(cfg.voters, cfg.placement)
+    cfg = profile([{"name": "b", "kind": "x", "level": "L1", "device": "cuda:0"}], H100)
+    with pytest.raises(PlanError, match="no `memory:`"):
+        build_plan(cfg.voters, cfg.placement)
+
+
+def test_vllm_server_on_undeclared_gpu_fails_at_load():
+    with pytest.raises(ValueError, match="cuda:2"):
+        profile([voter("a", "cpu", 1)], H100, [{"name": "s", "gpus": ["cuda:2"], "memory_fraction": 0.2}])

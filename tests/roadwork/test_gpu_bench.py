@@ -1,0 +1,146 @@
+"""`roadwork bench --gpu`: placement remapping, skipping what cannot run, and a tiny CPU smoke run."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cascade.config import load_config
+from roadwork.cli import app
+from roadwork.gpu_bench import GpuBenchOptions, bench_config, build_all, place, split_voters, verify
+from roadwork.gpu_bench_cli import parse_concurrency
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILE = REPO / "configs" / "h100x2.yaml"
+
+
+@pytest.fixture(scope="module")
+def cfg():  # noqa: ANN201
+    return load_config(PROFILE)
+
+
+@pytest.mark.parametrize("opts, expect", [
+    # case: the profile's own placement keeps both cards
+    (GpuBenchOptions(), {"cuda:0", "cuda:1", "cpu"}),
+    # case: --single-gpu moves every model to cuda:0 (the 1-GPU side of the comparison); OCR stays on the CPU
+    (GpuBenchOptions(single_gpu=True), {"cuda:0", "cpu"}),
+    # case: --device puts every GPU model on the named card
+    (GpuBenchOptions(device="cuda:1"), {"cuda:1", "cpu"}),
+    # case: --tiny runs on the CPU
+    (GpuBenchOptions(tiny=True), {"cpu"}),
+])
+def test_place_remaps_devices(cfg, opts: GpuBenchOptions, expect: set[str]) -> None:  # noqa: ANN001
+    placed = place(cfg, opts)
+    assert {v.device for v in placed.voters if v.kind != "vlm-http"} == expect
+
+
+def test_vlm_tiers_are_excluded_with_a_reason(cfg) -> None:  # noqa: ANN001
+    run, excluded = split_voters(cfg, GpuBenchOptions())
+    assert len(run) == 18 and len(excluded) == 8
+    assert all("vLLM server" in why for why in excluded.values())
+
+
+def test_missing_package_is_skipped_not_fatal(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rfdetr" else real(name, *a))
+    voters = [v for v in place(cfg, GpuBenchOptions(tiny=True)).voters if v.name == "rfdetr_l"]
+    dets, info, skipped = build_all(cfg, voters, GpuBenchOptions(tiny=True))
+    assert dets == [] and info == {}
+    assert "package 'rfdetr' is not installed" in skipped["rfdetr_l"]
+
+
+def test_no_early_exit_opens_every_band(cfg) -> None:  # noqa: ANN001
+    run, _ = split_voters(cfg, GpuBenchOptions())
+    bc = bench_config(cfg, run, GpuBenchOptions(no_early_exit=True), workers=64)
+    assert {lc.level.name: lc.band for lc in bc.levels} == {"L0": (0.0, 1.0), "L1": (0.0, 1.0), "L2": (0.0, 1.0)}
+    assert bc.consensus.weights is None and bc.runtime.workers == 64
+
+
+@pytest.mark.parametrize("text, ok", [("32,64,128,256", [32, 64, 128, 256]), ("8", [8]), ("0,4", None),
+                                      ("a,b", None), ("", None)])
+def test_parse_concurrency(text: str, ok: list[int] | None) -> None:
+    if ok is None:
+        with pytest.raises(ValueError, match="--concurrency"):
+            parse_concurrency(text)
+    else:
+        assert parse_concurrency(text) == ok
+
+
+def test_gpu_needs_random_weights() -> None:
+    res = CliRunner().invoke(app, ["bench", "--gpu", "--config", str(PROFILE), "--tiny"])
+    assert res.exit_code == 2 and "--random-weights" in res.output
+
+
+@pytest.mark.slow
+def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
+    # given a few of the profile's voters at tiny size on the CPU
+    out = tmp_path / "gpu_bench.json"
+    only = ["l0_dinov2_l", "yolo11x", "dfine_l", "depth_da2_l", "scene_siglip2_b"]
+    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE),
+            "--concurrency", "2,4", "--out", str(out)] + [a for n in only for a in ("--only", n)]
+    # when the bench runs
+    res = CliRunner().invoke(app, args)
+    # then every requested voter ran, every frame went through all three levels, and the figures are there
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert sorted(r["voters"]) == sorted(only) and r["skipped"] == {}
+    assert len(r["excluded"]) == 21  # 8 VLM tiers + 13 voters outside --only
+    for c, run in r["concurrency"].items():
+        assert run["frames"] == int(c) and run["img_per_s"] > 0
+        assert run["exit_levels"] == {"L2": int(c)}
+        assert run["latency_ms"]["p95"] >= run["latency_ms"]["p50"] > 0
+        assert run["overhead_vs_native_sum"] > -1 and run["speedup_vs_loop"] > 0
+    assert r["first_query_ms"]["cold"] > 0 and r["first_query_ms"]["after_warmup"] > 0
+    assert all(v["native"]["ms_per_image"] > 0 for v in r["voters"].values())
+    assert r["native_sum_ms_per_image"] > 0 and r["loop_ms_per_image"] > 0
+
+
+def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import detectors.random_weights as rw
+    from tests.conftest import FakeVoter
+
+    built = []
+
+    def fake_build(v, base_dir, tiny=False, dtype=None):  # noqa: ANN001, ANN202
+        built.append(dtype)
+        error = RuntimeError("expected scalar type Half but found Float") if dtype != "float32" else None
+        return FakeVoter(v.name, v.level, prob=0.7, error=error)
+
+    monkeypatch.setattr(rw, "build_random", fake_build)
+    voters = [v for v in cfg.voters if v.name in ("dfine_l", "yolo11x")]
+    opts = GpuBenchOptions()
+    dets, info, skipped = build_all(cfg, voters, opts)
+    ok = verify(cfg, voters, dets, info, skipped, opts)
+    assert [d.name for d in ok] == ["yolo11x", "dfine_l"] and skipped == {}
+    assert info["dfine_l"]["dtype"] == "float32 (fallback)" and "Half" in info["dfine_l"]["half_failed"]
+    assert built == [None, None, "float32", "float32"]
+
+
+def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import detectors.random_weights as rw
+    from tests.conftest import FakeVoter
+
+    monkeypatch.setattr(rw, "build_random", lambda v, b, tiny=False, dtype=None: FakeVoter(
+        v.name, v.level, error=ValueError("bad shape")))
+    voters = [v for v in cfg.voters if v.name == "owlv2_b16"]
+    dets, info, skipped = build_all(cfg, voters, GpuBenchOptions())
+    assert verify(cfg, voters, dets, info, skipped, GpuBenchOptions()) == []
+    assert "does not run: ValueError: bad shape" in skipped["owlv2_b16"] and info == {}
+
+
+def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:  # noqa: ANN001
+    # tiny CPU run of the lever code path (on a GPU the two dtypes really differ)
+    from roadwork.gpu_bench import probe_frames, try_levers
+
+    opts = GpuBenchOptions(tiny=True, only=["dfine_l", "yolo11x"])
+    placed = place(cfg, opts)
+    voters, _ = split_voters(placed, opts)
+    dets, _, _ = build_all(placed, voters, opts)
+    res = try_levers(placed, voters, dets, probe_frames(32), opts)
+    assert set(res) == {"dfine_l"}  # ultralytics has no dtype lever (fp16 or fp32 only)
+    row = res["dfine_l"]
+    assert isinstance(row["float16"], float) and isinstance(row["bfloat16"], float)
+    assert "float16+channels_last" in row and row["best"] in row

@@ -1,0 +1,65 @@
+"""detectors/random_weights.py: a profile's voter -> the same architecture from configs, no downloads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.config import VoterConfig
+from cascade.types import Frame
+from detectors.random_weights import NoRandomConfigError, build_random, random_voter, tiny_yaml
+
+
+@pytest.mark.parametrize("weights, tiny", [
+    ("yolo11x.pt", "yolo11n.yaml"), ("yolo26x.pt", "yolo26n.yaml"), ("yolov8l.pt", "yolov8n.yaml"),
+    ("rtdetr-x.pt", "rtdetr-l.yaml"), ("yoloe-11l-seg.pt", "yoloe-11s-seg.yaml"),
+])
+def test_tiny_yaml(weights: str, tiny: str) -> None:
+    assert tiny_yaml(weights) == tiny
+
+
+def _voter(kind: str, **params) -> VoterConfig:  # noqa: ANN003
+    return VoterConfig(name="v", kind=kind, level="L1", batch=16, params=params)
+
+
+def test_ultralytics_full_size_yaml_and_dtype() -> None:
+    v = _voter("ultralytics", weights="yolo11x.pt", half=True, prompts=["cone"], allow_download=True)
+    p = random_voter(v, dtype="float32").params
+    assert p["weights"] == "yolo11x.yaml" and p["half"] is False and "prompts" not in p
+    assert p["allow_download"] is False
+
+
+def test_hf_hub_id_becomes_its_full_config() -> None:
+    p = random_voter(_voter("hf-detector", model="google/owlv2-base-patch16-ensemble", dtype="float16"),
+                     dtype="bfloat16").params
+    assert "model" not in p and p["dtype"] == "bfloat16"
+    assert p["random_init"]["model_type"] == "owlv2" and p["random_init"]["vision_config"]["image_size"] == 960
+
+
+def test_tiny_hf_voter_is_small_and_fp32() -> None:
+    p = random_voter(_voter("depth-size", model="depth-anything/Depth-Anything-V2-Large-hf", dtype="float16"),
+                     tiny=True).params
+    assert p["dtype"] == "float32" and p["image_size"] == 56
+    assert p["random_init"]["backbone_config"]["hidden_size"] == 32
+
+
+def test_unknown_hub_id_names_the_key_and_the_fix() -> None:
+    with pytest.raises(NoRandomConfigError, match=r"voters\[v\]\.params\.model='acme/unknown'.*FULL_CONFIGS"):
+        random_voter(_voter("scene-zero-shot", model="acme/unknown"))
+
+
+def test_vlm_kinds_have_no_random_form() -> None:
+    with pytest.raises(NoRandomConfigError, match="run on servers"):
+        random_voter(_voter("vlm-http", model="fast", endpoints=["http://127.0.0.1:1"]))
+
+
+@pytest.mark.parametrize("hub", ["facebook/dinov2-large", "facebook/dinov3-vitl16-pretrain-lvd1689m"])
+def test_tiny_backbone_head_predicts_without_a_head_file(hub: str) -> None:
+    v = VoterConfig(name="l0", kind="backbone-head", level="L0", batch=4, batch_wait_ms=2,
+                    params={"backbone": {"kind": "hf-automodel", "model": hub}, "head": "missing.npz"})
+    det = build_random(v, base_dir=Path("."), tiny=True)
+    frames = [Frame(np.zeros((40, 60, 3), np.uint8), source="t") for _ in range(3)]
+    votes = det.predict(frames)
+    assert len(votes) == 3 and all(0.0 <= vote.prob <= 1.0 for vote in votes)
+    det.close()

@@ -1,0 +1,102 @@
+"""configs/h100x2.yaml: 26 voters over L0-L5, a plan that fits two H100s, real hub ids, no downloads."""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cascade.config import load_config
+from cascade.placement import PlanError, build_plan
+from detectors.random_weights import FULL_CONFIGS, IN_PROCESS_EXCLUDED, random_voter
+from roadwork.cli import app
+from roadwork.fetch_weights import items_for
+from vlm_tiers.launch import load_profile
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = REPO / "configs" / "h100x2.yaml"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+ULTRALYTICS_ASSET = re.compile(r"^(yolo|rtdetr|yoloe)[\w.-]*\.pt$")
+
+
+@pytest.fixture(scope="module")
+def cfg():  # noqa: ANN201
+    return load_config(PROFILE)
+
+
+def test_profile_has_26_voters_across_levels(cfg) -> None:  # noqa: ANN001
+    # given the production profile / when counting voters per level / then the user's cascade is there
+    per_level = Counter(v.level.name for v in cfg.voters if v.enabled)
+    assert sum(per_level.values()) == 26
+    assert per_level == {"L0": 2, "L1": 9, "L2": 7, "L3": 3, "L4": 3, "L5": 2}
+    assert all(v.kind == "vlm-http" for v in cfg.voters if v.level.name in ("L3", "L4", "L5"))
+
+
+def test_plan_fits_and_every_gpu_voter_has_memory(cfg) -> None:  # noqa: ANN001
+    plan = build_plan(cfg.voters, cfg.placement).check()
+    assert [g.gpu.id for g in plan.gpus] == ["cuda:0", "cuda:1"]
+    for g in plan.gpus:
+        assert g.planned_gib <= g.usable_gib
+        assert any(i.kind.startswith("vllm") for i in g.items) and any(not i.kind.startswith("vllm") for i in g.items)
+    assert all(v.memory is not None for v in cfg.voters if v.device.startswith("cuda"))
+
+
+def test_one_more_vllm_share_overcommits_and_names_the_gpu(cfg) -> None:  # noqa: ANN001
+    servers = [s.model_copy(update={"memory_fraction": s.memory_fraction + 0.05}) if s.name == "power" else s
+               for s in cfg.placement.vllm_servers]
+    with pytest.raises(PlanError, match=r"cuda:1 is over-committed.*power"):
+        build_plan(cfg.voters, cfg.placement.model_copy(update={"vllm_servers": servers})).check()
+
+
+def test_every_weight_is_a_hub_id_or_an_asset_name(cfg) -> None:  # noqa: ANN001
+    items = items_for(cfg)
+    hub = [it.id for it in items if it.source == "hf"]
+    assert len(hub) == 20 and all(HUB_ID.match(i) for i in hub), hub
+    assets = [it.id for it in items if it.source == "ultralytics" and it.id.endswith(".pt")]
+    assert len(assets) == 4 and all(ULTRALYTICS_ASSET.match(a) for a in assets), assets
+
+
+def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:  # noqa: ANN001
+    voters = {v.params["model"]: v for v in cfg.voters if v.kind == "vlm-http"}
+    ports = set()
+    for s in cfg.placement.vllm_servers:
+        prof = load_profile(str(cfg.resolve(s.profile)))
+        assert prof.gpu_memory_utilization == pytest.approx(s.memory_fraction), s.name
+        assert [f"cuda:{g}" for g in prof.gpus] == s.gpus, s.name
+        voter = voters[prof.served_model_name]  # each server has its tier voter
+        assert voter.level.name == prof.level and voter.params["endpoints"] == [prof.base_url]
+        ports.add(prof.port)
+    assert len(ports) == len(cfg.placement.vllm_servers) == len(voters) == 8
+
+
+def test_every_in_process_voter_has_a_full_size_random_form(cfg) -> None:  # noqa: ANN001
+    # what `roadwork bench --gpu --random-weights` builds: nothing may need a hub config
+    for v in cfg.voters:
+        if v.kind in IN_PROCESS_EXCLUDED:
+            continue
+        if v.kind == "backbone-head":
+            assert v.params["backbone"]["model"] in FULL_CONFIGS
+            continue
+        params = random_voter(v).params
+        assert "model" not in params, v.name
+        if v.kind == "ultralytics":
+            assert params["weights"].endswith(".yaml") and "prompts" not in params
+
+
+def test_fetch_weights_lists_without_downloading(tmp_path: Path) -> None:
+    out = tmp_path / "weights.json"
+    res = CliRunner().invoke(app, ["fetch-weights", str(PROFILE), "--list", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(out.read_text())
+    ids = {r["id"] for r in rows}
+    assert {"facebook/dinov2-large", "yolo11x.pt", "Qwen/Qwen3-VL-32B-Thinking-FP8"} <= ids
+    heads = [r for r in rows if r["source"] == "trained"]
+    assert len(heads) == 2 and all("roadwork train head" in r["note"] for r in heads)
+
+
+def test_fetch_weights_refuses_list_and_download_together() -> None:
+    res = CliRunner().invoke(app, ["fetch-weights", str(PROFILE), "--list", "--download"])
+    assert res.exit_code == 2 and "exclude each other" in res.output
