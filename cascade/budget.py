@@ -23,17 +23,21 @@ class Deadline:
 class CostTracker:
     """Exponential moving average of each stage's wall time, in seconds. Thread-safe."""
 
-    def __init__(self, prior_s: float, alpha: float) -> None:
+    def __init__(self, prior_s: float, alpha: float, priors: dict[str, float] | None = None) -> None:
         if prior_s <= 0 or not 0 < alpha <= 1:
             raise ValueError(f"prior_s must be > 0 and alpha in (0, 1], got {prior_s}, {alpha}")
+        bad = {k: v for k, v in (priors or {}).items() if not v > 0}
+        if bad:
+            raise ValueError(f"per-stage priors must be > 0 seconds, got {bad}")
         self._prior = prior_s
+        self._priors = dict(priors or {})
         self._alpha = alpha
         self._ema: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def estimate(self, stage: str) -> float:
         with self._lock:
-            return self._ema.get(stage, self._prior)
+            return self._ema.get(stage, self._priors.get(stage, self._prior))
 
     def observe(self, stage: str, seconds: float) -> None:
         with self._lock:

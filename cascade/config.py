@@ -11,7 +11,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import Level
+from miner.config import MinerConfig  # pure pydantic, no bittensor
+from monitoring.tracing import TracingConfig  # pure pydantic; OpenTelemetry loads only when tracing is on
 
 
 class VoterConfig(BaseModel):
@@ -26,9 +29,17 @@ class VoterConfig(BaseModel):
     """Prior weight in pooling, used until `roadwork fit` has learnt one."""
     device: str = "cpu"
     batch: int = Field(default=16, ge=1)
+    batch_wait_ms: float = Field(default=0, ge=0)
+    """Micro-batching: > 0 gathers concurrent frames for this model for up to this long (or until
+    `batch` frames) into one call (detectors/batching.py). 0 runs each call as it comes."""
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
     """Adapter-specific settings; each adapter checks its own."""
+    memory: MemorySpec | None = None
+    """Accelerator memory this voter needs; `roadwork plan` adds it up per GPU."""
+    cost_prior_ms: float | None = Field(default=None, gt=0)
+    """Assumed cost before this voter has run (default `runtime.cost_prior_ms`). Set it to the
+    measured cost of a slow voter (a VLM tier) so it is not scheduled optimistically."""
 
     @field_validator("level", mode="before")
     @classmethod
@@ -45,15 +56,20 @@ class LevelConfig(BaseModel):
     level: Level
     band: tuple[float, float] = (0.0, 1.0)
     """Exit after this level when the pooled probability is < lo or > hi. [0, 1] never exits."""
+    run_when: tuple[float, float] | None = None
+    """Entry band: run this level only when the pooled probability so far is within [lo, hi]
+    (a level with nothing pooled before it always runs); otherwise skip it and go on. None: always."""
 
     @field_validator("level", mode="before")
     @classmethod
     def _level(cls, v: Any) -> Level:
         return Level.parse(v)
 
-    @field_validator("band")
+    @field_validator("band", "run_when")
     @classmethod
-    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is None:
+            return v
         lo, hi = v
         if not 0.0 <= lo <= hi <= 1.0:
             raise ValueError(f"band must satisfy 0 <= lo <= hi <= 1, got [{lo}, {hi}]")
@@ -102,6 +118,12 @@ class CascadeConfig(BaseModel):
     levels: list[LevelConfig] = Field(default_factory=list)
     voters: list[VoterConfig]
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
+    placement: PlacementConfig = Field(default_factory=PlacementConfig)
+    """GPUs and vLLM servers, checked by `roadwork plan` (empty on CPU profiles)."""
+    miner: MinerConfig = Field(default_factory=MinerConfig)
+    """The `roadwork serve` / `simulate` settings (miner/config.py); defaults suit configs/cpu.yaml."""
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    """OpenTelemetry traces to a Phoenix server (monitoring/tracing.py); off unless `endpoint` is set."""
     base_dir: Path = Path(".")
     """Folder that relative paths are resolved against (set by `load_config`)."""
 
@@ -118,6 +140,17 @@ class CascadeConfig(BaseModel):
             raise ValueError(f"each level may appear once under `levels`, got {[lv.name for lv in levels]}")
         return self
 
+    @model_validator(mode="after")
+    def _cost_priors_fit(self) -> CascadeConfig:
+        budget = self.runtime.deadline_ms - self.runtime.margin_ms
+        never = [f"{v.name} ({v.cost_prior_ms:g} ms)" for v in self.voters
+                 if v.enabled and v.cost_prior_ms is not None and v.cost_prior_ms > budget]
+        if never:
+            raise ValueError(f"voters[].cost_prior_ms of {', '.join(never)} exceeds runtime.deadline_ms - "
+                             f"runtime.margin_ms ({budget:g} ms): such a voter would never be scheduled; "
+                             "lower cost_prior_ms (or disable the voter)")
+        return self
+
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else (self.base_dir / p).resolve()
@@ -127,6 +160,12 @@ class CascadeConfig(BaseModel):
             if lc.level == level:
                 return lc.band
         return (0.0, 1.0)
+
+    def run_when(self, level: Level) -> tuple[float, float] | None:
+        for lc in self.levels:
+            if lc.level == level:
+                return lc.run_when
+        return None
 
 
 class ConfigError(ValueError):

@@ -37,7 +37,8 @@ class Cascade:
         self.levels: list[tuple[Level, list[Detector]]] = [
             (lv, [d for d in self.detectors if d.level == lv]) for lv in levels]
         rt = config.runtime
-        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha)
+        priors = {v.name: v.cost_prior_ms / 1000 for v in config.voters if v.cost_prior_ms is not None}
+        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors)
         self.margin_s = rt.margin_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
         self.weights = {d.name: d.weight for d in self.detectors}
@@ -84,6 +85,11 @@ class Cascade:
         prob: float | None = None
         exit_level: Level | None = None
         for level, detectors in self.levels:
+            gate = self.config.run_when(level)
+            if gate is not None and prob is not None and not gate[0] <= prob <= gate[1]:
+                skipped.extend(f"{d.name}: pooled {prob:.3f} outside run_when [{gate[0]}, {gate[1]}]"
+                               for d in detectors)
+                continue
             runnable = [d for d in detectors if self.costs.fits(d.name, deadline, self.margin_s)]
             skipped.extend(f"{d.name}: est {self.costs.estimate(d.name) * 1000:.0f} ms > "
                            f"{max(deadline.remaining() - self.margin_s, 0) * 1000:.0f} ms left"
@@ -91,7 +97,9 @@ class Cascade:
             if not runnable:
                 continue
             t0 = time.monotonic()
-            new_votes = await asyncio.gather(*(self._vote(d, frame, deadline) for d in runnable))
+            # later levels (L2 validators) read earlier votes' boxes from frame.meta["prior_votes"]
+            seen = dataclasses.replace(frame, meta={**frame.meta, "prior_votes": tuple(votes)}) if votes else frame
+            new_votes = await asyncio.gather(*(self._vote(d, seen, deadline) for d in runnable))
             for vote in new_votes:
                 obs.on_vote(vote)
             votes.extend(new_votes)
@@ -109,10 +117,11 @@ class Cascade:
         obs.on_verdict(verdict)
         return verdict
 
-    def run_sync(self, frame: Frame, timeout_s: float | None = None) -> Verdict:
+    def run_sync(self, frame: Frame, timeout_s: float | None = None,
+                 observer: CascadeObserver | None = None) -> Verdict:
         """Blocking helper for offline tools (eval, bench); do not call from an event loop."""
         seconds = self.config.runtime.deadline_ms / 1000 if timeout_s is None else timeout_s
-        return asyncio.run(self.run(frame, Deadline.after(seconds)))
+        return asyncio.run(self.run(frame, Deadline.after(seconds), observer=observer))
 
     async def _vote(self, detector: Detector, frame: Frame, deadline: Deadline) -> Vote:
         loop = asyncio.get_running_loop()
@@ -127,7 +136,9 @@ class Cascade:
             (vote,) = await asyncio.wait_for(fut, timeout=budget)
         except TimeoutError:
             elapsed = time.monotonic() - t0
-            self.costs.observe(detector.name, elapsed)
+            # it did not finish in `elapsed`: record more than that, or the next request (same budget)
+            # would start it again and a hung voter would pile up stuck threads in the shared pool
+            self.costs.observe(detector.name, 2 * elapsed)
             return Vote.abstain(detector.name, detector.level,
                                 f"deadline: no answer within {budget * 1000:.0f} ms", elapsed * 1000)
         except Exception as exc:  # one failing voter must not take the answer down

@@ -14,6 +14,16 @@ from detectors.base import Detector
 
 REGISTRY: dict[str, str] = {
     "backbone-head": "detectors.backbone_head:BackboneHead",
+    "ultralytics": "detectors.ultralytics_yolo:UltralyticsDetector",
+    "hf-detector": "detectors.hf_detr:HFDetector",  # OWLv2, Grounding DINO, D-FINE, RT-DETR v2
+    "rfdetr": "detectors.rfdetr:RFDETRDetector",
+    "wbf-ensemble": "detectors.ensemble:WBFEnsemble",  # several box detectors fused with WBF
+    "depth-size": "detectors.depth_size:DepthSizeValidator",  # Depth Anything + size check (L2)
+    "sam-mask": "detectors.sam_mask:SamMaskValidator",  # SAM mask shape/colour check (L2)
+    "ocr-signs": "detectors.ocr_signs:OcrSignVoter",  # rapidocr roadwork words (L2)
+    "scene-zero-shot": "detectors.scene_clip:SceneVoter",  # CLIP/SigLIP + night/rain/clear tag (L2)
+    "vlm-http": "vlm_tiers.http_tier:HttpVLMTier",  # L3-L5 over vLLM / any OpenAI-compatible server
+    "vlm-transformers": "vlm_tiers.local_tier:TransformersVLMTier",  # in-process Qwen-VL (CPU/dev)
 }
 
 
@@ -37,4 +47,9 @@ def resolve(kind: str) -> type[Detector]:
 
 
 def build(cfg: VoterConfig, base_dir: Path) -> Detector:
-    return resolve(cfg.kind).from_config(cfg, base_dir)
+    detector = resolve(cfg.kind).from_config(cfg, base_dir)
+    if cfg.batch_wait_ms > 0:  # gather concurrent frames into micro-batches
+        from detectors.batching import MicroBatcher
+
+        detector = MicroBatcher(detector, cfg.batch, cfg.batch_wait_ms)
+    return detector

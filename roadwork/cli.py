@@ -14,12 +14,18 @@ from rich.console import Console
 from rich.table import Table
 
 from roadwork.env import configure_process, set_torch_threads
+from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
+from vlm_tiers.cli import vllm_app
+from miner.cli import serve_cmd, simulate_cmd  # light: bittensor loads only when they run
+from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
+from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
 train_app = typer.Typer(help="Train models on a labelled dataset (never on the dev split).",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(vllm_app, name="vllm")
 console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML).")]
@@ -79,6 +85,7 @@ def eval_cmd(
     split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this (e.g. dev).")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
+    trace: Annotated[str | None, typer.Option(help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint.")] = None,
 ) -> None:
     """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...)."""
     from training.evaluate import evaluate
@@ -87,10 +94,29 @@ def eval_cmd(
     if transform not in ("validator", "none"):
         _fail(f"--transform must be 'validator' or 'none', got {transform!r}")
     ds = _load_data(data, split, source)
+    tracer = _tracer(trace)
     with _load_cascade(config) as cascade:
-        result = evaluate(cascade, ds, make_transform(transform, seed), transform, out)
+        tracer = tracer or _tracer(cascade.config.tracing.endpoint, cascade.config.tracing.project)
+        result = evaluate(cascade, ds, make_transform(transform, seed), transform, out,
+                          observer_for=tracer.observer_for if tracer else None,
+                          run_info={"data_root": str(data.resolve()), "split": split, "seed": seed})
+    if tracer:
+        tracer.close()
     _print_metrics(result.metrics)
     console.print(f"report: {result.out_dir / 'report.md'}  ({len(result.problems)} inputs skipped)")
+
+
+def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202
+    if url is None:
+        return None
+    try:
+        from monitoring.tracing import CascadeTracer
+
+        return CascadeTracer.to_phoenix(url, project=project)
+    except ImportError as exc:
+        _fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _print_metrics(m: dict) -> None:
@@ -159,13 +185,43 @@ def fit_cmd(
 @app.command("bench")
 def bench_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
-    out: Annotated[Path, typer.Option(help="JSON file to write.")] = Path("runs/bench.json"),
+    out: Annotated[Path | None, typer.Option(help="JSON file to write (default runs/bench.json; with --gpu or --expected-cost $OUT/ or runs/gpu_bench.json, expected_cost.json).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Timed images.")] = 100,
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels (validators send 224).")] = 224,
+    gpu: Annotated[bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/gpu_bench.py).")] = False,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="--gpu: build every model at full size with random weights (no downloads).")] = False,
+    device: Annotated[str | None, typer.Option(help="--gpu: put every in-process model on this device (e.g. cuda:0, cpu).")] = None,
+    single_gpu: Annotated[bool, typer.Option("--single-gpu", help="--gpu: remap cuda:N to cuda:0 (1-GPU vs 2-GPU comparison).")] = False,
+    concurrency: Annotated[str, typer.Option(help="--gpu: concurrent frames per run, comma-separated.")] = "32,64,128,256",
+    tiny: Annotated[bool, typer.Option("--tiny", help="--gpu: tiny configs on the CPU (smoke run).")] = False,
+    no_early_exit: Annotated[bool, typer.Option("--no-early-exit", help="--gpu: open every band so every frame runs every in-process level.")] = False,
+    dtype: Annotated[str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")] = None,
+    levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last.")] = False,
+    only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
+    expected_cost: Annotated[Path | None, typer.Option("--expected-cost", help="An eval run folder (e.g. runs/dev): early-exit shares and expected GPU cost per query.")] = None,
+    costs: Annotated[Path | None, typer.Option(help="--expected-cost: a --gpu bench JSON for the L0-L2 costs (else priors).")] = None,
+    artefact: Annotated[Path, typer.Option(help="--expected-cost: consensus artefact with the fitted L0 band.")] = Path("models/consensus-cpu.json"),
+    continue_share: Annotated[list[str] | None, typer.Option("--continue", help="--expected-cost: LEVEL=SHARE still unsure after a level (prior), repeatable.")] = None,
+    level_cost: Annotated[list[str] | None, typer.Option("--level-cost", help="--expected-cost: LEVEL=MS GPU cost per image, repeatable.")] = None,
 ) -> None:
-    """Measure per-image latency (p50/p95) and images/s of a profile on this machine."""
+    """Measure per-image latency (p50/p95) and images/s of a profile on this machine.
+
+    `--gpu --random-weights` instead drives the in-process levels with 32-256 concurrent frames
+    (see roadwork/gpu_bench.py); `--expected-cost RUN` turns early-exit shares into GPU ms per query.
+    """
+    from roadwork import gpu_bench_cli
+
+    if expected_cost is not None:
+        gpu_bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
+        return
+    if gpu:
+        gpu_bench_cli.run_gpu(config, out, random_weights=random_weights, device=device, single_gpu=single_gpu,
+                              concurrency=concurrency, tiny=tiny, no_early_exit=no_early_exit, dtype=dtype,
+                              levers=levers, size=size, only=only)
+        return
     from roadwork.bench import run_bench
 
+    out = out or Path("runs/bench.json")
     with _load_cascade(config) as cascade:
         result = run_bench(cascade, n=images, size=size)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -173,6 +229,34 @@ def bench_cmd(
     lat = result["latency_ms"]
     console.print(f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
                   f"{result['images_per_s_sequential']:.1f} img/s -> {out}")
+
+
+@app.command("plan")
+def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g. configs/h100x2.yaml.")]) -> None:
+    """Add up each GPU's memory (models + vLLM shares) and refuse an over-committed plan."""
+    from cascade.config import ConfigError, load_config
+    from cascade.placement import PlanError, build_plan
+
+    try:
+        cfg = load_config(config)
+        plan = build_plan(cfg.voters, cfg.placement)
+    except (ConfigError, PlanError) as exc:
+        _fail(str(exc))
+    table = Table(title=f"placement plan: {cfg.name}")
+    for col in ("device", "item", "kind", "GiB"):
+        table.add_column(col)
+    for g in plan.gpus:
+        for item in sorted(g.items, key=lambda i: -i.gib):
+            table.add_row(g.gpu.id, item.name, item.kind, f"{item.gib:.2f}")
+        table.add_row(g.gpu.id, "[bold]total[/bold]", f"of {g.usable_gib:.1f} usable",
+                      f"[{'green' if g.fits else 'red'}]{g.planned_gib:.2f}[/]", end_section=True)
+    for item in plan.cpu_items:
+        table.add_row("cpu", item.name, item.kind, f"{item.gib:.2f}")
+    Console().print(table)
+    problems = plan.problems()
+    if problems:
+        _fail("\n".join(problems))
+    console.print("[green]plan fits[/green]")
 
 
 @app.command("make-sample")
@@ -186,6 +270,12 @@ def make_sample_cmd(
 
     console.print(f"wrote {make_sample(out, n, seed) / 'labels.csv'}")
 
+
+app.command("review")(review_cmd)
+app.command("serve")(serve_cmd)
+app.command("simulate")(simulate_cmd)
+train_app.command("detector")(train_detector_cmd)
+app.command("fetch-weights")(fetch_weights_cmd)
 
 if __name__ == "__main__":
     app()

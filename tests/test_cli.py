@@ -81,3 +81,19 @@ def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["n"] == 263 and m["skipped_inputs"] == 0
     assert m["mcc"] > 0.5 and m["auroc"] > 0.85
+
+
+def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
+    profile = {"name": "two-gpus", "voters": [
+        {"name": "yolo", "kind": "backbone-head", "level": "L1", "device": "cuda:0",
+         "memory": {"params_m": 57, "dtype": "fp16"}}],
+        "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
+                      "vllm_servers": [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.6}]}}
+    (tmp_path / "ok.yaml").write_text(yaml.safe_dump(profile))
+    result = invoke("plan", str(tmp_path / "ok.yaml"))
+    assert "vlm_power" in result.output and "plan fits" in result.output
+    profile["placement"]["vllm_servers"].append({"name": "vlm_big", "gpus": ["cuda:1"], "memory_fraction": 0.5})
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(profile))
+    result = runner.invoke(app, ["plan", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2
+    assert "cuda:1 is over-committed" in result.output and "vlm_big" in result.output

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from training.images import ImageLoadError, load_rgb, to_rgb
+from training.images import ImageLoadError, load_rgb, open_image, to_rgb
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Sample:
         if self.data is None:
             raise ImageLoadError(f"{self.key}: sample has neither a path nor image bytes")
         try:
-            with Image.open(io.BytesIO(self.data)) as img:
+            with open_image(io.BytesIO(self.data)) as img:
                 img.load()
                 return np.ascontiguousarray(np.asarray(to_rgb(img), dtype=np.uint8))
         except (OSError, ValueError) as exc:

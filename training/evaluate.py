@@ -2,6 +2,7 @@
 
 RUN/predictions.jsonl  one row per image: key, label, source, prob, exit level, latency, every vote
 RUN/metrics.json       MCC, accuracy, AUROC, ECE, confusion, per-source, latency, exit levels, reward
+RUN/run.json           data root, transform, profile (what `roadwork review` needs to find the images)
 RUN/problems.txt       inputs that were skipped, with the file name and why
 RUN/*.png, report.md   ROC, reliability diagram, latency histogram and a short summary
 """
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cascade.observer import CascadeObserver
 from cascade.pipeline import Cascade
 from cascade.types import Frame, Verdict
 from training.datasets import Dataset, Sample
@@ -46,9 +48,16 @@ def prediction_row(sample: Sample, verdict: Verdict, latency_ms: float, transfor
 
 
 def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray, str], np.ndarray],
-             transform_name: str, out_dir: str | Path, show_progress: bool = True) -> EvalResult:
+             transform_name: str, out_dir: str | Path, show_progress: bool = True,
+             observer_for: Callable[[Sample], CascadeObserver] | None = None,
+             run_info: dict[str, Any] | None = None) -> EvalResult:
+    """`observer_for(sample)` gives each query its own observer (tracing); `run_info` goes into
+    RUN/run.json beside the data root and transform, which `roadwork review` reads."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({
+        "data_root": str(Path(dataset.root).resolve()), "transform": transform_name,
+        "profile": cascade.config.name, **(run_info or {})}, indent=2) + "\n")
     problems = list(dataset.problems)
     metrics = BinaryMetrics()
     with open(out / "predictions.jsonl", "w") as preds, progress_bar() as bar:
@@ -61,7 +70,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
                 continue
             frame = Frame(image, source=sample.source, frame_id=sample.key)
             t0 = time.monotonic()
-            verdict = cascade.run_sync(frame)
+            verdict = cascade.run_sync(frame, observer=observer_for(sample) if observer_for else None)
             latency_ms = (time.monotonic() - t0) * 1000
             preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name)) + "\n")
             metrics.update(sample.label, verdict.prob, sample.source, latency_ms,

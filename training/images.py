@@ -1,6 +1,7 @@
 """Load labelled images from disk as RGB uint8 arrays, with errors that name the file."""
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -8,6 +9,20 @@ import numpy as np
 from PIL import Image, ImageOps
 
 MAX_PIXELS = 80_000_000
+
+
+def open_image(fp, formats: list[str] | None = None) -> Image.Image:  # noqa: ANN001
+    """PIL's own `Image.open`, even after ultralytics has replaced it.
+
+    Importing ultralytics swaps `PIL.Image.open` for a wrapper that, on bytes Pillow cannot
+    identify, tries to install and import pi-heif (a network call, then ModuleNotFoundError
+    offline). Every decode of ours goes through here so bad input stays an UnidentifiedImageError.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "PIL.Image") != "PIL.Image":
+        patches = sys.modules.get("ultralytics.utils.patches")
+        opener = getattr(patches, "_image_open", opener)
+    return opener(fp, formats=formats)
 
 
 class ImageLoadError(ValueError):
@@ -35,7 +50,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 if img.width * img.height > MAX_PIXELS:
                     raise ImageLoadError(f"{path}: {img.width}x{img.height} is over {MAX_PIXELS} pixels")
                 img.load()

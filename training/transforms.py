@@ -19,6 +19,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from training.images import open_image
+
 SIZE = 224
 TransformName = Literal["validator", "none"]
 
@@ -44,7 +46,7 @@ def jpeg_roundtrip(img: Image.Image, quality: int) -> Image.Image:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=int(quality))
     buf.seek(0)
-    with Image.open(buf) as out:
+    with open_image(buf) as out:
         return out.convert("RGB")
 
 

@@ -78,3 +78,15 @@ def test_real_shared_data_loads_with_both_splits(shared_data):
     ds = load_folder(shared_data)
     assert not ds.problems
     assert {s.split for s in ds} == {"train", "dev"} and len(ds.select(split="dev")) > 200
+
+
+def test_garbage_stays_unidentified_after_ultralytics_patches_pil(tmp_path):
+    """ultralytics replaces PIL.Image.open with a wrapper that tries to install pi-heif."""
+    pytest.importorskip("ultralytics")
+    import ultralytics.utils.patches  # noqa: F401  (applies the patch)
+
+    assert Image.open.__module__ != "PIL.Image"
+    p = tmp_path / "garbage.jpg"
+    p.write_bytes(b"\x00" * 100)
+    with pytest.raises(ImageLoadError, match="garbage.jpg"):
+        load_rgb(p)
