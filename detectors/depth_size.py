@@ -29,7 +29,7 @@ from cascade.config import VoterConfig
 from cascade.types import Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import map_with_fallback
-from detectors.evidence import Boxes, ClassMap, merged_prior_boxes, norm_name
+from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, to_device
 
 # Plausible physical heights (metres) of roadwork objects.
@@ -142,14 +142,8 @@ class DepthSizeValidator(Detector):
         return plaus, heights
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
-        votes: list[Vote | None] = [None] * len(frames)
-        todo: list[tuple[int, Boxes]] = []
-        for i, f in enumerate(frames):
-            found = merged_prior_boxes(f.meta, self.params.from_levels)
-            if found is None:
-                votes[i] = Vote.abstain(self.name, self.level, "no L1 boxes to check")
-            else:
-                todo.append((i, found))
+        votes, todo = split_by_prior_boxes(
+            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why))
         for start in range(0, len(todo), self.batch):
             chunk = todo[start:start + self.batch]
             t0 = time.monotonic()

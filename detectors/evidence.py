@@ -233,3 +233,21 @@ def merged_prior_boxes(frame_meta: Mapping[str, Any], levels: Sequence[int] = (1
         return None
     return Boxes(np.concatenate([b.xyxy for _, b in found]), np.concatenate([b.scores for _, b in found]),
                  tuple(lbl for _, b in found for lbl in b.labels))
+
+
+def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: Any) -> tuple[list[Any], list[tuple[int, Boxes]]]:
+    """For L2 validators: frames with earlier voters' boxes to check, and abstentions for the rest.
+
+    Returns (votes, todo): `votes[i]` is `abstain("no L1 boxes to check")` where frame i has no
+    boxes and None where it has; `todo` lists (i, boxes) for the frames to check.
+    """
+    votes: list[Any] = [None] * len(frames)
+    todo: list[tuple[int, Boxes]] = []
+    for i, f in enumerate(frames):
+        found = merged_prior_boxes(f.meta, levels)
+        if found is None:
+            votes[i] = abstain("no L1 boxes to check")
+        else:
+            todo.append((i, found))
+    return votes, todo
+
