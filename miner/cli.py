@@ -43,15 +43,9 @@ def _config(path: Path):  # noqa: ANN202 - CascadeConfig
 
 def _cascade_builder(cfg):  # noqa: ANN001, ANN202
     def build():  # noqa: ANN202
-        from cascade.pipeline import Cascade
-        from roadwork.env import set_torch_threads
+        from roadwork.cli import build_cascade  # at call time: roadwork.cli imports this module
 
-        set_torch_threads(cfg.runtime.torch_threads)
-        try:
-            with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
-                return Cascade.from_config(cfg)
-        except (FileNotFoundError, ValueError, KeyError) as exc:
-            _fail(f"cannot build the cascade from the profile: {exc}")
+        return build_cascade(cfg, "the profile")
     return build
 
 

@@ -44,18 +44,24 @@ def _fail(message: str) -> None:
 
 def _load_cascade(config: Path):  # noqa: ANN202
     from cascade.config import ConfigError, load_config
-    from cascade.pipeline import Cascade
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         _fail(str(exc))
+    return build_cascade(cfg, str(config))
+
+
+def build_cascade(cfg, where: str):  # noqa: ANN001, ANN201
+    """Build and warm up the profile's cascade, or exit with a message naming `where` it came from."""
+    from cascade.pipeline import Cascade
+
     set_torch_threads(cfg.runtime.torch_threads)
     try:
         with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
             return Cascade.from_config(cfg)
     except (FileNotFoundError, ValueError, KeyError) as exc:
-        _fail(f"cannot build the cascade from {config}: {exc}")
+        _fail(f"cannot build the cascade from {where}: {exc}")
 
 
 def _load_data(data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN202
