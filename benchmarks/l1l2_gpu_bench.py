@@ -84,7 +84,8 @@ def bench_model(det: Detector, batch: int, frames: list[Frame], args: argparse.N
     native_s = timed(lambda: [det.predict(frames[i:i + batch]) for i in range(0, n, batch)], args.device,
                      args.rounds)
     mb = MicroBatcher(det, batch=batch, wait_ms=args.wait_ms)
-    concurrent([mb], frames)  # warm the batcher's thread
+    mb.warmup()  # every padded batch size, on the batcher's own thread
+    concurrent([mb], frames)
     mb.stats.__init__()
     ours_s = timed(lambda: concurrent([mb], frames), args.device, args.rounds)
     stats = {"calls": mb.stats.calls, "batches": mb.stats.batches, "mean_batch": round(mb.stats.mean_batch, 2)}

@@ -32,6 +32,9 @@ class VoterConfig(BaseModel):
     batch_wait_ms: float = Field(default=0, ge=0)
     """Micro-batching: > 0 gathers concurrent frames for this model for up to this long (or until
     `batch` frames) into one call (detectors/batching.py). 0 runs each call as it comes."""
+    batch_pad: bool = True
+    """Micro-batching: pad each batch to the next power of two (<= batch) so the model sees few
+    shapes, all warmed up at start (a new shape cost ~1 s on an H100)."""
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
     """Adapter-specific settings; each adapter checks its own."""

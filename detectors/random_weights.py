@@ -207,6 +207,6 @@ def build_random(cfg: VoterConfig, base_dir: Path, tiny: bool = False, dtype: st
         if cfg.batch_wait_ms > 0:
             from detectors.batching import MicroBatcher
 
-            det = MicroBatcher(det, min(cfg.batch, 4) if tiny else cfg.batch, cfg.batch_wait_ms)
+            det = MicroBatcher(det, min(cfg.batch, 4) if tiny else cfg.batch, cfg.batch_wait_ms, cfg.batch_pad)
         return det
     return build(random_voter(cfg, tiny, dtype), base_dir)

@@ -55,7 +55,7 @@ def test_sixteen_concurrent_callers_share_batches_and_get_their_own_votes() -> N
         results = list(pool.map(lambda i: mb.predict([frame(i)]), range(16)))
     mb.close()
     assert [r[0].prob for r in results] == pytest.approx([i / 255 for i in range(16)])
-    assert sum(inner.batch_sizes) == 16
+    assert mb.stats.frames == 16 and sum(inner.batch_sizes) == 16 + mb.stats.padded
     assert len(inner.batch_sizes) < 16 and max(inner.batch_sizes) <= 8
     assert mb.stats.calls == 16 and mb.stats.batches == len(inner.batch_sizes)
     assert not inner.overlapped  # one batch at a time on the model
@@ -104,3 +104,37 @@ def test_registry_wraps_when_batch_wait_ms_is_set(monkeypatch: pytest.MonkeyPatc
 def test_bad_settings_rejected(batch: int, wait: float) -> None:
     with pytest.raises(ValueError, match="batch_wait_ms"):
         MicroBatcher(EchoModel(), batch=batch, wait_ms=wait)
+
+
+def test_batches_are_padded_to_power_of_two_buckets_and_padding_is_dropped() -> None:
+    inner = EchoModel(delay=0.0)
+    mb = MicroBatcher(inner, batch=8, wait_ms=0)
+    assert [mb.bucket(n) for n in range(1, 10)] == [1, 2, 4, 4, 8, 8, 8, 8, 9]
+    assert mb.buckets() == [1, 2, 4, 8]
+    votes = mb.predict([frame(3), frame(5), frame(7)])  # 3 frames run as a batch of 4
+    mb.close()
+    assert inner.batch_sizes == [4] and mb.stats.padded == 1
+    assert [v.prob for v in votes] == pytest.approx([3 / 255, 5 / 255, 7 / 255])
+
+
+def test_warmup_runs_every_bucket_on_the_batching_thread() -> None:
+    class ThreadRecorder(EchoModel):
+        def predict(self, frames):
+            self.threads = getattr(self, "threads", []) + [threading.current_thread().name]
+            return super().predict(frames)
+
+    inner = ThreadRecorder(delay=0.0)
+    mb = MicroBatcher(inner, batch=8, wait_ms=5)
+    mb.warmup()
+    mb.close()
+    # inner.warmup() runs once on the caller's thread, then sizes 1, 2, 4, 8 on the worker
+    assert inner.batch_sizes[-4:] == [1, 2, 4, 8]
+    assert set(inner.threads[-4:]) == {"batch-echo"}
+
+
+def test_unpadded_batcher_runs_exact_sizes() -> None:
+    inner = EchoModel(delay=0.0)
+    mb = MicroBatcher(inner, batch=8, wait_ms=0, pad=False)
+    mb.predict([frame(1), frame(2), frame(3)])
+    mb.close()
+    assert inner.batch_sizes == [3] and mb.stats.padded == 0
