@@ -465,13 +465,23 @@ def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> li
     return dets
 
 
-def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = None) -> dict[str, Any]:
-    """The whole measurement; returns the JSON-ready result (see the module docstring)."""
+def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = None,
+                  checkpoint: Any = None) -> dict[str, Any]:
+    """The whole measurement; returns the JSON-ready result (see the module docstring).
+
+    `checkpoint(result)` is called after every stage with what is measured so far
+    (`complete: false`, `stage`), so a run cut off by a time limit still leaves its figures.
+    """
     import torch
 
     def step(msg: str) -> None:
         if progress is not None:
             progress(msg)
+
+    def save(stage: str) -> None:
+        result["stage"] = stage
+        if checkpoint is not None:
+            checkpoint(result)
 
     cfg = place(cfg, opts)
     voters, excluded = split_voters(cfg, opts)
@@ -490,30 +500,34 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
     dets, info, skipped = build_all(cfg, voters, opts)
     if not dets:
         raise RuntimeError(f"no in-process voter could be built: {skipped}")
-    frames = make_frames(max(opts.native_batch, opts.loop_frames), opts.size, seed=1)
-    dets, first, primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step)
-    step("native batched cost per model")
-    dets = native_all(dets, info, skipped, primed)
-    native_sum = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
-    step("sequential loop")
-    loop_ms = time_loop(dets, frames[:opts.loop_frames])
-    runs = {}
-    for c in opts.concurrency:
-        step(f"cascade at concurrency {c}")
-        runs[str(c)] = concurrency_run(cfg, dets, voters, opts, c, native_sum, loop_ms)
-    result = {
+    result: dict[str, Any] = {
         "profile": cfg.name, "random_weights": True, "tiny": opts.tiny, "single_gpu": opts.single_gpu,
         "no_early_exit": opts.no_early_exit, "image_size": opts.size, "dtype_override": opts.dtype,
-        "voters": info, "skipped": skipped, "excluded": excluded, "first_query_ms": first,
-        "native_sum_ms_per_image": native_sum, "loop_ms_per_image": loop_ms, "concurrency": runs,
-        "goals": {"overhead_max": 0.15, "speedup_min": 3.0},
-        "memory": memory_report(voters, {d.name for d in dets}, cfg), "machine": machine(),
-    }
+        "complete": False, "voters": info, "skipped": skipped, "excluded": excluded,
+        "goals": {"overhead_max": 0.15, "speedup_min": 3.0}, "machine": machine(), "concurrency": {}}
+    save("built")
+    frames = make_frames(max(opts.native_batch, opts.loop_frames), opts.size, seed=1)
+    dets, result["first_query_ms"], primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step)
+    save("first queries")
+    step("native batched cost per model")
+    dets = native_all(dets, info, skipped, primed)
+    native_sum = result["native_sum_ms_per_image"] = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
+    save("native batched cost")
+    step("sequential loop")
+    loop_ms = result["loop_ms_per_image"] = time_loop(dets, frames[:opts.loop_frames])
+    save("sequential loop")
+    for c in opts.concurrency:
+        step(f"cascade at concurrency {c}")
+        result["concurrency"][str(c)] = concurrency_run(cfg, dets, voters, opts, c, native_sum, loop_ms)
+        save(f"concurrency {c}")
+    result["memory"] = memory_report(voters, {d.name for d in dets}, cfg)
     if opts.levers:
         step("levers: fp16 vs bf16, channels_last")
         result["levers"] = try_levers(cfg, voters, dets, primed, opts)
     for d in dets:
         _close(d)
+    result["complete"] = True
+    save("done")
     return result
 
 

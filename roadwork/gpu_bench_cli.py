@@ -67,14 +67,17 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
     opts = GpuBenchOptions(concurrency=conc, device=device, single_gpu=single_gpu, tiny=tiny,
                            no_early_exit=no_early_exit, dtype=dtype, levers=levers, size=size, only=only,
                            native_batch=8 if tiny else 32, loop_frames=2 if tiny else 8)
-    with console.status("gpu bench") as status:
-        try:
-            result = run_gpu_bench(cfg, opts, progress=lambda msg: status.update(msg))
-        except RuntimeError as exc:
-            _fail(str(exc))
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+    def write(result: dict) -> None:  # after every stage: a run cut off by a time limit keeps its figures
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+    with console.status("gpu bench") as status:
+        try:
+            result = run_gpu_bench(cfg, opts, progress=lambda msg: status.update(msg), checkpoint=write)
+        except RuntimeError as exc:
+            _fail(str(exc))
     _print_gpu(result)
     console.print(f"wrote {out}")
     return out

@@ -96,6 +96,7 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
     assert r["first_query_ms"]["cold"] > 0 and r["first_query_ms"]["after_warmup"] > 0
     assert all(v["native"]["ms_per_image"] > 0 for v in r["voters"].values())
     assert r["native_sum_ms_per_image"] > 0 and r["loop_ms_per_image"] > 0
+    assert r["complete"] is True and r["stage"] == "done"
 
 
 def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
