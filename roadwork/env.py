@@ -5,7 +5,7 @@ import logging
 import os
 from pathlib import Path
 
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1",
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false",
                "HF_HUB_DISABLE_TELEMETRY": "1", "FIFTYONE_DO_NOT_TRACK": "true"}
 
 
