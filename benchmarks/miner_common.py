@@ -16,6 +16,17 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\..*")
 
 
+def load_profile(path: Path):  # noqa: ANN201
+    """Process set-up as the CLI does it (offline env, torch threads), then the checked profile."""
+    from cascade.config import load_config
+    from roadwork.env import configure_process, set_torch_threads
+
+    configure_process()
+    cfg = load_config(path)
+    set_torch_threads(cfg.runtime.torch_threads)
+    return cfg
+
+
 def payloads(data: Path | None, split: str | None, n: int, seed: int = 0) -> list[tuple[int, str]]:
     """(label, base64 JPEG) challenges after the validator transform, from DIR or a synthetic sample."""
     from miner.simulate import make_challenges, pick_samples

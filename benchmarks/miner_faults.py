@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from miner_common import payloads, percentiles, quiet
+from miner_common import load_profile, payloads, percentiles, quiet
 
 
 def fault_detectors():  # noqa: ANN201 - classes are built after sys.path is set
@@ -106,13 +106,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs")) / "miner_faults.json")
     args = ap.parse_args()
     quiet()
-    from cascade.config import load_config
     from miner.rig import VALIDATOR_TIMEOUT_S, LocalRig
-    from roadwork.env import configure_process, set_torch_threads
 
-    configure_process()
-    cfg = load_config(args.config)
-    set_torch_threads(cfg.runtime.torch_threads)
+    cfg = load_profile(args.config)
     mc = cfg.miner if args.deadline_ms is None else cfg.miner.model_copy(update={"deadline_ms": args.deadline_ms})
     cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"deadline_ms": mc.deadline_ms})})
     pool = payloads(None, None, max(args.queries, 4))

@@ -17,7 +17,7 @@ import platform
 import time
 from pathlib import Path
 
-from miner_common import payloads, percentiles, quiet
+from miner_common import load_profile, payloads, percentiles, quiet
 
 
 async def drive(rig, pool: list[tuple[int, str]], concurrency: int, duration: float) -> list[dict]:
@@ -52,14 +52,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs")) / "miner_load.json")
     args = ap.parse_args()
     quiet()
-    from cascade.config import load_config
     from cascade.pipeline import Cascade
     from miner.rig import LocalRig
-    from roadwork.env import configure_process, set_torch_threads
 
-    configure_process()
-    cfg = load_config(args.config)
-    set_torch_threads(cfg.runtime.torch_threads)
+    cfg = load_profile(args.config)
     pool = payloads(args.data, args.split, args.images)
     t0 = time.time()
     with Cascade.from_config(cfg) as cascade, LocalRig(cascade, cfg.miner) as rig:
