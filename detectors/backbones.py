@@ -125,7 +125,9 @@ class HFAutoModelBackbone:
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         import torch
 
-        inputs = self.processor(images=list(images), return_tensors="pt")
+        from detectors.hf_common import image_kwargs
+
+        inputs = self.processor(images=list(images), return_tensors="pt", **image_kwargs(self.model))
         pixels = inputs["pixel_values"].to(self.spec.device, dtype=self.model.dtype)
         with torch.inference_mode():
             out = self.model(pixel_values=pixels)

@@ -68,13 +68,24 @@ def load_model(src: HFSource, auto_cls: Any, base_dir: Path, key: str, device: s
     """Pretrained (folder / hub) or random-init model on `device`, in eval mode, in `src.dtype`."""
     dtype = torch_dtype(src.dtype)
     if src.random_init is not None:
-        config = random_config(src.random_init)
+        return random_model(auto_cls, random_config(src.random_init), device, dtype)
+    model = auto_cls.from_pretrained(resolve_model(src, base_dir, key), local_files_only=not src.allow_download)
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def random_model(auto_cls: Any, config: Any, device: str, dtype: Any) -> Any:
+    """The architecture of `config` with random weights, created directly on `device`.
+
+    Building under `torch.device(device)` runs the weight initialisation on that device: a
+    300M-parameter ViT-L takes ~7 s to initialise on two CPU cores, a fraction of a second on a GPU,
+    and a full production profile is ~3.5B parameters.
+    """
+    import torch
+
+    with torch.device(device):
         # Auto* classes build from a config with from_config, concrete model classes with __init__
         model = auto_cls.from_config(config) if hasattr(auto_cls, "from_config") else auto_cls(config)
-    else:
-        model = auto_cls.from_pretrained(resolve_model(src, base_dir, key),
-                                         local_files_only=not src.allow_download)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(dtype=dtype).eval()
 
 
 def load_processor(src: HFSource, base_dir: Path, key: str, build_random: Any) -> Any:

@@ -173,7 +173,7 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     from detectors.backbone_head import BackboneHead, BackboneHeadParams
     from detectors.backbones import IMAGENET_MEAN, IMAGENET_STD, HFAutoModelBackbone
     from detectors.heads import LinearHead
-    from detectors.hf_common import random_config, torch_dtype
+    from detectors.hf_common import random_config, random_model, torch_dtype
 
     params = BackboneHeadParams.model_validate(cfg.params)
     spec = params.backbone
@@ -185,7 +185,7 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     if tiny:
         init = tiny_config(init)
     dt = "float32" if tiny else (dtype or spec.dtype)
-    model = AutoModel.from_config(random_config(init)).to(device=cfg.device, dtype=torch_dtype(dt)).eval()
+    model = random_model(AutoModel, random_config(init), cfg.device, torch_dtype(dt))
     side = 56 if tiny else spec.input_size
     proc = ViTImageProcessor(size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(),
                              image_std=IMAGENET_STD.tolist())
