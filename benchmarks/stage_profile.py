@@ -78,7 +78,7 @@ def time_predict(det: Any, frames: list, reps: int) -> dict[str, float]:
         timer = Timed(owner.processor)
         owner.processor = timer
     try:
-        det.predict(frames)  # warm at this size and batch
+        votes = det.predict(frames)  # warm at this size and batch; failures show in the row
         if timer is not None:
             timer.total, timer.calls = 0.0, 0
         torch.cuda.synchronize() if torch.cuda.is_available() else None
@@ -90,7 +90,10 @@ def time_predict(det: Any, frames: list, reps: int) -> dict[str, float]:
     finally:
         if timer is not None:
             owner.processor = timer._fn
-    out = {"ms_per_image": round(total, 3), "img_per_s": round(1000 / total, 1)}
+    out: dict[str, Any] = {"ms_per_image": round(total, 3), "img_per_s": round(1000 / total, 1)}
+    failed = [v.reason for v in votes if v.abstained]
+    if failed:
+        out["abstained"] = {"n": len(failed), "first": failed[0][:200]}
     if timer is not None:
         pre = timer.total * 1000 / (reps * len(frames))
         out.update(preprocess_ms=round(pre, 3), rest_ms=round(total - pre, 3), preprocess_share=round(pre / total, 3))

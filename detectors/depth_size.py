@@ -56,6 +56,8 @@ class DepthSizeParams(HFSource):
     """How fast weight falls outside the range: exp(-|ln(H/bound)| / tolerance)."""
     sizes: dict[str, tuple[float, float]] = Field(default_factory=lambda: dict(DEFAULT_SIZES))
     from_levels: list[int] = Field(default_factory=lambda: [1])
+    max_boxes: int = Field(default=24, ge=1)
+    """Check at most this many of the strongest L1 boxes per frame (bounded work per frame)."""
     evidence: ClassMap = Field(default_factory=ClassMap)
 
     @field_validator("sizes")
@@ -143,7 +145,8 @@ class DepthSizeValidator(Detector):
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes, todo = split_by_prior_boxes(
-            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why))
+            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why),
+            self.params.evidence, self.params.max_boxes)
         for start in range(0, len(todo), self.batch):
             chunk = todo[start:start + self.batch]
             t0 = time.monotonic()

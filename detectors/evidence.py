@@ -132,6 +132,18 @@ class ClassMap(BaseModel):
     def box_weights(self, boxes: Boxes) -> np.ndarray:
         return np.array([self.weight_of(lbl) for lbl in boxes.labels], dtype=np.float64)
 
+    def strongest(self, boxes: Boxes, k: int) -> Boxes:
+        """The k boxes that count most (weight x score, at least min_score), strongest first.
+
+        An L2 validator checks these only: its work per frame stays bounded however many boxes
+        the detectors report (a low-threshold detector can give hundreds), and the noisy-OR counts
+        just the best `per_class_top` of each class anyway.
+        """
+        contrib = self.box_weights(boxes) * boxes.scores
+        order = [int(i) for i in np.argsort(-contrib, kind="stable")
+                 if contrib[i] > 0 and boxes.scores[i] >= self.min_score][:k]
+        return Boxes(boxes.xyxy[order], boxes.scores[order], tuple(boxes.labels[i] for i in order))
+
     def image_probability(self, boxes: Boxes, extra_weights: np.ndarray | None = None) -> float:
         """Calibrated noisy-OR over the boxes' weighted confidences (see module docstring)."""
         w = self.box_weights(boxes)
@@ -235,11 +247,13 @@ def merged_prior_boxes(frame_meta: Mapping[str, Any], levels: Sequence[int] = (1
                  tuple(lbl for _, b in found for lbl in b.labels))
 
 
-def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: Any) -> tuple[list[Any], list[tuple[int, Boxes]]]:
+def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: Any, classes: ClassMap,
+                         max_boxes: int) -> tuple[list[Any], list[tuple[int, Boxes]]]:
     """For L2 validators: frames with earlier voters' boxes to check, and abstentions for the rest.
 
     Returns (votes, todo): `votes[i]` is `abstain("no L1 boxes to check")` where frame i has no
-    boxes and None where it has; `todo` lists (i, boxes) for the frames to check.
+    boxes and None where it has; `todo` lists (i, boxes) for the frames to check, keeping the
+    `max_boxes` strongest under `classes` (possibly none: then the vote is the no-evidence leak).
     """
     votes: list[Any] = [None] * len(frames)
     todo: list[tuple[int, Boxes]] = []
@@ -248,6 +262,6 @@ def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: 
         if found is None:
             votes[i] = abstain("no L1 boxes to check")
         else:
-            todo.append((i, found))
+            todo.append((i, classes.strongest(found, max_boxes)))
     return votes, todo
 

@@ -85,7 +85,8 @@ def random_model(auto_cls: Any, config: Any, device: str, dtype: Any) -> Any:
     with torch.device(device):
         # Auto* classes build from a config with from_config, concrete model classes with __init__
         model = auto_cls.from_config(config) if hasattr(auto_cls, "from_config") else auto_cls(config)
-    return model.to(dtype=dtype).eval()
+    # .to(device) too: a few models make tensors on the CPU explicitly while building
+    return model.to(device=device, dtype=dtype).eval()
 
 
 def load_processor(src: HFSource, base_dir: Path, key: str, build_random: Any) -> Any:

@@ -160,3 +160,24 @@ def test_cascade_hands_l1_boxes_to_l2_validators(frame: Frame) -> None:
     # then the L2 validator saw the L1 box, and the caller's frame was not changed
     assert Probe.seen[0] is not None and Probe.seen[0].labels == ("cone",)
     assert "prior_votes" not in frame.meta
+
+
+def test_validators_check_only_the_strongest_boxes() -> None:
+    # given an L1 vote with 500 weak "person" boxes, a weak cone below min_score and two strong roadwork boxes
+    from detectors.evidence import ClassMap, split_by_prior_boxes
+
+    n = 500
+    xyxy = np.tile([0.1, 0.1, 0.2, 0.3], (n + 3, 1))
+    scores = np.r_[np.full(n, 0.3), 0.1, 0.9, 0.6]
+    labels = ("person",) * n + ("cone", "traffic cone", "road barrier")
+    prior = Vote("yolo", "L1", 0.7, evidence={"boxes": Boxes(xyxy, scores, labels).to_evidence()})
+    frames = [Frame(np.zeros((8, 8, 3), np.uint8), meta={"prior_votes": (prior,)})]
+    # when a validator takes its work with a cap of 4
+    votes, todo = split_by_prior_boxes(frames, [1], lambda why: why, ClassMap(), max_boxes=4)
+    # then it checks 4 boxes, the roadwork ones first, none under min_score, and the noisy-OR is unchanged
+    (i, boxes), = todo
+    assert votes == [None] and len(boxes) == 4
+    assert boxes.labels[:2] == ("traffic cone", "road barrier") and 0.1 not in boxes.scores
+    cm = ClassMap()
+    full = cm.image_probability(Boxes(xyxy, scores, labels))
+    assert cm.image_probability(boxes) == pytest.approx(full, abs=0.02)
