@@ -35,6 +35,8 @@ class HFDetectorParams(HFSource):
     threshold: float = Field(default=0.2, ge=0, le=1)
     text_threshold: float = Field(default=0.2, ge=0, le=1)
     """Grounding DINO: token score needed to name a box."""
+    max_det: int = Field(default=100, ge=1)
+    """Keep at most this many boxes per image (the highest-scoring queries), before post-processing."""
     image_size: int | None = Field(default=None, ge=16)
     """Override the processor's input size (shortest edge / square side)."""
     evidence: ClassMap = Field(default_factory=ClassMap)
@@ -61,6 +63,29 @@ def random_processor(model_type: str, params: HFDetectorParams, model: Any) -> A
         return T.GroundingDinoProcessor(image_processor=ip, tokenizer=tok)
     side = size or 640
     return T.RTDetrImageProcessor(size={"height": side, "width": side})
+
+
+def keep_top_queries(outputs: Any, k: int) -> Any:
+    """Cut a DETR-style output (`logits` (b, q, c), `pred_boxes` (b, q, 4)) to its k best queries.
+
+    OWLv2 scores 3,600 patches and Grounding DINO 900 queries per image; post-processing and our
+    evidence rows are per box in Python, so a low threshold (or a random model) would make
+    thousands of boxes. The cut runs on the device, before anything leaves it.
+    """
+    import torch
+
+    logits = outputs.logits
+    if logits.shape[1] <= k:
+        return outputs
+    idx = logits.max(dim=-1).values.topk(k, dim=1).indices
+    outputs.logits = torch.gather(logits, 1, idx[..., None].expand(-1, -1, logits.shape[-1]))
+    outputs.pred_boxes = torch.gather(outputs.pred_boxes, 1, idx[..., None].expand(-1, -1, 4))
+    return outputs
+
+
+def to_boxes(r: dict[str, Any], labels: list[str], size: tuple[int, int]) -> Boxes:
+    h, w = size
+    return Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(), labels, w, h)
 
 
 class HFDetector(BoxDetector):
@@ -97,13 +122,12 @@ class HFDetector(BoxDetector):
                 return self._zero_shot(images, sizes)
             inputs = to_device(self.processor(images=images, return_tensors="pt",
                                                       **image_kwargs(self.model)), self.model)
-            out = self.model(**inputs)
+            out = keep_top_queries(self.model(**inputs), self.params.max_det)
             res = self.processor.post_process_object_detection(out, threshold=self.params.threshold,
                                                                target_sizes=sizes)
         id2label = self.model.config.id2label
-        return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
-                                  [str(id2label.get(int(i), i)) for i in r["labels"]], w, h)
-                for r, (h, w) in zip(res, sizes)]
+        return [to_boxes(r, [str(id2label.get(i, i)) for i in r["labels"].tolist()], size)
+                for r, size in zip(res, sizes)]
 
     def _zero_shot(self, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[Boxes]:
         p = self.params
@@ -111,22 +135,18 @@ class HFDetector(BoxDetector):
             text = ". ".join(q.lower() for q in p.prompts) + "."
             inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True,
                                     **image_kwargs(self.model))
-            out = self.model(**to_device(inputs, self.model))
+            out = keep_top_queries(self.model(**to_device(inputs, self.model)), p.max_det)
             res = self.processor.post_process_grounded_object_detection(
                 out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold,
                 target_sizes=sizes)
-            return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
-                                      [self.prompt_for(t) for t in r["text_labels"]], w, h)
-                    for r, (h, w) in zip(res, sizes)]
+            return [to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size) for r, size in zip(res, sizes)]
         inputs = self.processor(text=[p.prompts] * len(images), images=images, return_tensors="pt",
                                 padding="max_length", truncation=True, **image_kwargs(self.model))
-        out = self.model(**to_device(inputs, self.model))
+        out = keep_top_queries(self.model(**to_device(inputs, self.model)), p.max_det)
         squares = [(max(h, w), max(h, w)) for h, w in sizes]  # OWLv2 pads to a square before resizing
         res = self.processor.post_process_grounded_object_detection(out, threshold=p.threshold,
                                                                     target_sizes=squares)
-        return [Boxes.from_pixels(r["boxes"].float().cpu().numpy(), r["scores"].float().cpu().numpy(),
-                                  [p.prompts[int(i)] for i in r["labels"]], w, h)
-                for r, (h, w) in zip(res, sizes)]
+        return [to_boxes(r, [p.prompts[i] for i in r["labels"].tolist()], size) for r, size in zip(res, sizes)]
 
     def prompt_for(self, phrase: str) -> str:
         """Grounding DINO names boxes by the matched tokens; map them back to the prompt they came from."""

@@ -97,3 +97,17 @@ def test_hf_sources_are_checked(params: dict, error: str, tmp_path: Path) -> Non
     cfg = VoterConfig(name="x", kind="hf-detector", level="L1", params=params)
     with pytest.raises((ValueError, FileNotFoundError), match=error):
         registry.build(cfg, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["owlv2", "gdino", "dfine"])
+def test_transformers_detectors_keep_at_most_max_det_boxes(name: str) -> None:
+    # given a transformers detector whose threshold lets every query through
+    params = {**TINY[name]["params"], "threshold": 0.0, "text_threshold": 0.0, "max_det": 3}
+    det = registry.build(VoterConfig.model_validate({**TINY[name], "params": params}), REPO / "configs")
+    # when it sees two frames
+    votes = det.predict(frames()[:2])
+    # then each vote carries at most max_det boxes, named and normalised
+    for vote in votes:
+        assert not vote.abstained, vote.reason
+        assert 0 < len(vote.evidence["boxes"]) <= 3
+        assert all(isinstance(b["label"], str) and 0 <= b["xyxy"][0] <= 1 for b in vote.evidence["boxes"])
