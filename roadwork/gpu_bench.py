@@ -347,6 +347,46 @@ def first_query_ms(cascade: Any, frame: Frame) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+class Utilisation:
+    """Samples each GPU's busy share (NVML, every 100 ms) and the process's CPU time over a run.
+
+    `cpu_cores_busy` is process CPU seconds over wall seconds: near the machine's core count means
+    the run is bound by the CPU; a GPU near 100 % busy means that GPU is the limit.
+    """
+
+    def __init__(self, devices: list[str], period_s: float = 0.1) -> None:
+        import threading
+
+        self.devices, self.period_s = devices, period_s
+        self.samples: dict[str, list[float]] = {d: [] for d in devices}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="utilisation", daemon=True)
+
+    def _run(self) -> None:
+        import torch
+
+        while not self._stop.wait(self.period_s):
+            for d in self.devices:
+                try:
+                    self.samples[d].append(float(torch.cuda.utilization(d)))
+                except Exception:  # noqa: BLE001 - no NVML (pynvml missing): report no samples, not fail
+                    return
+
+    def __enter__(self) -> Utilisation:
+        self._cpu0, self._t0 = time.process_time(), time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.cpu_cores_busy = (time.process_time() - self._cpu0) / max(time.perf_counter() - self._t0, 1e-9)
+
+    def report(self) -> dict[str, Any]:
+        gpus = {d: round(float(np.mean(v)), 1) for d, v in self.samples.items() if v}
+        return {"gpu_busy_pct_mean": gpus, "cpu_cores_busy": round(self.cpu_cores_busy, 2)}
+
+
 def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int,
                     native_sum_ms: float, loop_ms: float) -> dict[str, Any]:
     cascade = new_cascade(cfg, dets, voters, opts, c)
@@ -355,7 +395,8 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
             d.stats.__init__()
     try:
         frames = make_frames(c, opts.size, seed=c)
-        wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
+        with Utilisation(_devices([v for v in voters if v.name in {d.name for d in dets}])) as util:
+            wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
     finally:
         cascade.close()
     per_image_ms = wall * 1000 / len(frames)
@@ -375,7 +416,7 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
             "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
             "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
             "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
-            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained}
+            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained, "utilisation": util.report()}
 
 
 def compiled_native(det: Any, frames: list[Frame], device: str) -> float | str:

@@ -88,12 +88,14 @@ def _print_gpu(r: dict) -> None:
     table = Table(title=f"{r['profile']}: {len(r['voters'])} in-process voters (native sum "
                         f"{r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img; "
                         f"first query {fq['cold']:.0f} ms cold, {fq['after_warmup']:.0f} ms warm)")
-    for col in ("concurrency", "img/s", "p50 ms", "p95 ms", "overhead", "x loop"):
+    for col in ("concurrency", "img/s", "p50 ms", "p95 ms", "overhead", "x loop", "GPU busy %", "CPU cores"):
         table.add_column(col)
     for c, run in r["concurrency"].items():
+        util = run.get("utilisation", {})
+        busy = " ".join(f"{v:.0f}" for v in util.get("gpu_busy_pct_mean", {}).values()) or "-"
         table.add_row(c, f"{run['img_per_s']:.1f}", f"{run['latency_ms']['p50']:.0f}",
                       f"{run['latency_ms']['p95']:.0f}", f"{100 * run['overhead_vs_native_sum']:+.1f}%",
-                      f"{run['speedup_vs_loop']:.2f}")
+                      f"{run['speedup_vs_loop']:.2f}", busy, f"{util.get('cpu_cores_busy', float('nan')):.1f}")
     Console().print(table)
     for name, why in {**r["skipped"], **r["excluded"]}.items():
         console.print(f"[yellow]not run[/yellow] {name}: {why}")
