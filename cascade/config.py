@@ -103,6 +103,9 @@ class RuntimeConfig(BaseModel):
     """Threads that run model work off the event loop."""
     torch_threads: int = Field(default=0, ge=0)
     """torch intra-op threads set by the entrypoint (0 = torch's default)."""
+    process_per_device: bool = False
+    """Run each GPU's voters in a worker process of its own (detectors/device_process.py): the
+    in-process levels stop sharing one GIL, which is what lets a second GPU add throughput."""
 
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:

@@ -41,6 +41,8 @@ class Cascade:
         self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors)
         self.margin_s = rt.margin_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
+        self._owned: list = []
+        """Resources built for this cascade (device worker processes), closed with it."""
         self.weights = {d.name: d.weight for d in self.detectors}
         if artefact is not None:
             self.weights.update({k: v for k, v in artefact.weights.items() if k in self.weights})
@@ -52,8 +54,16 @@ class Cascade:
         artefact = None
         if config.consensus.weights is not None:
             artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))
-        detectors = [build(v, config.base_dir) for v in config.voters if v.enabled]
+        owned: list = []
+        if config.runtime.process_per_device:
+            from detectors.device_process import build_voters
+
+            detectors, owned = build_voters(config.voters, config.base_dir,
+                                            torch_threads=config.runtime.torch_threads)
+        else:
+            detectors = [build(v, config.base_dir) for v in config.voters if v.enabled]
         cascade = cls(detectors, config, artefact)
+        cascade._owned = owned
         if warmup:
             cascade.warmup()
         return cascade
@@ -152,6 +162,9 @@ class Cascade:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        for resource in self._owned:
+            resource.close()
+        self._owned = []
 
     def __enter__(self) -> Cascade:
         return self

@@ -56,11 +56,13 @@ def build_cascade(cfg, where: str):  # noqa: ANN001, ANN201
     """Build and warm up the profile's cascade, or exit with a message naming `where` it came from."""
     from cascade.pipeline import Cascade
 
+    from detectors.device_process import DeviceProcessError
+
     set_torch_threads(cfg.runtime.torch_threads)
     try:
         with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
             return Cascade.from_config(cfg)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, DeviceProcessError) as exc:
         _fail(f"cannot build the cascade from {where}: {exc}")
 
 
@@ -204,6 +206,9 @@ def bench_cmd(
     dtype: Annotated[str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")] = None,
     levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last.")] = False,
     only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
+    process_per_device: Annotated[bool, typer.Option(
+        "--process-per-device", help="--gpu: each GPU's voters in a worker process of their own (as "
+                                     "runtime.process_per_device in the profile); --tiny puts CPU voters in one.")] = False,
     expected_cost: Annotated[Path | None, typer.Option("--expected-cost", help="An eval run folder (e.g. runs/dev): early-exit shares and expected GPU cost per query.")] = None,
     costs: Annotated[Path | None, typer.Option(help="--expected-cost: a --gpu bench JSON for the L0-L2 costs (else priors).")] = None,
     artefact: Annotated[Path, typer.Option(help="--expected-cost: consensus artefact with the fitted L0 band.")] = Path("models/consensus-cpu.json"),
@@ -223,7 +228,7 @@ def bench_cmd(
     if gpu:
         gpu_bench_cli.run_gpu(config, out, random_weights=random_weights, device=device, single_gpu=single_gpu,
                               concurrency=concurrency, tiny=tiny, no_early_exit=no_early_exit, dtype=dtype,
-                              levers=levers, size=size, only=only)
+                              levers=levers, size=size, only=only, process_per_device=process_per_device)
         return
     from roadwork.bench import run_bench
 

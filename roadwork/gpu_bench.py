@@ -57,6 +57,8 @@ class GpuBenchOptions:
     native_batch: int = 32
     loop_frames: int = 8
     only: list[str] | None = None
+    process_per_device: bool = False
+    """Each GPU's voters in a worker process of their own (also on when the profile's runtime says so)."""
 
 
 def package_missing(kind: str) -> str | None:
@@ -149,7 +151,8 @@ def build_one(cfg: CascadeConfig, v: Any, opts: GpuBenchOptions, dtype: str | No
         return None, f"build failed: {type(exc).__name__}: {str(exc)[:300]}"
 
 
-def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict, opts: GpuBenchOptions) -> list:
+def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict, opts: GpuBenchOptions,
+           fallback: bool = True) -> list:
     """Probe each built model; a half-precision one that fails is rebuilt in float32 (noted), one that
     still fails moves to `skipped`. Returns the detectors that run, in order."""
     frames = probe_frames(opts.size)
@@ -158,7 +161,7 @@ def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: di
     for det in dets:
         name = det.name
         why = probe(det, frames)
-        if why is not None and not opts.tiny and opts.dtype != "float32":
+        if why is not None and fallback and not opts.tiny and opts.dtype != "float32":
             info[name].update(half_failed=why, dtype="float32 (fallback)")
             _close(det)
             det, err = build_one(cfg, by_name[name], opts, dtype="float32")
@@ -202,6 +205,42 @@ def build_all(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[
                         "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
         dets.append(det)
     return dets, info, skipped
+
+
+def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[list, dict, dict, list]:
+    """build_all with each device's voters in a worker process (detectors/device_process.py).
+
+    A voter that cannot be built stops its whole device's worker (the error names the device); a
+    `--tiny` run puts the CPU voters in a worker too, so the path runs without a GPU."""
+    from detectors.device_process import build_voters
+
+    skipped: dict[str, str] = {}
+    ok = []
+    for v in voters:
+        missing = package_missing(v.kind)
+        if missing:
+            skipped[v.name] = missing
+        else:
+            ok.append(v)
+
+    def local(v: Any) -> Any:
+        det, err = build_one(cfg, v, opts)
+        if det is None:
+            skipped[v.name] = err
+        return det
+
+    dets, procs = build_voters(ok, cfg.base_dir, random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
+                               torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny)
+    dets = [d for d in dets if d is not None]
+    remote = {n: (p.device, p.info[n]) for p in procs for n in p.names}
+    info = {}
+    for v in ok:
+        if v.name not in skipped:
+            dev, built = remote.get(v.name, (v.device, {}))
+            info[v.name] = {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch,
+                            "process": "worker" if v.name in remote else "main", **built,
+                            "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
+    return dets, info, skipped, procs
 
 
 def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, workers: int) -> CascadeConfig:
@@ -265,12 +304,13 @@ def new_cascade(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOpti
 
 
 def time_native(det: Any, frames: list[Frame], device: str) -> dict[str, float]:
-    """One warm batched call of the bare model, timed; with its peak activation memory on CUDA."""
+    """One warm batched call of the bare model, timed; with its peak activation memory on CUDA
+    (in this process only: a worker process's memory is read by memory_report)."""
     import torch
 
     m = inner(det)
     m.predict(frames)  # warm at this batch size
-    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    cuda = device.startswith("cuda") and torch.cuda.is_available() and not hasattr(m, "proc")
     if cuda:
         _sync()
         base = torch.cuda.memory_allocated(device)
@@ -307,8 +347,9 @@ def warm_up(dets: list, frames: list[Frame]) -> None:
         m.predict(frames[:getattr(m, "batch", 1)])
 
 
-def memory_report(voters: list, built: set[str], cfg: CascadeConfig) -> dict[str, Any]:
-    """Peak allocated per device vs what build_plan predicts for the same in-process voters."""
+def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list | None = None) -> dict[str, Any]:
+    """Peak allocated per device vs what build_plan predicts for the same in-process voters
+    (read from each device's worker process when the voters run in workers)."""
     import torch
 
     from cascade.placement import PlacementConfig, build_plan
@@ -321,10 +362,14 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig) -> dict[str
     placement = PlacementConfig.model_validate({"gpus": [g if isinstance(g, dict) else g.model_dump() for g in gpus]})
     plan = build_plan([v for v in voters if v.name in built and v.memory is not None], placement)
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
+    remote = {d: m for p in procs or [] for d, m in p.memory().items()}
     out = {}
     for d in devices:
-        peak = torch.cuda.max_memory_allocated(d) / GIB
-        out[d] = {"peak_allocated_gib": round(peak, 3), "reserved_gib": round(torch.cuda.memory_reserved(d) / GIB, 3),
+        if d in remote:
+            peak, reserved = remote[d]["peak_allocated_gib"], remote[d]["reserved_gib"]
+        else:
+            peak, reserved = torch.cuda.max_memory_allocated(d) / GIB, torch.cuda.memory_reserved(d) / GIB
+        out[d] = {"peak_allocated_gib": round(peak, 3), "reserved_gib": round(reserved, 3),
                   "planned_gib": round(planned.get(d, 0.0), 3),
                   "measured_over_planned": round(peak / planned[d], 3) if planned.get(d) else None}
     return out
@@ -350,7 +395,7 @@ def first_query_ms(cascade: Any, frame: Frame) -> float:
 class Utilisation:
     """Samples each GPU's busy share (NVML, every 100 ms) and the process's CPU time over a run.
 
-    `cpu_cores_busy` is process CPU seconds over wall seconds: near the machine's core count means
+    `cpu_cores_busy` is CPU seconds (this process and its device workers) over wall seconds: near the core count means
     the run is bound by the CPU; a GPU near 100 % busy means that GPU is the limit.
     """
 
@@ -372,15 +417,31 @@ class Utilisation:
                 except Exception:  # noqa: BLE001 - no NVML (pynvml missing): report no samples, not fail
                     return
 
+    @staticmethod
+    def _cpu_s() -> float:
+        """CPU seconds of this process and its worker processes (psutil), else of this process."""
+        try:
+            import psutil
+        except ImportError:
+            return time.process_time()
+        me = psutil.Process()
+        total = sum(me.cpu_times()[:2])
+        for child in me.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return total
+
     def __enter__(self) -> Utilisation:
-        self._cpu0, self._t0 = time.process_time(), time.perf_counter()
+        self._cpu0, self._t0 = self._cpu_s(), time.perf_counter()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu_cores_busy = (time.process_time() - self._cpu0) / max(time.perf_counter() - self._t0, 1e-9)
+        self.cpu_cores_busy = (self._cpu_s() - self._cpu0) / max(time.perf_counter() - self._t0, 1e-9)
 
     def report(self) -> dict[str, Any]:
         gpus = {d: round(float(np.mean(v)), 1) for d, v in self.samples.items() if v}
@@ -467,7 +528,8 @@ def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame]
 
 
 def first_queries(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict,
-                  opts: GpuBenchOptions, frames: list[Frame], step: Any) -> tuple[list, dict, list[Frame]]:
+                  opts: GpuBenchOptions, frames: list[Frame], step: Any,
+                  fallback: bool = True) -> tuple[list, dict, list[Frame]]:
     """Cold first query, probe (fp32 fallback), warm-up, first query again; returns the running
     detectors, the first-query figures and frames primed with L0/L1 votes for the native runs."""
     step("cold first query")
@@ -475,7 +537,7 @@ def first_queries(cfg: CascadeConfig, voters: list, dets: list, info: dict, skip
     cold_ms = first_query_ms(cascade, frames[0])
     cascade.close()
     step("probing each model (half precision that fails is rebuilt in float32)")
-    dets = verify(cfg, voters, dets, info, skipped, opts)
+    dets = verify(cfg, voters, dets, info, skipped, opts, fallback)
     if not dets:
         raise RuntimeError(f"no in-process voter runs: {skipped}")
     step("warm-up")
@@ -519,11 +581,6 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
         if progress is not None:
             progress(msg)
 
-    def save(stage: str) -> None:
-        result["stage"] = stage
-        if checkpoint is not None:
-            checkpoint(result)
-
     cfg = place(cfg, opts)
     voters, excluded = split_voters(cfg, opts)
     cuda_devs = _devices(voters)
@@ -537,18 +594,42 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
     for d in cuda_devs:
         torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
         torch.cuda.reset_peak_memory_stats(d)
-    step(f"building {len(voters)} in-process voters with random weights")
-    dets, info, skipped = build_all(cfg, voters, opts)
+    remote = opts.process_per_device or cfg.runtime.process_per_device
+    procs: list = []
+    step(f"building {len(voters)} in-process voters with random weights"
+         + (" (a worker process per device)" if remote else ""))
+    if remote:
+        dets, info, skipped, procs = build_all_remote(cfg, voters, opts)
+    else:
+        dets, info, skipped = build_all(cfg, voters, opts)
+    try:
+        return _measure(cfg, voters, excluded, dets, info, skipped, procs, opts, step, checkpoint)
+    finally:
+        for d in dets:
+            _close(d)
+        for p in procs:
+            p.close()
+
+
+def _measure(cfg: CascadeConfig, voters: list, excluded: dict, dets: list, info: dict, skipped: dict, procs: list,
+             opts: GpuBenchOptions, step: Any, checkpoint: Any) -> dict[str, Any]:
+    def save(stage: str) -> None:
+        result["stage"] = stage
+        if checkpoint is not None:
+            checkpoint(result)
+
     if not dets:
         raise RuntimeError(f"no in-process voter could be built: {skipped}")
     result: dict[str, Any] = {
         "profile": cfg.name, "random_weights": True, "tiny": opts.tiny, "single_gpu": opts.single_gpu,
         "no_early_exit": opts.no_early_exit, "image_size": opts.size, "dtype_override": opts.dtype,
+        "process_per_device": bool(procs),
         "complete": False, "voters": info, "skipped": skipped, "excluded": excluded,
         "goals": {"overhead_max": 0.15, "speedup_min": 3.0}, "machine": machine(), "concurrency": {}}
     save("built")
     frames = make_frames(max(opts.native_batch, opts.loop_frames), opts.size, seed=1)
-    dets, result["first_query_ms"], primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step)
+    dets, result["first_query_ms"], primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step,
+                                                           fallback=not procs)
     save("first queries")
     step("native batched cost per model")
     dets = native_all(dets, info, skipped, primed)
@@ -561,12 +642,10 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
         step(f"cascade at concurrency {c}")
         result["concurrency"][str(c)] = concurrency_run(cfg, dets, voters, opts, c, native_sum, loop_ms)
         save(f"concurrency {c}")
-    result["memory"] = memory_report(voters, {d.name for d in dets}, cfg)
+    result["memory"] = memory_report(voters, {d.name for d in dets}, cfg, procs)
     if opts.levers:
         step("levers: fp16 vs bf16, channels_last")
         result["levers"] = try_levers(cfg, voters, dets, primed, opts)
-    for d in dets:
-        _close(d)
     result["complete"] = True
     save("done")
     return result

@@ -48,7 +48,7 @@ def parse_concurrency(text: str) -> list[int]:
 
 def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str | None, single_gpu: bool,
             concurrency: str, tiny: bool, no_early_exit: bool, dtype: str | None, levers: bool, size: int,
-            only: list[str] | None) -> Path:
+            only: list[str] | None, process_per_device: bool = False) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
 
@@ -66,7 +66,8 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
     set_torch_threads(cfg.runtime.torch_threads)
     opts = GpuBenchOptions(concurrency=conc, device=device, single_gpu=single_gpu, tiny=tiny,
                            no_early_exit=no_early_exit, dtype=dtype, levers=levers, size=size, only=only,
-                           native_batch=8 if tiny else 32, loop_frames=2 if tiny else 8)
+                           native_batch=8 if tiny else 32, loop_frames=2 if tiny else 8,
+                           process_per_device=process_per_device)
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 

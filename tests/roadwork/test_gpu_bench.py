@@ -99,6 +99,24 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
     assert r["complete"] is True and r["stage"] == "done"
 
 
+@pytest.mark.slow
+def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
+    # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker)
+    out = tmp_path / "gpu_bench.json"
+    only = ["l0_dinov2_l", "scene_siglip2_b"]
+    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE),
+            "--concurrency", "4", "--process-per-device", "--out", str(out)] + [a for n in only for a in ("--only", n)]
+    # when the bench runs
+    res = CliRunner().invoke(app, args)
+    # then both voters were built and answered in one worker process, and the run is complete
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["process_per_device"] is True and r["skipped"] == {}
+    assert {v["process"] for v in r["voters"].values()} == {"worker"}
+    assert len({v["pid"] for v in r["voters"].values()}) == 1
+    assert r["concurrency"]["4"]["exit_levels"] == {"L2": 4} and r["complete"] is True
+
+
 def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     import detectors.random_weights as rw
     from tests.conftest import FakeVoter

@@ -1,0 +1,225 @@
+"""One process per accelerator: each GPU's in-process voters run in a worker process of their own.
+
+Why: the L0-L2 adapters do real Python work per batch (processors, post-processing, evidence
+rows, kernel launches), and in one process all of it waits on one GIL. Measured on 2x H100 with
+the 18-model profile (py-spy --gil, `roadwork bench --gpu`): GPUs 23-45 % busy, 5 of 32 cores in
+use, and a second GPU added 3 % throughput. With `runtime.process_per_device: true` the voters
+placed on each `cuda:N` are built in one spawned worker process per device (its own interpreter
+and GIL); the cascade and the micro-batchers stay in the main process, and one call per
+micro-batch crosses the process boundary (frames and votes are pickled: ~150 KB per 224-px frame).
+
+The worker is a `concurrent.futures.ProcessPoolExecutor` with one process, so calls run one at a
+time on its single thread: one batch at a time per device (as on one CUDA stream), and every
+batch size is warmed on the thread that will run it. A worker that dies (out of memory, a crash in
+a CUDA library) fails every call after it with a `DeviceProcessError` naming the device; the
+cascade turns that into abstaining votes and keeps serving with the other voters.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from cascade.config import VoterConfig
+from cascade.types import Frame, Vote
+from detectors.base import Detector
+
+GIB = 1024**3
+
+# ---- worker side: runs in the spawned process ------------------------------------------------
+_DETECTORS: dict[str, Detector] = {}
+_BUILD_INFO: dict[str, dict[str, Any]] = {}
+_BUILD_ERROR: list[str] = []
+
+
+def _bare(det: Detector) -> Detector:
+    """The model itself: micro-batching happens in the main process, not in the worker."""
+    from detectors.batching import MicroBatcher
+
+    if isinstance(det, MicroBatcher):
+        det.close()
+        return det.inner
+    return det
+
+
+def _init(voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str, Any] | None,
+          torch_threads: int) -> None:
+    from roadwork.env import configure_process, set_torch_threads
+
+    configure_process()
+    set_torch_threads(torch_threads)
+    try:
+        for raw in voters:
+            _build_one(VoterConfig.model_validate(raw), base_dir, random_weights)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent by _describe, with the voter's name
+        _BUILD_ERROR.append(str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}")
+
+
+def _build_one(cfg: VoterConfig, base_dir: str, random_weights: dict[str, Any] | None) -> None:
+    import torch
+
+    try:
+        cuda = cfg.device.startswith("cuda") and torch.cuda.is_available()
+        before = torch.cuda.memory_allocated(cfg.device) if cuda else 0
+        t0 = time.perf_counter()
+        if random_weights is not None:
+            from detectors.random_weights import build_random
+
+            det = build_random(cfg, Path(base_dir), **random_weights)
+        else:
+            from detectors.registry import resolve
+
+            det = resolve(cfg.kind).from_config(cfg, Path(base_dir))
+        if cuda:
+            torch.cuda.synchronize(cfg.device)
+    except Exception as exc:
+        raise RuntimeError(f"voter {cfg.name!r} ({cfg.kind} on {cfg.device}): {type(exc).__name__}: {exc}") from exc
+    _DETECTORS[cfg.name] = _bare(det)
+    _BUILD_INFO[cfg.name] = {
+        "build_s": round(time.perf_counter() - t0, 2), "pid": os.getpid(),
+        "weights_gib": round(((torch.cuda.memory_allocated(cfg.device) if cuda else 0) - before) / GIB, 3)}
+
+
+def _predict(name: str, frames: list[Frame]) -> list[Vote]:
+    return _DETECTORS[name].predict(frames)
+
+
+def _warmup(name: str) -> None:
+    _DETECTORS[name].warmup()
+
+
+def _describe() -> dict[str, dict[str, Any]]:
+    if _BUILD_ERROR:
+        raise RuntimeError(_BUILD_ERROR[0])
+    return {n: {"batch": getattr(d, "batch", None), **_BUILD_INFO[n]} for n, d in _DETECTORS.items()}
+
+
+def _memory(devices: list[str], reset: bool) -> dict[str, dict[str, float]]:
+    import torch
+
+    out = {}
+    for d in devices:
+        out[d] = {"allocated_gib": torch.cuda.memory_allocated(d) / GIB,
+                  "peak_allocated_gib": torch.cuda.max_memory_allocated(d) / GIB,
+                  "reserved_gib": torch.cuda.memory_reserved(d) / GIB}
+        if reset:
+            torch.cuda.reset_peak_memory_stats(d)
+    return out
+
+
+def _call(name: str, method: str, *args: Any) -> Any:
+    return getattr(_DETECTORS[name], method)(*args)
+
+
+# ---- main side ----------------------------------------------------------------------------------
+class DeviceProcessError(RuntimeError):
+    pass
+
+
+class DeviceProcess:
+    """A worker process holding the voters of one device; `predict(name, frames)` runs one there."""
+
+    def __init__(self, device: str, voters: Sequence[VoterConfig], base_dir: Path,
+                 random_weights: dict[str, Any] | None = None, torch_threads: int = 0,
+                 start_timeout_s: float = 900.0) -> None:
+        self.device = device
+        self.names = [v.name for v in voters]
+        ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
+        self._pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=ctx, initializer=_init,
+            initargs=([v.model_dump(mode="json") for v in voters], str(base_dir), random_weights, torch_threads))
+        try:  # build now, so a voter that cannot load fails at start-up and names itself
+            self.info = self._pool.submit(_describe).result(timeout=start_timeout_s)
+        except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            why = str(exc) if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool) else (
+                f"the process died ({type(exc).__name__})")
+            raise DeviceProcessError(f"the worker process for {device} failed while building its voters: {why}") from exc
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return self._pool.submit(fn, *args).result()
+        except BrokenProcessPool as exc:
+            raise DeviceProcessError(f"the worker process for {self.device} has died (out of memory or a crash "
+                                     f"in a native library); its voters {self.names} abstain until restart") from exc
+
+    def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
+        return self.call(_predict, name, list(frames))
+
+    def memory(self, reset: bool = False) -> dict[str, dict[str, float]]:
+        return self.call(_memory, [self.device], reset) if self.device.startswith("cuda") else {}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RemoteVoter(Detector):
+    """A voter that lives in a `DeviceProcess`; same name, level, weight and batch as the original."""
+
+    def __init__(self, proc: DeviceProcess, cfg: VoterConfig) -> None:
+        super().__init__(cfg.name, cfg.level, cfg.weight)
+        self.proc = proc
+        self.batch = cfg.batch
+
+    @classmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> RemoteVoter:
+        raise TypeError("RemoteVoter is built by build_voters (it needs its device's worker process)")
+
+    def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+        return self.proc.predict(self.name, frames)
+
+    def warmup(self) -> None:
+        self.proc.call(_warmup, self.name)
+
+    def __repr__(self) -> str:
+        return f"RemoteVoter(name={self.name!r}, device={self.proc.device!r})"
+
+
+def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> dict[str, list[VoterConfig]]:
+    """Voters by accelerator (`cuda`, `cuda:N`); CPU voters and server-backed tiers stay in-process
+    (`include_cpu` also moves in-process CPU voters to a worker: how tests run this without a GPU)."""
+    groups: dict[str, list[VoterConfig]] = {}
+    for v in voters:
+        remote = v.kind not in ("vlm-http",) and (v.device.startswith("cuda") or (include_cpu and v.device == "cpu"))
+        if v.enabled and remote:
+            groups.setdefault("cuda:0" if v.device == "cuda" else v.device, []).append(v)
+    return groups
+
+
+def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weights: dict[str, Any] | None = None,
+                 torch_threads: int = 0, local: Any = None,
+                 include_cpu: bool = False) -> tuple[list[Detector], list[DeviceProcess]]:
+    """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
+    here when the profile batches them), the rest built in this process by `local(cfg)`.
+    Returns (detectors, worker processes to close)."""
+    from detectors.batching import MicroBatcher
+    from detectors.registry import build
+
+    local = local or (lambda cfg: build(cfg, base_dir))
+    procs: dict[str, DeviceProcess] = {}
+    try:
+        for device, group in device_groups(voters, include_cpu).items():
+            procs[device] = DeviceProcess(device, group, base_dir, random_weights, torch_threads)
+    except BaseException:
+        for p in procs.values():
+            p.close()
+        raise
+    by_name = {n: p for p in procs.values() for n in p.names}
+    tiny = bool(random_weights and random_weights.get("tiny"))
+    dets: list[Detector] = []
+    for v in voters:
+        if not v.enabled:
+            continue
+        if v.name in by_name:
+            det: Detector = RemoteVoter(by_name[v.name], v)
+            if v.batch_wait_ms > 0:
+                det = MicroBatcher(det, min(v.batch, 4) if tiny else v.batch, v.batch_wait_ms, v.batch_pad)
+            dets.append(det)
+        else:
+            dets.append(local(v))
+    return dets, list(procs.values())

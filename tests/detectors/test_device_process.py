@@ -1,0 +1,82 @@
+"""Voters in a worker process (runtime.process_per_device): same votes, clear failures, no hang.
+
+The worker holds the bundled MobileNetV2 + trained head of configs/cpu.yaml (real weights, so the
+votes can be compared across processes); `include_cpu` moves that CPU voter into a worker, which
+is the same code path a GPU's voters take.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cascade.config import VoterConfig, load_config
+from cascade.types import Frame
+from detectors.device_process import DeviceProcess, DeviceProcessError, RemoteVoter, build_voters, device_groups
+from detectors.registry import build
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def l0_voter() -> tuple[VoterConfig, Path]:
+    cfg = load_config(REPO / "configs" / "cpu.yaml")
+    return cfg.voters[0], cfg.base_dir
+
+
+def frames(n: int = 3) -> list[Frame]:
+    rng = np.random.default_rng(1)
+    return [Frame(rng.integers(0, 255, (96 + 8 * i, 128, 3), dtype=np.uint8), source="t", frame_id=str(i))
+            for i in range(n)]
+
+
+def test_groups_take_gpu_voters_and_leave_cpu_and_servers() -> None:
+    voters = [VoterConfig.model_validate({"name": n, "kind": k, "level": "L1", "device": d})
+              for n, k, d in [("a", "ultralytics", "cuda:1"), ("b", "ultralytics", "cuda"), ("c", "ocr-signs", "cpu"),
+                              ("d", "vlm-http", "cpu")]]
+    assert {d: [v.name for v in g] for d, g in device_groups(voters).items()} == {"cuda:1": ["a"], "cuda:0": ["b"]}
+    assert [v.name for v in device_groups(voters, include_cpu=True)["cpu"]] == ["c"]
+
+
+def test_remote_voter_votes_like_the_local_one() -> None:
+    # given the L0 voter built here and the same voter in a worker process
+    cfg, base = l0_voter()
+    local = build(cfg, base)
+    dets, procs = build_voters([cfg], base, include_cpu=True)
+    try:
+        (remote,) = dets
+        # when both see the same frames
+        want = [v.prob for v in local.predict(frames())]
+        got = remote.predict(frames())
+        # then the worker's votes are the local votes, named and levelled the same
+        assert [v.prob for v in got] == pytest.approx(want, abs=1e-6)
+        assert all(v.voter == cfg.name and v.level == cfg.level for v in got)
+        assert procs[0].info[cfg.name]["pid"] != os.getpid()
+    finally:
+        for p in procs:
+            p.close()
+
+
+def test_a_dead_worker_fails_calls_with_the_device_named() -> None:
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base)
+    try:
+        voter = RemoteVoter(proc, cfg)
+        assert len(voter.predict(frames(1))) == 1
+        # when the worker is killed (as the OOM killer would)
+        os.kill(proc.info[cfg.name]["pid"], signal.SIGKILL)
+        # then the next call raises at once, naming the device and its voters
+        with pytest.raises(DeviceProcessError, match=r"worker process for cpu .*l0_head"):
+            voter.predict(frames(1))
+    finally:
+        proc.close()
+
+
+def test_a_voter_that_cannot_load_stops_start_up_with_a_clear_error(tmp_path: Path) -> None:
+    cfg, base = l0_voter()
+    broken = cfg.model_copy(update={"params": {**cfg.params, "head": str(tmp_path / "missing.npz")}})
+    with pytest.raises(DeviceProcessError, match=r"failed while building its voters: voter .l0_head.*missing.npz"):
+        DeviceProcess("cpu", [broken], base)
