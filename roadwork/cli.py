@@ -206,9 +206,10 @@ def bench_cmd(
     dtype: Annotated[str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")] = None,
     levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last.")] = False,
     only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
-    process_per_device: Annotated[bool, typer.Option(
-        "--process-per-device", help="--gpu: each GPU's voters in a worker process of their own (as "
-                                     "runtime.process_per_device in the profile); --tiny puts CPU voters in one.")] = False,
+    process_per_device: Annotated[bool | None, typer.Option(
+        "--process-per-device/--one-process",
+        help="--gpu: each GPU's voters in a worker process of their own, or all in this process "
+             "(default: the profile's runtime.process_per_device); --tiny puts CPU voters in a worker.")] = None,
     expected_cost: Annotated[Path | None, typer.Option("--expected-cost", help="An eval run folder (e.g. runs/dev): early-exit shares and expected GPU cost per query.")] = None,
     costs: Annotated[Path | None, typer.Option(help="--expected-cost: a --gpu bench JSON for the L0-L2 costs (else priors).")] = None,
     artefact: Annotated[Path, typer.Option(help="--expected-cost: consensus artefact with the fitted L0 band.")] = Path("models/consensus-cpu.json"),
@@ -250,7 +251,7 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
 
     try:
         cfg = load_config(config)
-        plan = build_plan(cfg.voters, cfg.placement)
+        plan = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device)
     except (ConfigError, PlanError) as exc:
         _fail(str(exc))
     table = Table(title=f"placement plan: {cfg.name}")

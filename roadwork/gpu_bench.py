@@ -57,8 +57,8 @@ class GpuBenchOptions:
     native_batch: int = 32
     loop_frames: int = 8
     only: list[str] | None = None
-    process_per_device: bool = False
-    """Each GPU's voters in a worker process of their own (also on when the profile's runtime says so)."""
+    process_per_device: bool | None = None
+    """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
 
 
 def package_missing(kind: str) -> str | None:
@@ -360,7 +360,8 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
     gpus = [g for g in cfg.placement.gpus if g.id in devices] or [
         {"id": d, "memory_gib": torch.cuda.get_device_properties(d).total_memory / GIB} for d in devices]
     placement = PlacementConfig.model_validate({"gpus": [g if isinstance(g, dict) else g.model_dump() for g in gpus]})
-    plan = build_plan([v for v in voters if v.name in built and v.memory is not None], placement)
+    plan = build_plan([v for v in voters if v.name in built and v.memory is not None], placement,
+                      one_batch_at_a_time=bool(procs))
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
     remote = {d: m for p in procs or [] for d, m in p.memory().items()}
     out = {}
@@ -594,7 +595,7 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
     for d in cuda_devs:
         torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
         torch.cuda.reset_peak_memory_stats(d)
-    remote = opts.process_per_device or cfg.runtime.process_per_device
+    remote = cfg.runtime.process_per_device if opts.process_per_device is None else opts.process_per_device
     procs: list = []
     step(f"building {len(voters)} in-process voters with random weights"
          + (" (a worker process per device)" if remote else ""))

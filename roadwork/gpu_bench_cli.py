@@ -48,7 +48,7 @@ def parse_concurrency(text: str) -> list[int]:
 
 def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str | None, single_gpu: bool,
             concurrency: str, tiny: bool, no_early_exit: bool, dtype: str | None, levers: bool, size: int,
-            only: list[str] | None, process_per_device: bool = False) -> Path:
+            only: list[str] | None, process_per_device: bool | None = None) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
 

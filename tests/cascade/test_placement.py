@@ -36,6 +36,21 @@ def test_plan_that_fits_adds_up_per_gpu():
     assert g1.planned_gib == pytest.approx(335.3e6 * 2 / 1024 ** 3 + 1 + 0.3 * 79.1)
 
 
+def test_one_batch_at_a_time_holds_all_weights_but_only_the_largest_activations():
+    # given three models on one card, activations 1, 3 and 2 GiB
+    voters = [{"name": n, "kind": "x", "level": "L1", "device": "cuda:0",
+               "memory": {"params_m": 1024 ** 3 / 2e6, "dtype": "fp16", "activation_gib": a}}
+              for n, a in [("a", 1.0), ("b", 3.0), ("c", 2.0)]]
+    cfg = profile(voters, H100)
+    # when planned for threads in one process, and for a device worker that runs one batch at a time
+    shared = build_plan(cfg.voters, cfg.placement).gpus[0]
+    worker = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True).gpus[0]
+    # then threads may run all three batches at once (3 x 1 GiB weights + 6), a worker only the largest (+3)
+    assert shared.planned_gib == pytest.approx(9.0)
+    assert worker.planned_gib == pytest.approx(6.0)
+    assert any("largest: b" in i.name for i in worker.items)
+
+
 def test_over_committed_gpu_is_refused_naming_gpu_and_largest_items():
     cfg = profile([voter("owlv2", "cuda:1", 150)], H100,
                   [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.7},

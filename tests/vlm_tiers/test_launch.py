@@ -92,7 +92,7 @@ def test_cli_plan_refuses_an_overcommitted_card(tmp_path):
     for t in TIERS:
         (tmp_path / f"{t}.yaml").write_text((PROFILES_DIR / f"{t}.yaml").read_text())
     ok = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
-    assert ok.exit_code == 0 and "GPU 1: vLLM 0.78" in ok.output
+    assert ok.exit_code == 0 and "GPU 1: vLLM 0.77" in ok.output
     data = yaml.safe_load((tmp_path / "power.yaml").read_text())
     (tmp_path / "power.yaml").write_text(yaml.safe_dump({**data, "gpu_memory_utilization": 0.65}))
     bad = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
