@@ -11,8 +11,9 @@ micro-batch crosses the process boundary (frames and votes are pickled: ~150 KB 
 The worker is a `concurrent.futures.ProcessPoolExecutor` with one process, so calls run one at a
 time on its single thread: one batch at a time per device (as on one CUDA stream), and every
 batch size is warmed on the thread that will run it. A worker that dies (out of memory, a crash in
-a CUDA library) fails every call after it with a `DeviceProcessError` naming the device; the
-cascade turns that into abstaining votes and keeps serving with the other voters.
+a CUDA library) fails the calls with a `DeviceProcessError` naming the device, and is started
+again in the background with the same voters; meanwhile the cascade turns those errors into
+abstaining votes and keeps serving with the other voters.
 """
 from __future__ import annotations
 
@@ -122,31 +123,84 @@ class DeviceProcessError(RuntimeError):
 
 
 class DeviceProcess:
-    """A worker process holding the voters of one device; `predict(name, frames)` runs one there."""
+    """A worker process holding the voters of one device; `predict(name, frames)` runs one there.
+
+    If the worker dies, the calls in flight and those that arrive while it is rebuilt fail at once
+    with `DeviceProcessError` (the voters abstain), and a new worker is started in the background
+    with the same voters (`restart=True`); a rebuild that fails is tried again with a growing pause.
+    """
 
     def __init__(self, device: str, voters: Sequence[VoterConfig], base_dir: Path,
                  random_weights: dict[str, Any] | None = None, torch_threads: int = 0,
-                 start_timeout_s: float = 900.0) -> None:
+                 start_timeout_s: float = 900.0, restart: bool = True) -> None:
+        import threading
+
         self.device = device
         self.names = [v.name for v in voters]
+        self.restart, self.restarts, self.start_timeout_s = restart, 0, start_timeout_s
+        self._initargs = ([v.model_dump(mode="json") for v in voters], str(base_dir), random_weights, torch_threads)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._pool: ProcessPoolExecutor | None
+        self._pool, self.info = self._start()
+
+    def _start(self) -> tuple[ProcessPoolExecutor, dict[str, dict[str, Any]]]:
         ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-        self._pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=ctx, initializer=_init,
-            initargs=([v.model_dump(mode="json") for v in voters], str(base_dir), random_weights, torch_threads))
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init, initargs=self._initargs)
         try:  # build now, so a voter that cannot load fails at start-up and names itself
-            self.info = self._pool.submit(_describe).result(timeout=start_timeout_s)
+            return pool, pool.submit(_describe).result(timeout=self.start_timeout_s)
         except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)
             why = str(exc) if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool) else (
                 f"the process died ({type(exc).__name__})")
-            raise DeviceProcessError(f"the worker process for {device} failed while building its voters: {why}") from exc
+            raise DeviceProcessError(f"the worker process for {self.device} failed while building its voters: "
+                                     f"{why}") from exc
 
     def call(self, fn: Any, *args: Any) -> Any:
+        pool = self._pool
+        if pool is None:
+            raise DeviceProcessError(f"the worker process for {self.device} is being restarted; its voters "
+                                     f"{self.names} abstain until it is back")
         try:
-            return self._pool.submit(fn, *args).result()
+            return pool.submit(fn, *args).result()
         except BrokenProcessPool as exc:
+            self._replace(pool)
             raise DeviceProcessError(f"the worker process for {self.device} has died (out of memory or a crash "
-                                     f"in a native library); its voters {self.names} abstain until restart") from exc
+                                     f"in a native library); its voters {self.names} abstain until "
+                                     + ("it is restarted" if self.restart else "the miner restarts")) from exc
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        import threading
+
+        with self._lock:
+            if self._pool is not broken or self._closed.is_set():
+                return  # another caller saw it first
+            self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+        if self.restart:
+            threading.Thread(target=self._restart_loop, name=f"restart-{self.device}", daemon=True).start()
+
+    def _restart_loop(self) -> None:
+        import logging
+
+        log = logging.getLogger(__name__)
+        pause = 5.0
+        while not self._closed.is_set():
+            try:
+                pool, info = self._start()
+            except DeviceProcessError as exc:
+                log.error("%s; trying again in %.0f s", exc, pause)
+                self._closed.wait(pause)
+                pause = min(pause * 2, 300.0)
+                continue
+            with self._lock:
+                if self._closed.is_set():
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    return
+                self._pool, self.info = pool, info
+                self.restarts += 1
+            log.warning("worker process for %s restarted (%d so far)", self.device, self.restarts)
+            return
 
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
         return self.call(_predict, name, list(frames))
@@ -155,7 +209,11 @@ class DeviceProcess:
         return self.call(_memory, [self.device], reset) if self.device.startswith("cuda") else {}
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._closed.set()
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RemoteVoter(Detector):

@@ -60,17 +60,32 @@ def test_remote_voter_votes_like_the_local_one() -> None:
             p.close()
 
 
-def test_a_dead_worker_fails_calls_with_the_device_named() -> None:
+def test_a_dead_worker_fails_fast_then_comes_back() -> None:
+    import time
+
     cfg, base = l0_voter()
     proc = DeviceProcess("cpu", [cfg], base)
     try:
         voter = RemoteVoter(proc, cfg)
         assert len(voter.predict(frames(1))) == 1
+        first_pid = proc.info[cfg.name]["pid"]
         # when the worker is killed (as the OOM killer would)
-        os.kill(proc.info[cfg.name]["pid"], signal.SIGKILL)
+        os.kill(first_pid, signal.SIGKILL)
         # then the next call raises at once, naming the device and its voters
         with pytest.raises(DeviceProcessError, match=r"worker process for cpu .*l0_head"):
             voter.predict(frames(1))
+        # and a new worker with the same voter answers again shortly after
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                votes = voter.predict(frames(1))
+                break
+            except DeviceProcessError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the worker was not restarted within 120 s")
+        assert len(votes) == 1 and not votes[0].abstained
+        assert proc.restarts == 1 and proc.info[cfg.name]["pid"] != first_pid
     finally:
         proc.close()
 
