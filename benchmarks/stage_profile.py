@@ -100,22 +100,23 @@ def time_predict(det: Any, frames: list, reps: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", type=Path, default=Path("configs/h100x2.yaml"))
     ap.add_argument("--single-gpu", action="store_true", help="every model on cuda:0")
     ap.add_argument("--only", nargs="*", help="voter names (default: every in-process voter)")
     ap.add_argument("--sizes", default="224x224,1080x1920", help="HxW frame sizes, comma-separated")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="tiny configs on the CPU (a smoke run)")
     ap.add_argument("--out", type=Path, default=Path("runs/stage_profile.json"))
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
 
     import torch
 
     from cascade.config import load_config
     from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
 
-    opts = GpuBenchOptions(single_gpu=a.single_gpu, only=a.only)
+    opts = GpuBenchOptions(single_gpu=a.single_gpu, only=a.only, tiny=a.tiny)
     cfg = place(load_config(a.config), opts)
     voters, _ = split_voters(cfg, opts)
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
@@ -134,9 +135,10 @@ def main() -> None:
             row["error"] = err
         else:
             m = inner(det)
+            batch = min(v.batch, 4) if a.tiny else v.batch
             for h, w in sizes:
                 try:
-                    row[f"{h}x{w}"] = time_predict(m, frames_with_boxes(v.batch, h, w), a.reps)
+                    row[f"{h}x{w}"] = time_predict(m, frames_with_boxes(batch, h, w), a.reps)
                 except Exception as exc:  # noqa: BLE001 - a profile run reports every failure and goes on
                     row[f"{h}x{w}"] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
             close = getattr(det, "close", None)
