@@ -160,6 +160,11 @@ class Cascade:
         weight = self.weights.get(detector.name, vote.weight) if not vote.abstained else 0.0
         return dataclasses.replace(vote, weight=weight, latency_ms=elapsed * 1000)
 
+    @property
+    def owned(self) -> tuple:
+        """What this cascade built and closes with itself (device worker processes)."""
+        return tuple(self._owned)
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         for resource in self._owned:

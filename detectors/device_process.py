@@ -216,6 +216,12 @@ class DeviceProcess:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def worker_states(resources: Sequence[Any]) -> list[dict[str, object]]:
+    """Each device worker's state for metrics: device, up (1 serving, 0 dead or being rebuilt), restarts."""
+    return [{"device": r.device, "up": int(r._pool is not None), "restarts": r.restarts}
+            for r in resources if isinstance(r, DeviceProcess)]
+
+
 class RemoteVoter(Detector):
     """A voter that lives in a `DeviceProcess`; same name, level, weight and batch as the original."""
 

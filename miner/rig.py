@@ -65,7 +65,7 @@ class LocalRig:
         self.metrics.metagraph_synced.set(time.time())
         self.policy = CallerPolicy(self.config.policy, snapshot)
         self.service = MinerService(self.cascade, self.config, self.metrics,
-                                    observer_factory=cascade_observers(self.metrics))
+                                    observer_factory=cascade_observers(self.metrics, cascade=self.cascade))
         self.axon = build_axon(miner_w, self.service, self.policy, self.metrics, ip=LOOPBACK, port=free_port(),
                                external_ip=LOOPBACK)
         start_axon(self.axon)

@@ -127,7 +127,7 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     wallet, subtensor, metagraph, policy = _chain_side(opts, mc, metrics)  # fail fast, before loading models
     state.set_ready(False, "chain ok; loading models")
     cascade = build_cascade()
-    service = MinerService(cascade, mc, metrics, observer_factory=cascade_observers(metrics, tracer))
+    service = MinerService(cascade, mc, metrics, observer_factory=cascade_observers(metrics, tracer, cascade))
     axon = build_axon(wallet, service, policy, metrics, ip=opts.axon_ip, port=opts.axon_port,
                       external_ip=opts.external_ip, external_port=opts.external_port)
     if subtensor is not None:

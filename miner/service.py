@@ -249,15 +249,26 @@ class MinerService:
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def cascade_observers(metrics: MinerMetrics, tracer: object | None = None):  # noqa: ANN201
+def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, cascade: object | None = None):  # noqa: ANN201
     """`observer_factory` for MinerService: cascade metrics into the miner's registry, plus traces.
 
-    `tracer` is a `monitoring.tracing.CascadeTracer` (extra `trace`) or None.
+    `tracer` is a `monitoring.tracing.CascadeTracer` (extra `trace`) or None. With `cascade`, the VLM
+    tiers' circuit breakers and the device worker processes are exported too.
     """
     from monitoring.cascade_metrics import CascadeMetrics
     from monitoring.observers import ObserverGroup
 
-    cascade_metrics = CascadeMetrics(metrics.registry)
+    breakers = workers = None
+    if cascade is not None:
+        from detectors.device_process import worker_states
+        from vlm_tiers.http_tier import breaker_states
+
+        def breakers():  # noqa: ANN202
+            return breaker_states(cascade.detectors)
+
+        def workers():  # noqa: ANN202
+            return worker_states(getattr(cascade, "owned", ()))
+    cascade_metrics = CascadeMetrics(metrics.registry, breakers=breakers, workers=workers)
 
     def factory() -> ObserverGroup:
         return ObserverGroup(cascade_metrics.observer(), tracer.observer() if tracer is not None else None)

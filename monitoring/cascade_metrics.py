@@ -15,6 +15,8 @@ They sit beside the miner's request metrics (monitoring/metrics.py): pass the sa
 | `roadwork_cascade_deadline_left_seconds` | histogram | | time left when the verdict was made |
 | `roadwork_cascade_prob` | histogram | | the pooled probability answered |
 | `roadwork_cascade_breaker_state` | gauge | `tier`, `endpoint` | 0 closed, 1 half-open, 2 open (vlm_tiers' circuit breakers) |
+| `roadwork_cascade_device_worker_up` | gauge | `device` | 1 while a GPU's worker process serves, 0 while it is dead or being rebuilt (runtime.process_per_device) |
+| `roadwork_cascade_device_worker_restarts` | gauge | `device` | times that worker has been rebuilt since start |
 
 Agreement in Grafana: `sum by (voter) (rate(roadwork_cascade_votes_total{outcome="agree"}[5m])) /
 sum by (voter) (rate(roadwork_cascade_votes_total{outcome=~"agree|disagree"}[5m]))`.
@@ -49,11 +51,14 @@ class CascadeMetrics:
     """The metric families, registered once in an explicit registry. Make observers with `observer()`."""
 
     def __init__(self, registry: CollectorRegistry | None = None,
-                 breakers: Callable[[], Iterable[Mapping[str, object]]] | None = None) -> None:
+                 breakers: Callable[[], Iterable[Mapping[str, object]]] | None = None,
+                 workers: Callable[[], Iterable[Mapping[str, object]]] | None = None) -> None:
         """`breakers` returns the circuit states to export, e.g.
-        `lambda: vlm_tiers.http_tier.breaker_states(cascade.detectors)`; read after every verdict."""
+        `lambda: vlm_tiers.http_tier.breaker_states(cascade.detectors)`; `workers` the device worker
+        states (`lambda: detectors.device_process.worker_states(cascade.owned)`). Both are read after
+        every verdict."""
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
-        self.breakers = breakers
+        self.breakers, self.workers = breakers, workers
         r = self.registry
         self.queries = Counter("roadwork_cascade_queries_total", "Cascade runs by the level that decided.",
                                ["exit_level"], registry=r)
@@ -77,6 +82,11 @@ class CascadeMetrics:
         self.breaker = Gauge("roadwork_cascade_breaker_state",
                              "Circuit breaker per tier endpoint: 0 closed, 1 half-open, 2 open.",
                              ["tier", "endpoint"], registry=r)
+        self.worker_up = Gauge("roadwork_cascade_device_worker_up",
+                               "1 while the device's worker process serves, 0 while it is dead or rebuilt.",
+                               ["device"], registry=r)
+        self.worker_restarts = Gauge("roadwork_cascade_device_worker_restarts",
+                                     "Times the device's worker process has been rebuilt.", ["device"], registry=r)
         self.deadline_missed.inc(0)
 
     def observer(self) -> MetricsObserver:
@@ -96,6 +106,12 @@ class CascadeMetrics:
         """Export states in vlm_tiers' format: dicts with `tier`, `endpoint` and `state`."""
         for s in states:
             self.set_breaker_state(str(s["tier"]), str(s["state"]), str(s.get("endpoint", "")))
+
+    def update_workers(self, states: Iterable[Mapping[str, object]]) -> None:
+        """Export device worker states (detectors.device_process.worker_states)."""
+        for s in states:
+            self.worker_up.labels(device=str(s["device"])).set(float(s["up"]))
+            self.worker_restarts.labels(device=str(s["device"])).set(float(s["restarts"]))
 
     def declare_voters(self, voters: list[tuple[str, Level]]) -> None:
         """Export zero-valued series for each voter, so dashboards show them before the first vote."""
@@ -148,3 +164,5 @@ class MetricsObserver:
             self.m.votes.labels(voter=vote.voter, level=vote.level.name, outcome=outcome).inc()
         if self.m.breakers is not None:
             self.m.update_breakers(self.m.breakers())
+        if self.m.workers is not None:
+            self.m.update_workers(self.m.workers())

@@ -95,3 +95,18 @@ def test_a_voter_that_cannot_load_stops_start_up_with_a_clear_error(tmp_path: Pa
     broken = cfg.model_copy(update={"params": {**cfg.params, "head": str(tmp_path / "missing.npz")}})
     with pytest.raises(DeviceProcessError, match=r"failed while building its voters: voter .l0_head.*missing.npz"):
         DeviceProcess("cpu", [broken], base)
+
+
+def test_worker_states_for_metrics_follow_a_restart() -> None:
+    from detectors.device_process import worker_states
+
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base, restart=False)
+    try:
+        assert worker_states([proc, object()]) == [{"device": "cpu", "up": 1, "restarts": 0}]
+        os.kill(proc.info[cfg.name]["pid"], signal.SIGKILL)
+        with pytest.raises(DeviceProcessError, match="until the miner restarts"):
+            RemoteVoter(proc, cfg).predict(frames(1))
+        assert worker_states([proc]) == [{"device": "cpu", "up": 0, "restarts": 0}]
+    finally:
+        proc.close()
