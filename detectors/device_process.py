@@ -113,10 +113,6 @@ def _memory(devices: list[str], reset: bool) -> dict[str, dict[str, float]]:
     return out
 
 
-def _call(name: str, method: str, *args: Any) -> Any:
-    return getattr(_DETECTORS[name], method)(*args)
-
-
 # ---- main side ----------------------------------------------------------------------------------
 class DeviceProcessError(RuntimeError):
     pass
@@ -202,6 +198,11 @@ class DeviceProcess:
             log.warning("worker process for %s restarted (%d so far)", self.device, self.restarts)
             return
 
+    @property
+    def up(self) -> bool:
+        """False while the worker is dead or being rebuilt (or after close)."""
+        return self._pool is not None
+
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
         return self.call(_predict, name, list(frames))
 
@@ -218,7 +219,7 @@ class DeviceProcess:
 
 def worker_states(resources: Sequence[Any]) -> list[dict[str, object]]:
     """Each device worker's state for metrics: device, up (1 serving, 0 dead or being rebuilt), restarts."""
-    return [{"device": r.device, "up": int(r._pool is not None), "restarts": r.restarts}
+    return [{"device": r.device, "up": int(r.up), "restarts": r.restarts}
             for r in resources if isinstance(r, DeviceProcess)]
 
 

@@ -232,11 +232,11 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
     dets, procs = build_voters(ok, cfg.base_dir, random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
                                torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny)
     dets = [d for d in dets if d is not None]
-    remote = {n: (p.device, p.info[n]) for p in procs for n in p.names}
+    remote = {n: (p.device, p.info[n]) for p in procs for n in p.names}  # name -> (device, build info)
     info = {}
     for v in ok:
         if v.name not in skipped:
-            dev, built = remote.get(v.name, (v.device, {}))
+            built = remote[v.name][1] if v.name in remote else {}
             info[v.name] = {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch,
                             "process": "worker" if v.name in remote else "main", **built,
                             "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
@@ -394,10 +394,11 @@ def first_query_ms(cascade: Any, frame: Frame) -> float:
 
 
 class Utilisation:
-    """Samples each GPU's busy share (NVML, every 100 ms) and the process's CPU time over a run.
+    """Samples each GPU's busy share (NVML, every 100 ms) and the CPU time used over a run.
 
-    `cpu_cores_busy` is CPU seconds (this process and its device workers) over wall seconds: near the core count means
-    the run is bound by the CPU; a GPU near 100 % busy means that GPU is the limit.
+    `cpu_cores_busy` is CPU seconds (this process and its device workers) over wall seconds: near
+    the core count means the run is bound by the CPU; a GPU near 100 % busy means that GPU is the
+    limit; neither (as measured on 2x H100) points at one thread holding the GIL.
     """
 
     def __init__(self, devices: list[str], period_s: float = 0.1) -> None:
