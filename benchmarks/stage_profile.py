@@ -58,12 +58,10 @@ def processor_owner(det: Any) -> Any:
 def frames_with_boxes(n: int, h: int, w: int) -> list:
     import numpy as np
 
-    from cascade.types import Frame, Vote
-    from detectors.evidence import Boxes
+    from cascade.types import Frame
+    from roadwork.gpu_bench import probe_prior
 
-    boxes = Boxes(np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]),
-                  ("traffic cone", "road barrier"))
-    prior = Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
+    prior = probe_prior()
     rng = np.random.default_rng(0)
     return [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), source="profile", frame_id=str(i),
                   meta={"prior_votes": (prior,)}) for i in range(n)]

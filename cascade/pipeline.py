@@ -49,21 +49,15 @@ class Cascade:
 
     @classmethod
     def from_config(cls, config: CascadeConfig, warmup: bool = True) -> Cascade:
-        from detectors.registry import build  # lazy: adapters import heavy libraries
+        from detectors.device_process import build_voters  # lazy: adapters import heavy libraries
 
         artefact = None
         if config.consensus.weights is not None:
             artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))
-        owned: list = []
-        if config.runtime.process_per_device:
-            from detectors.device_process import build_voters
-
-            detectors, owned = build_voters(config.voters, config.base_dir,
-                                            torch_threads=config.runtime.torch_threads)
-        else:
-            detectors = [build(v, config.base_dir) for v in config.voters if v.enabled]
+        detectors, owned = build_voters(config.voters, config.base_dir, torch_threads=config.runtime.torch_threads,
+                                        remote=config.runtime.process_per_device)
         cascade = cls(detectors, config, artefact)
-        cascade._owned = owned
+        cascade._owned = list(owned)
         if warmup:
             cascade.warmup()
         return cascade

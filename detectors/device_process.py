@@ -38,16 +38,6 @@ _BUILD_INFO: dict[str, dict[str, Any]] = {}
 _BUILD_ERROR: list[str] = []
 
 
-def _bare(det: Detector) -> Detector:
-    """The model itself: micro-batching happens in the main process, not in the worker."""
-    from detectors.batching import MicroBatcher
-
-    if isinstance(det, MicroBatcher):
-        det.close()
-        return det.inner
-    return det
-
-
 def _init(voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str, Any] | None,
           torch_threads: int) -> None:
     from roadwork.env import configure_process, set_torch_threads
@@ -71,7 +61,8 @@ def _build_one(cfg: VoterConfig, base_dir: str, random_weights: dict[str, Any] |
         if random_weights is not None:
             from detectors.random_weights import build_random
 
-            det = build_random(cfg, Path(base_dir), **random_weights)
+            # the model itself: micro-batching happens in the main process, not in the worker
+            det = build_random(cfg.model_copy(update={"batch_wait_ms": 0}), Path(base_dir), **random_weights)
         else:
             from detectors.registry import resolve
 
@@ -80,7 +71,7 @@ def _build_one(cfg: VoterConfig, base_dir: str, random_weights: dict[str, Any] |
             torch.cuda.synchronize(cfg.device)
     except Exception as exc:
         raise RuntimeError(f"voter {cfg.name!r} ({cfg.kind} on {cfg.device}): {type(exc).__name__}: {exc}") from exc
-    _DETECTORS[cfg.name] = _bare(det)
+    _DETECTORS[cfg.name] = det
     _BUILD_INFO[cfg.name] = {
         "build_s": round(time.perf_counter() - t0, 2), "pid": os.getpid(),
         "weights_gib": round(((torch.cuda.memory_allocated(cfg.device) if cuda else 0) - before) / GIB, 3)}
@@ -257,18 +248,18 @@ def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> d
 
 
 def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weights: dict[str, Any] | None = None,
-                 torch_threads: int = 0, local: Any = None,
-                 include_cpu: bool = False) -> tuple[list[Detector], list[DeviceProcess]]:
+                 torch_threads: int = 0, local: Any = None, include_cpu: bool = False,
+                 remote: bool = True) -> tuple[list[Detector], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
-    here when the profile batches them), the rest built in this process by `local(cfg)`.
-    Returns (detectors, worker processes to close)."""
+    here when the profile batches them), the rest built in this process by `local(cfg)`;
+    `remote=False` builds them all here. Returns (detectors, worker processes to close)."""
     from detectors.batching import MicroBatcher
     from detectors.registry import build
 
     local = local or (lambda cfg: build(cfg, base_dir))
     procs: dict[str, DeviceProcess] = {}
     try:
-        for device, group in device_groups(voters, include_cpu).items():
+        for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
             procs[device] = DeviceProcess(device, group, base_dir, random_weights, torch_threads)
     except BaseException:
         for p in procs.values():

@@ -121,14 +121,19 @@ BUILD_ERRORS = (ImportError, OSError, RuntimeError, ValueError, TypeError, KeyEr
 """What a backend may raise on a config or dtype it cannot run (ultralytics raises SyntaxError on bad args)."""
 
 
-def probe_frames(size: int) -> list[Frame]:
-    """Two frames with a few L1 boxes in their prior votes, so L2 validators run their model too."""
+def probe_prior() -> Any:
+    """An L1 vote with two roadwork boxes: in a frame's prior votes it makes L2 validators run their model."""
     from cascade.types import Vote
     from detectors.evidence import Boxes
 
     boxes = Boxes(np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]),
                   ("traffic cone", "road barrier"))
-    prior = Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
+    return Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
+
+
+def probe_frames(size: int) -> list[Frame]:
+    """Two frames with a few L1 boxes in their prior votes, so L2 validators run their model too."""
+    prior = probe_prior()
     return [dataclasses.replace(f, meta={"prior_votes": (prior,)}) for f in make_frames(2, size, seed=7)]
 
 
@@ -200,11 +205,15 @@ def build_all(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[
         _sync()
         after = _allocated(devices)
         weights = after.get(v.device, 0.0) - before.get(v.device, 0.0)
-        info[v.name] = {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch,
-                        "build_s": round(time.perf_counter() - t0, 2), "weights_gib": round(weights, 3),
-                        "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
+        info[v.name] = info_row(v, build_s=round(time.perf_counter() - t0, 2), weights_gib=round(weights, 3))
         dets.append(det)
     return dets, info, skipped
+
+
+def info_row(v: Any, **measured: Any) -> dict[str, Any]:
+    """The JSON row of one built voter: what the profile says of it, what its build measured, its plan."""
+    return {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch, **measured,
+            "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
 
 
 def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[list, dict, dict, list]:
@@ -232,14 +241,9 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
     dets, procs = build_voters(ok, cfg.base_dir, random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
                                torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny)
     dets = [d for d in dets if d is not None]
-    remote = {n: (p.device, p.info[n]) for p in procs for n in p.names}  # name -> (device, build info)
-    info = {}
-    for v in ok:
-        if v.name not in skipped:
-            built = remote[v.name][1] if v.name in remote else {}
-            info[v.name] = {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch,
-                            "process": "worker" if v.name in remote else "main", **built,
-                            "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
+    built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building
+    info = {v.name: info_row(v, process="worker" if v.name in built else "main", **built.get(v.name, {}))
+            for v in ok if v.name not in skipped}
     return dets, info, skipped, procs
 
 
@@ -310,7 +314,9 @@ def time_native(det: Any, frames: list[Frame], device: str) -> dict[str, float]:
 
     m = inner(det)
     m.predict(frames)  # warm at this batch size
-    cuda = device.startswith("cuda") and torch.cuda.is_available() and not hasattr(m, "proc")
+    from detectors.device_process import RemoteVoter
+
+    cuda = device.startswith("cuda") and torch.cuda.is_available() and not isinstance(m, RemoteVoter)
     if cuda:
         _sync()
         base = torch.cuda.memory_allocated(device)
@@ -458,7 +464,8 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
             d.stats.__init__()
     try:
         frames = make_frames(c, opts.size, seed=c)
-        with Utilisation(_devices([v for v in voters if v.name in {d.name for d in dets}])) as util:
+        running = {d.name for d in dets}
+        with Utilisation(_devices([v for v in voters if v.name in running])) as util:
             wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
     finally:
         cascade.close()
