@@ -81,6 +81,13 @@ def _predict(name: str, frames: list[Frame]) -> list[Vote]:
     return _DETECTORS[name].predict(frames)
 
 
+def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """fn(*args) and the seconds it ran in the worker (not counting its wait in the queue)."""
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
+
+
 def _warmup(name: str) -> None:
     _DETECTORS[name].warmup()
 
@@ -125,6 +132,11 @@ class DeviceProcess:
         self.device = device
         self.names = [v.name for v in voters]
         self.restart, self.restarts, self.start_timeout_s = restart, 0, start_timeout_s
+        self.busy_s = 0.0
+        """Seconds the worker has spent running calls: over a wall interval, how busy it was (it
+        runs one call at a time, so near 100 % means this worker is the limit)."""
+        self.busy_by_voter: dict[str, float] = {}
+        """The same, per voter (its predict calls only): what balancing the GPUs needs."""
         self._initargs = ([v.model_dump(mode="json") for v in voters], str(base_dir), random_weights, torch_threads)
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -149,12 +161,17 @@ class DeviceProcess:
             raise DeviceProcessError(f"the worker process for {self.device} is being restarted; its voters "
                                      f"{self.names} abstain until it is back")
         try:
-            return pool.submit(fn, *args).result()
+            out, seconds = pool.submit(_timed, fn, *args).result()
         except BrokenProcessPool as exc:
             self._replace(pool)
             raise DeviceProcessError(f"the worker process for {self.device} has died (out of memory or a crash "
                                      f"in a native library); its voters {self.names} abstain until "
                                      + ("it is restarted" if self.restart else "the miner restarts")) from exc
+        with self._lock:
+            self.busy_s += seconds
+            if fn is _predict:
+                self.busy_by_voter[args[0]] = self.busy_by_voter.get(args[0], 0.0) + seconds
+        return out
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         import threading

@@ -111,6 +111,13 @@ def _devices(voters: list) -> list[str]:
     return sorted({v.device for v in voters if v.device.startswith("cuda")})
 
 
+def _procs(dets: list) -> list:
+    """The device worker processes behind these detectors, once each."""
+    from detectors.device_process import RemoteVoter
+
+    return list({id(m.proc): m.proc for d in dets if isinstance(m := inner(d), RemoteVoter)}.values())
+
+
 def _allocated(devices: list[str]) -> dict[str, float]:
     import torch
 
@@ -307,9 +314,10 @@ def new_cascade(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOpti
     return Cascade(dets, bench_config(cfg, [v for v in voters if v.name in built], opts, workers))
 
 
-def time_native(det: Any, frames: list[Frame], device: str) -> dict[str, float]:
-    """One warm batched call of the bare model, timed; with its peak activation memory on CUDA
-    (in this process only: a worker process's memory is read by memory_report)."""
+def time_native(det: Any, frames: list[Frame], device: str, repeats: int = 3) -> dict[str, float]:
+    """Warm batched calls of the bare model, timed (the median of `repeats`: one call varied 2-3x on
+    a shared H100); with its peak activation memory on CUDA (in this process only: a worker
+    process's memory is read by memory_report)."""
     import torch
 
     m = inner(det)
@@ -321,10 +329,13 @@ def time_native(det: Any, frames: list[Frame], device: str) -> dict[str, float]:
         _sync()
         base = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
-    t0 = time.perf_counter()
-    m.predict(frames)
-    _sync()
-    out = {"ms_per_image": (time.perf_counter() - t0) * 1000 / len(frames), "batch": len(frames)}
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        m.predict(frames)
+        _sync()
+        runs.append((time.perf_counter() - t0) * 1000 / len(frames))
+    out = {"ms_per_image": float(np.median(runs)), "batch": len(frames), "repeats": repeats}
     if cuda:
         out["activation_peak_gib"] = round((torch.cuda.max_memory_allocated(device) - base) / GIB, 3)
     return out
@@ -407,10 +418,10 @@ class Utilisation:
     limit; neither (as measured on 2x H100) points at one thread holding the GIL.
     """
 
-    def __init__(self, devices: list[str], period_s: float = 0.1) -> None:
+    def __init__(self, devices: list[str], period_s: float = 0.1, procs: list | None = None) -> None:
         import threading
 
-        self.devices, self.period_s = devices, period_s
+        self.devices, self.period_s, self.procs = devices, period_s, list(procs or [])
         self.samples: dict[str, list[float]] = {d: [] for d in devices}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="utilisation", daemon=True)
@@ -426,34 +437,53 @@ class Utilisation:
                     return
 
     @staticmethod
-    def _cpu_s() -> float:
-        """CPU seconds of this process and its worker processes (psutil), else of this process."""
+    def _cpu_s() -> dict[str, float]:
+        """CPU seconds of this process ("main") and of each child (worker) process by pid (psutil);
+        without psutil, of this process only."""
         try:
             import psutil
         except ImportError:
-            return time.process_time()
+            return {"main": time.process_time()}
         me = psutil.Process()
-        total = sum(me.cpu_times()[:2])
+        out = {"main": sum(me.cpu_times()[:2])}
         for child in me.children(recursive=True):
             try:
-                total += sum(child.cpu_times()[:2])
+                out[str(child.pid)] = sum(child.cpu_times()[:2])
             except psutil.Error:
                 pass
-        return total
+        return out
+
+    def _busy_s(self) -> dict[str, float]:
+        return {f"{p.device}#{i}": p.busy_s for i, p in enumerate(self.procs)}
+
+    def _busy_by_voter(self) -> dict[str, float]:
+        return {n: s for p in self.procs for n, s in p.busy_by_voter.items()}
 
     def __enter__(self) -> Utilisation:
-        self._cpu0, self._t0 = self._cpu_s(), time.perf_counter()
+        self._cpu0, self._busy0, self._t0 = self._cpu_s(), self._busy_s(), time.perf_counter()
+        self._voter0 = self._busy_by_voter()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.cpu_cores_busy = (self._cpu_s() - self._cpu0) / max(time.perf_counter() - self._t0, 1e-9)
+        wall = max(time.perf_counter() - self._t0, 1e-9)
+        cpu = self._cpu_s()
+        per = {k: (v - self._cpu0.get(k, 0.0)) / wall for k, v in cpu.items()}
+        self.cpu_cores_busy = sum(per.values())
+        self.cpu_cores_main = per["main"]
+        self.cpu_cores_workers = {k: round(v, 2) for k, v in per.items() if k != "main" and v > 0.05}
+        self.worker_busy_pct = {k: round(100 * (v - self._busy0[k]) / wall, 1) for k, v in self._busy_s().items()}
+        self.voter_busy_s = {n: s - self._voter0.get(n, 0.0) for n, s in self._busy_by_voter().items()}
 
     def report(self) -> dict[str, Any]:
         gpus = {d: round(float(np.mean(v)), 1) for d, v in self.samples.items() if v}
-        return {"gpu_busy_pct_mean": gpus, "cpu_cores_busy": round(self.cpu_cores_busy, 2)}
+        out = {"gpu_busy_pct_mean": gpus, "cpu_cores_busy": round(self.cpu_cores_busy, 2),
+               "cpu_cores_main": round(self.cpu_cores_main, 2), "cpu_cores_workers": self.cpu_cores_workers}
+        if self.worker_busy_pct:
+            out["worker_busy_pct"] = self.worker_busy_pct
+        return out
 
 
 def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int,
@@ -465,7 +495,7 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
     try:
         frames = make_frames(c, opts.size, seed=c)
         running = {d.name for d in dets}
-        with Utilisation(_devices([v for v in voters if v.name in running])) as util:
+        with Utilisation(_devices([v for v in voters if v.name in running]), procs=_procs(dets)) as util:
             wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
     finally:
         cascade.close()
@@ -486,30 +516,47 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
             "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
             "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
             "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
-            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained, "utilisation": util.report()}
+            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained, "utilisation": util.report(),
+            # each voter's time in its device worker per frame, at this run's batch sizes (for `plan --costs`)
+            "worker_ms_per_image": {n: round(s * 1000 / len(frames), 3) for n, s in util.voter_busy_s.items() if s}}
 
 
-def compiled_native(det: Any, frames: list[Frame], device: str) -> float | str:
-    """ms/image of an L0 backbone under torch.compile (static shapes: the input size is fixed)."""
+COMPILE_MODES = ("default", "reduce-overhead")
+"""torch.compile modes tried on the first L0 backbone: inductor fusion, and the same with CUDA graphs."""
+
+
+def compiled_native(det: Any, frames: list[Frame], device: str, mode: str) -> dict[str, Any]:
+    """ms/image of an L0 backbone under torch.compile (static shapes: the input size is fixed),
+    with the seconds the compilation took; or why it failed."""
     import torch
 
     bb = inner(det).backbone
+    eager = bb.model
     try:
-        bb.model = torch.compile(bb.model, mode="max-autotune-no-cudagraphs", dynamic=False)
+        bb.forward = torch.compile(eager, mode=mode, dynamic=False)
+        t0 = time.perf_counter()
         inner(det).predict(frames)  # compile for this batch size
-        return round(time_native(det, frames, device)["ms_per_image"], 3)
-    except (RuntimeError, ValueError, TypeError, AssertionError) as exc:  # inductor raises several kinds
-        return f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+        compile_s = time.perf_counter() - t0
+        return {"ms_per_image": round(time_native(det, frames, device)["ms_per_image"], 3),
+                "compile_s": round(compile_s, 1)}
+    except Exception as exc:  # noqa: BLE001 - inductor and its backends raise many kinds; report, not fail
+        return {"failed": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    finally:
+        bb.forward = eager
+        torch._dynamo.reset()
 
 
-def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame], opts: GpuBenchOptions) -> dict:
-    """Native batched cost per model in fp16 vs bf16 (rebuilt), with channels_last, and (L0) compiled."""
+def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame], opts: GpuBenchOptions,
+               out: dict[str, Any] | None = None, on_model: Any = None) -> dict:
+    """Native batched cost per model in fp16 vs bf16 (rebuilt), with channels_last, and (the first
+    L0 backbone) compiled; fills `out` model by model and calls `on_model()` after each."""
     import torch
 
     from detectors.random_weights import HF_KINDS, build_random
 
-    out: dict[str, Any] = {}
+    out = {} if out is None else out
     by_name = {v.name: v for v in voters}
+    compiled = False
     for det in dets:
         v = by_name[det.name]
         if v.kind not in (*HF_KINDS, "backbone-head") or not (v.device.startswith("cuda") or opts.tiny):
@@ -518,21 +565,29 @@ def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame]
         for dt in ("float16", "bfloat16"):
             try:
                 other = build_random(v, cfg.base_dir, tiny=opts.tiny, dtype=dt)
+                if v.kind == "backbone-head":  # levers start from eager, whatever the profile compiles
+                    inner(other).backbone.forward = inner(other).backbone.model
                 res[dt] = round(time_native(other, frames, v.device)["ms_per_image"], 3)
                 model = getattr(inner(other), "model", None)
                 if dt == "float16" and isinstance(model, torch.nn.Module):
                     model.to(memory_format=torch.channels_last)
                     res["float16+channels_last"] = round(time_native(other, frames, v.device)["ms_per_image"], 3)
-                if dt == "float16" and v.kind == "backbone-head" and not opts.tiny:  # L0 runs on every query
-                    res["float16+compile"] = compiled_native(other, frames, v.device)
+                if dt == "float16" and v.kind == "backbone-head" and not opts.tiny and not compiled:
+                    compiled = True  # L0 runs on every query; one backbone shows what compiling buys
+                    for mode in COMPILE_MODES:
+                        got = compiled_native(other, frames, v.device, mode)
+                        res[f"float16+compile:{mode}"] = got.get("ms_per_image", got.get("failed"))
+                        res[f"float16+compile:{mode}:compile_s"] = got.get("compile_s")
                 del other
             except (RuntimeError, ValueError, TypeError) as exc:
                 res[dt] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        timed = {k: x for k, x in res.items() if isinstance(x, float)}  # failures are strings
-        res["best"] = min(timed, key=timed.get) if timed else None
+        timed = {k: x for k, x in res.items() if isinstance(x, float) and not k.endswith("compile_s")}
+        res["best"] = min(timed, key=timed.get) if timed else None  # failures are strings
         out[det.name] = res
+        if on_model is not None:
+            on_model()
     return out
 
 
@@ -654,10 +709,22 @@ def _measure(cfg: CascadeConfig, voters: list, excluded: dict, dets: list, info:
     result["memory"] = memory_report(voters, {d.name for d in dets}, cfg, procs)
     if opts.levers:
         step("levers: fp16 vs bf16, channels_last")
-        result["levers"] = try_levers(cfg, voters, dets, primed, opts)
+        result["levers"] = {}
+        try_levers(cfg, voters, dets, primed, opts, out=result["levers"], on_model=lambda: save("levers"))
     result["complete"] = True
     save("done")
     return result
+
+
+def model_costs(bench: dict[str, Any]) -> dict[str, float]:
+    """ms per image of each in-process model, from a bench JSON: its time in its device worker during
+    the largest cascade run (real batch sizes) where the bench had workers, else its native batched
+    cost (one timed call: noisier)."""
+    native = {n: v["native"]["ms_per_image"] for n, v in bench.get("voters", {}).items() if "native" in v}
+    runs = [r for r in bench.get("concurrency", {}).values() if r.get("worker_ms_per_image")]
+    if not runs:
+        return native
+    return {**native, **max(runs, key=lambda r: r["frames"])["worker_ms_per_image"]}
 
 
 def level_costs(bench: dict[str, Any]) -> dict[str, float]:

@@ -115,6 +115,10 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
     assert {v["process"] for v in r["voters"].values()} == {"worker"}
     assert len({v["pid"] for v in r["voters"].values()}) == 1
     assert r["concurrency"]["4"]["exit_levels"] == {"L2": 4} and r["complete"] is True
+    # and the run says how busy the worker was (the share of wall time it spent running calls)
+    busy = r["concurrency"]["4"]["utilisation"]["worker_busy_pct"]
+    assert list(busy) == ["cpu#0"] and 0 < busy["cpu#0"] <= 100
+    assert set(r["concurrency"]["4"]["worker_ms_per_image"]) == set(only)  # per voter, for `plan --costs`
 
 
 def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
@@ -158,7 +162,10 @@ def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:  # noqa: AN
     placed = place(cfg, opts)
     voters, _ = split_voters(placed, opts)
     dets, _, _ = build_all(placed, voters, opts)
-    res = try_levers(placed, voters, dets, probe_frames(32), opts)
+    seen: list[set[str]] = []
+    out: dict = {}
+    res = try_levers(placed, voters, dets, probe_frames(32), opts, out=out, on_model=lambda: seen.append(set(out)))
+    assert res is out and seen == [{"dfine_l"}]  # checkpointed as each model is done
     assert set(res) == {"dfine_l"}  # ultralytics has no dtype lever (fp16 or fp32 only)
     row = res["dfine_l"]
     assert isinstance(row["float16"], float) and isinstance(row["bfloat16"], float)

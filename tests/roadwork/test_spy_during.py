@@ -1,0 +1,34 @@
+"""benchmarks/spy_during.py: py-spy's raw stacks summarised per process and thread."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("spy_during", REPO / "benchmarks" / "spy_during.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_worker_samples_go_to_the_worker_not_to_its_parent(tmp_path: Path) -> None:
+    # given --subprocesses stacks, where a worker's frames come under its parent's "process" frame
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        'process 10:"python -m roadwork.cli bench";thread (10): MainThread;run (a.py:1);wait (threading.py:355) 20\n'
+        'process 10:"python -m roadwork.cli bench";process 11:"python -c spawn_main";thread (11): MainThread;'
+        '_predict (detectors/device_process.py:80);forward (torch/nn/modules/linear.py:134) 90\n'
+        'process 10:"python -m roadwork.cli bench";process 11:"python -c spawn_main";thread (11): MainThread;'
+        '_predict (detectors/device_process.py:80) 5\n')
+    # when it is summarised for 1 s at 100 Hz
+    out = load().summarise(raw, rate=100, seconds=1)
+    # then the worker was on the CPU 95 % of the time and its parent 20 %, each with its own frames
+    worker = next(v for k, v in out.items() if k.startswith("process 11"))
+    parent = next(v for k, v in out.items() if k.startswith("process 10"))
+    assert worker["active_cores"] == 0.95 and parent["active_cores"] == 0.2
+    assert worker["threads_active_share"] == {"thread (11): MainThread": 0.95}
+    assert next(iter(worker["innermost"])) == "forward (torch/nn/modules/linear.py:134)"
+    assert next(iter(parent["innermost"])) == "wait (threading.py:355)"
