@@ -184,3 +184,49 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
             g = by_id[gid]
             g.items.append(PlanItem(s.name, f"vllm tp{len(s.gpus)}", s.memory_fraction * g.gpu.memory_gib))
     return Plan(list(by_id.values()), cpu)
+
+
+@dataclass
+class Balance:
+    """In-process model time per image on each GPU (from measured per-model costs).
+
+    With a worker process per GPU (runtime.process_per_device) each worker runs its calls one at a
+    time, so the card whose models take longest per image sets the throughput of the whole cascade.
+    Measured on 2x H100: 86 vs 53 ms per image left the busier worker 95 % busy and the other 60 %
+    (1.48-1.67x over one GPU); moving RT-DETRv2 and OWLv2 (17 ms) across gave 1.88-2.02x.
+    """
+
+    ms_per_image: dict[str, float]
+    by_device: dict[str, list[tuple[str, float]]]
+    unmeasured: list[str]
+
+    def warning(self, tolerance: float = 0.2) -> str | None:
+        """A hint naming the model to move when the busiest card exceeds the least busy by `tolerance`."""
+        if len(self.ms_per_image) < 2:
+            return None
+        hi = max(self.ms_per_image, key=self.ms_per_image.get)
+        lo = min(self.ms_per_image, key=self.ms_per_image.get)
+        if self.ms_per_image[hi] <= (1 + tolerance) * self.ms_per_image[lo]:
+            return None
+        gap = self.ms_per_image[hi] - self.ms_per_image[lo]
+        name, ms = min(self.by_device[hi], key=lambda item: abs(item[1] - gap / 2))
+        return (f"{hi} has {self.ms_per_image[hi]:.0f} ms of model time per image and {lo} "
+                f"{self.ms_per_image[lo]:.0f}: with a worker per GPU the busier card sets the throughput. "
+                f"Moving {name} ({ms:.0f} ms) to {lo} would give {self.ms_per_image[hi] - ms:.0f} vs "
+                f"{self.ms_per_image[lo] + ms:.0f} ms (mind the memory plan).")
+
+
+def gpu_balance(voters: list, costs: dict[str, float]) -> Balance:
+    """Sum each GPU's in-process voters' measured ms per image (`costs`, by voter name; e.g. the
+    `voters.<name>.native.ms_per_image` of a `roadwork bench --gpu` JSON, from any placement)."""
+    per: dict[str, list[tuple[str, float]]] = {}
+    unmeasured = []
+    for v in voters:
+        device = "cuda:0" if v.device == "cuda" else v.device
+        if not v.enabled or not device.startswith("cuda"):
+            continue
+        if v.name not in costs:
+            unmeasured.append(v.name)
+            continue
+        per.setdefault(device, []).append((v.name, float(costs[v.name])))
+    return Balance({d: sum(ms for _, ms in items) for d, items in per.items()}, per, unmeasured)

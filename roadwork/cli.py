@@ -244,8 +244,16 @@ def bench_cmd(
 
 
 @app.command("plan")
-def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g. configs/h100x2.yaml.")]) -> None:
-    """Add up each GPU's memory (models + vLLM shares) and refuse an over-committed plan."""
+def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g. configs/h100x2.yaml.")],
+             costs: Annotated[Path | None, typer.Option(
+                 help="A `roadwork bench --gpu` JSON: also add up each GPU's measured model time per image "
+                      "and name a model to move when one card is >20 % busier (e.g. "
+                      "benchmarks/results/gpu_bench_1gpu_workers_h100_run8.json).")] = None) -> None:
+    """Add up each GPU's memory (models + vLLM shares) and refuse an over-committed plan.
+
+    With --costs, also the time balance: with a worker process per GPU the card whose models take
+    longest per image sets the cascade's throughput.
+    """
     from cascade.config import ConfigError, load_config
     from cascade.placement import PlanError, build_plan
 
@@ -265,10 +273,36 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
     for item in plan.cpu_items:
         table.add_row("cpu", item.name, item.kind, f"{item.gib:.2f}")
     Console().print(table)
+    if costs is not None:
+        _print_balance(cfg, costs)
     problems = plan.problems()
     if problems:
         _fail("\n".join(problems))
     console.print("[green]plan fits[/green]")
+
+
+def _print_balance(cfg: Any, costs: Path) -> None:
+    from cascade.placement import gpu_balance
+    from roadwork.gpu_bench import model_costs
+
+    try:
+        measured = model_costs(json.loads(costs.read_text()))
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
+        _fail(f"--costs {costs}: not a readable `roadwork bench --gpu` JSON ({type(exc).__name__}: {exc})")
+    if not measured:
+        _fail(f"--costs {costs}: no voters with a measured native cost (run `roadwork bench --gpu` to completion)")
+    balance = gpu_balance(cfg.voters, measured)
+    table = Table(title=f"model time per image on each GPU (from {costs.name})")
+    for col in ("device", "models", "ms / image"):
+        table.add_column(col)
+    for device, ms in sorted(balance.ms_per_image.items()):
+        table.add_row(device, str(len(balance.by_device[device])), f"{ms:.1f}")
+    Console().print(table)
+    if balance.unmeasured:
+        console.print(f"[yellow]not in {costs.name}, not counted: {', '.join(balance.unmeasured)}[/yellow]")
+    hint = balance.warning()
+    if hint:
+        console.print(f"[yellow]{hint}[/yellow]")
 
 
 @app.command("make-sample")

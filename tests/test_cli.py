@@ -97,3 +97,27 @@ def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
     result = runner.invoke(app, ["plan", str(tmp_path / "bad.yaml")])
     assert result.exit_code == 2
     assert "cuda:1 is over-committed" in result.output and "vlm_big" in result.output
+
+
+def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_path):
+    # given two cards, the heavy models on cuda:0, and a bench JSON with their time in the workers
+    def v(name, device):
+        return {"name": name, "kind": "backbone-head", "level": "L1", "device": device,
+                "memory": {"params_m": 50, "dtype": "fp16"}}
+    profile = {"name": "two-gpus", "voters": [v("sam", "cuda:0"), v("owlv2", "cuda:0"), v("gdino", "cuda:1")],
+               "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]}}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    bench = {"voters": {"sam": {"native": {"ms_per_image": 99.0}}, "owlv2": {"native": {"ms_per_image": 99.0}},
+                        "gdino": {"native": {"ms_per_image": 99.0}}},
+             "concurrency": {"64": {"frames": 64, "worker_ms_per_image": {"sam": 30.0, "owlv2": 12.0, "gdino": 20.0}},
+                             "8": {"frames": 8, "worker_ms_per_image": {"sam": 1.0, "owlv2": 1.0, "gdino": 1.0}}}}
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    # when the plan is asked with --costs
+    result = invoke("plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "bench.json"))
+    # then the largest run's worker times are added up per card (42 vs 20) and owlv2 is named
+    assert "42.0" in result.output and "20.0" in result.output
+    assert "Moving owlv2 (12 ms) to cuda:1" in result.output.replace("\n", " ")
+    # and a file that is not a bench JSON fails with a message, not a traceback
+    (tmp_path / "junk.json").write_text("[1, 2")
+    bad = runner.invoke(app, ["plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "junk.json")])
+    assert bad.exit_code == 2 and "not a readable `roadwork bench --gpu` JSON" in bad.output

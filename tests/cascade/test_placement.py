@@ -71,3 +71,24 @@ def test_unknown_device_and_missing_memory_are_refused():
 def test_vllm_server_on_undeclared_gpu_fails_at_load():
     with pytest.raises(ValueError, match="cuda:2"):
         profile([voter("a", "cpu", 1)], H100, [{"name": "s", "gpus": ["cuda:2"], "memory_fraction": 0.2}])
+
+
+def test_balance_names_the_model_that_evens_out_the_two_cards():
+    from cascade.placement import gpu_balance
+
+    # given measured costs that leave cuda:0 with 86 ms per image and cuda:1 with 53
+    cfg = profile([voter("sam", "cuda:0", 94), voter("owlv2", "cuda:0", 155), voter("rtdetrv2", "cuda:0", 42),
+                   voter("yolo", "cuda:0", 57), voter("gdino", "cuda:1", 172), voter("clip", "cuda:1", 428),
+                   voter("new", "cuda:1", 10)], H100)
+    costs = {"sam": 29.0, "owlv2": 11.0, "rtdetrv2": 6.0, "yolo": 40.0, "gdino": 45.0, "clip": 8.0}
+    balance = gpu_balance(cfg.voters, costs)
+    # then each card's time adds up, the unmeasured model is listed, and the hint moves the model
+    # closest to half the gap (16.5 ms): owlv2
+    assert balance.ms_per_image == {"cuda:0": 86.0, "cuda:1": 53.0}
+    assert balance.unmeasured == ["new"]
+    hint = balance.warning()
+    assert hint.startswith("cuda:0 has 86 ms") and "Moving owlv2 (11 ms) to cuda:1 would give 75 vs 64" in hint
+    # and once it is moved the cards are within 20 % of each other: no hint
+    costs_after = gpu_balance(profile([voter("a", "cuda:0", 1), voter("b", "cuda:1", 1)], H100).voters,
+                              {"a": 75.0, "b": 64.0})
+    assert costs_after.warning() is None
