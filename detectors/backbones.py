@@ -39,6 +39,11 @@ class BackboneSpec(BaseModel):
     """hf-automodel: let transformers fetch a hub id that is not in the local cache."""
     flip_tta: bool = False
     """Average the features of the image and its mirror (2x cost)."""
+    compile: Literal["none", "default", "reduce-overhead"] = "none"
+    """hf-automodel on CUDA: `torch.compile` the encoder ("default" fuses kernels, "reduce-overhead"
+    also replays CUDA graphs). Each batch shape compiles once, at warm-up (padded batches give few
+    shapes); ignored on the CPU. Measured on an H100 (DINOv2-L fp16, batch 32, `bench --gpu
+    --levers`): eager 1.55 ms/image, default 1.00, reduce-overhead 0.62; 20-26 s to compile."""
 
 
 def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
@@ -98,6 +103,11 @@ class HFAutoModelBackbone:
         self.spec = spec
         self.dim = dim
         self.name = f"hf:{spec.model}"
+        self.forward = model
+        if spec.compile != "none" and str(spec.device).startswith("cuda"):
+            import torch
+
+            self.forward = torch.compile(model, mode=spec.compile)
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> HFAutoModelBackbone:
@@ -130,7 +140,7 @@ class HFAutoModelBackbone:
         inputs = self.processor(images=list(images), return_tensors="pt", **image_kwargs(self.model))
         pixels = inputs["pixel_values"].to(self.spec.device, dtype=self.model.dtype)
         with torch.inference_mode():
-            out = self.model(pixel_values=pixels)
+            out = self.forward(pixel_values=pixels)
             pooled = getattr(out, "pooler_output", None)
             feats = pooled if pooled is not None else out.last_hidden_state[:, 0]
         return feats.float().cpu().numpy()

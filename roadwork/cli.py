@@ -204,7 +204,8 @@ def bench_cmd(
     tiny: Annotated[bool, typer.Option("--tiny", help="--gpu: tiny configs on the CPU (smoke run).")] = False,
     no_early_exit: Annotated[bool, typer.Option("--no-early-exit", help="--gpu: open every band so every frame runs every in-process level.")] = False,
     dtype: Annotated[str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")] = None,
-    levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last.")] = False,
+    levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last, and the first "
+                                                     "L0 backbone under torch.compile (with and without CUDA graphs).")] = False,
     only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
     process_per_device: Annotated[bool | None, typer.Option(
         "--process-per-device/--one-process",

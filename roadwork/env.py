@@ -15,6 +15,9 @@ def configure_process(cache_dir: Path | None = None, verbose: bool = False) -> N
         os.environ.setdefault(key, value)
     cache = cache_dir or Path.cwd() / ".cache"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
+    # compiled kernels (backbone `compile:`) kept with the project, so a restart reuses them: on an
+    # H100 the first query with nothing cached took 58-86 s, with this cache 22 s
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 

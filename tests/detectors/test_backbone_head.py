@@ -84,6 +84,17 @@ def test_hf_automodel_path_loads_a_local_dinov2_and_embeds(tmp_path):
     assert bb.dim == 32 and feats.shape == (2, 32) and np.isfinite(feats).all()
 
 
+def test_compile_is_ignored_on_the_cpu_and_a_bad_mode_is_refused(tmp_path):
+    folder = tiny_dinov2_dir(tmp_path)
+    plain = build_backbone({"kind": "hf-automodel", "model": str(folder)})
+    asked = build_backbone({"kind": "hf-automodel", "model": str(folder), "compile": "reduce-overhead"})
+    images = [np.full((32, 32, 3), 120, np.uint8)]
+    assert asked.forward is asked.model  # torch.compile is for CUDA only: a CPU laptop runs eager
+    np.testing.assert_allclose(asked.embed(images), plain.embed(images), rtol=1e-5)
+    with pytest.raises(ValueError, match="compile"):
+        build_backbone({"kind": "hf-automodel", "model": str(folder), "compile": "max-speed"})
+
+
 def test_hf_hub_id_not_cached_fails_clearly_offline():
     pytest.importorskip("transformers")
     with pytest.raises(FileNotFoundError, match="allow_download"):
