@@ -92,7 +92,7 @@ def main() -> int:
     wait_for_stage(args.json, args.after, args.timeout)
     time.sleep(args.delay)
     raw = args.out.with_suffix(".txt")
-    cmd = [spy, "record", "--pid", str(args.pid), "--subprocesses", "--threads", "--nonblocking",
+    cmd = [spy, "record", "--pid", str(args.pid), "--subprocesses", "--threads", "--nonblocking", "--full-filenames",
            "--format", "raw", "--rate", str(args.rate), "--duration", str(int(args.seconds)), "-o", str(raw)]
     if args.gil:
         cmd.append("--gil")

@@ -92,6 +92,11 @@ class PlacementConfig(BaseModel):
         return self
 
 
+def card(device: str) -> str:
+    """The device as placement names it: a bare "cuda" is torch's default card, cuda:0."""
+    return "cuda:0" if device == "cuda" else device
+
+
 @dataclass(frozen=True)
 class PlanItem:
     name: str
@@ -160,7 +165,7 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
     for v in voters:
         if not v.enabled:
             continue
-        device = "cuda:0" if v.device == "cuda" else v.device
+        device = card(v.device)
         if not device.startswith("cuda"):
             cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
             continue
@@ -196,24 +201,28 @@ class Balance:
     (1.48-1.67x over one GPU); moving RT-DETRv2 and OWLv2 (17 ms) across gave 1.88-2.02x.
     """
 
-    ms_per_image: dict[str, float]
     by_device: dict[str, list[tuple[str, float]]]
+    """(voter, ms per image) on each card."""
     unmeasured: list[str]
+
+    @property
+    def ms_per_image(self) -> dict[str, float]:
+        return {d: sum(ms for _, ms in items) for d, items in self.by_device.items()}
 
     def warning(self, tolerance: float = 0.2) -> str | None:
         """A hint naming the model to move when the busiest card exceeds the least busy by `tolerance`."""
-        if len(self.ms_per_image) < 2:
+        per = self.ms_per_image
+        if len(per) < 2:
             return None
-        hi = max(self.ms_per_image, key=self.ms_per_image.get)
-        lo = min(self.ms_per_image, key=self.ms_per_image.get)
-        if self.ms_per_image[hi] <= (1 + tolerance) * self.ms_per_image[lo]:
+        hi, lo = max(per, key=per.get), min(per, key=per.get)
+        if per[hi] <= (1 + tolerance) * per[lo]:
             return None
-        gap = self.ms_per_image[hi] - self.ms_per_image[lo]
+        gap = per[hi] - per[lo]
         name, ms = min(self.by_device[hi], key=lambda item: abs(item[1] - gap / 2))
-        return (f"{hi} has {self.ms_per_image[hi]:.0f} ms of model time per image and {lo} "
-                f"{self.ms_per_image[lo]:.0f}: with a worker per GPU the busier card sets the throughput. "
-                f"Moving {name} ({ms:.0f} ms) to {lo} would give {self.ms_per_image[hi] - ms:.0f} vs "
-                f"{self.ms_per_image[lo] + ms:.0f} ms (mind the memory plan).")
+        return (f"{hi} has {per[hi]:.0f} ms of model time per image and {lo} "
+                f"{per[lo]:.0f}: with a worker per GPU the busier card sets the throughput. "
+                f"Moving {name} ({ms:.0f} ms) to {lo} would give {per[hi] - ms:.0f} vs "
+                f"{per[lo] + ms:.0f} ms (mind the memory plan).")
 
 
 def gpu_balance(voters: list, costs: dict[str, float]) -> Balance:
@@ -222,11 +231,11 @@ def gpu_balance(voters: list, costs: dict[str, float]) -> Balance:
     per: dict[str, list[tuple[str, float]]] = {}
     unmeasured = []
     for v in voters:
-        device = "cuda:0" if v.device == "cuda" else v.device
+        device = card(v.device)
         if not v.enabled or not device.startswith("cuda"):
             continue
         if v.name not in costs:
             unmeasured.append(v.name)
             continue
         per.setdefault(device, []).append((v.name, float(costs[v.name])))
-    return Balance({d: sum(ms for _, ms in items) for d, items in per.items()}, per, unmeasured)
+    return Balance(per, unmeasured)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.config import VoterConfig
+from cascade.placement import card
 from cascade.types import Frame, Vote
 from detectors.base import Detector
 
@@ -156,6 +157,10 @@ class DeviceProcess:
                                      f"{why}") from exc
 
     def call(self, fn: Any, *args: Any) -> Any:
+        return self._timed_call(fn, *args)[0]
+
+    def _timed_call(self, fn: Any, *args: Any) -> tuple[Any, float]:
+        """fn(*args) in the worker, and the seconds it ran there (added to busy_s)."""
         pool = self._pool
         if pool is None:
             raise DeviceProcessError(f"the worker process for {self.device} is being restarted; its voters "
@@ -169,9 +174,7 @@ class DeviceProcess:
                                      + ("it is restarted" if self.restart else "the miner restarts")) from exc
         with self._lock:
             self.busy_s += seconds
-            if fn is _predict:
-                self.busy_by_voter[args[0]] = self.busy_by_voter.get(args[0], 0.0) + seconds
-        return out
+        return out, seconds
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         import threading
@@ -212,7 +215,10 @@ class DeviceProcess:
         return self._pool is not None
 
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
-        return self.call(_predict, name, list(frames))
+        votes, seconds = self._timed_call(_predict, name, list(frames))
+        with self._lock:
+            self.busy_by_voter[name] = self.busy_by_voter.get(name, 0.0) + seconds
+        return votes
 
     def memory(self, reset: bool = False) -> dict[str, dict[str, float]]:
         return self.call(_memory, [self.device], reset) if self.device.startswith("cuda") else {}
@@ -260,7 +266,7 @@ def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> d
     for v in voters:
         remote = v.kind not in ("vlm-http",) and (v.device.startswith("cuda") or (include_cpu and v.device == "cpu"))
         if v.enabled and remote:
-            groups.setdefault("cuda:0" if v.device == "cuda" else v.device, []).append(v)
+            groups.setdefault(card(v.device), []).append(v)
     return groups
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
+from cascade.placement import card
 from cascade.types import Frame, Level
 
 PACKAGES = {"ultralytics": "ultralytics", "rfdetr": "rfdetr", "ocr-signs": "rapidocr_onnxruntime",
@@ -77,7 +78,7 @@ def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
             return "cpu"
         if opts.single_gpu and d.startswith("cuda"):
             return "cuda:0"
-        return "cuda:0" if d == "cuda" else d
+        return card(d)
 
     voters = [v.model_copy(update={"device": dev(v.device)}) for v in cfg.voters]
     return cfg.model_copy(update={"voters": voters})
@@ -719,7 +720,7 @@ def _measure(cfg: CascadeConfig, voters: list, excluded: dict, dets: list, info:
 def model_costs(bench: dict[str, Any]) -> dict[str, float]:
     """ms per image of each in-process model, from a bench JSON: its time in its device worker during
     the largest cascade run (real batch sizes) where the bench had workers, else its native batched
-    cost (one timed call: noisier)."""
+    cost (the median of a few calls, outside the cascade)."""
     native = {n: v["native"]["ms_per_image"] for n, v in bench.get("voters", {}).items() if "native" in v}
     runs = [r for r in bench.get("concurrency", {}).values() if r.get("worker_ms_per_image")]
     if not runs:

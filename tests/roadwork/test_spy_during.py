@@ -32,3 +32,11 @@ def test_worker_samples_go_to_the_worker_not_to_its_parent(tmp_path: Path) -> No
     assert worker["threads_active_share"] == {"thread (11): MainThread": 0.95}
     assert next(iter(worker["innermost"])) == "forward (torch/nn/modules/linear.py:134)"
     assert next(iter(parent["innermost"])) == "wait (threading.py:355)"
+
+
+def test_frames_of_this_repo_are_told_from_libraries_by_their_full_path() -> None:
+    # py-spy runs with --full-filenames, so a frame's file is absolute
+    ours = load().ours
+    assert ours(f"_predict ({REPO}/detectors/device_process.py:80)")
+    assert not ours("forward (/opt/venv/lib/python3.12/site-packages/torch/nn/modules/linear.py:134)")
+    assert not ours("wait (/usr/lib/python3.12/threading.py:355)")
