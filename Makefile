@@ -27,7 +27,7 @@ install: $(BIN)/.installed
 run: install
 	@[ -f $(DATA)/labels.csv ] || $(BIN)/roadwork make-sample --out $(DATA)
 	$(BIN)/roadwork simulate --data $(DATA) --split dev --config configs/cpu.yaml --queries 60 --out runs/sim
-	$(BIN)/roadwork eval --data $(DATA) --split dev --config configs/cpu.yaml --transform validator --out runs/demo
+	$(BIN)/roadwork eval --data $(DATA) --split dev --config configs/cpu.yaml --regime v0.2 --out runs/demo
 
 # The side environments (Phoenix server, FiftyOne review) build in parallel with the main one.
 test:

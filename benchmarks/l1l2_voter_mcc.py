@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--config", type=Path, default=REPO / "configs" / "cpu.yaml")
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--split", default="dev")
-    ap.add_argument("--transform", default="validator", choices=["validator", "none"])
+    ap.add_argument("--transform", default="v0.2", choices=["v0.2", "letterbox", "full", "validator", "none"])
     ap.add_argument("--limit", type=int, default=0, help="only the first N images (0: all)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "voters")
     args = ap.parse_args(argv)

@@ -123,7 +123,7 @@ def simulate_cmd(
     queries: Annotated[int, typer.Option(min=1, help="Challenges to send.")] = 60,
     concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight at once.")] = 4,
     out: Annotated[Path, typer.Option(help="Run folder: queries.jsonl, summary.json/.md, simulation.png, metrics.prom.")] = Path("runs/sim"),
-    transform: Annotated[str, typer.Option(help="'validator' (the subnet's augmentation levels) or 'none'.")] = "validator",
+    transform: Annotated[str, typer.Option("--regime", "--transform", help="What the simulated validator sends: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' or 'full' (alias 'none').")] = "v0.2",
     seed: Annotated[int, typer.Option(help="Seed of challenge choice and transform.")] = 0,
 ) -> None:
     """Play validator against our own miner, locally: no chain, no internet.
@@ -136,10 +136,12 @@ def simulate_cmd(
     from miner.sim_report import table_rows
     from miner.simulate import make_challenges, pick_samples, query_row, run_queries, settings_dict, write_run
     from training.evaluate import progress_bar
-    from training.transforms import make_transform
+    from training.transforms import canonical, make_transform
 
-    if transform not in ("validator", "none"):
-        _fail(f"--transform must be 'validator' or 'none', got {transform!r}")
+    try:
+        transform = canonical(transform)
+    except ValueError as exc:
+        _fail(f"--regime: {exc}")
     _quiet_pillow()
     if data is None:
         data, default_split = _default_data(out)

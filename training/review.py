@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from training.datasets import Sample, load_dataset, read_yolo_boxes
-from training.transforms import ValidatorTransform
+from training.transforms import canonical, make_transform
 
 if TYPE_CHECKING:
     import fiftyone as fo
@@ -130,15 +130,14 @@ def gt_detections(root: Path, sample: Sample) -> fo.Detections | None:
 
 def media_path(info: RunInfo, sample: Sample, frames_dir: Path) -> Path:
     """The image the cascade saw: the original file, or the transformed frame written once to frames_dir."""
-    if info.transform == "none" and sample.path is not None:
+    if canonical(info.transform) == "full" and sample.path is not None:
         return sample.path
     out = frames_dir / (re.sub(r"[^0-9A-Za-z_.-]", "_", sample.key) + ".jpg")
     if not out.is_file():
         from PIL import Image
 
         image = sample.load()
-        if info.transform == "validator":
-            image = ValidatorTransform(seed=info.seed)(image, sample.key)
+        image = make_transform(info.transform, info.seed)(image, sample.key)
         out.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(out, quality=90)
     return out
@@ -165,7 +164,7 @@ def make_sample(row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: 
         dets = to_detections((vote.get("evidence") or {}).get("boxes"))
         if dets is not None:
             fields[f"boxes_{name}"] = dets
-    if info.transform == "none":
+    if canonical(info.transform) == "full":
         gt = gt_detections(info.data_root, sample)
         if gt is not None:
             fields["gt_boxes"] = gt

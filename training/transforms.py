@@ -1,13 +1,19 @@
-"""The subnet validator's image transform, written from its documented behaviour.
+"""What validators send: the subnet's image regimes, written from their documented behaviour.
 
-Each challenge image gets one of four levels, 25 % each:
-  level 0: RGB, centre square crop, resize to 224;
-  level 1: rotation by up to +-20 degrees, then a random resized crop to 224 (scale 0.2-1, ratio 1);
-  level 2: level 1 + saturation, contrast and JPEG distortions of random severity (0-1);
-  level 3: level 2 + Gaussian noise and Gaussian blur (sigma 0-2).
-The result is stored as a JPEG of quality 75, as the validator sends it. `none` passes a
-full-resolution image through unchanged (newer validators). Everything is seeded by
-(seed, sample key), so a dataset transforms the same way on every run.
+One definition of each regime serves eval, simulate, review and training augmentation:
+
+- `v0.2` (2025 to early 2026, alias `validator`): each challenge gets one of four levels, 25 % each
+    level 0: RGB, centre square crop, resize to 224;
+    level 1: rotation by up to +-20 degrees, then a random resized crop to 224 (scale 0.2-1, ratio 1);
+    level 2: level 1 + saturation, contrast and JPEG distortions of random severity (0-1);
+    level 3: level 2 + Gaussian noise and Gaussian blur (sigma 0-2);
+  then a JPEG of quality 75.
+- `letterbox` (from April 2026): the same four levels, but the whole image is fitted into 224x224
+  with black bars instead of being cropped (level 0: letterbox only; levels 1-3: rotation, then
+  letterbox, then the level's distortions); JPEG q75.
+- `full` (from May 2026, alias `none`): the image at full resolution, no augmentation.
+
+Everything is seeded by (seed, sample key), so a dataset transforms the same way on every run.
 """
 from __future__ import annotations
 
@@ -22,7 +28,19 @@ from PIL import Image, ImageEnhance, ImageFilter
 from training.images import open_image
 
 SIZE = 224
-TransformName = Literal["validator", "none"]
+RegimeName = Literal["v0.2", "letterbox", "full"]
+REGIMES: tuple[str, ...] = ("v0.2", "letterbox", "full")
+ALIASES = {"validator": "v0.2", "none": "full"}
+"""Older names, still accepted (runs written before the regimes existed say `validator` / `none`)."""
+
+
+def canonical(name: str) -> str:
+    """'validator' -> 'v0.2'; raises with the valid names for anything unknown."""
+    name = ALIASES.get(name, name)
+    if name not in REGIMES:
+        raise ValueError(f"unknown regime {name!r}; choose one of {', '.join(REGIMES)} "
+                         f"(or the older names {', '.join(ALIASES)})")
+    return name
 
 
 def centre_square(img: Image.Image) -> Image.Image:
@@ -30,6 +48,16 @@ def centre_square(img: Image.Image) -> Image.Image:
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
     return img.crop((left, top, left + s, top + s))
+
+
+def letterbox(img: Image.Image, size: int = SIZE) -> Image.Image:
+    """The whole image fitted into size x size, aspect kept, centred on black bars."""
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (size, size))
+    canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
 
 
 def random_resized_crop(img: Image.Image, rng: np.random.Generator, scale: tuple[float, float] = (0.2, 1.0)) -> Image.Image:
@@ -67,12 +95,15 @@ def noise_and_blur(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
 
-def validator_level(img: Image.Image, level: int, rng: np.random.Generator) -> Image.Image:
+def regime_level(img: Image.Image, level: int, rng: np.random.Generator, fit: str = "crop") -> Image.Image:
+    """One augmentation level; `fit` is how the frame becomes 224x224: 'crop' (v0.2) or 'letterbox'."""
     img = img.convert("RGB")
     if level == 0:
-        return centre_square(img).resize((SIZE, SIZE), Image.BILINEAR)
-    img = img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR)
-    img = random_resized_crop(img, rng)
+        return centre_square(img).resize((SIZE, SIZE), Image.BILINEAR) if fit == "crop" else letterbox(img)
+    if fit == "crop":
+        img = random_resized_crop(img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR), rng)
+    else:
+        img = letterbox(img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR, expand=True))
     if level >= 2:
         img = distort(img, rng)
     if level >= 3:
@@ -80,10 +111,21 @@ def validator_level(img: Image.Image, level: int, rng: np.random.Generator) -> I
     return img
 
 
+def validator_level(img: Image.Image, level: int, rng: np.random.Generator) -> Image.Image:
+    return regime_level(img, level, rng, "crop")
+
+
 @dataclass(frozen=True)
 class ValidatorTransform:
+    """The v0.2 regime (`fit='crop'`) or the letterbox regime (`fit='letterbox'`)."""
+
     seed: int = 0
     jpeg_quality: int = 75
+    fit: Literal["crop", "letterbox"] = "crop"
+
+    @property
+    def name(self) -> str:
+        return "v0.2" if self.fit == "crop" else "letterbox"
 
     def rng(self, key: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
@@ -94,19 +136,40 @@ class ValidatorTransform:
     def __call__(self, image: np.ndarray, key: str, level: int | None = None) -> np.ndarray:
         rng = self.rng(key)
         chosen = int(rng.integers(0, 4))
-        out = validator_level(Image.fromarray(image), chosen if level is None else level, rng)
+        out = regime_level(Image.fromarray(image), chosen if level is None else level, rng, self.fit)
         return np.asarray(jpeg_roundtrip(out, self.jpeg_quality), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
 class NoTransform:
+    """The full regime: the frame as it is."""
+
+    name: str = "full"
+
     def __call__(self, image: np.ndarray, key: str, level: int | None = None) -> np.ndarray:
         return image
 
 
-def make_transform(name: str, seed: int = 0) -> ValidatorTransform | NoTransform:
-    if name == "validator":
+Transform = ValidatorTransform | NoTransform
+
+
+def make_transform(name: str, seed: int = 0) -> Transform:
+    name = canonical(name)
+    if name == "v0.2":
         return ValidatorTransform(seed=seed)
-    if name == "none":
-        return NoTransform()
-    raise ValueError(f"unknown transform {name!r}; choose 'validator' or 'none'")
+    if name == "letterbox":
+        return ValidatorTransform(seed=seed, fit="letterbox")
+    return NoTransform()
+
+
+def parse_regimes(text: str) -> list[str]:
+    """'v0.2,full' -> ['v0.2', 'full'] (canonical names, order kept, no repeats)."""
+    out: list[str] = []
+    for part in text.split(","):
+        if part.strip():
+            name = canonical(part.strip())
+            if name not in out:
+                out.append(name)
+    if not out:
+        raise ValueError(f"no regime in {text!r}; choose from {', '.join(REGIMES)}")
+    return out

@@ -47,5 +47,29 @@ def test_higher_levels_distort_more_than_level_zero(photo, level):
 
 def test_none_passes_full_resolution_through(photo):
     assert make_transform("none")(photo, "k") is photo
-    with pytest.raises(ValueError, match="validator"):
+    with pytest.raises(ValueError, match="unknown regime 'blur'"):
         make_transform("blur")
+
+
+def test_letterbox_keeps_the_whole_frame_on_black_bars(photo):
+    from training.transforms import canonical
+
+    tf = make_transform("letterbox", 0)
+    out = tf(photo, "k", level=0)
+    assert out.shape == (224, 224, 3) and canonical("letterbox") == "letterbox"
+    # a 640x480 frame fills the width and leaves black bars of 28 px above and below
+    assert out[:20].mean() < 10 and out[-20:].mean() < 10 and out[60:160].mean() > 40
+    # the orange block (centre of the frame) is still there, not cropped away
+    centre = out[100:125, 100:125].reshape(-1, 3).mean(axis=0)
+    assert centre[0] > 150 and centre[2] < 100
+
+
+def test_regimes_by_name_with_the_older_aliases(photo):
+    from training.transforms import parse_regimes
+
+    assert parse_regimes("validator,letterbox,none,full") == ["v0.2", "letterbox", "full"]
+    assert make_transform("full")(photo, "k") is photo
+    a, b = make_transform("v0.2", 1)(photo, "k"), make_transform("validator", 1)(photo, "k")
+    assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match="v0.2, letterbox, full"):
+        parse_regimes("v0.3")
