@@ -23,7 +23,7 @@ from cascade.pipeline import Cascade
 from cascade.types import Frame, Verdict
 from training.datasets import Dataset, Sample
 from training.images import ImageLoadError
-from training.metrics import BinaryMetrics
+from training.metrics import BinaryMetrics, summarise
 from training.plots import write_plots
 
 
@@ -60,6 +60,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
         "profile": cascade.config.name, **(run_info or {})}, indent=2) + "\n")
     problems = list(dataset.problems)
     metrics = BinaryMetrics()
+    per_voter: dict[str, tuple[list[int], list[float]]] = {}
     with open(out / "predictions.jsonl", "w") as preds, progress_bar() as bar:
         task = bar.add_task("eval", total=len(dataset)) if show_progress else None
         for sample in dataset:
@@ -75,6 +76,11 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
             preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name)) + "\n")
             metrics.update(sample.label, verdict.prob, sample.source, latency_ms,
                            verdict.exit_level.name if verdict.exit_level is not None else "none")
+            for vote in verdict.votes:
+                if not vote.abstained:
+                    labels, probs = per_voter.setdefault(vote.voter, ([], []))
+                    labels.append(sample.label)
+                    probs.append(vote.prob)
             if task is not None:
                 bar.advance(task)
     (out / "problems.txt").write_text("".join(p + "\n" for p in problems))
@@ -84,6 +90,8 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
     result["transform"] = transform_name
     result["profile"] = cascade.config.name
     result["skipped_inputs"] = len(problems)
+    # each voter alone, its raw probability rounded at 0.5 (what it would score as the only voter)
+    result["per_voter"] = {name: summarise(np.asarray(ys), np.asarray(ps)) for name, (ys, ps) in sorted(per_voter.items())}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     write_plots(np.asarray(metrics.labels), np.asarray(metrics.probs), np.asarray(metrics.latencies_ms), out)
     write_report(result, out)
@@ -95,7 +103,7 @@ def fmt_metric(x: float | None) -> str:
 
 
 def write_report(m: dict[str, Any], out: Path) -> Path:
-    lines = [f"# Evaluation: profile `{m['profile']}`, transform `{m['transform']}`", "",
+    lines = [f"# Evaluation: profile `{m['profile']}`, regime `{m['transform']}`", "",
              f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}",
              f"- MCC {fmt_metric(m['mcc'])} · accuracy {m['accuracy']:.3f} · AUROC "
              f"{m['auroc'] if m['auroc'] is None else round(m['auroc'], 3)} · ECE {m['ece']:.3f}",
@@ -105,10 +113,60 @@ def write_report(m: dict[str, Any], out: Path) -> Path:
              "| --- | --- | --- | --- | --- |"]
     for s, r in m["per_source"].items():
         lines.append(f"| {s} | {r['n']} | {r['positives']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} |")
+    if m.get("per_voter"):
+        lines += ["", "| voter alone | n | MCC | accuracy | AUROC |", "| --- | --- | --- | --- | --- |"]
+        for name, r in m["per_voter"].items():
+            lines.append(f"| {name} | {r['n']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} | {fmt_metric(r['auroc'])} |")
     lines += ["", "![ROC](roc.png) ![reliability](reliability.png) ![latency](latency.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path) -> Path:
+    """OUT/regimes.md and OUT/regimes.json: one column per regime, overall and per source."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "regimes.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    names = list(metrics)
+    head = "| | " + " | ".join(names) + " |"
+    rule = "| --- |" + " --- |" * len(names)
+    lines = ["# Regimes side by side (MCC / accuracy)", "", head, rule]
+    for label, key in (("MCC", "mcc"), ("accuracy", "accuracy"), ("AUROC", "auroc")):
+        lines.append(f"| {label} | " + " | ".join(fmt_metric(metrics[n][key]) for n in names) + " |")
+    lines.append("| latency p95 ms | " + " | ".join(f"{metrics[n]['latency_ms']['p95']:.0f}" for n in names) + " |")
+    voters = sorted({v for m in metrics.values() for v in m.get("per_voter", {})})
+    for v in voters:
+        cells = [metrics[n].get("per_voter", {}).get(v) for n in names]
+        lines.append(f"| {v} alone | " + " | ".join("-" if c is None else fmt_metric(c["mcc"]) for c in cells) + " |")
+    sources = sorted({s for m in metrics.values() for s in m["per_source"]})
+    lines += ["", head.replace("| |", "| source |"), rule]
+    for src in sources:
+        cells = []
+        for n in names:
+            r = metrics[n]["per_source"].get(src)
+            cells.append("-" if r is None else f"{fmt_metric(r['mcc'])} / {r['accuracy']:.3f}")
+        lines.append(f"| {src} | " + " | ".join(cells) + " |")
+    path = out / "regimes.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of several labelled runs over the same images joined by key: every run's votes on one
+    row (e.g. each voter's out-of-fold run, for `roadwork fit`). Keys missing from a run keep the
+    votes they have; a key whose label differs between runs is refused."""
+    merged: dict[str, dict[str, Any]] = {}
+    for rows in runs:
+        for r in rows:
+            have = merged.get(r["key"])
+            if have is None:
+                merged[r["key"]] = {**r, "votes": list(r.get("votes", []))}
+                continue
+            if int(have["label"]) != int(r["label"]):
+                raise ValueError(f"runs disagree on the label of {r['key']!r}: {have['label']} vs {r['label']}")
+            names = {v["voter"] for v in have["votes"]}
+            have["votes"] += [v for v in r.get("votes", []) if v["voter"] not in names]
+    return list(merged.values())
 
 
 def read_predictions(run_dir: str | Path) -> list[dict[str, Any]]:
