@@ -39,7 +39,11 @@ class BackboneHead(Detector):
         head_path = params.head if params.head.is_absolute() else (base_dir / params.head).resolve()
         verify_manifest(head_path)
         head = LinearHead.load(head_path)
-        spec = params.backbone.model_copy(update={"device": cfg.device})
+        update: dict = {"device": cfg.device}
+        weights = params.backbone.weights
+        if weights is not None and not weights.is_absolute():
+            update["weights"] = (base_dir / weights).resolve()
+        spec = params.backbone.model_copy(update=update)
         return cls(cfg.name, cfg.level, build_backbone(spec), head, cfg.weight, cfg.batch)
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:

