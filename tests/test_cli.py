@@ -32,7 +32,8 @@ def test_train_fit_eval_bench_on_a_made_sample(sample, tmp_path):
     assert manifest["n_images"] == 12 and len(manifest["data_hash"]) == 64
     invoke("fit", "--run", str(tmp_path / "head.oof"), "--out", str(tmp_path / "consensus.json"))
     profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
-    profile["voters"][0]["params"]["head"] = str(tmp_path / "head.npz")
+    profile["voters"] = profile["voters"][:1]  # the ImageNet backbone that `train head` embeds with
+    profile["voters"][0]["params"] = {"backbone": {"kind": "mobilenetv2-deepsort"}, "head": str(tmp_path / "head.npz")}
     profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     # when we evaluate on the dev split and benchmark
@@ -75,12 +76,14 @@ def test_bad_profile_fails_with_the_key(tmp_path, sample):
 
 @pytest.mark.slow
 def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
-    """The committed L0 head must stay useful on real dev photographs (validator transform)."""
+    """The committed L0 voters must stay useful on real dev photographs, in every regime."""
     invoke("eval", "--data", str(shared_data), "--split", "dev", "--config", str(REPO / "configs" / "cpu.yaml"),
-           "--out", str(tmp_path / "run"))
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert m["n"] == 263 and m["skipped_inputs"] == 0
-    assert m["mcc"] > 0.5 and m["auroc"] > 0.85
+           "--regime", "v0.2,full", "--out", str(tmp_path / "run"))
+    for regime in ("v0.2", "full"):
+        m = json.loads((tmp_path / "run" / regime / "metrics.json").read_text())
+        assert m["n"] == 423 and m["skipped_inputs"] == 0
+        # measured when committed: v0.2 MCC 0.77 / AUROC 0.95, full 0.85 / 0.97 (README)
+        assert m["mcc"] > 0.7 and m["auroc"] > 0.92, (regime, m["mcc"], m["auroc"])
 
 
 def test_plan_prints_table_and_refuses_over_commitment(tmp_path):

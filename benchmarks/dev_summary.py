@@ -1,0 +1,64 @@
+"""Summarise an `roadwork eval --regime ...` run folder: pooled and each voter alone, per regime,
+overall and on the vehicle-camera sources, as JSON for benchmarks/results.
+
+    python benchmarks/dev_summary.py runs/dev --out benchmarks/results/dev_regimes_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from training.metrics import summarise
+
+VEHICLE_SOURCES = ("vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork")
+"""Dashcam / windscreen frames in ../shared/data: the closest we have to what validators send."""
+
+
+def score(rows: list[dict], prob_of) -> dict:  # noqa: ANN001
+    y = np.array([r["label"] for r in rows])
+    p = np.array([prob_of(r) for r in rows], dtype=float)
+    keep = ~np.isnan(p)
+    return {k: v for k, v in summarise(y[keep], p[keep]).items() if k != "confusion"}
+
+
+def summary(run: Path) -> dict:
+    out = {}
+    for metrics in sorted(run.glob("*/metrics.json")):
+        regime = metrics.parent.name
+        rows = [json.loads(x) for x in (metrics.parent / "predictions.jsonl").read_text().splitlines() if x]
+        voters = sorted({v["voter"] for r in rows for v in r["votes"]})
+
+        def vote(name):  # noqa: ANN001, ANN202
+            return lambda r: next((v["prob"] for v in r["votes"] if v["voter"] == name and v["prob"] is not None), np.nan)
+
+        vehicle = [r for r in rows if r["source"] in VEHICLE_SOURCES]
+        out[regime] = {
+            "pooled": score(rows, lambda r: r["prob"]),
+            "pooled_vehicle_sources": score(vehicle, lambda r: r["prob"]),
+            "voters": {v: score(rows, vote(v)) for v in voters},
+            "voters_vehicle_sources": {v: score(vehicle, vote(v)) for v in voters},
+            "latency_ms": json.loads(metrics.read_text())["latency_ms"],
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    result = {"run": str(args.run), "note": args.note, "vehicle_sources": VEHICLE_SOURCES, "regimes": summary(args.run)}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    for regime, r in result["regimes"].items():
+        line = f"{regime:9s} pooled MCC {r['pooled']['mcc']:.3f} (vehicle {r['pooled_vehicle_sources']['mcc']:.3f})"
+        for v, s in r["voters"].items():
+            line += f" | {v} {s['mcc']:.3f} (vehicle {r['voters_vehicle_sources'][v]['mcc']:.3f})"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
