@@ -1,7 +1,6 @@
 """`roadwork serve` and `roadwork simulate` (registered in roadwork/cli.py). Light to import."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -77,8 +76,9 @@ def serve_cmd(
     if health_port is not None:
         cfg = cfg.model_copy(update={"miner": cfg.miner.model_copy(
             update={"health": cfg.miner.health.model_copy(update={"port": health_port})})})
-    for name in ("miner", "monitoring"):
-        logging.getLogger(name).setLevel(logging.INFO)
+    from monitoring.logs import default_level
+
+    default_level("INFO")
     opts = ServeOptions(wallet_name, wallet_hotkey, wallet_path, netuid, network,
                         "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip, axon_port,
                         external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain)
@@ -157,6 +157,9 @@ def simulate_cmd(
         console.print(f"[yellow]skipped[/yellow] {p}")
     import asyncio
 
+    from monitoring.logs import reapply
+
+    reapply()  # miner.rig imported bittensor, which silences every logger that existed before it
     cascade = _cascade_builder(cfg)()
     with cascade, LocalRig(cascade, cfg.miner) as rig:
         console.print(f"axon on 127.0.0.1:{rig.axon.port}; side port {rig.health.url}/metrics")

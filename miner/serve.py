@@ -114,6 +114,9 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     """Serve until SIGTERM/SIGINT (or `stop` is set); returns the exit code."""
     from miner.axon import build_axon, start_axon
     from miner.service import MinerService, cascade_observers
+    from monitoring.logs import reapply
+
+    reapply()  # importing bittensor (miner.axon) silenced every logger that existed before it
 
     mc = cfg.miner
     stop = stop or threading.Event()

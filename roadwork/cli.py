@@ -33,8 +33,17 @@ DEFAULT_CONFIG = Path("configs/cpu.yaml")
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    configure_process(verbose=verbose)
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (same as --log-level DEBUG).")] = False,
+          log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR (default WARNING; `serve` and `simulate` default to INFO).")] = None,
+          log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line (for log shippers).")] = False) -> None:
+    from monitoring.logs import parse_level
+
+    if log_level is not None:
+        try:
+            parse_level(log_level)
+        except ValueError as exc:
+            _fail(f"--log-level: {exc}")
+    configure_process(verbose=verbose, log_level=log_level, log_json=log_json)
 
 
 def _fail(message: str) -> None:

@@ -9,7 +9,8 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE
                "HF_HUB_DISABLE_TELEMETRY": "1", "FIFTYONE_DO_NOT_TRACK": "true"}
 
 
-def configure_process(cache_dir: Path | None = None, verbose: bool = False) -> None:
+def configure_process(cache_dir: Path | None = None, verbose: bool = False, log_level: str | None = None,
+                      log_json: bool = False) -> None:
     """Offline by default: a variable the user already set is kept (that is how to go online)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -18,8 +19,11 @@ def configure_process(cache_dir: Path | None = None, verbose: bool = False) -> N
     # compiled kernels (backbone `compile:`) kept with the project, so a restart reuses them: on an
     # H100 the first query with nothing cached took 58-86 s, with this cache 22 s
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from monitoring.logs import configure_logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("DEBUG" if verbose else (log_level or "WARNING"), log_json,
+                      explicit=verbose or log_level is not None)
 
 
 def set_torch_threads(n: int) -> None:

@@ -133,3 +133,53 @@ def test_local_wallets_print_no_mnemonic(tmp_path, capfd):
     out = capfd.readouterr()
     assert wallet.hotkey.ss58_address.startswith("5")
     assert "mnemonic" not in (out.out + out.err).lower()
+
+
+def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_path):
+    """bittensor 10.5 sets every existing logger to CRITICAL at import: our lines must still appear."""
+    pytest.importorskip("bittensor")
+    import asyncio
+    import json as jsonlib
+
+    from miner.axon import free_port
+    from miner.local import local_dendrite, local_wallet
+    from miner.protocol import ImageSynapse
+
+    axon_port, health_port = free_port(), free_port()
+    miner = local_wallet(tmp_path / "w", "miner")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "--log-json", "serve", "--no-chain", "--config",
+                             str(REPO / "configs" / "cpu.yaml"), "--axon.port", str(axon_port),
+                             "--health-port", str(health_port), "--wallet.path", str(tmp_path / "w"),
+                             "--wallet.name", "miner"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + 120
+        while _get(f"http://127.0.0.1:{health_port}/readyz") != 200:
+            assert proc.poll() is None and time.monotonic() < end, "not ready within 120 s"
+            time.sleep(0.5)
+
+        async def ask():
+            import bittensor as bt
+
+            target = bt.AxonInfo(version=0, ip="127.0.0.1", port=axon_port, ip_type=4,
+                                 hotkey=miner.hotkey.ss58_address, coldkey="")
+            d = local_dendrite(local_wallet(tmp_path / "w", "validator"))
+            try:  # not an image at all
+                return (await d(axons=[target], synapse=ImageSynapse(image="bm90IGFuIGltYWdl"),
+                                deserialize=False, timeout=9))[0]
+            finally:
+                await d.aclose_session()
+        resp = asyncio.run(ask())
+        assert resp.prediction == -1.0
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    records = [jsonlib.loads(line) for line in out.splitlines() if line.startswith("{")]
+    messages = [(r["logger"], r["message"]) for r in records]
+    assert any(name == "miner.serve" and "miner ready" in msg for name, msg in messages), out[-2000:]
+    assert any(name == "miner.service" and msg.startswith("refused input") for name, msg in messages), out[-2000:]
+    assert any("miner stopped" in msg for _, msg in messages), out[-2000:]
