@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -21,32 +22,52 @@ class Deadline:
 
 
 class CostTracker:
-    """Exponential moving average of each stage's wall time, in seconds. Thread-safe."""
+    """Exponential moving average of each stage's wall time, in seconds. Thread-safe.
 
-    def __init__(self, prior_s: float, alpha: float, priors: dict[str, float] | None = None) -> None:
-        if prior_s <= 0 or not 0 < alpha <= 1:
-            raise ValueError(f"prior_s must be > 0 and alpha in (0, 1], got {prior_s}, {alpha}")
+    A stage measured slower than its prior (a timeout records twice its elapsed time) would be
+    skipped on every later request and so never measured again. The part of an estimate above the
+    prior therefore fades with the time since the stage last ran (half-life `recovery_s`): a
+    voter that was slow once is probed again once that has faded, and is skipped again only if
+    it is still slow.
+    """
+
+    def __init__(self, prior_s: float, alpha: float, priors: dict[str, float] | None = None,
+                 recovery_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if prior_s <= 0 or not 0 < alpha <= 1 or recovery_s <= 0:
+            raise ValueError(f"prior_s and recovery_s must be > 0 and alpha in (0, 1], got {prior_s}, {recovery_s}, {alpha}")
         bad = {k: v for k, v in (priors or {}).items() if not v > 0}
         if bad:
             raise ValueError(f"per-stage priors must be > 0 seconds, got {bad}")
         self._prior = prior_s
         self._priors = dict(priors or {})
         self._alpha = alpha
+        self._recovery_s = recovery_s
+        self._clock = clock
         self._ema: dict[str, float] = {}
+        self._seen_at: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def prior(self, stage: str) -> float:
+        return self._priors.get(stage, self._prior)
 
     def estimate(self, stage: str) -> float:
         with self._lock:
-            return self._ema.get(stage, self._priors.get(stage, self._prior))
+            if stage not in self._ema:
+                return self.prior(stage)
+            ema, prior = self._ema[stage], self.prior(stage)
+            if ema <= prior:
+                return ema
+            fade = 0.5 ** ((self._clock() - self._seen_at[stage]) / self._recovery_s)
+            return prior + (ema - prior) * fade
 
     def observe(self, stage: str, seconds: float) -> None:
+        current = self.estimate(stage) if stage in self._ema else None
         with self._lock:
-            old = self._ema.get(stage)
-            self._ema[stage] = seconds if old is None else (1 - self._alpha) * old + self._alpha * seconds
+            self._ema[stage] = seconds if current is None else (1 - self._alpha) * current + self._alpha * seconds
+            self._seen_at[stage] = self._clock()
 
     def snapshot(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._ema)
+        return {stage: self.estimate(stage) for stage in list(self._ema)}
 
     def fits(self, stage: str, deadline: Deadline, margin_s: float) -> bool:
         return self.estimate(stage) <= deadline.remaining() - margin_s

@@ -38,7 +38,8 @@ class Cascade:
             (lv, [d for d in self.detectors if d.level == lv]) for lv in levels]
         rt = config.runtime
         priors = {v.name: v.cost_prior_ms / 1000 for v in config.voters if v.cost_prior_ms is not None}
-        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors)
+        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors,
+                                 recovery_s=rt.cost_recovery_s)
         self.margin_s = rt.margin_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
         self._owned: list = []

@@ -155,3 +155,44 @@ def test_async_voter_is_awaited_on_the_loop_and_times_out_cleanly(frame):
     assert time.monotonic() - t0 < 0.45
     assert verdict.prob == pytest.approx(0.3) and fast.calls == 1
     assert [v.voter for v in verdict.votes if v.abstained] == ["slow"]
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_voter_skipped_after_one_slow_call_is_probed_again_and_recovers(frame):
+    # given a voter that hung once past the deadline (the tracker records twice its elapsed time)
+    slow = FakeVoter("l1", "L1", 0.9, delay=0.5)
+    with make_cascade([FakeVoter("l0", "L0", 0.6), slow], deadline_ms=400, margin_ms=50) as cascade:
+        clock = FakeClock()
+        cascade.costs = CostTracker(prior_s=0.01, alpha=0.2, recovery_s=30, clock=clock)
+        first = cascade.run_sync(frame, timeout_s=0.4)
+        assert next(v for v in first.votes if v.voter == "l1").abstained
+        # when it is fast again, it is still skipped right away: its estimate is over the budget
+        slow.delay = 0.0
+        calls = slow.calls
+        assert not any(v.voter == "l1" for v in cascade.run_sync(frame, timeout_s=0.4).votes)
+        assert slow.calls == calls
+        # then, once the slow measurement has faded (a few half-lives), it is probed and answers
+        clock.now += 5 * 30
+        again = cascade.run_sync(frame, timeout_s=0.4)
+        assert slow.calls == calls + 1
+        vote = next(v for v in again.votes if v.voter == "l1")
+        assert not vote.abstained and vote.prob == pytest.approx(0.9)
+        # and the fresh, fast measurement keeps it on
+        assert cascade.costs.estimate("l1") < 0.35
+
+
+def test_cost_estimates_fade_toward_the_prior_only_from_above():
+    clock = FakeClock()
+    t = CostTracker(prior_s=0.2, alpha=1.0, recovery_s=10, clock=clock)
+    t.observe("slow", 1.0)
+    t.observe("fast", 0.05)
+    clock.now += 10
+    assert t.estimate("slow") == pytest.approx(0.2 + 0.8 * 0.5)
+    assert t.estimate("fast") == pytest.approx(0.05)
