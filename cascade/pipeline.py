@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.observer import CascadeObserver, NullObserver
-from cascade.types import Frame, Level, Verdict, Vote
+from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
 from consensus.artefact import ConsensusArtefact
 from consensus.pooling import pool_votes
 from detectors.base import Detector
@@ -145,11 +145,12 @@ class Cascade:
             # would start it again and a hung voter would pile up stuck threads in the shared pool
             self.costs.observe(detector.name, 2 * elapsed)
             return Vote.abstain(detector.name, detector.level,
-                                f"deadline: no answer within {budget * 1000:.0f} ms", elapsed * 1000)
+                                f"deadline: no answer within {budget * 1000:.0f} ms", elapsed * 1000,
+                                cause=AbstainCause.DEADLINE)
         except Exception as exc:  # one failing voter must not take the answer down
             log.warning("voter %s failed: %s: %s", detector.name, type(exc).__name__, exc)
             return Vote.abstain(detector.name, detector.level, f"error: {type(exc).__name__}: {exc}",
-                                (time.monotonic() - t0) * 1000)
+                                (time.monotonic() - t0) * 1000, cause=AbstainCause.ERROR)
         elapsed = time.monotonic() - t0
         self.costs.observe(detector.name, elapsed)
         weight = self.weights.get(detector.name, vote.weight) if not vote.abstained else 0.0

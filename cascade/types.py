@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum, IntEnum
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,19 @@ class Frame:
         return int(self.image.shape[1]), int(self.image.shape[0])
 
 
+class AbstainCause(str, Enum):
+    """Why a voter gave no probability; set where it happens, counted by metrics and alerts."""
+
+    DEADLINE = "deadline"
+    """It did not answer within the time left (the cascade's budget or the tier's own timeout)."""
+    ERROR = "error"
+    """The model, its worker process or its server failed."""
+    BREAKER = "breaker"
+    """Its circuit breaker is open: it was not called."""
+    NO_EVIDENCE = "no_evidence"
+    """It ran, but this frame gives it nothing to judge (no text, no boxes from the level before)."""
+
+
 @dataclass(frozen=True)
 class Vote:
     """One voter's probability that the frame shows roadwork, with provenance.
@@ -84,15 +97,20 @@ class Vote:
     latency_ms: float = 0.0
     evidence: dict[str, Any] = field(default_factory=dict)
     reason: str = ""
+    cause: AbstainCause | None = None
+    """Why it abstained (abstaining votes only)."""
 
     def __post_init__(self) -> None:
         if not self.voter:
             raise ValueError("Vote.voter must be a non-empty name")
         object.__setattr__(self, "level", Level.parse(self.level))
         if self.prob is None:
-            if not self.reason:
-                raise ValueError(f"vote {self.voter!r} abstains without a reason; use Vote.abstain(...)")
+            if not self.reason or self.cause is None:
+                raise ValueError(f"vote {self.voter!r} abstains without a reason and cause; use Vote.abstain(...)")
+            object.__setattr__(self, "cause", AbstainCause(self.cause))
         else:
+            if self.cause is not None:
+                raise ValueError(f"vote {self.voter!r} has a probability and an abstain cause {self.cause!r}")
             _check_prob(f"Vote({self.voter}).prob", float(self.prob))
             object.__setattr__(self, "prob", float(self.prob))
         if not self.weight >= 0 or math.isinf(self.weight):
@@ -105,14 +123,16 @@ class Vote:
         return self.prob is None
 
     @classmethod
-    def abstain(cls, voter: str, level: Level | str | int, reason: str, latency_ms: float = 0.0) -> Vote:
+    def abstain(cls, voter: str, level: Level | str | int, reason: str, latency_ms: float = 0.0, *,
+                cause: AbstainCause) -> Vote:
         return cls(voter=voter, level=Level.parse(level), prob=None, weight=0.0,
-                   latency_ms=latency_ms, reason=reason)
+                   latency_ms=latency_ms, reason=reason, cause=cause)
 
     def to_dict(self) -> dict[str, Any]:
         return {"voter": self.voter, "level": self.level.name, "prob": self.prob,
                 "weight": self.weight, "latency_ms": round(self.latency_ms, 3),
-                "reason": self.reason, "evidence": self.evidence}
+                "reason": self.reason, "cause": None if self.cause is None else self.cause.value,
+                "evidence": self.evidence}
 
 
 @dataclass(frozen=True)

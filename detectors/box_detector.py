@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import Boxes, ClassMap
 
@@ -76,7 +76,8 @@ class BoxDetector(Detector):
             for res in results:
                 if isinstance(res, Exception):
                     votes.append(Vote.abstain(self.name, self.level,
-                                              f"frame failed: {type(res).__name__}: {res}", ms))
+                                              f"frame failed: {type(res).__name__}: {res}", ms,
+                                              cause=AbstainCause.ERROR))
                 else:
                     votes.append(self.vote_from_boxes(res, ms))
         return votes

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, field_validator
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import map_with_fallback
 from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
@@ -145,7 +145,7 @@ class DepthSizeValidator(Detector):
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes, todo = split_by_prior_boxes(
-            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why),
+            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
             self.params.evidence, self.params.max_boxes)
         for start in range(0, len(todo), self.batch):
             chunk = todo[start:start + self.batch]
@@ -154,7 +154,8 @@ class DepthSizeValidator(Detector):
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
             for (i, boxes), depth in zip(chunk, depths):
                 if isinstance(depth, Exception):
-                    votes[i] = Vote.abstain(self.name, self.level, f"frame failed: {type(depth).__name__}: {depth}", ms)
+                    votes[i] = Vote.abstain(self.name, self.level, f"frame failed: {type(depth).__name__}: {depth}", ms,
+                                            cause=AbstainCause.ERROR)
                     continue
                 plaus, heights = self.check(boxes, depth)
                 prob = self.params.evidence.image_probability(boxes, extra_weights=plaus)

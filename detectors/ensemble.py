@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap, FusionConfig, fuse_boxes
@@ -63,7 +63,10 @@ class WBFEnsemble(Detector):
                         if not per_member[k][i].abstained]
             if not answered:
                 reasons = "; ".join(f"{m.name}: {per_member[k][i].reason}" for k, m in enumerate(self.members))
-                votes.append(Vote.abstain(self.name, self.level, f"every member abstained ({reasons})", ms))
+                causes = {per_member[k][i].cause for k in range(len(self.members))}
+                cause = causes.pop() if len(causes) == 1 else AbstainCause.ERROR
+                votes.append(Vote.abstain(self.name, self.level, f"every member abstained ({reasons})", ms,
+                                          cause=cause))
                 continue
             fused = fuse_boxes([Boxes.from_evidence(v.evidence.get("boxes", [])) for v, _ in answered],
                                [w for _, w in answered], self.params.fusion)

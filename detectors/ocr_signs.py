@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import noisy_or
 
@@ -106,7 +106,8 @@ class OcrSignVoter(Detector):
             elif self.params.no_text_prob is not None:
                 prob = self.params.no_text_prob
             else:
-                votes.append(Vote.abstain(self.name, self.level, "no text found", ms))
+                votes.append(Vote.abstain(self.name, self.level, "no text found", ms,
+                                          cause=AbstainCause.NO_EVIDENCE))
                 continue
             votes.append(Vote(self.name, self.level, prob, self.weight, ms, evidence=ev))
         return votes

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import ConfigDict, Field
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, to_device
@@ -120,7 +120,7 @@ class SamMaskValidator(Detector):
         import torch
 
         votes, todo = split_by_prior_boxes(
-            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why),
+            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
             self.params.evidence, self.params.max_checked)
         for start in range(0, len(todo), self.batch):
             chunk = todo[start:start + self.batch]

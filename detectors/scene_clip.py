@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import map_with_fallback
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
@@ -119,7 +119,8 @@ class SceneVoter(Detector):
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
             for row in logits:
                 if isinstance(row, Exception):
-                    votes.append(Vote.abstain(self.name, self.level, f"frame failed: {type(row).__name__}: {row}", ms))
+                    votes.append(Vote.abstain(self.name, self.level, f"frame failed: {type(row).__name__}: {row}", ms,
+                                              cause=AbstainCause.ERROR))
                     continue
                 scene = _softmax(row[:n_rw + n_ord])
                 prob = float(np.clip(scene[:n_rw].sum(), 0.0, 1.0))

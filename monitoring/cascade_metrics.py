@@ -10,7 +10,7 @@ They sit beside the miner's request metrics (monitoring/metrics.py): pass the sa
 | `roadwork_cascade_level_seconds` | histogram | `level` | wall time of each level that ran |
 | `roadwork_cascade_voter_seconds` | histogram | `voter`, `level` | each voter's latency |
 | `roadwork_cascade_votes_total` | counter | `voter`, `level`, `outcome` | `agree` / `disagree` with the final answer (both rounded as the subnet does), `abstain` |
-| `roadwork_cascade_voter_abstentions_total` | counter | `voter`, `cause` | abstentions by cause: `deadline`, `error`, `breaker`, `other` |
+| `roadwork_cascade_voter_abstentions_total` | counter | `voter`, `cause` | abstentions by cause (`cascade.types.AbstainCause`, set where the vote is made): `deadline`, `error`, `breaker`, `no_evidence` |
 | `roadwork_cascade_deadline_missed_total` | counter | | verdicts produced after the cascade's deadline |
 | `roadwork_cascade_deadline_left_seconds` | histogram | | time left when the verdict was made |
 | `roadwork_cascade_prob` | histogram | | the pooled probability answered |
@@ -29,22 +29,13 @@ from collections.abc import Callable, Iterable, Mapping
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from cascade.types import Frame, Level, Verdict, Vote
+from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0)
 LEFT = (0.0, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
 PROB_BUCKETS = tuple(round(x, 2) for x in np.linspace(0.05, 1.0, 20))
 BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
-ABSTAIN_CAUSES = ("deadline", "error", "breaker")
-
-
-def abstain_cause(reason: str) -> str:
-    """`deadline`, `error`, `breaker` or `other`, from an abstaining vote's reason text."""
-    head = reason.strip().lower()
-    for cause in ABSTAIN_CAUSES:
-        if head.startswith(cause):
-            return cause
-    return "other"
+ABSTAIN_CAUSES = tuple(c.value for c in AbstainCause)
 
 
 class CascadeMetrics:
@@ -118,7 +109,7 @@ class CascadeMetrics:
         for name, level in voters:
             for outcome in ("agree", "disagree", "abstain"):
                 self.votes.labels(voter=name, level=level.name, outcome=outcome)
-            for cause in (*ABSTAIN_CAUSES, "other"):
+            for cause in ABSTAIN_CAUSES:
                 self.abstentions.labels(voter=name, cause=cause)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
@@ -141,7 +132,7 @@ class MetricsObserver:
     def on_vote(self, vote: Vote) -> None:
         self.m.voter_seconds.labels(voter=vote.voter, level=vote.level.name).observe(vote.latency_ms / 1000)
         if vote.abstained:
-            self.m.abstentions.labels(voter=vote.voter, cause=abstain_cause(vote.reason)).inc()
+            self.m.abstentions.labels(voter=vote.voter, cause=vote.cause.value).inc()
 
     def on_level(self, level: Level, pooled: float | None, elapsed_ms: float, deadline_left_s: float) -> None:
         self.m.level_seconds.labels(level=level.name).observe(elapsed_ms / 1000)

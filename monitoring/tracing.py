@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cascade.types import Frame, Level, Verdict, Vote
+from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
 
 if TYPE_CHECKING:  # the opentelemetry imports stay lazy: `import roadwork.cli` must stay fast
     from opentelemetry.context import Context
@@ -51,6 +51,7 @@ PROB, WEIGHT, LATENCY_MS = "roadwork.prob", "roadwork.weight", "roadwork.latency
 LEVEL, EXIT_LEVEL, VOTER = "roadwork.level", "roadwork.exit_level", "roadwork.voter"
 DEADLINE_LEFT_MS, ELAPSED_MS = "roadwork.deadline_left_ms", "roadwork.elapsed_ms"
 ABSTAINED, REASON, BOXES = "roadwork.abstained", "roadwork.reason", "roadwork.boxes"
+CAUSE = "roadwork.abstain_cause"
 FRAME_ID, SOURCE = "roadwork.frame_id", "roadwork.source"
 
 
@@ -240,9 +241,9 @@ class TracingObserver:
         attrs = vote_attributes(vote)
         span = self.tracer.start_span(vote.voter, context=ctx, attributes=attrs,
                                       start_time=self._wall_ns(level_start))
-        if vote.reason.startswith("deadline"):
+        if vote.cause is AbstainCause.DEADLINE:
             span.add_event("deadline", {REASON: vote.reason})
-        if vote.abstained and not vote.reason.startswith("deadline"):
+        if vote.cause in (AbstainCause.ERROR, AbstainCause.BREAKER):
             span.set_status(Status(StatusCode.ERROR, vote.reason))
         span.end(end_time=self._wall_ns(end))
 
@@ -257,6 +258,8 @@ def vote_attributes(vote: Vote) -> dict[str, Any]:
         attrs[PROB] = vote.prob
     if vote.reason:
         attrs[REASON] = vote.reason
+    if vote.cause is not None:
+        attrs[CAUSE] = vote.cause.value
     if is_llm:
         attrs.update(_llm_attributes(ev))
     else:

@@ -33,7 +33,7 @@ import numpy as np
 
 from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
 from cascade.placement import card
-from cascade.types import Frame, Level
+from cascade.types import AbstainCause, Frame, Level
 
 PACKAGES = {"ultralytics": "ultralytics", "rfdetr": "rfdetr", "ocr-signs": "rapidocr_onnxruntime",
             "hf-detector": "transformers", "depth-size": "transformers", "sam-mask": "transformers",
@@ -151,7 +151,7 @@ def probe(det: Any, frames: list[Frame]) -> str | None:
         votes = inner(det).predict(frames)
     except BUILD_ERRORS as exc:
         return f"{type(exc).__name__}: {str(exc)[:300]}"
-    failed = [v.reason for v in votes if v.abstained and v.reason.startswith(("frame failed", "error"))]
+    failed = [v.reason for v in votes if v.cause is AbstainCause.ERROR]
     return failed[0][:300] if failed and len(failed) == len(votes) else None
 
 

@@ -12,6 +12,8 @@ failures for the circuit breaker; a 4xx is our request's fault and does not open
 """
 from __future__ import annotations
 
+from cascade.types import AbstainCause
+
 
 class VLMError(Exception):
     """Base class of every VLM tier error."""
@@ -44,3 +46,12 @@ class VLMHTTPError(VLMError):
 
 class ReplyParseError(VLMError):
     """The model's reply has no usable answer."""
+
+
+def abstain_cause(exc: VLMError) -> AbstainCause:
+    """The tier's abstain cause for one of these errors: breaker, deadline (a timeout) or error."""
+    if isinstance(exc, TierUnavailableError):
+        return AbstainCause.BREAKER
+    if isinstance(exc, VLMTimeoutError):
+        return AbstainCause.DEADLINE
+    return AbstainCause.ERROR

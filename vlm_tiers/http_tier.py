@@ -17,7 +17,7 @@ from cascade.types import Frame, Level, Vote
 from detectors.base import Detector
 from vlm_tiers.client import VLMClient, new_request_id
 from vlm_tiers.config import HttpTierParams
-from vlm_tiers.errors import VLMError
+from vlm_tiers.errors import VLMError, abstain_cause
 from vlm_tiers.imaging import to_data_url
 from vlm_tiers.parsing import parse_thinking, parse_yesno
 from vlm_tiers.prompts import thinking_request, yesno_request
@@ -59,7 +59,7 @@ class HttpVLMTier(Detector):
         except VLMError as exc:
             log.info("tier %s abstains [%s]: %s", self.name, rid, exc)
             return Vote.abstain(self.name, self.level, f"{type(exc).__name__}: {exc}",
-                                (time.monotonic() - t0) * 1000)
+                                (time.monotonic() - t0) * 1000, cause=abstain_cause(exc))
         return Vote(self.name, self.level, scored.prob, self.weight, (time.monotonic() - t0) * 1000,
                     evidence={"answer": scored.answer, "method": scored.method, "request_id": rid,
                               "endpoint": endpoint, "model": self.params.model})

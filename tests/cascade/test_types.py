@@ -3,7 +3,7 @@ from contextlib import nullcontext as does_not_raise
 import numpy as np
 import pytest
 
-from cascade.types import Frame, Level, Verdict, Vote
+from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
 
 
 @pytest.mark.parametrize(
@@ -38,9 +38,19 @@ def test_vote_probability_is_checked(prob, expectation):
         Vote("v", Level.L0, prob)
 
 
-def test_abstain_has_no_weight_and_keeps_reason():
-    v = Vote.abstain("vlm_fast", "L3", reason="breaker open")
+def test_abstain_has_no_weight_and_keeps_reason_and_cause():
+    v = Vote.abstain("vlm_fast", "L3", reason="breaker open", cause=AbstainCause.BREAKER)
     assert v.abstained and v.weight == 0.0 and v.reason == "breaker open" and v.level is Level.L3
+    assert v.cause is AbstainCause.BREAKER and v.to_dict()["cause"] == "breaker"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prob": None, "reason": "timeout"}, "without a reason and cause"),
+    ({"prob": 0.4, "cause": AbstainCause.ERROR}, "has a probability and an abstain cause"),
+])
+def test_cause_goes_with_abstaining_votes_only(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Vote("v", Level.L1, **kwargs)
 
 
 def test_votes_are_frozen():

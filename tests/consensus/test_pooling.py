@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cascade.types import Level, Vote
+from cascade.types import AbstainCause, Level, Vote
 from consensus.pooling import pool, pool_votes
 
 probs = st.floats(min_value=0.001, max_value=0.999, allow_nan=False)
@@ -53,9 +53,9 @@ def test_clipping_keeps_certain_votes_finite():
 
 
 def test_abstaining_votes_carry_no_weight():
-    vs = [Vote("a", Level.L0, 0.8), Vote.abstain("b", Level.L1, "timeout")]
+    vs = [Vote("a", Level.L0, 0.8), Vote.abstain("b", Level.L1, "timeout", cause=AbstainCause.DEADLINE)]
     assert pool_votes(vs) == pytest.approx(0.8)
-    assert pool_votes([Vote.abstain("b", Level.L1, "timeout")]) is None
+    assert pool_votes([Vote.abstain("b", Level.L1, "timeout", cause=AbstainCause.DEADLINE)]) is None
 
 
 def test_bad_weights_are_refused():

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.depth_size import DepthSizeParams, physical_height, plausibility
 from detectors.evidence import Boxes, merged_prior_boxes
 from detectors.ocr_signs import OcrParams, OcrSignVoter, fold, match_phrases
@@ -47,7 +47,7 @@ def test_size_ranges_checked() -> None:
 def test_prior_boxes_merge_and_skip_abstentions() -> None:
     b = Boxes(np.array([[0, 0, 0.5, 0.5]]), np.array([0.7]), ("cone",)).to_evidence()
     votes = (Vote("a", Level.L1, 0.6, evidence={"boxes": b}), Vote("b", Level.L1, 0.6, evidence={"boxes": b}),
-             Vote.abstain("c", Level.L1, "timeout"), Vote("l0", Level.L0, 0.9))
+             Vote.abstain("c", Level.L1, "timeout", cause=AbstainCause.DEADLINE), Vote("l0", Level.L0, 0.9))
     merged = merged_prior_boxes({"prior_votes": votes})
     assert merged is not None and len(merged) == 2
     assert merged_prior_boxes({}) is None

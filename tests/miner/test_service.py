@@ -179,14 +179,14 @@ def test_a_stage_that_swallows_cancellation_cannot_hold_the_answer(make_service)
 
 
 def test_explanation_names_boxed_objects_first():
-    from cascade.types import Vote
+    from cascade.types import AbstainCause, Vote
     from miner.service import explain
 
     boxes = [{"xyxy": [0, 0, 1, 1], "score": 0.9, "label": "traffic cone"},
              {"xyxy": [0, 0, 1, 1], "score": 0.8, "label": "traffic cone"},
              {"xyxy": [0, 0, 1, 1], "score": 0.1, "label": "person"}]
     votes = [Vote("l0", "L0", 0.7), Vote("yolo", "L1", 0.95, evidence={"boxes": boxes}),
-             Vote.abstain("vlm", "L3", "deadline")]
+             Vote.abstain("vlm", "L3", "deadline", cause=AbstainCause.DEADLINE)]
     text = explain(votes)
     assert text.startswith("2 traffic cone;") and "person" not in text and "vlm" not in text
 

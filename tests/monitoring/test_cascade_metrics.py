@@ -4,7 +4,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from cascade.budget import Deadline
-from monitoring.cascade_metrics import CascadeMetrics, abstain_cause
+from monitoring.cascade_metrics import CascadeMetrics
 from monitoring.observers import ObserverGroup
 from tests.conftest import FakeVoter
 from tests.monitoring.helpers import make_cascade, standard_voters
@@ -98,14 +98,46 @@ def test_unknown_breaker_state_names_the_choices(metrics):
         metrics.set_breaker_state("vlm_fast", "ajar")
 
 
-@pytest.mark.parametrize("reason, cause", [
-    ("deadline: no answer within 300 ms", "deadline"),
-    ("error: RuntimeError: boom", "error"),
-    ("breaker open (5 failures in 30 s)", "breaker"),
-    ("image too small", "other"),
-])
-def test_abstain_cause(reason, cause):
-    assert abstain_cause(reason) == cause
+class RaisingClient:
+    """The VLM client's interface, failing the way the real one does."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    async def chat(self, body, timeout_s, request_id):
+        raise self.exc
+
+    async def aclose(self):
+        pass
+
+
+def _vlm_errors():
+    from vlm_tiers.errors import ReplyParseError, TierUnavailableError, VLMHTTPError, VLMTimeoutError
+
+    return [(TierUnavailableError("vlm_fast: every endpoint's circuit is open"), "breaker"),
+            (VLMTimeoutError("http://127.0.0.1:8001: no answer within 2.5 s"), "deadline"),
+            (VLMHTTPError("http://127.0.0.1:8001: HTTP 503", 503, "overloaded"), "error"),
+            (ReplyParseError("no yes/no token in the reply: 'I cannot tell'"), "error")]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_vlm_tier_abstentions_are_counted_by_their_typed_cause(metrics, frame, index):
+    # given a real vlm-http tier whose client fails as the real client does
+    from cascade.types import Level
+    from tests.monitoring.helpers import make_cascade as cascade_of
+    from vlm_tiers.config import HttpTierParams
+    from vlm_tiers.http_tier import HttpVLMTier
+
+    exc, cause = _vlm_errors()[index]
+    params = HttpTierParams.model_validate({"model": "qwen", "endpoints": ["http://127.0.0.1:8001"]})
+    tier = HttpVLMTier("vlm_fast", Level.L3, params, RaisingClient(exc))
+    # when the cascade runs it
+    with cascade_of([FakeVoter("l0", "L0", 0.5), tier]) as cascade:
+        verdict = run(cascade, frame, metrics.observer())
+    # then the vote carries the cause and the metric counts it there (the alert reads cause="error")
+    vote = next(v for v in verdict.votes if v.voter == "vlm_fast")
+    assert vote.abstained and vote.cause.value == cause
+    assert metrics.value("roadwork_cascade_voter_abstentions_total", {"voter": "vlm_fast", "cause": cause}) == 1
 
 
 def test_shares_the_miner_registry_and_both_are_exposed(frame):
