@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import bittensor as bt
 
+from miner.body_limit import BodyLimit
 from miner.policy import CallerPolicy
 from miner.protocol import SYNAPSE_TYPES, ExtendedImageSynapse, ImageSynapse
 from miner.service import MinerService
@@ -45,6 +46,7 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
     async def forward(synapse):  # noqa: ANN001, ANN202 - signature set below
         ans = await service.answer(synapse.image, synapse.timeout, policy.priority(_caller(synapse)))
         synapse.prediction = ans.prediction
+        synapse.image = ""  # never echo the payload back: the validator has it already
         if isinstance(synapse, ExtendedImageSynapse):
             synapse.model_url = cfg.model_url
             synapse.explanation = ans.explanation
@@ -72,6 +74,17 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
             _with_signature(priority, synapse_cls, float))
 
 
+def body_limit(cfg: object) -> int:
+    """Largest request body: the base64 image the decoder accepts plus room for the synapse's JSON
+    and headers fields."""
+    return int(cfg.decode.max_b64_chars) + 64 * 1024  # type: ignore[attr-defined]
+
+
+def _refused_body(metrics: MinerMetrics, size: int) -> None:
+    log.warning("refused a request body of %d bytes before parsing it (over miner.decode.max_bytes)", size)
+    metrics.record_refusal("body_too_large")
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that was free a moment ago (for tests and the simulator)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -92,6 +105,9 @@ def build_axon(wallet: object, service: MinerService, policy: CallerPolicy, metr
     axon = bt.Axon(wallet=wallet, config=config, port=port, ip=ip, external_ip=external_ip,
                    external_port=external_port)
     axon.fast_config.host = ip.strip("[]") if ip not in ("[::]", "::") else "::"
+    # outermost: refuses an oversized body before the axon's middleware reads and parses it
+    axon.app.add_middleware(BodyLimit, max_bytes=body_limit(service.config),
+                            on_refused=lambda size: _refused_body(metrics, size))
     for cls in SYNAPSE_TYPES:
         fwd, bl, pr = make_handlers(service, policy, metrics, cls)
         axon.attach(forward_fn=fwd, blacklist_fn=bl, priority_fn=pr)

@@ -9,7 +9,7 @@ miner:
   max_concurrent: 4            # frames in the cascade at once; the rest wait in a priority queue
   max_queue: 64                # waiting requests beyond this are answered -1 at once
   policy: {require_validator_permit: true, min_stake: 0, sync_interval_s: 600}
-  decode: {max_bytes: 20000000, max_pixels: 40000000, formats: [JPEG, PNG, WEBP, BMP]}
+  decode: {max_bytes: 20000000, max_pixels: 16777216, formats: [JPEG, PNG, WEBP, BMP]}
   health: {port: 9100}         # /healthz, /readyz, /metrics; 0 turns the side port off
 ```
 """
@@ -32,9 +32,11 @@ class DecodeConfig(BaseModel):
 
     max_bytes: int = Field(default=20_000_000, ge=1024)
     """Largest decoded payload (bytes of the image file). Base64 text may be 4/3 of this."""
-    max_pixels: int = Field(default=40_000_000, ge=1, le=PILLOW_WARN_PIXELS)
-    """Largest width*height read from the header; checked before any pixel is decoded."""
-    max_side: int = Field(default=20_000, ge=16)
+    max_pixels: int = Field(default=16_777_216, ge=1, le=PILLOW_WARN_PIXELS)
+    """Largest width*height read from the header; checked before any pixel is decoded. Validators
+    send 224x224 or camera frames (4K is 8.3 M pixels, a 12 MP phone 12.2 M); a 40 M-pixel PNG of
+    one colour took 1-7 s to decode."""
+    max_side: int = Field(default=8192, ge=16)
     """Largest width or height, read from the header."""
     min_bytes_per_pixel: float = Field(default=0.002, ge=0)
     """Above 1 M pixels, a file smaller than this many bytes per claimed pixel is refused as a bomb

@@ -81,3 +81,30 @@ def test_round_trip_with_the_embedded_default_cascade(tmp_path):
     for a in answers:
         assert a.dendrite.status_code == 200 and 0.0 <= a.prediction <= 1.0
         assert float(a.dendrite.process_time) < 9.0
+
+
+def test_oversized_body_is_refused_before_parsing_and_answers_do_not_echo_the_image(tmp_path):
+    import time
+
+    cascade = fake_cascade([FakeVoter("l0", "L0", 0.7)])
+    cfg = miner_config(decode={"max_bytes": 1_000_000})
+    with local_miner(cascade, cfg, tmp_path) as m:
+        # a legitimate answer carries the prediction but not the 96x96 image it was asked about
+        (ok,) = query(m.dendrite, m.axon, [ImageSynapse(image=IMAGE)])
+        # a 12 MB body (a 1 MB limit) is answered 413 from its header alone, small and fast:
+        # the server answers before the body is sent (a caller that goes on sending gets a reset)
+        import socket
+
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", m.axon.port), timeout=10) as sock:
+            sock.sendall(b"POST /ImageSynapse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 12000000\r\n\r\n" + b'{"image": "' + b"A" * 65536)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        seconds = time.monotonic() - t0
+        refused = m.metrics.value("roadwork_refused_total", {"reason": "body_too_large"})
+    cascade.close()
+    assert ok.prediction == pytest.approx(0.7) and ok.image == ""
+    assert reply.startswith(b"HTTP/1.1 413") and len(reply) < 1000 and b"miner.decode.max_bytes" in reply
+    assert refused == 1 and seconds < 5
