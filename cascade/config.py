@@ -99,6 +99,9 @@ class RuntimeConfig(BaseModel):
     cost_prior_ms: float = Field(default=200, gt=0)
     """Assumed cost of a voter that has not run yet."""
     cost_ema_alpha: float = Field(default=0.2, gt=0, le=1)
+    worker_hang_s: float = Field(default=60, gt=0)
+    """A device worker process that has finished no call for this long while calls wait on it is
+    taken as hung: it is killed and rebuilt (its voters abstain meanwhile)."""
     cost_recovery_s: float = Field(default=30, gt=0)
     """Half-life of the part of a voter's cost estimate above its prior, counted from its last run:
     a voter skipped after one slow call is probed again instead of staying off for good."""

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.observer import CascadeObserver, NullObserver
-from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
+from cascade.types import DEADLINE_META, AbstainCause, Frame, Level, Verdict, Vote
 from consensus.artefact import ConsensusArtefact
 from consensus.pooling import pool_votes
 from detectors.base import Detector
@@ -56,7 +56,8 @@ class Cascade:
         if config.consensus.weights is not None:
             artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))
         detectors, owned = build_voters(config.voters, config.base_dir, torch_threads=config.runtime.torch_threads,
-                                        remote=config.runtime.process_per_device)
+                                        remote=config.runtime.process_per_device,
+                                        hang_s=config.runtime.worker_hang_s)
         cascade = cls(detectors, config, artefact)
         cascade._owned = list(owned)
         if warmup:
@@ -84,6 +85,7 @@ class Cascade:
             deadline = Deadline.after(self.config.runtime.deadline_ms / 1000)
         obs = observer or NullObserver()
         obs.on_start(frame, deadline.remaining())
+        frame = dataclasses.replace(frame, meta={**frame.meta, DEADLINE_META: deadline.at})
         votes: list[Vote] = []
         skipped: list[str] = []
         timings: dict[str, float] = {}

@@ -42,6 +42,19 @@ def _check_prob(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
 
 
+DEADLINE_META = "deadline_at"
+"""Frame.meta key: the request's deadline on the monotonic clock (set by the cascade), so every wait
+below it (micro-batcher, device worker) can end when the request does."""
+
+
+def seconds_left(frames: Any) -> float | None:
+    """Seconds until the latest deadline among `frames` (never below 0), or None when none has one."""
+    import time
+
+    ats = [f.meta[DEADLINE_META] for f in frames if DEADLINE_META in f.meta]
+    return None if not ats else max(max(ats) - time.monotonic(), 0.0)
+
+
 @dataclass(frozen=True)
 class Frame:
     """One RGB image (H, W, 3) uint8 plus where it came from."""

@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Vote
+from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector
 
 
@@ -113,7 +114,15 @@ class MicroBatcher(Detector):
             self.stats.calls += 1
         self._ensure_worker()
         self._queue.put(req)
-        return req.future.result()
+        return self._wait(req)
+
+    def _wait(self, req: _Request) -> list[Vote]:
+        """The batch's votes, or TimeoutError once the request's deadline has passed (the batch may
+        still finish later; its answer is then dropped)."""
+        try:
+            return req.future.result(timeout=seconds_left(req.frames))
+        except FutureTimeout:
+            raise TimeoutError(f"{self.name}: no micro-batch result before the request's deadline") from None
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -158,7 +167,7 @@ class MicroBatcher(Detector):
     def _run_direct(self, frames: list[Frame]) -> list[Vote]:
         req = _Request(frames)
         self._run([req])
-        return req.future.result()
+        return self._wait(req)
 
     def _run(self, batch: list[_Request]) -> None:
         frames = [f for r in batch for f in r.frames]

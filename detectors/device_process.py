@@ -22,13 +22,14 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from cascade.config import VoterConfig
 from cascade.placement import card
-from cascade.types import Frame, Vote
+from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector
 
 GIB = 1024**3
@@ -127,12 +128,14 @@ class DeviceProcess:
 
     def __init__(self, device: str, voters: Sequence[VoterConfig], base_dir: Path,
                  random_weights: dict[str, Any] | None = None, torch_threads: int = 0,
-                 start_timeout_s: float = 900.0, restart: bool = True) -> None:
+                 start_timeout_s: float = 900.0, restart: bool = True, hang_s: float = 60.0) -> None:
         import threading
 
         self.device = device
         self.names = [v.name for v in voters]
-        self.restart, self.restarts, self.start_timeout_s = restart, 0, start_timeout_s
+        self.restart, self.restarts, self.start_timeout_s, self.hang_s = restart, 0, start_timeout_s, hang_s
+        self._waiting = 0
+        self._last_done = time.monotonic()
         self.busy_s = 0.0
         """Seconds the worker has spent running calls: over a wall interval, how busy it was (it
         runs one call at a time, so near 100 % means this worker is the limit)."""
@@ -156,25 +159,59 @@ class DeviceProcess:
             raise DeviceProcessError(f"the worker process for {self.device} failed while building its voters: "
                                      f"{why}") from exc
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        return self._timed_call(fn, *args)[0]
+    def call(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
+        return self._timed_call(fn, *args, timeout=timeout)[0]
 
-    def _timed_call(self, fn: Any, *args: Any) -> tuple[Any, float]:
-        """fn(*args) in the worker, and the seconds it ran there (added to busy_s)."""
+    def _timed_call(self, fn: Any, *args: Any, timeout: float | None = None) -> tuple[Any, float]:
+        """fn(*args) in the worker, and the seconds it ran there (added to busy_s). Waits at most
+        `timeout` seconds; a worker that has finished nothing for `hang_s` while calls wait on it
+        is killed (and rebuilt)."""
         pool = self._pool
         if pool is None:
             raise DeviceProcessError(f"the worker process for {self.device} is being restarted; its voters "
                                      f"{self.names} abstain until it is back")
+        with self._lock:
+            if self._waiting == 0:  # the stall clock starts when work is waiting, not at the last idle call
+                self._last_done = time.monotonic()
+            self._waiting += 1
         try:
-            out, seconds = pool.submit(_timed, fn, *args).result()
+            out, seconds = pool.submit(_timed, fn, *args).result(timeout=timeout)
+        except FutureTimeout:
+            self._kill_if_hung(pool)
+            raise DeviceProcessError(f"the worker process for {self.device} did not answer within the request's "
+                                     f"{timeout:.2f} s; its voters {self.names} abstain for this request") from None
         except BrokenProcessPool as exc:
             self._replace(pool)
             raise DeviceProcessError(f"the worker process for {self.device} has died (out of memory or a crash "
                                      f"in a native library); its voters {self.names} abstain until "
                                      + ("it is restarted" if self.restart else "the miner restarts")) from exc
+        finally:
+            with self._lock:
+                self._waiting -= 1
         with self._lock:
             self.busy_s += seconds
+            self._last_done = time.monotonic()
         return out, seconds
+
+    def _kill_if_hung(self, pool: ProcessPoolExecutor) -> None:
+        """Kill the worker when calls wait on it and it has finished none for `hang_s`: the pool
+        breaks, every waiting call fails at once, and `_replace` rebuilds it."""
+        import logging
+        import signal
+
+        with self._lock:
+            stalled = time.monotonic() - self._last_done
+            if self._pool is not pool or self._waiting == 0 or stalled < self.hang_s:
+                return
+            pids = {int(v["pid"]) for v in self.info.values() if "pid" in v}
+        logging.getLogger(__name__).error("worker process for %s finished no call for %.0f s with %d waiting: "
+                                          "killing pid %s to rebuild it", self.device, stalled, self._waiting,
+                                          sorted(pids))
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         import threading
@@ -215,7 +252,7 @@ class DeviceProcess:
         return self._pool is not None
 
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
-        votes, seconds = self._timed_call(_predict, name, list(frames))
+        votes, seconds = self._timed_call(_predict, name, list(frames), timeout=seconds_left(frames))
         with self._lock:
             self.busy_by_voter[name] = self.busy_by_voter.get(name, 0.0) + seconds
         return votes
@@ -272,7 +309,7 @@ def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> d
 
 def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weights: dict[str, Any] | None = None,
                  torch_threads: int = 0, local: Any = None, include_cpu: bool = False,
-                 remote: bool = True) -> tuple[list[Detector], list[DeviceProcess]]:
+                 remote: bool = True, hang_s: float = 60.0) -> tuple[list[Detector], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them), the rest built in this process by `local(cfg)`;
     `remote=False` builds them all here. Returns (detectors, worker processes to close)."""
@@ -283,7 +320,7 @@ def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weight
     procs: dict[str, DeviceProcess] = {}
     try:
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
-            procs[device] = DeviceProcess(device, group, base_dir, random_weights, torch_threads)
+            procs[device] = DeviceProcess(device, group, base_dir, random_weights, torch_threads, hang_s=hang_s)
     except BaseException:
         for p in procs.values():
             p.close()

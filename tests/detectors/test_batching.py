@@ -138,3 +138,29 @@ def test_unpadded_batcher_runs_exact_sizes() -> None:
     mb.predict([frame(1), frame(2), frame(3)])
     mb.close()
     assert inner.batch_sizes == [3] and mb.stats.padded == 0
+
+
+def test_a_caller_waits_for_a_stuck_batch_only_until_its_deadline():
+    import threading
+    import time
+
+    from cascade.types import DEADLINE_META, Frame
+    from tests.conftest import FakeVoter
+
+    release = threading.Event()
+
+    class Stuck(FakeVoter):
+        def predict(self, frames):
+            release.wait(30)  # a model call that hangs (a wedged GPU kernel, a dead driver)
+            return super().predict(frames)
+
+    batcher = MicroBatcher(Stuck("yolo", "L1", 0.7), batch=4, wait_ms=5)
+    try:
+        frame = Frame(np.zeros((32, 32, 3), np.uint8), source="t", meta={DEADLINE_META: time.monotonic() + 0.5})
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError, match="before the request's deadline"):
+            batcher.predict([frame])
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        release.set()
+        batcher.close()

@@ -110,3 +110,47 @@ def test_worker_states_for_metrics_follow_a_restart() -> None:
         assert worker_states([proc]) == [{"device": "cpu", "up": 0, "restarts": 0}]
     finally:
         proc.close()
+
+
+def test_a_hung_worker_is_waited_on_only_until_the_deadline_then_killed_and_rebuilt() -> None:
+    import threading
+    import time
+
+    from cascade.types import DEADLINE_META
+
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base, hang_s=1.0)
+    try:
+        voter = RemoteVoter(proc, cfg)
+        first_pid = proc.info[cfg.name]["pid"]
+        # given a worker stuck in a long native call (here: a sleep), started in the background
+        threading.Thread(target=lambda: _swallow(proc.call, time.sleep, 600), daemon=True).start()
+        time.sleep(0.3)
+        # when a request with 1.5 s left asks it for a vote
+        f = frames(1)[0]
+        f = Frame(f.image, source=f.source, meta={DEADLINE_META: time.monotonic() + 1.5})
+        t0 = time.monotonic()
+        with pytest.raises(DeviceProcessError, match="did not answer within"):
+            voter.predict([f])
+        # then the wait ended with the deadline, not with the worker
+        assert time.monotonic() - t0 < 3.0
+        # and the hung worker was killed and rebuilt: a later call answers from a new process
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                votes = voter.predict(frames(1))
+                break
+            except DeviceProcessError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the hung worker was not rebuilt within 120 s")
+        assert not votes[0].abstained and proc.restarts == 1 and proc.info[cfg.name]["pid"] != first_pid
+    finally:
+        proc.close()
+
+
+def _swallow(fn, *args):  # noqa: ANN001, ANN202 - the background call fails once its worker is killed
+    try:
+        fn(*args)
+    except DeviceProcessError:
+        pass
