@@ -33,6 +33,19 @@ def frames(n: int = 3) -> list[Frame]:
             for i in range(n)]
 
 
+def answer_once_rebuilt(voter: RemoteVoter, within_s: float = 120) -> list:
+    """The voter's votes once its worker is back (calls fail fast while it is rebuilt)."""
+    import time
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            return voter.predict(frames(1))
+        except DeviceProcessError:
+            time.sleep(0.5)
+    pytest.fail(f"the worker was not rebuilt within {within_s:.0f} s")
+
+
 def test_groups_take_gpu_voters_and_leave_cpu_and_servers() -> None:
     voters = [VoterConfig.model_validate({"name": n, "kind": k, "level": "L1", "device": d})
               for n, k, d in [("a", "ultralytics", "cuda:1"), ("b", "ultralytics", "cuda"), ("c", "ocr-signs", "cpu"),
@@ -75,15 +88,7 @@ def test_a_dead_worker_fails_fast_then_comes_back() -> None:
         with pytest.raises(DeviceProcessError, match=r"worker process for cpu .*l0_head"):
             voter.predict(frames(1))
         # and a new worker with the same voter answers again shortly after
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                votes = voter.predict(frames(1))
-                break
-            except DeviceProcessError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the worker was not restarted within 120 s")
+        votes = answer_once_rebuilt(voter)
         assert len(votes) == 1 and not votes[0].abstained
         assert proc.restarts == 1 and proc.info[cfg.name]["pid"] != first_pid
     finally:
@@ -135,15 +140,7 @@ def test_a_hung_worker_is_waited_on_only_until_the_deadline_then_killed_and_rebu
         # then the wait ended with the deadline, not with the worker
         assert time.monotonic() - t0 < 3.0
         # and the hung worker was killed and rebuilt: a later call answers from a new process
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                votes = voter.predict(frames(1))
-                break
-            except DeviceProcessError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the hung worker was not rebuilt within 120 s")
+        votes = answer_once_rebuilt(voter)
         assert not votes[0].abstained and proc.restarts == 1 and proc.info[cfg.name]["pid"] != first_pid
     finally:
         proc.close()
