@@ -99,7 +99,7 @@ def eval_cmd(
     out: Annotated[Path, typer.Option(help="Run folder to write predictions, metrics, plots, report (one sub-folder per regime when several run).")] = Path("runs/eval"),
     config: ConfigOpt = DEFAULT_CONFIG,
     regime: Annotated[str, typer.Option("--regime", "--transform", help="What validators send, comma-separated to score several in one run: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' (224 letterbox + levels), 'full' (full resolution; alias 'none').")] = "v0.2",
-    split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this (e.g. dev).")] = None,
+    split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this. Default: 'dev' when the data has dev rows (training rows would flatter the score); 'all' scores every row.")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
     trace: Annotated[str | None, typer.Option(help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint.")] = None,
@@ -115,6 +115,7 @@ def eval_cmd(
         regimes = parse_regimes(regime)
     except ValueError as exc:
         _fail(f"--regime: {exc}")
+    split = _held_out_split(data, split)
     ds = _load_data(data, split, source)
     tracer = _tracer(trace)
     results = {}
@@ -134,6 +135,25 @@ def eval_cmd(
     if len(results) > 1:
         table = write_regime_table({k: r.metrics for k, r in results.items()}, out)
         console.print(f"regimes side by side: {table}")
+
+
+def _held_out_split(data: Path, split: str | None) -> str | None:
+    """`--split` as given; 'all' -> every row; unset -> 'dev' where the data has dev rows (said aloud)."""
+    if split == "all":
+        return None
+    if split is not None:
+        return split
+    from training.datasets import load_dataset
+
+    try:
+        splits = {s.split for s in load_dataset(data).samples}
+    except (FileNotFoundError, ValueError):
+        return None  # _load_data reports it
+    if "dev" in splits:
+        console.print("[yellow]no --split given: scoring the held-out 'dev' rows only (training rows would "
+                      "flatter the figures; --split all scores every row)[/yellow]")
+        return "dev"
+    return None
 
 
 def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202

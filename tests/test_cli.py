@@ -124,3 +124,11 @@ def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_pat
     (tmp_path / "junk.json").write_text("[1, 2")
     bad = runner.invoke(app, ["plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "junk.json")])
     assert bad.exit_code == 2 and "not a readable `roadwork bench --gpu` JSON" in bad.output
+
+
+def test_eval_without_split_scores_the_held_out_rows_and_says_so(sample, tmp_path):
+    result = invoke("eval", "--data", str(sample), "--out", str(tmp_path / "run"))
+    assert "scoring the held-out 'dev' rows only" in result.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n"] == 12
+    invoke("eval", "--data", str(sample), "--split", "all", "--out", str(tmp_path / "all"))
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["n"] == 24

@@ -27,9 +27,35 @@ from training.metrics import BinaryMetrics, summarise
 from training.plots import write_plots
 
 
-def progress_bar(transient: bool = False) -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), transient=transient)
+class LineProgress(Progress):
+    """A rich progress bar in a terminal; elsewhere (pm2, a file, CI) a plain line per task every
+    `every_s` seconds and at the end, so long work is never silent."""
+
+    def __init__(self, *columns: Any, every_s: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*columns, **kwargs)
+        self.every_s = every_s
+        self._said: dict[Any, float] = {}
+
+    def advance(self, task_id: Any, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        if self.console.is_terminal:
+            return
+        task = next(t for t in self.tasks if t.id == task_id)
+        now = time.monotonic()
+        first = self._said.setdefault(task_id, now - self.every_s if self.every_s <= 0 else now)
+        if now - first < self.every_s and not task.finished:
+            return
+        self._said[task_id] = now
+        left = task.time_remaining
+        total = int(task.total) if task.total is not None else "?"
+        self.console.print(f"{task.description}: {int(task.completed)}/{total} after {task.elapsed or 0:.0f} s"
+                           + (f", about {left:.0f} s left" if left is not None and not task.finished else ""),
+                           highlight=False, soft_wrap=True)
+
+
+def progress_bar(transient: bool = False, every_s: float = 30.0) -> Progress:
+    return LineProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), transient=transient, every_s=every_s)
 
 
 @dataclass

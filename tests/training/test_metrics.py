@@ -34,3 +34,21 @@ def test_compute_reports_sources_latency_and_exit_levels():
     m.reset()
     with pytest.raises(ValueError, match="no predictions"):
         m.compute()
+
+
+def test_progress_without_a_terminal_prints_plain_lines_and_the_end():
+    import io
+
+    from rich.console import Console
+
+    from training.evaluate import progress_bar
+
+    out = io.StringIO()
+    with progress_bar(every_s=0) as bar:
+        bar.console.file = out  # not a terminal, as under pm2 or in a file
+        task = bar.add_task("eval", total=3)
+        for _ in range(3):
+            bar.advance(task)
+    lines = [x for x in out.getvalue().splitlines() if x.startswith("eval:")]
+    assert lines[0].startswith("eval: 1/3 after") and lines[-1].startswith("eval: 3/3 after")
+    assert not Console(file=out).is_terminal
