@@ -165,7 +165,8 @@ def random_voter(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None)
     return cfg.model_copy(update={"params": p, "batch": batch})
 
 
-def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0) -> Detector:
+def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0,
+                         base_dir: Path = Path(".")) -> Detector:
     """L0: a random-weight transformers backbone of the configured hub id + a random linear head."""
     import numpy as np
     from transformers import AutoModel, ViTImageProcessor
@@ -177,10 +178,10 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
 
     params = BackboneHeadParams.model_validate(cfg.params)
     spec = params.backbone
-    if spec.kind != "hf-automodel":  # the bundled MobileNetV2 has real weights already
+    if spec.kind != "hf-automodel":  # the bundled MobileNetV2 has real weights already (paths: the profile's)
         from detectors.registry import resolve
 
-        return resolve(cfg.kind).from_config(cfg, Path("."))
+        return resolve(cfg.kind).from_config(cfg, base_dir)
     init = full_config(str(spec.model), f"voters[{cfg.name}].params.backbone.model")
     if tiny:
         init = tiny_config(init)
@@ -203,7 +204,7 @@ def build_random(cfg: VoterConfig, base_dir: Path, tiny: bool = False, dtype: st
     from detectors.registry import build
 
     if cfg.kind == "backbone-head":
-        det = random_backbone_head(cfg, tiny, dtype)
+        det = random_backbone_head(cfg, tiny, dtype, base_dir=base_dir)
         if cfg.batch_wait_ms > 0:
             from detectors.batching import MicroBatcher
 

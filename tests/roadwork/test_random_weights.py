@@ -63,3 +63,15 @@ def test_tiny_backbone_head_predicts_without_a_head_file(hub: str) -> None:
     votes = det.predict(frames)
     assert len(votes) == 3 and all(0.0 <= vote.prob <= 1.0 for vote in votes)
     det.close()
+
+
+def test_the_bundled_l0_voters_build_from_the_profiles_folder_whatever_the_cwd(tmp_path, monkeypatch):
+    """`bench --gpu --random-weights --tiny` without --config: the heads are found from the profile."""
+    from cascade.config import load_config
+    from detectors.random_weights import build_random
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "configs" / "cpu.yaml")
+    monkeypatch.chdir(tmp_path)
+    det = build_random(cfg.voters[0], cfg.base_dir, tiny=True)
+    assert det.name == "l0_head" and det.backbone.dim == 2560
