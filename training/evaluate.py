@@ -58,6 +58,38 @@ def progress_bar(transient: bool = False, every_s: float = 30.0) -> Progress:
                         TimeRemainingColumn(), transient=transient, every_s=every_s)
 
 
+class WorstMistakes:
+    """The `keep` most confident wrong answers, with a thumbnail of what the cascade saw."""
+
+    def __init__(self, keep: int = 8, side: int = 160) -> None:
+        self.keep, self.side = keep, side
+        self.items: list[tuple[float, str, int, float, str, np.ndarray]] = []
+
+    def offer(self, sample: Sample, prob: float, image: np.ndarray) -> None:
+        error = abs(sample.label - prob)
+        if round(prob) == sample.label or (len(self.items) >= self.keep and error <= self.items[-1][0]):
+            return
+        from PIL import Image
+
+        thumb = Image.fromarray(image)
+        thumb.thumbnail((self.side, self.side))
+        self.items.append((error, sample.key, sample.label, prob, sample.source, np.asarray(thumb)))
+        self.items.sort(key=lambda t: -t[0])
+        del self.items[self.keep:]
+
+    def write(self, folder: Path) -> list[dict[str, Any]]:
+        from PIL import Image
+
+        rows = []
+        for i, (_, key, label, prob, source, thumb) in enumerate(self.items):
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{i:02d}.jpg"
+            Image.fromarray(thumb).save(folder / name, quality=85)
+            rows.append({"key": key, "label": label, "prob": round(prob, 4), "source": source,
+                         "thumbnail": f"{folder.name}/{name}"})
+        return rows
+
+
 @dataclass
 class EvalResult:
     out_dir: Path
@@ -87,6 +119,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
     problems = list(dataset.problems)
     metrics = BinaryMetrics()
     per_voter: dict[str, tuple[list[int], list[float]]] = {}
+    worst = WorstMistakes()
     with open(out / "predictions.jsonl", "w") as preds, progress_bar() as bar:
         task = bar.add_task("eval", total=len(dataset)) if show_progress else None
         for sample in dataset:
@@ -102,6 +135,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
             preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name)) + "\n")
             metrics.update(sample.label, verdict.prob, sample.source, latency_ms,
                            verdict.exit_level.name if verdict.exit_level is not None else "none")
+            worst.offer(sample, verdict.prob, image)
             for vote in verdict.votes:
                 if not vote.abstained:
                     labels, probs = per_voter.setdefault(vote.voter, ([], []))
@@ -116,6 +150,9 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
     result["transform"] = transform_name
     result["profile"] = cascade.config.name
     result["skipped_inputs"] = len(problems)
+    result["data"] = {k: v for k, v in {"root": str(Path(dataset.root).resolve()),
+                                        **{k: (run_info or {}).get(k) for k in ("split", "seed")}}.items()}
+    result["worst_mistakes"] = worst.write(out / "mistakes")
     # each voter alone, its raw probability rounded at 0.5 (what it would score as the only voter)
     result["per_voter"] = {name: summarise(np.asarray(ys), np.asarray(ps)) for name, (ys, ps) in sorted(per_voter.items())}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -129,13 +166,21 @@ def fmt_metric(x: float | None) -> str:
 
 
 def write_report(m: dict[str, Any], out: Path) -> Path:
+    data = m.get("data", {})
+    c = m["confusion"]
     lines = [f"# Evaluation: profile `{m['profile']}`, regime `{m['transform']}`", "",
-             f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}",
+             f"- data: `{data.get('root', '?')}`, split `{data.get('split') or 'all rows'}`, seed {data.get('seed', 0)}",
+             f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}"
+             + (" · **synthetic sample** (`roadwork make-sample`): these figures say nothing about real frames"
+                if set(m["per_source"]) == {"synthetic"} else ""),
              f"- MCC {fmt_metric(m['mcc'])} · accuracy {m['accuracy']:.3f} · AUROC "
              f"{m['auroc'] if m['auroc'] is None else round(m['auroc'], 3)} · ECE {m['ece']:.3f}",
              f"- latency p50 {m['latency_ms']['p50']:.1f} ms · p95 {m['latency_ms']['p95']:.1f} ms",
              f"- simulated subnet reward: mean {m['subnet_reward']['mean']:.3f}",
-             f"- exit levels: {m['exit_levels']}", "", "| source | n | + | MCC | accuracy |",
+             f"- exit levels: {m['exit_levels']}", "",
+             "| truth \\ answer | no roadwork | roadwork |", "| --- | --- | --- |",
+             f"| no roadwork | {c['tn']} | {c['fp']} |", f"| roadwork | {c['fn']} | {c['tp']} |", "",
+             "| source | n | + | MCC | accuracy |",
              "| --- | --- | --- | --- | --- |"]
     for s, r in m["per_source"].items():
         lines.append(f"| {s} | {r['n']} | {r['positives']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} |")
@@ -143,6 +188,12 @@ def write_report(m: dict[str, Any], out: Path) -> Path:
         lines += ["", "| voter alone | n | MCC | accuracy | AUROC |", "| --- | --- | --- | --- | --- |"]
         for name, r in m["per_voter"].items():
             lines.append(f"| {name} | {r['n']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} | {fmt_metric(r['auroc'])} |")
+    if m.get("worst_mistakes"):
+        lines += ["", "## Most confident mistakes (what the cascade saw)", "",
+                  "| | image | truth | answer | source |", "| --- | --- | --- | --- | --- |"]
+        for w in m["worst_mistakes"]:
+            lines.append(f"| ![]({w['thumbnail']}) | `{w['key']}` | {w['label']} | {w['prob']:.3f} | {w['source']} |")
+        lines += ["", f"Look at every mistake with its votes and boxes: `roadwork review {out}`."]
     lines += ["", "![ROC](roc.png) ![reliability](reliability.png) ![latency](latency.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
