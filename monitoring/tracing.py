@@ -53,6 +53,10 @@ DEADLINE_LEFT_MS, ELAPSED_MS = "roadwork.deadline_left_ms", "roadwork.elapsed_ms
 ABSTAINED, REASON, BOXES = "roadwork.abstained", "roadwork.reason", "roadwork.boxes"
 CAUSE = "roadwork.abstain_cause"
 FRAME_ID, SOURCE = "roadwork.frame_id", "roadwork.source"
+LABEL, CORRECT, TAGS = "roadwork.label", "roadwork.correct", "tag.tags"
+MISTAKE_TAG = "mistake"
+"""Where the label is known (eval, simulate), a wrong answer's trace carries this tag and
+`roadwork.correct = false`: filter on either in Phoenix to see only the mistakes."""
 
 
 class TracingConfig(BaseModel):
@@ -101,9 +105,10 @@ class CascadeTracer:
         self.tracer: Tracer = provider.get_tracer(name)
 
     def observer(self, parent: Context | None = None, query_id: str = "",
-                 metadata: Mapping[str, Any] | None = None) -> TracingObserver:
-        """A fresh observer for one `cascade.run`; `parent=None` makes the cascade span a trace root."""
-        return TracingObserver(self.tracer, parent=parent, query_id=query_id, metadata=metadata)
+                 metadata: Mapping[str, Any] | None = None, label: int | None = None) -> TracingObserver:
+        """A fresh observer for one `cascade.run`; `parent=None` makes the cascade span a trace root;
+        `label` (when known) marks a wrong answer's trace."""
+        return TracingObserver(self.tracer, parent=parent, query_id=query_id, metadata=metadata, label=label)
 
     @classmethod
     def to_phoenix(cls, endpoint: str, project: str = "roadwork", batch: bool = True) -> CascadeTracer:
@@ -119,7 +124,7 @@ class CascadeTracer:
         """One observer per evaluated sample (`training.datasets.Sample`): its key, label and source
         become the trace's metadata, so Phoenix can filter on them."""
         return self.observer(query_id=sample.key, metadata={"key": sample.key, "label": sample.label,
-                                                            "source": sample.source})
+                                                            "source": sample.source}, label=sample.label)
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
         return bool(self.provider.force_flush(timeout_ms))
@@ -152,8 +157,9 @@ class TracingObserver:
     """A `CascadeObserver` that writes one query's spans. Build one per query; not reusable."""
 
     def __init__(self, tracer: Tracer, parent: Context | None = None, query_id: str = "",
-                 metadata: Mapping[str, Any] | None = None) -> None:
+                 metadata: Mapping[str, Any] | None = None, label: int | None = None) -> None:
         self.tracer = tracer
+        self.label = label
         self.parent = parent
         self.query_id = query_id
         self.metadata = dict(metadata or {})
@@ -219,6 +225,10 @@ class TracingObserver:
         root.set_attributes({PROB: verdict.prob, EXIT_LEVEL: exit_name, DEADLINE_LEFT_MS: left_s * 1000,
                              OUTPUT_VALUE: json.dumps(out), OUTPUT_MIME: JSON_MIME,
                              ELAPSED_MS: (now - self._start_mono) * 1000})
+        if self.label is not None:
+            correct = verdict.answered and verdict.label == self.label
+            root.set_attributes({LABEL: int(self.label), CORRECT: bool(correct),
+                                 TAGS: [MISTAKE_TAG] if not correct else []})
         if left_s < 0:
             root.set_status(Status(StatusCode.ERROR, f"answered {-left_s * 1000:.0f} ms after the deadline"))
         elif not verdict.answered:

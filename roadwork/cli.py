@@ -120,13 +120,16 @@ def eval_cmd(
     tracer = _tracer(trace)
     results = {}
     with _load_cascade(config) as cascade:
-        tracer = tracer or _tracer(cascade.config.tracing.endpoint, cascade.config.tracing.project)
+        traces = ({"endpoint": trace, "project": "roadwork-eval"} if trace else
+                  {"endpoint": cascade.config.tracing.endpoint, "project": cascade.config.tracing.project})
+        tracer = tracer or _tracer(traces["endpoint"], traces["project"])
         for name in regimes:
             run_dir = out / name if len(regimes) > 1 else out
             console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
             results[name] = evaluate(cascade, ds, make_transform(name, seed), name, run_dir,
                                      observer_for=tracer.observer_for if tracer else None,
-                                     run_info={"data_root": str(data.resolve()), "split": split, "seed": seed})
+                                     run_info={"data_root": str(data.resolve()), "split": split, "seed": seed,
+                                               **({"traces": traces} if tracer else {})})
     if tracer:
         tracer.close()
     for name, result in results.items():

@@ -150,8 +150,10 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
     result["transform"] = transform_name
     result["profile"] = cascade.config.name
     result["skipped_inputs"] = len(problems)
-    result["data"] = {k: v for k, v in {"root": str(Path(dataset.root).resolve()),
-                                        **{k: (run_info or {}).get(k) for k in ("split", "seed")}}.items()}
+    result["data"] = {"root": str(Path(dataset.root).resolve()),
+                      **{k: (run_info or {}).get(k) for k in ("split", "seed")}}
+    if (run_info or {}).get("traces"):
+        result["traces"] = run_info["traces"]
     result["worst_mistakes"] = worst.write(out / "mistakes")
     # each voter alone, its raw probability rounded at 0.5 (what it would score as the only voter)
     result["per_voter"] = {name: summarise(np.asarray(ys), np.asarray(ps)) for name, (ys, ps) in sorted(per_voter.items())}
@@ -194,6 +196,11 @@ def write_report(m: dict[str, Any], out: Path) -> Path:
         for w in m["worst_mistakes"]:
             lines.append(f"| ![]({w['thumbnail']}) | `{w['key']}` | {w['label']} | {w['prob']:.3f} | {w['source']} |")
         lines += ["", f"Look at every mistake with its votes and boxes: `roadwork review {out}`."]
+    if m.get("traces"):
+        t = m["traces"]
+        lines += ["", f"Traces: {t['endpoint']} (Phoenix), project `{t['project']}`; a wrong answer's trace is "
+                      "tagged `mistake` and has `roadwork.correct = false`, so filter on "
+                      "`attributes['roadwork.correct'] == False` to see only the mistakes."]
     lines += ["", "![ROC](roc.png) ![reliability](reliability.png) ![latency](latency.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

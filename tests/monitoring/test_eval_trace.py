@@ -47,3 +47,24 @@ def test_eval_rejects_a_trace_url_without_scheme(sample_dir, tmp_path):
     result = CliRunner().invoke(app, ["eval", "--data", str(sample_dir), "--out", str(tmp_path / "r"),
                                       "--trace", "127.0.0.1:6006"])
     assert result.exit_code == 2 and "http://127.0.0.1:6006" in result.output and "'127.0.0.1:6006'" in result.output
+
+
+def test_a_wrong_answers_trace_is_tagged_and_the_report_links_the_project(tmp_path, sample_dir):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = CascadeTracer(provider)
+    ds = load_dataset(sample_dir)
+    with make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade:  # calls everything roadwork
+        evaluate(cascade, ds, make_transform("v0.2", 3), "v0.2", tmp_path / "run", show_progress=False,
+                 observer_for=tracer.observer_for,
+                 run_info={"seed": 3, "split": None, "traces": {"endpoint": "http://127.0.0.1:6006",
+                                                                "project": "roadwork-eval"}})
+    roots = {json.loads(s.attributes["metadata"])["key"]: s for s in exporter.get_finished_spans()
+             if s.name == "cascade"}
+    for sample in ds:
+        attrs = roots[sample.key].attributes
+        assert attrs["roadwork.label"] == sample.label and attrs["roadwork.correct"] == (sample.label == 1)
+        assert list(attrs["tag.tags"]) == ([] if sample.label == 1 else ["mistake"])
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "http://127.0.0.1:6006" in report and "roadwork.correct" in report
