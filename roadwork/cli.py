@@ -175,13 +175,17 @@ def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202
 def _print_metrics(m: dict) -> None:
     from training.evaluate import fmt_metric
 
-    table = Table(title=f"{m['transform']} · {m['n']} images · MCC {fmt_metric(m['mcc'])} · acc {m['accuracy']:.3f} · "
-                        f"AUROC {m['auroc'] or float('nan'):.3f} · reward {m['subnet_reward']['mean']:.3f}")
+    out = Console()
+    # one short line per fact: a table title wider than the table wraps mid-metric on 80 columns
+    out.print(f"[bold]{m['transform']}[/bold]: {m['n']} images, MCC {fmt_metric(m['mcc'])}, "
+              f"accuracy {m['accuracy']:.3f}")
+    out.print(f"AUROC {m['auroc'] or float('nan'):.3f}, simulated reward {m['subnet_reward']['mean']:.3f}")
+    table = Table()
     for col in ("source", "n", "+", "MCC", "accuracy"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for s, r in m["per_source"].items():
         table.add_row(s, str(r["n"]), str(r["positives"]), fmt_metric(r["mcc"]), f"{r['accuracy']:.3f}")
-    Console().print(table)
+    out.print(table)
     Console().print(f"latency p50 {m['latency_ms']['p50']:.1f} ms, p95 {m['latency_ms']['p95']:.1f} ms; "
                     f"exit levels {m['exit_levels']}")
 
