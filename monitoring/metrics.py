@@ -19,7 +19,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 12.0)
-REFUSAL_REASONS = ("no_hotkey", "unregistered", "no_validator_permit", "low_stake", "error")
+REFUSAL_REASONS = ("no_hotkey", "unregistered", "no_validator_permit", "low_stake", "error", "body_too_large")
+ERROR_KINDS = ("deadline", "cascade", "no_vote", "overloaded", "shutdown", "metagraph_sync",
+               *(f"decode_{r}" for r in ("not_text", "too_large", "empty", "too_many_pixels", "bad_size",
+                                         "corrupt", "unsupported_format")))
+"""Every `roadwork_errors_total{kind}` the miner records, exported at 0 from the start: a rate()
+alert over a series that does not exist yet cannot fire on the first errors."""
 
 
 class MinerMetrics:
@@ -39,6 +44,8 @@ class MinerMetrics:
                                       "Unix time of the last good metagraph sync.", registry=r)
         for reason in REFUSAL_REASONS:  # export zeros, so dashboards see the series before the first refusal
             self.refused.labels(reason=reason)
+        for kind in ERROR_KINDS:
+            self.errors.labels(kind=kind)
 
     def record_answer(self, exit_level: str | None, seconds: float, outcome: str = "ok") -> None:
         self.answers.labels(exit_level=exit_level or "none").inc()
