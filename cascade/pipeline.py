@@ -25,11 +25,25 @@ from detectors.base import Detector
 log = logging.getLogger(__name__)
 
 
+def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], where: object = None) -> None:
+    """Refuse an artefact fitted on other voters: its weights, calibration and bands belong together,
+    and applying half of them (weights of the voters that match, the rest kept) would be wrong."""
+    fitted, have = set(artefact.weights), set(voters)
+    if fitted != have:
+        raise ValueError(
+            f"consensus artefact {str(where or artefact.fitted_on)!r} was fitted on voters {sorted(fitted)} but the "
+            f"profile runs {sorted(have)} (missing from the artefact: {sorted(have - fitted)}; not in the "
+            f"profile: {sorted(fitted - have)}). Re-run `roadwork fit` on runs of these voters, or point "
+            "`consensus.weights` at the artefact fitted for this profile.")
+
+
 class Cascade:
     def __init__(self, detectors: Sequence[Detector], config: CascadeConfig,
                  artefact: ConsensusArtefact | None = None) -> None:
         if not detectors:
             raise ValueError("a cascade needs at least one voter")
+        if artefact is not None:
+            check_artefact_voters(artefact, [d.name for d in detectors], config.consensus.weights)
         self.config = config
         self.artefact = artefact
         self.detectors = list(detectors)

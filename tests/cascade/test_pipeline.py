@@ -196,3 +196,9 @@ def test_cost_estimates_fade_toward_the_prior_only_from_above():
     clock.now += 10
     assert t.estimate("slow") == pytest.approx(0.2 + 0.8 * 0.5)
     assert t.estimate("fast") == pytest.approx(0.05)
+
+
+def test_an_artefact_fitted_on_other_voters_is_refused_with_both_lists(frame):
+    art = ConsensusArtefact(weights={"l0_head": 1.0, "old_yolo": 0.5}, fitted_on="models/old.oof")
+    with pytest.raises(ValueError, match=r"missing from the artefact: \['l1'\]; not in the profile: \['old_yolo'\]"):
+        make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1", "L1", 0.1)], artefact=art)
