@@ -25,11 +25,15 @@ def sample_dir(tmp_path_factory):
     return make_sample(tmp_path_factory.mktemp("sample"), 4, 0)
 
 
-def test_evaluate_traces_each_image_and_writes_run_json(tmp_path, sample_dir):
+def memory_tracer() -> tuple[InMemorySpanExporter, CascadeTracer]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = CascadeTracer(provider)
+    return exporter, CascadeTracer(provider)
+
+
+def test_evaluate_traces_each_image_and_writes_run_json(tmp_path, sample_dir):
+    exporter, tracer = memory_tracer()
     ds = load_dataset(sample_dir)
     with make_cascade([FakeVoter("l0_head", "L0", 0.7)]) as cascade:
         evaluate(cascade, ds, make_transform("validator", 3), "validator", tmp_path / "run", show_progress=False,
@@ -50,10 +54,7 @@ def test_eval_rejects_a_trace_url_without_scheme(sample_dir, tmp_path):
 
 
 def test_a_wrong_answers_trace_is_tagged_and_the_report_links_the_project(tmp_path, sample_dir):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = CascadeTracer(provider)
+    exporter, tracer = memory_tracer()
     ds = load_dataset(sample_dir)
     with make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade:  # calls everything roadwork
         evaluate(cascade, ds, make_transform("v0.2", 3), "v0.2", tmp_path / "run", show_progress=False,

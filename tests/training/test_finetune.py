@@ -11,16 +11,11 @@ from typer.testing import CliRunner
 from roadwork.cli import app
 from roadwork.sample import make_sample
 from tests.conftest import REPO
+from tests.test_cli import invoke
 from training.copy_paste import PasteBank
 from training.datasets import load_folder
 
 runner = CliRunner()
-
-
-def invoke(*args: str):
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
