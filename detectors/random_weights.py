@@ -172,7 +172,8 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     from transformers import AutoModel, ViTImageProcessor
 
     from detectors.backbone_head import BackboneHead, BackboneHeadParams
-    from detectors.backbones import IMAGENET_MEAN, IMAGENET_STD, HFAutoModelBackbone
+    from detectors.backbones import HFAutoModelBackbone
+    from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
     from detectors.heads import LinearHead
     from detectors.hf_common import random_config, random_model, torch_dtype
 

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from detectors.mobilenet import FINETUNED_FORMAT, backbone_name, pool_map, resize_square, to_tensor_batch
+from training.balance import sample_weights
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, make_transform
 
-CHECKPOINT_FORMAT = "roadwork-mnv2-finetuned/1"
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 EVAL_SEED_OFFSET = 1_000_003
 
 
@@ -54,27 +53,16 @@ class FinetuneConfig:
     workers: int = 8
 
 
-def normalise(images: list[np.ndarray]) -> np.ndarray:
-    x = (np.stack(images).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def squash(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
-
-
 def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: FinetuneConfig, size: int) -> np.ndarray:
     regime = REGIMES[int(rng.choice(3, p=np.asarray(cfg.regime_mix) / sum(cfg.regime_mix)))]
     if regime == "full":  # the frame as sent; a third get the level-2 colour/JPEG distortions
-        view = squash(image, size)
+        view = resize_square(image, size)
         if rng.random() < 0.33:
             from training.transforms import distort
 
             view = np.asarray(distort(Image.fromarray(view), rng))
     else:
-        view = squash(make_transform(regime, int(rng.integers(1 << 30)))(image, key), size)
+        view = resize_square(make_transform(regime, int(rng.integers(1 << 30)))(image, key), size)
     return view[:, ::-1].copy() if rng.random() < 0.5 else view
 
 
@@ -92,12 +80,8 @@ def build_network(imagenet_weights: str | Path | None = None):  # noqa: ANN201
             self.drop = nn.Dropout(0.2)
             self.head = nn.Linear(2560, 1)
 
-        def pooled(self, x: torch.Tensor) -> torch.Tensor:
-            f = self.backbone.features(x)
-            return torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)
-
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.drop(self.pooled(x)))[:, 0]
+            return self.head(self.drop(pool_map(self.backbone.features(x), "meanmax")))[:, 0]
 
     return RoadworkNet()
 
@@ -125,7 +109,7 @@ class _Views:
 
             if s.source in DASHCAM_SOURCES:
                 image, label = self.bank.paste(image, rng), 1.0
-        return normalise([train_view(image, s.key, rng, self.cfg, self.size)])[0], label
+        return to_tensor_batch([train_view(image, s.key, rng, self.cfg, self.size)], self.size)[0], label
 
 
 def _log(msg: str) -> None:
@@ -139,8 +123,6 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
 
     torch.manual_seed(cfg.seed)
     net = build_network(imagenet_weights).to(device)
-    from training.balance import sample_weights
-
     labels = np.array([s.label for s in samples])
     weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
 
@@ -178,13 +160,14 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
     return net.eval()
 
 
-def predict_views(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> np.ndarray:
+def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, batch: int = 64) -> np.ndarray:
+    """The network's probability for each view, resized to size x size."""
     import torch
 
     out = []
     with torch.inference_mode():
         for i in range(0, len(views), batch):
-            x = torch.from_numpy(normalise(views[i:i + batch])).to(device)
+            x = torch.from_numpy(to_tensor_batch(views[i:i + batch], size)).to(device)
             out.append(torch.sigmoid(net(x).float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -202,7 +185,7 @@ def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
     # fp16 on disk halves the file; loading copies the values into the float32 model
     state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
              for k, v in net.backbone.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "backbone": state,
+    torch.save({"format": FINETUNED_FORMAT, "backbone": state,
                 "head_weight": net.head.weight.detach().cpu().float().reshape(-1),
                 "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
                 "pool": "meanmax", "info": json.dumps(info)}, path)
@@ -218,7 +201,7 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
     coef = state["head_weight"].double().numpy().reshape(-1)
     head = LinearHead(mean=np.zeros_like(coef), scale=np.ones_like(coef), coef=coef,
                       intercept=float(state["head_bias"].reshape(-1)[0]),
-                      backbone=f"mobilenetv2-deepsort:{Path(checkpoint).name}")
+                      backbone=backbone_name(checkpoint))
     return head.save(head_path)
 
 
@@ -283,7 +266,7 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
             views = {i: regime_views(images[i], samples[i].key, cfg.seed) for i in held}
             for size in (224, cfg.big_size):
                 for r in REGIMES:
-                    probs = predict_views(net, [squash(views[i][r], size) for i in held], device)
+                    probs = predict_views(net, [views[i][r] for i in held], size, device)
                     for i, p in zip(held, probs, strict=True):
                         rows[i].setdefault("probs", {}).setdefault(r, {})[str(size)] = float(p)
             for i in held:
