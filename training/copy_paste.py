@@ -2,10 +2,9 @@
 
 Dashcam positives are rare in the data while dashcam negatives and boxed objects (cones, drums,
 barricades, roadwork signs in photo sources) are plentiful. A `PasteBank` cuts the boxed objects
-out of training images once; `paste()` puts 1-3 of them into a street frame at road-plausible
-places and sizes (a row of 2-5 receding along one side of the road, the nearest 5-22 % of the
-frame height),
-with a feathered mask, the destination's brightness, a little blur and the frame's JPEG look.
+out of training images once; `paste()` puts a row of 2-5 of them into a street frame, receding
+along one side of the road (the nearest 5-22 % of the frame height), with a feathered mask, half
+the destination's brightness change and, for half of them, a little blur.
 The pasted frame is labelled roadwork. Measure what it adds on real rows only.
 """
 from __future__ import annotations
@@ -74,7 +73,7 @@ class PasteBank:
         return cls(cutouts)
 
     def paste(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A copy of `image` with 1-3 objects pasted in."""
+        """A copy of `image` with a receding row of 2-5 objects pasted in."""
         canvas = Image.fromarray(image)
         h, w = image.shape[:2]
         count = int(rng.integers(2, 6))

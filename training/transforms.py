@@ -28,7 +28,6 @@ from PIL import Image, ImageEnhance, ImageFilter
 from training.images import open_image
 
 SIZE = 224
-RegimeName = Literal["v0.2", "letterbox", "full"]
 REGIMES: tuple[str, ...] = ("v0.2", "letterbox", "full")
 ALIASES = {"validator": "v0.2", "none": "full"}
 """Older names, still accepted (runs written before the regimes existed say `validator` / `none`)."""
@@ -100,19 +99,16 @@ def regime_level(img: Image.Image, level: int, rng: np.random.Generator, fit: st
     img = img.convert("RGB")
     if level == 0:
         return centre_square(img).resize((SIZE, SIZE), Image.BILINEAR) if fit == "crop" else letterbox(img)
+    angle = float(rng.uniform(-20, 20))
     if fit == "crop":
-        img = random_resized_crop(img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR), rng)
+        img = random_resized_crop(img.rotate(angle, resample=Image.BILINEAR), rng)
     else:
-        img = letterbox(img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR, expand=True))
+        img = letterbox(img.rotate(angle, resample=Image.BILINEAR, expand=True))
     if level >= 2:
         img = distort(img, rng)
     if level >= 3:
         img = noise_and_blur(img, rng)
     return img
-
-
-def validator_level(img: Image.Image, level: int, rng: np.random.Generator) -> Image.Image:
-    return regime_level(img, level, rng, "crop")
 
 
 @dataclass(frozen=True)
@@ -122,10 +118,6 @@ class ValidatorTransform:
     seed: int = 0
     jpeg_quality: int = 75
     fit: Literal["crop", "letterbox"] = "crop"
-
-    @property
-    def name(self) -> str:
-        return "v0.2" if self.fit == "crop" else "letterbox"
 
     def rng(self, key: str) -> np.random.Generator:
         return np.random.default_rng([self.seed, zlib.crc32(key.encode())])
@@ -143,8 +135,6 @@ class ValidatorTransform:
 @dataclass(frozen=True)
 class NoTransform:
     """The full regime: the frame as it is."""
-
-    name: str = "full"
 
     def __call__(self, image: np.ndarray, key: str, level: int | None = None) -> np.ndarray:
         return image
