@@ -50,24 +50,29 @@ class CostTracker:
     def prior(self, stage: str) -> float:
         return self._priors.get(stage, self._prior)
 
+    def _faded(self, stage: str) -> float | None:
+        """The stage's estimate with its excess over the prior faded; None if it never ran. Lock held."""
+        if stage not in self._ema:
+            return None
+        ema, prior = self._ema[stage], self.prior(stage)
+        if ema <= prior:
+            return ema
+        return prior + (ema - prior) * 0.5 ** ((self._clock() - self._seen_at[stage]) / self._recovery_s)
+
     def estimate(self, stage: str) -> float:
         with self._lock:
-            if stage not in self._ema:
-                return self.prior(stage)
-            ema, prior = self._ema[stage], self.prior(stage)
-            if ema <= prior:
-                return ema
-            fade = 0.5 ** ((self._clock() - self._seen_at[stage]) / self._recovery_s)
-            return prior + (ema - prior) * fade
+            current = self._faded(stage)
+        return self.prior(stage) if current is None else current
 
     def observe(self, stage: str, seconds: float) -> None:
-        current = self.estimate(stage) if stage in self._ema else None
         with self._lock:
+            current = self._faded(stage)
             self._ema[stage] = seconds if current is None else (1 - self._alpha) * current + self._alpha * seconds
             self._seen_at[stage] = self._clock()
 
     def snapshot(self) -> dict[str, float]:
-        return {stage: self.estimate(stage) for stage in list(self._ema)}
+        with self._lock:
+            return {stage: self._faded(stage) for stage in self._ema}
 
     def fits(self, stage: str, deadline: Deadline, margin_s: float) -> bool:
         return self.estimate(stage) <= deadline.remaining() - margin_s

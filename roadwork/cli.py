@@ -76,12 +76,19 @@ def build_cascade(cfg, where: str):  # noqa: ANN001, ANN201
 
 
 def _load_data(data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN202
+    return _select_rows(_read_data(data), data, split, sources)
+
+
+def _read_data(data: Path):  # noqa: ANN202
     from training.datasets import load_dataset
 
     try:
-        ds = load_dataset(data)
+        return load_dataset(data)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN001, ANN202
     ds = ds.select(split=split, sources=sources)
     if not len(ds):
         _fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
@@ -115,8 +122,9 @@ def eval_cmd(
         regimes = parse_regimes(regime)
     except ValueError as exc:
         _fail(f"--regime: {exc}")
-    split = _held_out_split(data, split)
-    ds = _load_data(data, split, source)
+    every_row = _read_data(data)
+    split = _held_out_split(every_row, split)
+    ds = _select_rows(every_row, data, split, source)
     tracer = _tracer(trace)
     results = {}
     with _load_cascade(config) as cascade:
@@ -140,19 +148,13 @@ def eval_cmd(
         console.print(f"regimes side by side: {table}")
 
 
-def _held_out_split(data: Path, split: str | None) -> str | None:
+def _held_out_split(ds, split: str | None) -> str | None:  # noqa: ANN001
     """`--split` as given; 'all' -> every row; unset -> 'dev' where the data has dev rows (said aloud)."""
     if split == "all":
         return None
     if split is not None:
         return split
-    from training.datasets import load_dataset
-
-    try:
-        splits = {s.split for s in load_dataset(data).samples}
-    except (FileNotFoundError, ValueError):
-        return None  # _load_data reports it
-    if "dev" in splits:
+    if any(s.split == "dev" for s in ds.samples):
         console.print("[yellow]no --split given: scoring the held-out 'dev' rows only (training rows would "
                       "flatter the figures; --split all scores every row)[/yellow]")
         return "dev"

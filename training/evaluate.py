@@ -81,8 +81,9 @@ class WorstMistakes:
         from PIL import Image
 
         rows = []
-        for i, (_, key, label, prob, source, thumb) in enumerate(self.items):
+        if self.items:
             folder.mkdir(parents=True, exist_ok=True)
+        for i, (_, key, label, prob, source, thumb) in enumerate(self.items):
             name = f"{i:02d}.jpg"
             Image.fromarray(thumb).save(folder / name, quality=85)
             rows.append({"key": key, "label": label, "prob": round(prob, 4), "source": source,
