@@ -1,5 +1,5 @@
 """Summarise an `roadwork eval --regime ...` run folder: pooled and each voter alone, per regime,
-overall and on the vehicle-camera sources, as JSON for benchmarks/results.
+overall, on the vehicle-camera sources and per source, as JSON for benchmarks/results.
 
     python benchmarks/dev_summary.py runs/dev --out benchmarks/results/dev_regimes_cpu.json
 """
@@ -40,6 +40,8 @@ def summary(run: Path) -> dict:
             "pooled_vehicle_sources": score(vehicle, lambda r: r["prob"]),
             "voters": {v: score(rows, vote(v)) for v in voters},
             "voters_vehicle_sources": {v: score(vehicle, vote(v)) for v in voters},
+            "per_source": {src: {k: r[k] for k in ("n", "positives", "mcc", "accuracy", "auroc")}
+                           for src, r in json.loads(metrics.read_text())["per_source"].items()},
             "latency_ms": json.loads(metrics.read_text())["latency_ms"],
         }
     return out

@@ -226,7 +226,7 @@ def train_backbone_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and OOF votes go beside it.")] = Path("models/l0_backbone.pt"),
     head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path("models/l0_head.npz"),
-    device: Annotated[str, typer.Option(help="'cpu' (about 1.8 h a model on 2 cores, 11 h with --folds 5) or 'cuda' (about 5.5 min with --folds 5 on an H200).")] = "cpu",
+    device: Annotated[str, typer.Option(help="'cpu' (about 1.8 h a model on 2 cores, 11 h with --folds 5) or 'cuda' (278 s with --folds 5 at 12 epochs on an H200).")] = "cpu",
     epochs: Annotated[int, typer.Option(min=1)] = 14,
     folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")] = 5,
     paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")] = 0.0,
