@@ -22,7 +22,16 @@ from detectors.evidence import Boxes, ClassMap
 log = logging.getLogger(__name__)
 
 # Errors a backend raises on an input it cannot handle; anything else is a bug and propagates.
-FRAME_ERRORS = (ValueError, RuntimeError, IndexError, TypeError)
+FRAME_ERRORS = (ValueError, RuntimeError, IndexError)
+"""What a bad input raises inside a model backend: the batch is retried frame by frame and only the
+failing frames abstain. Not TypeError (a code or version bug) and not out-of-memory (the device,
+not the frame): those propagate, and the cascade abstains with cause `error`, logs a warning and
+counts it."""
+
+
+def is_frame_error(exc: BaseException) -> bool:
+    """True for a failure of this input; False for one of the model or the machine (CUDA OOM)."""
+    return isinstance(exc, FRAME_ERRORS) and "out of memory" not in str(exc).lower()
 
 
 def resolve_weights(weights: str, base_dir: Path, allow_download: bool, key: str,
@@ -68,7 +77,10 @@ class BoxDetector(Detector):
             try:
                 results: list[Boxes | Exception] = list(self.detect([f.image for f in chunk]))
             except FRAME_ERRORS as exc:  # one bad frame must not sink the batch: retry one by one
-                log.debug("%s: batch of %d failed (%s); retrying per frame", self.name, len(chunk), exc)
+                if not is_frame_error(exc):
+                    raise
+                log.warning("%s: batch of %d failed (%s: %s); retrying frame by frame", self.name, len(chunk),
+                            type(exc).__name__, exc)
                 results = [self._detect_one(f.image) for f in chunk]
             if len(results) != len(chunk):
                 raise RuntimeError(f"{self.name}: backend returned {len(results)} results for {len(chunk)} frames")
@@ -86,6 +98,8 @@ class BoxDetector(Detector):
         try:
             return self.detect([image])[0]
         except FRAME_ERRORS as exc:
+            if not is_frame_error(exc):
+                raise
             return exc
 
 
@@ -94,11 +108,15 @@ def map_with_fallback(items: list, run_batch: Callable[[list], Sequence]) -> lis
     exception in place of each failing item's result (the caller abstains for it)."""
     try:
         out = list(run_batch(items))
-    except FRAME_ERRORS:
+    except FRAME_ERRORS as exc:
+        if not is_frame_error(exc):
+            raise
         out = []
         for item in items:
             try:
                 out.append(run_batch([item])[0])
-            except FRAME_ERRORS as exc:
-                out.append(exc)
+            except FRAME_ERRORS as one:
+                if not is_frame_error(one):
+                    raise
+                out.append(one)
     return out

@@ -202,3 +202,58 @@ def test_an_artefact_fitted_on_other_voters_is_refused_with_both_lists(frame):
     art = ConsensusArtefact(weights={"l0_head": 1.0, "old_yolo": 0.5}, fitted_on="models/old.oof")
     with pytest.raises(ValueError, match=r"missing from the artefact: \['l1'\]; not in the profile: \['old_yolo'\]"):
         make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1", "L1", 0.1)], artefact=art)
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                 id="cuda-oom"),
+    pytest.param(lambda: TypeError("forward() got an unexpected keyword argument 'conf'"), id="type-error"),
+])
+def test_a_box_detector_that_breaks_is_an_error_abstention_not_a_bad_frame(frame, error, caplog):
+    from cascade.types import AbstainCause
+    from detectors.box_detector import BoxDetector
+    from detectors.evidence import ClassMap
+
+    class Broken(BoxDetector):
+        calls = 0
+
+        @classmethod
+        def from_config(cls, cfg, base_dir):
+            raise NotImplementedError
+
+        def detect(self, images):
+            Broken.calls += 1
+            raise error()
+
+    error()  # imports torch here, not inside the voter's time budget
+    det, l0 = Broken("boxes", Level.L1, ClassMap()), FakeVoter("l0", "L0", 0.7)
+    with make_cascade([l0, det]) as cascade:
+        verdict = cascade.run_sync(frame)
+    vote = next(v for v in verdict.votes if v.voter == "boxes")
+    # not retried frame by frame as if the image were bad, and said out loud with its type
+    assert Broken.calls == 1
+    assert vote.abstained and vote.cause is AbstainCause.ERROR and type(error()).__name__ in vote.reason
+    assert any("voter boxes failed" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert verdict.prob == pytest.approx(0.7)  # the answer still goes out
+
+
+def test_a_bad_frame_in_a_box_detector_batch_abstains_alone(frame):
+    import numpy as np
+
+    from cascade.types import AbstainCause, Frame
+    from detectors.box_detector import BoxDetector
+    from detectors.evidence import Boxes, ClassMap
+
+    class Picky(BoxDetector):
+        @classmethod
+        def from_config(cls, cfg, base_dir):
+            raise NotImplementedError
+
+        def detect(self, images):
+            if any(im.shape[0] < 8 for im in images):
+                raise ValueError("image too small")
+            return [Boxes(np.zeros((0, 4)), np.zeros(0), ()) for _ in images]
+
+    tiny = Frame(np.zeros((2, 2, 3), np.uint8), source="t")
+    votes = Picky("boxes", Level.L1, ClassMap()).predict([frame, tiny, frame])
+    assert [v.abstained for v in votes] == [False, True, False] and votes[1].cause is AbstainCause.ERROR
