@@ -62,10 +62,11 @@ def serve_cmd(
     health_port: Annotated[int | None, typer.Option("--health-port", help="Side port for /healthz, /readyz, /metrics (overrides miner.health.port; 0 = off).")] = None,
     no_chain: Annotated[bool, typer.Option("--no-chain", help="Smoke test: no chain, temporary wallet, 127.0.0.1 only, every caller served.")] = False,
     trace: Annotated[str | None, typer.Option(help="Send one trace per request to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`).")] = None,
+    ready_file: Annotated[Path | None, typer.Option("--ready-file", help="Once serving, write the axon's ip, port and hotkey (and the side port URL) here as JSON, for an outside client to test against.")] = None,
 ) -> None:
     """Run the miner: a bittensor axon that answers validators' ImageSynapse with P(roadwork).
 
-    Loads and warms the cascade, checks that your hotkey is registered on --netuid, announces the axon on chain and serves until SIGTERM/SIGINT (then drains for miner.drain_s). Callers not in the metagraph, without a validator permit or under miner.policy.min_stake are refused; the rest are served by stake. Health and Prometheus metrics on 127.0.0.1:9100 by default.
+    Loads and warms the cascade, checks that your hotkey is registered on --netuid, announces the axon on chain and serves until SIGTERM/SIGINT (then drains for miner.drain_s). Callers not in the metagraph, without a validator permit or under miner.policy.min_stake are refused; the rest are served by stake. Health and Prometheus metrics on 127.0.0.1:18091 by default.
 
     Example: roadwork serve --config configs/cpu.yaml --wallet.name miner --wallet.hotkey default --netuid 323 --subtensor.network test --axon.port 8091
     """
@@ -81,7 +82,8 @@ def serve_cmd(
     default_level("INFO")
     opts = ServeOptions(wallet_name, wallet_hotkey, wallet_path, netuid, network,
                         "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip, axon_port,
-                        external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain)
+                        external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain,
+                        None if ready_file is None else str(ready_file))
     tracer = _tracer(trace)
     try:
         code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
@@ -163,12 +165,23 @@ def simulate_cmd(
     cascade = _cascade_builder(cfg)()
     with cascade, LocalRig(cascade, cfg.miner) as rig:
         console.print(f"axon on 127.0.0.1:{rig.axon.port}; side port {rig.health.url}/metrics")
+        done: list = []
+        interrupted = False
         with progress_bar() as bar:
             task = bar.add_task(f"querying ({concurrency} in flight)", total=len(challenges))
-            results = asyncio.run(run_queries(rig, challenges, concurrency, lambda: bar.advance(task)))
-        rows = [query_row(*r) for r in results]
+            try:
+                asyncio.run(run_queries(rig, challenges, concurrency, lambda: bar.advance(task), done=done))
+            except KeyboardInterrupt:  # like eval: keep and report what was answered
+                interrupted = True
+        if interrupted:
+            console.print(f"[yellow]interrupted[/yellow] after {len(done)} of {len(challenges)} queries; "
+                          f"writing those to {out}")
+        rows = [query_row(*r) for r in sorted(done, key=lambda r: r[0].index)]
+        if not rows:
+            _fail("interrupted before any query was answered; nothing written")
         summary = write_run(out, rows, rig, settings_dict(data=data, split=split, queries=queries, concurrency=concurrency,
-                                                          config=config, transform=transform, seed=seed))
+                                                          config=config, transform=transform, seed=seed,
+                                                          interrupted=interrupted))
     table = Table(title=f"simulated validator · {data} · split {split}")
     table.add_column("measure")
     table.add_column("value")
@@ -176,6 +189,8 @@ def simulate_cmd(
         table.add_row(k, v)
     Console().print(table)
     console.print(f"run folder: {out} (summary.md, simulation.png, queries.jsonl, metrics.prom)")
+    if interrupted:
+        raise typer.Exit(code=130)  # the shell's code for Ctrl-C: the run is partial
 
 
 def _dataset(data: Path, split: str | None):  # noqa: ANN202

@@ -10,7 +10,7 @@ miner:
   max_queue: 64                # waiting requests beyond this are answered -1 at once
   policy: {require_validator_permit: true, min_stake: 0, sync_interval_s: 600}
   decode: {max_bytes: 20000000, max_pixels: 16777216, formats: [JPEG, PNG, WEBP, BMP]}
-  health: {port: 9100}         # /healthz, /readyz, /metrics; 0 turns the side port off
+  health: {port: 18091}        # /healthz, /readyz, /metrics; 0 turns the side port off
 ```
 """
 from __future__ import annotations
@@ -83,8 +83,9 @@ class HealthConfig(BaseModel):
 
     host: str = "127.0.0.1"
     """Interface of the side port. Keep it private; expose through your own reverse proxy if needed."""
-    port: int = Field(default=9100, ge=0, le=65535)
-    """/healthz, /readyz and /metrics (Prometheus). 0 turns the side port off."""
+    port: int = Field(default=18091, ge=0, le=65535)
+    """/healthz, /readyz and /metrics (Prometheus). 0 turns the side port off. The default stays out
+    of Prometheus' exporter range 9100-9999 (node_exporter owns 9100, and runs on most GPU hosts)."""
 
 
 class MinerConfig(BaseModel):
@@ -107,7 +108,8 @@ class MinerConfig(BaseModel):
     drain_s: float = Field(default=10.0, ge=0)
     """On SIGTERM: how long requests already inside may take to finish before the process exits."""
     model_url: str = ""
-    """Sent back in ExtendedImageSynapse.model_url (newer validators ask for the miner's model card)."""
+    """Sent back in ExtendedImageSynapse.model_url (older validators' variant; the official validator
+    sends plain ImageSynapse, which has no such field)."""
     explanation: Literal["votes", "none"] = "votes"
     """ExtendedImageSynapse.explanation: a short list of the voters that decided, or empty."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

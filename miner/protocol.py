@@ -1,9 +1,10 @@
 """The SN72 wire protocol: `ImageSynapse`, field for field the subnet's (natix/protocol.py).
 
 The class name is part of the wire format: a dendrite posts to `/<class name>`, and the axon
-routes on it. Current StreetVision validators send `ExtendedImageSynapse` (the same fields plus
-`model_url` and `explanation`), older ones and the BitMind lineage `ImageSynapse`; the miner
-attaches both routes.
+routes on it. The official StreetVision validator (bittensor 9.12.2) has sent plain `ImageSynapse`
+since late 2025; `ExtendedImageSynapse` (the same fields plus `model_url` and `explanation`) is an
+older variant that some validators may still send. The miner attaches both routes, and answers
+`ImageSynapse` first.
 
 | field | type | default | who fills it |
 | --- | --- | --- | --- |
@@ -30,7 +31,8 @@ class ImageSynapse(bt.Synapse):
 
 
 class ExtendedImageSynapse(ImageSynapse):
-    """The current validators' request: ImageSynapse plus the miner's model URL and explanation."""
+    """ImageSynapse plus the miner's model URL and explanation: an older validators' variant (the
+    official validator sends plain ImageSynapse since late 2025); still answered."""
 
     model_url: str = ""
     explanation: str = pydantic.Field(title="Explanation", description="Visual indicators behind the prediction",

@@ -22,6 +22,7 @@ from typing import Any
 
 from cascade.config import CascadeConfig
 from miner.policy import CallerPolicy, MetagraphSnapshot
+from miner.ports import ensure_free
 from monitoring.health import HealthServer, HealthState
 from monitoring.metrics import MinerMetrics
 
@@ -44,6 +45,8 @@ class ServeOptions:
     external_ip: str | None
     external_port: int | None
     no_chain: bool = False
+    ready_file: str | None = None
+    """Once ready, write the axon's ip, port and hotkey (and the side port's URL) here as JSON."""
 
 
 class MetagraphSyncer(threading.Thread):
@@ -119,6 +122,11 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     reapply()  # importing bittensor (miner.axon) silenced every logger that existed before it
 
     mc = cfg.miner
+    ensure_free(opts.axon_ip, opts.axon_port, "axon port",
+                "pick another with --axon.port (and --axon.external_port if the announced port differs)")
+    if mc.health.port:
+        ensure_free(mc.health.host, mc.health.port, "side port (/healthz, /readyz, /metrics)",
+                    "set another with --health-port or miner.health.port in the profile, or 0 to turn it off")
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signals(stop)
@@ -142,6 +150,8 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     state.set_ready(True, f"serving on {opts.axon_ip}:{opts.axon_port}")
     log.warning("miner ready: axon %s:%d, hotkey %s, deadline %.0f ms", opts.axon_ip, opts.axon_port,
                 wallet.hotkey.ss58_address, mc.deadline_ms)
+    if opts.ready_file:
+        _write_ready_file(opts, wallet, health)
     try:
         while not stop.wait(1.0):
             pass
@@ -155,6 +165,19 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
             health.stop()
         log.warning("miner stopped (%s)", "drained" if drained else f"{service.in_flight} requests cut at drain_s")
     return 0
+
+
+def _write_ready_file(opts: ServeOptions, wallet: Any, health: HealthServer | None) -> None:
+    import json
+    from pathlib import Path
+
+    info = {"axon_ip": opts.axon_ip, "axon_port": opts.axon_port, "hotkey": wallet.hotkey.ss58_address,
+            "netuid": None if opts.no_chain else opts.netuid, "network": None if opts.no_chain else opts.network,
+            "no_chain": opts.no_chain, "side_port_url": health.url if health else None}
+    path = Path(opts.ready_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    log.info("wrote the axon's address and hotkey to %s", path)
 
 
 def _chain_side(opts: ServeOptions, mc: Any, metrics: MinerMetrics) -> tuple[Any, Any, Any, CallerPolicy]:

@@ -74,16 +74,22 @@ def make_challenges(samples: list[Sample], transform: Callable[[np.ndarray, str]
 
 
 async def run_queries(rig: LocalRig, challenges: list[Challenge], concurrency: int,
-                      on_done: Callable[[], None] | None = None,
-                      timeout: float = VALIDATOR_TIMEOUT_S) -> list[tuple[Challenge, QueryResult, float]]:
-    """Send every challenge, at most `concurrency` in flight; (challenge, result, send time) in order."""
+                      on_done: Callable[[], None] | None = None, timeout: float = VALIDATOR_TIMEOUT_S,
+                      done: list[tuple[Challenge, QueryResult, float]] | None = None,
+                      ) -> list[tuple[Challenge, QueryResult, float]]:
+    """Send every challenge, at most `concurrency` in flight; (challenge, result, send time) in order.
+
+    Each answered query is also appended to `done` as it comes back, so that a caller interrupted
+    by Ctrl-C still has every answer so far."""
     sem = asyncio.Semaphore(concurrency)
     t_start = time.monotonic()
+    done = [] if done is None else done
 
     async def one(ch: Challenge) -> tuple[Challenge, QueryResult, float]:
         async with sem:
             sent = time.monotonic() - t_start
             res = await rig.query(ch.payload, timeout)
+            done.append((ch, res, sent))
             if on_done:
                 on_done()
             return ch, res, sent

@@ -69,7 +69,7 @@ def _handler(state: HealthState, metrics: MinerMetrics) -> type[BaseHTTPRequestH
 class HealthServer:
     """`with HealthServer(state, metrics, host, port) as hs:` serves until the block ends."""
 
-    def __init__(self, state: HealthState, metrics: MinerMetrics, host: str = "127.0.0.1", port: int = 9100) -> None:
+    def __init__(self, state: HealthState, metrics: MinerMetrics, host: str = "127.0.0.1", port: int = 18091) -> None:
         self.state, self.metrics = state, metrics
         self._server = ThreadingHTTPServer((host, port), _handler(state, metrics))
         self._server.daemon_threads = True

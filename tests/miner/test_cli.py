@@ -81,8 +81,8 @@ def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "serve", "--no-chain", "--config",
                              str(REPO / "configs" / "cpu.yaml"), "--axon.port", str(axon_port),
                              "--health-port", str(health_port), "--wallet.path", str(tmp_path / "w"),
-                             "--wallet.name", "miner"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--wallet.name", "miner", "--ready-file", str(tmp_path / "ready.json")],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         health = f"http://127.0.0.1:{health_port}"
         end = time.monotonic() + 120
@@ -91,6 +91,10 @@ def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
             assert time.monotonic() < end, "not ready within 120 s"
             time.sleep(0.5)
         assert _get(health + "/healthz") == 200
+        # an outside client learns where and whom to ask from the ready file
+        ready = json.loads((tmp_path / "ready.json").read_text())
+        assert ready["axon_ip"] == "127.0.0.1" and ready["axon_port"] == axon_port and ready["no_chain"] is True
+        assert ready["hotkey"] == miner.hotkey.ss58_address and ready["side_port_url"] == health
 
         class Target:  # what the dendrite needs from an axon: its info()
             @staticmethod
@@ -183,3 +187,57 @@ def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_pa
     assert any(name == "miner.serve" and "miner ready" in msg for name, msg in messages), out[-2000:]
     assert any(name == "miner.service" and msg.startswith("refused input") for name, msg in messages), out[-2000:]
     assert any("miner stopped" in msg for _, msg in messages), out[-2000:]
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_simulate_keeps_the_answered_queries(tmp_path, monkeypatch):
+    pytest.importorskip("bittensor")
+    from miner.rig import LocalRig
+    from roadwork.sample import make_sample
+
+    real_query, calls = LocalRig.query, []
+
+    async def query_then_ctrl_c(self, payload, timeout):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return await real_query(self, payload, timeout)
+
+    monkeypatch.setattr(LocalRig, "query", query_then_ctrl_c)
+    data, out = make_sample(tmp_path / "sample", 8, 0), tmp_path / "sim"
+    result = runner.invoke(app, ["simulate", "--data", str(data), "--queries", "8", "--concurrency", "1",
+                                 "--out", str(out), "--config", str(REPO / "configs" / "cpu.yaml")])
+    assert result.exit_code == 130, result.output
+    assert "interrupted after 3 of 8 queries" in result.output
+    assert len((out / "queries.jsonl").read_text().splitlines()) == 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["queries"] == 3 and summary["settings"]["interrupted"] is True
+
+
+@pytest.mark.parametrize("which", ["axon", "side"])
+def test_a_taken_port_is_named_before_the_models_load(tmp_path, which):
+    pytest.importorskip("bittensor")
+    import socket
+
+    from miner.axon import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        axon_port, health_port = (port, free_port()) if which == "axon" else (free_port(), port)
+        t0 = time.monotonic()
+        result = runner.invoke(app, ["serve", "--no-chain", "--config", str(REPO / "configs" / "cpu.yaml"),
+                                     "--axon.port", str(axon_port), "--health-port", str(health_port),
+                                     "--wallet.path", str(tmp_path / "w")], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    what = "axon port" if which == "axon" else "side port"
+    assert f"{what}" in result.output and f"127.0.0.1:{port} is already in use" in result.output
+    assert ("--axon.port" if which == "axon" else "--health-port") in result.output
+    assert time.monotonic() - t0 < 20  # refused at once, not after loading the cascade
+
+
+def test_the_side_port_default_stays_clear_of_node_exporter():
+    from miner.config import HealthConfig
+
+    assert not 9100 <= HealthConfig().port <= 9999  # Prometheus' exporter range; node_exporter owns 9100
