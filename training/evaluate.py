@@ -135,7 +135,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
             latency_ms = (time.monotonic() - t0) * 1000
             preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name)) + "\n")
             metrics.update(sample.label, verdict.prob, sample.source, latency_ms,
-                           verdict.exit_level.name if verdict.exit_level is not None else "none")
+                           verdict.exit_level.name if verdict.exit_level is not None else "none", verdict.answered)
             worst.offer(sample, verdict.prob, image)
             for vote in verdict.votes:
                 if not vote.abstained:
@@ -173,7 +173,8 @@ def write_report(m: dict[str, Any], out: Path) -> Path:
     c = m["confusion"]
     lines = [f"# Evaluation: profile `{m['profile']}`, regime `{m['transform']}`", "",
              f"- data: `{data.get('root', '?')}`, split `{data.get('split') or 'all rows'}`, seed {data.get('seed', 0)}",
-             f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}"
+             f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}, "
+             f"unanswered (scored wrong, as the miner's -1 earns nothing): {m.get('unanswered', 0)}"
              + (" · **synthetic sample** (`roadwork make-sample`): these figures say nothing about real frames"
                 if set(m["per_source"]) == {"synthetic"} else ""),
              f"- MCC {fmt_metric(m['mcc'])} · accuracy {m['accuracy']:.3f} · AUROC "

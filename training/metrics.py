@@ -67,8 +67,14 @@ class BinaryMetrics:
     sources: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     exit_levels: list[str] = field(default_factory=list)
+    answered: list[bool] = field(default_factory=list)
+    """False where no voter gave a probability: the miner sends -1 there, which earns nothing, so
+    the report scores it as a wrong answer (not the 0.5 placeholder, which would pass as 'no
+    roadwork' and be right on every negative)."""
 
-    def update(self, label: int, prob: float, source: str, latency_ms: float, exit_level: str) -> None:
+    def update(self, label: int, prob: float, source: str, latency_ms: float, exit_level: str,
+               answered: bool = True) -> None:
+        self.answered.append(bool(answered))
         self.labels.append(int(label))
         self.probs.append(float(prob))
         self.sources.append(source)
@@ -76,16 +82,18 @@ class BinaryMetrics:
         self.exit_levels.append(exit_level)
 
     def reset(self) -> None:
-        for lst in (self.labels, self.probs, self.sources, self.latencies_ms, self.exit_levels):
+        for lst in (self.labels, self.probs, self.sources, self.latencies_ms, self.exit_levels, self.answered):
             lst.clear()
 
     def compute(self, stream_seed: int = 0) -> dict[str, Any]:
         if not self.labels:
             raise ValueError("no predictions to score")
         y = np.asarray(self.labels)
-        p = np.asarray(self.probs)
+        answered = np.asarray(self.answered, dtype=bool)
+        p = np.where(answered, np.asarray(self.probs, dtype=float), 1.0 - y)  # no answer: scored wrong
         lat = np.asarray(self.latencies_ms)
         out = summarise(y, p)
+        out["unanswered"] = int((~answered).sum())
         out["ece"] = expected_calibration_error(y, p)
         by_source: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(self.sources):

@@ -23,3 +23,14 @@ def test_report_names_the_data_shows_the_confusion_matrix_and_the_worst_mistakes
     assert len(worst) == 6 and all(w["label"] == 0 and w["prob"] == 0.9 for w in worst)
     assert all((tmp_path / "run" / w["thumbnail"]).stat().st_size > 0 for w in worst)
     assert f"roadwork review {tmp_path / 'run'}" in report and result.metrics["confusion"]["fp"] == 6
+
+
+def test_a_query_nobody_answered_is_scored_wrong_like_the_minus_one_the_miner_sends(tmp_path):
+    # given a cascade whose only voter fails on every frame (the verdict's prob is the 0.5 placeholder)
+    ds = load_folder(make_sample(tmp_path / "s", n=24)).select(split="dev")
+    with make_cascade([FakeVoter("l0", "L0", error=RuntimeError("model gone"))]) as cascade:
+        result = evaluate(cascade, ds, make_transform("full", 0), "full", tmp_path / "run", show_progress=False)
+    # then no negative passes as a correct "no roadwork": every query counts against the miner
+    assert result.metrics["unanswered"] == 12
+    assert result.metrics["accuracy"] == 0.0 and result.metrics["confusion"]["tn"] == 0
+    assert "unanswered (scored wrong, as the miner's -1 earns nothing): 12" in (tmp_path / "run" / "report.md").read_text()
