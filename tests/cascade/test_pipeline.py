@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import time
 
 import pytest
@@ -227,8 +228,13 @@ def test_a_box_detector_that_breaks_is_an_error_abstention_not_a_bad_frame(frame
 
     error()  # imports torch here, not inside the voter's time budget
     det, l0 = Broken("boxes", Level.L1, ClassMap()), FakeVoter("l0", "L0", 0.7)
-    with make_cascade([l0, det]) as cascade:
-        verdict = cascade.run_sync(frame)
+    pipeline_log = logging.getLogger("cascade.pipeline")  # our loggers may not propagate (monitoring.logs)
+    pipeline_log.addHandler(caplog.handler)
+    try:
+        with make_cascade([l0, det]) as cascade:
+            verdict = cascade.run_sync(frame)
+    finally:
+        pipeline_log.removeHandler(caplog.handler)
     vote = next(v for v in verdict.votes if v.voter == "boxes")
     # not retried frame by frame as if the image were bad, and said out loud with its type
     assert Broken.calls == 1
