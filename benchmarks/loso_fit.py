@@ -17,17 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from consensus.fitting import _design, fit_consensus, pooled_logits, rows_from_predictions
-from consensus.pooling import sigmoid
+from consensus.fitting import artefact_probs as pooled
+from consensus.fitting import fit_consensus, rows_from_predictions
 from training.evaluate import merge_runs, read_predictions
 from training.metrics import summarise
-
-
-def pooled(artefact, rows) -> np.ndarray:  # noqa: ANN001
-    voters = list(artefact.weights)
-    x, present = _design(rows, voters, artefact.clip)
-    z = pooled_logits(x, present, np.array([artefact.weights[v] for v in voters]))
-    return sigmoid(artefact.scale * z + artefact.bias)
 
 
 def main() -> None:

@@ -5,7 +5,14 @@ built from the `roadwork train backbone --folds` OOF files (train split only, de
 
 Each OOF file holds, per training image and regime, the held-out probability at each view size.
 A candidate voter is (file, size); the fit-set MCC is that of the fitted, calibrated pool at its
-fitted threshold, over one row per (image, regime).
+fitted threshold, over one row per (image, regime), and per regime, on all sources and on the
+vehicle-camera ones. A set with only the tile voter covers just the full-size rows (it abstains
+on 224-px views).
+
+Then the same fitted pool is scored on leave-one-source-out votes (`benchmarks/loso_networks.py`:
+for each vehicle-camera source, a network trained without it), the closest thing on train to a
+camera the project has never seen. Voters whose recipe has no LOSO network are absent there (the
+pool renormalises over the rest), as the `loso_voters` field says.
 """
 from __future__ import annotations
 
@@ -13,18 +20,61 @@ import argparse
 import json
 from pathlib import Path
 
-from consensus.fitting import fit_consensus, rows_from_predictions
+import numpy as np
+from sklearn.metrics import matthews_corrcoef
+
+from consensus.fitting import artefact_probs, fit_consensus, rows_from_predictions
 from training.evaluate import merge_runs
 from training.finetune import write_oof_run
 
 CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_head": ("models/l0_backbone.oof.jsonl", "224"),
     "l0_detail": ("models/l0_backbone.oof.jsonl", "448"),
-    "l0_paste": ("models/l0_backbone_paste.oof.jsonl", "224"),
-    "l0_paste_448": ("models/l0_backbone_paste.oof.jsonl", "448"),
+    "l0_paste": ("benchmarks/results/oof_votes_l0_backbone_paste.jsonl", "224"),
+    "l0_paste_detail": ("benchmarks/results/oof_votes_l0_backbone_paste.jsonl", "448"),
+    "l0_tiles": ("models/l0_backbone.oof.jsonl", "tiles"),
+    "l0_paste_erase": ("models/l0_backbone_paste_erase.oof.jsonl", "224"),
+    "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
 }
-SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_head", "l0_detail"],
-        ["l0_head", "l0_detail", "l0_paste"], ["l0_head", "l0_detail", "l0_paste", "l0_paste_448"]]
+LOSO = {  # voter name: (LOSO votes of its recipe, view size)
+    "l0_head": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "224"),
+    "l0_detail": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "448"),
+    "l0_paste_erase": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "224"),
+    "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "448"),
+}
+PE = ["l0_paste_erase", "l0_paste_erase_detail"]
+VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
+SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_detail"],
+        ["l0_head", "l0_detail", "l0_paste"], ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail"],
+        ["l0_head", "l0_detail", "l0_tiles"], ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
+        ["l0_paste_erase"], PE, ["l0_head", "l0_detail", *PE],
+        ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE]]
+
+
+def loso_rows(voters: list[str]) -> tuple[list[dict], list[str]]:
+    """One row per (held-out image, regime) with the LOSO votes of the voters that have them."""
+    have = [v for v in voters if v in LOSO]
+    rows: dict[str, dict] = {}
+    for name in have:
+        path, size = LOSO[name]
+        for line in Path(path).read_text().splitlines():
+            r = json.loads(line)
+            for regime, by_size in r["probs"].items():
+                row = rows.setdefault(f"{r['key']}#{regime}", {"key": f"{r['key']}#{regime}", "label": r["label"],
+                                                                 "source": r["source"], "votes": []})
+                row["votes"].append({"voter": name, "level": "L0", "prob": by_size[size]})
+    return list(rows.values()), have
+
+
+def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) -> dict[str, float]:
+    out = {}
+    for regime in ("v0.2", "letterbox", "full"):
+        for part, sources in parts.items():
+            sel = np.array([r["key"].endswith(f"#{regime}") and (sources is None or r["source"] in sources)
+                            for r in preds])
+            if sel.any() and len(set(y[sel])) == 2:
+                out[f"{regime}/{part}"] = round(float(matthews_corrcoef(y[sel], p[sel] >= 0.5)), 4)
+    return out
 
 
 def main() -> None:
@@ -38,12 +88,27 @@ def main() -> None:
         runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
     results = []
     for voters in SETS:
-        art = fit_consensus(rows_from_predictions(merge_runs([runs[v] for v in voters])))
-        results.append({"voters": voters, "oof_mcc": round(art.metrics["mcc"], 4),
-                        "oof_accuracy": round(art.metrics["accuracy"], 4),
-                        "threshold": art.threshold_raw, "weights": art.weights})
-        print(f"{' + '.join(voters):48s} OOF MCC {art.metrics['mcc']:.3f} (threshold {art.threshold_raw:.3f})")
-    args.out.write_text(json.dumps({"candidates": CANDIDATES, "sets": results}, indent=2) + "\n")
+        preds = merge_runs([runs[v] for v in voters])
+        rows = rows_from_predictions(preds)
+        art = fit_consensus(rows)
+        y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
+        per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
+        entry = {"voters": voters, "oof_mcc": round(art.metrics["mcc"], 4),
+                 "oof_accuracy": round(art.metrics["accuracy"], 4), "oof_mcc_by_regime": per_regime,
+                 "threshold": art.threshold_raw, "weights": art.weights}
+        held, have = loso_rows(voters)
+        if have:
+            lrows = rows_from_predictions(held)
+            ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
+            entry["loso_voters"] = have
+            entry["loso_mcc"] = round(float(matthews_corrcoef(ly, lp >= 0.5)), 4)
+            entry["loso_mcc_by_regime"] = mcc_by_regime(held, ly, lp, {"held_out": None})
+        results.append(entry)
+        print(f"{' + '.join(voters):48s} OOF MCC {art.metrics['mcc']:.3f} (threshold {art.threshold_raw:.3f}) | "
+              + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
+              + (f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
+                 + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()) if have else ""))
+    args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": LOSO, "sets": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

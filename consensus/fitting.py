@@ -118,6 +118,14 @@ def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: 
         fitted_on=fitted_on, n_samples=len(rows), metrics=metrics)
 
 
+def artefact_probs(artefact: ConsensusArtefact, rows: Sequence[LabelledVotes]) -> np.ndarray:
+    """The fitted pool's calibrated probability for each row (voters absent from a row abstain)."""
+    voters = list(artefact.weights)
+    x, present = _design(rows, voters, artefact.clip)
+    z = pooled_logits(x, present, np.array([artefact.weights[v] for v in voters]))
+    return sigmoid(artefact.scale * z + artefact.bias)
+
+
 def rows_from_predictions(predictions: Sequence[dict]) -> list[LabelledVotes]:
     """Turn `roadwork eval` predictions.jsonl rows into fitting rows."""
     rows = []

@@ -1,4 +1,11 @@
-"""L0: backbone embedding + trained head -> one probability per frame."""
+"""L0: backbone embedding + trained head -> one probability per frame.
+
+With `tiles`, the voter scores overlapping crops of a large frame instead of the whole frame and
+answers the most confident crop (max over crops, as in multiple-instance learning): a cone that is
+a few pixels wide once a 1920-px frame is squashed to 224 px fills part of a crop. A frame smaller
+than `tiles.min_long_side` (every 224-px validator image) gives such a voter nothing the whole-frame
+voters do not already see: it abstains with cause `no_evidence` and costs nothing.
+"""
 from __future__ import annotations
 
 import time
@@ -8,10 +15,22 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level, Vote
+from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.backbones import Backbone, BackboneSpec, build_backbone
 from detectors.base import Detector
 from detectors.heads import LinearHead, verify_manifest
+from detectors.mobilenet import TILE_GRIDS, TILE_MIN_LONG_SIDE, TILE_OVERLAP, tile_crops
+
+
+class TileSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grids: list[tuple[int, int]] = Field(default_factory=lambda: list(TILE_GRIDS), min_length=1)
+    """(rows, cols) of each grid of a landscape frame (swapped for portrait); 2x3 + 3x4 = 18 crops."""
+    overlap: float = Field(default=TILE_OVERLAP, ge=0.0, le=1.0)
+    """How far each crop reaches past its cell, as a share of the cell, on every side."""
+    min_long_side: int = Field(default=TILE_MIN_LONG_SIDE, ge=1)
+    """Frames whose long side is shorter abstain (`no_evidence`): they are scored whole elsewhere."""
 
 
 class BackboneHeadParams(BaseModel):
@@ -20,11 +39,13 @@ class BackboneHeadParams(BaseModel):
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
     head: Path
     """The trained head (.npz) from `roadwork train head`."""
+    tiles: TileSpec | None = None
+    """Score overlapping crops of large frames and answer the max (see the module docstring)."""
 
 
 class BackboneHead(Detector):
     def __init__(self, name: str, level: Level, backbone: Backbone, head: LinearHead,
-                 weight: float = 1.0, batch: int = 16) -> None:
+                 weight: float = 1.0, batch: int = 16, tiles: TileSpec | None = None) -> None:
         super().__init__(name, level, weight)
         if head.dim != backbone.dim:
             raise ValueError(f"voter {name!r}: head expects {head.dim}-d features but backbone "
@@ -32,6 +53,7 @@ class BackboneHead(Detector):
         self.backbone = backbone
         self.head = head
         self.batch = batch
+        self.tiles = tiles
 
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> BackboneHead:
@@ -44,9 +66,33 @@ class BackboneHead(Detector):
         if weights is not None and not weights.is_absolute():
             update["weights"] = (base_dir / weights).resolve()
         spec = params.backbone.model_copy(update=update)
-        return cls(cfg.name, cfg.level, build_backbone(spec), head, cfg.weight, cfg.batch)
+        return cls(cfg.name, cfg.level, build_backbone(spec), head, cfg.weight, cfg.batch, params.tiles)
+
+    def _probs(self, images: list) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(images), self.batch):
+            out.extend(float(p) for p in self.head.predict_proba(self.backbone.embed(images[start:start + self.batch])))
+        return out
+
+    def _predict_tiles(self, frames: Sequence[Frame], tiles: TileSpec) -> list[Vote]:
+        votes: list[Vote] = []
+        for frame in frames:
+            t0 = time.monotonic()
+            h, w = frame.image.shape[:2]
+            if max(h, w) < tiles.min_long_side:
+                votes.append(Vote.abstain(self.name, self.level, f"{w}x{h} frame is below tiles.min_long_side "
+                                          f"{tiles.min_long_side}: scored whole by the other voters", 0.0,
+                                          cause=AbstainCause.NO_EVIDENCE))
+                continue
+            probs = self._probs(tile_crops(frame.image, tiles.grids, tiles.overlap))
+            best = max(range(len(probs)), key=probs.__getitem__)
+            votes.append(Vote(self.name, self.level, probs[best], self.weight, (time.monotonic() - t0) * 1000,
+                              reason=f"crop {best + 1}/{len(probs)} most confident"))
+        return votes
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
+        if self.tiles is not None:
+            return self._predict_tiles(frames, self.tiles)
         votes: list[Vote] = []
         for start in range(0, len(frames), self.batch):
             chunk = frames[start:start + self.batch]

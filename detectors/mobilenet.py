@@ -8,13 +8,14 @@ give a 1280-channel map at stride 32) and loads, in order of what `weights` is:
 - a plain state dict of `MobileNetV2_bottle`.
 Every file is read with `torch.load(weights_only=True)`: a checkpoint is data, never code.
 
-The network's input (`to_tensor_batch`), its pooling (`pool_map`) and the name a head records
-(`backbone_name`) live here too, so the embedding adapter and `roadwork train backbone` share
+The network's input (`to_tensor_batch`), its pooling (`pool_map`), the overlapping crops the
+tile voter scores (`tile_crops`) and the name a head records (`backbone_name`) live here too, so the embedding adapter and `roadwork train backbone` share
 them. Nothing here imports pydantic: the trainer runs on GPU images that lack it.
 """
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,10 @@ from PIL import Image
 FINETUNED_FORMAT = "roadwork-mnv2-finetuned/1"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+TILE_GRIDS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4))
+TILE_OVERLAP = 0.25
+TILE_MIN_LONG_SIDE = 448
+"""The tile voter's defaults (`backbone-head` with `tiles:`), shared with the trainer's OOF votes."""
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:
@@ -40,6 +45,29 @@ def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
         x = (resize_square(img, size).astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
         out[i] = x.transpose(2, 0, 1)
     return out
+
+
+def tile_crops(image: np.ndarray, grids: Sequence[tuple[int, int]] = TILE_GRIDS,
+               overlap: float = TILE_OVERLAP) -> list[np.ndarray]:
+    """Overlapping crops of `image` for each (rows, cols) grid, (cols, rows) for a portrait frame.
+
+    Each cell is widened by `overlap` of its size on every side (inside the frame), so an object on
+    a cell border is whole in one crop. A 2x3 grid of a 1920x1080 frame gives crops of about
+    960x760: squashed to 224 px, a distant cone keeps about three times the pixels it has in the
+    whole frame at 224.
+    """
+    h, w = image.shape[:2]
+    crops = []
+    for rows, cols in grids:
+        if h > w:
+            rows, cols = cols, rows
+        ch, cw = h / rows, w / cols
+        for r in range(rows):
+            for c in range(cols):
+                y0, y1 = max(0, round((r - overlap) * ch)), min(h, round((r + 1 + overlap) * ch))
+                x0, x1 = max(0, round((c - overlap) * cw)), min(w, round((c + 1 + overlap) * cw))
+                crops.append(image[y0:y1, x0:x1])
+    return crops
 
 
 def pool_map(feature_map: Any, pool: str) -> Any:

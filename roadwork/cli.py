@@ -182,6 +182,8 @@ def _print_metrics(m: dict) -> None:
     out.print(f"[bold]{m['transform']}[/bold]: {m['n']} images, MCC {fmt_metric(m['mcc'])}, "
               f"accuracy {m['accuracy']:.3f}")
     out.print(f"AUROC {m['auroc'] or float('nan'):.3f}, simulated reward {m['subnet_reward']['mean']:.3f}")
+    if m.get("unanswered"):
+        out.print(f"[yellow]{m['unanswered']} unanswered[/yellow] (no voter answered; scored wrong, as the miner's -1)")
     table = Table()
     for col in ("source", "n", "+", "MCC", "accuracy"):
         table.add_column(col, no_wrap=True)
@@ -230,8 +232,11 @@ def train_backbone_cmd(
     epochs: Annotated[int, typer.Option(min=1)] = 14,
     folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")] = 5,
     paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")] = 0.0,
+    erase_prob: Annotated[float, typer.Option(min=0, max=1, help="Erase the boxed objects from this share of boxed positives, which become negatives of the same source.")] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     seed: Annotated[int, typer.Option()] = 0,
+    save_folds: Annotated[bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")] = False,
+    voters: Annotated[str, typer.Option(help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does.")] = "224=l0_head,448=l0_detail",
 ) -> None:
     """Fine-tune the L0 MobileNetV2 end to end on every validator regime (v0.2, letterbox, full).
 
@@ -242,10 +247,17 @@ def train_backbone_cmd(
     """
     from training.finetune import FinetuneConfig, train_backbone
 
-    ds = _load_data(data, "train", None)
-    cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, workers=workers, seed=seed)
     try:
-        info = train_backbone(ds, out, head, cfg, device)
+        view_voters = dict(item.split("=", 1) for item in voters.split(","))
+    except ValueError:
+        _fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
+    if bad := set(view_voters) - {"224", "448", "tiles"}:
+        _fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    ds = _load_data(data, "train", None)
+    cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, erase_prob=erase_prob, workers=workers, seed=seed,
+                         save_folds=save_folds)
+    try:
+        info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     console.print(f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"

@@ -44,30 +44,18 @@ class PasteBank:
     @classmethod
     def from_samples(cls, root: Path, samples: list[Sample], min_side: int = 12,
                      max_per_image: int = 4) -> PasteBank:
-        from training.train_detector import map_class
-
         cutouts: list[Cutout] = []
-        names_cache: dict[str, list[str]] = {}
-        for s in samples:
-            path = box_file(root, s)
-            if s.label != 1 or not path.is_file():
-                continue
-            names = names_cache.setdefault(s.source, _class_names(root / "boxes" / s.source / "classes.txt"))
-            boxes = read_yolo_boxes(path)
-            if not len(boxes):
-                continue
+        for s, boxes in schema_boxes(root, samples):
             try:
                 image = s.load()
             except ImageLoadError:
                 continue
             h, w = image.shape[:2]
-            for cls_id, cx, cy, bw, bh in boxes[:max_per_image]:
-                name = names[int(cls_id)] if int(cls_id) < len(names) else ""
-                kind = map_class(name, s.source)
+            for kind, cx, cy, bw, bh in boxes[:max_per_image]:
                 x0, x1 = int((cx - bw / 2) * w), int(np.ceil((cx + bw / 2) * w))
                 y0, y1 = int((cy - bh / 2) * h), int(np.ceil((cy + bh / 2) * h))
                 x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
-                if kind is None or min(x1 - x0, y1 - y0) < min_side:
+                if min(x1 - x0, y1 - y0) < min_side:
                     continue
                 cutouts.append(Cutout(np.ascontiguousarray(image[y0:y1, x0:x1]), kind))
         return cls(cutouts)
@@ -103,6 +91,26 @@ class PasteBank:
         return np.asarray(canvas)
 
 
+def schema_boxes(root: Path, samples: list[Sample]):  # noqa: ANN201 - Iterator[tuple[Sample, list]]
+    """(sample, [(schema kind, cx, cy, w, h), ...]) for each positive row with boxes of roadwork
+    classes (normalised YOLO boxes; other classes, such as cars, are left out)."""
+    from training.train_detector import map_class
+
+    names_cache: dict[str, list[str]] = {}
+    for s in samples:
+        path = box_file(root, s)
+        if s.label != 1 or not path.is_file():
+            continue
+        names = names_cache.setdefault(s.source, _class_names(root / "boxes" / s.source / "classes.txt"))
+        boxes = []
+        for cls_id, cx, cy, bw, bh in read_yolo_boxes(path):
+            kind = map_class(names[int(cls_id)] if int(cls_id) < len(names) else "", s.source)
+            if kind is not None:
+                boxes.append((kind, float(cx), float(cy), float(bw), float(bh)))
+        if boxes:
+            yield s, boxes
+
+
 def _class_names(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines()] if path.is_file() else []
 
@@ -121,3 +129,66 @@ def _feather_mask(w: int, h: int) -> Image.Image:
     d = ((xx + 0.5 - w / 2) / (w / 2)) ** 2 + ((yy + 0.5 - h / 2) / (h / 2)) ** 2
     alpha = np.clip((1.15 - d) / 0.3, 0, 1)
     return Image.fromarray((alpha * 255).astype(np.uint8))
+
+
+class EraseBank:
+    """The counterpart of `PasteBank`: roadwork objects erased from positive photos, which become
+    negatives of the same source, camera and light.
+
+    Sources whose rows are nearly all roadwork (night work-zone video, cone photos, barricades)
+    otherwise teach the network that the source's look is the answer: trained without them, a
+    fine-tuned network called 16-33 % of the night work-zone frames roadwork
+    (benchmarks/results/loso_networks_cpu.json). Each schema box (cone, barrier, sign, ...) is
+    filled with a smooth estimate of what surrounds it, with a feathered edge and a little noise.
+    Only frames whose boxes cover at most `max_cover` of the area are used: erasing a close-up
+    cone leaves a blur, not a scene.
+    """
+
+    def __init__(self, boxes: dict[str, np.ndarray]) -> None:
+        if not boxes:
+            raise ValueError("erase: no positive training row has schema boxes under <data>/boxes/<source>/")
+        self.boxes = boxes
+
+    @classmethod
+    def from_samples(cls, root: Path, samples: list[Sample], max_cover: float = 0.25) -> EraseBank:
+        found = {s.key: np.asarray([b[1:] for b in boxes]) for s, boxes in schema_boxes(root, samples)
+                 if sum(bw * bh for _, _, _, bw, bh in boxes) <= max_cover}
+        return cls(found)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.boxes
+
+    def erase(self, image: np.ndarray, key: str, rng: np.random.Generator) -> np.ndarray:
+        """A copy of `image` with every schema box of `key` filled from its surroundings."""
+        out = image.astype(np.float32)
+        h, w = image.shape[:2]
+        for cx, cy, bw, bh in self.boxes[key]:
+            # the box grown by 30 % (its edge fades out there), and a ring twice that size around it
+            x0, x1 = int(max(0, (cx - bw * 0.65) * w)), int(min(w, np.ceil((cx + bw * 0.65) * w)))
+            y0, y1 = int(max(0, (cy - bh * 0.65) * h)), int(min(h, np.ceil((cy + bh * 0.65) * h)))
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            rx0, rx1 = int(max(0, x0 - (x1 - x0))), int(min(w, x1 + (x1 - x0)))
+            ry0, ry1 = int(max(0, y0 - (y1 - y0))), int(min(h, y1 + (y1 - y0)))
+            ring = out[ry0:ry1, rx0:rx1].copy()
+            inner = np.zeros(ring.shape[:2], bool)
+            inner[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0] = True
+            if (~inner).sum() < 4:  # the box is the whole frame: nothing to take the fill from
+                continue
+            ring[inner] = ring[~inner].mean(axis=0)
+            # a 4x4 summary of the ring, blown up: a smooth guess of the background under the box
+            coarse = Image.fromarray(np.clip(ring, 0, 255).astype(np.uint8)).resize((4, 4), Image.BOX)
+            fill = np.asarray(coarse.resize((rx1 - rx0, ry1 - ry0), Image.BILINEAR), np.float32)
+            fill = fill[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+            fill = fill + rng.normal(0, float(ring[~inner].std()) * 0.15 + 1.0, fill.shape)
+            alpha = _soft_rect(x1 - x0, y1 - y0, edge=0.3 / 1.3)[..., None]
+            out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - alpha) + fill * alpha
+        return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _soft_rect(w: int, h: int, edge: float) -> np.ndarray:
+    """(h, w) alpha: 1 inside, falling linearly to 0 over the outer `edge` share of each side."""
+    def ramp(n: int) -> np.ndarray:
+        t = (np.arange(n) + 0.5) / n
+        return np.clip(np.minimum(t, 1 - t) / (edge / 2), 0, 1)
+    return np.minimum(ramp(h)[:, None], ramp(w)[None, :]).astype(np.float32)

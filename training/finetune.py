@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detectors.mobilenet import FINETUNED_FORMAT, backbone_name, pool_map, resize_square, to_tensor_batch
+from detectors.mobilenet import (
+    FINETUNED_FORMAT,
+    TILE_MIN_LONG_SIDE,
+    backbone_name,
+    pool_map,
+    resize_square,
+    tile_crops,
+    to_tensor_batch,
+)
 from training.balance import sample_weights
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, make_transform
@@ -47,8 +55,12 @@ class FinetuneConfig:
     """Share of v0.2, letterbox and full views."""
     paste_prob: float = 0.0
     """Chance that a dashcam negative gets pasted objects (and label 1)."""
+    erase_prob: float = 0.0
+    """Chance that a positive with schema boxes gets them erased (and label 0): training/copy_paste.py."""
     label_smoothing: float = 0.05
     folds: int = 0
+    save_folds: bool = False
+    """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
     seed: int = 0
     workers: int = 8
 
@@ -86,12 +98,46 @@ def build_network(imagenet_weights: str | Path | None = None):  # noqa: ANN201
     return RoadworkNet()
 
 
+def load_network(checkpoint: str | Path) -> Any:
+    """A `save_checkpoint` file back as the whole network (backbone and linear layer), eval mode."""
+    import torch
+
+    from detectors.mobilenet import read_checkpoint
+
+    state = read_checkpoint(checkpoint)
+    net = build_network(checkpoint)
+    with torch.no_grad():
+        net.head.weight.copy_(state["head_weight"].float().reshape(1, -1))
+        net.head.bias.copy_(state["head_bias"].float().reshape(1))
+    return net.eval()
+
+
+@dataclass(frozen=True)
+class Banks:
+    """The copy-paste and erase banks of one training subset (built from its rows only, so that a
+    held-out fold's objects never reach its network)."""
+
+    paste: Any = None
+    erase: Any = None
+
+    @classmethod
+    def build(cls, root: str | Path | None, samples: list[Sample], cfg: FinetuneConfig) -> Banks:
+        from training.copy_paste import EraseBank, PasteBank
+
+        if root is None:
+            if cfg.paste_prob > 0 or cfg.erase_prob > 0:
+                raise ValueError("copy-paste and erase need the data folder's boxes: pass its root")
+            return cls()
+        return cls(PasteBank.from_samples(Path(root), samples) if cfg.paste_prob > 0 else None,
+                   EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None)
+
+
 class _Views:
     """torch Dataset: index -> (view, label) for one view size; images decoded once, kept in RAM."""
 
     def __init__(self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int,
-                 bank: Any = None) -> None:
-        self.samples, self.images, self.cfg, self.size, self.bank = samples, images, cfg, size, bank
+                 banks: Banks) -> None:
+        self.samples, self.images, self.cfg, self.size, self.banks = samples, images, cfg, size, banks
         self.calls = 0
 
     def __len__(self) -> int:
@@ -104,11 +150,14 @@ class _Views:
         seed = [self.cfg.seed, i, self.calls, torch.initial_seed() % (1 << 31)]
         rng = np.random.default_rng(seed)
         s, image, label = self.samples[i], self.images[i], float(self.samples[i].label)
-        if self.bank is not None and label == 0 and rng.random() < self.cfg.paste_prob:
+        if self.banks.paste is not None and label == 0 and rng.random() < self.cfg.paste_prob:
             from training.copy_paste import DASHCAM_SOURCES
 
             if s.source in DASHCAM_SOURCES:
-                image, label = self.bank.paste(image, rng), 1.0
+                image, label = self.banks.paste.paste(image, rng), 1.0
+        elif self.banks.erase is not None and label == 1 and s.key in self.banks.erase \
+                and rng.random() < self.cfg.erase_prob:
+            image, label = self.banks.erase.erase(image, s.key, rng), 0.0
         return to_tensor_batch([train_view(image, s.key, rng, self.cfg, self.size)], self.size)[0], label
 
 
@@ -117,18 +166,23 @@ def _log(msg: str) -> None:
 
 
 def train_network(samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str,
-                  imagenet_weights: str | Path | None, bank: Any = None, tag: str = "") -> Any:
+                  imagenet_weights: str | Path | None, root: str | Path | None = None, tag: str = "") -> Any:
+    """Fine-tune on these rows; `root` (the data folder) is needed for copy-paste and erase."""
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     torch.manual_seed(cfg.seed)
+    banks = Banks.build(root, samples, cfg)
+    if banks.paste is not None or banks.erase is not None:
+        _log(f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste, "
+             f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from")
     net = build_network(imagenet_weights).to(device)
     labels = np.array([s.label for s in samples])
     weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
 
     def loader(size: int, batch: int) -> DataLoader:
         sampler = WeightedRandomSampler(weights, num_samples=len(samples), replacement=True)
-        return DataLoader(_Views(samples, images, cfg, size, bank), batch_size=batch, sampler=sampler,
+        return DataLoader(_Views(samples, images, cfg, size, banks), batch_size=batch, sampler=sampler,
                           num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
 
     small, big = loader(224, cfg.batch), loader(cfg.big_size, max(8, cfg.batch // 3))
@@ -172,9 +226,39 @@ def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, bat
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[float | None]:
+    """The tile voter's vote for each view: the max over its overlapping crops (the voter's default
+    grids), or None for a view smaller than the voter's `min_long_side` (it abstains there)."""
+    crops, owner = [], []
+    for i, view in enumerate(views):
+        if max(view.shape[:2]) >= TILE_MIN_LONG_SIDE:
+            for crop in tile_crops(view):
+                crops.append(crop)
+                owner.append(i)
+    best: list[float | None] = [None] * len(views)
+    for i, p in zip(owner, predict_views(net, crops, 224, device, batch), strict=True):
+        best[i] = max(float(p), best[i] or 0.0)
+    return best
+
+
 def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray]:
     """The held-back view of each regime (seeds the training never drew)."""
     return {r: make_transform(r, seed + EVAL_SEED_OFFSET)(image, key) for r in REGIMES}
+
+
+def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig,
+                   device: str) -> list[dict[str, dict[str, float]]]:
+    """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
+    (224, `big_size`) or "tiles" (absent where the tile voter would abstain)."""
+    views = [regime_views(image, s.key, cfg.seed) for s, image in zip(samples, images, strict=True)]
+    out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
+    for r in REGIMES:
+        by_view = {str(size): list(predict_views(net, [v[r] for v in views], size, device))
+                   for size in (224, cfg.big_size)}
+        by_view["tiles"] = predict_tiles(net, [v[r] for v in views], device)
+        for k, row in enumerate(out):
+            row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
+    return out
 
 
 def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
@@ -207,7 +291,8 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
 
 def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str]) -> Path:
     """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
-    vote per view size, named by `voters` (size -> voter name, e.g. {"224": "l0_head"})."""
+    vote per view (a size or "tiles"), named by `voters` (view -> voter name, e.g. {"224": "l0_head"}).
+    A row with none of those views is left out."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -216,6 +301,8 @@ def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, 
         for regime, by_size in r["probs"].items():
             votes = [{"voter": voters[size], "level": "L0", "prob": p, "weight": 1.0, "latency_ms": 0.0,
                       "reason": "", "evidence": {}} for size, p in by_size.items() if size in voters]
+            if not votes:  # e.g. the tile voter on a 224-px view: it abstains there
+                continue
             lines.append(json.dumps({"key": f"{r['key']}#{regime}", "label": r["label"], "source": r["source"],
                                      "group": r["group"], "prob": votes[0]["prob"], "answered": True,
                                      "exit_level": "L0", "latency_ms": 0.0, "transform": f"{regime}(oof)",
@@ -246,37 +333,28 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
     samples = list(dataset.samples)
     images = [s.load() for s in samples]
     _log(f"{len(samples)} images ({sum(s.label for s in samples)} roadwork) decoded in {time.time() - t0:.0f} s")
-    bank = None
-    if cfg.paste_prob > 0:
-        from training.copy_paste import PasteBank
-
-        bank = PasteBank.from_samples(Path(dataset.root), samples)
-        _log(f"copy-paste bank: {len(bank.cutouts)} objects")
     out = Path(out)
     info: dict[str, Any] = {"config": asdict(cfg), "device": device, "n_images": len(samples),
                             "data_hash": dataset.fingerprint(), "torch": torch.__version__}
     if cfg.folds > 1:
         fold_of = group_folds(samples, cfg.folds, cfg.seed)
-        rows: list[dict[str, Any]] = [{} for _ in samples]
+        oof_path = out.with_suffix(".oof.jsonl")
+        oof_path.parent.mkdir(parents=True, exist_ok=True)
+        rows: list[dict[str, Any]] = []
         for f in range(cfg.folds):
             keep = [i for i, g in enumerate(fold_of) if g != f]
             held = [i for i, g in enumerate(fold_of) if g == f]
             net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, device,
-                                imagenet_weights, bank, tag=f"fold {f + 1}/{cfg.folds}")
-            views = {i: regime_views(images[i], samples[i].key, cfg.seed) for i in held}
-            for size in (224, cfg.big_size):
-                for r in REGIMES:
-                    probs = predict_views(net, [views[i][r] for i in held], size, device)
-                    for i, p in zip(held, probs, strict=True):
-                        rows[i].setdefault("probs", {}).setdefault(r, {})[str(size)] = float(p)
-            for i in held:
-                s = samples[i]
-                rows[i].update({"key": s.key, "label": s.label, "source": s.source, "group": s.group, "fold": f})
-        oof_path = out.with_suffix(".oof.jsonl")
-        oof_path.parent.mkdir(parents=True, exist_ok=True)
-        oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                                imagenet_weights, dataset.root, tag=f"fold {f + 1}/{cfg.folds}")
+            probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
+            rows += [{"probs": p, "key": samples[i].key, "label": samples[i].label, "source": samples[i].source,
+                      "group": samples[i].group, "fold": f} for i, p in zip(held, probs, strict=True)]
+            # written after every fold: a run cut short keeps the folds it finished
+            oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            if cfg.save_folds:
+                save_checkpoint(net, out.with_suffix(f".fold{f}.pt"), {"fold": f, "folds": cfg.folds})
         info["oof"] = oof_path.name
-    net = train_network(samples, images, cfg, device, imagenet_weights, bank, tag="all rows")
+    net = train_network(samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows")
     info["seconds"] = round(time.time() - t0, 1)
     save_checkpoint(net, out, info)
     _log(f"wrote {out} in {info['seconds']} s")
@@ -286,17 +364,26 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
 def train_backbone(dataset: Dataset, out: str | Path, head_out: str | Path, cfg: FinetuneConfig, device: str,
                    imagenet_weights: str | Path | None = None,
                    voters: dict[str, str] | None = None) -> dict[str, Any]:
-    """`roadwork train backbone`: fine-tune, then write beside the checkpoint its manifest, the head
-    file for the `backbone-head` voters and (with folds) the OOF run `roadwork fit` reads."""
+    """`roadwork train backbone`: fine-tune, then `package_checkpoint`."""
+    finetune(dataset, out, cfg, device, imagenet_weights)
+    return package_checkpoint(out, head_out, voters)
+
+
+def package_checkpoint(out: str | Path, head_out: str | Path, voters: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write beside a `finetune` checkpoint its manifest (the training info it carries, plus OOF
+    metrics), the head file for the `backbone-head` voters and, when OUT.oof.jsonl is there, the
+    OOF run `roadwork fit` reads. Also for a checkpoint trained elsewhere (`python -m
+    training.finetune` on a GPU box) and copied back with its OOF file."""
     from detectors.heads import write_manifest
+    from detectors.mobilenet import read_checkpoint
 
     out, head_out = Path(out), Path(head_out)
-    info = finetune(dataset, out, cfg, device, imagenet_weights)
-    voters = voters or {"224": "l0_head", str(cfg.big_size): "l0_detail"}
-    if cfg.folds > 1:
-        oof_rows = [json.loads(x) for x in out.with_suffix(".oof.jsonl").read_text().splitlines()]
-        info["cv"] = oof_metrics(oof_rows)
-        info["oof_run"] = str(write_oof_run(out.with_suffix(".oof.jsonl"), head_out.parent / f"{head_out.stem}.oof", voters))
+    info = json.loads(read_checkpoint(out)["info"])
+    voters = voters or {"224": "l0_head", str(info["config"]["big_size"]): "l0_detail"}
+    oof = out.with_suffix(".oof.jsonl")
+    if info["config"]["folds"] > 1 and oof.is_file():
+        info["cv"] = oof_metrics([json.loads(x) for x in oof.read_text().splitlines()])
+        info["oof_run"] = str(write_oof_run(oof, head_out.parent / f"{head_out.stem}.oof", voters))
     write_manifest(out, info)
     export_head(out, head_out)
     write_manifest(head_out, {"from": f"{out.name} (its linear layer)", "pool": "meanmax", "dim": 2560,
@@ -305,15 +392,17 @@ def train_backbone(dataset: Dataset, out: str | Path, head_out: str | Path, cfg:
 
 
 def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """AUROC and MCC at 0.5 of the out-of-fold probabilities, per regime and view size."""
+    """AUROC and MCC at 0.5 of the out-of-fold probabilities, per regime and view (a size, or
+    "tiles" on the rows large enough to tile)."""
     from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
-    y = np.array([r["label"] for r in rows])
     out: dict[str, dict[str, float]] = {}
-    for regime in rows[0]["probs"]:
-        for size in rows[0]["probs"][regime]:
-            p = np.array([r["probs"][regime][size] for r in rows])
-            out[f"{regime}@{size}"] = {
+    views = sorted({(regime, size) for r in rows for regime, by_size in r["probs"].items() for size in by_size})
+    for regime, size in views:
+        has = [r for r in rows if size in r["probs"].get(regime, {})]
+        y = np.array([r["label"] for r in has])
+        p = np.array([r["probs"][regime][size] for r in has])
+        out[f"{regime}@{size}"] = {"n": len(has),
                 "auroc": round(float(roc_auc_score(y, p)), 4) if len(set(y)) == 2 else float("nan"),
                 "mcc_at_0.5": round(float(matthews_corrcoef(y, p > 0.5)), 4)}
     return out
@@ -329,6 +418,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument("--folds", type=int, default=0)
     ap.add_argument("--paste-prob", type=float, default=0.0)
+    ap.add_argument("--erase-prob", type=float, default=0.0)
+    ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
@@ -336,8 +427,8 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[:args.limit])
-    cfg = FinetuneConfig(epochs=args.epochs, folds=args.folds, paste_prob=args.paste_prob,
-                         workers=args.workers, seed=args.seed)
+    cfg = FinetuneConfig(epochs=args.epochs, folds=args.folds, paste_prob=args.paste_prob, erase_prob=args.erase_prob,
+                         workers=args.workers, seed=args.seed, save_folds=args.save_folds)
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
 

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from cascade.config import VoterConfig
-from cascade.types import Frame, Level
-from detectors.backbone_head import BackboneHead
+from cascade.types import AbstainCause, Frame, Level
+from detectors.backbone_head import BackboneHead, BackboneHeadParams, TileSpec
 from detectors.backbones import BackboneSpec, MobileNetV2DeepSort, build_backbone
 from detectors.heads import LinearHead, write_manifest
+from detectors.mobilenet import tile_crops
 from detectors.registry import UnknownDetectorError, build, resolve
 
 
@@ -99,3 +100,59 @@ def test_hf_hub_id_not_cached_fails_clearly_offline():
     pytest.importorskip("transformers")
     with pytest.raises(FileNotFoundError, match="allow_download"):
         build_backbone({"kind": "hf-automodel", "model": "roadwork-test/definitely-not-cached"})
+
+
+class RedShare:
+    """A fake backbone whose one feature is the share of pure-red pixels (a stand-in for a cone)."""
+
+    name, dim = "red-share", 1
+
+    def embed(self, images):
+        return np.array([[float(((im[..., 0] > 200) & (im[..., 1] < 60)).mean())] for im in images])
+
+
+def red_head() -> LinearHead:  # p > 0.5 once 0.5 % of the pixels are red
+    return LinearHead(mean=np.zeros(1), scale=np.ones(1), coef=np.array([400.0]), intercept=-2.0,
+                      backbone="red-share")
+
+
+def street_with_cone(h: int = 1080, w: int = 1920, side: int = 60) -> np.ndarray:
+    image = np.full((h, w, 3), 90, np.uint8)
+    image[h // 2:h // 2 + side, w - 300:w - 300 + side] = (255, 20, 20)  # a small, distant cone
+    return image
+
+
+def test_tile_voter_sees_a_small_object_that_the_whole_frame_squashes_away():
+    frame = Frame(street_with_cone(), source="t")
+    whole = BackboneHead("l0_head", Level.L0, RedShare(), red_head()).predict([frame])[0]
+    tiles = BackboneHead("l0_tiles", Level.L0, RedShare(), red_head(), tiles=TileSpec()).predict([frame])[0]
+    assert whole.prob < 0.5 < tiles.prob
+    assert "most confident" in tiles.reason
+    empty = Frame(np.full((1080, 1920, 3), 90, np.uint8), source="t")
+    assert BackboneHead("l0_tiles", Level.L0, RedShare(), red_head(), tiles=TileSpec()).predict([empty])[0].prob < 0.5
+
+
+def test_tile_voter_abstains_on_a_224_px_frame_with_a_typed_cause():
+    det = BackboneHead("l0_tiles", Level.L0, RedShare(), red_head(), tiles=TileSpec())
+    small, big = Frame(street_with_cone(224, 224, 10), source="t"), Frame(street_with_cone(), source="t")
+    votes = det.predict([small, big])
+    assert votes[0].abstained and votes[0].cause is AbstainCause.NO_EVIDENCE and "224x224" in votes[0].reason
+    assert not votes[1].abstained
+
+
+def test_tile_crops_cover_the_frame_with_overlap_and_follow_its_orientation():
+    landscape = np.zeros((1080, 1920, 3), np.uint8)
+    crops = tile_crops(landscape, [(2, 3)], overlap=0.25)
+    assert len(crops) == 6
+    assert crops[0].shape[:2] == (675, 800)  # a 540x640 cell reaching a quarter cell past two sides
+    assert [c.shape[1] for c in crops[:3]] == [800, 960, 800]  # the middle column reaches past both sides
+    portrait = tile_crops(np.zeros((1920, 1080, 3), np.uint8), [(2, 3)], overlap=0.0)
+    assert {c.shape[:2] for c in portrait} == {(640, 540)}  # 3 rows x 2 cols for a portrait frame
+    assert len(tile_crops(landscape)) == 18  # the voter's default grids: 2x3 + 3x4
+
+
+def test_tiles_in_a_profile_are_validated():
+    with pytest.raises(ValueError, match="overlap"):
+        BackboneHeadParams.model_validate({"head": "h.npz", "tiles": {"overlap": 2}})
+    with pytest.raises(ValueError, match="grids"):
+        BackboneHeadParams.model_validate({"head": "h.npz", "tiles": {"grids": []}})

@@ -110,3 +110,69 @@ def test_fit_joins_each_voters_oof_run_by_image_and_refuses_label_conflicts():
     assert set(merged) == {"x#v0.2", "y#v0.2", "z#full"}
     with pytest.raises(ValueError, match="disagree on the label of 'y#v0.2'"):
         merge_runs([a, [row("y#v0.2", 1, "l0_paste", 0.5)]])
+
+
+def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
+    # given a dataset of 640x480 frames (the lent GPU trains on a downscaled copy of such photos)
+    import csv
+
+    from roadwork.sample import draw_scene
+    from training.finetune import FinetuneConfig, finetune
+    from training.oof_rescore import main as rescore_main
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "big" / "images").mkdir(parents=True)
+    (tmp_path / "small" / "images").mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        image = draw_scene(rng, bool(i % 2), w=640, h=480)
+        image.save(tmp_path / "big" / "images" / f"{i}.jpg")
+        image.resize((320, 240)).save(tmp_path / "small" / "images" / f"{i}.jpg")
+        rows.append({"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train",
+                     "group": f"g{i}"})
+    for name in ("big", "small"):
+        with open(tmp_path / name / "labels.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    # when the folds train on the small copy and keep their networks
+    cfg = FinetuneConfig(epochs=1, batch=4, folds=2, workers=0, save_folds=True)
+    finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "bb.pt", cfg, "cpu")
+    small_rows = [json.loads(x) for x in (tmp_path / "bb.oof.jsonl").read_text().splitlines()]
+    assert all("tiles" not in r["probs"]["full"] for r in small_rows)  # 320 px: the tile voter abstains
+    assert (tmp_path / "bb.fold0.pt").is_file() and (tmp_path / "bb.fold1.pt").is_file()
+    # then rescoring on the full-size copy adds the tile votes and keeps every other view
+    rescore_main(["--data", str(tmp_path / "big"), "--oof", str(tmp_path / "bb.oof.jsonl"),
+                  "--folds", str(tmp_path / "bb"), "--views", "tiles", "--out", str(tmp_path / "re.jsonl")])
+    big_rows = [json.loads(x) for x in (tmp_path / "re.jsonl").read_text().splitlines()]
+    assert all(0.0 <= r["probs"]["full"]["tiles"] <= 1.0 for r in big_rows)
+    assert [r["probs"]["v0.2"] for r in big_rows] == [r["probs"]["v0.2"] for r in small_rows]
+    # and a missing fold network is named
+    (tmp_path / "bb.fold1.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="bb.fold1.pt"):
+        rescore_main(["--data", str(tmp_path / "big"), "--oof", str(tmp_path / "bb.oof.jsonl"),
+                      "--folds", str(tmp_path / "bb"), "--out", str(tmp_path / "x.jsonl")])
+
+
+def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path):
+    from training.copy_paste import EraseBank
+    from training.finetune import Banks, FinetuneConfig, _Views
+
+    root, lines = _boxed_folder(tmp_path)
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    samples = list(load_folder(root).samples)
+    bank = EraseBank.from_samples(root, samples)
+    assert set(bank.boxes) == {"images/web/p0.jpg", "images/web/p1.jpg"}
+    image = samples[0].load()
+    out = bank.erase(image, samples[0].key, np.random.default_rng(0))
+    cone = (slice(45, 95), slice(65, 85))
+    assert image[cone][..., 0].mean() - image[cone][..., 2].mean() > 200   # orange before
+    assert abs(out[cone][..., 0].mean() - out[cone][..., 2].mean()) < 30   # grey road after
+    assert np.abs(out[:, :40].astype(int) - image[:, :40]).max() < 10      # the rest of the frame kept
+    # a close-up whose boxes fill most of the frame is not used: erasing it leaves no scene
+    with pytest.raises(ValueError, match="no positive training row has schema boxes"):
+        EraseBank.from_samples(root, samples, max_cover=0.05)
+    # in training, an erased positive is served with label 0
+    cfg = FinetuneConfig(erase_prob=1.0)
+    views = _Views(samples, [s.load() for s in samples], cfg, 64, Banks.build(root, samples, cfg))
+    assert [views[i][1] for i in range(len(samples))] == [0.0, 0.0]

@@ -1,0 +1,137 @@
+"""Leave-one-source-out of the L0 network itself: how it does on a camera it has never seen.
+
+`train` (GPU): for each held-out source, fine-tune the network with the recipe of `roadwork train
+backbone` on the train rows of every other source, then score the held-out source's train rows in
+every regime and view (224, 448, tiles). One JSON line per image, appended as each source finishes.
+
+`score` (CPU): pool each held-out image's LOSO votes with a fitted consensus (every voter in it
+needs its recipe's LOSO votes: VOTES) and compare, on the same images, with its in-fold OOF votes
+(group 5-fold: other images of the same source were in training).
+
+    PYTHONPATH=. python benchmarks/loso_networks.py train --data DIR --out runs/loso_networks.jsonl --device cuda
+    PYTHONPATH=. python benchmarks/loso_networks.py score --consensus models/consensus-cpu.json \\
+        --out benchmarks/results/loso_networks_cpu.json
+
+`train` imports nothing that needs pydantic (the lent GPU's image lacks it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of ../shared/data)
+    "vtti": ("vtti_wz", "vtti_nds"),
+    "camvid": ("camvid",),
+    "gtsdb": ("gtsdb",),
+    "idd_lite": ("idd_lite",),
+    "dawn_fog": ("dawn_fog",),
+    "pp_nightwork": ("pp_nightwork",),
+}
+
+
+def train(args: argparse.Namespace) -> None:
+    from training.datasets import load_folder
+    from training.finetune import FinetuneConfig, held_out_probs, train_network
+
+    ds = load_folder(args.data).select(split="train")
+    samples = list(ds.samples)
+    images = [s.load() for s in samples]
+    cfg = FinetuneConfig(epochs=args.epochs, workers=args.workers, paste_prob=args.paste_prob,
+                         erase_prob=args.erase_prob)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.held_out.split(","):
+        t0 = time.time()
+        sources = HELD_OUT[name]
+        keep = [i for i, s in enumerate(samples) if s.source not in sources]
+        held = [i for i, s in enumerate(samples) if s.source in sources]
+        net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, args.device, None,
+                            ds.root, tag=f"without {name}")
+        probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, args.device)
+        with args.out.open("a") as fh:
+            for i, p in zip(held, probs, strict=True):
+                s = samples[i]
+                fh.write(json.dumps({"probs": p, "key": s.key, "label": s.label, "source": s.source,
+                                     "group": s.group, "held_out": name, "config": asdict(cfg)}) + "\n")
+        print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
+
+
+VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
+    "l0_head": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "224"),
+    "l0_detail": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "448"),
+    "l0_paste_erase": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+                       "models/l0_backbone_paste_erase.oof.jsonl", "224"),
+    "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+                              "models/l0_backbone_paste_erase.oof.jsonl", "448"),
+}
+
+
+def _read(path: str) -> dict[str, dict]:
+    return {r["key"]: r for r in (json.loads(x) for x in Path(path).read_text().splitlines() if x.strip())}
+
+
+def score(args: argparse.Namespace) -> None:
+    from consensus.artefact import ConsensusArtefact
+    from consensus.fitting import LabelledVotes, artefact_probs
+    from training.metrics import summarise
+
+    artefact = ConsensusArtefact.load(args.consensus)
+    missing = [v for v in artefact.weights if v not in VOTES]
+    if missing:
+        raise SystemExit(f"no LOSO votes for voters {missing}: train their recipe with `train` and add them to VOTES")
+    loso = {v: _read(VOTES[v][0]) for v in artefact.weights}
+    oof = {v: _read(VOTES[v][1]) for v in artefact.weights}
+    keys = sorted(set.intersection(*(set(d) for d in loso.values())))
+    first = loso[next(iter(loso))]
+    out: dict[str, Any] = {"consensus": str(args.consensus), "votes": {v: VOTES[v] for v in artefact.weights},
+                           "note": __doc__.split("\n\n")[1].replace("\n", " "), "held_out": {}, "all_held_out": {}}
+
+    def summary(y: list[int], p: np.ndarray) -> dict[str, Any]:
+        return {k: v for k, v in summarise(np.array(y), np.asarray(p)).items() if k != "confusion"}
+
+    for regime in ("v0.2", "letterbox", "full"):
+        y = [first[k]["label"] for k in keys]
+        rows = {side: [LabelledVotes(first[k]["label"], {v: ("L0", votes[v][k]["probs"][regime][VOTES[v][2]])
+                                                          for v in artefact.weights}) for k in keys]
+                for side, votes in (("loso", loso), ("in_fold_oof", oof))}
+        probs = {side: artefact_probs(artefact, r) for side, r in rows.items()}
+        for name in HELD_OUT:
+            idx = [i for i, k in enumerate(keys) if first[k]["held_out"] == name]
+            entry = out["held_out"].setdefault(name, {"n": len(idx), "positives": int(sum(y[i] for i in idx))})
+            entry[regime] = {side: summary([y[i] for i in idx], p[idx]) for side, p in probs.items()}
+        out["all_held_out"][regime] = {side: summary(y, p) for side, p in probs.items()}
+        both = out["all_held_out"][regime]
+        print(f"{regime:10s} all held-out rows: MCC LOSO {both['loso']['mcc']:.3f} vs in-fold "
+              f"{both['in_fold_oof']['mcc']:.3f} (AUROC {both['loso']['auroc']:.3f} vs {both['in_fold_oof']['auroc']:.3f})")
+        for name in HELD_OUT:
+            e = out["held_out"][name][regime]
+            print(f"  {name:14s} accuracy LOSO {e['loso']['accuracy']:.3f} vs in-fold {e['in_fold_oof']['accuracy']:.3f}")
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train one network per held-out source and score its rows (GPU)")
+    t.add_argument("--data", required=True)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--device", default="cuda")
+    t.add_argument("--epochs", type=int, default=14)
+    t.add_argument("--workers", type=int, default=8)
+    t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")
+    t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
+    t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
+    s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")
+    s.add_argument("--consensus", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    train(args) if args.cmd == "train" else score(args)
+
+
+if __name__ == "__main__":
+    main()
