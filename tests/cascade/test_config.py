@@ -14,7 +14,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_cpu_profile_loads_and_resolves_paths():
     cfg = load_config(REPO / "configs" / "cpu.yaml")
-    assert [v.name for v in cfg.voters] == ["l0_head", "l0_detail", "l0_paste"]
+    assert [v.name for v in cfg.voters] == ["l0_head", "l0_detail", "l0_paste_erase", "l0_paste_erase_detail"]
     assert cfg.resolve(cfg.consensus.weights).is_file()
 
 
