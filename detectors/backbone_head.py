@@ -50,6 +50,10 @@ class BackboneHead(Detector):
         if head.dim != backbone.dim:
             raise ValueError(f"voter {name!r}: head expects {head.dim}-d features but backbone "
                              f"{backbone.name} gives {backbone.dim}-d")
+        if head.backbone != backbone.name:  # same width is not the same features (DINOv2 vs DINOv3)
+            raise ValueError(f"voter {name!r}: the head was trained on backbone {head.backbone!r} but the profile "
+                             f"builds {backbone.name!r}; retrain the head on it (`roadwork train head` or "
+                             f"`roadwork train backbone`) or fix params.backbone")
         self.backbone = backbone
         self.head = head
         self.batch = batch

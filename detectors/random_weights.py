@@ -196,7 +196,7 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     backbone = HFAutoModelBackbone(model, proc, spec, dim)
     rng = np.random.default_rng(seed)
     head = LinearHead(mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim), intercept=0.0,
-                      backbone=f"random:{spec.model}")
+                      backbone=backbone.name)  # random too: it only has to fit the backbone it rides on
     return BackboneHead(cfg.name, cfg.level, backbone, head, cfg.weight, min(cfg.batch, 4) if tiny else cfg.batch)
 
 

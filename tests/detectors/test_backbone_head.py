@@ -15,10 +15,10 @@ def mobilenet():
     return MobileNetV2DeepSort.load(BackboneSpec())
 
 
-def random_head(dim: int, seed: int = 0) -> LinearHead:
+def random_head(dim: int, seed: int = 0, backbone: str = "mobilenetv2-deepsort") -> LinearHead:
     rng = np.random.default_rng(seed)
     return LinearHead(mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim),
-                      intercept=0.0, backbone="test")
+                      intercept=0.0, backbone=backbone)
 
 
 def test_bundled_mobilenet_gives_1280_d_features_that_tell_images_apart(mobilenet):
@@ -43,6 +43,16 @@ def test_backbone_head_votes_one_per_frame_in_order(mobilenet):
 def test_head_dimension_mismatch_is_refused(mobilenet):
     with pytest.raises(ValueError, match="1280"):
         BackboneHead("l0", Level.L0, mobilenet, random_head(384))
+
+
+def test_a_head_trained_on_another_backbone_of_the_same_width_is_refused(mobilenet, tmp_path):
+    # a 1280-d head from another network would load and answer nonsense: it must not load at all
+    with pytest.raises(ValueError, match=r"trained on backbone 'hf:facebook/dinov2-large'.*builds 'mobilenetv2-deepsort'"):
+        BackboneHead("l0", Level.L0, mobilenet, random_head(1280, backbone="hf:facebook/dinov2-large"))
+    head_path = random_head(1280, backbone="mobilenetv2-deepsort:l0_backbone.pt").save(tmp_path / "head.npz")
+    cfg = VoterConfig(name="l0", kind="backbone-head", level="L0", params={"head": "head.npz"})
+    with pytest.raises(ValueError, match="l0_backbone.pt"):  # the ImageNet net is not the fine-tuned one
+        build(cfg, tmp_path)
 
 
 def test_registry_builds_from_config_and_checks_manifest(tmp_path):
