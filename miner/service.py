@@ -253,7 +253,8 @@ def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, casca
     """`observer_factory` for MinerService: cascade metrics into the miner's registry, plus traces.
 
     `tracer` is a `monitoring.tracing.CascadeTracer` (extra `trace`) or None. With `cascade`, the VLM
-    tiers' circuit breakers and the device worker processes are exported too.
+    tiers' circuit breakers and the device worker processes are exported too, and every voter's
+    series start at 0.
     """
     from monitoring.cascade_metrics import CascadeMetrics
     from monitoring.observers import ObserverGroup
@@ -269,6 +270,8 @@ def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, casca
         def workers():  # noqa: ANN202
             return worker_states(getattr(cascade, "owned", ()))
     cascade_metrics = CascadeMetrics(metrics.registry, breakers=breakers, workers=workers)
+    if cascade is not None:  # each voter's vote and abstention series at 0, for the voter-failing alert
+        cascade_metrics.declare_voters([(d.name, d.level) for d in cascade.detectors])
 
     def factory() -> ObserverGroup:
         return ObserverGroup(cascade_metrics.observer(), tracer.observer() if tracer is not None else None)

@@ -46,6 +46,7 @@ class MinerMetrics:
             self.refused.labels(reason=reason)
         for kind in ERROR_KINDS:
             self.errors.labels(kind=kind)
+        self.answers.labels(exit_level="none")  # so the error-rate alert's denominator exists from the start
 
     def record_answer(self, exit_level: str | None, seconds: float, outcome: str = "ok") -> None:
         self.answers.labels(exit_level=exit_level or "none").inc()
