@@ -191,16 +191,32 @@ def _chain_side(opts: ServeOptions, mc: Any, metrics: MinerMetrics) -> tuple[Any
         wallet = _wallet(opts)
         if not wallet.hotkey_file.exists_on_device():
             wallet = local_wallet(tempfile.mkdtemp(prefix="roadwork-nochain-"), "miner")
+        check_readable(wallet.hotkey_file.path)
         policy = CallerPolicy(mc.policy.model_copy(update={"allow_unregistered": True}), MetagraphSnapshot())
         return wallet, None, None, policy
     wallet = _wallet(opts)
     if not wallet.hotkey_file.exists_on_device():
         raise ChainError(f"no hotkey file for wallet {opts.wallet_name}/{opts.wallet_hotkey} under {wallet.path}; "
                          "create it with btcli wallet new_hotkey, or fix --wallet.name / --wallet.hotkey / --wallet.path")
+    check_readable(wallet.hotkey_file.path)
     subtensor, metagraph = connect_chain(opts, wallet)
     policy = CallerPolicy(mc.policy, MetagraphSnapshot.from_metagraph(metagraph))
     metrics.metagraph_synced.set(time.time())
     return wallet, subtensor, metagraph, policy
+
+
+def check_readable(path: str) -> None:
+    """A key file that exists but is not ours to read (btcli makes them mode 600; a container runs
+    as another uid) is named with its owner and the fix, before anything else starts."""
+    import os
+
+    if os.access(path, os.R_OK):
+        return
+    st = os.stat(path)
+    raise ChainError(f"hotkey file {path} exists but uid {os.getuid()} cannot read it (owner uid {st.st_uid}, "
+                     f"mode {st.st_mode & 0o777:o}); run the miner as its owner (docker run --user "
+                     f"{st.st_uid}:{st.st_gid}; compose: MINER_UID={st.st_uid} MINER_GID={st.st_gid} in .env) "
+                     f"or let uid {os.getuid()} read the wallet")
 
 
 def _wallet(opts: ServeOptions) -> Any:

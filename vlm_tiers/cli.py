@@ -1,4 +1,4 @@
-"""`roadwork vllm print|launch|plan`: the VLM tiers' vLLM servers from configs/vllm/*.yaml."""
+"""`roadwork vllm print|launch|plan|compose`: the VLM tiers' vLLM servers from configs/vllm/*.yaml."""
 from __future__ import annotations
 
 import importlib.util
@@ -89,3 +89,28 @@ def plan_cmd(profiles: DirOpt = PROFILES_DIR,
         _err.print(f"[red]error:[/red] cards over {1 - headroom:.2f}: {over}; lower "
                    "gpu_memory_utilization in configs/vllm/*.yaml or --headroom")
         raise typer.Exit(code=2)
+
+
+@vllm_app.command("compose")
+def compose_cmd(profiles: DirOpt = PROFILES_DIR,
+                out: Annotated[Path | None, typer.Option(help="Write here (e.g. deploy/compose.vllm.yaml); default: print.")] = None,
+                ) -> None:
+    """The docker compose services of every launch profile (configs/vllm/*.yaml and extra/*.yaml).
+
+    Each service runs `vllm serve` with the profile's flags on exactly the profile's cards, so the
+    compose file cannot drift from `roadwork vllm print`. Example:
+    `roadwork vllm compose --out deploy/compose.vllm.yaml`, then
+    `docker compose -f deploy/compose.yaml -f deploy/compose.vllm.yaml --profile vllm up -d`.
+    """
+    from vlm_tiers.launch import compose_file
+
+    paths = sorted(profiles.glob("*.yaml")) + sorted((profiles / "extra").glob("*.yaml"))
+    if not paths:
+        _err.print(f"[red]error:[/red] no launch profiles in {profiles}")
+        raise typer.Exit(code=2)
+    text = compose_file({path.stem: _load(str(path), profiles) for path in paths})
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text)
+    _err.print(f"wrote {out}: {len(paths)} vLLM services")
