@@ -44,7 +44,9 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
     cfg = service.config
 
     async def forward(synapse):  # noqa: ANN001, ANN202 - signature set below
-        ans = await service.answer(synapse.image, synapse.timeout, policy.priority(_caller(synapse)))
+        label = getattr(synapse, "testnet_label", -1)  # testnet validators send the truth: traces only
+        ans = await service.answer(synapse.image, synapse.timeout, policy.priority(_caller(synapse)),
+                                   label if label in (0, 1) else None)
         synapse.prediction = ans.prediction
         synapse.image = ""  # never echo the payload back: the validator has it already
         if isinstance(synapse, ExtendedImageSynapse):

@@ -127,6 +127,7 @@ def simulate_cmd(
     out: Annotated[Path, typer.Option(help="Run folder: queries.jsonl, summary.json/.md, simulation.png, metrics.prom.")] = Path("runs/sim"),
     transform: Annotated[str, typer.Option("--regime", "--transform", help="What the simulated validator sends: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' or 'full' (alias 'none').")] = "v0.2",
     seed: Annotated[int, typer.Option(help="Seed of challenge choice and transform.")] = 0,
+    trace: Annotated[str | None, typer.Option(help="Send one trace per query to this Phoenix server (project roadwork-miner); each challenge carries its label as testnet_label, so a wrong answer's trace is tagged `mistake` (extra `trace`).")] = None,
 ) -> None:
     """Play validator against our own miner, locally: no chain, no internet.
 
@@ -162,8 +163,9 @@ def simulate_cmd(
     from monitoring.logs import reapply
 
     reapply()  # miner.rig imported bittensor, which silences every logger that existed before it
+    tracer = _tracer(trace)
     cascade = _cascade_builder(cfg)()
-    with cascade, LocalRig(cascade, cfg.miner) as rig:
+    with cascade, LocalRig(cascade, cfg.miner, tracer=tracer) as rig:
         console.print(f"axon on 127.0.0.1:{rig.axon.port}; side port {rig.health.url}/metrics")
         done: list = []
         interrupted = False
@@ -189,6 +191,9 @@ def simulate_cmd(
         table.add_row(k, v)
     Console().print(table)
     console.print(f"run folder: {out} (summary.md, simulation.png, queries.jsonl, metrics.prom)")
+    if tracer is not None:
+        tracer.close()
+        console.print(f"traces: {trace}, project roadwork-miner; filter mistakes with tag.tags contains 'mistake'")
     if interrupted:
         raise typer.Exit(code=130)  # the shell's code for Ctrl-C: the run is partial
 

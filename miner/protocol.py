@@ -10,7 +10,7 @@ older variant that some validators may still send. The miner attaches both route
 | --- | --- | --- | --- |
 | `image` | str | "" | validator: base64 JPEG |
 | `prediction` | float | -1.0 | miner: P(roadwork) in [0, 1]; -1 means no answer |
-| `testnet_label` | int | -1 | testnet validators: the true label (the miner never reads it) |
+| `testnet_label` | int | -1 | testnet validators: the true label (never used to predict; a traced miner tags its wrong answers with it) |
 | `model_url` | str | "" | miner (Extended only): where the model card lives |
 | `explanation` | str | "" | miner (Extended only): visual evidence, asked for when prediction > 0.5 |
 """

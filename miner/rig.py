@@ -44,8 +44,9 @@ class QueryResult:
 
 
 class LocalRig:
-    def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None) -> None:
-        self.cascade, self.config = cascade, config
+    def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None,
+                 tracer: object | None = None) -> None:
+        self.cascade, self.config, self.tracer = cascade, config, tracer
         self.metrics = metrics or MinerMetrics()
         self.health_state = HealthState(self.metrics)
         self._tmp = tempfile.TemporaryDirectory(prefix="roadwork-wallets-")
@@ -65,7 +66,7 @@ class LocalRig:
         self.metrics.metagraph_synced.set(time.time())
         self.policy = CallerPolicy(self.config.policy, snapshot)
         self.service = MinerService(self.cascade, self.config, self.metrics,
-                                    observer_factory=cascade_observers(self.metrics, cascade=self.cascade))
+                                    observer_factory=cascade_observers(self.metrics, self.tracer, self.cascade))
         self.axon = build_axon(miner_w, self.service, self.policy, self.metrics, ip=LOOPBACK, port=free_port(),
                                external_ip=LOOPBACK)
         start_axon(self.axon)
@@ -73,11 +74,12 @@ class LocalRig:
         self.health_state.set_ready(True, f"serving on {LOOPBACK}:{self.axon.port} (local mode)")
         return self
 
-    async def query(self, payload: str, timeout: float = VALIDATOR_TIMEOUT_S) -> QueryResult:
+    async def query(self, payload: str, timeout: float = VALIDATOR_TIMEOUT_S, label: int = -1) -> QueryResult:
+        """One validator-style request; `label` goes out as `testnet_label`, as testnet validators send it."""
         from miner.protocol import ImageSynapse
 
         t0 = time.monotonic()
-        (resp,) = await self.dendrite(axons=[self.axon.info()], synapse=ImageSynapse(image=payload),
+        (resp,) = await self.dendrite(axons=[self.axon.info()], synapse=ImageSynapse(image=payload, testnet_label=label),
                                       deserialize=False, timeout=timeout)
         latency = time.monotonic() - t0
         d = resp.dendrite

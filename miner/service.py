@@ -1,6 +1,6 @@
 """The miner's main job, free of any transport: base64 image in, prediction out, always in time.
 
-`MinerService.answer(image, validator_timeout_s, priority)` is what the axon's `forward` awaits:
+`MinerService.answer(image, validator_timeout_s, priority, label)` is what the axon's `forward` awaits:
 
     admission (bounded slots, queue by priority) -> decode in a thread -> cascade.run(frame, deadline)
     -> float in [0, 1]
@@ -156,7 +156,7 @@ def _log_late(fut: asyncio.Future) -> None:
 
 class MinerService:
     def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None,
-                 observer_factory=None) -> None:  # noqa: ANN001 - Callable[[], CascadeObserver]
+                 observer_factory=None) -> None:  # noqa: ANN001 - Callable[[int | None], CascadeObserver]
         self.cascade = cascade
         self.config = config
         self.metrics = metrics or MinerMetrics()
@@ -167,7 +167,9 @@ class MinerService:
         self.closing = False
 
     async def answer(self, image: object, validator_timeout_s: float | None = None,
-                     priority: float = 0.0) -> Answer:
+                     priority: float = 0.0, label: int | None = None) -> Answer:
+        """`label` is the request's `testnet_label` where a testnet validator sent one: it goes to
+        the trace only (a wrong answer's trace is tagged), never into the prediction."""
         t0 = time.monotonic()
         deadline = Deadline(t0 + self.config.budget_s(validator_timeout_s))
         if self.closing:
@@ -182,13 +184,13 @@ class MinerService:
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
-            return await self._answer_admitted(image, deadline, t0)
+            return await self._answer_admitted(image, deadline, t0, label)
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
             self.admission.release()
 
-    async def _answer_admitted(self, image: object, deadline: Deadline, t0: float) -> Answer:
+    async def _answer_admitted(self, image: object, deadline: Deadline, t0: float, label: int | None = None) -> Answer:
         loop = asyncio.get_running_loop()
         decoding = loop.run_in_executor(self._decode_pool, decode_image, image, self.config.decode)
         try:
@@ -199,7 +201,7 @@ class MinerService:
                               f"decode_{exc.reason}")
         except TimeoutError:
             return self._done(t0, NO_ANSWER, None, "deadline passed while decoding", "deadline")
-        best = BestSoFar(self.observer_factory() if self.observer_factory else None)
+        best = BestSoFar(self.observer_factory(label) if self.observer_factory else None)
         verdict: Verdict | None = None
         cut = "ok"
         try:
@@ -273,7 +275,7 @@ def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, casca
     if cascade is not None:  # each voter's vote and abstention series at 0, for the voter-failing alert
         cascade_metrics.declare_voters([(d.name, d.level) for d in cascade.detectors])
 
-    def factory() -> ObserverGroup:
-        return ObserverGroup(cascade_metrics.observer(), tracer.observer() if tracer is not None else None)
+    def factory(label: int | None = None) -> ObserverGroup:
+        return ObserverGroup(cascade_metrics.observer(), tracer.observer(label=label) if tracer is not None else None)
     return factory
 

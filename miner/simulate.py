@@ -88,7 +88,7 @@ async def run_queries(rig: LocalRig, challenges: list[Challenge], concurrency: i
     async def one(ch: Challenge) -> tuple[Challenge, QueryResult, float]:
         async with sem:
             sent = time.monotonic() - t_start
-            res = await rig.query(ch.payload, timeout)
+            res = await rig.query(ch.payload, timeout, ch.label)  # testnet_label, as testnet validators send
             done.append((ch, res, sent))
             if on_done:
                 on_done()

@@ -197,11 +197,11 @@ def test_ctrl_c_during_simulate_keeps_the_answered_queries(tmp_path, monkeypatch
 
     real_query, calls = LocalRig.query, []
 
-    async def query_then_ctrl_c(self, payload, timeout):
+    async def query_then_ctrl_c(self, payload, timeout, label=-1):
         calls.append(1)
         if len(calls) == 4:
             raise KeyboardInterrupt
-        return await real_query(self, payload, timeout)
+        return await real_query(self, payload, timeout, label)
 
     monkeypatch.setattr(LocalRig, "query", query_then_ctrl_c)
     data, out = make_sample(tmp_path / "sample", 8, 0), tmp_path / "sim"

@@ -69,3 +69,32 @@ def test_a_wrong_answers_trace_is_tagged_and_the_report_links_the_project(tmp_pa
         assert list(attrs["tag.tags"]) == ([] if sample.label == 1 else ["mistake"])
     report = (tmp_path / "run" / "report.md").read_text()
     assert "http://127.0.0.1:6006" in report and "roadwork.correct" in report
+
+
+def test_a_testnet_label_tags_the_miners_wrong_answers_without_changing_them(tmp_path):
+    """Testnet validators send the truth in testnet_label: the miner's trace marks a wrong answer
+    (as `simulate --trace` does for its challenges), and the prediction ignores the label."""
+    pytest.importorskip("bittensor")
+    import asyncio
+
+    from miner.config import MinerConfig
+    from miner.rig import LocalRig
+    from tests.miner.helpers import encode
+
+    exporter, tracer = memory_tracer()
+    payload = encode(size=(224, 224))
+
+    async def ask(rig):
+        try:
+            return [await rig.query(payload, label=label) for label in (1, 0, -1)]
+        finally:
+            await rig.aclose()
+
+    with make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade, \
+            LocalRig(cascade, MinerConfig(), tracer=tracer) as rig:  # calls everything roadwork
+        results = asyncio.run(ask(rig))
+    tracer.close()
+    assert [r.prediction for r in results] == [pytest.approx(0.9)] * 3  # the label never reaches the answer
+    roots = sorted((s for s in exporter.get_finished_spans() if s.name == "cascade"), key=lambda s: s.start_time)
+    assert [s.attributes.get("roadwork.correct") for s in roots] == [True, False, None]
+    assert "mistake" in roots[1].attributes["tag.tags"] and "mistake" not in roots[0].attributes.get("tag.tags", ())
