@@ -228,7 +228,9 @@ def test_a_box_detector_that_breaks_is_an_error_abstention_not_a_bad_frame(frame
 
     error()  # imports torch here, not inside the voter's time budget
     det, l0 = Broken("boxes", Level.L1, ClassMap()), FakeVoter("l0", "L0", 0.7)
-    pipeline_log = logging.getLogger("cascade.pipeline")  # our loggers may not propagate (monitoring.logs)
+    # importing bittensor may have set our loggers to CRITICAL, and ours may not propagate (monitoring.logs)
+    caplog.set_level(logging.WARNING, logger="cascade.pipeline")
+    pipeline_log = logging.getLogger("cascade.pipeline")
     pipeline_log.addHandler(caplog.handler)
     try:
         with make_cascade([l0, det]) as cascade:
