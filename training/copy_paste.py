@@ -1,11 +1,14 @@
-"""Copy-paste augmentation: boxed roadwork objects pasted into dashcam negatives.
+"""Counterfactual augmentation: boxed roadwork objects pasted into dashcam negatives, or erased
+from positives.
 
 Dashcam positives are rare in the data while dashcam negatives and boxed objects (cones, drums,
 barricades, roadwork signs in photo sources) are plentiful. A `PasteBank` cuts the boxed objects
 out of training images once; `paste()` puts a row of 2-5 of them into a street frame, receding
 along one side of the road (the nearest 5-22 % of the frame height), with a feathered mask, half
 the destination's brightness change and, for half of them, a little blur.
-The pasted frame is labelled roadwork. Measure what it adds on real rows only.
+The pasted frame is labelled roadwork. `EraseBank` does the opposite: it erases the boxed objects
+from a positive photo, which becomes a negative of the same scene. Measure what they add on real
+rows only.
 """
 from __future__ import annotations
 

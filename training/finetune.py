@@ -7,7 +7,8 @@ dilute) and one linear layer. Every step trains on what validators send: views d
 every other step, at `big_size` (the full frame squashed, or a 224 view upsampled) so the same
 weights serve the 224-px answer and the high-resolution detail voter. Samples are drawn with
 weights that balance classes and (source, label) cells; `paste_prob` turns dashcam negatives into
-positives with copy-paste (training/copy_paste.py).
+positives with copy-paste and `erase_prob` boxed positives into negatives of the same scene
+(training/copy_paste.py), so that a source's look stops being its label.
 
 With `folds > 1` it also trains one model per group fold and predicts each held-out image in each
 regime (seeded views the training never drew) at both sizes: the out-of-fold votes that
