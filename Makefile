@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1
 export YOLO_OFFLINE=1
 export YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics
 
-.PHONY: install run test bench clean
+.PHONY: install run test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: install
 test:
 	$(MAKE) -j3 install phoenix-venv review-venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# ruff (configured in pyproject.toml); .ci/run runs it after the tests
+lint: install
+	$(BIN)/ruff check .
 
 bench: install
 	$(BIN)/roadwork bench --config configs/cpu.yaml --out runs/bench-cpu.json

@@ -17,7 +17,7 @@ VEHICLE_SOURCES = ("vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_f
 """Dashcam / windscreen frames in ../shared/data: the closest we have to what validators send."""
 
 
-def score(rows: list[dict], prob_of) -> dict:  # noqa: ANN001
+def score(rows: list[dict], prob_of) -> dict:
     y = np.array([r["label"] for r in rows])
     p = np.array([prob_of(r) for r in rows], dtype=float)
     keep = ~np.isnan(p)
@@ -31,8 +31,9 @@ def summary(run: Path) -> dict:
         rows = [json.loads(x) for x in (metrics.parent / "predictions.jsonl").read_text().splitlines() if x]
         voters = sorted({v["voter"] for r in rows for v in r["votes"]})
 
-        def vote(name):  # noqa: ANN001, ANN202
-            return lambda r: next((v["prob"] for v in r["votes"] if v["voter"] == name and v["prob"] is not None), np.nan)
+        def vote(name):
+            return lambda row: next((v["prob"] for v in row["votes"] if v["voter"] == name and v["prob"] is not None),
+                                    np.nan)
 
         vehicle = [r for r in rows if r["source"] in VEHICLE_SOURCES]
         out[regime] = {

@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from cascade.config import VoterConfig  # noqa: E402
 from cascade.types import Frame, Vote  # noqa: E402
-from detectors.batching import MicroBatcher  # noqa: E402
 from detectors.base import Detector  # noqa: E402
+from detectors.batching import MicroBatcher  # noqa: E402
 from detectors.evidence import Boxes  # noqa: E402
 
 

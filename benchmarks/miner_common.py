@@ -16,7 +16,7 @@ def quiet() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\..*")
 
 
-def load_profile(path: Path):  # noqa: ANN201
+def load_profile(path: Path):
     """Process set-up as the CLI does it (offline env, torch threads), then the checked profile."""
     from cascade.config import load_config
     from roadwork.env import configure_process, set_torch_threads

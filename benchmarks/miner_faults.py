@@ -27,7 +27,7 @@ from pathlib import Path
 from miner_common import load_profile, payloads, percentiles, quiet
 
 
-def fault_detectors():  # noqa: ANN201 - classes are built after sys.path is set
+def fault_detectors():
     from cascade.types import Frame, Level, Vote
     from detectors.base import Detector
 
@@ -37,7 +37,7 @@ def fault_detectors():  # noqa: ANN201 - classes are built after sys.path is set
             self.mode = mode
 
         @classmethod
-        def from_config(cls, cfg, base_dir):  # noqa: ANN001, ANN206
+        def from_config(cls, cfg, base_dir):
             raise NotImplementedError("built directly by the benchmark")
 
         def predict(self, frames: Sequence[Frame]) -> list[Vote]:
@@ -78,7 +78,7 @@ PAUSE_S = {"l1_slow_once_recovers": 1.5}
 """Seconds between queries (the others go back to back)."""
 
 
-def build(cfg, scenario: str):  # noqa: ANN001, ANN201
+def build(cfg, scenario: str):
     from cascade.pipeline import Cascade
     from cascade.types import Level
     from consensus.artefact import ConsensusArtefact
@@ -107,7 +107,7 @@ def build(cfg, scenario: str):  # noqa: ANN001, ANN201
     return cascade, bad
 
 
-def fault_calls(bad) -> int:  # noqa: ANN001
+def fault_calls(bad) -> int:
     return int(getattr(getattr(bad, "inner", bad), "calls", 0))
 
 

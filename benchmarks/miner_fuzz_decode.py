@@ -32,13 +32,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from miner.config import DecodeConfig  # noqa: E402
-from miner.decode import DecodeError, decode_image  # noqa: E402
+from miner.config import DecodeConfig
+from miner.decode import DecodeError, decode_image
 
 HANG_S = 1.0
 
 
-class Enough(Exception):  # noqa: N818 - stops hypothesis once the payload count is reached
+class Enough(Exception):
     pass
 
 
@@ -144,7 +144,7 @@ class Recorder:
             outcome = "accepted"
         except DecodeError as exc:
             outcome = exc.reason
-        except BaseException as exc:  # noqa: BLE001 - recording crashes is the point
+        except BaseException as exc:
             outcome = "CRASH"
             self._keep_crash(family, payload, exc)
         dt, cpu = time.perf_counter() - t0, time.thread_time() - c0

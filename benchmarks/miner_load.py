@@ -72,7 +72,7 @@ async def flood(port: int, callers: int, megabytes: float, duration: float) -> d
                 counts["status_413" if reply.startswith(b"HTTP/1.1 413") else "other"] += 1
             except ConnectionError:  # the 413 came and the socket closed while we were still sending
                 counts["reset_while_sending"] += 1
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 counts["other"] += 1
     await asyncio.gather(*(caller() for _ in range(callers)))
     return counts

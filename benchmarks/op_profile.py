@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from roadwork.env import configure_process  # noqa: E402
+from roadwork.env import configure_process
 
 configure_process()
 
@@ -31,11 +31,11 @@ def main() -> None:
     a = ap.parse_args()
 
     import torch
+    from stage_profile import frames_with_boxes
     from torch.profiler import ProfilerActivity, profile
 
     from cascade.config import load_config
     from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
-    from stage_profile import frames_with_boxes
 
     opts = GpuBenchOptions(single_gpu=True, only=a.only)
     cfg = place(load_config(a.config), opts)

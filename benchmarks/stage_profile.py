@@ -12,7 +12,6 @@ their preprocessing inside predict (no split). The JSON is rewritten after every
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import json
 import sys
@@ -22,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from roadwork.env import configure_process  # noqa: E402
+from roadwork.env import configure_process
 
 configure_process()
 
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             for h, w in sizes:
                 try:
                     row[f"{h}x{w}"] = time_predict(m, frames_with_boxes(batch, h, w), a.reps)
-                except Exception as exc:  # noqa: BLE001 - a profile run reports every failure and goes on
+                except Exception as exc:
                     row[f"{h}x{w}"] = f"failed: {type(exc).__name__}: {str(exc)[:300]}"
             close = getattr(det, "close", None)
             if callable(close):

@@ -46,7 +46,7 @@ IM_START, IM_END, NEWLINE = 151644, 151645, 198
 QUESTION_TOKENS = 48  # the roadwork question + chat template text, about this many tokens
 
 
-def build_model(tiny: bool, device: str, dtype_name: str, attn: str):  # noqa: ANN201
+def build_model(tiny: bool, device: str, dtype_name: str, attn: str):
     import torch
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -78,7 +78,7 @@ def build_model(tiny: bool, device: str, dtype_name: str, attn: str):  # noqa: A
     return model.eval(), ids
 
 
-def make_inputs(model, ids: dict, size: int, batch: int):  # noqa: ANN001, ANN201
+def make_inputs(model, ids: dict, size: int, batch: int):
     """A size x size image per row as the Qwen2.5-VL processor would hand it to the model:
     flattened 14-px patches (temporal pair, 3 x 2 x 14 x 14 = 1176 values each) with its
     (t, h, w) grid. The pixel values are random, as the weights are: the compute is the same, and
@@ -101,13 +101,13 @@ def make_inputs(model, ids: dict, size: int, batch: int):  # noqa: ANN001, ANN20
     return {k: v.to(model.device) for k, v in inputs.items()}, n_visual, len(row)
 
 
-def _step_kwargs(model) -> tuple[str, bool]:  # noqa: ANN001
+def _step_kwargs(model) -> tuple[str, bool]:
     """transformers renamed `past_key_values` to `cache` (5.x); older releases lack logits_to_keep."""
     params = inspect.signature(model.forward).parameters
     return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
 
 
-def prefill_and_decode(model, inputs: dict, sync) -> tuple[float, float]:  # noqa: ANN001
+def prefill_and_decode(model, inputs: dict, sync) -> tuple[float, float]:
     """(prefill ms, one decode step ms): the whole prompt with the image, then one new token."""
     import torch
 
@@ -136,7 +136,7 @@ def summary(values: list[float]) -> dict:
             "min": round(ordered[0], 3), "all": [round(v, 3) for v in values]}
 
 
-def measure(model, ids: dict, size: int, batch: int, warmup: int, repeats: int, sync) -> dict:  # noqa: ANN001
+def measure(model, ids: dict, size: int, batch: int, warmup: int, repeats: int, sync) -> dict:
     import torch
 
     inputs, n_visual, seq_len = make_inputs(model, ids, size, batch)

@@ -140,7 +140,7 @@ class DepthSizeValidator(Detector):
     def check(self, boxes: Boxes, depth: np.ndarray) -> tuple[np.ndarray, list[float]]:
         heights = [physical_height(b, depth, self.params.focal) for b in boxes.xyxy]
         plaus = np.array([plausibility(h, self.params.sizes.get(norm_name(lbl)), self.params.tolerance)
-                          for h, lbl in zip(heights, boxes.labels)])
+                          for h, lbl in zip(heights, boxes.labels, strict=True)])
         return plaus, heights
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
@@ -152,7 +152,7 @@ class DepthSizeValidator(Detector):
             t0 = time.monotonic()
             depths = map_with_fallback([frames[i].image for i, _ in chunk], self.depth_maps)
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
-            for (i, boxes), depth in zip(chunk, depths):
+            for (i, boxes), depth in zip(chunk, depths, strict=True):
                 if isinstance(depth, Exception):
                     votes[i] = Vote.abstain(self.name, self.level, f"frame failed: {type(depth).__name__}: {depth}", ms,
                                             cause=AbstainCause.ERROR)
@@ -160,6 +160,6 @@ class DepthSizeValidator(Detector):
                 plaus, heights = self.check(boxes, depth)
                 prob = self.params.evidence.image_probability(boxes, extra_weights=plaus)
                 ev = [{**row, "height_m": round(float(h), 3), "plausible": round(float(p), 3)}
-                      for row, h, p in zip(boxes.to_evidence(), heights, plaus)]
+                      for row, h, p in zip(boxes.to_evidence(), heights, plaus, strict=True)]
                 votes[i] = Vote(self.name, self.level, prob, self.weight, ms, evidence={"boxes": ev})
         return [v for v in votes if v is not None]

@@ -49,7 +49,7 @@ def _init(voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str,
     try:
         for raw in voters:
             _build_one(VoterConfig.model_validate(raw), base_dir, random_weights)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent by _describe, with the voter's name
+    except Exception as exc:
         _BUILD_ERROR.append(str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}")
 
 

@@ -93,9 +93,9 @@ class Boxes:
         """JSON-ready list for `Vote.evidence['boxes']`."""
         # rounded in numpy and converted with one tolist(): this runs for every box of every vote
         xyxy, scores = np.round(self.xyxy, 5).tolist(), np.round(self.scores, 5).tolist()
-        out = [{"xyxy": b, "score": s, "label": lbl} for b, s, lbl in zip(xyxy, scores, self.labels)]
+        out = [{"xyxy": b, "score": s, "label": lbl} for b, s, lbl in zip(xyxy, scores, self.labels, strict=True)]
         if weights is not None:
-            for row, w in zip(out, np.round(np.asarray(weights, dtype=np.float64), 4).tolist()):
+            for row, w in zip(out, np.round(np.asarray(weights, dtype=np.float64), 4).tolist(), strict=True):
                 row["weight"] = w
         return out
 

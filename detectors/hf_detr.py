@@ -127,7 +127,7 @@ class HFDetector(BoxDetector):
                                                                target_sizes=sizes)
         id2label = self.model.config.id2label
         return [to_boxes(r, [str(id2label.get(i, i)) for i in r["labels"].tolist()], size)
-                for r, size in zip(res, sizes)]
+                for r, size in zip(res, sizes, strict=True)]
 
     def _zero_shot(self, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[Boxes]:
         p = self.params
@@ -139,14 +139,14 @@ class HFDetector(BoxDetector):
             res = self.processor.post_process_grounded_object_detection(
                 out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold,
                 target_sizes=sizes)
-            return [to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size) for r, size in zip(res, sizes)]
+            return [to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size) for r, size in zip(res, sizes, strict=True)]
         inputs = self.processor(text=[p.prompts] * len(images), images=images, return_tensors="pt",
                                 padding="max_length", truncation=True, **image_kwargs(self.model))
         out = keep_top_queries(self.model(**to_device(inputs, self.model)), p.max_det)
         squares = [(max(h, w), max(h, w)) for h, w in sizes]  # OWLv2 pads to a square before resizing
         res = self.processor.post_process_grounded_object_detection(out, threshold=p.threshold,
                                                                     target_sizes=squares)
-        return [to_boxes(r, [p.prompts[i] for i in r["labels"].tolist()], size) for r, size in zip(res, sizes)]
+        return [to_boxes(r, [p.prompts[i] for i in r["labels"].tolist()], size) for r, size in zip(res, sizes, strict=True)]
 
     def prompt_for(self, phrase: str) -> str:
         """Grounding DINO names boxes by the matched tokens; map them back to the prompt they came from."""

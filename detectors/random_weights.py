@@ -24,8 +24,7 @@ from typing import Any
 
 from cascade.config import VoterConfig
 from detectors.base import Detector
-from detectors.model_specs import (TINY_CLIP, TINY_DEPTH, TINY_DFINE, TINY_GDINO, TINY_OWLV2, TINY_SAM,
-                                   TINY_SIGLIP)
+from detectors.model_specs import TINY_CLIP, TINY_DEPTH, TINY_DFINE, TINY_GDINO, TINY_OWLV2, TINY_SAM, TINY_SIGLIP
 
 _DA_L = dict(model_type="depth_anything", neck_hidden_sizes=[256, 512, 1024, 1024], fusion_hidden_size=256,
              reassemble_hidden_size=1024,
@@ -173,9 +172,9 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
 
     from detectors.backbone_head import BackboneHead, BackboneHeadParams
     from detectors.backbones import HFAutoModelBackbone
-    from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
     from detectors.heads import LinearHead
     from detectors.hf_common import random_config, random_model, torch_dtype
+    from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
 
     params = BackboneHeadParams.model_validate(cfg.params)
     spec = params.backbone

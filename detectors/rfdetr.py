@@ -83,4 +83,4 @@ class RFDETRDetector(BoxDetector):
         out = self.model.predict(list(images), threshold=self.params.threshold)
         dets = out if isinstance(out, list) else [out]
         names = getattr(self.model, "class_names", None)
-        return [boxes_from_detections(d, names, im.shape[1], im.shape[0]) for d, im in zip(dets, images)]
+        return [boxes_from_detections(d, names, im.shape[1], im.shape[0]) for d, im in zip(dets, images, strict=True)]

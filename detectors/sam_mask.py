@@ -142,11 +142,11 @@ class SamMaskValidator(Detector):
         if order:
             h, w = image.shape[:2]
             px = boxes.xyxy[order] * np.array([w, h, w, h])
-            for j, mask in zip(order, self.masks(image, emb, px, reshaped)):
+            for j, mask in zip(order, self.masks(image, emb, px, reshaped), strict=True):
                 colour = norm_name(boxes.labels[j]) in self.colour_classes
                 factors[j], info[j] = mask_checks(mask, boxes.xyxy[j], image, colour, self.params)
         prob = self.params.evidence.image_probability(boxes, extra_weights=factors)
         ev = [{**row, **extra, "kept": round(float(f), 3)}
-              for row, extra, f in zip(boxes.to_evidence(), info, factors)]
+              for row, extra, f in zip(boxes.to_evidence(), info, factors, strict=True)]
         ms = (time.monotonic() - t0) * 1000 / n
         return Vote(self.name, self.level, prob, self.weight, ms, evidence={"boxes": ev})

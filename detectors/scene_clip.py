@@ -128,7 +128,7 @@ class SceneVoter(Detector):
                 if tags:
                     cond = _softmax(row[n_rw + n_ord:])
                     ev["scene"] = {"tag": tags[int(np.argmax(cond))],
-                                   "scores": {t: round(float(s), 4) for t, s in zip(tags, cond)}}
+                                   "scores": {t: round(float(s), 4) for t, s in zip(tags, cond, strict=True)}}
                 votes.append(Vote(self.name, self.level, prob, self.weight, ms, evidence=ev))
         return votes
 

@@ -43,7 +43,7 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
     """(forward, blacklist, priority) for one synapse class, ready for `axon.attach`."""
     cfg = service.config
 
-    async def forward(synapse):  # noqa: ANN001, ANN202 - signature set below
+    async def forward(synapse):
         label = getattr(synapse, "testnet_label", -1)  # testnet validators send the truth: traces only
         ans = await service.answer(synapse.image, synapse.timeout, policy.priority(_caller(synapse)),
                                    label if label in (0, 1) else None)
@@ -56,10 +56,10 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
                  ans.reason, ans.exit_level, _caller(synapse))
         return synapse
 
-    def blacklist(synapse):  # noqa: ANN001, ANN202
+    def blacklist(synapse):
         try:
             decision = policy.check(_caller(synapse))
-        except Exception as exc:  # noqa: BLE001 - a blacklist must refuse, never raise
+        except Exception as exc:
             log.error("blacklist check failed (%s: %s); refusing", type(exc).__name__, exc)
             metrics.record_refusal("error")
             return True, "internal error in blacklist check"
@@ -68,7 +68,7 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
             log.info("refused %s: %s", synapse_cls.__name__, decision.detail)
         return decision.refused, decision.detail
 
-    def priority(synapse):  # noqa: ANN001, ANN202
+    def priority(synapse):
         return float(policy.priority(_caller(synapse)))
 
     return (_with_signature(forward, synapse_cls, synapse_cls),

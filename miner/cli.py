@@ -31,7 +31,7 @@ def _quiet_pillow() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\..*")
 
 
-def _config(path: Path):  # noqa: ANN202 - CascadeConfig
+def _config(path: Path):
     from cascade.config import ConfigError, load_config
 
     try:
@@ -40,8 +40,8 @@ def _config(path: Path):  # noqa: ANN202 - CascadeConfig
         _fail(str(exc))
 
 
-def _cascade_builder(cfg):  # noqa: ANN001, ANN202
-    def build():  # noqa: ANN202
+def _cascade_builder(cfg):
+    def build():
         from roadwork.cli import build_cascade  # at call time: roadwork.cli imports this module
 
         return build_cascade(cfg, "the profile")
@@ -95,7 +95,7 @@ def serve_cmd(
     raise typer.Exit(code=code)
 
 
-def _tracer(url: str | None):  # noqa: ANN202 - CascadeTracer | None
+def _tracer(url: str | None):
     if url is None:
         return None
     try:
@@ -198,7 +198,7 @@ def simulate_cmd(
         raise typer.Exit(code=130)  # the shell's code for Ctrl-C: the run is partial
 
 
-def _dataset(data: Path, split: str | None):  # noqa: ANN202
+def _dataset(data: Path, split: str | None):
     from training.datasets import load_dataset
 
     try:

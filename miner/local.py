@@ -15,7 +15,7 @@ from pathlib import Path
 LOOPBACK = "127.0.0.1"
 
 
-def local_wallet(root: str | Path, name: str):  # noqa: ANN201 - bittensor_wallet.Wallet
+def local_wallet(root: str | Path, name: str):
     """A wallet with a fresh no-password coldkey and hotkey under `root` (never your real wallets)."""
     from bittensor_wallet import Wallet
 
@@ -38,7 +38,7 @@ def no_external_ip_lookup(ip: str = LOOPBACK) -> Iterator[None]:
         networking.get_external_ip = original
 
 
-def local_dendrite(wallet):  # noqa: ANN001, ANN201 - Wallet -> bt.Dendrite
+def local_dendrite(wallet):
     import bittensor as bt
 
     with no_external_ip_lookup():

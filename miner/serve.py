@@ -62,7 +62,7 @@ class MetagraphSyncer(threading.Thread):
         try:
             self.metagraph.sync(subtensor=self.subtensor, lite=True)
             snapshot = MetagraphSnapshot.from_metagraph(self.metagraph)
-        except Exception as exc:  # noqa: BLE001 - network trouble must not stop the miner
+        except Exception as exc:
             log.warning("metagraph sync failed (%s: %s); keeping the snapshot from block %s",
                         type(exc).__name__, exc, self.policy.snapshot.block)
             self.metrics.record_error("metagraph_sync")
@@ -84,7 +84,7 @@ def connect_chain(opts: ServeOptions, wallet: Any) -> tuple[Any, Any]:
     try:
         subtensor = bt.Subtensor(network=opts.network)
         metagraph = subtensor.metagraph(opts.netuid)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the flags that fix it
+    except Exception as exc:
         raise ChainError(f"cannot reach subtensor network {opts.network!r} for netuid {opts.netuid}: "
                          f"{type(exc).__name__}: {exc}. Check --subtensor.network (finney, test, or ws://...)") from exc
     hotkey = wallet.hotkey.ss58_address

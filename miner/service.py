@@ -133,7 +133,7 @@ def explain(votes: list[Vote], limit: int = 4) -> str:
     return "; ".join(parts)
 
 
-async def _hard_cut(fut: asyncio.Future, deadline: Deadline):  # noqa: ANN202
+async def _hard_cut(fut: asyncio.Future, deadline: Deadline):
     """The future's result, or TimeoutError at the deadline.
 
     Unlike `asyncio.wait_for`, which waits for a cancelled task to finish (forever, if a stage
@@ -156,7 +156,7 @@ def _log_late(fut: asyncio.Future) -> None:
 
 class MinerService:
     def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None,
-                 observer_factory=None) -> None:  # noqa: ANN001 - Callable[[int | None], CascadeObserver]
+                 observer_factory=None) -> None:
         self.cascade = cascade
         self.config = config
         self.metrics = metrics or MinerMetrics()
@@ -212,7 +212,7 @@ class MinerService:
             self.metrics.record_error("deadline")
             log.warning("frame %s: cascade still running at the deadline; sending the best pooled answer so far",
                         frame.frame_id)
-        except Exception as exc:  # noqa: BLE001 - the miner must answer whatever a stage does
+        except Exception as exc:
             cut = f"cascade error ({type(exc).__name__}): best so far"
             self.metrics.record_error("cascade")
             log.error("frame %s: cascade failed: %s: %s", frame.frame_id, type(exc).__name__, exc)
@@ -251,7 +251,7 @@ class MinerService:
         self._decode_pool.shutdown(wait=False, cancel_futures=True)
 
 
-def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, cascade: object | None = None):  # noqa: ANN201
+def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, cascade: object | None = None):
     """`observer_factory` for MinerService: cascade metrics into the miner's registry, plus traces.
 
     `tracer` is a `monitoring.tracing.CascadeTracer` (extra `trace`) or None. With `cascade`, the VLM
@@ -266,10 +266,10 @@ def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, casca
         from detectors.device_process import worker_states
         from vlm_tiers.http_tier import breaker_states
 
-        def breakers():  # noqa: ANN202
+        def breakers():
             return breaker_states(cascade.detectors)
 
-        def workers():  # noqa: ANN202
+        def workers():
             return worker_states(getattr(cascade, "owned", ()))
     cascade_metrics = CascadeMetrics(metrics.registry, breakers=breakers, workers=workers)
     if cascade is not None:  # each voter's vote and abstention series at 0, for the voter-failing alert

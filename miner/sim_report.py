@@ -17,7 +17,7 @@ from sklearn.metrics import matthews_corrcoef
 from training.metrics import subnet_reward_stream, summarise
 
 
-def running(y: np.ndarray, pred: np.ndarray, window: int, fn) -> np.ndarray:  # noqa: ANN001
+def running(y: np.ndarray, pred: np.ndarray, window: int, fn) -> np.ndarray:
     out = np.zeros(len(y))
     for t in range(len(y)):
         lo = max(0, t + 1 - window)

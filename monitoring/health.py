@@ -40,7 +40,7 @@ class HealthState:
 
 def _handler(state: HealthState, metrics: MinerMetrics) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/healthz":
                 self._send(200, json.dumps({"alive": True, **state.snapshot()}).encode(), "application/json")
@@ -60,7 +60,7 @@ def _handler(state: HealthState, metrics: MinerMetrics) -> type[BaseHTTPRequestH
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet access log
+        def log_message(self, format: str, *args: object) -> None:
             log.debug("health %s", format % args)
 
     return Handler

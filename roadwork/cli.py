@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from roadwork.env import configure_process, set_torch_threads
-from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
-from vlm_tiers.cli import vllm_app
 from miner.cli import serve_cmd, simulate_cmd  # light: bittensor loads only when they run
-from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
+from roadwork.env import configure_process, set_torch_threads
 from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
+from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
+from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
+from vlm_tiers.cli import vllm_app
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
                   pretty_exceptions_show_locals=False)
@@ -51,7 +51,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load_cascade(config: Path):  # noqa: ANN202
+def _load_cascade(config: Path):
     from cascade.config import ConfigError, load_config
 
     try:
@@ -61,10 +61,9 @@ def _load_cascade(config: Path):  # noqa: ANN202
     return build_cascade(cfg, str(config))
 
 
-def build_cascade(cfg, where: str):  # noqa: ANN001, ANN201
+def build_cascade(cfg, where: str):
     """Build and warm up the profile's cascade, or exit with a message naming `where` it came from."""
     from cascade.pipeline import Cascade
-
     from detectors.device_process import DeviceProcessError
 
     set_torch_threads(cfg.runtime.torch_threads)
@@ -75,11 +74,11 @@ def build_cascade(cfg, where: str):  # noqa: ANN001, ANN201
         _fail(f"cannot build the cascade from {where}: {exc}")
 
 
-def _load_data(data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN202
+def _load_data(data: Path, split: str | None, sources: list[str] | None):
     return _select_rows(_read_data(data), data, split, sources)
 
 
-def _read_data(data: Path):  # noqa: ANN202
+def _read_data(data: Path):
     from training.datasets import load_dataset
 
     try:
@@ -88,7 +87,7 @@ def _read_data(data: Path):  # noqa: ANN202
         _fail(str(exc))
 
 
-def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):  # noqa: ANN001, ANN202
+def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):
     ds = ds.select(split=split, sources=sources)
     if not len(ds):
         _fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
@@ -140,7 +139,7 @@ def eval_cmd(
                                                **({"traces": traces} if tracer else {})})
     if tracer:
         tracer.close()
-    for name, result in results.items():
+    for result in results.values():
         _print_metrics(result.metrics)
         console.print(f"report: {result.out_dir / 'report.md'}  ({len(result.problems)} inputs skipped)")
     if len(results) > 1:
@@ -148,7 +147,7 @@ def eval_cmd(
         console.print(f"regimes side by side: {table}")
 
 
-def _held_out_split(ds, split: str | None) -> str | None:  # noqa: ANN001
+def _held_out_split(ds, split: str | None) -> str | None:
     """`--split` as given; 'all' -> every row; unset -> 'dev' where the data has dev rows (said aloud)."""
     if split == "all":
         return None
@@ -161,7 +160,7 @@ def _held_out_split(ds, split: str | None) -> str | None:  # noqa: ANN001
     return None
 
 
-def _tracer(url: str | None, project: str = "roadwork-eval"):  # noqa: ANN202
+def _tracer(url: str | None, project: str = "roadwork-eval"):
     if url is None:
         return None
     try:

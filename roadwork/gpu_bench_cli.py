@@ -21,7 +21,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load(config: Path):  # noqa: ANN202
+def _load(config: Path):
     from cascade.config import ConfigError, load_config
 
     try:
@@ -147,7 +147,8 @@ def fetch_weights_cmd(
     `roadwork fetch-weights configs/h100x2.yaml --download` once; transformers models go to the
     Hugging Face cache, ultralytics and RF-DETR files next to the profile; vLLM reads the same cache.
     """
-    from roadwork.fetch_weights import check_present, download as fetch, go_online, items_for
+    from roadwork.fetch_weights import check_present, go_online, items_for
+    from roadwork.fetch_weights import download as fetch
 
     if list_only and download:
         _fail("--list and --download exclude each other; give one")

@@ -32,7 +32,7 @@ class FakeVoter(Detector):
         self.calls = 0
 
     @classmethod
-    def from_config(cls, cfg, base_dir):  # noqa: ANN001, ANN206
+    def from_config(cls, cfg, base_dir):
         return cls(cfg.name, cfg.level, **cfg.params)
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:

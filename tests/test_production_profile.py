@@ -23,11 +23,11 @@ ULTRALYTICS_ASSET = re.compile(r"^(yolo|rtdetr|yoloe)[\w.-]*\.pt$")
 
 
 @pytest.fixture(scope="module")
-def cfg():  # noqa: ANN201
+def cfg():
     return load_config(PROFILE)
 
 
-def test_profile_has_26_voters_across_levels(cfg) -> None:  # noqa: ANN001
+def test_profile_has_26_voters_across_levels(cfg) -> None:
     # given the production profile / when counting voters per level / then the user's cascade is there
     per_level = Counter(v.level.name for v in cfg.voters if v.enabled)
     assert sum(per_level.values()) == 26
@@ -35,7 +35,7 @@ def test_profile_has_26_voters_across_levels(cfg) -> None:  # noqa: ANN001
     assert all(v.kind == "vlm-http" for v in cfg.voters if v.level.name in ("L3", "L4", "L5"))
 
 
-def test_plan_fits_and_every_gpu_voter_has_memory(cfg) -> None:  # noqa: ANN001
+def test_plan_fits_and_every_gpu_voter_has_memory(cfg) -> None:
     # the profile runs a worker per GPU (one batch at a time), and `roadwork plan` plans it so
     assert cfg.runtime.process_per_device
     plan = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True).check()
@@ -46,14 +46,14 @@ def test_plan_fits_and_every_gpu_voter_has_memory(cfg) -> None:  # noqa: ANN001
     assert all(v.memory is not None for v in cfg.voters if v.device.startswith("cuda"))
 
 
-def test_one_more_vllm_share_overcommits_and_names_the_gpu(cfg) -> None:  # noqa: ANN001
+def test_one_more_vllm_share_overcommits_and_names_the_gpu(cfg) -> None:
     servers = [s.model_copy(update={"memory_fraction": s.memory_fraction + 0.05}) if s.name == "power" else s
                for s in cfg.placement.vllm_servers]
     with pytest.raises(PlanError, match=r"cuda:1 is over-committed.*power"):
         build_plan(cfg.voters, cfg.placement.model_copy(update={"vllm_servers": servers})).check()
 
 
-def test_every_weight_is_a_hub_id_or_an_asset_name(cfg) -> None:  # noqa: ANN001
+def test_every_weight_is_a_hub_id_or_an_asset_name(cfg) -> None:
     items = items_for(cfg)
     hub = [it.id for it in items if it.source == "hf"]
     assert len(hub) == 20 and all(HUB_ID.match(i) for i in hub), hub
@@ -61,7 +61,7 @@ def test_every_weight_is_a_hub_id_or_an_asset_name(cfg) -> None:  # noqa: ANN001
     assert len(assets) == 4 and all(ULTRALYTICS_ASSET.match(a) for a in assets), assets
 
 
-def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:  # noqa: ANN001
+def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:
     voters = {v.params["model"]: v for v in cfg.voters if v.kind == "vlm-http"}
     ports = set()
     for s in cfg.placement.vllm_servers:
@@ -74,7 +74,7 @@ def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None: 
     assert len(ports) == len(cfg.placement.vllm_servers) == len(voters) == 8
 
 
-def test_every_in_process_voter_has_a_full_size_random_form(cfg) -> None:  # noqa: ANN001
+def test_every_in_process_voter_has_a_full_size_random_form(cfg) -> None:
     # what `roadwork bench --gpu --random-weights` builds: nothing may need a hub config
     for v in cfg.voters:
         if v.kind in IN_PROCESS_EXCLUDED:

@@ -94,7 +94,7 @@ class PasteBank:
         return np.asarray(canvas)
 
 
-def schema_boxes(root: Path, samples: list[Sample]):  # noqa: ANN201 - Iterator[tuple[Sample, list]]
+def schema_boxes(root: Path, samples: list[Sample]):
     """(sample, [(schema kind, cx, cy, w, h), ...]) for each positive row with boxes of roadwork
     classes (normalised YOLO boxes; other classes, such as cars, are left out)."""
     from training.train_detector import map_class

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from training.images import ImageLoadError, load_rgb, open_image, to_rgb
 

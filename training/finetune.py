@@ -79,7 +79,7 @@ def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: Finet
     return view[:, ::-1].copy() if rng.random() < 0.5 else view
 
 
-def build_network(imagenet_weights: str | Path | None = None):  # noqa: ANN201
+def build_network(imagenet_weights: str | Path | None = None):
     """MobileNetV2 features + mean/max pooling + linear: the L0 network (torch.nn.Module)."""
     import torch
     from torch import nn

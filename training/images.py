@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 MAX_PIXELS = 80_000_000
 
 
-def open_image(fp, formats: list[str] | None = None) -> Image.Image:  # noqa: ANN001
+def open_image(fp, formats: list[str] | None = None) -> Image.Image:
     """PIL's own `Image.open`, even after ultralytics has replaced it.
 
     Importing ultralytics swaps `PIL.Image.open` for a wrapper that, on bytes Pillow cannot

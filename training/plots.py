@@ -54,7 +54,7 @@ def write_plots(y: np.ndarray, p: np.ndarray, latency_ms: np.ndarray, out: Path)
     return paths
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001
+def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

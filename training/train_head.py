@@ -24,10 +24,10 @@ from sklearn.preprocessing import StandardScaler
 
 from detectors.backbones import Backbone
 from detectors.heads import LinearHead, write_manifest
+from training.balance import sample_weights
 from training.datasets import Dataset
 from training.evaluate import progress_bar
 from training.images import ImageLoadError
-from training.balance import sample_weights
 from training.transforms import ValidatorTransform
 
 
@@ -109,7 +109,7 @@ def embed_dataset(dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig, sh
                     sources, groups, keys, problems)
 
 
-def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):  # noqa: ANN202
+def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     model.fit(feats, y, logisticregression__sample_weight=w)
     return model

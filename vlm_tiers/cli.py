@@ -21,7 +21,7 @@ TierArg = Annotated[str, typer.Argument(help="Tier name (fast, power, precision)
 DirOpt = Annotated[Path, typer.Option("--profiles", help="Folder of launch profiles.")]
 
 
-def _load(tier: str, profiles: Path):  # noqa: ANN202
+def _load(tier: str, profiles: Path):
     from vlm_tiers.launch import ProfileError, load_profile  # pydantic models: imported on use
 
     try:

@@ -30,7 +30,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def tiny_tokenizer():  # noqa: ANN201 - a transformers fast tokenizer
+def tiny_tokenizer():
     """A byte-level BPE tokenizer (like Qwen's, only ~400 tokens) trained here on a few lines."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -48,7 +48,7 @@ def tiny_tokenizer():  # noqa: ANN201 - a transformers fast tokenizer
                                    additional_special_tokens=SPECIAL)
 
 
-def tiny_config(family: Literal["qwen2_5_vl", "qwen2_vl"], vocab: dict[str, int]):  # noqa: ANN201
+def tiny_config(family: Literal["qwen2_5_vl", "qwen2_vl"], vocab: dict[str, int]):
     from transformers import Qwen2_5_VLConfig, Qwen2VLConfig
 
     text = dict(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -66,7 +66,7 @@ def tiny_config(family: Literal["qwen2_5_vl", "qwen2_vl"], vocab: dict[str, int]
     return Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
 
 
-def tiny_processor(family: Literal["qwen2_5_vl", "qwen2_vl"], max_pixels: int = 448 * 448):  # noqa: ANN201
+def tiny_processor(family: Literal["qwen2_5_vl", "qwen2_vl"], max_pixels: int = 448 * 448):
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 

@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 import logging
 import time
 
@@ -93,7 +94,7 @@ def test_run_does_not_block_the_event_loop(frame):
 
     verdict, _ = asyncio.run(main())
     assert verdict.prob == pytest.approx(0.6)
-    assert len(ticks) == 10 and max(b - a for a, b in zip(ticks, ticks[1:])) < 0.2
+    assert len(ticks) == 10 and max(b - a for a, b in itertools.pairwise(ticks)) < 0.2
 
 
 def test_fitted_weights_replace_prior_weights(frame):

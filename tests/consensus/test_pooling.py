@@ -14,14 +14,14 @@ votes = st.lists(st.tuples(probs, weights), min_size=1, max_size=8)
 @settings(max_examples=200)
 @given(votes)
 def test_symmetry_flipping_every_vote_flips_the_answer(vs):
-    p, w = zip(*vs)
+    p, w = zip(*vs, strict=True)
     assert pool([1 - x for x in p], w) == pytest.approx(1 - pool(p, w), abs=1e-9)
 
 
 @settings(max_examples=200)
 @given(votes, probs)
 def test_weight_zero_is_the_same_as_absent(vs, extra):
-    p, w = zip(*vs)
+    p, w = zip(*vs, strict=True)
     assert pool([*p, extra], [*w, 0.0]) == pytest.approx(pool(p, w), abs=1e-12)
 
 
@@ -34,7 +34,7 @@ def test_unanimous_votes_keep_their_value(p, w):
 @settings(max_examples=200)
 @given(votes, st.integers(min_value=0, max_value=7), st.floats(min_value=0.0, max_value=0.5))
 def test_monotone_in_each_vote(vs, i, delta):
-    p, w = map(list, zip(*vs))
+    p, w = map(list, zip(*vs, strict=True))
     i %= len(p)
     before = pool(p, w)
     p[i] = min(p[i] + delta, 0.999)

@@ -49,7 +49,7 @@ def test_a_head_trained_on_another_backbone_of_the_same_width_is_refused(mobilen
     # a 1280-d head from another network would load and answer nonsense: it must not load at all
     with pytest.raises(ValueError, match=r"trained on backbone 'hf:facebook/dinov2-large'.*builds 'mobilenetv2-deepsort'"):
         BackboneHead("l0", Level.L0, mobilenet, random_head(1280, backbone="hf:facebook/dinov2-large"))
-    head_path = random_head(1280, backbone="mobilenetv2-deepsort:l0_backbone.pt").save(tmp_path / "head.npz")
+    random_head(1280, backbone="mobilenetv2-deepsort:l0_backbone.pt").save(tmp_path / "head.npz")
     cfg = VoterConfig(name="l0", kind="backbone-head", level="L0", params={"head": "head.npz"})
     with pytest.raises(ValueError, match="l0_backbone.pt"):  # the ImageNet net is not the fine-tuned one
         build(cfg, tmp_path)

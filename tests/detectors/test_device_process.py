@@ -74,7 +74,6 @@ def test_remote_voter_votes_like_the_local_one() -> None:
 
 
 def test_a_dead_worker_fails_fast_then_comes_back() -> None:
-    import time
 
     cfg, base = l0_voter()
     proc = DeviceProcess("cpu", [cfg], base)
@@ -146,7 +145,7 @@ def test_a_hung_worker_is_waited_on_only_until_the_deadline_then_killed_and_rebu
         proc.close()
 
 
-def _swallow(fn, *args):  # noqa: ANN001, ANN202 - the background call fails once its worker is killed
+def _swallow(fn, *args):
     try:
         fn(*args)
     except DeviceProcessError:

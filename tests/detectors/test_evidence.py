@@ -63,7 +63,7 @@ def test_noisy_or_monotone_in_scores() -> None:
     (np.zeros((2, 4)), [0.1], ("a", "b"), "disagree"),
     (np.full((1, 4), np.nan), [0.1], ("a",), "finite"),
 ])
-def test_bad_boxes_rejected(xyxy, scores, labels, error) -> None:  # noqa: ANN001
+def test_bad_boxes_rejected(xyxy, scores, labels, error) -> None:
     with pytest.raises(ValueError, match=error):
         Boxes(xyxy, np.asarray(scores), labels)
 
@@ -92,7 +92,7 @@ def test_wbf_weights_must_match() -> None:
         fuse_boxes([Boxes.empty()], weights=[1, 2])
 
 
-def test_wbf_ensemble_voter_fuses_members(frame) -> None:  # noqa: ANN001
+def test_wbf_ensemble_voter_fuses_members(frame) -> None:
     from cascade.types import Level
     from detectors.box_detector import BoxDetector
     from detectors.ensemble import EnsembleParams, WBFEnsemble
@@ -103,10 +103,10 @@ def test_wbf_ensemble_voter_fuses_members(frame) -> None:  # noqa: ANN001
             self.boxes = boxes
 
         @classmethod
-        def from_config(cls, cfg, base_dir):  # noqa: ANN001, ANN206
+        def from_config(cls, cfg, base_dir):
             raise NotImplementedError
 
-        def detect(self, images):  # noqa: ANN001, ANN202
+        def detect(self, images):
             return [self.boxes for _ in images]
 
     a = Fixed("a", Boxes(np.array([[0.1, 0.1, 0.3, 0.5]]), np.array([0.9]), ("traffic cone",)))

@@ -8,9 +8,9 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from cascade.config import VoterConfig  # noqa: E402
-from cascade.types import Frame, Level  # noqa: E402
-from detectors.ultralytics_yolo import UltralyticsDetector, pick_family  # noqa: E402
+from cascade.config import VoterConfig
+from cascade.types import Frame, Level
+from detectors.ultralytics_yolo import UltralyticsDetector, pick_family
 
 SHARED_WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights"
 

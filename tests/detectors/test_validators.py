@@ -141,13 +141,13 @@ def test_cascade_hands_l1_boxes_to_l2_validators(frame: Frame) -> None:
     box = Boxes(np.array([[0.1, 0.1, 0.3, 0.5]]), np.array([0.9]), ("cone",)).to_evidence()
 
     class BoxVoter(FakeVoter):
-        def predict(self, frames):  # noqa: ANN001, ANN202
+        def predict(self, frames):
             return [Vote(self.name, self.level, 0.8, evidence={"boxes": box}) for _ in frames]
 
     class Probe(FakeVoter):
         seen: list = []
 
-        def predict(self, frames):  # noqa: ANN001, ANN202
+        def predict(self, frames):
             Probe.seen.append(merged_prior_boxes(frames[0].meta))
             return super().predict(frames)
 

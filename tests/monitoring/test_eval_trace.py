@@ -6,18 +6,18 @@ from typer.testing import CliRunner
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the `trace` extra (opentelemetry-sdk)")
 
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from monitoring.tracing import CascadeTracer  # noqa: E402
-from roadwork.cli import app  # noqa: E402
-from roadwork.sample import make_sample  # noqa: E402
-from tests.conftest import FakeVoter  # noqa: E402
-from tests.monitoring.helpers import make_cascade  # noqa: E402
-from training.datasets import load_dataset  # noqa: E402
-from training.evaluate import evaluate  # noqa: E402
-from training.transforms import make_transform  # noqa: E402
+from monitoring.tracing import CascadeTracer
+from roadwork.cli import app
+from roadwork.sample import make_sample
+from tests.conftest import FakeVoter
+from tests.monitoring.helpers import make_cascade
+from training.datasets import load_dataset
+from training.evaluate import evaluate
+from training.transforms import make_transform
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pytest
 pytest.importorskip("phoenix.otel", reason="needs the `trace` extra (arize-phoenix-otel)")
 pytest.importorskip("phoenix.client", reason="needs the `trace` extra (arize-phoenix-client)")
 
-from monitoring.tracing import CascadeTracer  # noqa: E402
-from tests.monitoring.helpers import make_cascade, standard_voters  # noqa: E402
+from monitoring.tracing import CascadeTracer
+from tests.monitoring.helpers import make_cascade, standard_voters
 
 REPO = Path(__file__).resolve().parents[2]
 PHOENIX = Path(os.environ.get("ROADWORK_PHOENIX_BIN", REPO / ".venv-phoenix" / "bin" / "phoenix"))

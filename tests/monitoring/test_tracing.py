@@ -5,16 +5,16 @@ import pytest
 
 pytest.importorskip("opentelemetry.sdk", reason="tracing needs the `trace` extra (opentelemetry-sdk)")
 
-from opentelemetry import trace  # noqa: E402
-from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
-from opentelemetry.trace import StatusCode  # noqa: E402
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
-from cascade.budget import Deadline  # noqa: E402
-from monitoring import tracing as tr  # noqa: E402
-from monitoring.tracing import CascadeTracer, context_from_headers, tracing_provider  # noqa: E402
-from tests.monitoring.helpers import BOXES, make_cascade, standard_voters  # noqa: E402
+from cascade.budget import Deadline
+from monitoring import tracing as tr
+from monitoring.tracing import CascadeTracer, context_from_headers, tracing_provider
+from tests.monitoring.helpers import BOXES, make_cascade, standard_voters
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ PROFILE = REPO / "configs" / "h100x2.yaml"
 
 
 @pytest.fixture(scope="module")
-def cfg():  # noqa: ANN201
+def cfg():
     return load_config(PROFILE)
 
 
@@ -32,18 +32,18 @@ def cfg():  # noqa: ANN201
     # case: --tiny runs on the CPU
     (GpuBenchOptions(tiny=True), {"cpu"}),
 ])
-def test_place_remaps_devices(cfg, opts: GpuBenchOptions, expect: set[str]) -> None:  # noqa: ANN001
+def test_place_remaps_devices(cfg, opts: GpuBenchOptions, expect: set[str]) -> None:
     placed = place(cfg, opts)
     assert {v.device for v in placed.voters if v.kind != "vlm-http"} == expect
 
 
-def test_vlm_tiers_are_excluded_with_a_reason(cfg) -> None:  # noqa: ANN001
+def test_vlm_tiers_are_excluded_with_a_reason(cfg) -> None:
     run, excluded = split_voters(cfg, GpuBenchOptions())
     assert len(run) == 18 and len(excluded) == 8
     assert all("vLLM server" in why for why in excluded.values())
 
 
-def test_missing_package_is_skipped_not_fatal(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_missing_package_is_skipped_not_fatal(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "rfdetr" else real(name, *a))
     voters = [v for v in place(cfg, GpuBenchOptions(tiny=True)).voters if v.name == "rfdetr_l"]
@@ -52,7 +52,7 @@ def test_missing_package_is_skipped_not_fatal(cfg, monkeypatch: pytest.MonkeyPat
     assert "package 'rfdetr' is not installed" in skipped["rfdetr_l"]
 
 
-def test_no_early_exit_opens_every_band(cfg) -> None:  # noqa: ANN001
+def test_no_early_exit_opens_every_band(cfg) -> None:
     run, _ = split_voters(cfg, GpuBenchOptions())
     bc = bench_config(cfg, run, GpuBenchOptions(no_early_exit=True), workers=64)
     assert {lc.level.name: lc.band for lc in bc.levels} == {"L0": (0.0, 1.0), "L1": (0.0, 1.0), "L2": (0.0, 1.0)}
@@ -121,13 +121,13 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
     assert set(r["concurrency"]["4"]["worker_ms_per_image"]) == set(only)  # per voter, for `plan --costs`
 
 
-def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     import detectors.random_weights as rw
     from tests.conftest import FakeVoter
 
     built = []
 
-    def fake_build(v, base_dir, tiny=False, dtype=None):  # noqa: ANN001, ANN202
+    def fake_build(v, base_dir, tiny=False, dtype=None):
         built.append(dtype)
         error = RuntimeError("expected scalar type Half but found Float") if dtype != "float32" else None
         return FakeVoter(v.name, v.level, prob=0.7, error=error)
@@ -142,7 +142,7 @@ def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.M
     assert built == [None, None, "float32", "float32"]
 
 
-def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
     import detectors.random_weights as rw
     from tests.conftest import FakeVoter
 
@@ -154,7 +154,7 @@ def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: py
     assert "does not run: ValueError: bad shape" in skipped["owlv2_b16"] and info == {}
 
 
-def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:  # noqa: ANN001
+def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:
     # tiny CPU run of the lever code path (on a GPU the two dtypes really differ)
     from roadwork.gpu_bench import probe_frames, try_levers
 

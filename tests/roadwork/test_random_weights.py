@@ -19,7 +19,7 @@ def test_tiny_yaml(weights: str, tiny: str) -> None:
     assert tiny_yaml(weights) == tiny
 
 
-def _voter(kind: str, **params) -> VoterConfig:  # noqa: ANN003
+def _voter(kind: str, **params) -> VoterConfig:
     return VoterConfig(name="v", kind=kind, level="L1", batch=16, params=params)
 
 

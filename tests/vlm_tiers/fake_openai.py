@@ -50,11 +50,11 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": None})
                 self._send(500 if server.mode == "error500" else 200, b"")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length) or b"null")
                 server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
