@@ -143,7 +143,13 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 if __name__ == "__main__":  # the review environment runs `python -m training.review_cli ...`
+    import importlib
+    import logging
+
     from roadwork.env import configure_process
 
     configure_process()
+    importlib.import_module("fiftyone")  # it gives its loggers (and eta's progress bars) stdout of their
+    for name in ("fiftyone", "eta"):      # own on import; through the root handler too, each line came out twice
+        logging.getLogger(name).propagate = False
     typer.run(review_cmd)

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -180,6 +181,8 @@ def test_review_builds_the_dataset_exports_and_serves_the_app(tmp_path, data, re
                       "--format", "cvat")
     build_s = time.monotonic() - t0
     assert done.returncode == 0, done.stdout + done.stderr
+    # FiftyOne's and eta's lines come out once, on their own handler, not again through ours
+    assert not re.search(r" (INFO|WARNING) (fiftyone|eta)[\w.]*: ", done.stderr), done.stderr
     # then the dataset holds every field, tag and saved view
     inspect_env = {**env, "FIFTYONE_PLUGINS_DIR": str(REPO / "training" / "fiftyone_plugins")}
     lines = subprocess.run([str(python), "-c", INSPECT, "t", tmp_path / "from-app"], env=inspect_env,
