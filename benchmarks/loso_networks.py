@@ -37,7 +37,7 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
 
 def train(args: argparse.Namespace) -> None:
     from training.datasets import load_folder
-    from training.finetune import FinetuneConfig, held_out_probs, train_network
+    from training.finetune import FinetuneConfig, held_out_rows, train_network
 
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
@@ -52,12 +52,9 @@ def train(args: argparse.Namespace) -> None:
         held = [i for i, s in enumerate(samples) if s.source in sources]
         net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, args.device, None,
                             ds.root, tag=f"without {name}")
-        probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, args.device)
+        rows = held_out_rows(net, samples, images, held, cfg, args.device, held_out=name, config=asdict(cfg))
         with args.out.open("a") as fh:
-            for i, p in zip(held, probs, strict=True):
-                s = samples[i]
-                fh.write(json.dumps({"probs": p, "key": s.key, "label": s.label, "source": s.source,
-                                     "group": s.group, "held_out": name, "config": asdict(cfg)}) + "\n")
+            fh.write("".join(json.dumps(r) + "\n" for r in rows))
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
 
 

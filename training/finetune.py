@@ -39,7 +39,7 @@ from detectors.mobilenet import (
 )
 from training.balance import sample_weights
 from training.datasets import Dataset, Sample, load_folder
-from training.transforms import REGIMES, make_transform
+from training.transforms import REGIMES, Transform, make_transform
 
 EVAL_SEED_OFFSET = 1_000_003
 
@@ -242,9 +242,14 @@ def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 6
     return best
 
 
+def held_out_transform(regime: str, seed: int) -> Transform:
+    """The transform of a regime's held-back view (seeds the training never drew)."""
+    return make_transform(regime, seed + EVAL_SEED_OFFSET)
+
+
 def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray]:
-    """The held-back view of each regime (seeds the training never drew)."""
-    return {r: make_transform(r, seed + EVAL_SEED_OFFSET)(image, key) for r in REGIMES}
+    """The held-back view of each regime."""
+    return {r: held_out_transform(r, seed)(image, key) for r in REGIMES}
 
 
 def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig,
@@ -260,6 +265,15 @@ def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cf
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
     return out
+
+
+def held_out_rows(net: Any, samples: list[Sample], images: list[np.ndarray], held: list[int], cfg: FinetuneConfig,
+                  device: str, **extra: Any) -> list[dict[str, Any]]:
+    """One OOF row per held-out index: `held_out_probs` with the image's key, label, source, group
+    and `extra` (e.g. its fold)."""
+    probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
+    return [{"probs": p, "key": samples[i].key, "label": samples[i].label, "source": samples[i].source,
+             "group": samples[i].group, **extra} for i, p in zip(held, probs, strict=True)]
 
 
 def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
@@ -347,9 +361,7 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
             held = [i for i, g in enumerate(fold_of) if g == f]
             net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, device,
                                 imagenet_weights, dataset.root, tag=f"fold {f + 1}/{cfg.folds}")
-            probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
-            rows += [{"probs": p, "key": samples[i].key, "label": samples[i].label, "source": samples[i].source,
-                      "group": samples[i].group, "fold": f} for i, p in zip(held, probs, strict=True)]
+            rows += held_out_rows(net, samples, images, held, cfg, device, fold=f)
             # written after every fold: a run cut short keeps the folds it finished
             oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             if cfg.save_folds:

@@ -19,17 +19,18 @@ from pathlib import Path
 
 
 def rescore(data: str | Path, oof: Path, fold_prefix: str, views: list[str], regime: str = "full",
-            device: str = "cpu") -> list[dict]:
+            device: str = "cpu", seed: int = 0) -> list[dict]:
+    """`seed` is the fold run's (FinetuneConfig.seed): the regime's held-back view is drawn as the
+    trainer drew it (the `full` view has no randomness)."""
     from training.datasets import load_folder
-    from training.finetune import load_network, predict_tiles, predict_views
-    from training.transforms import make_transform
+    from training.finetune import held_out_transform, load_network, predict_tiles, predict_views
 
     rows = [json.loads(x) for x in oof.read_text().splitlines() if x.strip()]
     samples = {s.key: s for s in load_folder(data).select(split="train").samples}
     missing = [r["key"] for r in rows if r["key"] not in samples]
     if missing:
         raise ValueError(f"{len(missing)} OOF rows are not train rows of {data} (first: {missing[0]!r})")
-    transform = make_transform(regime)
+    transform = held_out_transform(regime, seed)
     t0 = time.time()
     for fold in sorted({r["fold"] for r in rows}):
         path = Path(f"{fold_prefix}.fold{fold}.pt")
@@ -61,9 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--views", default="tiles", help="Comma list: tiles and/or sizes (224, 448).")
     ap.add_argument("--regime", default="full")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0, help="The fold run's --seed (draws the same held-back views).")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    rows = rescore(args.data, args.oof, args.folds, args.views.split(","), args.regime, args.device)
+    rows = rescore(args.data, args.oof, args.folds, args.views.split(","), args.regime, args.device, args.seed)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
 
