@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from loso_networks import VOTES  # benchmarks/, beside this script
 from sklearn.metrics import matthews_corrcoef
 
 from consensus.fitting import artefact_probs, fit_consensus, rows_from_predictions
@@ -36,12 +37,8 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase": ("models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
 }
-LOSO = {  # voter name: (LOSO votes of its recipe, view size)
-    "l0_head": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "224"),
-    "l0_detail": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "448"),
-    "l0_paste_erase": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "224"),
-    "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "448"),
-}
+LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
+"""voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
 SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_detail"],
@@ -51,19 +48,13 @@ SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_
         ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE]]
 
 
-def loso_rows(voters: list[str]) -> tuple[list[dict], list[str]]:
-    """One row per (held-out image, regime) with the LOSO votes of the voters that have them."""
-    have = [v for v in voters if v in LOSO]
-    rows: dict[str, dict] = {}
-    for name in have:
-        path, size = LOSO[name]
-        for line in Path(path).read_text().splitlines():
-            r = json.loads(line)
-            for regime, by_size in r["probs"].items():
-                row = rows.setdefault(f"{r['key']}#{regime}", {"key": f"{r['key']}#{regime}", "label": r["label"],
-                                                                 "source": r["source"], "votes": []})
-                row["votes"].append({"voter": name, "level": "L0", "prob": by_size[size]})
-    return list(rows.values()), have
+def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list[dict]]:
+    """voter -> its labelled run (one row per image and regime), from (votes file, view)."""
+    runs = {}
+    for name, (path, view) in mapping.items():
+        folder = write_oof_run(path, work / name, {view: name})
+        runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    return runs
 
 
 def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) -> dict[str, float]:
@@ -82,10 +73,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("runs/oof_pooling"))
     args = ap.parse_args()
-    runs = {}
-    for name, (path, size) in CANDIDATES.items():
-        folder = write_oof_run(path, args.work / name, {size: name})
-        runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    runs = vote_runs(CANDIDATES, args.work)
+    loso_runs = vote_runs(LOSO, args.work / "loso")
     results = []
     for voters in SETS:
         preds = merge_runs([runs[v] for v in voters])
@@ -96,8 +85,9 @@ def main() -> None:
         entry = {"voters": voters, "oof_mcc": round(art.metrics["mcc"], 4),
                  "oof_accuracy": round(art.metrics["accuracy"], 4), "oof_mcc_by_regime": per_regime,
                  "threshold": art.threshold_raw, "weights": art.weights}
-        held, have = loso_rows(voters)
+        have = [v for v in voters if v in loso_runs]
         if have:
+            held = merge_runs([loso_runs[v] for v in have])
             lrows = rows_from_predictions(held)
             ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
             entry["loso_voters"] = have
