@@ -65,7 +65,13 @@ class PasteBank:
 
     def paste(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of `image` with a receding row of 2-5 objects pasted in."""
+        return self.paste_boxes(image, rng)[0]
+
+    def paste_boxes(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
+        """`paste`, and where each object went: (schema kind, x0, y0, x1, y1) in pixels, for the
+        detector's training (training/finetune_detector.py)."""
         canvas = Image.fromarray(image)
+        placed: list[tuple[str, int, int, int, int]] = []
         h, w = image.shape[:2]
         count = int(rng.integers(2, 6))
         height = h * rng.uniform(0.05, 0.22)           # the nearest object; the rest recede
@@ -91,7 +97,8 @@ class PasteBank:
             if rng.random() < 0.5:
                 obj = obj.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
             canvas.paste(obj, (left, top), _feather_mask(tw, th))
-        return np.asarray(canvas)
+            placed.append((cut.kind, left, top, left + tw, top + th))
+        return np.asarray(canvas), placed
 
 
 def schema_boxes(root: Path, samples: list[Sample]):
