@@ -17,6 +17,7 @@ REGISTRY: dict[str, str] = {
     "ultralytics": "detectors.ultralytics_yolo:UltralyticsDetector",
     "hf-detector": "detectors.hf_detr:HFDetector",  # OWLv2, Grounding DINO, D-FINE, RT-DETR v2
     "rfdetr": "detectors.rfdetr:RFDETRDetector",
+    "rcnn-mobilenet": "detectors.rcnn_detector:RcnnDetector",  # our roadwork-box Faster R-CNN (`train boxes`)
     "wbf-ensemble": "detectors.ensemble:WBFEnsemble",  # several box detectors fused with WBF
     "depth-size": "detectors.depth_size:DepthSizeValidator",  # Depth Anything + size check (L2)
     "sam-mask": "detectors.sam_mask:SamMaskValidator",  # SAM mask shape/colour check (L2)
