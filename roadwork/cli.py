@@ -263,6 +263,50 @@ def train_backbone_cmd(
                   + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
 
 
+@train_app.command("boxes")
+def train_boxes_cmd(
+    data: Annotated[Path, typer.Option(help="Folder with labels.csv and boxes/<source>/ (uses split=train rows).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and held-out votes go beside it.")] = Path("models/l1_rcnn.pt"),
+    device: Annotated[str, typer.Option(help="'cuda' (about 7 min for the committed detector on an H200) or 'cpu' (hours).")] = "cpu",
+    epochs: Annotated[int, typer.Option(min=1)] = 24,
+    folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes, when no --held-out is given; 0 skips them.")] = 5,
+    held_out: Annotated[list[str] | None, typer.Option(help="Sources (comma-separated) one detector never sees and then scores; repeat. Every row then gets a vote from a detector that never saw its camera.")] = None,
+    paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Paste boxed objects, with their boxes, into this share of dashcam negatives.")] = 0.3,
+    erase_prob: Annotated[float, typer.Option(min=0, max=1, help="Erase the boxed objects from this share of boxed positives (they become background).")] = 0.15,
+    time_budget_s: Annotated[float, typer.Option(min=0, help="Cap each detector's training at this many seconds (0: none).")] = 0.0,
+    workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
+    voter: Annotated[str, typer.Option(help="Voter name in the held-out run, as the profile names it.")] = "l1_rcnn",
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Fine-tune the L1 roadwork-object detector (Faster R-CNN on the ImageNet MobileNetV2).
+
+    Trains on the boxes under DATA/boxes (cones, drums and barricades, roadwork signs, machinery,
+    workers) with every negative as background, in all three validator regimes; writes the
+    checkpoint a `rcnn-mobilenet` voter's `weights` points at and the held-out run for
+    `roadwork fit`.
+
+    Example: roadwork train boxes --data ../shared/data --device cuda --held-out camvid,vtti_wz --held-out gtsdb
+    """
+    from training.finetune_detector import DetectorConfig, train_boxes
+
+    ds = _load_data(data, "train", None)
+    if ds.root is None or not (Path(ds.root) / "boxes").is_dir():
+        _fail(f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
+              "classes.txt beside them")
+    groups = [tuple(x for x in g.split(",") if x) for g in held_out or []]
+    if unknown := {s for g in groups for s in g} - {s.source for s in ds.samples}:
+        _fail(f"--held-out: no training rows of source(s) {sorted(unknown)}; sources here: "
+              f"{', '.join(sorted({s.source for s in ds.samples}))}")
+    cfg = DetectorConfig(epochs=epochs, folds=0 if groups else folds, paste_prob=paste_prob, erase_prob=erase_prob,
+                         time_budget_s=time_budget_s, workers=workers, seed=seed)
+    try:
+        info = train_boxes(ds, out, cfg, device, groups, voter)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"detector: {out} in {info.get('seconds', '?')} s"
+                  + (f"; held-out run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
+
+
 @app.command("fit")
 def fit_cmd(
     run: Annotated[list[Path], typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run; repeat to join several voters' runs by image key.")],

@@ -304,23 +304,23 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
     return head.save(head_path)
 
 
-def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str]) -> Path:
+def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str], level: str = "L0") -> Path:
     """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
-    vote per view (a size or "tiles"), named by `voters` (view -> voter name, e.g. {"224": "l0_head"}).
-    A row with none of those views is left out."""
+    vote per view (a size, "tiles" or "det"), named by `voters` (view -> voter name, e.g. {"224":
+    "l0_head"}), at the voters' cascade `level`. A row with none of those views is left out."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []
     for line in Path(oof_jsonl).read_text().splitlines():
         r = json.loads(line)
         for regime, by_size in r["probs"].items():
-            votes = [{"voter": voters[size], "level": "L0", "prob": p, "weight": 1.0, "latency_ms": 0.0,
+            votes = [{"voter": voters[size], "level": level, "prob": p, "weight": 1.0, "latency_ms": 0.0,
                       "reason": "", "evidence": {}} for size, p in by_size.items() if size in voters]
             if not votes:  # e.g. the tile voter on a 224-px view: it abstains there
                 continue
             lines.append(json.dumps({"key": f"{r['key']}#{regime}", "label": r["label"], "source": r["source"],
                                      "group": r["group"], "prob": votes[0]["prob"], "answered": True,
-                                     "exit_level": "L0", "latency_ms": 0.0, "transform": f"{regime}(oof)",
+                                     "exit_level": level, "latency_ms": 0.0, "transform": f"{regime}(oof)",
                                      "votes": votes, "skipped": []}))
     (out / "predictions.jsonl").write_text("".join(x + "\n" for x in lines))
     return out
