@@ -65,6 +65,9 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
                        "models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
                               "models/l0_backbone_paste_erase.oof.jsonl", "448"),
+    # the detector's votes all come from a detector trained without the row's source (two source
+    # halves, training/finetune_detector.py): they serve as its LOSO and its OOF votes alike
+    "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),
 }
 
 

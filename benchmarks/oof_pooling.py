@@ -24,7 +24,8 @@ import numpy as np
 from loso_networks import VOTES  # benchmarks/, beside this script
 from sklearn.metrics import matthews_corrcoef
 
-from consensus.fitting import artefact_probs, fit_consensus, rows_from_predictions
+from cascade.types import Level
+from consensus.fitting import LabelledVotes, artefact_probs, fit_consensus, rows_from_predictions
 from training.evaluate import merge_runs
 from training.finetune import write_oof_run
 
@@ -36,23 +37,27 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_tiles": ("models/l0_backbone.oof.jsonl", "tiles"),
     "l0_paste_erase": ("models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
+    "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
 }
 LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
 """voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
+LEVELS = {"l1_rcnn": "L1"}
+"""Voters that run after L0 (the rest are L0)."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
 SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_detail"],
         ["l0_head", "l0_detail", "l0_paste"], ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail"],
         ["l0_head", "l0_detail", "l0_tiles"], ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
         ["l0_paste_erase"], PE, ["l0_head", "l0_detail", *PE],
-        ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE]]
+        ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE],
+        ["l1_rcnn"], ["l0_head", "l0_detail", "l1_rcnn"], [*PE, "l1_rcnn"], ["l0_head", "l0_detail", *PE, "l1_rcnn"]]
 
 
 def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list[dict]]:
     """voter -> its labelled run (one row per image and regime), from (votes file, view)."""
     runs = {}
     for name, (path, view) in mapping.items():
-        folder = write_oof_run(path, work / name, {view: name})
+        folder = write_oof_run(path, work / name, {view: name}, LEVELS.get(name, "L0"))
         runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
     return runs
 
@@ -66,6 +71,20 @@ def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) 
             if sel.any() and len(set(y[sel])) == 2:
                 out[f"{regime}/{part}"] = round(float(matthews_corrcoef(y[sel], p[sel] >= 0.5)), 4)
     return out
+
+
+def routed(art, rows: list[LabelledVotes]) -> tuple[np.ndarray, np.ndarray]:
+    """What the cascade answers with the artefact's L0 band: the L0-only pool where it leaves the
+    band (the frame exits there, later levels never run), else the whole pool; and which rows
+    went past L0."""
+    p_all = artefact_probs(art, rows)
+    if "L0" not in art.bands:
+        return p_all, np.ones(len(rows), bool)
+    l0 = [LabelledVotes(r.label, {v: lp for v, lp in r.votes.items() if lp[0] == Level.L0}) for r in rows]
+    p0 = artefact_probs(art, l0)
+    lo, hi = art.bands["L0"]
+    past = (p0 >= lo) & (p0 <= hi)
+    return np.where(past, p_all, p0), past
 
 
 def main() -> None:
@@ -87,17 +106,30 @@ def main() -> None:
                  "threshold": art.threshold_raw, "weights": art.weights}
         have = [v for v in voters if v in loso_runs]
         if have:
-            held = merge_runs([loso_runs[v] for v in have])
+            # rows every voter has LOSO votes for (the detector's cover every source; the L0
+            # networks' only the held-out vehicle-camera sources)
+            keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in have))
+            held = [r for r in merge_runs([loso_runs[v] for v in have]) if r["key"] in keys]
             lrows = rows_from_predictions(held)
             ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
             entry["loso_voters"] = have
             entry["loso_mcc"] = round(float(matthews_corrcoef(ly, lp >= 0.5)), 4)
             entry["loso_mcc_by_regime"] = mcc_by_regime(held, ly, lp, {"held_out": None})
+            if any(v in LEVELS for v in voters):
+                rp, past = routed(art, lrows)
+                entry["loso_mcc_routed"] = round(float(matthews_corrcoef(ly, rp >= 0.5)), 4)
+                entry["loso_share_past_l0"] = round(float(past.mean()), 4)
+                op, oof_past = routed(art, rows)
+                entry["oof_mcc_routed"] = round(float(matthews_corrcoef(y, op >= 0.5)), 4)
+                entry["oof_share_past_l0"] = round(float(oof_past.mean()), 4)
         results.append(entry)
         print(f"{' + '.join(voters):48s} OOF MCC {art.metrics['mcc']:.3f} (threshold {art.threshold_raw:.3f}) | "
               + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
               + (f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
-                 + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()) if have else ""))
+                 + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()) if have else "")
+              + (f" || routed by the L0 band: OOF {entry['oof_mcc_routed']:.3f} ({entry['oof_share_past_l0']:.0%} past L0),"
+                 f" LOSO {entry['loso_mcc_routed']:.3f} ({entry['loso_share_past_l0']:.0%} past L0)"
+                 if "loso_mcc_routed" in entry else ""))
     args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": LOSO, "sets": results}, indent=2) + "\n")
 
 
