@@ -74,17 +74,25 @@ def build_cascade(cfg, where: str):
         _fail(f"cannot build the cascade from {where}: {exc}")
 
 
-def _load_data(data: Path, split: str | None, sources: list[str] | None):
-    return _select_rows(_read_data(data), data, split, sources)
+def _load_data(data: Path, split: str | None, sources: list[str] | None, labels: Path | None = None):
+    return _select_rows(_read_data(data, labels), data, split, sources)
 
 
-def _read_data(data: Path):
-    from training.datasets import load_dataset
+def _read_data(data: Path, labels: Path | None = None):
+    from training.datasets import apply_labels, load_dataset
 
     try:
-        return load_dataset(data)
+        ds = load_dataset(data)
+        if labels is not None:
+            ds, changed = apply_labels(ds, labels)
+            console.print(f"labels from {labels} laid over {data}: {changed} label(s) differ from the data's own")
+        return ds
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+LabelsOption = Annotated[Path | None, typer.Option(
+    help="Corrected labels (CSV with path,label, e.g. from `roadwork review --import`) laid over DATA's own.")]
 
 
 def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):
@@ -109,6 +117,7 @@ def eval_cmd(
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
     trace: Annotated[str | None, typer.Option(help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint.")] = None,
+    labels: LabelsOption = None,
 ) -> None:
     """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...).
 
@@ -121,7 +130,7 @@ def eval_cmd(
         regimes = parse_regimes(regime)
     except ValueError as exc:
         _fail(f"--regime: {exc}")
-    every_row = _read_data(data)
+    every_row = _read_data(data, labels)
     split = _held_out_split(every_row, split)
     ds = _select_rows(every_row, data, split, source)
     tracer = _tracer(trace)
@@ -145,6 +154,31 @@ def eval_cmd(
     if len(results) > 1:
         table = write_regime_table({k: r.metrics for k, r in results.items()}, out)
         console.print(f"regimes side by side: {table}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run: Annotated[list[Path], typer.Argument(help="Eval run folders of the same rows; the first is the baseline. NAME=RUN names a column.")],
+    out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
+) -> None:
+    """Eval runs side by side (overall, per voter, per source) and the answers that changed.
+
+    Example, after relabelling: roadwork compare before=runs/dev-old after=runs/dev-new --out runs/compare
+    """
+    from training.evaluate import compare_runs
+
+    named = {}
+    for item in run:
+        name, _, path = str(item).rpartition("=") if "=" in str(item) else ("", "", str(item))
+        named[name or Path(path).name] = Path(path)
+    if len(named) < 2:
+        _fail("compare needs two runs or more (give NAME=RUN to tell runs with the same folder name apart)")
+    try:
+        path = compare_runs(named, out)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(path.read_text())
+    console.print(f"written: {path}")
 
 
 def _held_out_split(ds, split: str | None) -> str | None:
@@ -202,6 +236,7 @@ def train_head_cmd(
     views: Annotated[int, typer.Option(min=1, help="Validator-transformed views per image.")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     voter: Annotated[str, typer.Option(help="Voter name written into the OOF run.")] = "l0_head",
+    labels: LabelsOption = None,
 ) -> None:
     """Train the L0 head on backbone embeddings with validator-style augmentation."""
     from detectors.backbones import BackboneSpec, build_backbone
@@ -209,7 +244,7 @@ def train_head_cmd(
 
     if split == "dev":
         _fail("refusing to train on the dev split: it is for measuring. Use --split train.")
-    ds = _load_data(data, split, None)
+    ds = _load_data(data, split, None, labels)
     spec = (BackboneSpec() if backbone == "mobilenetv2-deepsort"
             else BackboneSpec(kind="hf-automodel", model=backbone))
     try:
@@ -236,6 +271,7 @@ def train_backbone_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     save_folds: Annotated[bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")] = False,
     voters: Annotated[str, typer.Option(help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does.")] = "224=l0_head,448=l0_detail",
+    labels: LabelsOption = None,
 ) -> None:
     """Fine-tune the L0 MobileNetV2 end to end on every validator regime (v0.2, letterbox, full).
 
@@ -252,7 +288,7 @@ def train_backbone_cmd(
         _fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
     if bad := set(view_voters) - {"224", "448", "tiles"}:
         _fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
-    ds = _load_data(data, "train", None)
+    ds = _load_data(data, "train", None, labels)
     cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, erase_prob=erase_prob, workers=workers, seed=seed,
                          save_folds=save_folds)
     try:
@@ -277,6 +313,7 @@ def train_boxes_cmd(
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     voter: Annotated[str, typer.Option(help="Voter name in the held-out run, as the profile names it.")] = "l1_rcnn",
     seed: Annotated[int, typer.Option()] = 0,
+    labels: LabelsOption = None,
 ) -> None:
     """Fine-tune the L1 roadwork-object detector (Faster R-CNN on the ImageNet MobileNetV2).
 
@@ -289,7 +326,7 @@ def train_boxes_cmd(
     """
     from training.finetune_detector import DetectorConfig, train_boxes
 
-    ds = _load_data(data, "train", None)
+    ds = _load_data(data, "train", None, labels)
     if ds.root is None or not (Path(ds.root) / "boxes").is_dir():
         _fail(f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
               "classes.txt beside them")

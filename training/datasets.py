@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +140,38 @@ def load_dataset(path: str | Path) -> Dataset:
         return load_parquet(path)
     if path.is_dir():
         return load_folder(path)
+    if path.suffix == ".csv":
+        raise FileNotFoundError(f"{path}: a labels file, not a dataset; pass the data folder (or .parquet) as "
+                                f"--data and this file as --labels (corrected labels laid over the data's own)")
     raise FileNotFoundError(f"{path}: expected a folder with labels.csv or a .parquet file")
+
+
+def apply_labels(dataset: Dataset, labels_csv: str | Path) -> tuple[Dataset, int]:
+    """The dataset with the labels of `labels_csv` (columns `path,label`; e.g. what `roadwork review
+    --import` writes) laid over its own: each listed key takes the file's label, the rest keep
+    theirs. A key the dataset does not have or a label other than 0/1 is refused, naming the row.
+    Returns the dataset and how many labels changed."""
+    labels_csv = Path(labels_csv)
+    if not labels_csv.is_file():
+        raise FileNotFoundError(f"--labels {labels_csv}: no such file")
+    with open(labels_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"path", "label"} <= set(reader.fieldnames or []):
+            raise ValueError(f"{labels_csv}: needs columns path,label; found {reader.fieldnames}")
+        rows = list(reader)
+    by_key = {s.key: s for s in dataset.samples}
+    new: dict[str, int] = {}
+    for line, row in enumerate(rows, start=2):
+        key, label = (row.get("path") or "").strip(), _parse_label(row.get("label", ""))
+        if label is None:
+            raise ValueError(f"{labels_csv}:{line}: label {row.get('label')!r} for {key!r} is not 0 or 1")
+        if key not in by_key:
+            raise ValueError(f"{labels_csv}:{line}: {key!r} is not a row of {dataset.root} (labels of another "
+                             f"dataset, or a row skipped as unusable?)")
+        new[key] = label
+    changed = sum(1 for k, v in new.items() if by_key[k].label != v)
+    samples = [replace(s, label=new[s.key]) if s.key in new else s for s in dataset.samples]
+    return Dataset(dataset.root, samples, list(dataset.problems)), changed
 
 
 def read_yolo_boxes(txt: str | Path) -> np.ndarray:

@@ -209,14 +209,16 @@ def write_report(m: dict[str, Any], out: Path) -> Path:
     return path
 
 
-def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path) -> Path:
-    """OUT/regimes.md and OUT/regimes.json: one column per regime, overall and per source."""
+def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path, title: str = "Regimes side by side",
+                       stem: str = "regimes", extra: list[str] | None = None) -> Path:
+    """OUT/regimes.md and OUT/regimes.json (or OUT/<stem>.*): one column per regime (or run), overall
+    and per source, then the `extra` lines."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "regimes.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(metrics, indent=2) + "\n")
     names = list(metrics)
     head = "| | " + " | ".join(names) + " |"
     rule = "| --- |" + " --- |" * len(names)
-    lines = ["# Regimes side by side (MCC / accuracy)", "", head, rule]
+    lines = [f"# {title} (MCC / accuracy)", "", head, rule]
     for label, key in (("MCC", "mcc"), ("accuracy", "accuracy"), ("AUROC", "auroc")):
         lines.append(f"| {label} | " + " | ".join(fmt_metric(metrics[n][key]) for n in names) + " |")
     lines.append("| latency p95 ms | " + " | ".join(f"{metrics[n]['latency_ms']['p95']:.0f}" for n in names) + " |")
@@ -232,9 +234,54 @@ def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path) -> Path:
             r = metrics[n]["per_source"].get(src)
             cells.append("-" if r is None else f"{fmt_metric(r['mcc'])} / {r['accuracy']:.3f}")
         lines.append(f"| {src} | " + " | ".join(cells) + " |")
-    path = out / "regimes.md"
-    path.write_text("\n".join(lines) + "\n")
+    path = out / f"{stem}.md"
+    path.write_text("\n".join(lines + (extra or [])) + "\n")
     return path
+
+
+def answer(prob: float | None) -> int | None:
+    """What the subnet scores: the answer rounded at 0.5, where exactly 0.5 counts as no roadwork."""
+    return None if prob is None else int(prob > 0.5)
+
+
+def compare_runs(runs: dict[str, Path], out: Path) -> Path:
+    """OUT/compare.md (and .json): labelled eval runs of the same rows side by side (e.g. a model
+    before and after its labels were corrected), then each later run's answers that differ from the
+    first's: fixed (now right), broken (now wrong). Runs must score the same images."""
+    metrics, preds = {}, {}
+    for name, run in runs.items():
+        m = Path(run) / "metrics.json"
+        if not m.is_file():
+            raise FileNotFoundError(f"{run}: no metrics.json; make the run with `roadwork eval --out {run}` "
+                                    f"(with several regimes, name one regime's sub-folder)")
+        metrics[name] = json.loads(m.read_text())
+        preds[name] = {r["key"]: r for r in read_predictions(run)}
+    names = list(runs)
+    base = names[0]
+    for name in names[1:]:
+        if set(preds[name]) != set(preds[base]):
+            raise ValueError(f"runs {base!r} and {name!r} score different images "
+                             f"({len(preds[base])} vs {len(preds[name])}); evaluate both on the same --data/--split")
+    extra = []
+    for name in names[1:]:
+        fixed, broken = [], []
+        for key, row in preds[base].items():
+            before, after = answer(row.get("prob")), answer(preds[name][key].get("prob"))
+            if before == after:
+                continue
+            truth = int(row["label"])
+            (fixed if after == truth else broken).append((key, truth, row.get("prob"), preds[name][key].get("prob")))
+        extra += ["", f"## `{name}` against `{base}`: {len(fixed)} answer(s) fixed, {len(broken)} broken", ""]
+        if fixed or broken:
+            extra += [f"| image | truth | {base} | {name} | |", "| --- | --- | --- | --- | --- |"]
+            for key, truth, p0, p1 in fixed + broken:
+                extra.append(f"| `{key}` | {truth} | {fmt_metric(p0)} | {fmt_metric(p1)} | "
+                             f"{'fixed' if answer(p1) == truth else 'broken'} |")
+    sources = ", ".join(f"`{name}`: {metrics[name].get('data', {}).get('root', '?')} split "
+                        f"{metrics[name].get('data', {}).get('split') or 'all'}, profile `{metrics[name]['profile']}`"
+                        for name in names)
+    return write_regime_table(metrics, out, title="Runs side by side", stem="compare",
+                              extra=["", f"Runs: {sources}."] + extra)
 
 
 def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

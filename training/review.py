@@ -66,7 +66,28 @@ def read_run(run_dir: str | Path, data: str | Path | None = None) -> tuple[RunIn
         raise FileNotFoundError(f"{run_dir}: no run.json naming the data root (older run?); "
                                 f"pass the dataset folder with --data DIR")
     transform = str(meta.get("transform") or rows[0].get("transform") or "none")
+    if transform.endswith("(oof)"):  # a training OOF run (`roadwork train ... --folds`)
+        rows, transform = oof_rows(rows, transform)
     return RunInfo(run_dir, Path(root), transform, int(meta.get("seed", 0))), rows
+
+
+OOF_REVIEW_REGIME = "full"
+"""Which regime's rows of a training out-of-fold run (`roadwork train ... --folds`) review shows: the
+photo itself, so a labeller sees what the label is about."""
+
+
+def oof_rows(rows: list[dict[str, Any]], transform: str) -> tuple[list[dict[str, Any]], str]:
+    """An OOF run's rows as eval rows (keyed by the image) and the regime they show: one row per
+    image already (`train head`: transform "validator(oof)"), or, where keys are "path#regime"
+    (`train backbone`), the rows of `OOF_REVIEW_REGIME`."""
+    if not any("#" in r["key"] for r in rows):
+        return rows, transform.removesuffix("(oof)")
+    regime = OOF_REVIEW_REGIME
+    out = [{**r, "key": r["key"].rsplit("#", 1)[0], "transform": regime}
+           for r in rows if r["key"].endswith(f"#{regime}")]
+    if not out:
+        raise ValueError(f"this out-of-fold run has no {regime!r} rows to review")
+    return out, regime
 
 
 def hardness(label: int, prob: float, voter_probs: list[float]) -> float:

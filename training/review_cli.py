@@ -92,7 +92,9 @@ def _import(run: Path, data: Path | None, import_dir: Path, out: Path | None, fm
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     Console(stderr=True).print(f"{counts['reviewed']} reviewed, {counts['changed']} label(s) changed -> {target} "
-                               f"({counts['rows']} rows); retrain with `roadwork train head --data` on it")
+                               f"({counts['rows']} rows); retrain on it with `roadwork train head --data {info.data_root} "
+                               f"--labels {target}` (or `train backbone` / `train boxes`), then compare the two "
+                               f"models' eval runs with `roadwork compare RUN_OLD RUN_NEW`")
 
 
 def _review(run: Path, data: Path | None, port: int, address: str, name: str | None, top: int,
