@@ -12,6 +12,7 @@ frame, materialised under RUN/review/frames/, or the original photo for `--trans
 | `gt_boxes` | the dataset's own boxes (`boxes/<source>/<stem>.txt`), where the frame is the original |
 | `hardness` | cross-entropy of `prob` against the label + spread (std) of the voters' probabilities |
 | `source`, `group`, `key`, `original_path` | where the image came from |
+| `truth`, `answer`, `votes` | the same in words, shown on every grid tile with the boxes: "truth: roadwork", "answer 0.31 (no roadwork), exit L0", "l0_head 0.31 · l0_detail 0.28" |
 | tags | `false_positive`, `false_negative` (the subnet's rounding at 0.5), `uncertain` |
 
 Saved views: `mistakes` (FP + FN, hardest first), `hardest` (top N by hardness), `uncertain`.
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
 TAGS = ("false_positive", "false_negative", "uncertain")
 POSITIVE, NEGATIVE = "roadwork", "none"
+TILE_FIELDS = ("truth", "answer", "votes")
+"""Fields the App shows on every grid tile (with every voter's boxes and the dataset's own)."""
 VIEWS = ("mistakes", "hardest", "uncertain")
 
 
@@ -178,7 +181,13 @@ def make_sample(row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: 
         "prediction": fo.Classification(label=POSITIVE if answer else NEGATIVE,
                                         confidence=prob if answer else 1.0 - prob),
         "prob": prob, "exit_level": row.get("exit_level") or "none",
-        "latency_ms": float(row.get("latency_ms", 0.0)), "hardness": hardness(label, prob, voter_probs)}
+        "latency_ms": float(row.get("latency_ms", 0.0)), "hardness": hardness(label, prob, voter_probs),
+        # what a grid tile shows (TILE_FIELDS): said in words, since two "roadwork" pills do not say
+        # which is the truth
+        "truth": f"truth: {'roadwork' if label else 'no roadwork'}",
+        "answer": f"answer {prob:.2f} ({'roadwork' if answer else 'no roadwork'}), exit {row.get('exit_level') or 'none'}",
+        "votes": " · ".join(f"{v['voter']} {v['prob']:.2f}" if v.get("prob") is not None else f"{v['voter']} abstained"
+                            for v in row.get("votes", [])) or "no vote"}
     for vote in row.get("votes", []):
         name = field_name(vote["voter"])
         fields[f"vote_{name}"] = vote.get("prob")
@@ -217,6 +226,8 @@ def build_dataset(info: RunInfo, rows: list[dict[str, Any]], name: str | None = 
     ds.add_samples(samples)
     ds.info = {"run": str(info.run_dir.resolve()), "data_root": str(info.data_root.resolve()),
                "transform": info.transform, "seed": info.seed}
+    boxes = sorted(f for f in ds.get_field_schema() if f.startswith("boxes_") or f == "gt_boxes")
+    ds.app_config.active_fields = fo.ActiveFields(paths=[*TILE_FIELDS, *boxes])
     ds.save()
     save_views(ds, top)
     return ds, missing

@@ -163,7 +163,8 @@ print(json.dumps({"n": len(ds), "views": ds.list_saved_views(), "tags": ds.count
   "fields": sorted(ds.get_field_schema()), "mistakes": [x["key"] for x in ds.load_saved_view("mistakes")],
   "hardest": [x["key"] for x in ds.load_saved_view("hardest")],
   "a": {"gt": s.ground_truth.label, "vote": s.vote_yolo_11n, "boxes": [d.bounding_box for d in s.boxes_yolo_11n.detections],
-        "gt_boxes": [d.label for d in s.gt_boxes.detections]}}))
+        "gt_boxes": [d.label for d in s.gt_boxes.detections], "truth": s.truth, "answer": s.answer, "votes": s.votes},
+  "tile_fields": ds.app_config.active_fields.paths}))
 import fiftyone.operators as foo
 res = foo.execute_operator("@roadwork/review/export_hardest", ctx={"view": ds.load_saved_view("mistakes"),
                            "params": {"top": 2, "format": "csv", "out_dir": sys.argv[2]}})
@@ -198,6 +199,10 @@ def test_review_builds_the_dataset_exports_and_serves_the_app(tmp_path, data, re
     assert got["a"]["gt"] == "roadwork" and got["a"]["vote"] == pytest.approx(0.97)
     assert got["a"]["boxes"] == [pytest.approx([0.1, 0.2, 0.4, 0.6])]
     assert got["a"]["gt_boxes"] == ["cone", "barrier"]
+    # and each grid tile says the truth, the answer with its exit level and every vote, over the boxes
+    assert got["a"]["truth"] == "truth: roadwork" and got["a"]["answer"].startswith("answer 0.")
+    assert ", exit L" in got["a"]["answer"] and "l0_head 0.90 · yolo-11n 0.97" == got["a"]["votes"]
+    assert got["tile_fields"] == ["truth", "answer", "votes", "boxes_yolo_11n", "gt_boxes"]
     # and the App's operator exports from a view (here the 2 hardest mistakes)
     assert plugin["error"] is None, plugin
     assert list(read_csv(Path(plugin["plugin"]["labels_csv"]))) == [
