@@ -17,10 +17,14 @@ VEHICLE_SOURCES = ("vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_f
 """Dashcam / windscreen frames in ../shared/data: the closest we have to what validators send."""
 
 
-def score(rows: list[dict], prob_of) -> dict:
+def score(rows: list[dict], prob_of) -> dict | None:
+    """Metrics over the rows where the voter answered; None where it abstained on all of them (a
+    tile voter on 224-px challenges)."""
     y = np.array([r["label"] for r in rows])
     p = np.array([prob_of(r) for r in rows], dtype=float)
     keep = ~np.isnan(p)
+    if not keep.any():
+        return None
     return {k: v for k, v in summarise(y[keep], p[keep]).items() if k != "confusion"}
 
 
@@ -59,7 +63,9 @@ def main() -> None:
     for regime, r in result["regimes"].items():
         line = f"{regime:9s} pooled MCC {r['pooled']['mcc']:.3f} (vehicle {r['pooled_vehicle_sources']['mcc']:.3f})"
         for v, s in r["voters"].items():
-            line += f" | {v} {s['mcc']:.3f} (vehicle {r['voters_vehicle_sources'][v]['mcc']:.3f})"
+            vehicle = r["voters_vehicle_sources"][v]
+            line += (f" | {v} abstained" if s is None else
+                     f" | {v} {s['mcc']:.3f} (vehicle {'-' if vehicle is None else format(vehicle['mcc'], '.3f')})")
         print(line)
 
 

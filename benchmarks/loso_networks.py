@@ -65,6 +65,9 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
                        "models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
                               "models/l0_backbone_paste_erase.oof.jsonl", "448"),
+    "l0_paste_erase_tiles": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+                             "models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
+    "l0_tiles": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "tiles"),
     # the detector's votes all come from a detector trained without the row's source (two source
     # halves, training/finetune_detector.py): they serve as its LOSO and its OOF votes alike
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),
@@ -88,6 +91,11 @@ def score(args: argparse.Namespace) -> None:
     oof = {v: _read(VOTES[v][1]) for v in artefact.weights}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))
     first = loso[next(iter(loso))]
+
+    def prob(votes: dict[str, dict], key: str, regime: str, view: str) -> float | None:
+        """A voter's vote, or None where it abstained (a tile voter on a frame under 448 px)."""
+        return votes[key]["probs"].get(regime, {}).get(view)
+
     out: dict[str, Any] = {"consensus": str(args.consensus), "votes": {v: VOTES[v] for v in artefact.weights},
                            "note": __doc__.split("\n\n")[1].replace("\n", " "), "held_out": {}, "all_held_out": {}}
 
@@ -96,7 +104,7 @@ def score(args: argparse.Namespace) -> None:
 
     for regime in ("v0.2", "letterbox", "full"):
         y = [first[k]["label"] for k in keys]
-        rows = {side: [LabelledVotes(first[k]["label"], {v: ("L0", votes[v][k]["probs"][regime][VOTES[v][2]])
+        rows = {side: [LabelledVotes(first[k]["label"], {v: ("L0", prob(votes[v], k, regime, VOTES[v][2]))
                                                           for v in artefact.weights}) for k in keys]
                 for side, votes in (("loso", loso), ("in_fold_oof", oof))}
         probs = {side: artefact_probs(artefact, r) for side, r in rows.items()}

@@ -37,10 +37,13 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_tiles": ("models/l0_backbone.oof.jsonl", "tiles"),
     "l0_paste_erase": ("models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
+    "l0_paste_erase_tiles": ("models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
 }
 LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
 """voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
+ABSTAINING = {"l0_tiles", "l0_paste_erase_tiles"}
+"""Voters that abstain on part of the rows (tiles: frames under 448 px)."""
 LEVELS = {"l1_rcnn": "L1"}
 """Voters that run after L0 (the rest are L0)."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
@@ -50,7 +53,9 @@ SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_
         ["l0_head", "l0_detail", "l0_tiles"], ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
         ["l0_paste_erase"], PE, ["l0_head", "l0_detail", *PE],
         ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE],
-        ["l1_rcnn"], ["l0_head", "l0_detail", "l1_rcnn"], [*PE, "l1_rcnn"], ["l0_head", "l0_detail", *PE, "l1_rcnn"]]
+        ["l1_rcnn"], ["l0_head", "l0_detail", "l1_rcnn"], [*PE, "l1_rcnn"], ["l0_head", "l0_detail", *PE, "l1_rcnn"],
+        ["l0_head", "l0_detail", *PE, "l0_tiles"], ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
+        ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"]]
 
 
 def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list[dict]]:
@@ -108,7 +113,9 @@ def main() -> None:
         if have:
             # rows every voter has LOSO votes for (the detector's cover every source; the L0
             # networks' only the held-out vehicle-camera sources)
-            keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in have))
+            # (a tile voter abstains on frames under its min_long_side: its rows are not required)
+            keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in have
+                                      if v not in ABSTAINING or all(h in ABSTAINING for h in have)))
             held = [r for r in merge_runs([loso_runs[v] for v in have]) if r["key"] in keys]
             lrows = rows_from_predictions(held)
             ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)

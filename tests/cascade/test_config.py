@@ -14,8 +14,12 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_cpu_profile_loads_and_resolves_paths():
     cfg = load_config(REPO / "configs" / "cpu.yaml")
-    assert [v.name for v in cfg.voters] == ["l0_head", "l0_detail", "l0_paste_erase", "l0_paste_erase_detail"]
-    assert cfg.resolve(cfg.consensus.weights).is_file()
+    # every voter the fitted artefact weighs is in the profile, and nothing else
+    from consensus.artefact import ConsensusArtefact
+
+    artefact = ConsensusArtefact.load(cfg.resolve(cfg.consensus.weights))
+    assert sorted(v.name for v in cfg.voters) == sorted(artefact.weights)
+    assert all(cfg.resolve(v.params["head"]).is_file() for v in cfg.voters)
 
 
 @pytest.mark.parametrize(
