@@ -98,16 +98,9 @@ def save_rcnn(model: Any, path: str | Path, info: dict[str, Any]) -> Path:
 
 def read_rcnn(path: str | Path) -> dict[str, Any]:
     """The checkpoint dict of a `save_rcnn` file; refuses a file that is not one, naming it."""
-    import torch
+    from detectors.mobilenet import load_torch_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"detector weights {str(path)!r} not found; make them with "
-                                f"`roadwork train boxes --data DIR --out {path}`")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"detector weights {str(path)!r} cannot be read as a torch checkpoint: {exc}") from exc
+    ckpt = load_torch_file(path, "detector weights", "boxes")
     if not isinstance(ckpt, dict) or ckpt.get("format") != RCNN_FORMAT:
         got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"detector weights {str(path)!r} have format {got!r}, expected {RCNN_FORMAT!r}")

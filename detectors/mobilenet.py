@@ -84,17 +84,23 @@ def backbone_name(weights: str | Path | None) -> str:
     return "mobilenetv2-deepsort" + ("" if weights is None else f":{Path(weights).name}")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_torch_file(path: str | Path, what: str, command: str) -> Any:
+    """A torch file read as data (`weights_only=True`, never code), with `what` and the file named in
+    the error; a missing file's error says which `roadwork train COMMAND` makes it."""
     import torch
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights {str(path)!r} not found; make them with "
-                                f"`roadwork train backbone --data DIR --out {path}`")
+        raise FileNotFoundError(f"{what} {str(path)!r} not found; make them with "
+                                f"`roadwork train {command} --data DIR --out {path}`")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a checkpoint
-        raise ValueError(f"backbone weights {str(path)!r} cannot be read as a torch checkpoint: {exc}") from exc
+        raise ValueError(f"{what} {str(path)!r} cannot be read as a torch checkpoint: {exc}") from exc
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    state = load_torch_file(path, "backbone weights", "backbone")
     if not isinstance(state, dict):
         raise ValueError(f"backbone weights {str(path)!r} hold a {type(state).__name__}, not a state dict")
     if "format" in state and state["format"] != FINETUNED_FORMAT:
