@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "vllm"  # = vlm_tiers.launch.PROFILES_DIR
+from vlm_tiers.launch import PROFILES_DIR
+
 vllm_app = typer.Typer(help="vLLM servers for the L3-L5 VLM tiers (profiles in configs/vllm/).",
                        no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)

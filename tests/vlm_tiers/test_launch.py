@@ -121,8 +121,3 @@ def test_profile_model_round_trips():
     p = load_profile("fast")
     assert ServeProfile.model_validate(p.model_dump()) == p
 
-
-def test_cli_and_launch_agree_on_the_profiles_folder():
-    from vlm_tiers.cli import PROFILES_DIR as CLI_DIR
-
-    assert CLI_DIR == PROFILES_DIR and (CLI_DIR / "fast.yaml").is_file()
