@@ -1,4 +1,4 @@
-"""The `roadwork` command: eval, train head, fit, bench and make-sample.
+"""The `roadwork` command: train, evaluate, fit and review models; serve and simulate the miner.
 
 Offline by default: HF_HUB_OFFLINE=1, YOLO_OFFLINE=1 and a project-local YOLO_CONFIG_DIR are set
 unless you set them yourself.
@@ -303,7 +303,7 @@ def train_backbone_cmd(
 def train_boxes_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv and boxes/<source>/ (uses split=train rows).")],
     out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and held-out votes go beside it.")] = Path("models/l1_rcnn.pt"),
-    device: Annotated[str, typer.Option(help="'cuda' (about 7 min for the committed detector on an H200) or 'cpu' (hours).")] = "cpu",
+    device: Annotated[str, typer.Option(help="'cuda' (the measured detector: 8 min for its three models at once on an H200) or 'cpu' (hours).")] = "cpu",
     epochs: Annotated[int, typer.Option(min=1)] = 24,
     folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes, when no --held-out is given; 0 skips them.")] = 5,
     held_out: Annotated[list[str] | None, typer.Option(help="Sources (comma-separated) one detector never sees and then scores; repeat. Every row then gets a vote from a detector that never saw its camera.")] = None,
