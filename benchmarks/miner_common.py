@@ -38,7 +38,7 @@ def payloads(data: Path | None, split: str | None, n: int, seed: int = 0) -> lis
         if (shared / "labels.csv").is_file():
             data, split = shared, split or "dev"
         else:
-            from roadwork.sample import make_sample
+            from training.sample import make_sample
 
             data = make_sample(REPO / "runs" / "sample", 40, 0)
     ds = load_dataset(data).select(split=split)

@@ -40,10 +40,23 @@ def _config(path: Path):
         _fail(str(exc))
 
 
+def build_cascade(cfg, where: str):
+    """Build and warm up the profile's cascade, or exit with a message naming `where` it came from.
+    The one place every command (eval, bench, serve, simulate) builds a cascade."""
+    from cascade.pipeline import Cascade
+    from detectors.device_process import DeviceProcessError
+    from roadwork.env import set_torch_threads
+
+    set_torch_threads(cfg.runtime.torch_threads)
+    try:
+        with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
+            return Cascade.from_config(cfg)
+    except (FileNotFoundError, ValueError, KeyError, DeviceProcessError) as exc:
+        _fail(f"cannot build the cascade from {where}: {exc}")
+
+
 def _cascade_builder(cfg):
     def build():
-        from roadwork.cli import build_cascade  # at call time: roadwork.cli imports this module
-
         return build_cascade(cfg, "the profile")
     return build
 
@@ -112,7 +125,7 @@ def _default_data(out: Path) -> tuple[Path, str | None]:
     for candidate in (Path("../shared/data"), REPO.parent / "shared" / "data"):
         if (candidate / "labels.csv").is_file():
             return candidate, "dev"
-    from roadwork.sample import make_sample
+    from training.sample import make_sample
 
     console.print("[yellow]no ../shared/data here: making a synthetic sample[/yellow]")
     return make_sample(out / "sample", 40, 0), None

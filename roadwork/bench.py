@@ -9,8 +9,8 @@ import numpy as np
 
 from cascade.pipeline import Cascade
 from cascade.types import Frame
-from roadwork.sample import draw_scene
 from training.evaluate import progress_bar
+from training.sample import draw_scene
 
 
 def bench_frames(n: int, size: int | tuple[int, int], seed: int = 0) -> list[Frame]:

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from miner.cli import serve_cmd, simulate_cmd  # light: bittensor loads only when they run
-from roadwork.env import configure_process, set_torch_threads
+from miner.cli import build_cascade, serve_cmd, simulate_cmd  # light: bittensor loads only when they run
+from roadwork.env import configure_process
 from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
 from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
 from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
@@ -59,19 +59,6 @@ def _load_cascade(config: Path):
     except ConfigError as exc:
         _fail(str(exc))
     return build_cascade(cfg, str(config))
-
-
-def build_cascade(cfg, where: str):
-    """Build and warm up the profile's cascade, or exit with a message naming `where` it came from."""
-    from cascade.pipeline import Cascade
-    from detectors.device_process import DeviceProcessError
-
-    set_torch_threads(cfg.runtime.torch_threads)
-    try:
-        with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
-            return Cascade.from_config(cfg)
-    except (FileNotFoundError, ValueError, KeyError, DeviceProcessError) as exc:
-        _fail(f"cannot build the cascade from {where}: {exc}")
 
 
 def _load_data(data: Path, split: str | None, sources: list[str] | None, labels: Path | None = None):
@@ -501,7 +488,7 @@ def make_sample_cmd(
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Make a small synthetic labelled sample, for machines without real data."""
-    from roadwork.sample import make_sample
+    from training.sample import make_sample
 
     console.print(f"wrote {make_sample(out, n, seed) / 'labels.csv'}")
 

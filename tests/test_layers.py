@@ -27,9 +27,6 @@ KNOWN = {
     # the profile (CascadeConfig) still holds the miner's and tracing's sections: issue 15 point 2
     ("cascade.config", "miner.config"),
     ("cascade.config", "monitoring.tracing"),
-    # `roadwork serve/simulate` and `miner.cli` call each other: issue 15 point 3
-    ("miner.cli", "roadwork.cli"),
-    ("miner.cli", "roadwork.sample"),
 }
 
 

@@ -67,8 +67,8 @@ def test_round_trip_answers_registered_validators_and_refuses_strangers(tmp_path
 def test_round_trip_with_the_embedded_default_cascade(tmp_path):
     from cascade.config import load_config
     from cascade.pipeline import Cascade
-    from roadwork.sample import make_sample
     from tests.conftest import REPO
+    from training.sample import make_sample
 
     sample = make_sample(tmp_path / "sample", 4, 0)
     images = sorted((sample / "images").glob("*")) or sorted(sample.rglob("*.jpg"))

@@ -39,7 +39,7 @@ def test_serve_without_a_hotkey_fails_with_the_fix(tmp_path):
 @pytest.mark.slow
 def test_simulate_writes_a_run_folder(tmp_path):
     pytest.importorskip("bittensor")
-    from roadwork.sample import make_sample
+    from training.sample import make_sample
 
     data = make_sample(tmp_path / "sample", 8, 0)
     out = tmp_path / "sim"
@@ -193,7 +193,7 @@ def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_pa
 def test_ctrl_c_during_simulate_keeps_the_answered_queries(tmp_path, monkeypatch):
     pytest.importorskip("bittensor")
     from miner.rig import LocalRig
-    from roadwork.sample import make_sample
+    from training.sample import make_sample
 
     real_query, calls = LocalRig.query, []
 

@@ -12,11 +12,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from monitoring.tracing import CascadeTracer
 from roadwork.cli import app
-from roadwork.sample import make_sample
 from tests.conftest import FakeVoter
 from tests.monitoring.helpers import make_cascade
 from training.datasets import load_dataset
 from training.evaluate import evaluate
+from training.sample import make_sample
 from training.transforms import make_transform
 
 

@@ -1,11 +1,11 @@
 """The eval report a person reads: where the data came from, the confusion matrix, the worst mistakes."""
 import json
 
-from roadwork.sample import make_sample
 from tests.conftest import FakeVoter
 from tests.monitoring.helpers import make_cascade
 from training.datasets import load_folder
 from training.evaluate import evaluate
+from training.sample import make_sample
 from training.transforms import make_transform
 
 

@@ -9,11 +9,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from roadwork.cli import app
-from roadwork.sample import make_sample
 from tests.conftest import REPO
 from tests.test_cli import invoke
 from training.copy_paste import PasteBank
 from training.datasets import load_folder
+from training.sample import make_sample
 
 runner = CliRunner()
 
@@ -116,9 +116,9 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
     # given a dataset of 640x480 frames (the lent GPU trains on a downscaled copy of such photos)
     import csv
 
-    from roadwork.sample import draw_scene
     from training.finetune import FinetuneConfig, finetune
     from training.oof_rescore import main as rescore_main
+    from training.sample import draw_scene
 
     rng = np.random.default_rng(1)
     (tmp_path / "big" / "images").mkdir(parents=True)

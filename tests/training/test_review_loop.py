@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from roadwork.sample import make_sample
 from tests.conftest import REPO
 from tests.test_cli import invoke
 from tests.training.test_review import review_env, run_review  # noqa: F401 (review_env is a fixture)
+from training.sample import make_sample
 
 
 def rows(path: Path) -> list[dict[str, str]]:
