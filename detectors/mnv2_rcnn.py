@@ -27,6 +27,13 @@ CLASSES: tuple[str, ...] = ("cone", "barrier", "roadwork sign", "machinery", "wo
 of training/train_detector.py, named as detectors/evidence.py weighs them."""
 SCHEMA_TO_CLASS = {"cone": "cone", "barrier": "barrier", "sign": "roadwork sign", "machinery": "machinery",
                    "worker": "worker"}
+
+
+def schema_label(kind: str) -> int:
+    """The torchvision label (1 + index into CLASSES) of a schema kind (cone, barrier, sign, ...)."""
+    return 1 + CLASSES.index(SCHEMA_TO_CLASS[kind])
+
+
 RETURN_LAYERS = {"6": "0", "13": "1", "18": "2"}
 """MobileNetV2 `features` blocks whose outputs feed the pyramid: stride 8 (32 ch), 16 (96 ch), 32 (1280 ch)."""
 IN_CHANNELS = [32, 96, 1280]

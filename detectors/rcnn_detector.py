@@ -7,6 +7,7 @@ were computed with (training/finetune_detector.py `package`), so the fitted cons
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from cascade.config import VoterConfig
 from cascade.types import Level
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap
-from detectors.heads import verify_manifest
+from detectors.heads import verified_artefact
 from detectors.mnv2_rcnn import detections, load_rcnn
 
 
@@ -39,13 +40,15 @@ class RcnnDetector(BoxDetector):
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> RcnnDetector:
         params = RcnnParams.model_validate(cfg.params)
-        path = params.weights if params.weights.is_absolute() else (base_dir / params.weights).resolve()
-        verify_manifest(path)
-        return cls(cfg.name, cfg.level, load_rcnn(path), params, cfg.weight, cfg.batch, cfg.device)
+        model = load_rcnn(verified_artefact(params.weights, base_dir))
+        return cls(cfg.name, cfg.level, model, params, cfg.weight, cfg.batch, cfg.device)
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
-        out = []
-        for dets in detections(self.model, images, self.device):
-            out.append(Boxes(np.array([d[2:6] for d in dets], np.float32).reshape(-1, 4),
-                             np.array([d[1] for d in dets], np.float32), tuple(d[0] for d in dets)))
-        return out
+        return [boxes_from_detections(dets) for dets in detections(self.model, images, self.device)]
+
+
+def boxes_from_detections(dets: Sequence[Sequence[Any]]) -> Boxes:
+    """`mnv2_rcnn.detections` rows (class, score, x0, y0, x1, y1), or the same rows read back from a
+    held-out votes file, as `Boxes`: one conversion for the voter and its out-of-fold votes."""
+    return Boxes(np.array([d[2:6] for d in dets], np.float32).reshape(-1, 4),
+                 np.array([d[1] for d in dets], np.float32), tuple(str(d[0]) for d in dets))

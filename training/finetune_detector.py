@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from detectors.mnv2_rcnn import CLASSES, SCHEMA_TO_CLASS, build_rcnn, detections, freeze_batchnorm, save_rcnn
+from detectors.mnv2_rcnn import CLASSES, build_rcnn, detections, freeze_batchnorm, save_rcnn, schema_label, to_tensors
 from training.balance import sample_weights
 from training.datasets import Dataset, Sample, load_folder
-from training.transforms import REGIMES, SIZE, distort, jpeg_roundtrip, letterbox, noise_and_blur
+from training.transforms import REGIMES, SIZE, distort, jpeg_roundtrip, letterbox, letterbox_geometry, noise_and_blur
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def detector_rows(root: Path, samples: list[Sample]) -> list[Row]:
         elif s.key in boxed:
             b = boxed[s.key]
             xyxy = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for _, cx, cy, w, h in b], np.float32)
-            rows.append(Row(s, np.clip(xyxy, 0, 1), [1 + CLASSES.index(SCHEMA_TO_CLASS[k]) for k, *_ in b]))
+            rows.append(Row(s, np.clip(xyxy, 0, 1), [schema_label(k) for k, *_ in b]))
     return rows
 
 
@@ -124,9 +124,8 @@ def train_view(image: np.ndarray, boxes: np.ndarray, kinds: list[int], rng: np.r
             img = distort(img, rng)
     else:
         if mode == 1:  # letterbox: the whole frame on black bars
-            s = SIZE / max(w, h)
-            nw, nh = max(1, round(w * s)), max(1, round(h * s))
-            px = px * s + np.array([(SIZE - nw) // 2, (SIZE - nh) // 2] * 2, np.float32)
+            scale, _, _, left, top = letterbox_geometry(w, h)
+            px = px * scale + np.array([left, top, left, top], np.float32)
             img = letterbox(img)
         else:  # v0.2: a square crop (centre for level 0, random otherwise), resized to 224
             side = int(min(w, h) * (1.0 if rng.random() < 0.25 else rng.uniform(0.45, 1.0)))
@@ -183,12 +182,11 @@ class _BoxViews:
             image, placed = self.paste.paste_boxes(image, rng)
             h, w = image.shape[:2]
             boxes = np.array([[x0 / w, y0 / h, x1 / w, y1 / h] for _, x0, y0, x1, y1 in placed], np.float32).reshape(-1, 4)
-            kinds = [1 + CLASSES.index(SCHEMA_TO_CLASS[k]) for k, *_ in placed]
+            kinds = [schema_label(k) for k, *_ in placed]
         elif self.erase is not None and row.sample.key in self.erase and rng.random() < self.cfg.erase_prob:
             image, boxes, kinds = self.erase.erase(image, row.sample.key, rng), np.zeros((0, 4), np.float32), []
         view, px, labels = train_view(image, boxes, kinds, rng, self.cfg)
-        tensor = torch.from_numpy(np.array(view)).permute(2, 0, 1).float().div_(255.0)
-        return tensor, {"boxes": torch.from_numpy(px).reshape(-1, 4), "labels": torch.as_tensor(labels, dtype=torch.int64)}
+        return to_tensors([view])[0], {"boxes": torch.from_numpy(px).reshape(-1, 4), "labels": torch.as_tensor(labels, dtype=torch.int64)}
 
 
 def _collate(batch: list) -> tuple[list, list]:
@@ -276,24 +274,44 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
         fh.write("".join(json.dumps(r) + "\n" for r in rows))
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A training split decoded once, for every detector trained on it (folds, held-out groups, final)."""
+
+    dataset: Dataset
+    samples: list[Sample]
+    images: list[np.ndarray]
+    rows: list[Row]
+    index: dict[str, int]
+    data_hash: str
+
+
+def prepare(dataset: Dataset) -> Prepared:
+    t0 = time.time()
+    samples = list(dataset.samples)
+    images = [s.load() for s in samples]
+    rows = detector_rows(dataset.root, samples)
+    _log(f"{len(samples)} images decoded in {time.time() - t0:.0f} s; {len(rows)} detector rows "
+         f"({sum(len(r.kinds) for r in rows)} boxes on {sum(r.sample.label for r in rows)} positives)")
+    return Prepared(dataset, samples, images, rows, {s.key: i for i, s in enumerate(samples)}, dataset.fingerprint())
+
+
 def train(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: str, fold: int | None = None,
-          without: tuple[str, ...] = (), held_out_name: str = "", final_only: bool = False) -> dict[str, Any]:
+          without: tuple[str, ...] = (), held_out_name: str = "", final_only: bool = False,
+          prepared: Prepared | None = None) -> dict[str, Any]:
     """Folds (all, only `fold`, or none with `final_only`), then the final detector on every row;
-    or, with `without`, one detector on the other sources scoring the rows of those (OUT.loso.jsonl)."""
+    or, with `without`, one detector on the other sources scoring the rows of those (OUT.loso.jsonl).
+    `prepared` (from `prepare(dataset)`) saves decoding the split again."""
     import torch
 
     from training.finetune import group_folds
 
     t0 = time.time()
     out = Path(out)
-    samples = list(dataset.samples)
-    images = [s.load() for s in samples]
-    rows = detector_rows(dataset.root, samples)
-    index = {s.key: i for i, s in enumerate(samples)}
-    _log(f"{len(samples)} images decoded in {time.time() - t0:.0f} s; {len(rows)} detector rows "
-         f"({sum(len(r.kinds) for r in rows)} boxes on {sum(r.sample.label for r in rows)} positives)")
+    prep = prepared or prepare(dataset)
+    samples, images, rows, index = prep.samples, prep.images, prep.rows, prep.index
     info: dict[str, Any] = {"config": asdict(cfg), "device": device, "n_rows": len(rows), "classes": list(CLASSES),
-                            "data_hash": dataset.fingerprint(), "torch": torch.__version__}
+                            "data_hash": prep.data_hash, "torch": torch.__version__}
 
     def fit(keep_rows: list[Row], tag: str) -> Any:
         return train_detector(keep_rows, [images[index[r.sample.key]] for r in keep_rows], cfg, device,
@@ -331,9 +349,10 @@ def train_boxes(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: 
     if held_out:
         votes = out.with_suffix(".loso.jsonl")
         votes.unlink(missing_ok=True)  # each group appends its rows
+        prep = prepare(dataset)
         for k, group in enumerate(held_out):
-            train(dataset, out, cfg, device, without=group, held_out_name=f"group{k}")
-        train(dataset, out, cfg, device, final_only=True)
+            train(dataset, out, cfg, device, without=group, held_out_name=f"group{k}", prepared=prep)
+        train(dataset, out, cfg, device, final_only=True, prepared=prep)
         return package(out, voter, [votes])
     train(dataset, out, cfg, device)
     return package(out, voter)
@@ -341,17 +360,10 @@ def train_boxes(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: 
 
 def box_votes(rows: list[dict[str, Any]], class_map: Any) -> list[dict[str, Any]]:
     """Rows with boxes -> the same rows with `probs` {regime: {"det": p}}, p as the voter computes it."""
-    from detectors.evidence import Boxes
+    from detectors.rcnn_detector import boxes_from_detections
 
-    out = []
-    for r in rows:
-        probs = {}
-        for regime, dets in r["boxes"].items():
-            boxes = Boxes(np.array([d[2:6] for d in dets], np.float32).reshape(-1, 4),
-                          np.array([d[1] for d in dets], np.float32), [d[0] for d in dets])
-            probs[regime] = {"det": class_map.image_probability(boxes)}
-        out.append({**r, "probs": probs})
-    return out
+    return [{**r, "probs": {regime: {"det": class_map.image_probability(boxes_from_detections(dets))}
+                            for regime, dets in r["boxes"].items()}} for r in rows]
 
 
 def package(out: str | Path, voter: str, votes: list[str | Path] | None = None) -> dict[str, Any]:

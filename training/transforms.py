@@ -49,13 +49,18 @@ def centre_square(img: Image.Image) -> Image.Image:
     return img.crop((left, top, left + s, top + s))
 
 
-def letterbox(img: Image.Image, size: int = SIZE) -> Image.Image:
-    """The whole image fitted into size x size, aspect kept, centred on black bars."""
-    w, h = img.size
+def letterbox_geometry(w: int, h: int, size: int = SIZE) -> tuple[float, int, int, int, int]:
+    """Where `letterbox` puts a w x h image: (scale, new width, new height, left, top)."""
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    return scale, nw, nh, (size - nw) // 2, (size - nh) // 2
+
+
+def letterbox(img: Image.Image, size: int = SIZE) -> Image.Image:
+    """The whole image fitted into size x size, aspect kept, centred on black bars."""
+    _, nw, nh, left, top = letterbox_geometry(*img.size, size)
     canvas = Image.new("RGB", (size, size))
-    canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((size - nw) // 2, (size - nh) // 2))
+    canvas.paste(img.resize((nw, nh), Image.BILINEAR), (left, top))
     return canvas
 
 
