@@ -18,7 +18,7 @@ from cascade.config import VoterConfig
 from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.backbones import Backbone, BackboneSpec, build_backbone
 from detectors.base import Detector
-from detectors.heads import LinearHead, verify_manifest
+from detectors.heads import LinearHead, verified_artefact
 from detectors.mobilenet import TILE_GRIDS, TILE_MIN_LONG_SIDE, TILE_OVERLAP, tile_crops
 
 
@@ -62,9 +62,7 @@ class BackboneHead(Detector):
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> BackboneHead:
         params = BackboneHeadParams.model_validate(cfg.params)
-        head_path = params.head if params.head.is_absolute() else (base_dir / params.head).resolve()
-        verify_manifest(head_path)
-        head = LinearHead.load(head_path)
+        head = LinearHead.load(verified_artefact(params.head, base_dir))
         update: dict = {"device": cfg.device}
         weights = params.backbone.weights
         if weights is not None and not weights.is_absolute():

@@ -91,6 +91,14 @@ def write_manifest(head_path: Path, info: dict[str, Any]) -> Path:
     return out
 
 
+def verified_artefact(path: Path, base_dir: Path) -> Path:
+    """A trained artefact named in a profile: resolved against the profile's folder (unless
+    absolute) and checked against its manifest, where it has one."""
+    resolved = path if path.is_absolute() else (base_dir / path).resolve()
+    verify_manifest(resolved)
+    return resolved
+
+
 def verify_manifest(head_path: Path) -> dict[str, Any] | None:
     """Check the head against its manifest's sha256 when a manifest exists."""
     mpath = head_path.with_suffix(".manifest.json")
@@ -99,6 +107,6 @@ def verify_manifest(head_path: Path) -> dict[str, Any] | None:
     manifest = json.loads(mpath.read_text())
     actual = sha256_file(head_path)
     if manifest.get("sha256") != actual:
-        raise ValueError(f"head {str(head_path)!r} does not match its manifest (sha256 {actual[:12]}… vs "
+        raise ValueError(f"{str(head_path)!r} does not match its manifest (sha256 {actual[:12]}… vs "
                          f"{str(manifest.get('sha256'))[:12]}…); retrain or restore the file")
     return manifest
