@@ -174,5 +174,9 @@ class Verdict:
 
     @property
     def label(self) -> int:
-        """The subnet's reading of our answer: np.round (0.5 rounds to 0)."""
-        return int(np.round(self.prob))
+        return subnet_answer(self.prob)
+
+
+def subnet_answer(prob: float) -> int:
+    """The subnet's reading of an answer: np.round, so exactly 0.5 counts as no roadwork."""
+    return int(np.round(prob))

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cascade.observer import CascadeObserver
 from cascade.pipeline import Cascade
-from cascade.types import Frame, Verdict
+from cascade.types import Frame, Verdict, subnet_answer
 from training.datasets import Dataset, Sample
 from training.images import ImageLoadError
 from training.metrics import BinaryMetrics, summarise
@@ -240,8 +240,8 @@ def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path, title: str
 
 
 def answer(prob: float | None) -> int | None:
-    """What the subnet scores: the answer rounded at 0.5, where exactly 0.5 counts as no roadwork."""
-    return None if prob is None else int(prob > 0.5)
+    """What the subnet scores (None for no answer)."""
+    return None if prob is None else subnet_answer(prob)
 
 
 def compare_runs(runs: dict[str, Path], out: Path) -> Path:

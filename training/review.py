@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cascade.types import subnet_answer
 from training.datasets import Sample, load_dataset, read_yolo_boxes
 from training.transforms import canonical, make_transform
 
@@ -102,7 +103,7 @@ def hardness(label: int, prob: float, voter_probs: list[float]) -> float:
 
 def tags_for(label: int, prob: float, uncertain_margin: float) -> list[str]:
     """Mistakes as the subnet scores them (np.round: 0.5 counts as 0), and answers near 0.5."""
-    answer = int(np.round(prob))
+    answer = subnet_answer(prob)
     tags = []
     if answer == 1 and label == 0:
         tags.append("false_positive")
@@ -173,7 +174,7 @@ def make_sample(row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: 
 
     label, prob = int(row["label"]), float(row["prob"])
     voter_probs = [v["prob"] for v in row.get("votes", []) if v.get("prob") is not None]
-    answer = int(np.round(prob))
+    answer = subnet_answer(prob)
     fields: dict[str, Any] = {
         "key": row["key"], "source": row.get("source", sample.source), "group": row.get("group", ""),
         "original_path": str(sample.path) if sample.path is not None else "",
