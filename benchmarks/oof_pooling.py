@@ -42,8 +42,8 @@ CANDIDATES = {  # voter name: (OOF file, view size)
 }
 LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
 """voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
-ABSTAINING = {"l0_tiles", "l0_paste_erase_tiles"}
-"""Voters that abstain on part of the rows (tiles: frames under 448 px)."""
+ABSTAINING = {voter for voter, (_, view) in {**CANDIDATES, **LOSO}.items() if view == "tiles"}
+"""Voters that abstain on part of the rows: tile voters, on frames under 448 px."""
 LEVELS = {"l1_rcnn": "L1"}
 """Voters that run after L0 (the rest are L0)."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
