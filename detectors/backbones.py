@@ -64,9 +64,9 @@ class MobileNetV2DeepSort:
 
     @classmethod
     def load(cls, spec: BackboneSpec) -> MobileNetV2DeepSort:
-        from detectors.mobilenet import mobilenetv2_features
+        from detectors.mobilenet import for_inference, mobilenetv2_features
 
-        return cls(mobilenetv2_features(spec.weights).to(spec.device), spec)
+        return cls(for_inference(mobilenetv2_features(spec.weights)).to(spec.device), spec)
 
     def _pool(self, x: Any) -> Any:
         return pool_map(self.model.features(x), self.spec.pool)
@@ -75,6 +75,7 @@ class MobileNetV2DeepSort:
         import torch
 
         x = torch.from_numpy(to_tensor_batch(images, self.spec.input_size)).to(self.spec.device)
+        x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             feats = self._pool(x)
             if self.spec.flip_tta:

