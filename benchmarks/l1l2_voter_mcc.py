@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     votes.append(dataclasses.replace(v, latency_ms=(time.monotonic() - t0) * 1000))
             for v in votes:
                 per_voter[v.voter].append(v.prob)
-            p = cascade.pool(votes)
+            p = cascade.pool(votes, frame.long_side)
             pooled.append(p)
             labels.append(s.label)
             f.write(json.dumps({"key": s.key, "label": s.label, "source": s.source, "group": s.group,

@@ -84,11 +84,12 @@ def score(args: argparse.Namespace) -> None:
     from training.metrics import summarise
 
     artefact = ConsensusArtefact.load(args.consensus)
-    missing = [v for v in artefact.weights if v not in VOTES]
+    voters = sorted(artefact.voters)
+    missing = [v for v in voters if v not in VOTES]
     if missing:
         raise SystemExit(f"no LOSO votes for voters {missing}: train their recipe with `train` and add them to VOTES")
-    loso = {v: _read(VOTES[v][0]) for v in artefact.weights}
-    oof = {v: _read(VOTES[v][1]) for v in artefact.weights}
+    loso = {v: _read(VOTES[v][0]) for v in voters}
+    oof = {v: _read(VOTES[v][1]) for v in voters}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))
     first = loso[next(iter(loso))]
 
@@ -96,7 +97,7 @@ def score(args: argparse.Namespace) -> None:
         """A voter's vote, or None where it abstained (a tile voter on a frame under 448 px)."""
         return votes[key]["probs"].get(regime, {}).get(view)
 
-    out: dict[str, Any] = {"consensus": str(args.consensus), "votes": {v: VOTES[v] for v in artefact.weights},
+    out: dict[str, Any] = {"consensus": str(args.consensus), "votes": {v: VOTES[v] for v in voters},
                            "note": __doc__.split("\n\n")[1].replace("\n", " "), "held_out": {}, "all_held_out": {}}
 
     def summary(y: list[int], p: np.ndarray) -> dict[str, Any]:
@@ -104,8 +105,10 @@ def score(args: argparse.Namespace) -> None:
 
     for regime in ("v0.2", "letterbox", "full"):
         y = [first[k]["label"] for k in keys]
+        # each frame is pooled by the artefact's pool for its size, over that pool's voters
         rows = {side: [LabelledVotes(first[k]["label"], {v: ("L0", prob(votes[v], k, regime, VOTES[v][2]))
-                                                          for v in artefact.weights}) for k in keys]
+                                                          for v in voters}, first[k]["long_side"][regime])
+                       for k in keys]
                 for side, votes in (("loso", loso), ("in_fold_oof", oof))}
         probs = {side: artefact_probs(artefact, r) for side, r in rows.items()}
         for name in HELD_OUT:

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.placement import MemorySpec, PlacementConfig
-from cascade.types import Level
+from cascade.types import Level, LongSides, covers
 from miner.config import MinerConfig  # pure pydantic, no bittensor
 from monitoring.tracing import TracingConfig  # pure pydantic; OpenTelemetry loads only when tracing is on
 
@@ -43,6 +43,23 @@ class VoterConfig(BaseModel):
     cost_prior_ms: float | None = Field(default=None, gt=0)
     """Assumed cost before this voter has run (default `runtime.cost_prior_ms`). Set it to the
     measured cost of a slow voter (a VLM tier) so it is not scheduled optimistically."""
+    long_side: LongSides = (0, None)
+    """The frames this voter scores: long side in pixels >= the first and < the second (null: no
+    limit). The cascade skips it on other frames (it costs nothing there), and `roadwork fit
+    --profile` fits one pool per frame size that the profile's ranges split (e.g. 224-px validator
+    images scored whole, full-resolution frames scored by tiles)."""
+
+    @field_validator("long_side")
+    @classmethod
+    def _long_side(cls, v: LongSides) -> LongSides:
+        lo, hi = v
+        if lo < 0 or (hi is not None and hi <= lo):
+            raise ValueError(f"long_side must be [min, max) with 0 <= min < max (max null: no limit), got {list(v)}")
+        return v
+
+    def scores(self, long_side: int) -> bool:
+        """Whether this voter runs on a frame whose long side is `long_side` pixels."""
+        return covers(self.long_side, long_side)
 
     @field_validator("level", mode="before")
     @classmethod

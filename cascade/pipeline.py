@@ -2,7 +2,9 @@
 
 Model work runs in a small thread pool, so `await cascade.run(frame, deadline)` never blocks the
 event loop. Each voter's cost is a moving average; a voter that would not finish before the
-deadline is skipped, and the best pooled answer so far is returned.
+deadline is skipped, and the best pooled answer so far is returned. A voter runs only on the frame
+sizes its profile entry names (`voters[].long_side`), and the votes of a frame are pooled with the
+fitted pool for its size.
 """
 from __future__ import annotations
 
@@ -17,24 +19,33 @@ from concurrent.futures import ThreadPoolExecutor
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.observer import CascadeObserver, NullObserver
-from cascade.types import DEADLINE_META, AbstainCause, Frame, Level, Verdict, Vote
-from consensus.artefact import ConsensusArtefact
+from cascade.types import DEADLINE_META, AbstainCause, Frame, Level, LongSides, Verdict, Vote, covers, overlaps
+from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import pool_votes
 from detectors.base import Detector
 
 log = logging.getLogger(__name__)
 
 
-def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], where: object = None) -> None:
+def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], where: object = None,
+                          sides: dict[str, LongSides] | None = None) -> None:
     """Refuse an artefact fitted on other voters: its weights, calibration and bands belong together,
-    and applying half of them (weights of the voters that match, the rest kept) would be wrong."""
-    fitted, have = set(artefact.weights), set(voters)
+    and applying half of them (weights of the voters that match, the rest kept) would be wrong. Each
+    pool must hold exactly the voters that run on its frame sizes (`sides`: voter -> long_side)."""
+    what = f"consensus artefact {str(where or artefact.fitted_on)!r}"
+    fix = ("Re-run `roadwork fit --profile` on runs of these voters, or point `consensus.weights` at the "
+           "artefact fitted for this profile.")
+    fitted, have = artefact.voters, set(voters)
     if fitted != have:
         raise ValueError(
-            f"consensus artefact {str(where or artefact.fitted_on)!r} was fitted on voters {sorted(fitted)} but the "
-            f"profile runs {sorted(have)} (missing from the artefact: {sorted(have - fitted)}; not in the "
-            f"profile: {sorted(fitted - have)}). Re-run `roadwork fit` on runs of these voters, or point "
-            "`consensus.weights` at the artefact fitted for this profile.")
+            f"{what} was fitted on voters {sorted(fitted)} but the profile runs {sorted(have)} (missing from the "
+            f"artefact: {sorted(have - fitted)}; not in the profile: {sorted(fitted - have)}). {fix}")
+    sides = sides or {}
+    for pool in artefact.pools:
+        runs = {v for v in voters if overlaps(sides.get(v, (0, None)), pool.long_side)}
+        if runs != set(pool.weights):
+            raise ValueError(f"{what}: its pool for {pool.describe()} was fitted on {sorted(pool.weights)}, but on "
+                             f"those frames the profile runs {sorted(runs)} (voters[].long_side). {fix}")
 
 
 class Cascade:
@@ -42,8 +53,10 @@ class Cascade:
                  artefact: ConsensusArtefact | None = None) -> None:
         if not detectors:
             raise ValueError("a cascade needs at least one voter")
+        self.sides: dict[str, LongSides] = {v.name: v.long_side for v in config.voters}
+        """voter -> the frame sizes it scores (voters missing from the profile: every size)."""
         if artefact is not None:
-            check_artefact_voters(artefact, [d.name for d in detectors], config.consensus.weights)
+            check_artefact_voters(artefact, [d.name for d in detectors], config.consensus.weights, self.sides)
         self.config = config
         self.artefact = artefact
         self.detectors = list(detectors)
@@ -58,9 +71,7 @@ class Cascade:
         self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
         self._owned: list = []
         """Resources built for this cascade (device worker processes), closed with it."""
-        self.weights = {d.name: d.weight for d in self.detectors}
-        if artefact is not None:
-            self.weights.update({k: v for k, v in artefact.weights.items() if k in self.weights})
+        self.prior_weights = {d.name: d.weight for d in self.detectors}
 
     @classmethod
     def from_config(cls, config: CascadeConfig, warmup: bool = True) -> Cascade:
@@ -82,16 +93,25 @@ class Cascade:
         for d in self.detectors:
             d.warmup()
 
-    def band(self, level: Level) -> tuple[float, float]:
-        if (self.artefact is not None and self.config.consensus.use_fitted_bands
-                and level.name in self.artefact.bands):
-            return self.artefact.bands[level.name]
+    def fitted_pool(self, long_side: int) -> Pool | None:
+        """The artefact's pool for frames of this size (None without an artefact)."""
+        return None if self.artefact is None else self.artefact.pool_for(long_side)
+
+    def weights(self, long_side: int) -> dict[str, float]:
+        """Each voter's weight on a frame of this size: fitted where the artefact has one, else its prior."""
+        pool = self.fitted_pool(long_side)
+        return self.prior_weights if pool is None else {**self.prior_weights, **pool.weights}
+
+    def band(self, level: Level, long_side: int) -> tuple[float, float]:
+        pool = self.fitted_pool(long_side)
+        if pool is not None and self.config.consensus.use_fitted_bands and level.name in pool.bands:
+            return pool.bands[level.name]
         return self.config.band(level)
 
-    def pool(self, votes: Sequence[Vote]) -> float | None:
-        a = self.artefact
-        return pool_votes(votes, self.weights, clip=self.config.consensus.clip,
-                          scale=a.scale if a else 1.0, bias=a.bias if a else 0.0)
+    def pool(self, votes: Sequence[Vote], long_side: int) -> float | None:
+        pool = self.fitted_pool(long_side)
+        return pool_votes(votes, self.weights(long_side), clip=self.config.consensus.clip,
+                          scale=pool.scale if pool else 1.0, bias=pool.bias if pool else 0.0)
 
     async def run(self, frame: Frame, deadline: Deadline | None = None,
                   observer: CascadeObserver | None = None) -> Verdict:
@@ -105,7 +125,13 @@ class Cascade:
         timings: dict[str, float] = {}
         prob: float | None = None
         exit_level: Level | None = None
-        for level, detectors in self.levels:
+        side = frame.long_side
+        for level, all_detectors in self.levels:
+            detectors = [d for d in all_detectors if covers(self.sides.get(d.name, (0, None)), side)]
+            skipped.extend(f"{d.name}: frame long side {side} px outside its long_side {list(self.sides[d.name])}"
+                           for d in all_detectors if d not in detectors)
+            if not detectors:
+                continue
             gate = self.config.run_when(level)
             if gate is not None and prob is not None and not gate[0] <= prob <= gate[1]:
                 skipped.extend(f"{d.name}: pooled {prob:.3f} outside run_when [{gate[0]}, {gate[1]}]"
@@ -125,12 +151,12 @@ class Cascade:
                 obs.on_vote(vote)
             votes.extend(new_votes)
             timings[level.name] = (time.monotonic() - t0) * 1000
-            pooled = self.pool(votes)
+            pooled = self.pool(votes, side)
             obs.on_level(level, pooled, timings[level.name], deadline.remaining())
             if pooled is None:
                 continue
             prob, exit_level = pooled, level
-            lo, hi = self.band(level)
+            lo, hi = self.band(level, side)
             if prob < lo or prob > hi:
                 break
         verdict = Verdict(prob=0.5 if prob is None else prob, votes=tuple(votes), exit_level=exit_level,
@@ -169,7 +195,7 @@ class Cascade:
                                 (time.monotonic() - t0) * 1000, cause=AbstainCause.ERROR)
         elapsed = time.monotonic() - t0
         self.costs.observe(detector.name, elapsed)
-        weight = self.weights.get(detector.name, vote.weight) if not vote.abstained else 0.0
+        weight = self.weights(frame.long_side).get(detector.name, vote.weight) if not vote.abstained else 0.0
         return dataclasses.replace(vote, weight=weight, latency_ms=elapsed * 1000)
 
     @property

@@ -47,6 +47,21 @@ DEADLINE_META = "deadline_at"
 below it (micro-batcher, device worker) can end when the request does."""
 
 
+LongSides = tuple[int, int | None]
+"""Frames whose long side (pixels) is >= the first and < the second (None: no upper bound): what a
+voter scores (`voters[].long_side`) and what a fitted pool is for (consensus/artefact.py)."""
+
+
+def covers(sides: LongSides, long_side: int) -> bool:
+    lo, hi = sides
+    return long_side >= lo and (hi is None or long_side < hi)
+
+
+def overlaps(a: LongSides, b: LongSides) -> bool:
+    """Whether some frame size is in both ranges."""
+    return a[0] < (b[1] if b[1] is not None else math.inf) and b[0] < (a[1] if a[1] is not None else math.inf)
+
+
 def seconds_left(frames: Any) -> float | None:
     """Seconds until the latest deadline among `frames` (never below 0), or None when none has one."""
     import time
@@ -81,6 +96,10 @@ class Frame:
     def size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return int(self.image.shape[1]), int(self.image.shape[0])
+
+    @property
+    def long_side(self) -> int:
+        return max(self.size)
 
 
 class AbstainCause(str, Enum):

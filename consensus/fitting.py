@@ -3,18 +3,22 @@
 Input rows are what `roadwork eval` writes to predictions.jsonl (label + every vote). Missing or
 abstaining votes are encoded as logit 0 (no evidence) plus a presence indicator, so a voter that
 rarely runs is not punished for the rows where it did not.
+
+Given each voter's range of frame sizes (`voter_sides`, from the profile's `voters[].long_side`), a
+voter's votes on frames outside its range are dropped (the cascade never runs it there) and one pool
+is fitted per part of the size axis that the ranges cut (consensus/artefact.py).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef
 
-from cascade.types import Level
-from consensus.artefact import ConsensusArtefact
+from cascade.types import Level, LongSides, covers
+from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import logit, sigmoid
 
 
@@ -24,6 +28,8 @@ class LabelledVotes:
 
     label: int
     votes: dict[str, tuple[Level, float | None]]
+    long_side: int | None = None
+    """The scored frame's long side in pixels (None: not recorded)."""
 
 
 def _design(rows: Sequence[LabelledVotes], voters: list[str], clip: float) -> tuple[np.ndarray, np.ndarray]:
@@ -73,16 +79,18 @@ def exit_band(y: np.ndarray, p: np.ndarray, target: float, min_support: int) -> 
     return (min(lo, hi), max(lo, hi))
 
 
-def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98,
-                  min_support: int = 20, fitted_on: str = "") -> ConsensusArtefact:
+def fit_pool(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98, min_support: int = 20,
+             long_side: LongSides = (0, None)) -> Pool:
+    """Weights (logistic regression on the votes' logits), calibration, threshold and bands of one pool."""
+    where = "" if long_side == (0, None) else f" (frames with long side in {list(long_side)})"
     if not rows:
-        raise ValueError("no labelled rows to fit on")
+        raise ValueError(f"no labelled rows to fit on{where}")
     y = np.asarray([r.label for r in rows], dtype=int)
     if set(np.unique(y)) != {0, 1}:
-        raise ValueError(f"fitting needs both labels 0 and 1, got {sorted(set(y.tolist()))}")
+        raise ValueError(f"fitting needs both labels 0 and 1{where}, got {sorted(set(y.tolist()))}")
     voters = sorted({name for r in rows for name, (_, p) in r.votes.items() if p is not None})
     if not voters:
-        raise ValueError("no voter produced a probability in this run")
+        raise ValueError(f"no voter produced a probability in this run{where}")
     levels = {name: lv for r in rows for name, (lv, _) in r.votes.items()}
     x, present = _design(rows, voters, clip)
 
@@ -112,18 +120,79 @@ def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: 
 
     pred = (p_final >= 0.5).astype(int)
     metrics = {"mcc": float(matthews_corrcoef(y, pred)), "accuracy": float((pred == y).mean())}
-    return ConsensusArtefact(
-        weights={v: float(w) for v, w in zip(voters, weights, strict=True)},
-        scale=scale, bias=bias_shifted, clip=clip, bands=bands, threshold_raw=t,
-        fitted_on=fitted_on, n_samples=len(rows), metrics=metrics)
+    return Pool(long_side=long_side, weights={v: float(w) for v, w in zip(voters, weights, strict=True)},
+                scale=scale, bias=bias_shifted, bands=bands, threshold_raw=t, n_samples=len(rows), metrics=metrics)
+
+
+def size_ranges(voter_sides: Mapping[str, LongSides]) -> list[LongSides]:
+    """The parts of the frame-size axis that the voters' ranges cut it into, smallest first."""
+    cuts = sorted({lo for lo, _ in voter_sides.values() if lo > 0} | {hi for _, hi in voter_sides.values() if hi})
+    edges: list[int | None] = [0, *cuts, None]
+    return [(int(edges[i] or 0), edges[i + 1]) for i in range(len(edges) - 1)]
+
+
+def scored_by_their_voters(rows: Sequence[LabelledVotes], voter_sides: Mapping[str, LongSides]) -> list[LabelledVotes]:
+    """Each row with only the votes of voters whose range covers its frame (the cascade skips the
+    others there); a row left with no vote is dropped. Refuses votes of a voter not in `voter_sides`
+    and, when any range is not every frame, rows that do not say their frame's size."""
+    unknown = sorted({v for r in rows for v in r.votes} - set(voter_sides))
+    if unknown:
+        raise ValueError(f"the run has votes of {unknown}, which the profile does not run "
+                         f"(its voters: {sorted(voter_sides)})")
+    if all(sides == (0, None) for sides in voter_sides.values()):
+        return list(rows)
+    blind = sum(r.long_side is None for r in rows)
+    if blind:
+        raise ValueError(f"{blind} of {len(rows)} rows do not record their frame's long_side, but the profile's "
+                         "voters score only some frame sizes (voters[].long_side); make the run again with "
+                         "this build (`roadwork eval`, or the OOF files of `roadwork train backbone`)")
+    out = []
+    for r in rows:
+        votes = {v: lp for v, lp in r.votes.items() if covers(voter_sides[v], int(r.long_side))}  # type: ignore[arg-type]
+        if votes:
+            out.append(replace(r, votes=votes))
+    return out
+
+
+def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98,
+                  min_support: int = 20, fitted_on: str = "",
+                  voter_sides: Mapping[str, LongSides] | None = None) -> ConsensusArtefact:
+    """One pool for every frame; or, given each voter's range of frame sizes, one pool per part of
+    the size axis that the ranges cut, each fitted on the rows of its part with the votes the
+    cascade would have there."""
+    if voter_sides is None:
+        pools = [fit_pool(rows, clip=clip, target=target, min_support=min_support)]
+    else:
+        rows = scored_by_their_voters(rows, voter_sides)
+        pools = [fit_pool([r for r in rows if covers(sides, int(r.long_side or 0))], clip=clip, target=target,
+                          min_support=min_support, long_side=sides) for sides in size_ranges(voter_sides)]
+    art = ConsensusArtefact(clip=clip, pools=pools, fitted_on=fitted_on, n_samples=len(rows))
+    y = np.asarray([r.label for r in rows], dtype=int)
+    pred = (artefact_probs(art, rows) >= 0.5).astype(int)
+    return art.model_copy(update={"metrics": {"mcc": float(matthews_corrcoef(y, pred)),
+                                              "accuracy": float((pred == y).mean())}})
+
+
+def pool_probs(pool: Pool, rows: Sequence[LabelledVotes], clip: float) -> np.ndarray:
+    """One pool's calibrated probability for each row (voters absent from a row abstain)."""
+    voters = list(pool.weights)
+    x, present = _design(rows, voters, clip)
+    z = pooled_logits(x, present, np.array([pool.weights[v] for v in voters]))
+    return sigmoid(pool.scale * z + pool.bias)
 
 
 def artefact_probs(artefact: ConsensusArtefact, rows: Sequence[LabelledVotes]) -> np.ndarray:
-    """The fitted pool's calibrated probability for each row (voters absent from a row abstain)."""
-    voters = list(artefact.weights)
-    x, present = _design(rows, voters, artefact.clip)
-    z = pooled_logits(x, present, np.array([artefact.weights[v] for v in voters]))
-    return sigmoid(artefact.scale * z + artefact.bias)
+    """The fitted consensus's calibrated probability for each row, from the pool for its frame size."""
+    if len(artefact.pools) == 1:
+        return pool_probs(artefact.pools[0], rows, artefact.clip)
+    if any(r.long_side is None for r in rows):
+        raise ValueError("the artefact has one pool per frame size, but some rows do not record their long_side")
+    out = np.zeros(len(rows))
+    for pool in artefact.pools:
+        idx = [i for i, r in enumerate(rows) if covers(pool.long_side, int(r.long_side))]  # type: ignore[arg-type]
+        if idx:
+            out[idx] = pool_probs(pool, [rows[i] for i in idx], artefact.clip)
+    return out
 
 
 def rows_from_predictions(predictions: Sequence[dict]) -> list[LabelledVotes]:
@@ -131,5 +200,5 @@ def rows_from_predictions(predictions: Sequence[dict]) -> list[LabelledVotes]:
     rows = []
     for r in predictions:
         votes = {v["voter"]: (Level.parse(v["level"]), v["prob"]) for v in r.get("votes", [])}
-        rows.append(LabelledVotes(label=int(r["label"]), votes=votes))
+        rows.append(LabelledVotes(label=int(r["label"]), votes=votes, long_side=r.get("long_side")))
     return rows

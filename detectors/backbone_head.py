@@ -2,9 +2,10 @@
 
 With `tiles`, the voter scores overlapping crops of a large frame instead of the whole frame and
 answers the most confident crop (max over crops, as in multiple-instance learning): a cone that is
-a few pixels wide once a 1920-px frame is squashed to 224 px fills part of a crop. A frame smaller
-than `tiles.min_long_side` (every 224-px validator image) gives such a voter nothing the whole-frame
-voters do not already see: it abstains with cause `no_evidence` and costs nothing.
+a few pixels wide once a 1920-px frame is squashed to 224 px fills part of a crop. A 224-px
+validator image gives such a voter nothing the whole-frame voters do not already see: give it
+`long_side: [448, null]` in the profile (the size its OOF votes were made for,
+`detectors.mobilenet.TILE_MIN_LONG_SIDE`) and the cascade does not run it on smaller frames.
 """
 from __future__ import annotations
 
@@ -15,11 +16,11 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
-from cascade.types import AbstainCause, Frame, Level, Vote
+from cascade.types import Frame, Level, Vote
 from detectors.backbones import Backbone, BackboneSpec, build_backbone
 from detectors.base import Detector
 from detectors.heads import LinearHead, verified_artefact
-from detectors.mobilenet import TILE_GRIDS, TILE_MIN_LONG_SIDE, TILE_OVERLAP, tile_crops
+from detectors.mobilenet import TILE_GRIDS, TILE_OVERLAP, tile_crops
 
 
 class TileSpec(BaseModel):
@@ -29,8 +30,6 @@ class TileSpec(BaseModel):
     """(rows, cols) of each grid of a landscape frame (swapped for portrait); 2x3 + 3x4 = 18 crops."""
     overlap: float = Field(default=TILE_OVERLAP, ge=0.0, le=1.0)
     """How far each crop reaches past its cell, as a share of the cell, on every side."""
-    min_long_side: int = Field(default=TILE_MIN_LONG_SIDE, ge=1)
-    """Frames whose long side is shorter abstain (`no_evidence`): they are scored whole elsewhere."""
 
 
 class BackboneHeadParams(BaseModel):
@@ -80,12 +79,6 @@ class BackboneHead(Detector):
         votes: list[Vote] = []
         for frame in frames:
             t0 = time.monotonic()
-            h, w = frame.image.shape[:2]
-            if max(h, w) < tiles.min_long_side:
-                votes.append(Vote.abstain(self.name, self.level, f"{w}x{h} frame is below tiles.min_long_side "
-                                          f"{tiles.min_long_side}: scored whole by the other voters", 0.0,
-                                          cause=AbstainCause.NO_EVIDENCE))
-                continue
             probs = self._probs(tile_crops(frame.image, tiles.grids, tiles.overlap))
             best = max(range(len(probs)), key=probs.__getitem__)
             votes.append(Vote(self.name, self.level, probs[best], self.weight, (time.monotonic() - t0) * 1000,

@@ -335,25 +335,36 @@ def train_boxes_cmd(
 def fit_cmd(
     run: Annotated[list[Path], typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run; repeat to join several voters' runs by image key.")],
     out: Annotated[Path, typer.Option(help="Consensus artefact to write (JSON).")] = Path("models/consensus.json"),
+    profile: Annotated[Path | None, typer.Option(help="Fit for this profile: the runs must hold votes of exactly its voters; each voter's votes count only on the frame sizes it scores (voters[].long_side), and each part of the size axis that those ranges cut gets a pool of its own.")] = None,
     target: Annotated[float, typer.Option(min=0.5, max=1.0, help="Accuracy required of early exits.")] = 0.98,
 ) -> None:
     """Learn voter weights, calibration and routing bands from labelled (out-of-fold) runs.
 
-    Example: roadwork fit --run models/l0_head.oof --run models/l0_paste_head.oof --out models/consensus-cpu.json
+    Example: roadwork fit --profile configs/cpu.yaml --run models/l0_head.oof --run models/l0_paste_erase_head.oof --out models/consensus-cpu.json
     """
+    from cascade.config import load_config
     from consensus.fitting import fit_consensus, rows_from_predictions
     from training.evaluate import merge_runs, read_predictions
 
     try:
+        sides = None
+        if profile is not None:
+            cfg = load_config(profile)
+            sides = {v.name: v.long_side for v in cfg.voters if v.enabled}
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
-        artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run))
+        if sides is not None and (absent := sorted(set(sides) - {v for r in rows for v in r.votes})):
+            raise ValueError(f"{profile} runs {absent}, but no --run holds their votes")
+        artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
     artefact.save(out)
-    console.print(f"wrote {out}: weights {artefact.weights}, bands {artefact.bands}, fit-set MCC "
-                  f"{artefact.metrics['mcc']:.3f}")
-    console.print(f"threshold: roadwork when the calibrated pooled probability is >= {artefact.threshold_raw:.3f}; "
-                  "the artefact shifts it to 0.5, because validators round our answer at 0.5 "
+    console.print(f"wrote {out}: fit-set MCC {artefact.metrics['mcc']:.3f} over {artefact.n_samples} rows")
+    for pool in artefact.pools:
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in pool.weights.items())
+        console.print(f"  {pool.describe()} ({pool.n_samples} rows): weights {weights}; bands {pool.bands}; "
+                      f"roadwork when the calibrated pooled probability is >= {pool.threshold_raw:.3f}; "
+                      f"MCC {pool.metrics['mcc']:.3f}")
+    console.print("each threshold is shifted to 0.5 in the artefact, because validators round our answer at 0.5 "
                   "(exactly 0.5 counts as no roadwork)")
 
 

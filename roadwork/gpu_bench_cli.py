@@ -112,7 +112,11 @@ def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[
     from roadwork.expected_cost import parse_pairs, report
 
     try:
-        band = tuple(ConsensusArtefact.load(artefact).bands["L0"])
+        fitted = ConsensusArtefact.load(artefact)
+        if len(fitted.pools) > 1:
+            raise ValueError(f"{artefact} has one pool per frame size; --expected-cost reads an artefact with "
+                             "one pool (a profile whose voters score every frame)")
+        band = tuple(fitted.pools[0].bands["L0"])
         bench = json.loads(costs.read_text()) if costs else None
         result = report(run, band, bench, parse_pairs(cont, "--continue"), parse_pairs(cost, "--level-cost"))
     except KeyError:

@@ -98,9 +98,12 @@ class EvalResult:
     problems: list[str]
 
 
-def prediction_row(sample: Sample, verdict: Verdict, latency_ms: float, transform: str) -> dict[str, Any]:
+def prediction_row(sample: Sample, verdict: Verdict, latency_ms: float, transform: str,
+                   long_side: int) -> dict[str, Any]:
+    """One predictions.jsonl row; `long_side` is the scored frame's (after the transform), which
+    `roadwork fit --profile` needs where voters score only some frame sizes."""
     return {"key": sample.key, "label": sample.label, "source": sample.source, "group": sample.group,
-            "prob": verdict.prob, "answered": verdict.answered,
+            "long_side": long_side, "prob": verdict.prob, "answered": verdict.answered,
             "exit_level": verdict.exit_level.name if verdict.exit_level is not None else None,
             "latency_ms": round(latency_ms, 3), "transform": transform,
             "votes": [v.to_dict() for v in verdict.votes], "skipped": list(verdict.skipped)}
@@ -133,7 +136,7 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
             t0 = time.monotonic()
             verdict = cascade.run_sync(frame, observer=observer_for(sample) if observer_for else None)
             latency_ms = (time.monotonic() - t0) * 1000
-            preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name)) + "\n")
+            preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name, frame.long_side)) + "\n")
             metrics.update(sample.label, verdict.prob, sample.source, latency_ms,
                            verdict.exit_level.name if verdict.exit_level is not None else "none", verdict.answered)
             worst.offer(sample, verdict.prob, image)

@@ -253,9 +253,10 @@ def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray
 
 
 def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig,
-                   device: str) -> list[dict[str, dict[str, float]]]:
+                   device: str) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
-    (224, `big_size`) or "tiles" (absent where the tile voter would abstain)."""
+    (224, `big_size`) or "tiles" (absent where the tile voter would abstain); and {regime: the
+    view's long side in pixels} each."""
     views = [regime_views(image, s.key, cfg.seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
     for r in REGIMES:
@@ -264,16 +265,17 @@ def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cf
         by_view["tiles"] = predict_tiles(net, [v[r] for v in views], device)
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
-    return out
+    return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views]
 
 
 def held_out_rows(net: Any, samples: list[Sample], images: list[np.ndarray], held: list[int], cfg: FinetuneConfig,
                   device: str, **extra: Any) -> list[dict[str, Any]]:
     """One OOF row per held-out index: `held_out_probs` with the image's key, label, source, group
     and `extra` (e.g. its fold)."""
-    probs = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
-    return [{"probs": p, "key": samples[i].key, "label": samples[i].label, "source": samples[i].source,
-             "group": samples[i].group, **extra} for i, p in zip(held, probs, strict=True)]
+    probs, sides = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
+    return [{"probs": p, "long_side": side, "key": samples[i].key, "label": samples[i].label,
+             "source": samples[i].source, "group": samples[i].group, **extra}
+            for i, p, side in zip(held, probs, sides, strict=True)]
 
 
 def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
@@ -319,7 +321,8 @@ def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, 
             if not votes:  # e.g. the tile voter on a 224-px view: it abstains there
                 continue
             lines.append(json.dumps({"key": f"{r['key']}#{regime}", "label": r["label"], "source": r["source"],
-                                     "group": r["group"], "prob": votes[0]["prob"], "answered": True,
+                                     "group": r["group"], "long_side": r.get("long_side", {}).get(regime),
+                                     "prob": votes[0]["prob"], "answered": True,
                                      "exit_level": level, "latency_ms": 0.0, "transform": f"{regime}(oof)",
                                      "votes": votes, "skipped": []}))
     (out / "predictions.jsonl").write_text("".join(x + "\n" for x in lines))

@@ -45,7 +45,8 @@ def rescore(data: str | Path, oof: Path, fold_prefix: str, views: list[str], reg
             for view in views:
                 probs = predict_tiles(net, images, device, batch) if view == "tiles" else \
                     [float(p) for p in predict_views(net, images, int(view), device, batch)]
-                for r, p in zip(chunk, probs, strict=True):
+                for r, p, image in zip(chunk, probs, images, strict=True):
+                    r.setdefault("long_side", {})[regime] = int(max(image.shape[:2]))
                     r["probs"][regime].pop(view, None)
                     if p is not None:
                         r["probs"][regime][view] = float(p)

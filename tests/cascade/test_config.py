@@ -18,7 +18,7 @@ def test_shipped_cpu_profile_loads_and_resolves_paths():
     from consensus.artefact import ConsensusArtefact
 
     artefact = ConsensusArtefact.load(cfg.resolve(cfg.consensus.weights))
-    assert sorted(v.name for v in cfg.voters) == sorted(artefact.weights)
+    assert sorted(v.name for v in cfg.voters) == sorted(artefact.voters)
     assert all(cfg.resolve(v.params["head"]).is_file() for v in cfg.voters)
 
 
@@ -35,6 +35,7 @@ def test_shipped_cpu_profile_loads_and_resolves_paths():
         ("levels: [{level: L0, band: [0.9, 0.1]}]\nvoters:\n - {name: a, kind: x, level: L0}\n",
          "levels.0.band"),
         ("voters: [oops\n", "not valid YAML"),
+        ("voters:\n - {name: a, kind: x, level: L0, long_side: [448, 224]}\n", "voters.0.long_side"),
     ],
 )
 def test_bad_profile_names_the_key(tmp_path, text, message):

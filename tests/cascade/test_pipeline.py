@@ -3,13 +3,14 @@ import itertools
 import logging
 import time
 
+import numpy as np
 import pytest
 
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.pipeline import Cascade
-from cascade.types import Level, Vote
-from consensus.artefact import ConsensusArtefact
+from cascade.types import Frame, Level, Vote
+from consensus.artefact import ConsensusArtefact, Pool
 from tests.conftest import FakeVoter
 
 
@@ -99,7 +100,7 @@ def test_run_does_not_block_the_event_loop(frame):
 
 def test_fitted_weights_replace_prior_weights(frame):
     a, b = FakeVoter("a", "L0", 0.9), FakeVoter("b", "L0", 0.2)
-    art = ConsensusArtefact(weights={"a": 1.0, "b": 0.0})
+    art = ConsensusArtefact(pools=[Pool(weights={"a": 1.0, "b": 0.0})])
     with make_cascade([a, b], artefact=art) as cascade:
         verdict = cascade.run_sync(frame)
     assert verdict.prob == pytest.approx(0.9)
@@ -201,7 +202,7 @@ def test_cost_estimates_fade_toward_the_prior_only_from_above():
 
 
 def test_an_artefact_fitted_on_other_voters_is_refused_with_both_lists(frame):
-    art = ConsensusArtefact(weights={"l0_head": 1.0, "old_yolo": 0.5}, fitted_on="models/old.oof")
+    art = ConsensusArtefact(pools=[Pool(weights={"l0_head": 1.0, "old_yolo": 0.5})], fitted_on="models/old.oof")
     with pytest.raises(ValueError, match=r"missing from the artefact: \['l1'\]; not in the profile: \['old_yolo'\]"):
         make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1", "L1", 0.1)], artefact=art)
 
@@ -266,3 +267,49 @@ def test_a_bad_frame_in_a_box_detector_batch_abstains_alone(frame):
     tiny = Frame(np.zeros((2, 2, 3), np.uint8), source="t")
     votes = Picky("boxes", Level.L1, ClassMap()).predict([frame, tiny, frame])
     assert [v.abstained for v in votes] == [False, True, False] and votes[1].cause is AbstainCause.ERROR
+
+
+def sized_cascade(artefact=None):
+    """Whole-frame voters on frames under 448 px, a tile voter on the larger ones (as configs/cpu.yaml)."""
+    whole, tiles = FakeVoter("whole", "L0", 0.2), FakeVoter("tiles", "L0", 0.9)
+    cfg = CascadeConfig.model_validate({
+        "runtime": {"deadline_ms": 2000, "margin_ms": 50, "cost_prior_ms": 10},
+        "voters": [{"name": "whole", "kind": "fake", "level": "L0", "long_side": [0, 448]},
+                   {"name": "tiles", "kind": "fake", "level": "L0", "long_side": [448, None]}]})
+    return Cascade([whole, tiles], cfg, artefact), whole, tiles
+
+
+def sized_frame(w, h):
+    return Frame(np.zeros((h, w, 3), np.uint8), source="test")
+
+
+def test_each_voter_runs_only_on_the_frame_sizes_its_profile_names():
+    cascade, whole, tiles = sized_cascade()
+    with cascade:
+        small = cascade.run_sync(sized_frame(224, 224))
+        large = cascade.run_sync(sized_frame(1920, 1080))
+    # a 224-px validator image is scored whole; a full-resolution frame by the tiles alone
+    assert [v.voter for v in small.votes] == ["whole"] and small.prob == pytest.approx(0.2)
+    assert [v.voter for v in large.votes] == ["tiles"] and large.prob == pytest.approx(0.9)
+    assert (whole.calls, tiles.calls) == (1, 1)  # a skipped voter costs nothing
+    assert any("tiles: frame long side 224 px outside its long_side [448, None]" in s for s in small.skipped)
+
+
+def test_each_frame_is_pooled_with_the_fitted_pool_for_its_size():
+    # given an artefact whose pool for large frames calls roadwork later than its pool for small ones
+    art = ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"whole": 1.0}, bias=0.0),
+                                   Pool(long_side=(448, None), weights={"tiles": 1.0}, bias=-4.0)])
+    cascade, _, _ = sized_cascade(art)
+    with cascade:
+        small, large = cascade.run_sync(sized_frame(224, 224)), cascade.run_sync(sized_frame(1920, 1080))
+    assert small.prob == pytest.approx(0.2)
+    # logit(0.9) - 4 = -1.80: the tile voter's 0.9 is not enough on its own for that pool
+    assert large.prob == pytest.approx(1 / (1 + np.exp(4 - np.log(9))), abs=1e-6) and large.prob < 0.5
+
+
+def test_an_artefact_whose_pool_holds_voters_that_do_not_run_on_its_frames_is_refused():
+    art = ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"whole": 1.0, "tiles": 1.0}),
+                                   Pool(long_side=(448, None), weights={"tiles": 1.0})], fitted_on="old.json")
+    with pytest.raises(ValueError, match=r"pool for frames with long side 0-447 px was fitted on \['tiles', 'whole'\], "
+                                         r"but on those frames the profile runs \['whole'\]"):
+        sized_cascade(art)

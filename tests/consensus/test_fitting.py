@@ -23,13 +23,14 @@ def synthetic_rows(n=400, seed=0):
 
 def test_informative_voter_gets_more_weight_than_noise():
     art = fit_consensus(synthetic_rows())
-    assert art.weights["good"] > 3 * art.weights["noise"]
+    (pool,) = art.pools
+    assert pool.weights["good"] > 3 * pool.weights["noise"]
     assert art.metrics["mcc"] > 0.8
 
 
 def test_bands_are_fitted_per_level_and_ordered():
     art = fit_consensus(synthetic_rows(), target=0.95)
-    lo, hi = art.bands["L0"]
+    lo, hi = art.pools[0].bands["L0"]
     assert 0.0 <= lo < 0.5 < hi <= 1.0
 
 
@@ -59,3 +60,58 @@ def test_rows_from_eval_predictions_keep_abstentions():
     rows = rows_from_predictions([{"label": 1, "votes": [
         {"voter": "a", "level": "L0", "prob": 0.7}, {"voter": "b", "level": "L3", "prob": None}]}])
     assert rows[0].votes == {"a": (Level.L0, 0.7), "b": (Level.L3, None)}
+
+
+def sized_rows(n=600, seed=1):
+    """Small frames scored by a whole-frame voter, large ones by a tile voter whose scale differs:
+    its probabilities run high, so one calibration for both would misplace the threshold."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        y = int(rng.integers(0, 2))
+        large = i % 2 == 0
+        whole = float(np.clip(0.2 + 0.5 * y + rng.normal(0, 0.12), 0.01, 0.99))
+        tiles = float(np.clip(0.75 + 0.2 * y + rng.normal(0, 0.05), 0.01, 0.99))
+        rows.append(LabelledVotes(y, {"whole": (Level.L0, whole), "tiles": (Level.L0, tiles if large else None)},
+                                  long_side=1920 if large else 224))
+    return rows
+
+
+def test_a_profile_that_splits_frames_by_size_gets_a_pool_per_part():
+    sides = {"whole": (0, 448), "tiles": (448, None)}
+    art = fit_consensus(sized_rows(), voter_sides=sides)
+    small, large = art.pools
+    # each part is fitted on its own frames, with only the votes the cascade has there
+    assert (small.long_side, large.long_side) == ((0, 448), (448, None))
+    assert set(small.weights) == {"whole"} and set(large.weights) == {"tiles"}
+    assert small.n_samples == large.n_samples == 300
+    assert art.pool_for(224) is small and art.pool_for(1920) is large
+    # and each part's threshold lands where its voter separates the labels
+    assert min(small.metrics["mcc"], large.metrics["mcc"]) > 0.8 and art.metrics["mcc"] > 0.8
+
+
+def test_splitting_by_size_needs_rows_that_record_their_size():
+    rows = [LabelledVotes(r.label, r.votes) for r in sized_rows()]
+    with pytest.raises(ValueError, match="do not record their frame's long_side"):
+        fit_consensus(rows, voter_sides={"whole": (0, 448), "tiles": (448, None)})
+    with pytest.raises(ValueError, match=r"votes of \['tiles'\], which the profile does not run"):
+        fit_consensus(sized_rows(), voter_sides={"whole": (0, None)})
+
+
+def test_a_schema_1_artefact_still_loads_as_one_pool_for_every_frame(tmp_path):
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema_version": 1, "labels": [0, 1], "weights": {"a": 2.0}, "scale": 1.5,
+                                "bias": -0.2, "bands": {"L0": [0.1, 0.9]}, "threshold_raw": 0.55,
+                                "n_samples": 10, "metrics": {"mcc": 0.5}}))
+    art = ConsensusArtefact.load(path)
+    (pool,) = art.pools
+    assert pool.long_side == (0, None) and pool.weights == {"a": 2.0} and pool.bands == {"L0": (0.1, 0.9)}
+    assert art.pool_for(224) is art.pool_for(4000) is pool and art.metrics == {"mcc": 0.5}
+
+
+def test_pools_that_leave_a_frame_size_uncovered_are_refused():
+    from consensus.artefact import Pool
+
+    with pytest.raises(ValueError, match="cover every frame size once"):
+        ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"a": 1.0}),
+                                 Pool(long_side=(500, None), weights={"b": 1.0})])

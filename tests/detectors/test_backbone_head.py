@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cascade.config import VoterConfig
-from cascade.types import AbstainCause, Frame, Level
+from cascade.types import Frame, Level
 from detectors.backbone_head import BackboneHead, BackboneHeadParams, TileSpec
 from detectors.backbones import BackboneSpec, MobileNetV2DeepSort, build_backbone
 from detectors.heads import LinearHead, write_manifest
@@ -142,12 +142,11 @@ def test_tile_voter_sees_a_small_object_that_the_whole_frame_squashes_away():
     assert BackboneHead("l0_tiles", Level.L0, RedShare(), red_head(), tiles=TileSpec()).predict([empty])[0].prob < 0.5
 
 
-def test_tile_voter_abstains_on_a_224_px_frame_with_a_typed_cause():
-    det = BackboneHead("l0_tiles", Level.L0, RedShare(), red_head(), tiles=TileSpec())
-    small, big = Frame(street_with_cone(224, 224, 10), source="t"), Frame(street_with_cone(), source="t")
-    votes = det.predict([small, big])
-    assert votes[0].abstained and votes[0].cause is AbstainCause.NO_EVIDENCE and "224x224" in votes[0].reason
-    assert not votes[1].abstained
+def test_the_frame_size_limit_lives_in_the_profile_not_in_tiles():
+    # `tiles.min_long_side` moved to the voter's `long_side` (the cascade skips it there): an old
+    # profile is refused with the key named rather than silently tiling 224-px frames
+    with pytest.raises(ValueError, match="min_long_side"):
+        BackboneHeadParams.model_validate({"head": "h.npz", "tiles": {"min_long_side": 448}})
 
 
 def test_tile_crops_cover_the_frame_with_overlap_and_follow_its_orientation():

@@ -76,7 +76,7 @@ def test_train_boxes_writes_a_checkpoint_and_held_out_votes_that_fit_reads(tmp_p
     assert len(rows) == 10 * 3
     assert {(v["voter"], v["level"]) for r in rows for v in r["votes"]} == {("l1_rcnn", "L1")}
     invoke("fit", "--run", str(tmp_path / "m" / "l1.oof"), "--out", str(tmp_path / "c.json"))
-    assert "l1_rcnn" in json.loads((tmp_path / "c.json").read_text())["weights"]
+    assert "l1_rcnn" in json.loads((tmp_path / "c.json").read_text())["pools"][0]["weights"]
 
 
 def test_train_boxes_refuses_an_unknown_held_out_source(tmp_path):
