@@ -43,7 +43,7 @@ def train(args: argparse.Namespace) -> None:
     samples = list(ds.samples)
     images = [s.load() for s in samples]
     cfg = FinetuneConfig(epochs=args.epochs, workers=args.workers, paste_prob=args.paste_prob,
-                         erase_prob=args.erase_prob)
+                         erase_prob=args.erase_prob, tiles_batch=args.tiles_batch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.held_out.split(","):
         t0 = time.time()
@@ -68,6 +68,11 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
     "l0_paste_erase_tiles": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
                              "models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
     "l0_tiles": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "tiles"),
+    # the paste-and-erase network before it was also trained through the tile voter (--tiles-batch)
+    **{f"{voter}_v1": ("benchmarks/results/loso_votes_l0_backbone_paste_erase_v1.jsonl",
+                       "benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", view)
+       for voter, view in (("l0_paste_erase", "224"), ("l0_paste_erase_detail", "448"),
+                           ("l0_paste_erase_tiles", "tiles"))},
     # the detector's votes all come from a detector trained without the row's source (two source
     # halves, training/finetune_detector.py): they serve as its LOSO and its OOF votes alike
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),
@@ -137,6 +142,7 @@ def main() -> None:
     t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")
     t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
+    t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
     s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")
     s.add_argument("--consensus", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)

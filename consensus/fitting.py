@@ -138,7 +138,8 @@ def scored_by_their_voters(rows: Sequence[LabelledVotes], voter_sides: Mapping[s
     unknown = sorted({v for r in rows for v in r.votes} - set(voter_sides))
     if unknown:
         raise ValueError(f"the run has votes of {unknown}, which the profile does not run "
-                         f"(its voters: {sorted(voter_sides)})")
+                         f"(its voters: {sorted(voter_sides)}); fit on runs of the profile's voters only "
+                         "(an OOF run names its voters with `roadwork train backbone --voters VIEW=NAME,...`)")
     if all(sides == (0, None) for sides in voter_sides.values()):
         return list(rows)
     blind = sum(r.long_side is None for r in rows)

@@ -257,6 +257,7 @@ def train_backbone_cmd(
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     seed: Annotated[int, typer.Option()] = 0,
     save_folds: Annotated[bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")] = False,
+    tiles_batch: Annotated[int, typer.Option(min=0, help="Also train, each step, this many full-size frames (>= 448 px) as the tile voter scores them: the max of the network over the frame's 18 crops against the frame's label (multiple-instance learning). 0: off.")] = 0,
     voters: Annotated[str, typer.Option(help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does.")] = "224=l0_head,448=l0_detail",
     labels: LabelsOption = None,
 ) -> None:
@@ -277,7 +278,7 @@ def train_backbone_cmd(
         _fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
     ds = _load_data(data, "train", None, labels)
     cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, erase_prob=erase_prob, workers=workers, seed=seed,
-                         save_folds=save_folds)
+                         save_folds=save_folds, tiles_batch=tiles_batch)
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
     except (FileNotFoundError, ValueError) as exc:

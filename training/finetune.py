@@ -10,6 +10,12 @@ weights that balance classes and (source, label) cells; `paste_prob` turns dashc
 positives with copy-paste and `erase_prob` boxed positives into negatives of the same scene
 (training/copy_paste.py), so that a source's look stops being its label.
 
+With `tiles_batch > 0` every step also trains the network as the tile voter uses it: that many
+full-size frames (long side >= 448 px), each cut into the voter's 18 overlapping crops, the max
+of the network's logit over the crops scored against the frame's label (multiple-instance
+learning: a frame is roadwork when some crop is). The tile voter otherwise scores crops with a
+network that only ever saw whole frames.
+
 With `folds > 1` it also trains one model per group fold and predicts each held-out image in each
 regime (seeded views the training never drew) at both sizes: the out-of-fold votes that
 `roadwork fit` needs. Runs on CUDA (about a minute a model on an H100/H200) or, slowly, the CPU.
@@ -62,6 +68,8 @@ class FinetuneConfig:
     folds: int = 0
     save_folds: bool = False
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
+    tiles_batch: int = 0
+    """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
     seed: int = 0
     workers: int = 8
 
@@ -133,10 +141,39 @@ class Banks:
                    EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None)
 
 
-class _Views:
-    """torch Dataset: index -> (view, label) for one view size; images decoded once, kept in RAM."""
+def counterfactual(s: Sample, image: np.ndarray, banks: Banks, cfg: FinetuneConfig,
+                   rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """The row's image and label, or by chance a dashcam negative with objects pasted in (label 1)
+    or a boxed positive with its objects erased (label 0)."""
+    label = float(s.label)
+    if banks.paste is not None and label == 0 and rng.random() < cfg.paste_prob:
+        from training.copy_paste import DASHCAM_SOURCES
 
-    def __init__(self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int,
+        if s.source in DASHCAM_SOURCES:
+            return banks.paste.paste(image, rng), 1.0
+    elif banks.erase is not None and label == 1 and s.key in banks.erase and rng.random() < cfg.erase_prob:
+        return banks.erase.erase(image, s.key, rng), 0.0
+    return image, label
+
+
+def tile_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A full-size frame as the tile voter sees it: its crops at 224 px, (18, 3, 224, 224); a third
+    get the colour/JPEG distortions, half are mirrored."""
+    view = image
+    if rng.random() < 0.33:
+        from training.transforms import distort
+
+        view = np.asarray(distort(Image.fromarray(view), rng))
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    return to_tensor_batch(tile_crops(np.ascontiguousarray(view)), 224)
+
+
+class _Views:
+    """torch Dataset: index -> (view, label) for one view size; images decoded once, kept in RAM.
+    `size` "tiles": the view is the frame's crops (`tile_view`)."""
+
+    def __init__(self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int | str,
                  banks: Banks) -> None:
         self.samples, self.images, self.cfg, self.size, self.banks = samples, images, cfg, size, banks
         self.calls = 0
@@ -150,16 +187,11 @@ class _Views:
         self.calls += 1
         seed = [self.cfg.seed, i, self.calls, torch.initial_seed() % (1 << 31)]
         rng = np.random.default_rng(seed)
-        s, image, label = self.samples[i], self.images[i], float(self.samples[i].label)
-        if self.banks.paste is not None and label == 0 and rng.random() < self.cfg.paste_prob:
-            from training.copy_paste import DASHCAM_SOURCES
-
-            if s.source in DASHCAM_SOURCES:
-                image, label = self.banks.paste.paste(image, rng), 1.0
-        elif self.banks.erase is not None and label == 1 and s.key in self.banks.erase \
-                and rng.random() < self.cfg.erase_prob:
-            image, label = self.banks.erase.erase(image, s.key, rng), 0.0
-        return to_tensor_batch([train_view(image, s.key, rng, self.cfg, self.size)], self.size)[0], label
+        s = self.samples[i]
+        image, label = counterfactual(s, self.images[i], self.banks, self.cfg, rng)
+        if self.size == "tiles":
+            return tile_view(image, rng), label
+        return to_tensor_batch([train_view(image, s.key, rng, self.cfg, int(self.size))], int(self.size))[0], label
 
 
 def _log(msg: str) -> None:
@@ -181,16 +213,25 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
     labels = np.array([s.label for s in samples])
     weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
 
-    def loader(size: int, batch: int) -> DataLoader:
-        sampler = WeightedRandomSampler(weights, num_samples=len(samples), replacement=True)
-        return DataLoader(_Views(samples, images, cfg, size, banks), batch_size=batch, sampler=sampler,
-                          num_workers=cfg.workers, drop_last=True, persistent_workers=cfg.workers > 0)
+    def loader(size: int | str, batch: int, rows: list[int] | None = None) -> DataLoader:
+        rows = list(range(len(samples))) if rows is None else rows
+        sampler = WeightedRandomSampler(weights[rows], num_samples=len(rows), replacement=True)
+        views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
+        return DataLoader(views, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=True,
+                          persistent_workers=cfg.workers > 0)
 
     small, big = loader(224, cfg.batch), loader(cfg.big_size, max(8, cfg.batch // 3))
+    loaders = [small, big]
+    if cfg.tiles_batch > 0:
+        large = [i for i, image in enumerate(images) if max(image.shape[:2]) >= TILE_MIN_LONG_SIDE]
+        if len(large) < cfg.tiles_batch or len({samples[i].label for i in large}) < 2:
+            raise ValueError(f"tiles_batch needs frames of >= {TILE_MIN_LONG_SIDE} px with both labels; "
+                             f"{len(large)} rows are that large")
+        loaders.append(loader("tiles", cfg.tiles_batch, large))
     params = [{"params": net.backbone.parameters(), "lr": cfg.lr},
               {"params": net.head.parameters(), "lr": cfg.lr * 5}]
     opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * (len(small) + len(big))
+    steps = cfg.epochs * sum(len(x) for x in loaders)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr, cfg.lr * 5], total_steps=max(steps, 1),
                                                 pct_start=0.15)
     use_amp = device.startswith("cuda")
@@ -198,12 +239,15 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
     for epoch in range(cfg.epochs):
         net.train()
         total, n = 0.0, 0
-        for (xs, ys), (xb, yb) in zip(small, big, strict=False):
-            for x, y in ((xs, ys), (xb, yb)):
+        for batches in zip(*loaders, strict=False):
+            for x, y in batches:
                 x, y = x.to(device, non_blocking=True), y.float().to(device)
                 y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-                    z = net(x)
+                    if x.ndim == 5:  # (frames, crops, 3, H, W): the max logit over each frame's crops
+                        z = net(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).amax(dim=1)
+                    else:
+                        z = net(x)
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(z.float(), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -436,6 +480,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--paste-prob", type=float, default=0.0)
     ap.add_argument("--erase-prob", type=float, default=0.0)
     ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
+    ap.add_argument("--tiles-batch", type=int, default=0,
+                    help="Full-size frames per step trained through the tile voter's max over crops (0: off).")
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
@@ -444,7 +490,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit:
         ds = replace(ds, samples=ds.samples[:args.limit])
     cfg = FinetuneConfig(epochs=args.epochs, folds=args.folds, paste_prob=args.paste_prob, erase_prob=args.erase_prob,
-                         workers=args.workers, seed=args.seed, save_folds=args.save_folds)
+                         workers=args.workers, seed=args.seed, save_folds=args.save_folds, tiles_batch=args.tiles_batch)
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
 

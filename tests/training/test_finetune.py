@@ -146,6 +146,9 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
                   "--folds", str(tmp_path / "bb"), "--views", "tiles", "--out", str(tmp_path / "re.jsonl")])
     big_rows = [json.loads(x) for x in (tmp_path / "re.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["probs"]["full"]["tiles"] <= 1.0 for r in big_rows)
+    # with the size of the frame each vote was made on (`roadwork fit --profile` splits by it)
+    assert {r["long_side"]["full"] for r in small_rows} == {320} and {r["long_side"]["full"] for r in big_rows} == {640}
+    assert {r["long_side"]["v0.2"] for r in big_rows} == {224}
     assert [r["probs"]["v0.2"] for r in big_rows] == [r["probs"]["v0.2"] for r in small_rows]
     # and a missing fold network is named
     (tmp_path / "bb.fold1.pt").unlink()
@@ -176,3 +179,36 @@ def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path
     cfg = FinetuneConfig(erase_prob=1.0)
     views = _Views(samples, [s.load() for s in samples], cfg, 64, Banks.build(root, samples, cfg))
     assert [views[i][1] for i in range(len(samples))] == [0.0, 0.0]
+
+
+def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(tmp_path):
+    import csv
+
+    from training.finetune import Banks, FinetuneConfig, _Views, finetune
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(2)
+    rows = []
+    for name, size in (("big", (640, 480)), ("small", (320, 240))):
+        (tmp_path / name / "images").mkdir(parents=True)
+        for i in range(8):
+            draw_scene(rng, bool(i % 2), w=size[0], h=size[1]).save(tmp_path / name / "images" / f"{i}.jpg")
+        rows = [{"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train", "group": f"g{i}"}
+                for i in range(8)]
+        with open(tmp_path / name / "labels.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    big = load_folder(tmp_path / "big").select(split="train")
+    cfg = FinetuneConfig(epochs=1, batch=4, workers=0, tiles_batch=2)
+    # a full-size frame is served to the network as the tile voter's 18 crops, with its label
+    crops, label = _Views(list(big.samples), [s.load() for s in big.samples], cfg, "tiles", Banks())[1]
+    assert crops.shape == (18, 3, 224, 224) and label == 1.0
+    # training with it writes a checkpoint that records the setting
+    from detectors.mobilenet import read_checkpoint
+
+    finetune(big, tmp_path / "bb.pt", cfg, "cpu")
+    assert json.loads(read_checkpoint(tmp_path / "bb.pt")["info"])["config"]["tiles_batch"] == 2
+    # and data without frames large enough to tile is refused with the size named
+    with pytest.raises(ValueError, match="448 px"):
+        finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "s.pt", cfg, "cpu")

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A `roadwork train backbone` recipe's networks on one GPU, as processes sharing the card (the
+# augmentation runs on the CPU cores, which bound the speed; one 600-s device call holds ~6 networks):
+#   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
+#          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl
+#   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
+#          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
+# Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
+#
+#   benchmarks/train_backbone_parallel.sh loso|folds DATA OUT [recipe args...]
+set -u
+MODE=$1 DATA=$2 OUT=$3; shift 3
+export OMP_NUM_THREADS=2 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+mkdir -p "$OUT"
+case "$MODE" in
+  loso)
+    for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
+      python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
+        --workers 7 --held-out "$half" "$@" > "$OUT/loso_${half%%,*}.log" 2>&1 &
+    done ;;
+  folds)
+    python3 -m training.finetune --data "$DATA" --out "$OUT/net.pt" --device cuda --folds 5 --save-folds \
+      --workers 14 "$@" > "$OUT/folds.log" 2>&1 & ;;
+  *) echo "mode must be loso or folds, got $MODE" >&2; exit 2 ;;
+esac
+wait
+tail -n 3 "$OUT"/*.log
