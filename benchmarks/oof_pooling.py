@@ -9,6 +9,10 @@ fitted threshold, over one row per (image, regime), and per regime, on all sourc
 vehicle-camera ones. A set with only the tile voter covers just the full-size rows (it abstains
 on 224-px views).
 
+A set marked "by size" is fitted as `roadwork fit --profile` fits a profile whose whole-frame
+voters score frames under 448 px and whose tile voters score the larger ones (`voters[].long_side`):
+one pool per part, each on its own rows with its own voters.
+
 Then the same fitted pool is scored on leave-one-source-out votes (`benchmarks/loso_networks.py`:
 for each vehicle-camera source, a network trained without it), the closest thing on train to a
 camera the project has never seen. Voters whose recipe has no LOSO network are absent there (the
@@ -39,6 +43,10 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
     "l0_paste_erase_tiles": ("models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
+    # the paste-and-erase network before --tiles-batch (5 folds; its tiles rescored at full size)
+    "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
+    "l0_paste_erase_detail_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "448"),
+    "l0_paste_erase_tiles_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "tiles"),
 }
 LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
 """voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
@@ -47,15 +55,33 @@ ABSTAINING = {voter for voter, (_, view) in {**CANDIDATES, **LOSO}.items() if vi
 LEVELS = {"l1_rcnn": "L1"}
 """Voters that run after L0 (the rest are L0)."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
+PE1 = ["l0_paste_erase_v1", "l0_paste_erase_detail_v1"]
 VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
+BY_SIZE = 448
+"""Where "by size" sets split the frames: whole-frame voters below, tile voters from here up."""
 SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_detail"],
+        ["l0_paste_erase_v1"], PE1, ["l0_head", "l0_detail", *PE1],
+        ["l0_head", "l0_detail", *PE1, "l0_paste_erase_tiles_v1"], ["l0_paste_erase_tiles_v1"],
         ["l0_head", "l0_detail", "l0_paste"], ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail"],
         ["l0_head", "l0_detail", "l0_tiles"], ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
         ["l0_paste_erase"], PE, ["l0_head", "l0_detail", *PE],
         ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE],
         ["l1_rcnn"], ["l0_head", "l0_detail", "l1_rcnn"], [*PE, "l1_rcnn"], ["l0_head", "l0_detail", *PE, "l1_rcnn"],
         ["l0_head", "l0_detail", *PE, "l0_tiles"], ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
-        ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"]]
+        ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"],
+        ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+        ["l0_tiles", "l0_paste_erase_tiles"]]
+SETS_BY_SIZE = [["l0_head", "l0_detail", *PE1, "l0_tiles", "l0_paste_erase_tiles_v1"],
+                ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
+                ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+                [*PE, "l0_tiles", "l0_paste_erase_tiles"],
+                ["l0_head", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+                ["l0_head", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"]]
+
+
+def sides_by_size(voters: list[str]) -> dict[str, tuple[int, int | None]]:
+    """Whole-frame voters on frames under BY_SIZE px, tile voters on the rest."""
+    return {v: (BY_SIZE, None) if v in ABSTAINING else (0, BY_SIZE) for v in voters}
 
 
 def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list[dict]]:
@@ -81,13 +107,14 @@ def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) 
 def routed(art, rows: list[LabelledVotes]) -> tuple[np.ndarray, np.ndarray]:
     """What the cascade answers with the artefact's L0 band: the L0-only pool where it leaves the
     band (the frame exits there, later levels never run), else the whole pool; and which rows
-    went past L0."""
+    went past L0. (Sets with a later level have one pool.)"""
+    (pool,) = art.pools
     p_all = artefact_probs(art, rows)
-    if "L0" not in art.bands:
+    if "L0" not in pool.bands:
         return p_all, np.ones(len(rows), bool)
-    l0 = [LabelledVotes(r.label, {v: lp for v, lp in r.votes.items() if lp[0] == Level.L0}) for r in rows]
+    l0 = [LabelledVotes(r.label, {v: lp for v, lp in r.votes.items() if lp[0] == Level.L0}, r.long_side) for r in rows]
     p0 = artefact_probs(art, l0)
-    lo, hi = art.bands["L0"]
+    lo, hi = pool.bands["L0"]
     past = (p0 >= lo) & (p0 <= hi)
     return np.where(past, p_all, p0), past
 
@@ -100,15 +127,16 @@ def main() -> None:
     runs = vote_runs(CANDIDATES, args.work)
     loso_runs = vote_runs(LOSO, args.work / "loso")
     results = []
-    for voters in SETS:
+    for voters, by_size in [(v, False) for v in SETS] + [(v, True) for v in SETS_BY_SIZE]:
         preds = merge_runs([runs[v] for v in voters])
         rows = rows_from_predictions(preds)
-        art = fit_consensus(rows)
+        art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None)
         y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
         per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
-        entry = {"voters": voters, "oof_mcc": round(art.metrics["mcc"], 4),
+        entry = {"voters": voters, "by_size": by_size, "oof_mcc": round(art.metrics["mcc"], 4),
                  "oof_accuracy": round(art.metrics["accuracy"], 4), "oof_mcc_by_regime": per_regime,
-                 "threshold": art.threshold_raw, "weights": art.weights}
+                 "pools": [{"long_side": pool.long_side, "threshold": pool.threshold_raw, "weights": pool.weights}
+                           for pool in art.pools]}
         have = [v for v in voters if v in loso_runs]
         if have:
             # rows every voter has LOSO votes for (the detector's cover every source; the L0
@@ -130,7 +158,7 @@ def main() -> None:
                 entry["oof_mcc_routed"] = round(float(matthews_corrcoef(y, op >= 0.5)), 4)
                 entry["oof_share_past_l0"] = round(float(oof_past.mean()), 4)
         results.append(entry)
-        print(f"{' + '.join(voters):48s} OOF MCC {art.metrics['mcc']:.3f} (threshold {art.threshold_raw:.3f}) | "
+        print(f"{' + '.join(voters) + (' (by size)' if by_size else ''):48s} OOF MCC {art.metrics['mcc']:.3f} | "
               + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
               + (f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
                  + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()) if have else "")

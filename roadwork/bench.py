@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cascade.pipeline import Cascade
-from cascade.types import Frame
+from cascade.types import Frame, covers
 from training.evaluate import progress_bar
 from training.sample import draw_scene
 
@@ -38,9 +38,14 @@ def run_bench(cascade: Cascade, n: int = 100, size: int | tuple[int, int] = 224,
             if task is not None:
                 bar.advance(task)
         wall = time.perf_counter() - t_all
-    per_voter = {}
+    per_voter: dict[str, dict[str, Any]] = {}
+    side = frames[0].long_side
     for d in cascade.detectors:  # each voter's own batched cost, for the overhead ratio
         chunk = frames[warmup:warmup + batch]
+        sides = cascade.sides.get(d.name, (0, None))
+        if not covers(sides, side):  # the cascade does not run it on frames of this size
+            per_voter[d.name] = {"skipped": f"long_side {list(sides)} does not cover {side} px", "ms_per_image": 0.0}
+            continue
         t0 = time.perf_counter()
         d.predict(chunk)
         per_voter[d.name] = {"batch": len(chunk), "ms_per_image": (time.perf_counter() - t0) * 1000 / len(chunk)}

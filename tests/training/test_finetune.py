@@ -1,4 +1,5 @@
 """`roadwork train backbone` on the CPU, tiny: checkpoint, head, OOF run, fit, and a profile that uses them."""
+import copy
 import json
 from pathlib import Path
 
@@ -33,15 +34,22 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
-    invoke("fit", "--run", str(tmp_path / "head.oof"), "--out", str(tmp_path / "consensus.json"))
-    # when the embedded profile points at the new artefacts and scores two regimes
+    # when the embedded profile's whole-frame voter, at 224 and 448 px, points at the new network
     profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
-    profile["voters"] = [v for v in profile["voters"] if v["name"] in ("l0_head", "l0_detail")]
+    (head_voter,) = [v for v in profile["voters"] if v["name"] == "l0_head"]
+    detail = copy.deepcopy(head_voter)
+    detail["name"] = "l0_detail"
+    detail["params"]["backbone"]["input_size"] = 448
+    profile["voters"] = [head_voter, detail]
     for voter in profile["voters"]:
         voter["params"]["backbone"]["weights"] = str(ckpt)
         voter["params"]["head"] = str(head)
+        voter["long_side"] = [0, None]  # every frame size: these two score the whole frame everywhere
     profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    # and the consensus is fitted for it, then two regimes are scored
+    invoke("fit", "--profile", str(tmp_path / "p.yaml"), "--run", str(tmp_path / "head.oof"),
+           "--out", str(tmp_path / "consensus.json"))
     invoke("eval", "--data", str(sample), "--split", "dev", "--config", str(tmp_path / "p.yaml"),
            "--regime", "v0.2,full", "--out", str(tmp_path / "run"))
     # then each regime has its run and the side-by-side table names both
