@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from roadwork.env import configure_process, set_torch_threads
 
     configure_process()
-    from cascade.config import load_config
     from cascade.pipeline import Cascade
     from cascade.types import Frame
+    from miner.profile import load_profile
     from training.datasets import load_dataset
     from training.evaluate import progress_bar
     from training.transforms import make_transform
 
-    cfg = load_config(args.config)
+    cfg = load_profile(args.config)
     set_torch_threads(cfg.runtime.torch_threads)
     cascade = Cascade.from_config(cfg, warmup=False)
     ds = load_dataset(args.data).select(split=args.split)

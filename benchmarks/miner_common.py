@@ -18,11 +18,11 @@ def quiet() -> None:
 
 def load_profile(path: Path):
     """Process set-up as the CLI does it (offline env, torch threads), then the checked profile."""
-    from cascade.config import load_config
+    from miner.profile import load_profile
     from roadwork.env import configure_process, set_torch_threads
 
     configure_process()
-    cfg = load_config(path)
+    cfg = load_profile(path)
     set_torch_threads(cfg.runtime.torch_threads)
     return cfg
 

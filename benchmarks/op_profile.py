@@ -34,11 +34,11 @@ def main() -> None:
     from stage_profile import frames_with_boxes
     from torch.profiler import ProfilerActivity, profile
 
-    from cascade.config import load_config
+    from miner.profile import load_profile
     from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
 
     opts = GpuBenchOptions(single_gpu=True, only=a.only)
-    cfg = place(load_config(a.config), opts)
+    cfg = place(load_profile(a.config), opts)
     voters, _ = split_voters(cfg, opts)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])

@@ -110,11 +110,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from cascade.config import load_config
+    from miner.profile import load_profile
     from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
 
     opts = GpuBenchOptions(single_gpu=a.single_gpu, only=a.only, tiny=a.tiny)
-    cfg = place(load_config(a.config), opts)
+    cfg = place(load_profile(a.config), opts)
     voters, _ = split_voters(cfg, opts)
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
     result: dict[str, Any] = {"profile": cfg.name, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()

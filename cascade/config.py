@@ -6,15 +6,13 @@ with a message that names the key.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import Level, LongSides, covers
-from miner.config import MinerConfig  # pure pydantic, no bittensor
-from monitoring.tracing import TracingConfig  # pure pydantic; OpenTelemetry loads only when tracing is on
 
 
 class VoterConfig(BaseModel):
@@ -149,10 +147,6 @@ class CascadeConfig(BaseModel):
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     """GPUs and vLLM servers, checked by `roadwork plan` (empty on CPU profiles)."""
-    miner: MinerConfig = Field(default_factory=MinerConfig)
-    """The `roadwork serve` / `simulate` settings (miner/config.py); defaults suit configs/cpu.yaml."""
-    tracing: TracingConfig = Field(default_factory=TracingConfig)
-    """OpenTelemetry traces to a Phoenix server (monitoring/tracing.py); off unless `endpoint` is set."""
     base_dir: Path = Path(".")
     """Folder that relative paths are resolved against (set by `load_config`)."""
 
@@ -197,11 +191,16 @@ class CascadeConfig(BaseModel):
         return None
 
 
+C = TypeVar("C", bound=CascadeConfig)
+
+
 class ConfigError(ValueError):
     """A profile that cannot be used; the message names the file and the key."""
 
 
-def load_config(path: str | Path) -> CascadeConfig:
+def load_config(path: str | Path, schema: type[C] = CascadeConfig) -> C:  # type: ignore[assignment]
+    """A profile file checked against `schema`: the cascade's own sections (CascadeConfig), or the
+    whole deployment profile that also holds the miner's and tracing's (`miner.profile.Profile`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"profile {str(path)!r} not found (try configs/cpu.yaml)")
@@ -214,7 +213,7 @@ def load_config(path: str | Path) -> CascadeConfig:
     data = dict(data)
     data["base_dir"] = path.resolve().parent
     try:
-        return CascadeConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         lines = [f"profile {str(path)!r} is invalid:"]
         for err in exc.errors():

@@ -32,10 +32,11 @@ def _quiet_pillow() -> None:
 
 
 def _config(path: Path):
-    from cascade.config import ConfigError, load_config
+    from cascade.config import ConfigError
+    from miner.profile import load_profile
 
     try:
-        return load_config(path)
+        return load_profile(path)
     except ConfigError as exc:
         _fail(str(exc))
 
@@ -97,7 +98,7 @@ def serve_cmd(
                         "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip, axon_port,
                         external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain,
                         None if ready_file is None else str(ready_file))
-    tracer = _tracer(trace)
+    tracer = tracer_for(trace, cfg.tracing)
     try:
         code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
     except (ChainError, ValueError, TimeoutError, OSError) as exc:
@@ -108,13 +109,17 @@ def serve_cmd(
     raise typer.Exit(code=code)
 
 
-def _tracer(url: str | None):
-    if url is None:
+def tracer_for(url: str | None, tracing=None, project: str = "roadwork-miner"):
+    """The tracer of a command: `--trace URL` (to `project`), else the profile's `tracing` section,
+    else None. Every command (eval, simulate, serve) asks here."""
+    if url is None and (tracing is None or tracing.endpoint is None):
         return None
     try:
         from monitoring.tracing import CascadeTracer
 
-        return CascadeTracer.to_phoenix(url, project="roadwork-miner")
+        if url is None:
+            return CascadeTracer.from_config(tracing)
+        return CascadeTracer.to_phoenix(url, project=project)
     except ImportError as exc:
         _fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
     except ValueError as exc:
@@ -176,7 +181,7 @@ def simulate_cmd(
     from monitoring.logs import reapply
 
     reapply()  # miner.rig imported bittensor, which silences every logger that existed before it
-    tracer = _tracer(trace)
+    tracer = tracer_for(trace, cfg.tracing)
     cascade = _cascade_builder(cfg)()
     with cascade, LocalRig(cascade, cfg.miner, tracer=tracer) as rig:
         console.print(f"axon on 127.0.0.1:{rig.axon.port}; side port {rig.health.url}/metrics")

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from miner.cli import build_cascade, serve_cmd, simulate_cmd  # light: bittensor loads only when they run
+from miner.cli import build_cascade, serve_cmd, simulate_cmd, tracer_for  # light: bittensor loads only when they run
 from roadwork.env import configure_process
 from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
 from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
@@ -51,14 +51,18 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load_cascade(config: Path):
-    from cascade.config import ConfigError, load_config
+def _load_profile(config: Path):
+    from cascade.config import ConfigError
+    from miner.profile import load_profile
 
     try:
-        cfg = load_config(config)
+        return load_profile(config)
     except ConfigError as exc:
         _fail(str(exc))
-    return build_cascade(cfg, str(config))
+
+
+def _load_cascade(config: Path, profile=None):
+    return build_cascade(profile or _load_profile(config), str(config))
 
 
 def _load_data(data: Path, split: str | None, sources: list[str] | None, labels: Path | None = None):
@@ -120,12 +124,12 @@ def eval_cmd(
     every_row = _read_data(data, labels)
     split = _held_out_split(every_row, split)
     ds = _select_rows(every_row, data, split, source)
-    tracer = _tracer(trace)
     results = {}
-    with _load_cascade(config) as cascade:
-        traces = ({"endpoint": trace, "project": "roadwork-eval"} if trace else
-                  {"endpoint": cascade.config.tracing.endpoint, "project": cascade.config.tracing.project})
-        tracer = tracer or _tracer(traces["endpoint"], traces["project"])
+    profile = _load_profile(config)
+    tracer = tracer_for(trace, profile.tracing, project="roadwork-eval")
+    traces = ({"endpoint": trace, "project": "roadwork-eval"} if trace else
+              {"endpoint": profile.tracing.endpoint, "project": profile.tracing.project})
+    with _load_cascade(config, profile) as cascade:
         for name in regimes:
             run_dir = out / name if len(regimes) > 1 else out
             console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
@@ -179,19 +183,6 @@ def _held_out_split(ds, split: str | None) -> str | None:
                       "flatter the figures; --split all scores every row)[/yellow]")
         return "dev"
     return None
-
-
-def _tracer(url: str | None, project: str = "roadwork-eval"):
-    if url is None:
-        return None
-    try:
-        from monitoring.tracing import CascadeTracer
-
-        return CascadeTracer.to_phoenix(url, project=project)
-    except ImportError as exc:
-        _fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
-    except ValueError as exc:
-        _fail(str(exc))
 
 
 def _print_metrics(m: dict) -> None:
@@ -343,14 +334,14 @@ def fit_cmd(
 
     Example: roadwork fit --profile configs/cpu.yaml --run models/l0_head.oof --run models/l0_paste_erase_head.oof --out models/consensus-cpu.json
     """
-    from cascade.config import load_config
     from consensus.fitting import fit_consensus, rows_from_predictions
+    from miner.profile import load_profile
     from training.evaluate import merge_runs, read_predictions
 
     try:
         sides = None
         if profile is not None:
-            cfg = load_config(profile)
+            cfg = load_profile(profile)
             sides = {v.name: v.long_side for v in cfg.voters if v.enabled}
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
         if sides is not None and (absent := sorted(set(sides) - {v for r in rows for v in r.votes})):
@@ -442,11 +433,12 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
     With --costs, also the time balance: with a worker process per GPU the card whose models take
     longest per image sets the cascade's throughput.
     """
-    from cascade.config import ConfigError, load_config
+    from cascade.config import ConfigError
     from cascade.placement import PlanError, build_plan
+    from miner.profile import load_profile
 
     try:
-        cfg = load_config(config)
+        cfg = load_profile(config)
         plan = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device)
     except (ConfigError, PlanError) as exc:
         _fail(str(exc))

@@ -22,10 +22,11 @@ def _fail(message: str) -> None:
 
 
 def _load(config: Path):
-    from cascade.config import ConfigError, load_config
+    from cascade.config import ConfigError
+    from miner.profile import load_profile
 
     try:
-        return load_config(config)
+        return load_profile(config)
     except ConfigError as exc:
         _fail(str(exc))
 

@@ -23,11 +23,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 4: entry points
     ("roadwork",),
 )
-KNOWN = {
-    # the profile (CascadeConfig) still holds the miner's and tracing's sections: issue 15 point 2
-    ("cascade.config", "miner.config"),
-    ("cascade.config", "monitoring.tracing"),
-}
+KNOWN: set[tuple[str, str]] = set()
+"""Upward imports still to remove, each with the work that removes it (none left)."""
 
 
 def layer(module: str) -> int:

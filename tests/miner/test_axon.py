@@ -65,8 +65,8 @@ def test_round_trip_answers_registered_validators_and_refuses_strangers(tmp_path
 
 @pytest.mark.slow
 def test_round_trip_with_the_embedded_default_cascade(tmp_path):
-    from cascade.config import load_config
     from cascade.pipeline import Cascade
+    from miner.profile import load_profile
     from tests.conftest import REPO
     from training.sample import make_sample
 
@@ -74,7 +74,7 @@ def test_round_trip_with_the_embedded_default_cascade(tmp_path):
     images = sorted((sample / "images").glob("*")) or sorted(sample.rglob("*.jpg"))
     import base64
     payloads = [base64.b64encode(p.read_bytes()).decode() for p in images[:4]]
-    cfg = load_config(REPO / "configs" / "cpu.yaml")
+    cfg = load_profile(REPO / "configs" / "cpu.yaml")
     with Cascade.from_config(cfg) as cascade, local_miner(cascade, cfg.miner, tmp_path) as m:
         answers = query(m.dendrite, m.axon, [ImageSynapse(image=p) for p in payloads])
     assert len(answers) == 4

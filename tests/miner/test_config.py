@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from cascade.config import ConfigError, load_config
+from cascade.config import ConfigError
 from miner.config import MinerConfig
+from miner.profile import load_profile
 from tests.conftest import REPO
 
 
@@ -15,7 +16,7 @@ def profile(tmp_path, miner: dict) -> str:
 
 
 def test_the_embedded_default_serves_with_defaults():
-    cfg = load_config(REPO / "configs" / "cpu.yaml")
+    cfg = load_profile(REPO / "configs" / "cpu.yaml")
     assert cfg.miner.deadline_ms == 8000 and cfg.miner.budget_s(9.0) == pytest.approx(8.0)
 
 
@@ -29,7 +30,7 @@ def test_the_embedded_default_serves_with_defaults():
 ])
 def test_bad_miner_sections_fail_at_load_naming_the_key(tmp_path, miner, key):
     with pytest.raises(ConfigError) as err:
-        load_config(profile(tmp_path, miner))
+        load_profile(profile(tmp_path, miner))
     assert key in str(err.value)
 
 

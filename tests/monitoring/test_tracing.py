@@ -162,13 +162,29 @@ def test_attribute_names_match_openinference():
 def test_tracing_is_off_unless_the_profile_names_an_endpoint():
     from pydantic import ValidationError
 
-    from cascade.config import CascadeConfig
+    from miner.profile import Profile  # the deployment profile holds `tracing`; cascade/ does not
     from monitoring.tracing import TracingConfig
 
     voters = [{"name": "a", "kind": "fake", "level": "L0"}]
-    assert CascadeConfig.model_validate({"voters": voters}).tracing.endpoint is None
+    assert Profile.model_validate({"voters": voters}).tracing.endpoint is None
     assert CascadeTracer.from_config(TracingConfig()) is None
     with pytest.raises(ValidationError, match="tracing.endpoint must be an http"):
-        CascadeConfig.model_validate({"voters": voters, "tracing": {"endpoint": "127.0.0.1:6006"}})
+        Profile.model_validate({"voters": voters, "tracing": {"endpoint": "127.0.0.1:6006"}})
     with pytest.raises(ValidationError, match="extra"):
-        CascadeConfig.model_validate({"voters": voters, "tracing": {"url": "http://x"}})
+        Profile.model_validate({"voters": voters, "tracing": {"url": "http://x"}})
+
+
+def test_serve_and_simulate_trace_where_the_profile_says_unless_a_flag_overrides_it():
+    # `roadwork eval` / `serve` / `simulate` build their tracer from --trace, else from the profile's section
+    from miner.cli import tracer_for
+    from monitoring.tracing import TracingConfig
+
+    assert tracer_for(None, TracingConfig()) is None  # no flag, no endpoint: no traces
+    from_profile = tracer_for(None, TracingConfig(endpoint="http://127.0.0.1:9", project="p", batch=False))
+    from_flag = tracer_for("http://127.0.0.1:9", TracingConfig())
+    try:
+        assert isinstance(from_profile, CascadeTracer) and isinstance(from_flag, CascadeTracer)
+    finally:
+        for tracer in (from_profile, from_flag):
+            if tracer is not None:
+                tracer.provider.shutdown()

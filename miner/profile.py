@@ -1,0 +1,27 @@
+"""The deployment profile: the cascade's sections plus the miner's and tracing's, in one YAML file.
+
+`cascade/` knows only its own sections (`cascade.config.CascadeConfig`); the commands that serve,
+simulate or evaluate read the whole profile through `load_profile`, so one file configures them all
+and every command honours the same `tracing` section.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from cascade.config import CascadeConfig, load_config
+from miner.config import MinerConfig  # pure pydantic, no bittensor
+from monitoring.tracing import TracingConfig  # pure pydantic; OpenTelemetry loads only when tracing is on
+
+
+class Profile(CascadeConfig):
+    miner: MinerConfig = Field(default_factory=MinerConfig)
+    """The `roadwork serve` / `simulate` settings (miner/config.py); defaults suit configs/cpu.yaml."""
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+    """OpenTelemetry traces to a Phoenix server (monitoring/tracing.py); off unless `endpoint` is set."""
+
+
+def load_profile(path: str | Path) -> Profile:
+    """A profile file, checked at load with the key named on error (`cascade.config.ConfigError`)."""
+    return load_config(path, Profile)
