@@ -80,7 +80,7 @@ PAUSE_S = {"l1_slow_once_recovers": 1.5}
 
 def build(cfg, scenario: str):
     from cascade.pipeline import Cascade
-    from cascade.types import Level, overlaps
+    from cascade.types import EVERY_SIZE, Level, overlaps
     from consensus.artefact import ConsensusArtefact
     from detectors.registry import build as build_voter
 
@@ -101,10 +101,10 @@ def build(cfg, scenario: str):
     voters = voters + ([bad] if level != "L0" else [])
     if artefact is not None:  # the injected voter joins each fitted pool with weight 1 (the cascade
         # refuses an artefact whose pools hold other voters than the ones it runs on their frames)
-        sides = {v.name: v.long_side for v in cfg.voters}
+        sides = cfg.voter_sides()
         artefact = artefact.model_copy(update={"pools": [
             p.model_copy(update={"weights": {v.name: p.weights.get(v.name, 1.0) for v in voters
-                                             if overlaps(sides.get(v.name, (0, None)), p.long_side)}})
+                                             if overlaps(sides.get(v.name, EVERY_SIZE), p.long_side)}})
             for p in artefact.pools]})
     cascade = Cascade(voters, open_cfg, artefact)
     cascade.warmup()

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.placement import MemorySpec, PlacementConfig
-from cascade.types import Level, LongSides, covers
+from cascade.types import EVERY_SIZE, Level, LongSides
 
 
 class VoterConfig(BaseModel):
@@ -41,7 +41,7 @@ class VoterConfig(BaseModel):
     cost_prior_ms: float | None = Field(default=None, gt=0)
     """Assumed cost before this voter has run (default `runtime.cost_prior_ms`). Set it to the
     measured cost of a slow voter (a VLM tier) so it is not scheduled optimistically."""
-    long_side: LongSides = (0, None)
+    long_side: LongSides = EVERY_SIZE
     """The frames this voter scores: long side in pixels >= the first and < the second (null: no
     limit). The cascade skips it on other frames (it costs nothing there), and `roadwork fit
     --profile` fits one pool per frame size that the profile's ranges split (e.g. 224-px validator
@@ -54,10 +54,6 @@ class VoterConfig(BaseModel):
         if lo < 0 or (hi is not None and hi <= lo):
             raise ValueError(f"long_side must be [min, max) with 0 <= min < max (max null: no limit), got {list(v)}")
         return v
-
-    def scores(self, long_side: int) -> bool:
-        """Whether this voter runs on a frame whose long side is `long_side` pixels."""
-        return covers(self.long_side, long_side)
 
     @field_validator("level", mode="before")
     @classmethod
@@ -173,6 +169,10 @@ class CascadeConfig(BaseModel):
                              f"runtime.margin_ms ({budget:g} ms): such a voter would never be scheduled; "
                              "lower cost_prior_ms (or disable the voter)")
         return self
+
+    def voter_sides(self) -> dict[str, LongSides]:
+        """Each enabled voter's `long_side`: the frame sizes it scores."""
+        return {v.name: v.long_side for v in self.voters if v.enabled}
 
     def resolve(self, path: str | Path) -> Path:
         p = Path(path).expanduser()

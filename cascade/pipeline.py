@@ -19,7 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from cascade.budget import CostTracker, Deadline
 from cascade.config import CascadeConfig
 from cascade.observer import CascadeObserver, NullObserver
-from cascade.types import DEADLINE_META, AbstainCause, Frame, Level, LongSides, Verdict, Vote, covers, overlaps
+from cascade.types import (
+    DEADLINE_META,
+    EVERY_SIZE,
+    AbstainCause,
+    Frame,
+    Level,
+    LongSides,
+    Verdict,
+    Vote,
+    covers,
+    overlaps,
+)
 from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import pool_votes
 from detectors.base import Detector
@@ -42,7 +53,7 @@ def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], wh
             f"artefact: {sorted(have - fitted)}; not in the profile: {sorted(fitted - have)}). {fix}")
     sides = sides or {}
     for pool in artefact.pools:
-        runs = {v for v in voters if overlaps(sides.get(v, (0, None)), pool.long_side)}
+        runs = {v for v in voters if overlaps(sides.get(v, EVERY_SIZE), pool.long_side)}
         if runs != set(pool.weights):
             raise ValueError(f"{what}: its pool for {pool.describe()} was fitted on {sorted(pool.weights)}, but on "
                              f"those frames the profile runs {sorted(runs)} (voters[].long_side). {fix}")
@@ -53,7 +64,7 @@ class Cascade:
                  artefact: ConsensusArtefact | None = None) -> None:
         if not detectors:
             raise ValueError("a cascade needs at least one voter")
-        self.sides: dict[str, LongSides] = {v.name: v.long_side for v in config.voters}
+        self.sides = config.voter_sides()
         """voter -> the frame sizes it scores (voters missing from the profile: every size)."""
         if artefact is not None:
             check_artefact_voters(artefact, [d.name for d in detectors], config.consensus.weights, self.sides)
@@ -93,6 +104,10 @@ class Cascade:
         for d in self.detectors:
             d.warmup()
 
+    def runs_on(self, voter: str, long_side: int) -> bool:
+        """Whether `voter` scores a frame whose long side is `long_side` px (`voters[].long_side`)."""
+        return covers(self.sides.get(voter, EVERY_SIZE), long_side)
+
     def fitted_pool(self, long_side: int) -> Pool | None:
         """The artefact's pool for frames of this size (None without an artefact)."""
         return None if self.artefact is None else self.artefact.pool_for(long_side)
@@ -127,7 +142,7 @@ class Cascade:
         exit_level: Level | None = None
         side = frame.long_side
         for level, all_detectors in self.levels:
-            detectors = [d for d in all_detectors if covers(self.sides.get(d.name, (0, None)), side)]
+            detectors = [d for d in all_detectors if self.runs_on(d.name, side)]
             skipped.extend(f"{d.name}: frame long side {side} px outside its long_side {list(self.sides[d.name])}"
                            for d in all_detectors if d not in detectors)
             if not detectors:

@@ -50,6 +50,7 @@ below it (micro-batcher, device worker) can end when the request does."""
 LongSides = tuple[int, int | None]
 """Frames whose long side (pixels) is >= the first and < the second (None: no upper bound): what a
 voter scores (`voters[].long_side`) and what a fitted pool is for (consensus/artefact.py)."""
+EVERY_SIZE: LongSides = (0, None)
 
 
 def covers(sides: LongSides, long_side: int) -> bool:

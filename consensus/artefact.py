@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cascade.types import LongSides, covers
+from cascade.types import EVERY_SIZE, LongSides, covers
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -31,7 +31,7 @@ class Pool(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    long_side: LongSides = (0, None)
+    long_side: LongSides = EVERY_SIZE
     """Frames this pool answers: long side >= the first and < the second (None: no limit)."""
     weights: dict[str, float]
     """Weight per voter name; a voter missing here keeps the weight its config gives."""
@@ -64,7 +64,7 @@ class Pool(BaseModel):
 
     def describe(self) -> str:
         lo, hi = self.long_side
-        return "every frame" if (lo, hi) == (0, None) else \
+        return "every frame" if (lo, hi) == EVERY_SIZE else \
             f"frames with long side >= {lo} px" if hi is None else f"frames with long side {lo}-{hi - 1} px"
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef
 
-from cascade.types import Level, LongSides, covers
+from cascade.types import EVERY_SIZE, Level, LongSides, covers
 from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import logit, sigmoid
 
@@ -80,9 +80,9 @@ def exit_band(y: np.ndarray, p: np.ndarray, target: float, min_support: int) -> 
 
 
 def fit_pool(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98, min_support: int = 20,
-             long_side: LongSides = (0, None)) -> Pool:
+             long_side: LongSides = EVERY_SIZE) -> Pool:
     """Weights (logistic regression on the votes' logits), calibration, threshold and bands of one pool."""
-    where = "" if long_side == (0, None) else f" (frames with long side in {list(long_side)})"
+    where = "" if long_side == EVERY_SIZE else f" (frames with long side in {list(long_side)})"
     if not rows:
         raise ValueError(f"no labelled rows to fit on{where}")
     y = np.asarray([r.label for r in rows], dtype=int)
@@ -133,14 +133,18 @@ def size_ranges(voter_sides: Mapping[str, LongSides]) -> list[LongSides]:
 
 def scored_by_their_voters(rows: Sequence[LabelledVotes], voter_sides: Mapping[str, LongSides]) -> list[LabelledVotes]:
     """Each row with only the votes of voters whose range covers its frame (the cascade skips the
-    others there); a row left with no vote is dropped. Refuses votes of a voter not in `voter_sides`
-    and, when any range is not every frame, rows that do not say their frame's size."""
-    unknown = sorted({v for r in rows for v in r.votes} - set(voter_sides))
+    others there); a row left with no vote is dropped. Refuses runs whose voters are not exactly
+    those of `voter_sides` and, when any range is not every frame, rows that do not say their frame's
+    size."""
+    voted = {v for r in rows for v in r.votes}
+    unknown = sorted(voted - set(voter_sides))
     if unknown:
         raise ValueError(f"the run has votes of {unknown}, which the profile does not run "
                          f"(its voters: {sorted(voter_sides)}); fit on runs of the profile's voters only "
                          "(an OOF run names its voters with `roadwork train backbone --voters VIEW=NAME,...`)")
-    if all(sides == (0, None) for sides in voter_sides.values()):
+    if absent := sorted(set(voter_sides) - voted):
+        raise ValueError(f"the profile runs {absent}, but no run holds their votes")
+    if all(sides == EVERY_SIZE for sides in voter_sides.values()):
         return list(rows)
     blind = sum(r.long_side is None for r in rows)
     if blind:

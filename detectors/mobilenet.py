@@ -112,7 +112,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def for_inference(model: Any) -> Any:
     """The network made faster for inference, same outputs (to ~1e-5): each convolution folded with
     its batch norm (torch.fx) and the weights channels-last. On 2 CPU cores it scores a batch of 18
-    crops about 2.5x and a 448-px frame about 1.5x faster than eager (measured by `roadwork bench`).
+    crops about 2.5x and a 448-px frame about 2x faster than eager (benchmarks/backbone_speed.py).
     Feed it channels-last input. Not for training (batch norm is gone)."""
     import torch
     from torch.fx.experimental.optimization import fuse

@@ -31,7 +31,9 @@ def _quiet_pillow() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\..*")
 
 
-def _config(path: Path):
+def load_profile_or_exit(path: Path):
+    """The profile at `path` (`miner.profile.load_profile`), or exit 2 with the key named: how every
+    command reads its --config."""
     from cascade.config import ConfigError
     from miner.profile import load_profile
 
@@ -87,7 +89,7 @@ def serve_cmd(
     from miner.serve import ChainError, ServeOptions, run_serve
 
     _quiet_pillow()
-    cfg = _config(config)
+    cfg = load_profile_or_exit(config)
     if health_port is not None:
         cfg = cfg.model_copy(update={"miner": cfg.miner.model_copy(
             update={"health": cfg.miner.health.model_copy(update={"port": health_port})})})
@@ -168,7 +170,7 @@ def simulate_cmd(
         data, default_split = _default_data(out)
         split = split or default_split
     ds = _dataset(data, split)
-    cfg = _config(config)
+    cfg = load_profile_or_exit(config)
     samples = pick_samples(ds, queries, seed)
     with progress_bar(transient=True) as bar:
         task = bar.add_task("preparing challenges", total=len(samples))

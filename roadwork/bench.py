@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cascade.pipeline import Cascade
-from cascade.types import Frame, covers
+from cascade.types import Frame
 from training.evaluate import progress_bar
 from training.sample import draw_scene
 
@@ -42,9 +42,9 @@ def run_bench(cascade: Cascade, n: int = 100, size: int | tuple[int, int] = 224,
     side = frames[0].long_side
     for d in cascade.detectors:  # each voter's own batched cost, for the overhead ratio
         chunk = frames[warmup:warmup + batch]
-        sides = cascade.sides.get(d.name, (0, None))
-        if not covers(sides, side):  # the cascade does not run it on frames of this size
-            per_voter[d.name] = {"skipped": f"long_side {list(sides)} does not cover {side} px", "ms_per_image": 0.0}
+        if not cascade.runs_on(d.name, side):  # the cascade does not run it on frames of this size
+            per_voter[d.name] = {"skipped": f"long_side {list(cascade.sides[d.name])} does not cover {side} px",
+                                 "ms_per_image": 0.0}
             continue
         t0 = time.perf_counter()
         d.predict(chunk)

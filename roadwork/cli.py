@@ -13,7 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from miner.cli import build_cascade, serve_cmd, simulate_cmd, tracer_for  # light: bittensor loads only when they run
+from miner.cli import (  # light: bittensor loads only when they run
+    build_cascade,
+    load_profile_or_exit,
+    serve_cmd,
+    simulate_cmd,
+    tracer_for,
+)
 from roadwork.env import configure_process
 from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
 from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
@@ -51,18 +57,8 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _load_profile(config: Path):
-    from cascade.config import ConfigError
-    from miner.profile import load_profile
-
-    try:
-        return load_profile(config)
-    except ConfigError as exc:
-        _fail(str(exc))
-
-
 def _load_cascade(config: Path, profile=None):
-    return build_cascade(profile or _load_profile(config), str(config))
+    return build_cascade(profile or load_profile_or_exit(config), str(config))
 
 
 def _load_data(data: Path, split: str | None, sources: list[str] | None, labels: Path | None = None):
@@ -125,7 +121,7 @@ def eval_cmd(
     split = _held_out_split(every_row, split)
     ds = _select_rows(every_row, data, split, source)
     results = {}
-    profile = _load_profile(config)
+    profile = load_profile_or_exit(config)
     tracer = tracer_for(trace, profile.tracing, project="roadwork-eval")
     traces = ({"endpoint": trace, "project": "roadwork-eval"} if trace else
               {"endpoint": profile.tracing.endpoint, "project": profile.tracing.project})
@@ -339,13 +335,8 @@ def fit_cmd(
     from training.evaluate import merge_runs, read_predictions
 
     try:
-        sides = None
-        if profile is not None:
-            cfg = load_profile(profile)
-            sides = {v.name: v.long_side for v in cfg.voters if v.enabled}
+        sides = None if profile is None else load_profile(profile).voter_sides()
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
-        if sides is not None and (absent := sorted(set(sides) - {v for r in rows for v in r.votes})):
-            raise ValueError(f"{profile} runs {absent}, but no --run holds their votes")
         artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))

@@ -13,22 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from miner.cli import load_profile_or_exit  # light: the profile schema only
+
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str) -> None:
     console.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code=2)
-
-
-def _load(config: Path):
-    from cascade.config import ConfigError
-    from miner.profile import load_profile
-
-    try:
-        return load_profile(config)
-    except ConfigError as exc:
-        _fail(str(exc))
 
 
 def default_out(name: str) -> Path:
@@ -61,7 +53,7 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
         conc = parse_concurrency(concurrency)
     except ValueError as exc:
         _fail(str(exc))
-    cfg = _load(config)
+    cfg = load_profile_or_exit(config)
     from roadwork.env import set_torch_threads
 
     set_torch_threads(cfg.runtime.torch_threads)
@@ -157,7 +149,7 @@ def fetch_weights_cmd(
 
     if list_only and download:
         _fail("--list and --download exclude each other; give one")
-    cfg = _load(config)
+    cfg = load_profile_or_exit(config)
     items = check_present(items_for(cfg))
     table = Table(title=f"{cfg.name}: {len(items)} weight items")
     for col in ("voter", "source", "id", "here", "note"):

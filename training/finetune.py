@@ -74,14 +74,19 @@ class FinetuneConfig:
     workers: int = 8
 
 
+def maybe_distort(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A `full`-regime frame as sent, or for a third of them with the level-2 colour/JPEG distortions."""
+    if rng.random() < 0.33:
+        from training.transforms import distort
+
+        return np.asarray(distort(Image.fromarray(view), rng))
+    return view
+
+
 def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: FinetuneConfig, size: int) -> np.ndarray:
     regime = REGIMES[int(rng.choice(3, p=np.asarray(cfg.regime_mix) / sum(cfg.regime_mix)))]
-    if regime == "full":  # the frame as sent; a third get the level-2 colour/JPEG distortions
-        view = resize_square(image, size)
-        if rng.random() < 0.33:
-            from training.transforms import distort
-
-            view = np.asarray(distort(Image.fromarray(view), rng))
+    if regime == "full":
+        view = maybe_distort(resize_square(image, size), rng)
     else:
         view = resize_square(make_transform(regime, int(rng.integers(1 << 30)))(image, key), size)
     return view[:, ::-1].copy() if rng.random() < 0.5 else view
@@ -157,13 +162,9 @@ def counterfactual(s: Sample, image: np.ndarray, banks: Banks, cfg: FinetuneConf
 
 
 def tile_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A full-size frame as the tile voter sees it: its crops at 224 px, (18, 3, 224, 224); a third
-    get the colour/JPEG distortions, half are mirrored."""
-    view = image
-    if rng.random() < 0.33:
-        from training.transforms import distort
-
-        view = np.asarray(distort(Image.fromarray(view), rng))
+    """A full-size frame as the tile voter sees it: its crops at 224 px, (18, 3, 224, 224), after
+    `maybe_distort`; half are mirrored."""
+    view = maybe_distort(image, rng)
     if rng.random() < 0.5:
         view = view[:, ::-1]
     return to_tensor_batch(tile_crops(np.ascontiguousarray(view)), 224)

@@ -96,6 +96,8 @@ def test_splitting_by_size_needs_rows_that_record_their_size():
         fit_consensus(rows, voter_sides={"whole": (0, 448), "tiles": (448, None)})
     with pytest.raises(ValueError, match=r"votes of \['tiles'\], which the profile does not run"):
         fit_consensus(sized_rows(), voter_sides={"whole": (0, None)})
+    with pytest.raises(ValueError, match=r"the profile runs \['ocr'\], but no run holds their votes"):
+        fit_consensus(sized_rows(), voter_sides={"whole": (0, 448), "tiles": (448, None), "ocr": (0, None)})
 
 
 def test_a_schema_1_artefact_still_loads_as_one_pool_for_every_frame(tmp_path):
