@@ -134,21 +134,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, default=Path("configs/cpu.yaml"))
     ap.add_argument("--queries", type=int, default=3)
-    ap.add_argument("--deadline-ms", type=float, default=None, help="override miner.deadline_ms")
+    ap.add_argument("--deadline-ms", type=float, default=None, help="override runtime.deadline_ms")
     ap.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "runs")) / "miner_faults.json")
     args = ap.parse_args()
     quiet()
     from miner.rig import VALIDATOR_TIMEOUT_S, LocalRig
 
     cfg = load_profile(args.config)
-    mc = cfg.miner if args.deadline_ms is None else cfg.miner.model_copy(update={"deadline_ms": args.deadline_ms})
-    cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"deadline_ms": mc.deadline_ms})})
+    if args.deadline_ms is not None:
+        cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"deadline_ms": args.deadline_ms})})
     pool = payloads(None, None, max(args.queries, 4))
-    report = {"deadline_ms": mc.deadline_ms, "validator_timeout_s": VALIDATOR_TIMEOUT_S, "scenarios": {}}
+    report = {"deadline_ms": cfg.runtime.deadline_ms, "validator_timeout_s": VALIDATOR_TIMEOUT_S, "scenarios": {}}
     for name in SCENARIOS:
         cascade, bad = build(cfg, name)
         n = max(args.queries, 6) if name == "l1_slow_once_recovers" else args.queries
-        with cascade, LocalRig(cascade, mc) as rig:
+        with cascade, LocalRig(cascade, cfg.miner) as rig:
             rows = asyncio.run(run_scenario(rig, pool, n, PAUSE_S.get(name, 0.0)))
         lat = [r["latency_ms"] for r in rows]
         expect_answer = name != "l0_raises"

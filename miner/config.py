@@ -1,11 +1,13 @@
-"""The profile's `miner:` section: deadline, concurrency, caller policy, decode limits, side port.
+"""The profile's `miner:` section: concurrency, caller policy, decode limits, side port.
+
+The deadline is the profile's one `runtime.deadline_ms` (the cascade's); the miner caps it by the
+validator's own timeout less `reserve_ms`.
 
 Every field has a default that works for `configs/cpu.yaml`, so a profile without a `miner:`
 section serves as is. Pure pydantic: importing this module imports no bittensor.
 
 ```yaml
 miner:
-  deadline_ms: 8000            # answer before the validator's 9 s
   max_concurrent: 4            # frames in the cascade at once; the rest wait in a priority queue
   max_queue: 64                # waiting requests beyond this are answered -1 at once
   policy: {require_validator_permit: true, min_stake: 0, sync_interval_s: 600}
@@ -91,8 +93,6 @@ class HealthConfig(BaseModel):
 class MinerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    deadline_ms: float = Field(default=8000, gt=0)
-    """Longest time from a request's arrival to our answer (validators wait 9 s)."""
     reserve_ms: float = Field(default=800, ge=0)
     """Kept free of the validator's own timeout (synapse.timeout) for the answer's way back."""
     min_run_ms: float = Field(default=150, ge=0)
@@ -123,16 +123,18 @@ class MinerConfig(BaseModel):
             raise ValueError(f"miner.bad_input_prediction must be -1 or a probability in [0, 1], got {v!r}")
         return v
 
-    @model_validator(mode="after")
-    def _budget(self) -> MinerConfig:
-        if self.min_run_ms >= self.deadline_ms:
-            raise ValueError(f"miner.min_run_ms ({self.min_run_ms}) must be smaller than "
-                             f"miner.deadline_ms ({self.deadline_ms})")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_deadline(cls, data: object) -> object:
+        if isinstance(data, dict) and "deadline_ms" in data:
+            raise ValueError("miner.deadline_ms is gone: the profile has one deadline, runtime.deadline_ms "
+                             "(the cascade's and the miner's); move the value there")
+        return data
 
-    def budget_s(self, validator_timeout_s: float | None) -> float:
-        """Seconds we may spend on one request: our deadline, capped by the validator's timeout."""
-        budget = self.deadline_ms / 1000
+    def budget_s(self, deadline_ms: float, validator_timeout_s: float | None) -> float:
+        """Seconds we may spend on one request: our deadline (`runtime.deadline_ms`), capped by the
+        validator's timeout less `reserve_ms`."""
+        budget = deadline_ms / 1000
         if validator_timeout_s is not None and validator_timeout_s > 0:
             budget = min(budget, validator_timeout_s - self.reserve_ms / 1000)
         return max(budget, 0.0)

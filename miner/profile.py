@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from cascade.config import CascadeConfig, load_config
 from miner.config import MinerConfig  # pure pydantic, no bittensor
@@ -20,6 +20,13 @@ class Profile(CascadeConfig):
     """The `roadwork serve` / `simulate` settings (miner/config.py); defaults suit configs/cpu.yaml."""
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     """OpenTelemetry traces to a Phoenix server (monitoring/tracing.py); off unless `endpoint` is set."""
+
+    @model_validator(mode="after")
+    def _room_to_run(self) -> Profile:
+        if self.miner.min_run_ms >= self.runtime.deadline_ms:
+            raise ValueError(f"miner.min_run_ms ({self.miner.min_run_ms:g}) must be smaller than "
+                             f"runtime.deadline_ms ({self.runtime.deadline_ms:g})")
+        return self
 
 
 def load_profile(path: str | Path) -> Profile:

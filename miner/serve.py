@@ -149,7 +149,7 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     start_axon(axon)
     state.set_ready(True, f"serving on {opts.axon_ip}:{opts.axon_port}")
     log.warning("miner ready: axon %s:%d, hotkey %s, deadline %.0f ms", opts.axon_ip, opts.axon_port,
-                wallet.hotkey.ss58_address, mc.deadline_ms)
+                wallet.hotkey.ss58_address, service.deadline_ms)
     if opts.ready_file:
         _write_ready_file(opts, wallet, health)
     try:

@@ -5,8 +5,8 @@
     admission (bounded slots, queue by priority) -> decode in a thread -> cascade.run(frame, deadline)
     -> float in [0, 1]
 
-- The budget is our deadline (`miner.deadline_ms`), capped by the validator's own timeout less
-  `miner.reserve_ms`. A hard cut at that deadline (`_hard_cut`) backs the cascade's own deadline
+- The budget is our deadline (the profile's one `runtime.deadline_ms`, read from the cascade),
+  capped by the validator's own timeout less `miner.reserve_ms`. A hard cut at that deadline (`_hard_cut`) backs the cascade's own deadline
   handling: if it ever fires, the best pooled answer seen so far (via a cascade observer) is sent.
 - -1 (the protocol's "no answer") only when nothing at all ran: overloaded queue, no slot before
   the deadline, every voter abstained, or the input was refused (`miner.bad_input_prediction`).
@@ -159,6 +159,7 @@ class MinerService:
                  observer_factory=None) -> None:
         self.cascade = cascade
         self.config = config
+        self.deadline_ms = cascade.config.runtime.deadline_ms
         self.metrics = metrics or MinerMetrics()
         self.observer_factory = observer_factory
         self.admission = Admission(config.max_concurrent, config.max_queue)
@@ -171,7 +172,7 @@ class MinerService:
         """`label` is the request's `testnet_label` where a testnet validator sent one: it goes to
         the trace only (a wrong answer's trace is tagged), never into the prediction."""
         t0 = time.monotonic()
-        deadline = Deadline(t0 + self.config.budget_s(validator_timeout_s))
+        deadline = Deadline(t0 + self.config.budget_s(self.deadline_ms, validator_timeout_s))
         if self.closing:
             return self._done(t0, NO_ANSWER, None, "shutting down", "shutdown")
         self.metrics.queue_depth.set(self.admission.waiting + 1)

@@ -16,13 +16,18 @@ from miner.config import MinerConfig
 from tests.conftest import FakeVoter
 
 
-def fake_cascade(voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50,
-                 bands: dict | None = None) -> Cascade:
-    cfg = CascadeConfig.model_validate({
+def cascade_config(voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50,
+                   bands: dict | None = None) -> CascadeConfig:
+    return CascadeConfig.model_validate({
         "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": 10, "workers": 4},
         "levels": [{"level": lv, "band": b} for lv, b in (bands or {}).items()],
         "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters]})
-    return Cascade(voters, cfg)
+
+
+def fake_cascade(voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50,
+                 bands: dict | None = None) -> Cascade:
+    """A real Cascade over fake voters; its `runtime.deadline_ms` is the miner's deadline too."""
+    return Cascade(voters, cascade_config(voters, deadline_ms, margin_ms, bands))
 
 
 def encode(img: Image.Image | None = None, fmt: str = "JPEG", size: tuple[int, int] = (224, 224), **save) -> str:
@@ -35,7 +40,7 @@ def encode(img: Image.Image | None = None, fmt: str = "JPEG", size: tuple[int, i
 
 
 def miner_config(**over) -> MinerConfig:
-    base = {"deadline_ms": 2000, "reserve_ms": 200, "min_run_ms": 50, "health": {"port": 0}}
+    base = {"reserve_ms": 200, "min_run_ms": 50, "health": {"port": 0}}
     base.update(over)
     return MinerConfig.model_validate(base)
 

@@ -7,7 +7,7 @@ from cascade.types import Level, Verdict
 from miner.service import Admission, MinerService
 from monitoring.metrics import MinerMetrics
 from tests.conftest import FakeVoter
-from tests.miner.helpers import encode, fake_cascade, miner_config
+from tests.miner.helpers import cascade_config, encode, fake_cascade, miner_config
 
 IMAGE = encode(size=(64, 64))
 
@@ -21,7 +21,7 @@ def make_service():
     made = []
 
     def build(voters, **cfg):
-        service = MinerService(fake_cascade(voters, deadline_ms=cfg.pop("cascade_deadline_ms", 2000)),
+        service = MinerService(fake_cascade(voters, deadline_ms=cfg.pop("deadline_ms", 2000)),
                                miner_config(**cfg), MinerMetrics())
         made.append(service)
         return service
@@ -85,6 +85,9 @@ def test_the_validator_timeout_caps_our_budget(make_service):
 class StuckCascade:
     """A cascade whose run pools L0 and then hangs, ignoring its deadline."""
 
+    def __init__(self, deadline_ms: float = 2000):
+        self.config = cascade_config([FakeVoter("l0", "L0")], deadline_ms)
+
     async def run(self, frame, deadline, observer):
         observer.on_start(frame, deadline.remaining())
         observer.on_level(Level.L0, 0.77, 1.0, deadline.remaining())
@@ -96,7 +99,7 @@ class StuckCascade:
 
 
 def test_a_hung_cascade_is_cut_at_the_deadline_with_the_best_answer_so_far():
-    service = MinerService(StuckCascade(), miner_config(deadline_ms=500), MinerMetrics())
+    service = MinerService(StuckCascade(deadline_ms=500), miner_config(), MinerMetrics())
     t0 = time.monotonic()
     ans = answer(service)
     assert time.monotonic() - t0 < 0.7
@@ -171,8 +174,7 @@ class StubbornVoter(FakeVoter):
 
 
 def test_a_stage_that_swallows_cancellation_cannot_hold_the_answer(make_service):
-    service = make_service([FakeVoter("l0", "L0", 0.66), StubbornVoter("vlm", "L3", 0.1)], deadline_ms=600,
-                           cascade_deadline_ms=600)
+    service = make_service([FakeVoter("l0", "L0", 0.66), StubbornVoter("vlm", "L3", 0.1)], deadline_ms=600)
     ans = answer(service)  # asyncio.run then waits out the stubborn task; the answer itself did not
     assert ans.latency_s < 0.7
     assert ans.prediction == pytest.approx(0.66) and ans.reason.startswith("deadline")
