@@ -1,31 +1,63 @@
-"""Adapters by name, imported lazily: torch or transformers load only for the models you pick.
+"""Voter kinds by name: one `Kind` entry per config `kind`, imported lazily.
 
-Each entry maps a config `kind` to "module:Class"; the class must subclass
-`detectors.base.Detector` and implement `from_config(cfg, base_dir)`. To add a model, write one
-adapter file and add one line here.
+An entry names the adapter class (a `detectors.base.Detector` subclass with `from_config`), the
+pydantic model of its `params` and the pyproject extra its libraries come from. The params model
+lives beside its adapter in a module that imports no torch at the top, so `check_profile_voters`
+can refuse a misspelt kind or param when the profile loads, with the key named, before any model
+is built. To add a model: write its adapter file and add one entry here.
 """
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
 
 from cascade.config import VoterConfig
 from detectors.base import Detector
 
-REGISTRY: dict[str, str] = {
-    "backbone-head": "detectors.backbone_head:BackboneHead",
-    "ultralytics": "detectors.ultralytics_yolo:UltralyticsDetector",
-    "hf-detector": "detectors.hf_detr:HFDetector",  # OWLv2, Grounding DINO, D-FINE, RT-DETR v2
-    "rfdetr": "detectors.rfdetr:RFDETRDetector",
-    "rcnn-mobilenet": "detectors.rcnn_detector:RcnnDetector",  # our roadwork-box Faster R-CNN (`train boxes`)
-    "wbf-ensemble": "detectors.ensemble:WBFEnsemble",  # several box detectors fused with WBF
-    "depth-size": "detectors.depth_size:DepthSizeValidator",  # Depth Anything + size check (L2)
-    "sam-mask": "detectors.sam_mask:SamMaskValidator",  # SAM mask shape/colour check (L2)
-    "ocr-signs": "detectors.ocr_signs:OcrSignVoter",  # rapidocr roadwork words (L2)
-    "scene-zero-shot": "detectors.scene_clip:SceneVoter",  # CLIP/SigLIP + night/rain/clear tag (L2)
-    "vlm-http": "vlm_tiers.http_tier:HttpVLMTier",  # L3-L5 over vLLM / any OpenAI-compatible server
-    "vlm-transformers": "vlm_tiers.local_tier:TransformersVLMTier",  # in-process Qwen-VL (CPU/dev)
+
+@dataclass(frozen=True)
+class Kind:
+    adapter: str
+    """"module:Class" of the adapter."""
+    params: str
+    """"module:Model" of its `params` section (pydantic, extra keys forbidden)."""
+    extra: str = ""
+    """`pip install -e .[extra]` that brings its libraries ("" when the base install does)."""
+    about: str = ""
+
+
+KINDS: dict[str, Kind] = {
+    "backbone-head": Kind("detectors.backbone_head:BackboneHead", "detectors.backbone_head:BackboneHeadParams",
+                          about="L0: backbone embedding + trained linear head (optionally max over tiles)"),
+    "ultralytics": Kind("detectors.ultralytics_yolo:UltralyticsDetector", "detectors.ultralytics_yolo:UltralyticsParams",
+                        "vision", "YOLO / RT-DETR / YOLOE boxes"),
+    "hf-detector": Kind("detectors.hf_detr:HFDetector", "detectors.hf_detr:HFDetectorParams", "hf",
+                        "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers"),
+    "rfdetr": Kind("detectors.rfdetr:RFDETRDetector", "detectors.rfdetr:RFDETRParams", "vision", "RF-DETR boxes"),
+    "rcnn-mobilenet": Kind("detectors.rcnn_detector:RcnnDetector", "detectors.rcnn_detector:RcnnParams",
+                           about="our roadwork-box Faster R-CNN (`roadwork train boxes`)"),
+    "wbf-ensemble": Kind("detectors.ensemble:WBFEnsemble", "detectors.ensemble:EnsembleParams", "vision",
+                         "several box detectors fused with weighted boxes fusion"),
+    "depth-size": Kind("detectors.depth_size:DepthSizeValidator", "detectors.depth_size:DepthSizeParams", "hf",
+                       "L2: Depth Anything + object size check"),
+    "sam-mask": Kind("detectors.sam_mask:SamMaskValidator", "detectors.sam_mask:SamParams", "hf",
+                     "L2: SAM mask shape / colour check"),
+    "ocr-signs": Kind("detectors.ocr_signs:OcrSignVoter", "detectors.ocr_signs:OcrParams", "vision",
+                      "L2: roadwork words on signs (rapidocr PP-OCR)"),
+    "scene-zero-shot": Kind("detectors.scene_clip:SceneVoter", "detectors.scene_clip:SceneParams", "hf",
+                            "L2: CLIP / SigLIP zero-shot scene + night/rain/clear tag"),
+    "vlm-http": Kind("vlm_tiers.http_tier:HttpVLMTier", "vlm_tiers.config:HttpTierParams", "vlm",
+                     "L3-L5 over vLLM / any OpenAI-compatible server"),
+    "vlm-transformers": Kind("vlm_tiers.local_tier:TransformersVLMTier", "vlm_tiers.config:LocalTierParams", "hf",
+                             "in-process Qwen-VL (CPU / development)"),
 }
+ENSEMBLES = {"wbf-ensemble"}
+"""Kinds whose `params.members` are voter entries of their own (checked like top-level voters)."""
 
 
 class UnknownDetectorError(KeyError):
@@ -33,18 +65,65 @@ class UnknownDetectorError(KeyError):
         return str(self.args[0])
 
 
-def resolve(kind: str) -> type[Detector]:
+def _unknown(kind: str) -> str:
+    return f"unknown voter kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}"
+
+
+def _load(target: str, kind: str) -> Any:
+    module_name, attr = target.split(":")
     try:
-        target = REGISTRY[kind]
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        extra = KINDS[kind].extra
+        hint = f"; install it with `pip install -e .[{extra}]`" if extra else ""
+        raise ModuleNotFoundError(f"voter kind {kind!r} needs {exc.name!r}, which is not installed{hint}",
+                                  name=exc.name) from exc
+    return getattr(module, attr)
+
+
+def entry(kind: str) -> Kind:
+    try:
+        return KINDS[kind]
     except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise UnknownDetectorError(f"unknown voter kind {kind!r}; known kinds: {known}. "
-                                   "Fix `voters[].kind` in the profile.") from None
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+        raise UnknownDetectorError(f"{_unknown(kind)}. Fix `voters[].kind` in the profile.") from None
+
+
+def resolve(kind: str) -> type[Detector]:
+    cls = _load(entry(kind).adapter, kind)
     if not (isinstance(cls, type) and issubclass(cls, Detector)):
-        raise TypeError(f"registry entry {kind!r} -> {target} is not a Detector subclass")
+        raise TypeError(f"registry entry {kind!r} -> {KINDS[kind].adapter} is not a Detector subclass")
     return cls
+
+
+def params_model(kind: str) -> type[BaseModel]:
+    return _load(entry(kind).params, kind)
+
+
+def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:
+    if kind not in KINDS:
+        yield f"{key}.kind: {_unknown(kind)}"
+        return
+    try:
+        parsed = params_model(kind).model_validate(params)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            yield f"{key}.params{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r})"
+        return
+    if kind in ENSEMBLES:
+        for j, member in enumerate(getattr(parsed, "members", [])):
+            mkey = f"{key}.params.members.{j}"
+            if not isinstance(member.get("kind"), str):
+                yield f"{mkey}.kind: each member needs a kind"
+                continue
+            yield from _problems(member["kind"], member.get("params") or {}, mkey)
+
+
+def check_profile_voters(voters: Sequence[VoterConfig]) -> list[str]:
+    """One line per unknown kind or param that its kind's params model refuses, keyed as in the
+    profile (`voters.3.params.hallf: Extra inputs are not permitted`). Disabled voters are checked
+    too: switching one on must not be the moment a typo shows."""
+    return [line for i, v in enumerate(voters) for line in _problems(v.kind, v.params, f"voters.{i}")]
 
 
 def build(cfg: VoterConfig, base_dir: Path) -> Detector:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from cascade.config import CascadeConfig, load_config
+from cascade.config import CascadeConfig, ConfigError, load_config
 from miner.config import MinerConfig  # pure pydantic, no bittensor
 from monitoring.tracing import TracingConfig  # pure pydantic; OpenTelemetry loads only when tracing is on
 
@@ -30,5 +30,12 @@ class Profile(CascadeConfig):
 
 
 def load_profile(path: str | Path) -> Profile:
-    """A profile file, checked at load with the key named on error (`cascade.config.ConfigError`)."""
-    return load_config(path, Profile)
+    """A profile file, checked at load with the key named on error (`cascade.config.ConfigError`):
+    its sections, then each voter's kind and params against the kind's registry entry."""
+    from detectors.registry import check_profile_voters  # light: pydantic params models, no torch
+
+    profile = load_config(path, Profile)
+    problems = check_profile_voters(profile.voters)
+    if problems:
+        raise ConfigError("\n".join([f"profile {str(path)!r} is invalid:", *(f"  {p}" for p in problems)]))
+    return profile

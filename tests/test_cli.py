@@ -88,7 +88,7 @@ def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
 
 def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
     profile = {"name": "two-gpus", "voters": [
-        {"name": "yolo", "kind": "backbone-head", "level": "L1", "device": "cuda:0",
+        {"name": "yolo", "kind": "backbone-head", "level": "L1", "device": "cuda:0", "params": {"head": "h.npz"},
          "memory": {"params_m": 57, "dtype": "fp16"}}],
         "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
                       "vllm_servers": [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.6}]}}
@@ -102,10 +102,28 @@ def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
     assert "cuda:1 is over-committed" in result.output and "vlm_big" in result.output
 
 
+def test_plan_refuses_a_misspelt_kind_or_param_naming_the_key(tmp_path):
+    # given a profile with a kind that does not exist and a typo in a detector's params
+    profile = {"name": "typos", "voters": [
+        {"name": "l0", "kind": "backbone-head", "level": "L0", "params": {"head": "h.npz"}},
+        {"name": "det", "kind": "rf-detr", "level": "L1"},
+        {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "hallf": True}},
+        {"name": "wbf", "kind": "wbf-ensemble", "level": "L1", "enabled": False, "params": {"members": [
+            {"name": "m1", "kind": "ultralytics", "params": {"weights": "a.pt"}},
+            {"name": "m2", "kind": "ultralytics", "params": {"weights": "b.pt", "imgz": 640}}]}}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    # when it is planned, then it is refused before any model loads, each bad key on its own line
+    result = runner.invoke(app, ["plan", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2 and "plan fits" not in result.output
+    assert "voters.1.kind: unknown voter kind 'rf-detr'" in result.output and "rfdetr" in result.output
+    assert "voters.2.params.hallf" in result.output
+    assert "voters.3.params.members.1.params.imgz" in result.output  # a disabled voter's typo shows too
+
+
 def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_path):
     # given two cards, the heavy models on cuda:0, and a bench JSON with their time in the workers
     def v(name, device):
-        return {"name": name, "kind": "backbone-head", "level": "L1", "device": device,
+        return {"name": name, "kind": "backbone-head", "level": "L1", "device": device, "params": {"head": "h.npz"},
                 "memory": {"params_m": 50, "dtype": "fp16"}}
     profile = {"name": "two-gpus", "voters": [v("sam", "cuda:0"), v("owlv2", "cuda:0"), v("gdino", "cuda:1")],
                "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]}}

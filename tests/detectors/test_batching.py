@@ -92,7 +92,7 @@ def test_inner_error_reaches_every_caller_of_that_batch_and_batcher_survives() -
 def test_registry_wraps_when_batch_wait_ms_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     from detectors import registry
 
-    monkeypatch.setitem(registry.REGISTRY, "echo-test", f"{__name__}:EchoModel")
+    monkeypatch.setitem(registry.KINDS, "echo-test", registry.Kind(f"{__name__}:EchoModel", "pydantic:BaseModel"))
     cfg = VoterConfig(name="echo", kind="echo-test", level="L1", batch=8, batch_wait_ms=2)
     det = registry.build(cfg, Path("."))
     assert isinstance(det, MicroBatcher) and det.max_batch == 8 and det.name == "echo"

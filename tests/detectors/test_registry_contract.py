@@ -31,8 +31,8 @@ COVERED_ELSEWHERE = {"backbone-head", "rcnn-mobilenet"}
 
 def test_every_registered_kind_has_a_tiny_config() -> None:
     # a new adapter must come with a tiny config here, or the contract does not see it
-    missing = set(registry.REGISTRY) - {v["kind"] for v in TINY.values()} - COVERED_ELSEWHERE
-    missing = {k for k in missing if registry.REGISTRY[k].startswith("detectors.")}  # VLM tiers test their own
+    missing = set(registry.KINDS) - {v["kind"] for v in TINY.values()} - COVERED_ELSEWHERE
+    missing = {k for k in missing if registry.KINDS[k].adapter.startswith("detectors.")}  # VLM tiers test their own
     assert not missing, f"add tiny configs to detectors/model_specs.py for: {sorted(missing)}"
 
 
