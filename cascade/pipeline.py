@@ -33,7 +33,7 @@ from cascade.types import (
 )
 from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import pool_votes
-from detectors.base import Detector
+from detectors.base import Voter
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], wh
 
 
 class Cascade:
-    def __init__(self, detectors: Sequence[Detector], config: CascadeConfig,
+    def __init__(self, detectors: Sequence[Voter], config: CascadeConfig,
                  artefact: ConsensusArtefact | None = None) -> None:
         if not detectors:
             raise ValueError("a cascade needs at least one voter")
@@ -72,7 +72,7 @@ class Cascade:
         self.artefact = artefact
         self.detectors = list(detectors)
         levels = sorted({d.level for d in self.detectors})
-        self.levels: list[tuple[Level, list[Detector]]] = [
+        self.levels: list[tuple[Level, list[Voter]]] = [
             (lv, [d for d in self.detectors if d.level == lv]) for lv in levels]
         rt = config.runtime
         priors = {v.name: v.cost_prior_ms / 1000 for v in config.voters if v.cost_prior_ms is not None}
@@ -185,7 +185,7 @@ class Cascade:
         seconds = self.config.runtime.deadline_ms / 1000 if timeout_s is None else timeout_s
         return asyncio.run(self.run(frame, Deadline.after(seconds), observer=observer))
 
-    async def _vote(self, detector: Detector, frame: Frame, deadline: Deadline) -> Vote:
+    async def _vote(self, detector: Voter, frame: Frame, deadline: Deadline) -> Vote:
         loop = asyncio.get_running_loop()
         budget = max(deadline.remaining() - self.margin_s, 0.001)
         t0 = time.monotonic()

@@ -1,7 +1,9 @@
-"""The one interface every voter adapter implements.
+"""The one interface every voter implements, and the adapters built from a profile entry.
 
-An adapter is built from its `VoterConfig` by `from_config` (all file and weight I/O happens
-there) and then only predicts: `predict(frames)` takes a batch and returns one `Vote` per frame,
+`Voter` is what the cascade runs: a name, a level, a weight and `predict`. A `Detector` is a voter
+adapter built from its `VoterConfig` by `from_config` (all file and weight I/O happens there; the
+registry's kinds are Detectors); wrappers around an adapter (the micro-batcher, a voter in a device
+worker process) are plain Voters, built by whoever wraps. A voter only predicts: `predict(frames)` takes a batch and returns one `Vote` per frame,
 in order. The constructor takes already-loaded parts so a test can pass fakes.
 
 An I/O-bound adapter (a VLM client) may also define `async def apredict(frames)`; the cascade then
@@ -19,18 +21,13 @@ from cascade.config import VoterConfig
 from cascade.types import Frame, Level, Vote
 
 
-class Detector(ABC):
-    """A voter: a named model at one level that turns frames into votes."""
+class Voter(ABC):
+    """A named model at one level that turns frames into votes."""
 
     def __init__(self, name: str, level: Level, weight: float = 1.0) -> None:
         self.name = name
         self.level = Level.parse(level)
         self.weight = weight
-
-    @classmethod
-    @abstractmethod
-    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> Detector:
-        """Load weights and build the adapter; relative paths are resolved against base_dir."""
 
     @abstractmethod
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
@@ -42,3 +39,12 @@ class Detector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, level={self.level.name})"
+
+
+class Detector(Voter):
+    """A voter adapter of one registry kind, built from its profile entry."""
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> Detector:
+        """Load weights and build the adapter; relative paths are resolved against base_dir."""

@@ -2,7 +2,7 @@
 
 The cascade runs each request's voters in its thread pool (`runtime.workers` threads), so with
 many requests in flight the same model is asked for one frame from several threads at once. A
-`MicroBatcher` wraps any `Detector`: the first queued frame opens a batch that waits up to
+`MicroBatcher` wraps any `Voter`: the first queued frame opens a batch that waits up to
 `batch_wait_ms` (or until `batch` frames are queued), then the inner model runs once on all
 queued frames and hands each caller its own votes. One worker thread per model runs the batches
 (one batch at a time on the accelerator); callers that arrive meanwhile form the next batch.
@@ -25,13 +25,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from cascade.config import VoterConfig
 from cascade.types import Frame, Vote, seconds_left
-from detectors.base import Detector
+from detectors.base import Voter
 
 
 @dataclass
@@ -55,8 +53,8 @@ class BatchStats:
         return self.frames / self.batches if self.batches else 0.0
 
 
-class MicroBatcher(Detector):
-    def __init__(self, inner: Detector, batch: int = 16, wait_ms: float = 5.0, pad: bool = True) -> None:
+class MicroBatcher(Voter):
+    def __init__(self, inner: Voter, batch: int = 16, wait_ms: float = 5.0, pad: bool = True) -> None:
         super().__init__(inner.name, inner.level, inner.weight)
         if batch < 1 or wait_ms < 0:
             raise ValueError(f"micro-batching needs batch >= 1 and batch_wait_ms >= 0, got {batch}, {wait_ms}")
@@ -69,12 +67,6 @@ class MicroBatcher(Detector):
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._run_lock = threading.Lock()  # one batch at a time on the model
-
-    @classmethod
-    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> MicroBatcher:
-        from detectors.registry import resolve
-
-        return cls(resolve(cfg.kind).from_config(cfg, base_dir), cfg.batch, cfg.batch_wait_ms, cfg.batch_pad)
 
     def bucket(self, n: int) -> int:
         """The batch size the model is run at for n frames."""

@@ -30,7 +30,7 @@ from typing import Any
 from cascade.config import VoterConfig
 from cascade.placement import card
 from cascade.types import Frame, Vote, seconds_left
-from detectors.base import Detector
+from detectors.base import Detector, Voter
 
 GIB = 1024**3
 
@@ -274,17 +274,13 @@ def worker_states(resources: Sequence[Any]) -> list[dict[str, object]]:
             for r in resources if isinstance(r, DeviceProcess)]
 
 
-class RemoteVoter(Detector):
+class RemoteVoter(Voter):
     """A voter that lives in a `DeviceProcess`; same name, level, weight and batch as the original."""
 
     def __init__(self, proc: DeviceProcess, cfg: VoterConfig) -> None:
         super().__init__(cfg.name, cfg.level, cfg.weight)
         self.proc = proc
         self.batch = cfg.batch
-
-    @classmethod
-    def from_config(cls, cfg: VoterConfig, base_dir: Path) -> RemoteVoter:
-        raise TypeError("RemoteVoter is built by build_voters (it needs its device's worker process)")
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         return self.proc.predict(self.name, frames)
@@ -309,7 +305,7 @@ def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> d
 
 def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weights: dict[str, Any] | None = None,
                  torch_threads: int = 0, local: Any = None, include_cpu: bool = False,
-                 remote: bool = True, hang_s: float = 60.0) -> tuple[list[Detector], list[DeviceProcess]]:
+                 remote: bool = True, hang_s: float = 60.0) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them), the rest built in this process by `local(cfg)`;
     `remote=False` builds them all here. Returns (detectors, worker processes to close)."""
@@ -327,12 +323,12 @@ def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weight
         raise
     by_name = {n: p for p in procs.values() for n in p.names}
     tiny = bool(random_weights and random_weights.get("tiny"))
-    dets: list[Detector] = []
+    dets: list[Voter] = []
     for v in voters:
         if not v.enabled:
             continue
         if v.name in by_name:
-            det: Detector = RemoteVoter(by_name[v.name], v)
+            det: Voter = RemoteVoter(by_name[v.name], v)
             if v.batch_wait_ms > 0:
                 det = MicroBatcher(det, min(v.batch, 4) if tiny else v.batch, v.batch_wait_ms, v.batch_pad)
             dets.append(det)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.config import VoterConfig
-from detectors.base import Detector
+from detectors.base import Detector, Voter
 from detectors.model_specs import TINY_CLIP, TINY_DEPTH, TINY_DFINE, TINY_GDINO, TINY_OWLV2, TINY_SAM, TINY_SIGLIP
 
 _DA_L = dict(model_type="depth_anything", neck_hidden_sizes=[256, 512, 1024, 1024], fusion_hidden_size=256,
@@ -199,7 +199,7 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     return BackboneHead(cfg.name, cfg.level, backbone, head, cfg.weight, min(cfg.batch, 4) if tiny else cfg.batch)
 
 
-def build_random(cfg: VoterConfig, base_dir: Path, tiny: bool = False, dtype: str | None = None) -> Detector:
+def build_random(cfg: VoterConfig, base_dir: Path, tiny: bool = False, dtype: str | None = None) -> Voter:
     """The voter with random weights, wrapped in a MicroBatcher when the profile batches it."""
     from detectors.registry import build
 

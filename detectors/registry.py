@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from cascade.config import VoterConfig
-from detectors.base import Detector
+from detectors.base import Detector, Voter
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def check_profile_voters(voters: Sequence[VoterConfig]) -> list[str]:
     return [line for i, v in enumerate(voters) for line in _problems(v.kind, v.params, f"voters.{i}")]
 
 
-def build(cfg: VoterConfig, base_dir: Path) -> Detector:
+def build(cfg: VoterConfig, base_dir: Path) -> Voter:
     detector = resolve(cfg.kind).from_config(cfg, base_dir)
     if cfg.batch_wait_ms > 0:  # gather concurrent frames into micro-batches
         from detectors.batching import MicroBatcher

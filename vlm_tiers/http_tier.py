@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cascade.config import VoterConfig
 from cascade.types import Frame, Level, Vote
-from detectors.base import Detector
+from detectors.base import Detector, Voter
 from vlm_tiers.client import VLMClient, new_request_id
 from vlm_tiers.config import HttpTierParams
 from vlm_tiers.errors import VLMError, abstain_cause
@@ -99,7 +99,7 @@ class HttpVLMTier(Detector):
         return self.client.breaker_states()
 
 
-def breaker_states(voters: Sequence[Detector]) -> list[dict[str, object]]:
+def breaker_states(voters: Sequence[Voter]) -> list[dict[str, object]]:
     """Every HTTP tier's per-endpoint circuit state (e.g. over `cascade.detectors`), for metrics."""
     tiers = [getattr(v, "inner", v) for v in voters]  # a micro-batching wrapper keeps the adapter in .inner
     return [state for t in tiers if isinstance(t, HttpVLMTier) for state in t.breaker_states()]
