@@ -119,9 +119,9 @@ def run_one(spec: dict[str, Any], frames: list[Frame], args: argparse.Namespace)
         det, batch = build(spec, args.device)
         return det, batch, bench_model(det, batch, frames, args)
     except (RuntimeError, ValueError, TypeError) as exc:
-        if spec["params"].get("dtype") != "float16":
+        if spec.get("dtype") != "float16":
             raise
-        spec = {**spec, "params": {**spec["params"], "dtype": "float32"}}
+        spec = {**spec, "dtype": "float32"}
         det, batch = build(spec, args.device)
         return det, batch, {**bench_model(det, batch, frames, args), "dtype_used": "float32",
                             "fp16_error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["models"][name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             print(f"{name}: FAILED {type(exc).__name__}: {exc}", flush=True)
             continue
-        r.update(params_m=param_millions(det), level=spec["level"], dtype=spec["params"].get("dtype", "fp16" if spec["params"].get("half") else
-                                                                  "float32"), build_plus_bench_s=time.perf_counter() - t0)
+        r.update(params_m=param_millions(det), level=spec["level"], dtype=spec.get("dtype", "float32"),
+                 build_plus_bench_s=time.perf_counter() - t0)
         result["models"][name] = r
         built[spec["level"]].append((name, det, batch, r))
         print(f"{name:12s} loop {r['loop_img_s']:8.1f}  native {r['native_img_s']:8.1f}  ours "

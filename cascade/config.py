@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import EVERY_SIZE, Level, LongSides
 
+MEMORY_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+"""A voter's `dtype` as the memory plan spells bytes per weight."""
+
 
 class VoterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -26,6 +29,9 @@ class VoterConfig(BaseModel):
     weight: float = Field(default=1.0, ge=0)
     """Prior weight in pooling, used until `roadwork fit` has learnt one."""
     device: str = "cpu"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    """The precision the model runs in: the one place a profile says it (adapters read it; the
+    memory plan counts it unless `memory.dtype` names a quantized storage)."""
     batch: int = Field(default=16, ge=1)
     batch_wait_ms: float = Field(default=0, ge=0)
     """Micro-batching: > 0 gathers concurrent frames for this model for up to this long (or until
@@ -46,6 +52,16 @@ class VoterConfig(BaseModel):
     limit). The cascade skips it on other frames (it costs nothing there), and `roadwork fit
     --profile` fits one pool per frame size that the profile's ranges split (e.g. 224-px validator
     images scored whole, full-resolution frames scored by tiles)."""
+
+    @model_validator(mode="after")
+    def _memory_dtype(self) -> VoterConfig:
+        mine = MEMORY_DTYPE[self.dtype]
+        if self.memory is not None and self.memory.dtype is None:
+            self.memory = self.memory.model_copy(update={"dtype": mine})
+        elif self.memory is not None and self.memory.dtype in MEMORY_DTYPE.values() and self.memory.dtype != mine:
+            raise ValueError(f"voter {self.name!r}: memory.dtype {self.memory.dtype} disagrees with dtype {self.dtype}; "
+                             "drop memory.dtype (it follows dtype) or name a quantized storage (fp8, int8, int4)")
+        return self
 
     @field_validator("long_side")
     @classmethod
@@ -132,6 +148,10 @@ class RuntimeConfig(BaseModel):
         return self
 
 
+SHAREABLE = ("device", "dtype", "batch", "batch_wait_ms", "batch_pad", "weight", "cost_prior_ms", "enabled")
+"""Voter keys a profile's `voter_defaults` may set for all its voters."""
+
+
 class CascadeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -139,12 +159,29 @@ class CascadeConfig(BaseModel):
     name: str = "unnamed"
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     levels: list[LevelConfig] = Field(default_factory=list)
+    voter_defaults: dict[str, Any] = Field(default_factory=dict)
+    """What every voter shares unless its own entry says otherwise (e.g. `{dtype: float16}` on a
+    GPU profile): one of `SHAREABLE`, applied when the profile loads."""
     voters: list[VoterConfig]
     consensus: ConsensusConfig = Field(default_factory=ConsensusConfig)
     placement: PlacementConfig = Field(default_factory=PlacementConfig)
     """GPUs and vLLM servers, checked by `roadwork plan` (empty on CPU profiles)."""
     base_dir: Path = Path(".")
     """Folder that relative paths are resolved against (set by `load_config`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_voter_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not data.get("voter_defaults"):
+            return data
+        defaults = data["voter_defaults"]
+        if not isinstance(defaults, dict):
+            raise ValueError(f"voter_defaults must be a mapping of voter keys, got {defaults!r}")
+        wrong = sorted(set(defaults) - set(SHAREABLE))
+        if wrong:
+            raise ValueError(f"voter_defaults.{wrong[0]}: not a key voters share; allowed: {', '.join(SHAREABLE)}")
+        voters = [{**defaults, **v} if isinstance(v, dict) else v for v in data.get("voters") or []]
+        return {**data, "voters": voters}
 
     @model_validator(mode="after")
     def _check(self) -> CascadeConfig:

@@ -23,7 +23,9 @@ class MemorySpec(BaseModel):
 
     params_m: float | None = Field(default=None, gt=0)
     """Parameters in millions (from the model card or `sum(p.numel())`)."""
-    dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] = "fp16"
+    dtype: Literal["fp32", "fp16", "bf16", "fp8", "int8", "int4"] | None = None
+    """Bytes per stored weight. Unset: the voter's own `dtype` (a profile states the precision once);
+    set it only for weights stored quantized (fp8, int8, int4). Standalone, unset counts as fp16."""
     activation_gib: float = Field(default=0.5, ge=0)
     """Peak activations at the configured batch size."""
     measured_gib: float | None = Field(default=None, gt=0)
@@ -36,7 +38,7 @@ class MemorySpec(BaseModel):
         return self
 
     def weights_gib(self) -> float:
-        return 0.0 if self.params_m is None else self.params_m * 1e6 * DTYPE_BYTES[self.dtype] / GIB
+        return 0.0 if self.params_m is None else self.params_m * 1e6 * DTYPE_BYTES[self.dtype or "fp16"] / GIB
 
     def total_gib(self) -> float:
         if self.measured_gib is not None:

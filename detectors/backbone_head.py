@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascade.config import VoterConfig
 from cascade.types import Frame, Level, Vote
@@ -41,6 +41,15 @@ class BackboneHeadParams(BaseModel):
     tiles: TileSpec | None = None
     """Score overlapping crops of large frames and answer the max (see the module docstring)."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _voter_says_where_and_how(cls, data: object) -> object:
+        backbone = data.get("backbone") if isinstance(data, dict) else None
+        said = sorted(k for k in ("device", "dtype") if isinstance(backbone, dict) and k in backbone)
+        if said:
+            raise ValueError(f"backbone.{said[0]} is the voter's own: set voters[].{said[0]} (one place per profile)")
+        return data
+
 
 class BackboneHead(Detector):
     def __init__(self, name: str, level: Level, backbone: Backbone, head: LinearHead,
@@ -62,7 +71,7 @@ class BackboneHead(Detector):
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> BackboneHead:
         params = BackboneHeadParams.model_validate(cfg.params)
         head = LinearHead.load(verified_artefact(params.head, base_dir))
-        update: dict = {"device": cfg.device}
+        update: dict = {"device": cfg.device, "dtype": cfg.dtype}
         weights = params.backbone.weights
         if weights is not None and not weights.is_absolute():
             update["weights"] = (base_dir / weights).resolve()

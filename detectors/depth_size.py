@@ -112,7 +112,7 @@ class DepthSizeValidator(Detector):
 
         params = DepthSizeParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
-        model = load_model(params, AutoModelForDepthEstimation, base_dir, key, cfg.device)
+        model = load_model(params, AutoModelForDepthEstimation, base_dir, key, cfg.device, cfg.dtype)
         processor = load_processor(params, base_dir, key, lambda: random_depth_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 

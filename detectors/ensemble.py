@@ -44,7 +44,8 @@ class WBFEnsemble(Detector):
         params = EnsembleParams.model_validate(cfg.params)
         members, weights = [], []
         for i, raw in enumerate(params.members):
-            mcfg = VoterConfig.model_validate({"level": cfg.level, "device": cfg.device, "batch": cfg.batch, **raw})
+            mcfg = VoterConfig.model_validate({"level": cfg.level, "device": cfg.device, "dtype": cfg.dtype,
+                                         "batch": cfg.batch, **raw})
             det = resolve(mcfg.kind).from_config(mcfg, base_dir)
             if not isinstance(det, BoxDetector):
                 raise ValueError(f"voters[{cfg.name}].params.members[{i}] kind {mcfg.kind!r} gives no boxes; "

@@ -10,7 +10,7 @@ word-level tokenizer built in memory from the prompts, so nothing is fetched.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -25,7 +25,6 @@ class HFSource(BaseModel):
     random_init: dict[str, Any] | None = None
     """Build from a config with random weights: {model_type: ..., **config overrides}."""
     allow_download: bool = False
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
     @model_validator(mode="after")
     def _one_source(self) -> HFSource:
@@ -64,9 +63,9 @@ def torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def load_model(src: HFSource, auto_cls: Any, base_dir: Path, key: str, device: str) -> Any:
-    """Pretrained (folder / hub) or random-init model on `device`, in eval mode, in `src.dtype`."""
-    dtype = torch_dtype(src.dtype)
+def load_model(src: HFSource, auto_cls: Any, base_dir: Path, key: str, device: str, dtype_name: str) -> Any:
+    """Pretrained (folder / hub) or random-init model on `device`, in eval mode, in the voter's `dtype`."""
+    dtype = torch_dtype(dtype_name)
     if src.random_init is not None:
         return random_model(auto_cls, random_config(src.random_init), device, dtype)
     model = auto_cls.from_pretrained(resolve_model(src, base_dir, key), local_files_only=not src.allow_download)

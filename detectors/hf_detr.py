@@ -108,7 +108,7 @@ class HFDetector(BoxDetector):
         zero_shot = mtype in ZERO_SHOT_TYPES or (params.model is not None and any(
             t.replace("-", "") in params.model.lower().replace("-", "") for t in ZERO_SHOT_TYPES))
         auto = AutoModelForZeroShotObjectDetection if zero_shot else AutoModelForObjectDetection
-        model = load_model(params, auto, base_dir, key, cfg.device)
+        model = load_model(params, auto, base_dir, key, cfg.device, cfg.dtype)
         processor = load_processor(params, base_dir, key,
                                    lambda: random_processor(model_type_of(model), params, model))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)

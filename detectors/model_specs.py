@@ -49,8 +49,8 @@ TINY_SAM = dict(model_type="sam",
                                          iou_head_hidden_dim=16))
 
 
-def _voter(name: str, kind: str, level: str, batch: int, **params: Any) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "level": level, "batch": batch, "params": params}
+def _voter(name: str, kind: str, level: str, batch: int, dtype: str = "float32", **params: Any) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "level": level, "batch": batch, "dtype": dtype, "params": params}
 
 
 def tiny_voters() -> list[dict[str, Any]]:
@@ -87,9 +87,9 @@ def production_voters(fp16: bool = True) -> list[dict[str, Any]]:
                                       reshape_hidden_states=False, out_indices=[5, 12, 18, 24]))  # DA-V2-L
     siglip = dict(model_type="siglip")  # SigLIP-B/16 @ 224
     return [
-        _voter("yolo11x", "ultralytics", "L1", 32, weights="yolo11x.yaml", imgsz=640, half=fp16),
-        _voter("yolo26x", "ultralytics", "L1", 32, weights="yolo26x.yaml", imgsz=640, half=fp16),
-        _voter("rtdetr-x", "ultralytics", "L1", 32, weights="rtdetr-x.yaml", imgsz=640, half=fp16),
+        _voter("yolo11x", "ultralytics", "L1", 32, weights="yolo11x.yaml", imgsz=640, dtype=dtype),
+        _voter("yolo26x", "ultralytics", "L1", 32, weights="yolo26x.yaml", imgsz=640, dtype=dtype),
+        _voter("rtdetr-x", "ultralytics", "L1", 32, weights="rtdetr-x.yaml", imgsz=640, dtype=dtype),
         _voter("owlv2-b16", "hf-detector", "L1", 8, random_init=owl, dtype=dtype, image_size=960),
         _voter("gdino-t", "hf-detector", "L1", 8, random_init=gdino, dtype=dtype, image_size=800),
         _voter("da-v2-l", "depth-size", "L2", 16, random_init=depth, dtype=dtype, image_size=518),

@@ -108,19 +108,17 @@ def tiny_yaml(weights: str) -> str:
     return re.sub(r"^(yolo\w*?\d+)[nslmx]", r"\1n", stem) + ".yaml"
 
 
-def _ultralytics(params: dict[str, Any], tiny: bool, dtype: str | None) -> dict[str, Any]:
+def _ultralytics(params: dict[str, Any], tiny: bool) -> dict[str, Any]:
     weights = str(params["weights"])
     yaml_name = tiny_yaml(weights) if tiny else Path(weights).stem + ".yaml"
     out = {**params, "weights": yaml_name, "allow_download": False}
     out.pop("prompts", None)  # YOLOE / World text encoders would be downloaded
     if tiny:
-        out.update(imgsz=64, half=False)
-    elif dtype is not None:
-        out["half"] = dtype == "float16"  # ultralytics runs fp16 or fp32 only
+        out.update(imgsz=64)
     return out
 
 
-def _hf(params: dict[str, Any], kind: str, name: str, tiny: bool, dtype: str | None) -> dict[str, Any]:
+def _hf(params: dict[str, Any], kind: str, name: str, tiny: bool) -> dict[str, Any]:
     if params.get("random_init") is not None:
         init = dict(params["random_init"])
     else:
@@ -130,30 +128,30 @@ def _hf(params: dict[str, Any], kind: str, name: str, tiny: bool, dtype: str | N
     out = {k: v for k, v in params.items() if k not in ("model", "allow_download")}
     out["random_init"] = init
     if tiny:
-        out.update(dtype="float32", image_size=TINY_SIZES[kind])
-    elif dtype is not None:
-        out["dtype"] = dtype
+        out.update(image_size=TINY_SIZES[kind])
     return out
 
 
 def random_voter(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None) -> VoterConfig:
-    """The same voter built from configs with random weights; `dtype` overrides fp16/bf16/fp32."""
+    """The same voter built from configs with random weights; `dtype` overrides the voter's own
+    (tiny voters run float32)."""
     p = dict(cfg.params)
+    run_as = "float32" if tiny else (dtype or cfg.dtype)
     if cfg.kind == "ultralytics":
-        p = _ultralytics(p, tiny, dtype)
+        p = _ultralytics(p, tiny)
+        run_as = "float16" if run_as == "float16" else "float32"  # ultralytics runs fp16 or fp32 only
     elif cfg.kind in HF_KINDS:
-        p = _hf(p, cfg.kind, cfg.name, tiny, dtype)
+        p = _hf(p, cfg.kind, cfg.name, tiny)
     elif cfg.kind == "rfdetr":
         p = {**p, "weights": None, "allow_download": False}
         if tiny:
-            p.update(variant="nano", resolution=128, fp16=False)
-        elif dtype is not None:
-            p["fp16"] = dtype == "float16"
+            p.update(variant="nano", resolution=128)
     elif cfg.kind == "wbf-ensemble":
         members = []
         for m in p.get("members", []):
-            mcfg = VoterConfig.model_validate({"level": cfg.level, **m})
-            members.append({**m, "params": random_voter(mcfg, tiny, dtype).params})
+            mcfg = VoterConfig.model_validate({"level": cfg.level, "dtype": cfg.dtype, **m})
+            built = random_voter(mcfg, tiny, dtype)
+            members.append({**m, "params": built.params, "dtype": built.dtype})
         p["members"] = members
     elif cfg.kind in ("backbone-head", "ocr-signs"):
         pass  # backbone-head: see build_random; OCR ships its models
@@ -161,7 +159,7 @@ def random_voter(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None)
         raise NoRandomConfigError(f"voter {cfg.name!r}: kind {cfg.kind!r} has no random-weights form "
                                   f"(in-process kinds only; {', '.join(IN_PROCESS_EXCLUDED)} run on servers)")
     batch = min(cfg.batch, 4) if tiny else cfg.batch
-    return cfg.model_copy(update={"params": p, "batch": batch})
+    return cfg.model_copy(update={"params": p, "batch": batch, "dtype": run_as})
 
 
 def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0,
@@ -185,7 +183,7 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     init = full_config(str(spec.model), f"voters[{cfg.name}].params.backbone.model")
     if tiny:
         init = tiny_config(init)
-    dt = "float32" if tiny else (dtype or spec.dtype)
+    dt = "float32" if tiny else (dtype or cfg.dtype)
     model = random_model(AutoModel, random_config(init), cfg.device, torch_dtype(dt))
     side = 56 if tiny else spec.input_size
     proc = ViTImageProcessor(size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(),

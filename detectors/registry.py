@@ -60,6 +60,10 @@ ENSEMBLES = {"wbf-ensemble"}
 """Kinds whose `params.members` are voter entries of their own (checked like top-level voters)."""
 
 
+OLD_PRECISION = ("half", "fp16", "dtype")
+PRECISION_HINT = "; the precision is the voter's own `dtype` (voters[].dtype, or voter_defaults.dtype)"
+
+
 class UnknownDetectorError(KeyError):
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0])
@@ -108,7 +112,8 @@ def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            yield f"{key}.params{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r})"
+            hint = PRECISION_HINT if err["type"] == "extra_forbidden" and where.split(".")[-1] in OLD_PRECISION else ""
+            yield f"{key}.params{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r}){hint}"
         return
     if kind in ENSEMBLES:
         for j, member in enumerate(getattr(parsed, "members", [])):

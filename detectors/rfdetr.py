@@ -31,13 +31,12 @@ class RFDETRParams(BaseModel):
     resolution: int | None = Field(default=None, ge=32)
     """Input side (a multiple of the patch size x 4); default the variant's own."""
     threshold: float = Field(default=0.3, ge=0, le=1)
-    fp16: bool = False
-    """Optimise for inference in fp16 (CUDA)."""
     allow_download: bool = False
     evidence: ClassMap = Field(default_factory=ClassMap)
 
 
-def load_rfdetr(params: RFDETRParams, weights: str | None, device: str) -> Any:
+def load_rfdetr(params: RFDETRParams, weights: str | None, device: str, dtype: str = "float32") -> Any:
+    """The model; below float32 (the voter's `dtype`) it is optimised for inference in that precision."""
     import rfdetr
 
     cls = getattr(rfdetr, VARIANTS[params.variant])
@@ -45,10 +44,10 @@ def load_rfdetr(params: RFDETRParams, weights: str | None, device: str) -> Any:
     if params.resolution is not None:
         kwargs["resolution"] = params.resolution
     model = cls(**kwargs)
-    if params.fp16:
-        import torch
+    if dtype != "float32":
+        from detectors.hf_common import torch_dtype
 
-        model.inference(compile=False, dtype=torch.float16)
+        model.inference(compile=False, dtype=torch_dtype(dtype))
     return model
 
 
@@ -77,7 +76,7 @@ class RFDETRDetector(BoxDetector):
         if params.weights is not None:
             weights = resolve_weights(params.weights, base_dir, params.allow_download,
                                       f"voters[{cfg.name}].params.weights", builtin_suffixes=())
-        return cls(cfg.name, cfg.level, load_rfdetr(params, weights, cfg.device), params, cfg.weight, cfg.batch)
+        return cls(cfg.name, cfg.level, load_rfdetr(params, weights, cfg.device, cfg.dtype), params, cfg.weight, cfg.batch)
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
         out = self.model.predict(list(images), threshold=self.params.threshold)

@@ -98,7 +98,7 @@ class SamMaskValidator(Detector):
 
         params = SamParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
-        model = load_model(params, SamModel, base_dir, key, cfg.device)
+        model = load_model(params, SamModel, base_dir, key, cfg.device, cfg.dtype)
         processor = load_processor(params, base_dir, key, lambda: random_sam_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 

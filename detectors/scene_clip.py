@@ -82,7 +82,7 @@ class SceneVoter(Detector):
 
         params = SceneParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
-        model = load_model(params, AutoModel, base_dir, key, cfg.device)
+        model = load_model(params, AutoModel, base_dir, key, cfg.device, cfg.dtype)
         processor = load_processor(params, base_dir, key, lambda: random_scene_processor(model, params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 

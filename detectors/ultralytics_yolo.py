@@ -36,8 +36,6 @@ class UltralyticsParams(BaseModel):
     conf: float = Field(default=0.25, ge=0, le=1)
     iou: float = Field(default=0.7, gt=0, le=1)
     max_det: int = Field(default=100, ge=1)
-    half: bool = False
-    """fp16 inference (CUDA only)."""
     prompts: list[str] | None = None
     """Text prompts for YOLOE / YOLO-World (open vocabulary)."""
     native_batch: int | None = Field(default=None, ge=1)
@@ -91,26 +89,30 @@ def boxes_from_result(result: Any) -> Boxes:
 
 class UltralyticsDetector(BoxDetector):
     def __init__(self, name: str, level: Level, model: Any, params: UltralyticsParams,
-                 weight: float = 1.0, batch: int = 16, device: str = "cpu") -> None:
+                 weight: float = 1.0, batch: int = 16, device: str = "cpu", half: bool = False) -> None:
         native = params.native_batch or (1 if params.weights.endswith(EXPORTED) else batch)
         super().__init__(name, level, params.evidence, weight, min(batch, native))
         self.model = model
         self.params = params
         self.device = device
+        self.half = half
+        """fp16 inference (the voter's `dtype: float16`; CUDA only)."""
 
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> UltralyticsDetector:
         params = UltralyticsParams.model_validate(cfg.params)
+        if cfg.dtype == "bfloat16":
+            raise ValueError(f"voters[{cfg.name}].dtype: ultralytics runs float32 or float16, not bfloat16")
         weights = resolve_weights(params.weights, base_dir, params.allow_download,
                                   f"voters[{cfg.name}].params.weights")
         model = load_ultralytics(weights, pick_family(weights, params.family), params.prompts)
         return cls(cfg.name, cfg.level, model, params.model_copy(update={"weights": weights}),
-                   cfg.weight, cfg.batch, cfg.device)
+                   cfg.weight, cfg.batch, cfg.device, half=cfg.dtype == "float16")
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
         p = self.params
         bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]  # ultralytics reads numpy as BGR
-        extra = {"quantize": 16} if p.half else {}
+        extra = {"quantize": 16} if self.half else {}
         results = self.model.predict(bgr, imgsz=p.imgsz, conf=p.conf, iou=p.iou, max_det=p.max_det,
                                      device=self.device, verbose=False, **extra)
         return [boxes_from_result(r) for r in results]

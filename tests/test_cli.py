@@ -89,7 +89,7 @@ def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
 def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
     profile = {"name": "two-gpus", "voters": [
         {"name": "yolo", "kind": "backbone-head", "level": "L1", "device": "cuda:0", "params": {"head": "h.npz"},
-         "memory": {"params_m": 57, "dtype": "fp16"}}],
+         "dtype": "float16", "memory": {"params_m": 57}}],
         "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
                       "vllm_servers": [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.6}]}}
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(profile))
@@ -124,7 +124,7 @@ def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_pat
     # given two cards, the heavy models on cuda:0, and a bench JSON with their time in the workers
     def v(name, device):
         return {"name": name, "kind": "backbone-head", "level": "L1", "device": device, "params": {"head": "h.npz"},
-                "memory": {"params_m": 50, "dtype": "fp16"}}
+                "dtype": "float16", "memory": {"params_m": 50}}
     profile = {"name": "two-gpus", "voters": [v("sam", "cuda:0"), v("owlv2", "cuda:0"), v("gdino", "cuda:1")],
                "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]}}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
@@ -150,3 +150,11 @@ def test_eval_without_split_scores_the_held_out_rows_and_says_so(sample, tmp_pat
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["n"] == 12
     invoke("eval", "--data", str(sample), "--split", "all", "--out", str(tmp_path / "all"))
     assert json.loads((tmp_path / "all" / "metrics.json").read_text())["n"] == 24
+
+
+def test_plan_says_where_an_old_precision_key_went(tmp_path):
+    profile = {"name": "old", "voters": [
+        {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "half": True}}]}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
+    result = runner.invoke(app, ["plan", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2 and "voters.0.params.half" in result.output and "voters[].dtype" in result.output

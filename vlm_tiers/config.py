@@ -138,7 +138,6 @@ class LocalTierParams(BaseModel):
     model: str = Field(min_length=1)
     """A local folder (model + processor), or a hub id when `allow_download` is true."""
     allow_download: bool = False
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     question: str = DEFAULT_QUESTION
     system: str | None = None
     image: ImageConfig = Field(default_factory=ImageConfig)

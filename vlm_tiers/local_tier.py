@@ -69,7 +69,7 @@ class TransformersVLMTier(Detector):
                                     "params.allow_download: true to fetch this hub id")
         processor = AutoProcessor.from_pretrained(source, local_files_only=offline)
         model = AutoModelForImageTextToText.from_pretrained(
-            source, local_files_only=offline, dtype=getattr(torch, params.dtype)).to(cfg.device).eval()
+            source, local_files_only=offline, dtype=getattr(torch, cfg.dtype)).to(cfg.device).eval()
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
     def scores(self, frames: Sequence[Frame]) -> list[float]:

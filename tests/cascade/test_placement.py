@@ -13,9 +13,9 @@ def profile(voters, gpus, servers=()):
 H100 = [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]
 
 
-def voter(name, device, params_m, dtype="fp16", act=1.0):
-    return {"name": name, "kind": "x", "level": "L1", "device": device,
-            "memory": {"params_m": params_m, "dtype": dtype, "activation_gib": act}}
+def voter(name, device, params_m, dtype="float16", act=1.0):
+    return {"name": name, "kind": "x", "level": "L1", "device": device, "dtype": dtype,
+            "memory": {"params_m": params_m, "activation_gib": act}}
 
 
 def test_weights_are_params_times_dtype_bytes():
@@ -23,6 +23,26 @@ def test_weights_are_params_times_dtype_bytes():
     assert MemorySpec(params_m=1, measured_gib=3.5).total_gib() == 3.5
     with pytest.raises(ValueError, match="params_m"):
         MemorySpec()
+
+
+def test_memory_counts_the_voters_own_dtype_and_refuses_a_second_spelling():
+    # given one voter in float32, one in float16 and one stored int8, none repeating its precision
+    cfg = profile([voter("a", "cuda:0", 100, "float32"), voter("b", "cuda:0", 100),
+                   {**voter("c", "cuda:0", 100), "memory": {"params_m": 100, "dtype": "int8"}}], H100)
+    # then the plan counts 4, 2 and 1 bytes per weight
+    assert [v.memory.dtype for v in cfg.voters] == ["fp32", "fp16", "int8"]
+    # and a memory dtype that contradicts the voter's is refused, naming both
+    with pytest.raises(ValueError, match="memory.dtype fp16 disagrees with dtype float32"):
+        profile([{**voter("a", "cuda:0", 100, "float32"), "memory": {"params_m": 100, "dtype": "fp16"}}], H100)
+
+
+def test_voter_defaults_apply_unless_a_voter_says_otherwise():
+    cfg = CascadeConfig.model_validate({"voter_defaults": {"dtype": "float16", "batch_wait_ms": 4},
+                                        "voters": [{"name": "a", "kind": "x", "level": "L1"},
+                                                   {"name": "b", "kind": "x", "level": "L2", "dtype": "float32"}]})
+    assert [(v.dtype, v.batch_wait_ms) for v in cfg.voters] == [("float16", 4), ("float32", 4)]
+    with pytest.raises(ValueError, match="voter_defaults.name: not a key voters share"):
+        CascadeConfig.model_validate({"voter_defaults": {"name": "x"}, "voters": [{"name": "a", "kind": "x", "level": "L1"}]})
 
 
 def test_plan_that_fits_adds_up_per_gpu():
@@ -38,8 +58,8 @@ def test_plan_that_fits_adds_up_per_gpu():
 
 def test_one_batch_at_a_time_holds_all_weights_but_only_the_largest_activations():
     # given three models on one card, activations 1, 3 and 2 GiB
-    voters = [{"name": n, "kind": "x", "level": "L1", "device": "cuda:0",
-               "memory": {"params_m": 1024 ** 3 / 2e6, "dtype": "fp16", "activation_gib": a}}
+    voters = [{"name": n, "kind": "x", "level": "L1", "device": "cuda:0", "dtype": "float16",
+               "memory": {"params_m": 1024 ** 3 / 2e6, "activation_gib": a}}
               for n, a in [("a", 1.0), ("b", 3.0), ("c", 2.0)]]
     cfg = profile(voters, H100)
     # when planned for threads in one process, and for a device worker that runs one batch at a time

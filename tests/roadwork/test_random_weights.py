@@ -19,28 +19,33 @@ def test_tiny_yaml(weights: str, tiny: str) -> None:
     assert tiny_yaml(weights) == tiny
 
 
-def _voter(kind: str, **params) -> VoterConfig:
-    return VoterConfig(name="v", kind=kind, level="L1", batch=16, params=params)
+def _voter(kind: str, dtype: str = "float32", **params) -> VoterConfig:
+    return VoterConfig(name="v", kind=kind, level="L1", batch=16, dtype=dtype, params=params)
 
 
 def test_ultralytics_full_size_yaml_and_dtype() -> None:
-    v = _voter("ultralytics", weights="yolo11x.pt", half=True, prompts=["cone"], allow_download=True)
-    p = random_voter(v, dtype="float32").params
-    assert p["weights"] == "yolo11x.yaml" and p["half"] is False and "prompts" not in p
+    v = _voter("ultralytics", dtype="float16", weights="yolo11x.pt", prompts=["cone"], allow_download=True)
+    assert random_voter(v).dtype == "float16"
+    built = random_voter(v, dtype="float32")
+    p = built.params
+    assert p["weights"] == "yolo11x.yaml" and built.dtype == "float32" and "prompts" not in p
     assert p["allow_download"] is False
+    assert random_voter(v, dtype="bfloat16").dtype == "float32"  # ultralytics runs fp16 or fp32 only
 
 
 def test_hf_hub_id_becomes_its_full_config() -> None:
-    p = random_voter(_voter("hf-detector", model="google/owlv2-base-patch16-ensemble", dtype="float16"),
-                     dtype="bfloat16").params
-    assert "model" not in p and p["dtype"] == "bfloat16"
+    built = random_voter(_voter("hf-detector", dtype="float16", model="google/owlv2-base-patch16-ensemble"),
+                         dtype="bfloat16")
+    p = built.params
+    assert "model" not in p and built.dtype == "bfloat16"
     assert p["random_init"]["model_type"] == "owlv2" and p["random_init"]["vision_config"]["image_size"] == 960
 
 
 def test_tiny_hf_voter_is_small_and_fp32() -> None:
-    p = random_voter(_voter("depth-size", model="depth-anything/Depth-Anything-V2-Large-hf", dtype="float16"),
-                     tiny=True).params
-    assert p["dtype"] == "float32" and p["image_size"] == 56
+    built = random_voter(_voter("depth-size", dtype="float16", model="depth-anything/Depth-Anything-V2-Large-hf"),
+                         tiny=True)
+    p = built.params
+    assert built.dtype == "float32" and p["image_size"] == 56
     assert p["random_init"]["backbone_config"]["hidden_size"] == 32
 
 
