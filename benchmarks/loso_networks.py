@@ -68,6 +68,12 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
     "l0_paste_erase_tiles": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
                              "models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
     "l0_tiles": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "tiles"),
+    # the plain recipe also trained through the tile voter (--tiles-batch 8, 3 folds, tiles OOF
+    # rescored at full size; benchmarks/results/train_*tiles_mil_h200.log); not shipped
+    "l0_head_mil": ("benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
+                    "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "224"),
+    "l0_tiles_mil": ("benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
+                     "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "tiles"),
     # the paste-and-erase network before it was also trained through the tile voter (--tiles-batch)
     **{f"{voter}_v1": ("benchmarks/results/loso_votes_l0_backbone_paste_erase_v1.jsonl",
                        "benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", view)

@@ -42,6 +42,9 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase": ("models/l0_backbone_paste_erase.oof.jsonl", "224"),
     "l0_paste_erase_detail": ("models/l0_backbone_paste_erase.oof.jsonl", "448"),
     "l0_paste_erase_tiles": ("models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
+    # the plain recipe also trained through the tile voter (--tiles-batch 8; 3 folds, tiles rescored at full size)
+    "l0_head_mil": ("benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "224"),
+    "l0_tiles_mil": ("benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
     # the paste-and-erase network before --tiles-batch (5 folds; its tiles rescored at full size)
     "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
@@ -70,13 +73,17 @@ SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_
         ["l0_head", "l0_detail", *PE, "l0_tiles"], ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
         ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"],
         ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
-        ["l0_tiles", "l0_paste_erase_tiles"]]
+        ["l0_tiles", "l0_paste_erase_tiles"], ["l0_paste_erase_tiles"], ["l0_tiles_mil"], ["l0_head_mil"],
+        ["l0_tiles_mil", "l0_paste_erase_tiles"], ["l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"]]
 SETS_BY_SIZE = [["l0_head", "l0_detail", *PE1, "l0_tiles", "l0_paste_erase_tiles_v1"],
                 ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
                 ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
                 [*PE, "l0_tiles", "l0_paste_erase_tiles"],
                 ["l0_head", *PE, "l0_tiles", "l0_paste_erase_tiles"],
-                ["l0_head", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"]]
+                ["l0_head", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"],
+                ["l0_head", *PE, "l0_paste_erase_tiles"],
+                ["l0_head", *PE, "l0_tiles_mil", "l0_paste_erase_tiles"],
+                ["l0_head", *PE, "l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"]]
 
 
 def sides_by_size(voters: list[str]) -> dict[str, tuple[int, int | None]]:
