@@ -68,12 +68,22 @@ class VllmServerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    gpus: list[str] = Field(min_length=1)
-    """Cards the server spans (tensor parallel = len(gpus))."""
-    memory_fraction: float = Field(gt=0, le=1)
-    """vLLM's --gpu-memory-utilization: this server's share of each card it spans."""
     profile: str | None = None
-    """The launch profile (configs/vllm/*.yaml) it is started with, for the record."""
+    """The launch profile (configs/vllm/*.yaml) it is started with. With it, leave out `gpus` and
+    `memory_fraction`: the deployment profile's loader takes them from there
+    (`vlm_tiers.launch.apply_launch_profiles`), so the two cannot disagree."""
+    gpus: list[str] = Field(default_factory=list)
+    """Cards the server spans (tensor parallel = len(gpus)); only for a server without `profile`."""
+    memory_fraction: float | None = Field(default=None, gt=0, le=1)
+    """vLLM's --gpu-memory-utilization: this server's share of each card it spans; only for a
+    server without `profile`."""
+
+    @model_validator(mode="after")
+    def _said_once(self) -> VllmServerSpec:
+        if self.profile is None and (not self.gpus or self.memory_fraction is None):
+            raise ValueError(f"vllm server {self.name!r} needs `profile:` (its launch profile) or both "
+                             "`gpus` and `memory_fraction`")
+        return self
 
 
 class PlacementConfig(BaseModel):
@@ -187,6 +197,9 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
     for device, item in largest.items():
         by_id[device].items.append(item)
     for s in placement.vllm_servers:
+        if s.memory_fraction is None or not s.gpus:
+            raise PlanError(f"vllm server {s.name!r}: its launch profile {s.profile!r} was not read "
+                            "(load the profile with miner.profile.load_profile)")
         for gid in s.gpus:
             g = by_id[gid]
             g.items.append(PlanItem(s.name, f"vllm tp{len(s.gpus)}", s.memory_fraction * g.gpu.memory_gib))

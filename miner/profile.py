@@ -31,11 +31,14 @@ class Profile(CascadeConfig):
 
 def load_profile(path: str | Path) -> Profile:
     """A profile file, checked at load with the key named on error (`cascade.config.ConfigError`):
-    its sections, then each voter's kind and params against the kind's registry entry."""
+    its sections, what it takes from the vLLM launch profiles it names, then each voter's kind and
+    params against the kind's registry entry."""
     from detectors.registry import check_profile_voters  # light: pydantic params models, no torch
+    from vlm_tiers.launch import apply_launch_profiles  # light: yaml + pydantic
 
     profile = load_config(path, Profile)
-    problems = check_profile_voters(profile.voters)
+    problems = apply_launch_profiles(profile)  # vLLM servers and tier voters, from their launch profiles
+    problems += check_profile_voters(profile.voters)
     if problems:
         raise ConfigError("\n".join([f"profile {str(path)!r} is invalid:", *(f"  {p}" for p in problems)]))
     return profile

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cascade.config import load_config
 from cascade.placement import PlanError, build_plan
 from detectors.random_weights import FULL_CONFIGS, IN_PROCESS_EXCLUDED, random_voter
+from miner.profile import load_profile as load_deployment  # it also reads the vLLM launch profiles
 from roadwork.cli import app
 from roadwork.fetch_weights import items_for
 from vlm_tiers.launch import load_profile
@@ -24,7 +24,7 @@ ULTRALYTICS_ASSET = re.compile(r"^(yolo|rtdetr|yoloe)[\w.-]*\.pt$")
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(PROFILE)
+    return load_deployment(PROFILE)
 
 
 def test_profile_has_26_voters_across_levels(cfg) -> None:
@@ -102,3 +102,23 @@ def test_fetch_weights_lists_without_downloading(tmp_path: Path) -> None:
 def test_fetch_weights_refuses_list_and_download_together() -> None:
     res = CliRunner().invoke(app, ["fetch-weights", str(PROFILE), "--list", "--download"])
     assert res.exit_code == 2 and "exclude each other" in res.output
+
+
+def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> None:
+    # given the production profile with a server share and a tier's model that contradict their launch profiles
+    import yaml
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["placement"]["vllm_servers"][3]["memory_fraction"] = 0.48                       # power.yaml says 0.47
+    vlm = next(i for i, v in enumerate(data["voters"]) if v["kind"] == "vlm-http")
+    data["voters"][vlm]["params"]["model"] = "fast-v2"                                   # fast.yaml serves "fast"
+    path = PROFILE.parent / "test_said_once.yaml"  # beside the original: its relative paths must resolve
+    try:
+        path.write_text(yaml.safe_dump(data))
+        # when it is planned, then each contradiction is refused, naming the key and the launch profile
+        result = CliRunner().invoke(app, ["plan", str(path)])
+    finally:
+        path.unlink()
+    assert result.exit_code == 2
+    assert "placement.vllm_servers.3.memory_fraction: 0.48 disagrees with vllm/power.yaml (0.47)" in result.output
+    assert f"voters.{vlm}.params.model: 'fast-v2' is not what vllm/fast.yaml serves ('fast')" in result.output

@@ -84,10 +84,14 @@ class HttpTierParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    launch: str | None = None
+    """The vLLM launch profile (configs/vllm/*.yaml) of the server this tier calls: the profile's
+    loader takes `model` and `endpoints` from it (`vlm_tiers.launch.apply_launch_profiles`)."""
     model: str = Field(min_length=1)
-    """Model name the server serves (`--served-model-name` of `vllm serve`)."""
+    """Model name the server serves (`--served-model-name` of `vllm serve`); from `launch` if given."""
     endpoints: list[str] = Field(min_length=1)
-    """Base URLs, e.g. http://127.0.0.1:8001 (no /v1); called round robin, unhealthy ones skipped."""
+    """Base URLs, e.g. http://127.0.0.1:8001 (no /v1); called round robin, unhealthy ones skipped.
+    From `launch` if left out; give them where the client reaches the server by another address."""
     server: ServerKind = "vllm"
     features: ServerFeatures | None = None
     """Override the `server` preset."""

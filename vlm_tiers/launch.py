@@ -154,6 +154,54 @@ def placement_entry(profile: ServeProfile, path: Path | None = None) -> dict[str
             **({"profile": str(path)} if path is not None else {})}
 
 
+def apply_launch_profiles(cfg: Any) -> list[str]:
+    """Fill a deployment profile from the vLLM launch profiles it names, in place, and list what
+    disagrees (one line per key, as the profile spells it):
+    - `placement.vllm_servers[].profile` gives that server's cards and memory share;
+    - a `vlm-http` voter's `params.launch` gives its `model` (the served name) and, unless it says
+      otherwise (a container network name), its `endpoints`."""
+    problems: list[str] = []
+    known = [g.id for g in cfg.placement.gpus]
+    for i, server in enumerate(cfg.placement.vllm_servers):
+        if server.profile is None:
+            continue
+        key = f"placement.vllm_servers.{i}"
+        try:
+            lp = load_profile(str(cfg.resolve(server.profile)))
+        except ProfileError as exc:
+            problems.append(f"{key}.profile: {exc}")
+            continue
+        gpus = [f"cuda:{g}" for g in lp.gpus]
+        for name, mine, theirs in (("gpus", server.gpus or None, gpus),
+                                   ("memory_fraction", server.memory_fraction, lp.gpu_memory_utilization)):
+            if mine is not None and mine != theirs:
+                problems.append(f"{key}.{name}: {mine} disagrees with {server.profile} ({theirs}); leave it out, "
+                                "the launch profile says it")
+        unknown = [g for g in gpus if g not in known]
+        if unknown:
+            problems.append(f"{key}: {server.profile} runs on {unknown}, not under placement.gpus ({known})")
+        server.gpus, server.memory_fraction = gpus, lp.gpu_memory_utilization
+    for i, voter in enumerate(cfg.voters):
+        launch = voter.params.get("launch") if voter.kind == "vlm-http" else None
+        if not launch:
+            continue
+        key = f"voters.{i}.params"
+        try:
+            lp = load_profile(str(cfg.resolve(launch)))
+        except ProfileError as exc:
+            problems.append(f"{key}.launch: {exc}")
+            continue
+        model = voter.params.get("model")
+        if model is not None and model != lp.served_model_name:
+            problems.append(f"{key}.model: {model!r} is not what {launch} serves ({lp.served_model_name!r}); "
+                            "leave it out, the launch profile says it")
+        if lp.level != voter.level.name:
+            problems.append(f"voters.{i}.level: {voter.level.name}, but {launch} is the {lp.level} tier")
+        voter.params = {**voter.params, "model": lp.served_model_name,
+                        "endpoints": voter.params.get("endpoints") or [lp.base_url]}
+    return problems
+
+
 def gpu_shares(profiles: list[ServeProfile]) -> dict[int, float]:
     """Sum of the vLLM memory fractions on each card."""
     shares: dict[int, float] = {}

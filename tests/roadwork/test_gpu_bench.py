@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from cascade.config import load_config
+from miner.profile import load_profile
 from roadwork.cli import app
 from roadwork.gpu_bench import GpuBenchOptions, bench_config, build_all, place, split_voters, verify
 from roadwork.gpu_bench_cli import parse_concurrency
@@ -20,7 +20,7 @@ PROFILE = REPO / "configs" / "h100x2.yaml"
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(PROFILE)
+    return load_profile(PROFILE)
 
 
 @pytest.mark.parametrize("opts, expect", [
