@@ -8,13 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True, soft_wrap=True)
+from roadwork.terminal import console, fail
+
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
 
 
 def _quiet_pillow() -> None:
@@ -40,7 +37,7 @@ def load_profile_or_exit(path: Path):
     try:
         return load_profile(path)
     except ConfigError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def build_cascade(cfg, where: str):
@@ -55,7 +52,7 @@ def build_cascade(cfg, where: str):
         with console.status(f"loading {cfg.name} ({len(cfg.voters)} voters) and warming up"):
             return Cascade.from_config(cfg)
     except (FileNotFoundError, ValueError, KeyError, DeviceProcessError) as exc:
-        _fail(f"cannot build the cascade from {where}: {exc}")
+        fail(f"cannot build the cascade from {where}: {exc}")
 
 
 def _cascade_builder(cfg):
@@ -104,7 +101,7 @@ def serve_cmd(
     try:
         code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
     except (ChainError, ValueError, TimeoutError, OSError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         if tracer is not None:
             tracer.close()
@@ -123,9 +120,9 @@ def tracer_for(url: str | None, tracing=None, project: str = "roadwork-miner"):
             return CascadeTracer.from_config(tracing)
         return CascadeTracer.to_phoenix(url, project=project)
     except ImportError as exc:
-        _fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
+        fail(f"--trace needs the `trace` extra (pip install -e '.[trace]'): {exc}")
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _default_data(out: Path) -> tuple[Path, str | None]:
@@ -164,7 +161,7 @@ def simulate_cmd(
     try:
         transform = canonical(transform)
     except ValueError as exc:
-        _fail(f"--regime: {exc}")
+        fail(f"--regime: {exc}")
     _quiet_pillow()
     if data is None:
         data, default_split = _default_data(out)
@@ -200,7 +197,7 @@ def simulate_cmd(
                           f"writing those to {out}")
         rows = [query_row(*r) for r in sorted(done, key=lambda r: r[0].index)]
         if not rows:
-            _fail("interrupted before any query was answered; nothing written")
+            fail("interrupted before any query was answered; nothing written")
         summary = write_run(out, rows, rig, settings_dict(data=data, split=split, queries=queries, concurrency=concurrency,
                                                           config=config, transform=transform, seed=seed,
                                                           interrupted=interrupted))
@@ -224,8 +221,8 @@ def _dataset(data: Path, split: str | None):
     try:
         ds = load_dataset(data)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     ds = ds.select(split=split)
     if not len(ds):
-        _fail(f"{data}: no usable samples with split={split!r} (try --split dev, or leave --split out)")
+        fail(f"{data}: no usable samples with split={split!r} (try --split dev, or leave --split out)")
     return ds

@@ -22,6 +22,7 @@ from miner.cli import (  # light: bittensor loads only when they run
 )
 from roadwork.env import configure_process
 from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
+from roadwork.terminal import console, fail
 from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
 from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
 from vlm_tiers.cli import vllm_app
@@ -32,7 +33,6 @@ train_app = typer.Typer(help="Train models on a labelled dataset (never on the d
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(vllm_app, name="vllm")
-console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML).")]
 DEFAULT_CONFIG = Path("configs/cpu.yaml")
@@ -48,13 +48,9 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         try:
             parse_level(log_level)
         except ValueError as exc:
-            _fail(f"--log-level: {exc}")
+            fail(f"--log-level: {exc}")
     configure_process(verbose=verbose, log_level=log_level, log_json=log_json)
 
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
 
 
 def _load_cascade(config: Path, profile=None):
@@ -75,7 +71,7 @@ def _read_data(data: Path, labels: Path | None = None):
             console.print(f"labels from {labels} laid over {data}: {changed} label(s) differ from the data's own")
         return ds
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 LabelsOption = Annotated[Path | None, typer.Option(
@@ -85,7 +81,7 @@ LabelsOption = Annotated[Path | None, typer.Option(
 def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):
     ds = ds.select(split=split, sources=sources)
     if not len(ds):
-        _fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
+        fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
               f"{len(ds.problems)} problem rows")
     for p in ds.problems[:20]:
         console.print(f"[yellow]skipped[/yellow] {p}")
@@ -116,7 +112,7 @@ def eval_cmd(
     try:
         regimes = parse_regimes(regime)
     except ValueError as exc:
-        _fail(f"--regime: {exc}")
+        fail(f"--regime: {exc}")
     every_row = _read_data(data, labels)
     split = _held_out_split(every_row, split)
     ds = _select_rows(every_row, data, split, source)
@@ -159,11 +155,11 @@ def compare_cmd(
         name, _, path = str(item).rpartition("=") if "=" in str(item) else ("", "", str(item))
         named[name or Path(path).name] = Path(path)
     if len(named) < 2:
-        _fail("compare needs two runs or more (give NAME=RUN to tell runs with the same folder name apart)")
+        fail("compare needs two runs or more (give NAME=RUN to tell runs with the same folder name apart)")
     try:
         path = compare_runs(named, out)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(path.read_text())
     console.print(f"written: {path}")
 
@@ -217,14 +213,14 @@ def train_head_cmd(
     from training.train_head import HeadTrainConfig, train_head
 
     if split == "dev":
-        _fail("refusing to train on the dev split: it is for measuring. Use --split train.")
+        fail("refusing to train on the dev split: it is for measuring. Use --split train.")
     ds = _load_data(data, split, None, labels)
     spec = (BackboneSpec() if backbone == "mobilenetv2-deepsort"
             else BackboneSpec(kind="hf-automodel", model=backbone))
     try:
         bb = build_backbone(spec)
     except FileNotFoundError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter)
     cv = info["cv"]
     console.print(f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
@@ -260,16 +256,16 @@ def train_backbone_cmd(
     try:
         view_voters = dict(item.split("=", 1) for item in voters.split(","))
     except ValueError:
-        _fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
+        fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
     if bad := set(view_voters) - {"224", "448", "tiles"}:
-        _fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+        fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
     ds = _load_data(data, "train", None, labels)
     cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, erase_prob=erase_prob, workers=workers, seed=seed,
                          save_folds=save_folds, tiles_batch=tiles_batch)
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"
                   + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
 
@@ -303,18 +299,18 @@ def train_boxes_cmd(
 
     ds = _load_data(data, "train", None, labels)
     if ds.root is None or not (Path(ds.root) / "boxes").is_dir():
-        _fail(f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
+        fail(f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
               "classes.txt beside them")
     groups = [tuple(x for x in g.split(",") if x) for g in held_out or []]
     if unknown := {s for g in groups for s in g} - {s.source for s in ds.samples}:
-        _fail(f"--held-out: no training rows of source(s) {sorted(unknown)}; sources here: "
+        fail(f"--held-out: no training rows of source(s) {sorted(unknown)}; sources here: "
               f"{', '.join(sorted({s.source for s in ds.samples}))}")
     cfg = DetectorConfig(epochs=epochs, folds=0 if groups else folds, paste_prob=paste_prob, erase_prob=erase_prob,
                          time_budget_s=time_budget_s, workers=workers, seed=seed)
     try:
         info = train_boxes(ds, out, cfg, device, groups, voter)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     console.print(f"detector: {out} in {info.get('seconds', '?')} s"
                   + (f"; held-out run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
 
@@ -339,7 +335,7 @@ def fit_cmd(
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
         artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     artefact.save(out)
     console.print(f"wrote {out}: fit-set MCC {artefact.metrics['mcc']:.3f} over {artefact.n_samples} rows")
     for pool in artefact.pools:
@@ -402,7 +398,7 @@ def bench_cmd(
         try:
             w, h = (int(v) for v in frame.lower().split("x"))
         except ValueError:
-            _fail(f"--frame must be WIDTHxHEIGHT, e.g. 1920x1080; got {frame!r}")
+            fail(f"--frame must be WIDTHxHEIGHT, e.g. 1920x1080; got {frame!r}")
         shape = (w, h)
     with _load_cascade(config) as cascade:
         result = run_bench(cascade, n=images, size=shape)
@@ -432,7 +428,7 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
         cfg = load_profile(config)
         plan = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device)
     except (ConfigError, PlanError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     table = Table(title=f"placement plan: {cfg.name}")
     for col in ("device", "item", "kind", "GiB"):
         table.add_column(col)
@@ -448,7 +444,7 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
         _print_balance(cfg, costs)
     problems = plan.problems()
     if problems:
-        _fail("\n".join(problems))
+        fail("\n".join(problems))
     console.print("[green]plan fits[/green]")
 
 
@@ -459,9 +455,9 @@ def _print_balance(cfg: Any, costs: Path) -> None:
     try:
         measured = model_costs(json.loads(costs.read_text()))
     except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        _fail(f"--costs {costs}: not a readable `roadwork bench --gpu` JSON ({type(exc).__name__}: {exc})")
+        fail(f"--costs {costs}: not a readable `roadwork bench --gpu` JSON ({type(exc).__name__}: {exc})")
     if not measured:
-        _fail(f"--costs {costs}: no voters with a measured native cost (run `roadwork bench --gpu` to completion)")
+        fail(f"--costs {costs}: no voters with a measured native cost (run `roadwork bench --gpu` to completion)")
     balance = gpu_balance(cfg.voters, measured)
     table = Table(title=f"model time per image on each GPU (from {costs.name})")
     for col in ("device", "models", "ms / image"):

@@ -14,13 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from miner.cli import load_profile_or_exit  # light: the profile schema only
-
-console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
+from roadwork.terminal import console, fail
 
 
 def default_out(name: str) -> Path:
@@ -46,13 +40,13 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
     from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
 
     if not random_weights:
-        _fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
+        fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
     if dtype not in (None, "float16", "bfloat16", "float32"):
-        _fail(f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
+        fail(f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
     try:
         conc = parse_concurrency(concurrency)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     cfg = load_profile_or_exit(config)
     from roadwork.env import set_torch_threads
 
@@ -71,7 +65,7 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
         try:
             result = run_gpu_bench(cfg, opts, progress=lambda msg: status.update(msg), checkpoint=write)
         except RuntimeError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     _print_gpu(result)
     console.print(f"wrote {out}")
     return out
@@ -113,9 +107,9 @@ def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[
         bench = json.loads(costs.read_text()) if costs else None
         result = report(run, band, bench, parse_pairs(cont, "--continue"), parse_pairs(cost, "--level-cost"))
     except KeyError:
-        _fail(f"{artefact} has no fitted L0 band; fit one with `roadwork fit` or pass another --artefact")
+        fail(f"{artefact} has no fitted L0 band; fit one with `roadwork fit` or pass another --artefact")
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out = out or default_out("expected_cost.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -148,7 +142,7 @@ def fetch_weights_cmd(
     from roadwork.fetch_weights import download as fetch
 
     if list_only and download:
-        _fail("--list and --download exclude each other; give one")
+        fail("--list and --download exclude each other; give one")
     cfg = load_profile_or_exit(config)
     items = check_present(items_for(cfg))
     table = Table(title=f"{cfg.name}: {len(items)} weight items")

@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # 0: what every part shares: vote and frame types, the profile's schema, pooling
     ("cascade.types", "cascade.config", "cascade.placement", "consensus"),
     # 1: adapters (models behind one interface) and observability
-    ("detectors", "vlm_tiers", "monitoring", "roadwork.env"),
+    ("detectors", "vlm_tiers", "monitoring", "roadwork.env", "roadwork.terminal"),
     # 2: the cascade that runs the adapters
     ("cascade",),
     # 3: the miner and the offline tools built on the cascade

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from roadwork.terminal import fail
+
 REPO = Path(__file__).resolve().parents[1]
 REVIEW_PYTHON_ENV = "ROADWORK_REVIEW_PYTHON"
 
@@ -25,12 +27,6 @@ def review_python() -> Path | None:
     path = Path(explicit) if explicit else REPO / ".venv-review" / "bin" / "python"
     return path if path.is_file() else None
 
-
-def _fail(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code=2)
 
 
 def review_cmd(
@@ -61,7 +57,7 @@ def review_cmd(
     try:
         check_format(fmt)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if import_dir is not None and fmt == "csv":  # CSV corrections need no FiftyOne
         _import(run, data, import_dir, out, None)
         return
@@ -73,7 +69,7 @@ def review_cmd(
 def _reexec() -> None:
     python = review_python()
     if python is None:
-        _fail("FiftyOne is not installed here and there is no review environment: run `make review-venv` "
+        fail("FiftyOne is not installed here and there is no review environment: run `make review-venv` "
               f"(or set {REVIEW_PYTHON_ENV} to a Python that has fiftyone and this project)")
     args = sys.argv[sys.argv.index("review") + 1:] if "review" in sys.argv else sys.argv[1:]
     os.execv(str(python), [str(python), "-m", "training.review_cli", *args])
@@ -90,7 +86,7 @@ def _import(run: Path, data: Path | None, import_dir: Path, out: Path | None, fm
         target = out or run / "labels-reviewed.csv"
         counts = import_labels(import_dir, info.data_root, target, fmt)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     Console(stderr=True).print(f"{counts['reviewed']} reviewed, {counts['changed']} label(s) changed -> {target} "
                                f"({counts['rows']} rows); retrain on it with `roadwork train head --data {info.data_root} "
                                f"--labels {target}` (or `train backbone` / `train boxes`), then compare the two "
@@ -120,7 +116,7 @@ def _review(run: Path, data: Path | None, port: int, address: str, name: str | N
             ds, missing = build_dataset(info, rows, name=name, top=top, uncertain_margin=uncertain,
                                         progress=lambda: bar.advance(task))
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for key in missing[:10]:
         console.print(f"[yellow]not found under {info.data_root}:[/yellow] {key}")
     console.print(f"dataset {ds.name!r}: {summary(ds)}; saved views {ds.list_saved_views()}")
