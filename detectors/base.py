@@ -33,6 +33,10 @@ class Voter(ABC):
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         """One vote per frame, same order. Abstain (with a reason) rather than raise per frame."""
 
+    def unwrap(self) -> Voter:
+        """The adapter that does the work: itself, or for a wrapper (micro-batcher) what it wraps."""
+        return self
+
     def warmup(self) -> None:
         """Run once on a blank frame so the first real query does not pay for lazy init."""
         self.predict([Frame(np.zeros((224, 224, 3), np.uint8), source="warmup")])

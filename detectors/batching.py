@@ -68,6 +68,9 @@ class MicroBatcher(Voter):
         self._worker: threading.Thread | None = None
         self._run_lock = threading.Lock()  # one batch at a time on the model
 
+    def unwrap(self) -> Voter:
+        return self.inner.unwrap()
+
     def bucket(self, n: int) -> int:
         """The batch size the model is run at for n frames."""
         if not self.pad or n >= self.max_batch:

@@ -272,7 +272,7 @@ def make_frames(n: int, size: int, seed: int = 0) -> list[Frame]:
 
 def inner(det: Any) -> Any:
     """The model under a MicroBatcher (native cost is measured without our batching)."""
-    return getattr(det, "inner", det)
+    return det.unwrap()
 
 
 def with_priors(frames: list[Frame], verdicts: list) -> list[Frame]:

@@ -101,5 +101,5 @@ class HttpVLMTier(Detector):
 
 def breaker_states(voters: Sequence[Voter]) -> list[dict[str, object]]:
     """Every HTTP tier's per-endpoint circuit state (e.g. over `cascade.detectors`), for metrics."""
-    tiers = [getattr(v, "inner", v) for v in voters]  # a micro-batching wrapper keeps the adapter in .inner
+    tiers = [v.unwrap() for v in voters]  # under a micro-batching wrapper
     return [state for t in tiers if isinstance(t, HttpVLMTier) for state in t.breaker_states()]
