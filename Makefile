@@ -37,6 +37,7 @@ test:
 # ruff (configured in pyproject.toml); .ci/run runs it after the tests
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: install
 	$(BIN)/roadwork bench --config configs/cpu.yaml --out runs/bench-cpu.json

@@ -3,6 +3,7 @@ conv + batch norm folded, channels-last), on this machine's CPU, same process, s
 
     python benchmarks/backbone_speed.py --out benchmarks/results/backbone_speed_cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,20 +46,45 @@ def main() -> None:
     for name, (n, size) in SHAPES.items():
         x = torch.randn(n, 3, size, size)
         a = per_call_ms(lambda t: pool_map(eager.features(t), "meanmax"), x, args.repeats)
-        b = per_call_ms(lambda t: pool_map(served.features(t.contiguous(memory_format=torch.channels_last)),
-                                           "meanmax"), x, args.repeats)
+        b = per_call_ms(
+            lambda t: pool_map(served.features(t.contiguous(memory_format=torch.channels_last)), "meanmax"),
+            x,
+            args.repeats,
+        )
         with torch.inference_mode():
-            diff = float((pool_map(eager.features(x), "meanmax")
-                          - pool_map(served.features(x.contiguous(memory_format=torch.channels_last)), "meanmax"))
-                         .abs().max())
-        results[name] = {"eager_ms": round(a, 2), "served_ms": round(b, 2), "eager_over_served": round(a / b, 2),
-                         "max_abs_feature_diff": diff}
+            diff = float(
+                (
+                    pool_map(eager.features(x), "meanmax")
+                    - pool_map(served.features(x.contiguous(memory_format=torch.channels_last)), "meanmax")
+                )
+                .abs()
+                .max()
+            )
+        results[name] = {
+            "eager_ms": round(a, 2),
+            "served_ms": round(b, 2),
+            "eager_over_served": round(a / b, 2),
+            "max_abs_feature_diff": diff,
+        }
         print(f"{name:18s} eager {a:7.1f} ms  served {b:7.1f} ms  x{a / b:.2f}  (features differ by {diff:.1e})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                                                "processor": platform.processor(), "torch": torch.__version__},
-                                    "weights": args.weights, "median_of": args.repeats, "shapes": results},
-                                   indent=2) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "torch_threads": args.threads,
+                    "processor": platform.processor(),
+                    "torch": torch.__version__,
+                },
+                "weights": args.weights,
+                "median_of": args.repeats,
+                "shapes": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

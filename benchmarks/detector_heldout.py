@@ -10,6 +10,7 @@ vehicle-camera sources). With `--manifest`, the training record of the checkpoin
     PYTHONPATH=. python benchmarks/detector_heldout.py --manifest runs/det/l1_rcnn.manifest.json \\
         --out benchmarks/results/heldout_l1_rcnn.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,12 @@ import numpy as np
 from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
 DETECTOR = "benchmarks/results/heldout_votes_l1_rcnn.jsonl"
-L0 = {"l0_head (224)": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "224"),
-      "l0_detail (448)": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "448"),
-      "l0_paste_erase (224)": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "224"),
-      "l0_paste_erase_detail (448)": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "448")}
+L0 = {
+    "l0_head (224)": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "224"),
+    "l0_detail (448)": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "448"),
+    "l0_paste_erase (224)": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "224"),
+    "l0_paste_erase_detail (448)": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl", "448"),
+}
 
 
 def _read(path: str) -> dict[str, dict]:
@@ -42,15 +45,22 @@ def report(manifest: Path | None) -> dict:
     shared = sorted(set(det).intersection(*(set(v[0]) for v in l0.values())))
     y, ys = np.array([det[k]["label"] for k in keys]), np.array([det[k]["label"] for k in shared])
     src = np.array([det[k]["source"] for k in keys])
-    out: dict = {"detector_votes": DETECTOR, "l0_loso_votes": L0, "note": __doc__.split("\n\n")[1].replace("\n", " "),
-                 "regimes": {}}
+    out: dict = {
+        "detector_votes": DETECTOR,
+        "l0_loso_votes": L0,
+        "note": __doc__.split("\n\n")[1].replace("\n", " "),
+        "regimes": {},
+    }
     for regime in ("v0.2", "letterbox", "full"):
         p = np.array([det[k]["probs"][regime]["det"] for k in keys])
         per_source = {}
         for s in sorted(set(src)):
             m = src == s
-            per_source[s] = {"n": int(m.sum()), "positives": int(y[m].sum()),
-                             "accuracy": round(float(((p[m] >= 0.5) == y[m]).mean()), 4)}
+            per_source[s] = {
+                "n": int(m.sum()),
+                "positives": int(y[m].sum()),
+                "accuracy": round(float(((p[m] >= 0.5) == y[m]).mean()), 4),
+            }
         ps = np.array([det[k]["probs"][regime]["det"] for k in shared])
         pe = np.array([l0["l0_paste_erase (224)"][0][k]["probs"][regime]["224"] for k in shared])
         auroc = {"l1_rcnn": round(float(roc_auc_score(ys, ps)), 4)}
@@ -58,12 +68,18 @@ def report(manifest: Path | None) -> dict:
             auroc[name] = round(float(roc_auc_score(ys, [votes[k]["probs"][regime][view] for k in shared])), 4)
         auroc["mean logit of l1_rcnn and l0_paste_erase"] = round(float(roc_auc_score(ys, _logit(ps) + _logit(pe))), 4)
         out["regimes"][regime] = {
-            "all_rows": {"n": len(keys), "auroc": round(float(roc_auc_score(y, p)), 4),
-                         "mcc_at_0.5": round(float(matthews_corrcoef(y, p >= 0.5)), 4)},
+            "all_rows": {
+                "n": len(keys),
+                "auroc": round(float(roc_auc_score(y, p)), 4),
+                "mcc_at_0.5": round(float(matthews_corrcoef(y, p >= 0.5)), 4),
+            },
             "per_source": per_source,
-            "held_out_vehicle_rows": {"n": len(shared), "positives": int(ys.sum()), "auroc": auroc}}
-        print(f"{regime:10s} all rows AUROC {out['regimes'][regime]['all_rows']['auroc']:.3f} | held-out vehicle rows "
-              + " ".join(f"{k} {v:.3f}" for k, v in auroc.items()))
+            "held_out_vehicle_rows": {"n": len(shared), "positives": int(ys.sum()), "auroc": auroc},
+        }
+        print(
+            f"{regime:10s} all rows AUROC {out['regimes'][regime]['all_rows']['auroc']:.3f} | held-out vehicle rows "
+            + " ".join(f"{k} {v:.3f}" for k, v in auroc.items())
+        )
     if manifest is not None:
         out["training"] = json.loads(manifest.read_text())
     return out

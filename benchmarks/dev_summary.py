@@ -3,6 +3,7 @@ overall, on the vehicle-camera sources and per source, as JSON for benchmarks/re
 
     python benchmarks/dev_summary.py runs/dev --out benchmarks/results/dev_regimes_cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def summary(run: Path) -> dict:
         voters = sorted({v["voter"] for r in rows for v in r["votes"]})
 
         def vote(name):
-            return lambda row: next((v["prob"] for v in row["votes"] if v["voter"] == name and v["prob"] is not None),
-                                    np.nan)
+            return lambda row: next(
+                (v["prob"] for v in row["votes"] if v["voter"] == name and v["prob"] is not None), np.nan
+            )
 
         vehicle = [r for r in rows if r["source"] in VEHICLE_SOURCES]
         out[regime] = {
@@ -45,8 +47,10 @@ def summary(run: Path) -> dict:
             "pooled_vehicle_sources": score(vehicle, lambda r: r["prob"]),
             "voters": {v: score(rows, vote(v)) for v in voters},
             "voters_vehicle_sources": {v: score(vehicle, vote(v)) for v in voters},
-            "per_source": {src: {k: r[k] for k in ("n", "positives", "mcc", "accuracy", "auroc")}
-                           for src, r in json.loads(metrics.read_text())["per_source"].items()},
+            "per_source": {
+                src: {k: r[k] for k in ("n", "positives", "mcc", "accuracy", "auroc")}
+                for src, r in json.loads(metrics.read_text())["per_source"].items()
+            },
             "latency_ms": json.loads(metrics.read_text())["latency_ms"],
         }
     return out
@@ -64,8 +68,11 @@ def main() -> None:
         line = f"{regime:9s} pooled MCC {r['pooled']['mcc']:.3f} (vehicle {r['pooled_vehicle_sources']['mcc']:.3f})"
         for v, s in r["voters"].items():
             vehicle = r["voters_vehicle_sources"][v]
-            line += (f" | {v} abstained" if s is None else
-                     f" | {v} {s['mcc']:.3f} (vehicle {'-' if vehicle is None else format(vehicle['mcc'], '.3f')})")
+            line += (
+                f" | {v} abstained"
+                if s is None
+                else f" | {v} {s['mcc']:.3f} (vehicle {'-' if vehicle is None else format(vehicle['mcc'], '.3f')})"
+            )
         print(line)
 
 

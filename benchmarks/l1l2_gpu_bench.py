@@ -16,6 +16,7 @@ the sum of the models' native batched cost (goal <= 15 %).
     python benchmarks/l1l2_gpu_bench.py                  # H100: production sizes, fp16
     python benchmarks/l1l2_gpu_bench.py --tiny --frames 8 --rounds 1   # CPU smoke test
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,11 +43,27 @@ from detectors.evidence import Boxes  # noqa: E402
 def make_frames(n: int, h: int, w: int, seed: int = 0) -> list[Frame]:
     """Random frames that carry a few L1 boxes, so L2 validators have something to check."""
     rng = np.random.default_rng(seed)
-    prior = Vote("l1", "L1", 0.6, evidence={"boxes": Boxes(
-        np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]),
-        ("traffic cone", "barrier")).to_evidence()})
-    return [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), source="bench", frame_id=str(i),
-                  meta={"prior_votes": (prior,)}) for i in range(n)]
+    prior = Vote(
+        "l1",
+        "L1",
+        0.6,
+        evidence={
+            "boxes": Boxes(
+                np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]),
+                np.array([0.9, 0.7]),
+                ("traffic cone", "barrier"),
+            ).to_evidence()
+        },
+    )
+    return [
+        Frame(
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+            source="bench",
+            frame_id=str(i),
+            meta={"prior_votes": (prior,)},
+        )
+        for i in range(n)
+    ]
 
 
 def sync(device: str) -> None:
@@ -81,8 +98,7 @@ def bench_model(det: Detector, batch: int, frames: list[Frame], args: argparse.N
     det.predict(frames[:batch])  # warm-up at the batch size (allocator, cudnn autotune)
     det.predict(frames[:1])
     loop_s = timed(lambda: [det.predict([f]) for f in frames], args.device, args.rounds)
-    native_s = timed(lambda: [det.predict(frames[i:i + batch]) for i in range(0, n, batch)], args.device,
-                     args.rounds)
+    native_s = timed(lambda: [det.predict(frames[i : i + batch]) for i in range(0, n, batch)], args.device, args.rounds)
     mb = MicroBatcher(det, batch=batch, wait_ms=args.wait_ms)
     mb.warmup()  # every padded batch size, on the batcher's own thread
     concurrent([mb], frames)
@@ -90,9 +106,16 @@ def bench_model(det: Detector, batch: int, frames: list[Frame], args: argparse.N
     ours_s = timed(lambda: concurrent([mb], frames), args.device, args.rounds)
     stats = {"calls": mb.stats.calls, "batches": mb.stats.batches, "mean_batch": round(mb.stats.mean_batch, 2)}
     mb.close()
-    return {"batch": batch, "loop_img_s": n / loop_s, "native_img_s": n / native_s, "ours_img_s": n / ours_s,
-            "ours_vs_loop": loop_s / ours_s, "overhead_vs_native": ours_s / native_s - 1, "batcher": stats,
-            "seconds": {"loop": loop_s, "native": native_s, "ours": ours_s}}
+    return {
+        "batch": batch,
+        "loop_img_s": n / loop_s,
+        "native_img_s": n / native_s,
+        "ours_img_s": n / ours_s,
+        "ours_vs_loop": loop_s / ours_s,
+        "overhead_vs_native": ours_s / native_s - 1,
+        "batcher": stats,
+        "seconds": {"loop": loop_s, "native": native_s, "ours": ours_s},
+    }
 
 
 def param_millions(det: Detector) -> float | None:
@@ -123,8 +146,15 @@ def run_one(spec: dict[str, Any], frames: list[Frame], args: argparse.Namespace)
             raise
         spec = {**spec, "dtype": "float32"}
         det, batch = build(spec, args.device)
-        return det, batch, {**bench_model(det, batch, frames, args), "dtype_used": "float32",
-                            "fp16_error": f"{type(exc).__name__}: {exc}"[:300]}
+        return (
+            det,
+            batch,
+            {
+                **bench_model(det, batch, frames, args),
+                "dtype_used": "float32",
+                "fp16_error": f"{type(exc).__name__}: {exc}"[:300],
+            },
+        )
 
 
 def level_run(built: list[tuple[str, Detector, int, dict]], frames: list[Frame], args: argparse.Namespace) -> dict:
@@ -136,9 +166,14 @@ def level_run(built: list[tuple[str, Detector, int, dict]], frames: list[Frame],
         mb.close()
     loop_s = sum(r["seconds"]["loop"] for *_, r in built)
     native_s = sum(r["seconds"]["native"] for *_, r in built)
-    return {"models": [name for name, *_ in built], "ours_img_s": n / ours_s, "loop_img_s": n / loop_s,
-            "native_sum_img_s": n / native_s, "ours_vs_loop": loop_s / ours_s,
-            "overhead_vs_native_sum": ours_s / native_s - 1}
+    return {
+        "models": [name for name, *_ in built],
+        "ours_img_s": n / ours_s,
+        "loop_img_s": n / loop_s,
+        "native_sum_img_s": n / native_s,
+        "ours_vs_loop": loop_s / ours_s,
+        "overhead_vs_native_sum": ours_s / native_s - 1,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -171,9 +206,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
     frames = make_frames(args.frames, *args.size)
-    result: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
-                              "torch": torch.__version__, "frames": args.frames, "size_hw": args.size,
-                              "wait_ms": args.wait_ms, "tiny": args.tiny, "models": {}, "levels": {}}
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "frames": args.frames,
+        "size_hw": args.size,
+        "wait_ms": args.wait_ms,
+        "tiny": args.tiny,
+        "models": {},
+        "levels": {},
+    }
     built: dict[str, list] = {"L1": [], "L2": []}
     for spec in specs:
         name = spec["name"]
@@ -184,19 +226,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result["models"][name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
             print(f"{name}: FAILED {type(exc).__name__}: {exc}", flush=True)
             continue
-        r.update(params_m=param_millions(det), level=spec["level"], dtype=spec.get("dtype", "float32"),
-                 build_plus_bench_s=time.perf_counter() - t0)
+        r.update(
+            params_m=param_millions(det),
+            level=spec["level"],
+            dtype=spec.get("dtype", "float32"),
+            build_plus_bench_s=time.perf_counter() - t0,
+        )
         result["models"][name] = r
         built[spec["level"]].append((name, det, batch, r))
-        print(f"{name:12s} loop {r['loop_img_s']:8.1f}  native {r['native_img_s']:8.1f}  ours "
-              f"{r['ours_img_s']:8.1f} img/s  x{r['ours_vs_loop']:.2f} vs loop, "
-              f"{100 * r['overhead_vs_native']:+.1f}% vs native", flush=True)
+        print(
+            f"{name:12s} loop {r['loop_img_s']:8.1f}  native {r['native_img_s']:8.1f}  ours "
+            f"{r['ours_img_s']:8.1f} img/s  x{r['ours_vs_loop']:.2f} vs loop, "
+            f"{100 * r['overhead_vs_native']:+.1f}% vs native",
+            flush=True,
+        )
     for level, items in built.items():
         if items:
             result["levels"][level] = level_run(items, frames, args)
             lv = result["levels"][level]
-            print(f"{level}: ours {lv['ours_img_s']:.1f} img/s, x{lv['ours_vs_loop']:.2f} vs loop, "
-                  f"{100 * lv['overhead_vs_native_sum']:+.1f}% vs sum of native", flush=True)
+            print(
+                f"{level}: ours {lv['ours_img_s']:.1f} img/s, x{lv['ours_vs_loop']:.2f} vs loop, "
+                f"{100 * lv['overhead_vs_native_sum']:+.1f}% vs sum of native",
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

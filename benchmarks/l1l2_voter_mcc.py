@@ -8,6 +8,7 @@ Fit consensus only on a run whose voters never trained on its images (never on d
 
     python benchmarks/l1l2_voter_mcc.py --config configs/cpu.yaml --data ../shared/data --split dev --out runs/voters-dev
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,16 +84,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             p = cascade.pool(votes, frame.long_side)
             pooled.append(p)
             labels.append(s.label)
-            f.write(json.dumps({"key": s.key, "label": s.label, "source": s.source, "group": s.group,
-                                "prob": p, "votes": [v.to_dict() for v in votes]}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "key": s.key,
+                        "label": s.label,
+                        "source": s.source,
+                        "group": s.group,
+                        "prob": p,
+                        "votes": [v.to_dict() for v in votes],
+                    }
+                )
+                + "\n"
+            )
             bar.advance(task)
-    result = {"config": str(args.config), "split": args.split, "transform": args.transform,
-              "voters": {k: score(labels, v) for k, v in per_voter.items()},
-              "pooled_all_levels": score(labels, pooled)}
+    result = {
+        "config": str(args.config),
+        "split": args.split,
+        "transform": args.transform,
+        "voters": {k: score(labels, v) for k, v in per_voter.items()},
+        "pooled_all_levels": score(labels, pooled),
+    }
     (args.out / "voters.json").write_text(json.dumps(result, indent=2) + "\n")
     for k, r in {**result["voters"], "POOLED": result["pooled_all_levels"]}.items():
-        print(f"{k:20s} MCC {r.get('mcc_at_0.5', float('nan')):.3f}  AUROC {r.get('auroc', float('nan')):.3f}  "
-              f"coverage {r['coverage']:.2f}")
+        print(
+            f"{k:20s} MCC {r.get('mcc_at_0.5', float('nan')):.3f}  AUROC {r.get('auroc', float('nan')):.3f}  "
+            f"coverage {r['coverage']:.2f}"
+        )
     cascade.close()
     return result
 

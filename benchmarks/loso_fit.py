@@ -8,6 +8,7 @@ networks themselves.
     python benchmarks/loso_fit.py --run models/l0_head.oof --run models/l0_paste_head.oof \\
         --out benchmarks/results/loso_fit_cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,17 +44,22 @@ def main() -> None:
         y = np.array([rows[i].label for i in idx])
         held_y.append(y)
         held_p.append(p)
-        out["sources"][source] = {"threshold_without_it": art.threshold_raw,
-                                  "loso": {k: v for k, v in summarise(y, p).items() if k != "confusion"},
-                                  "all_sources_fit": {k: v for k, v in summarise(y, all_p[idx]).items()
-                                                      if k != "confusion"}}
-        print(f"{source:16s} n={len(idx):4d} threshold {art.threshold_raw:.3f} | accuracy LOSO "
-              f"{out['sources'][source]['loso']['accuracy']:.3f} vs all-source fit "
-              f"{out['sources'][source]['all_sources_fit']['accuracy']:.3f}")
+        out["sources"][source] = {
+            "threshold_without_it": art.threshold_raw,
+            "loso": {k: v for k, v in summarise(y, p).items() if k != "confusion"},
+            "all_sources_fit": {k: v for k, v in summarise(y, all_p[idx]).items() if k != "confusion"},
+        }
+        print(
+            f"{source:16s} n={len(idx):4d} threshold {art.threshold_raw:.3f} | accuracy LOSO "
+            f"{out['sources'][source]['loso']['accuracy']:.3f} vs all-source fit "
+            f"{out['sources'][source]['all_sources_fit']['accuracy']:.3f}"
+        )
     y, p = np.concatenate(held_y), np.concatenate(held_p)
     out["pooled_loso"] = {k: v for k, v in summarise(y, p).items() if k != "confusion"}
-    print(f"all held-out sources together: MCC {out['pooled_loso']['mcc']:.3f} (fit on all: "
-          f"{everyone.metrics['mcc']:.3f})")
+    print(
+        f"all held-out sources together: MCC {out['pooled_loso']['mcc']:.3f} (fit on all: "
+        f"{everyone.metrics['mcc']:.3f})"
+    )
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -1,4 +1,5 @@
 """Shared set-up of the miner benchmarks: challenge payloads and the embedded cascade."""
+
 from __future__ import annotations
 
 import sys
@@ -52,5 +53,9 @@ def percentiles(xs: list[float]) -> dict[str, float | None]:
     if not xs:
         return {"p50": None, "p95": None, "p99": None, "max": None}
     a = np.asarray(xs)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+    }

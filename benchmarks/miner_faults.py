@@ -14,6 +14,7 @@ deadline, except `l0_raises`, where nothing ran and the honest answer is -1. Two
 - `l1_hangs_behind_micro_batcher`: the L1 voter is behind the micro-batcher and never returns;
   every wait carries the deadline, so each query is still answered in time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -96,16 +97,33 @@ def build(cfg, scenario: str):
     if level == "L0":
         voters = [fault("fault_raise", Level.L0, "raise")]
     runtime = cfg.runtime.model_copy(update={"cost_recovery_s": 2.0}) if mode == "slow_once" else cfg.runtime
-    open_cfg = cfg.model_copy(update={"levels": [], "runtime": runtime,
-                                      "consensus": cfg.consensus.model_copy(update={"use_fitted_bands": False})})
+    open_cfg = cfg.model_copy(
+        update={
+            "levels": [],
+            "runtime": runtime,
+            "consensus": cfg.consensus.model_copy(update={"use_fitted_bands": False}),
+        }
+    )
     voters = voters + ([bad] if level != "L0" else [])
     if artefact is not None:  # the injected voter joins each fitted pool with weight 1 (the cascade
         # refuses an artefact whose pools hold other voters than the ones it runs on their frames)
         sides = cfg.voter_sides()
-        artefact = artefact.model_copy(update={"pools": [
-            p.model_copy(update={"weights": {v.name: p.weights.get(v.name, 1.0) for v in voters
-                                             if overlaps(sides.get(v.name, EVERY_SIZE), p.long_side)}})
-            for p in artefact.pools]})
+        artefact = artefact.model_copy(
+            update={
+                "pools": [
+                    p.model_copy(
+                        update={
+                            "weights": {
+                                v.name: p.weights.get(v.name, 1.0)
+                                for v in voters
+                                if overlaps(sides.get(v.name, EVERY_SIZE), p.long_side)
+                            }
+                        }
+                    )
+                    for p in artefact.pools
+                ]
+            }
+        )
     cascade = Cascade(voters, open_cfg, artefact)
     cascade.warmup()
     return cascade, bad
@@ -123,8 +141,15 @@ async def run_scenario(rig, pool, n: int, pause_s: float = 0.0) -> list[dict]:
                 await asyncio.sleep(pause_s)
             label, payload = pool[i % len(pool)]
             res = await rig.query(payload)
-            rows.append({"prediction": res.prediction, "answered": res.answered, "status": res.status_code,
-                         "latency_ms": round(res.latency_s * 1000, 1), "label": label})
+            rows.append(
+                {
+                    "prediction": res.prediction,
+                    "answered": res.answered,
+                    "status": res.status_code,
+                    "latency_ms": round(res.latency_s * 1000, 1),
+                    "label": label,
+                }
+            )
     finally:
         await rig.aclose()
     return rows
@@ -153,15 +178,21 @@ def main() -> None:
         lat = [r["latency_ms"] for r in rows]
         expect_answer = name != "l0_raises"
         ok = all(r["answered"] == expect_answer for r in rows) and max(lat) < VALIDATOR_TIMEOUT_S * 1000
-        entry = {"ok": ok, "expected": "answer in [0, 1]" if expect_answer else "-1 (nothing ran)",
-                 "latency_ms": percentiles(lat), "queries": rows}
+        entry = {
+            "ok": ok,
+            "expected": "answer in [0, 1]" if expect_answer else "-1 (nothing ran)",
+            "latency_ms": percentiles(lat),
+            "queries": rows,
+        }
         if name == "l1_slow_once_recovers":  # skipped after its slow call, then probed again
             entry["fault_calls"] = fault_calls(bad)
             entry["expected"] += "; the slow voter runs again later (fault_calls > 1)"
             entry["ok"] = ok = ok and entry["fault_calls"] > 1
         report["scenarios"][name] = entry
-        print(f"{name}: {'ok' if ok else 'FAILED'}; latency max {max(lat):.0f} ms; "
-              f"predictions {[round(r['prediction'], 3) for r in rows]}")
+        print(
+            f"{name}: {'ok' if ok else 'FAILED'}; latency max {max(lat):.0f} ms; "
+            f"predictions {[round(r['prediction'], 3) for r in rows]}"
+        )
     report["all_ok"] = all(s["ok"] for s in report["scenarios"].values())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -9,6 +9,7 @@ their size, random bytes, random text, broken base64 and non-string values.
 
 Writes JSON (counts, reasons, latency percentiles, the first crashes with a reproducer file).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,20 +55,32 @@ def seed_images() -> list[bytes]:
     exif = Image.Exif()
     exif[0x0112] = 6
     return [
-        _save(rgb, "JPEG", quality=75), _save(rgb, "JPEG", quality=90, progressive=True),
-        _save(rgb, "JPEG", exif=exif.tobytes()), _save(rgb.convert("CMYK"), "JPEG"),
-        _save(rgb.convert("L"), "JPEG"), _save(rgb, "PNG"), _save(rgb.convert("RGBA"), "PNG"),
-        _save(rgb.convert("P"), "PNG"), _save(Image.new("I;16", (40, 30), 3000), "PNG"),
-        _save(rgb.convert("1"), "PNG"), _save(rgb, "WEBP"), _save(rgb.convert("RGBA"), "WEBP", lossless=True),
-        _save(rgb, "BMP"), _save(rgb, "GIF"), _save(rgb, "TIFF"),
+        _save(rgb, "JPEG", quality=75),
+        _save(rgb, "JPEG", quality=90, progressive=True),
+        _save(rgb, "JPEG", exif=exif.tobytes()),
+        _save(rgb.convert("CMYK"), "JPEG"),
+        _save(rgb.convert("L"), "JPEG"),
+        _save(rgb, "PNG"),
+        _save(rgb.convert("RGBA"), "PNG"),
+        _save(rgb.convert("P"), "PNG"),
+        _save(Image.new("I;16", (40, 30), 3000), "PNG"),
+        _save(rgb.convert("1"), "PNG"),
+        _save(rgb, "WEBP"),
+        _save(rgb.convert("RGBA"), "WEBP", lossless=True),
+        _save(rgb, "BMP"),
+        _save(rgb, "GIF"),
+        _save(rgb, "TIFF"),
     ]
 
 
 def png_claiming(w: int, h: int, depth: int, colour: int) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 256)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 256)) + chunk(b"IEND", b"")
+    )
 
 
 def jpeg_claiming(seed: bytes, w: int, h: int) -> bytes:
@@ -75,7 +88,7 @@ def jpeg_claiming(seed: bytes, w: int, h: int) -> bytes:
     at = raw.find(b"\xff\xc0")
     at = at if at >= 0 else raw.find(b"\xff\xc2")
     if at >= 0:
-        raw[at + 5:at + 9] = struct.pack(">HH", h, w)
+        raw[at + 5 : at + 9] = struct.pack(">HH", h, w)
     return bytes(raw)
 
 
@@ -110,7 +123,9 @@ def strategies(seeds: list[bytes], variants: int) -> st.SearchStrategy:
     def header_lies(draw):
         w, h = draw(st.integers(0, 70_000)), draw(st.integers(0, 70_000))
         if draw(st.booleans()):
-            raw = png_claiming(w, h, draw(st.sampled_from([1, 2, 4, 8, 16, 3, 0])), draw(st.sampled_from([0, 2, 3, 4, 6, 1])))
+            raw = png_claiming(
+                w, h, draw(st.sampled_from([1, 2, 4, 8, 16, 3, 0])), draw(st.sampled_from([0, 2, 3, 4, 6, 1]))
+            )
         else:
             raw = jpeg_claiming(seeds[0], min(w, 65535), min(h, 65535))
         return "header_lies", [b64(raw)]
@@ -118,9 +133,11 @@ def strategies(seeds: list[bytes], variants: int) -> st.SearchStrategy:
     junk_b64 = st.binary(max_size=4096).map(lambda b: ("random_bytes", [b64(b)]))
     text = st.text(max_size=400).map(lambda t: ("random_text", [t]))
     broken = st.tuples(seed, st.text(alphabet="=-_!@ \n\t.*", min_size=1, max_size=8), st.integers(0, 4000)).map(
-        lambda t: ("broken_base64", [b64(t[0])[: t[2]] + t[1] + b64(t[0])[t[2]:]]))
-    others = st.one_of(st.none(), st.integers(), st.floats(), st.lists(st.integers(), max_size=3),
-                       st.binary(max_size=64)).map(lambda v: ("not_text", [v]))
+        lambda t: ("broken_base64", [b64(t[0])[: t[2]] + t[1] + b64(t[0])[t[2] :]])
+    )
+    others = st.one_of(
+        st.none(), st.integers(), st.floats(), st.lists(st.integers(), max_size=3), st.binary(max_size=64)
+    ).map(lambda v: ("not_text", [v]))
     return st.one_of(mutated(), mutated(), mutated(), header_lies(), junk_b64, text, broken, others)
 
 
@@ -152,8 +169,9 @@ class Recorder:
         self.cpu_times.append(cpu)
         self.counts[outcome] += 1
         if dt > HANG_S and len(self.slowest) < 20:
-            self.slowest.append({"family": family, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3),
-                                 "outcome": outcome})
+            self.slowest.append(
+                {"family": family, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3), "outcome": outcome}
+            )
 
     def _keep_crash(self, family: str, payload: object, exc: BaseException) -> None:
         if len(self.crashes) >= 20:
@@ -167,15 +185,27 @@ class Recorder:
     def result(self, target: int, seconds: float) -> dict:
         t, cpu = np.array(self.times) * 1000, np.array(self.cpu_times) * 1000
         return {
-            "payloads": len(self.times), "target": target, "duration_s": round(seconds, 1),
-            "crashes": self.counts.get("CRASH", 0), "hangs_over_1s": int((t > HANG_S * 1000).sum()),
+            "payloads": len(self.times),
+            "target": target,
+            "duration_s": round(seconds, 1),
+            "crashes": self.counts.get("CRASH", 0),
+            "hangs_over_1s": int((t > HANG_S * 1000).sum()),
             "accepted": self.counts.get("accepted", 0),
-            "outcomes": dict(self.counts.most_common()), "families": dict(self.families.most_common()),
-            "decode_ms": {"p50": float(np.percentile(t, 50)), "p99": float(np.percentile(t, 99)), "max": float(t.max())},
+            "outcomes": dict(self.counts.most_common()),
+            "families": dict(self.families.most_common()),
+            "decode_ms": {
+                "p50": float(np.percentile(t, 50)),
+                "p99": float(np.percentile(t, 99)),
+                "max": float(t.max()),
+            },
             "decode_cpu_ms": {"p99": float(np.percentile(cpu, 99)), "max": float(cpu.max())},
-            "crash_examples": self.crashes, "slowest": self.slowest,
-            "versions": {"pillow": Image.__version__, "hypothesis": __import__("hypothesis").__version__,
-                         "python": sys.version.split()[0]},
+            "crash_examples": self.crashes,
+            "slowest": self.slowest,
+            "versions": {
+                "pillow": Image.__version__,
+                "hypothesis": __import__("hypothesis").__version__,
+                "python": sys.version.split()[0],
+            },
             "limits": self.limits.model_dump(),
         }
 
@@ -191,8 +221,13 @@ def main() -> None:
     rec = Recorder(DecodeConfig(formats=["JPEG", "PNG", "WEBP", "BMP", "GIF"]), args.out.parent / "miner_fuzz_crashes")
     faulthandler.dump_traceback_later(600, exit=True)  # a true hang inside C code ends the run loudly
 
-    @settings(max_examples=10**9, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=10**9,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategies(seed_images(), args.variants))
     def fuzz(item):
         family, payloads = item
@@ -210,7 +245,11 @@ def main() -> None:
     result = rec.result(args.payloads, time.time() - t_start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("payloads", "duration_s", "crashes", "hangs_over_1s", "accepted", "decode_ms")}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("payloads", "duration_s", "crashes", "hangs_over_1s", "accepted", "decode_ms")}
+        )
+    )
     raise SystemExit(1 if result["crashes"] or result["hangs_over_1s"] else 0)
 
 

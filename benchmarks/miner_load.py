@@ -11,6 +11,7 @@ went unanswered.
 (loopback only, for the same duration), as a payload flood would: the legitimate queries'
 latency under that flood is the figure to watch (oversized bodies are refused before parsing).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,19 @@ async def drive(rig, pool: list[tuple[int, str]], concurrency: int, duration: fl
             i += concurrency
             t_sent = time.monotonic()
             res = await rig.query(payload)
-            rows.append({"worker": w, "sent": t_sent, "latency_s": res.latency_s, "status": res.status_code,
-                         "prediction": res.prediction, "answered": res.answered, "timed_out": res.timed_out,
-                         "label": label})
+            rows.append(
+                {
+                    "worker": w,
+                    "sent": t_sent,
+                    "latency_s": res.latency_s,
+                    "status": res.status_code,
+                    "prediction": res.prediction,
+                    "answered": res.answered,
+                    "timed_out": res.timed_out,
+                    "label": label,
+                }
+            )
+
     try:
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
     finally:
@@ -49,8 +60,10 @@ async def flood(port: int, callers: int, megabytes: float, duration: float) -> d
     """`callers` loops posting an oversized body to 127.0.0.1:port until `duration` ends."""
     end = time.monotonic() + duration
     size = int(megabytes * 1_000_000)
-    head = (f"POST /ImageSynapse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {size}\r\n\r\n").encode()
+    head = (
+        f"POST /ImageSynapse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {size}\r\n\r\n"
+    ).encode()
     chunk = b"A" * (1 << 20)
     counts = {"sent": 0, "status_413": 0, "reset_while_sending": 0, "other": 0, "reply_bytes_max": 0}
 
@@ -74,6 +87,7 @@ async def flood(port: int, callers: int, megabytes: float, duration: float) -> d
                 counts["reset_while_sending"] += 1
             except (TimeoutError, OSError):
                 counts["other"] += 1
+
     await asyncio.gather(*(caller() for _ in range(callers)))
     return counts
 
@@ -99,6 +113,7 @@ def main() -> None:
     t0 = time.time()
     flood_counts = None
     with Cascade.from_config(cfg) as cascade, LocalRig(cascade, cfg.miner) as rig:
+
         async def both() -> list[dict]:
             nonlocal flood_counts
             jobs = [drive(rig, pool, args.concurrency, args.duration)]
@@ -107,30 +122,45 @@ def main() -> None:
             out = await asyncio.gather(*jobs)
             flood_counts = out[1] if args.flood else None
             return out[0]
+
         rows = asyncio.run(both())
-        errors = {s.labels["kind"]: int(s.value) for m in rig.metrics.errors.collect()
-                  for s in m.samples if s.name.endswith("_total")}
+        errors = {
+            s.labels["kind"]: int(s.value)
+            for m in rig.metrics.errors.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        }
     wall = time.time() - t0
     lat = [r["latency_s"] * 1000 for r in rows]
     unanswered = [r for r in rows if not r["answered"]]
     result = {
-        "concurrency": args.concurrency, "duration_s": args.duration, "wall_s": round(wall, 1),
-        "queries": len(rows), "answered": len(rows) - len(unanswered), "unanswered": len(unanswered),
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "wall_s": round(wall, 1),
+        "queries": len(rows),
+        "answered": len(rows) - len(unanswered),
+        "unanswered": len(unanswered),
         "timeouts": sum(r["timed_out"] for r in rows),
         "status_codes": {str(c): sum(r["status"] == c for r in rows) for c in sorted({r["status"] for r in rows})},
-        "latency_ms": percentiles(lat), "throughput_qps": round(len(rows) / args.duration, 2),
+        "latency_ms": percentiles(lat),
+        "throughput_qps": round(len(rows) / args.duration, 2),
         "miner_errors": errors,
         "flood": None if not args.flood else {"callers": args.flood, "mb": args.flood_mb, **flood_counts},
-        "accuracy_answered": (sum(round(r["prediction"]) == r["label"] for r in rows if r["answered"])
-                              / max(1, len(rows) - len(unanswered))),
+        "accuracy_answered": (
+            sum(round(r["prediction"]) == r["label"] for r in rows if r["answered"])
+            / max(1, len(rows) - len(unanswered))
+        ),
         "miner_config": cfg.miner.model_dump(include={"deadline_ms", "max_concurrent", "max_queue", "decode_workers"}),
         "runtime": cfg.runtime.model_dump(include={"workers", "torch_threads"}),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({k: result[k] for k in ("queries", "answered", "unanswered", "timeouts", "latency_ms",
-                                             "throughput_qps")}))
+    print(
+        json.dumps(
+            {k: result[k] for k in ("queries", "answered", "unanswered", "timeouts", "latency_ms", "throughput_qps")}
+        )
+    )
     raise SystemExit(1 if unanswered else 0)
 
 

@@ -7,6 +7,7 @@ Each voter is built with random weights at full size, warmed on a batch of its s
 by CPU self time; writes the same tables as <voter>_<HxW>.txt. Frames carry two L1 boxes so L2
 validators run their model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,9 +59,11 @@ def main() -> None:
                 if torch.cuda.is_available():
                     torch.cuda.synchronize()
             dev_key = "device_time_total" if torch.cuda.is_available() else "cpu_time_total"
-            text = (f"== {v.name} {size} batch {v.batch} abstained {len(failed)} {failed[:1]}\n"
-                    + prof.key_averages().table(sort_by=dev_key, row_limit=a.rows)
-                    + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.rows))
+            text = (
+                f"== {v.name} {size} batch {v.batch} abstained {len(failed)} {failed[:1]}\n"
+                + prof.key_averages().table(sort_by=dev_key, row_limit=a.rows)
+                + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=a.rows)
+            )
             (a.out_dir / f"{v.name}_{size}.txt").write_text(text)
             print(text, flush=True)
         close = getattr(det, "close", None)

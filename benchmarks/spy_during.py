@@ -11,6 +11,7 @@ and every device worker), and writes OUT.txt (raw stacks) and OUT.json: for each
 thread, the share of samples in which it was on the CPU (not idle), and the innermost frames
 that took them. A worker thread near 100 % active runs its calls back to back: it is the limit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ def wait_for_stage(path: Path, stage: str, timeout_s: float) -> None:
 
 def ours(frame: str) -> bool:
     m = re.search(r"\((.*?):\d+\)$", frame)
-    return bool(m) and "site-packages" not in m.group(1) and not m.group(1).startswith("<") and (
-        not m.group(1).startswith("/") or m.group(1).startswith(str(REPO)))
+    return (
+        bool(m)
+        and "site-packages" not in m.group(1)
+        and not m.group(1).startswith("<")
+        and (not m.group(1).startswith("/") or m.group(1).startswith(str(REPO)))
+    )
 
 
 def summarise(raw: Path, rate: int, seconds: float, top: int = 15) -> dict:
@@ -68,11 +73,14 @@ def summarise(raw: Path, rate: int, seconds: float, top: int = 15) -> dict:
     for name, p in procs.items():
         total = sum(p["threads"].values())
         out[name] = {
-            "samples": total, "active_cores": round(total / expected, 2),
-            "threads_active_share": {t: round(n / expected, 3) for t, n in
-                                     sorted(p["threads"].items(), key=lambda kv: -kv[1])[:8]},
+            "samples": total,
+            "active_cores": round(total / expected, 2),
+            "threads_active_share": {
+                t: round(n / expected, 3) for t, n in sorted(p["threads"].items(), key=lambda kv: -kv[1])[:8]
+            },
             "innermost": {f: round(n / total, 3) for f, n in p["inner"].most_common(top)},
-            "innermost_ours": {f: round(n / total, 3) for f, n in p["ours"].most_common(top)}}
+            "innermost_ours": {f: round(n / total, 3) for f, n in p["ours"].most_common(top)},
+        }
     return out
 
 
@@ -92,13 +100,32 @@ def main() -> int:
     wait_for_stage(args.json, args.after, args.timeout)
     time.sleep(args.delay)
     raw = args.out.with_suffix(".txt")
-    cmd = [spy, "record", "--pid", str(args.pid), "--subprocesses", "--threads", "--nonblocking", "--full-filenames",
-           "--format", "raw", "--rate", str(args.rate), "--duration", str(int(args.seconds)), "-o", str(raw)]
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(args.pid),
+        "--subprocesses",
+        "--threads",
+        "--nonblocking",
+        "--full-filenames",
+        "--format",
+        "raw",
+        "--rate",
+        str(args.rate),
+        "--duration",
+        str(int(args.seconds)),
+        "-o",
+        str(raw),
+    ]
     if args.gil:
         cmd.append("--gil")
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    summary = {"command": " ".join(cmd[1:]), "after_stage": args.after,
-               "processes": summarise(raw, args.rate, int(args.seconds))}
+    summary = {
+        "command": " ".join(cmd[1:]),
+        "after_stage": args.after,
+        "processes": summarise(raw, args.rate, int(args.seconds)),
+    }
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     print(json.dumps({k: v["threads_active_share"] for k, v in summary["processes"].items()}, indent=1))
     return 0

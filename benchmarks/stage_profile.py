@@ -9,6 +9,7 @@ wrapped in a timer (CUDA synchronised), so `preprocess_ms` is what the image pro
 image and `rest_ms` the model, post-processing and our own code. Ultralytics and RF-DETR keep
 their preprocessing inside predict (no split). The JSON is rewritten after every voter.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,15 @@ def frames_with_boxes(n: int, h: int, w: int) -> list:
 
     prior = probe_prior()
     rng = np.random.default_rng(0)
-    return [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), source="profile", frame_id=str(i),
-                  meta={"prior_votes": (prior,)}) for i in range(n)]
+    return [
+        Frame(
+            rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+            source="profile",
+            frame_id=str(i),
+            meta={"prior_votes": (prior,)},
+        )
+        for i in range(n)
+    ]
 
 
 def time_predict(det: Any, frames: list, reps: int) -> dict[str, float]:
@@ -117,8 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     cfg = place(load_profile(a.config), opts)
     voters, _ = split_voters(cfg, opts)
     sizes = [tuple(int(x) for x in s.split("x")) for s in a.sizes.split(",")]
-    result: dict[str, Any] = {"profile": cfg.name, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available()
-                              else None, "torch": torch.__version__, "voters": {}}
+    result: dict[str, Any] = {
+        "profile": cfg.name,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch": torch.__version__,
+        "voters": {},
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     for v in voters:
         row: dict[str, Any] = {"kind": v.kind, "device": v.device, "batch": v.batch}

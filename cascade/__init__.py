@@ -2,6 +2,7 @@
 
 Nothing in this package knows about Bittensor, HTTP or FiftyOne.
 """
+
 from cascade.types import Frame, Level, Verdict, Vote
 
 __all__ = ["Frame", "Level", "Verdict", "Vote"]

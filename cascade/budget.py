@@ -1,4 +1,5 @@
 """Deadline budget: measured stage costs (moving averages) and what still fits."""
+
 from __future__ import annotations
 
 import threading
@@ -31,10 +32,18 @@ class CostTracker:
     it is still slow.
     """
 
-    def __init__(self, prior_s: float, alpha: float, priors: dict[str, float] | None = None,
-                 recovery_s: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        prior_s: float,
+        alpha: float,
+        priors: dict[str, float] | None = None,
+        recovery_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if prior_s <= 0 or not 0 < alpha <= 1 or recovery_s <= 0:
-            raise ValueError(f"prior_s and recovery_s must be > 0 and alpha in (0, 1], got {prior_s}, {recovery_s}, {alpha}")
+            raise ValueError(
+                f"prior_s and recovery_s must be > 0 and alpha in (0, 1], got {prior_s}, {recovery_s}, {alpha}"
+            )
         bad = {k: v for k, v in (priors or {}).items() if not v > 0}
         if bad:
             raise ValueError(f"per-stage priors must be > 0 seconds, got {bad}")

@@ -3,6 +3,7 @@
 Paths inside a profile are relative to the profile file's folder. A bad profile fails at start
 with a message that names the key.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,10 @@ class VoterConfig(BaseModel):
         if self.memory is not None and self.memory.dtype is None:
             self.memory = self.memory.model_copy(update={"dtype": mine})
         elif self.memory is not None and self.memory.dtype in MEMORY_DTYPE.values() and self.memory.dtype != mine:
-            raise ValueError(f"voter {self.name!r}: memory.dtype {self.memory.dtype} disagrees with dtype {self.dtype}; "
-                             "drop memory.dtype (it follows dtype) or name a quantized storage (fp8, int8, int4)")
+            raise ValueError(
+                f"voter {self.name!r}: memory.dtype {self.memory.dtype} disagrees with dtype {self.dtype}; "
+                "drop memory.dtype (it follows dtype) or name a quantized storage (fp8, int8, int4)"
+            )
         return self
 
     @field_validator("long_side")
@@ -143,8 +146,9 @@ class RuntimeConfig(BaseModel):
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:
         if self.margin_ms >= self.deadline_ms:
-            raise ValueError(f"runtime.margin_ms ({self.margin_ms}) must be smaller than "
-                             f"runtime.deadline_ms ({self.deadline_ms})")
+            raise ValueError(
+                f"runtime.margin_ms ({self.margin_ms}) must be smaller than runtime.deadline_ms ({self.deadline_ms})"
+            )
         return self
 
 
@@ -199,12 +203,17 @@ class CascadeConfig(BaseModel):
     @model_validator(mode="after")
     def _cost_priors_fit(self) -> CascadeConfig:
         budget = self.runtime.deadline_ms - self.runtime.margin_ms
-        never = [f"{v.name} ({v.cost_prior_ms:g} ms)" for v in self.voters
-                 if v.enabled and v.cost_prior_ms is not None and v.cost_prior_ms > budget]
+        never = [
+            f"{v.name} ({v.cost_prior_ms:g} ms)"
+            for v in self.voters
+            if v.enabled and v.cost_prior_ms is not None and v.cost_prior_ms > budget
+        ]
         if never:
-            raise ValueError(f"voters[].cost_prior_ms of {', '.join(never)} exceeds runtime.deadline_ms - "
-                             f"runtime.margin_ms ({budget:g} ms): such a voter would never be scheduled; "
-                             "lower cost_prior_ms (or disable the voter)")
+            raise ValueError(
+                f"voters[].cost_prior_ms of {', '.join(never)} exceeds runtime.deadline_ms - "
+                f"runtime.margin_ms ({budget:g} ms): such a voter would never be scheduled; "
+                "lower cost_prior_ms (or disable the voter)"
+            )
         return self
 
     def voter_sides(self) -> dict[str, LongSides]:

@@ -5,6 +5,7 @@
 and must not raise; an observer's own state (a trace span, say) is passed in explicitly by
 whoever builds it, never read from globals.
 """
+
 from __future__ import annotations
 
 from typing import Protocol

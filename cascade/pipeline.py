@@ -6,6 +6,7 @@ deadline is skipped, and the best pooled answer so far is returned. A voter runs
 sizes its profile entry names (`voters[].long_side`), and the votes of a frame are pooled with the
 fitted pool for its size.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,30 +39,37 @@ from detectors.base import Voter
 log = logging.getLogger(__name__)
 
 
-def check_artefact_voters(artefact: ConsensusArtefact, voters: Sequence[str], where: object = None,
-                          sides: dict[str, LongSides] | None = None) -> None:
+def check_artefact_voters(
+    artefact: ConsensusArtefact, voters: Sequence[str], where: object = None, sides: dict[str, LongSides] | None = None
+) -> None:
     """Refuse an artefact fitted on other voters: its weights, calibration and bands belong together,
     and applying half of them (weights of the voters that match, the rest kept) would be wrong. Each
     pool must hold exactly the voters that run on its frame sizes (`sides`: voter -> long_side)."""
     what = f"consensus artefact {str(where or artefact.fitted_on)!r}"
-    fix = ("Re-run `roadwork fit --profile` on runs of these voters, or point `consensus.weights` at the "
-           "artefact fitted for this profile.")
+    fix = (
+        "Re-run `roadwork fit --profile` on runs of these voters, or point `consensus.weights` at the "
+        "artefact fitted for this profile."
+    )
     fitted, have = artefact.voters, set(voters)
     if fitted != have:
         raise ValueError(
             f"{what} was fitted on voters {sorted(fitted)} but the profile runs {sorted(have)} (missing from the "
-            f"artefact: {sorted(have - fitted)}; not in the profile: {sorted(fitted - have)}). {fix}")
+            f"artefact: {sorted(have - fitted)}; not in the profile: {sorted(fitted - have)}). {fix}"
+        )
     sides = sides or {}
     for pool in artefact.pools:
         runs = {v for v in voters if overlaps(sides.get(v, EVERY_SIZE), pool.long_side)}
         if runs != set(pool.weights):
-            raise ValueError(f"{what}: its pool for {pool.describe()} was fitted on {sorted(pool.weights)}, but on "
-                             f"those frames the profile runs {sorted(runs)} (voters[].long_side). {fix}")
+            raise ValueError(
+                f"{what}: its pool for {pool.describe()} was fitted on {sorted(pool.weights)}, but on "
+                f"those frames the profile runs {sorted(runs)} (voters[].long_side). {fix}"
+            )
 
 
 class Cascade:
-    def __init__(self, detectors: Sequence[Voter], config: CascadeConfig,
-                 artefact: ConsensusArtefact | None = None) -> None:
+    def __init__(
+        self, detectors: Sequence[Voter], config: CascadeConfig, artefact: ConsensusArtefact | None = None
+    ) -> None:
         if not detectors:
             raise ValueError("a cascade needs at least one voter")
         self.sides = config.voter_sides()
@@ -73,11 +81,13 @@ class Cascade:
         self.detectors = list(detectors)
         levels = sorted({d.level for d in self.detectors})
         self.levels: list[tuple[Level, list[Voter]]] = [
-            (lv, [d for d in self.detectors if d.level == lv]) for lv in levels]
+            (lv, [d for d in self.detectors if d.level == lv]) for lv in levels
+        ]
         rt = config.runtime
         priors = {v.name: v.cost_prior_ms / 1000 for v in config.voters if v.cost_prior_ms is not None}
-        self.costs = CostTracker(prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors,
-                                 recovery_s=rt.cost_recovery_s)
+        self.costs = CostTracker(
+            prior_s=rt.cost_prior_ms / 1000, alpha=rt.cost_ema_alpha, priors=priors, recovery_s=rt.cost_recovery_s
+        )
         self.margin_s = rt.margin_ms / 1000
         self._executor = ThreadPoolExecutor(max_workers=rt.workers, thread_name_prefix="cascade")
         self._owned: list = []
@@ -91,9 +101,13 @@ class Cascade:
         artefact = None
         if config.consensus.weights is not None:
             artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))
-        detectors, owned = build_voters(config.voters, config.base_dir, torch_threads=config.runtime.torch_threads,
-                                        remote=config.runtime.process_per_device,
-                                        hang_s=config.runtime.worker_hang_s)
+        detectors, owned = build_voters(
+            config.voters,
+            config.base_dir,
+            torch_threads=config.runtime.torch_threads,
+            remote=config.runtime.process_per_device,
+            hang_s=config.runtime.worker_hang_s,
+        )
         cascade = cls(detectors, config, artefact)
         cascade._owned = list(owned)
         if warmup:
@@ -125,11 +139,17 @@ class Cascade:
 
     def pool(self, votes: Sequence[Vote], long_side: int) -> float | None:
         pool = self.fitted_pool(long_side)
-        return pool_votes(votes, self.weights(long_side), clip=self.config.consensus.clip,
-                          scale=pool.scale if pool else 1.0, bias=pool.bias if pool else 0.0)
+        return pool_votes(
+            votes,
+            self.weights(long_side),
+            clip=self.config.consensus.clip,
+            scale=pool.scale if pool else 1.0,
+            bias=pool.bias if pool else 0.0,
+        )
 
-    async def run(self, frame: Frame, deadline: Deadline | None = None,
-                  observer: CascadeObserver | None = None) -> Verdict:
+    async def run(
+        self, frame: Frame, deadline: Deadline | None = None, observer: CascadeObserver | None = None
+    ) -> Verdict:
         if deadline is None:
             deadline = Deadline.after(self.config.runtime.deadline_ms / 1000)
         obs = observer or NullObserver()
@@ -143,19 +163,26 @@ class Cascade:
         side = frame.long_side
         for level, all_detectors in self.levels:
             detectors = [d for d in all_detectors if self.runs_on(d.name, side)]
-            skipped.extend(f"{d.name}: frame long side {side} px outside its long_side {list(self.sides[d.name])}"
-                           for d in all_detectors if d not in detectors)
+            skipped.extend(
+                f"{d.name}: frame long side {side} px outside its long_side {list(self.sides[d.name])}"
+                for d in all_detectors
+                if d not in detectors
+            )
             if not detectors:
                 continue
             gate = self.config.run_when(level)
             if gate is not None and prob is not None and not gate[0] <= prob <= gate[1]:
-                skipped.extend(f"{d.name}: pooled {prob:.3f} outside run_when [{gate[0]}, {gate[1]}]"
-                               for d in detectors)
+                skipped.extend(
+                    f"{d.name}: pooled {prob:.3f} outside run_when [{gate[0]}, {gate[1]}]" for d in detectors
+                )
                 continue
             runnable = [d for d in detectors if self.costs.fits(d.name, deadline, self.margin_s)]
-            skipped.extend(f"{d.name}: est {self.costs.estimate(d.name) * 1000:.0f} ms > "
-                           f"{max(deadline.remaining() - self.margin_s, 0) * 1000:.0f} ms left"
-                           for d in detectors if d not in runnable)
+            skipped.extend(
+                f"{d.name}: est {self.costs.estimate(d.name) * 1000:.0f} ms > "
+                f"{max(deadline.remaining() - self.margin_s, 0) * 1000:.0f} ms left"
+                for d in detectors
+                if d not in runnable
+            )
             if not runnable:
                 continue
             t0 = time.monotonic()
@@ -174,13 +201,19 @@ class Cascade:
             lo, hi = self.band(level, side)
             if prob < lo or prob > hi:
                 break
-        verdict = Verdict(prob=0.5 if prob is None else prob, votes=tuple(votes), exit_level=exit_level,
-                          timings_ms=timings, skipped=tuple(skipped))
+        verdict = Verdict(
+            prob=0.5 if prob is None else prob,
+            votes=tuple(votes),
+            exit_level=exit_level,
+            timings_ms=timings,
+            skipped=tuple(skipped),
+        )
         obs.on_verdict(verdict)
         return verdict
 
-    def run_sync(self, frame: Frame, timeout_s: float | None = None,
-                 observer: CascadeObserver | None = None) -> Verdict:
+    def run_sync(
+        self, frame: Frame, timeout_s: float | None = None, observer: CascadeObserver | None = None
+    ) -> Verdict:
         """Blocking helper for offline tools (eval, bench); do not call from an event loop."""
         seconds = self.config.runtime.deadline_ms / 1000 if timeout_s is None else timeout_s
         return asyncio.run(self.run(frame, Deadline.after(seconds), observer=observer))
@@ -201,13 +234,22 @@ class Cascade:
             # it did not finish in `elapsed`: record more than that, or the next request (same budget)
             # would start it again and a hung voter would pile up stuck threads in the shared pool
             self.costs.observe(detector.name, 2 * elapsed)
-            return Vote.abstain(detector.name, detector.level,
-                                f"deadline: no answer within {budget * 1000:.0f} ms", elapsed * 1000,
-                                cause=AbstainCause.DEADLINE)
+            return Vote.abstain(
+                detector.name,
+                detector.level,
+                f"deadline: no answer within {budget * 1000:.0f} ms",
+                elapsed * 1000,
+                cause=AbstainCause.DEADLINE,
+            )
         except Exception as exc:  # one failing voter must not take the answer down
             log.warning("voter %s failed: %s: %s", detector.name, type(exc).__name__, exc)
-            return Vote.abstain(detector.name, detector.level, f"error: {type(exc).__name__}: {exc}",
-                                (time.monotonic() - t0) * 1000, cause=AbstainCause.ERROR)
+            return Vote.abstain(
+                detector.name,
+                detector.level,
+                f"error: {type(exc).__name__}: {exc}",
+                (time.monotonic() - t0) * 1000,
+                cause=AbstainCause.ERROR,
+            )
         elapsed = time.monotonic() - t0
         self.costs.observe(detector.name, elapsed)
         weight = self.weights(frame.long_side).get(detector.name, vote.weight) if not vote.abstained else 0.0

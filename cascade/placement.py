@@ -5,6 +5,7 @@ budget, or a measured figure) plus each vLLM server's memory fraction (vLLM's
 `gpu_memory_utilization` is a per-instance share of the card) plus a fixed reserve for CUDA
 contexts. `roadwork plan PROFILE` prints the table and refuses an over-committed plan.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -81,8 +82,9 @@ class VllmServerSpec(BaseModel):
     @model_validator(mode="after")
     def _said_once(self) -> VllmServerSpec:
         if self.profile is None and (not self.gpus or self.memory_fraction is None):
-            raise ValueError(f"vllm server {self.name!r} needs `profile:` (its launch profile) or both "
-                             "`gpus` and `memory_fraction`")
+            raise ValueError(
+                f"vllm server {self.name!r} needs `profile:` (its launch profile) or both `gpus` and `memory_fraction`"
+            )
         return self
 
 
@@ -149,10 +151,12 @@ class Plan:
             if not g.fits:
                 top = sorted(g.items, key=lambda i: -i.gib)[:3]
                 largest = ", ".join(f"{i.name} ({i.kind}, {i.gib:.1f} GiB)" for i in top)
-                out.append(f"{g.gpu.id} is over-committed: {g.planned_gib:.1f} GiB planned > "
-                           f"{g.usable_gib:.1f} GiB usable ({g.gpu.memory_gib:.1f} - {g.gpu.reserve_gib:.1f} "
-                           f"reserve). Largest: {largest}. Move a model to another device or lower a "
-                           "vLLM memory_fraction.")
+                out.append(
+                    f"{g.gpu.id} is over-committed: {g.planned_gib:.1f} GiB planned > "
+                    f"{g.usable_gib:.1f} GiB usable ({g.gpu.memory_gib:.1f} - {g.gpu.reserve_gib:.1f} "
+                    f"reserve). Largest: {largest}. Move a model to another device or lower a "
+                    "vLLM memory_fraction."
+                )
         return out
 
     def check(self) -> Plan:
@@ -182,24 +186,29 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
             cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
             continue
         if device not in by_id:
-            raise PlanError(f"voter {v.name!r} is placed on {device!r}, which is not under placement.gpus "
-                            f"({sorted(by_id) or 'none declared'}); add it or change voters[].device")
+            raise PlanError(
+                f"voter {v.name!r} is placed on {device!r}, which is not under placement.gpus "
+                f"({sorted(by_id) or 'none declared'}); add it or change voters[].device"
+            )
         if v.memory is None:
-            raise PlanError(f"voter {v.name!r} on {device} has no `memory:` (params_m and dtype, or "
-                            "measured_gib); the plan cannot check it")
+            raise PlanError(
+                f"voter {v.name!r} on {device} has no `memory:` (params_m and dtype, or "
+                "measured_gib); the plan cannot check it"
+            )
         if not one_batch_at_a_time:
             by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
             continue
         by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.resident_gib()))
         if v.memory.batch_gib() > (largest[device].gib if device in largest else 0.0):
-            largest[device] = PlanItem(f"one batch at a time (largest: {v.name})", "activations",
-                                       v.memory.batch_gib())
+            largest[device] = PlanItem(f"one batch at a time (largest: {v.name})", "activations", v.memory.batch_gib())
     for device, item in largest.items():
         by_id[device].items.append(item)
     for s in placement.vllm_servers:
         if s.memory_fraction is None or not s.gpus:
-            raise PlanError(f"vllm server {s.name!r}: its launch profile {s.profile!r} was not read "
-                            "(load the profile with miner.profile.load_profile)")
+            raise PlanError(
+                f"vllm server {s.name!r}: its launch profile {s.profile!r} was not read "
+                "(load the profile with miner.profile.load_profile)"
+            )
         for gid in s.gpus:
             g = by_id[gid]
             g.items.append(PlanItem(s.name, f"vllm tp{len(s.gpus)}", s.memory_fraction * g.gpu.memory_gib))
@@ -234,10 +243,12 @@ class Balance:
             return None
         gap = per[hi] - per[lo]
         name, ms = min(self.by_device[hi], key=lambda item: abs(item[1] - gap / 2))
-        return (f"{hi} has {per[hi]:.0f} ms of model time per image and {lo} "
-                f"{per[lo]:.0f}: with a worker per GPU the busier card sets the throughput. "
-                f"Moving {name} ({ms:.0f} ms) to {lo} would give {per[hi] - ms:.0f} vs "
-                f"{per[lo] + ms:.0f} ms (mind the memory plan).")
+        return (
+            f"{hi} has {per[hi]:.0f} ms of model time per image and {lo} "
+            f"{per[lo]:.0f}: with a worker per GPU the busier card sets the throughput. "
+            f"Moving {name} ({ms:.0f} ms) to {lo} would give {per[hi] - ms:.0f} vs "
+            f"{per[lo] + ms:.0f} ms (mind the memory plan)."
+        )
 
 
 def gpu_balance(voters: list, costs: dict[str, float]) -> Balance:

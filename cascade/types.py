@@ -4,6 +4,7 @@
 answer. All three are frozen and check themselves when built, so a bad value fails where it is
 made, not deep inside pooling. This module imports nothing from the rest of the project.
 """
+
 from __future__ import annotations
 
 import math
@@ -156,16 +157,30 @@ class Vote:
         return self.prob is None
 
     @classmethod
-    def abstain(cls, voter: str, level: Level | str | int, reason: str, latency_ms: float = 0.0, *,
-                cause: AbstainCause) -> Vote:
-        return cls(voter=voter, level=Level.parse(level), prob=None, weight=0.0,
-                   latency_ms=latency_ms, reason=reason, cause=cause)
+    def abstain(
+        cls, voter: str, level: Level | str | int, reason: str, latency_ms: float = 0.0, *, cause: AbstainCause
+    ) -> Vote:
+        return cls(
+            voter=voter,
+            level=Level.parse(level),
+            prob=None,
+            weight=0.0,
+            latency_ms=latency_ms,
+            reason=reason,
+            cause=cause,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"voter": self.voter, "level": self.level.name, "prob": self.prob,
-                "weight": self.weight, "latency_ms": round(self.latency_ms, 3),
-                "reason": self.reason, "cause": None if self.cause is None else self.cause.value,
-                "evidence": self.evidence}
+        return {
+            "voter": self.voter,
+            "level": self.level.name,
+            "prob": self.prob,
+            "weight": self.weight,
+            "latency_ms": round(self.latency_ms, 3),
+            "reason": self.reason,
+            "cause": None if self.cause is None else self.cause.value,
+            "evidence": self.evidence,
+        }
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ with its own weights, calibration, threshold and bands: the two parts see differ
 calibration for both would put the threshold in the wrong place for each. Schema 1 (one pool, its
 fields at the top) still loads, as one pool for every frame.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,13 @@ class Pool(BaseModel):
 
     def describe(self) -> str:
         lo, hi = self.long_side
-        return "every frame" if (lo, hi) == EVERY_SIZE else \
-            f"frames with long side >= {lo} px" if hi is None else f"frames with long side {lo}-{hi - 1} px"
+        return (
+            "every frame"
+            if (lo, hi) == EVERY_SIZE
+            else f"frames with long side >= {lo} px"
+            if hi is None
+            else f"frames with long side {lo}-{hi - 1} px"
+        )
 
 
 class ConsensusArtefact(BaseModel):
@@ -106,8 +112,10 @@ class ConsensusArtefact(BaseModel):
         edge: int | None = 0
         for pool in v:
             if edge is None or pool.long_side[0] != edge:
-                raise ValueError("pools must cover every frame size once, smallest first: got long_side ranges "
-                                 f"{[list(p.long_side) for p in v]}")
+                raise ValueError(
+                    "pools must cover every frame size once, smallest first: got long_side ranges "
+                    f"{[list(p.long_side) for p in v]}"
+                )
             edge = pool.long_side[1]
         if edge is not None:
             raise ValueError(f"the last pool must have no upper long_side limit, got {edge}")
@@ -130,11 +138,15 @@ class ConsensusArtefact(BaseModel):
     def load(cls, path: str | Path) -> ConsensusArtefact:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"consensus artefact {str(path)!r} not found; run `roadwork fit` "
-                                    "or remove `consensus.weights` from the profile")
+            raise FileNotFoundError(
+                f"consensus artefact {str(path)!r} not found; run `roadwork fit` "
+                "or remove `consensus.weights` from the profile"
+            )
         data = json.loads(path.read_text())
         version = data.get("schema_version")
         if version not in READABLE_VERSIONS:
-            raise ValueError(f"consensus artefact {str(path)!r} has schema_version {version!r}; this "
-                             f"build reads {', '.join(map(str, READABLE_VERSIONS))}. Re-run `roadwork fit`.")
+            raise ValueError(
+                f"consensus artefact {str(path)!r} has schema_version {version!r}; this "
+                f"build reads {', '.join(map(str, READABLE_VERSIONS))}. Re-run `roadwork fit`."
+            )
         return cls.model_validate(data)

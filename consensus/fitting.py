@@ -8,6 +8,7 @@ Given each voter's range of frame sizes (`voter_sides`, from the profile's `vote
 voter's votes on frames outside its range are dropped (the cascade never runs it there) and one pool
 is fitted per part of the size axis that the ranges cut (consensus/artefact.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -79,8 +80,14 @@ def exit_band(y: np.ndarray, p: np.ndarray, target: float, min_support: int) -> 
     return (min(lo, hi), max(lo, hi))
 
 
-def fit_pool(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98, min_support: int = 20,
-             long_side: LongSides = EVERY_SIZE) -> Pool:
+def fit_pool(
+    rows: Sequence[LabelledVotes],
+    *,
+    clip: float = 1e-4,
+    target: float = 0.98,
+    min_support: int = 20,
+    long_side: LongSides = EVERY_SIZE,
+) -> Pool:
     """Weights (logistic regression on the votes' logits), calibration, threshold and bands of one pool."""
     where = "" if long_side == EVERY_SIZE else f" (frames with long side in {list(long_side)})"
     if not rows:
@@ -120,8 +127,16 @@ def fit_pool(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float
 
     pred = (p_final >= 0.5).astype(int)
     metrics = {"mcc": float(matthews_corrcoef(y, pred)), "accuracy": float((pred == y).mean())}
-    return Pool(long_side=long_side, weights={v: float(w) for v, w in zip(voters, weights, strict=True)},
-                scale=scale, bias=bias_shifted, bands=bands, threshold_raw=t, n_samples=len(rows), metrics=metrics)
+    return Pool(
+        long_side=long_side,
+        weights={v: float(w) for v, w in zip(voters, weights, strict=True)},
+        scale=scale,
+        bias=bias_shifted,
+        bands=bands,
+        threshold_raw=t,
+        n_samples=len(rows),
+        metrics=metrics,
+    )
 
 
 def size_ranges(voter_sides: Mapping[str, LongSides]) -> list[LongSides]:
@@ -139,18 +154,22 @@ def scored_by_their_voters(rows: Sequence[LabelledVotes], voter_sides: Mapping[s
     voted = {v for r in rows for v in r.votes}
     unknown = sorted(voted - set(voter_sides))
     if unknown:
-        raise ValueError(f"the run has votes of {unknown}, which the profile does not run "
-                         f"(its voters: {sorted(voter_sides)}); fit on runs of the profile's voters only "
-                         "(an OOF run names its voters with `roadwork train backbone --voters VIEW=NAME,...`)")
+        raise ValueError(
+            f"the run has votes of {unknown}, which the profile does not run "
+            f"(its voters: {sorted(voter_sides)}); fit on runs of the profile's voters only "
+            "(an OOF run names its voters with `roadwork train backbone --voters VIEW=NAME,...`)"
+        )
     if absent := sorted(set(voter_sides) - voted):
         raise ValueError(f"the profile runs {absent}, but no run holds their votes")
     if all(sides == EVERY_SIZE for sides in voter_sides.values()):
         return list(rows)
     blind = sum(r.long_side is None for r in rows)
     if blind:
-        raise ValueError(f"{blind} of {len(rows)} rows do not record their frame's long_side, but the profile's "
-                         "voters score only some frame sizes (voters[].long_side); make the run again with "
-                         "this build (`roadwork eval`, or the OOF files of `roadwork train backbone`)")
+        raise ValueError(
+            f"{blind} of {len(rows)} rows do not record their frame's long_side, but the profile's "
+            "voters score only some frame sizes (voters[].long_side); make the run again with "
+            "this build (`roadwork eval`, or the OOF files of `roadwork train backbone`)"
+        )
     out = []
     for r in rows:
         votes = {v: lp for v, lp in r.votes.items() if covers(voter_sides[v], int(r.long_side))}  # type: ignore[arg-type]
@@ -159,9 +178,15 @@ def scored_by_their_voters(rows: Sequence[LabelledVotes], voter_sides: Mapping[s
     return out
 
 
-def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: float = 0.98,
-                  min_support: int = 20, fitted_on: str = "",
-                  voter_sides: Mapping[str, LongSides] | None = None) -> ConsensusArtefact:
+def fit_consensus(
+    rows: Sequence[LabelledVotes],
+    *,
+    clip: float = 1e-4,
+    target: float = 0.98,
+    min_support: int = 20,
+    fitted_on: str = "",
+    voter_sides: Mapping[str, LongSides] | None = None,
+) -> ConsensusArtefact:
     """One pool for every frame; or, given each voter's range of frame sizes, one pool per part of
     the size axis that the ranges cut, each fitted on the rows of its part with the votes the
     cascade would have there."""
@@ -169,13 +194,22 @@ def fit_consensus(rows: Sequence[LabelledVotes], *, clip: float = 1e-4, target: 
         pools = [fit_pool(rows, clip=clip, target=target, min_support=min_support)]
     else:
         rows = scored_by_their_voters(rows, voter_sides)
-        pools = [fit_pool([r for r in rows if covers(sides, int(r.long_side or 0))], clip=clip, target=target,
-                          min_support=min_support, long_side=sides) for sides in size_ranges(voter_sides)]
+        pools = [
+            fit_pool(
+                [r for r in rows if covers(sides, int(r.long_side or 0))],
+                clip=clip,
+                target=target,
+                min_support=min_support,
+                long_side=sides,
+            )
+            for sides in size_ranges(voter_sides)
+        ]
     art = ConsensusArtefact(clip=clip, pools=pools, fitted_on=fitted_on, n_samples=len(rows))
     y = np.asarray([r.label for r in rows], dtype=int)
     pred = (artefact_probs(art, rows) >= 0.5).astype(int)
-    return art.model_copy(update={"metrics": {"mcc": float(matthews_corrcoef(y, pred)),
-                                              "accuracy": float((pred == y).mean())}})
+    return art.model_copy(
+        update={"metrics": {"mcc": float(matthews_corrcoef(y, pred)), "accuracy": float((pred == y).mean())}}
+    )
 
 
 def pool_probs(pool: Pool, rows: Sequence[LabelledVotes], clip: float) -> np.ndarray:

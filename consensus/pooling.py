@@ -6,6 +6,7 @@ which is the weighted geometric mean of p and of 1-p, renormalised. Abstaining v
 with weight 0 contribute nothing. An optional affine calibration (scale, bias) fitted by
 `roadwork fit` is applied to the pooled logit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,8 +28,9 @@ def sigmoid(z: float | np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1.0 + np.exp(-np.abs(z))))
 
 
-def pool(probs: Sequence[float], weights: Sequence[float], clip: float = DEFAULT_CLIP,
-         scale: float = 1.0, bias: float = 0.0) -> float | None:
+def pool(
+    probs: Sequence[float], weights: Sequence[float], clip: float = DEFAULT_CLIP, scale: float = 1.0, bias: float = 0.0
+) -> float | None:
     """Pool probabilities; None when no weight is left (nothing to say)."""
     p = np.asarray(probs, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
@@ -43,8 +45,13 @@ def pool(probs: Sequence[float], weights: Sequence[float], clip: float = DEFAULT
     return float(sigmoid(scale * z + bias))
 
 
-def pool_votes(votes: Iterable[Vote], weights: Mapping[str, float] | None = None,
-               clip: float = DEFAULT_CLIP, scale: float = 1.0, bias: float = 0.0) -> float | None:
+def pool_votes(
+    votes: Iterable[Vote],
+    weights: Mapping[str, float] | None = None,
+    clip: float = DEFAULT_CLIP,
+    scale: float = 1.0,
+    bias: float = 0.0,
+) -> float | None:
     """Pool the votes that did not abstain.
 
     A voter's weight is `weights[voter]` when given (fitted weights), else the vote's own weight.

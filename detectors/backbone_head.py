@@ -7,6 +7,7 @@ validator image gives such a voter nothing the whole-frame voters do not already
 `long_side: [448, null]` in the profile (the size its OOF votes were made for,
 `detectors.mobilenet.TILE_MIN_LONG_SIDE`) and the cascade does not run it on smaller frames.
 """
+
 from __future__ import annotations
 
 import time
@@ -52,16 +53,28 @@ class BackboneHeadParams(BaseModel):
 
 
 class BackboneHead(Detector):
-    def __init__(self, name: str, level: Level, backbone: Backbone, head: LinearHead,
-                 weight: float = 1.0, batch: int = 16, tiles: TileSpec | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        backbone: Backbone,
+        head: LinearHead,
+        weight: float = 1.0,
+        batch: int = 16,
+        tiles: TileSpec | None = None,
+    ) -> None:
         super().__init__(name, level, weight)
         if head.dim != backbone.dim:
-            raise ValueError(f"voter {name!r}: head expects {head.dim}-d features but backbone "
-                             f"{backbone.name} gives {backbone.dim}-d")
+            raise ValueError(
+                f"voter {name!r}: head expects {head.dim}-d features but backbone "
+                f"{backbone.name} gives {backbone.dim}-d"
+            )
         if head.backbone != backbone.name:  # same width is not the same features (DINOv2 vs DINOv3)
-            raise ValueError(f"voter {name!r}: the head was trained on backbone {head.backbone!r} but the profile "
-                             f"builds {backbone.name!r}; retrain the head on it (`roadwork train head` or "
-                             f"`roadwork train backbone`) or fix params.backbone")
+            raise ValueError(
+                f"voter {name!r}: the head was trained on backbone {head.backbone!r} but the profile "
+                f"builds {backbone.name!r}; retrain the head on it (`roadwork train head` or "
+                f"`roadwork train backbone`) or fix params.backbone"
+            )
         self.backbone = backbone
         self.head = head
         self.batch = batch
@@ -81,7 +94,9 @@ class BackboneHead(Detector):
     def _probs(self, images: list) -> list[float]:
         out: list[float] = []
         for start in range(0, len(images), self.batch):
-            out.extend(float(p) for p in self.head.predict_proba(self.backbone.embed(images[start:start + self.batch])))
+            out.extend(
+                float(p) for p in self.head.predict_proba(self.backbone.embed(images[start : start + self.batch]))
+            )
         return out
 
     def _predict_tiles(self, frames: Sequence[Frame], tiles: TileSpec) -> list[Vote]:
@@ -90,8 +105,16 @@ class BackboneHead(Detector):
             t0 = time.monotonic()
             probs = self._probs(tile_crops(frame.image, tiles.grids, tiles.overlap))
             best = max(range(len(probs)), key=probs.__getitem__)
-            votes.append(Vote(self.name, self.level, probs[best], self.weight, (time.monotonic() - t0) * 1000,
-                              reason=f"crop {best + 1}/{len(probs)} most confident"))
+            votes.append(
+                Vote(
+                    self.name,
+                    self.level,
+                    probs[best],
+                    self.weight,
+                    (time.monotonic() - t0) * 1000,
+                    reason=f"crop {best + 1}/{len(probs)} most confident",
+                )
+            )
         return votes
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
@@ -99,7 +122,7 @@ class BackboneHead(Detector):
             return self._predict_tiles(frames, self.tiles)
         votes: list[Vote] = []
         for start in range(0, len(frames), self.batch):
-            chunk = frames[start:start + self.batch]
+            chunk = frames[start : start + self.batch]
             t0 = time.monotonic()
             probs = self.head.predict_proba(self.backbone.embed([f.image for f in chunk]))
             ms = (time.monotonic() - t0) * 1000 / len(chunk)

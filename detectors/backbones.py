@@ -4,6 +4,7 @@
 `kind: hf-automodel, model: <hub id or local dir>`). Hub ids are only fetched when the spec says
 `allow_download: true`; by default everything loads from local files.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -113,12 +114,12 @@ class HFAutoModelBackbone:
         offline = not spec.allow_download
         try:
             processor = AutoImageProcessor.from_pretrained(source, local_files_only=offline)
-            model = AutoModel.from_pretrained(source, local_files_only=offline,
-                                              torch_dtype=getattr(torch, spec.dtype))
+            model = AutoModel.from_pretrained(source, local_files_only=offline, torch_dtype=getattr(torch, spec.dtype))
         except OSError as exc:
             raise FileNotFoundError(
                 f"backbone {spec.model!r} is neither a local folder nor in the local hub cache. "
-                "Download it first (`roadwork fetch-weights`) or set `allow_download: true`.") from exc
+                "Download it first (`roadwork fetch-weights`) or set `allow_download: true`."
+            ) from exc
         model.eval().to(spec.device)
         cfg = model.config
         dim = int(getattr(cfg, "hidden_size", 0) or getattr(getattr(cfg, "vision_config", None), "hidden_size", 0))

@@ -9,6 +9,7 @@ in order. The constructor takes already-loaded parts so a test can pass fakes.
 An I/O-bound adapter (a VLM client) may also define `async def apredict(frames)`; the cascade then
 awaits it on the event loop instead of running `predict` in its thread pool.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

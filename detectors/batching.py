@@ -16,6 +16,7 @@ micro-batched path 60x slower than the model's own batched cost.
 An error in the inner model is raised in every caller of that batch (the cascade turns it into an
 abstaining vote with the reason), never swallowed.
 """
+
 from __future__ import annotations
 
 import queue
@@ -145,8 +146,11 @@ class MicroBatcher(Voter):
             deadline = time.monotonic() + self.wait_s
             while n < self.max_batch:
                 try:
-                    nxt = self._queue.get(timeout=max(deadline - time.monotonic(), 0)) \
-                        if deadline > time.monotonic() else self._queue.get_nowait()
+                    nxt = (
+                        self._queue.get(timeout=max(deadline - time.monotonic(), 0))
+                        if deadline > time.monotonic()
+                        else self._queue.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if nxt is None:
@@ -175,16 +179,15 @@ class MicroBatcher(Voter):
             with self._run_lock:
                 votes = self.inner.predict(frames + [frames[-1]] * extra)
             if len(votes) != len(frames) + extra:
-                raise RuntimeError(f"{self.name}: inner model gave {len(votes)} votes for "
-                                   f"{len(frames) + extra} frames")
-            votes = votes[:len(frames)]
+                raise RuntimeError(f"{self.name}: inner model gave {len(votes)} votes for {len(frames) + extra} frames")
+            votes = votes[: len(frames)]
         except Exception as exc:  # hand the failure to every waiting caller; the worker goes on
             for r in batch:
                 r.future.set_exception(exc)
             return
         i = 0
         for r in batch:
-            r.future.set_result(votes[i:i + len(r.frames)])
+            r.future.set_result(votes[i : i + len(r.frames)])
             i += len(r.frames)
 
     def __repr__(self) -> str:

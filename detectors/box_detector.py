@@ -5,6 +5,7 @@ chunk of RGB uint8 arrays; everything else (chunking to the model's batch, turni
 calibrated image probability, putting the boxes in `Vote.evidence`, abstaining per frame when a
 frame cannot be processed) lives here once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,9 @@ def is_frame_error(exc: BaseException) -> bool:
     return isinstance(exc, FRAME_ERRORS) and "out of memory" not in str(exc).lower()
 
 
-def resolve_weights(weights: str, base_dir: Path, allow_download: bool, key: str,
-                    builtin_suffixes: tuple[str, ...] = (".yaml", ".yml")) -> str:
+def resolve_weights(
+    weights: str, base_dir: Path, allow_download: bool, key: str, builtin_suffixes: tuple[str, ...] = (".yaml", ".yml")
+) -> str:
     """A local file (relative to the profile), a built-in model yaml, or a hub name if allowed."""
     p = Path(weights).expanduser()
     local = p if p.is_absolute() else (base_dir / p)
@@ -47,14 +49,14 @@ def resolve_weights(weights: str, base_dir: Path, allow_download: bool, key: str
         return weights
     raise FileNotFoundError(
         f"{key}={weights!r}: no such file under {str(base_dir)!r}, and downloads are off. Give a local "
-        f"path, a model yaml (random weights) or set `params.allow_download: true` to fetch a hub name.")
+        f"path, a model yaml (random weights) or set `params.allow_download: true` to fetch a hub name."
+    )
 
 
 class BoxDetector(Detector):
     """Detector that finds boxes and turns them into one roadwork probability per frame."""
 
-    def __init__(self, name: str, level: Level, class_map: ClassMap, weight: float = 1.0,
-                 batch: int = 16) -> None:
+    def __init__(self, name: str, level: Level, class_map: ClassMap, weight: float = 1.0, batch: int = 16) -> None:
         super().__init__(name, level, weight)
         self.class_map = class_map
         self.batch = batch
@@ -66,30 +68,47 @@ class BoxDetector(Detector):
     def vote_from_boxes(self, boxes: Boxes, ms: float) -> Vote:
         weights = self.class_map.box_weights(boxes)
         prob = self.class_map.image_probability(boxes)
-        return Vote(self.name, self.level, prob, self.weight, ms,
-                    evidence={"boxes": boxes.to_evidence(weights), "n_boxes": len(boxes)})
+        return Vote(
+            self.name,
+            self.level,
+            prob,
+            self.weight,
+            ms,
+            evidence={"boxes": boxes.to_evidence(weights), "n_boxes": len(boxes)},
+        )
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes: list[Vote] = []
         for start in range(0, len(frames), self.batch):
-            chunk = list(frames[start:start + self.batch])
+            chunk = list(frames[start : start + self.batch])
             t0 = time.monotonic()
             try:
                 results: list[Boxes | Exception] = list(self.detect([f.image for f in chunk]))
             except FRAME_ERRORS as exc:  # one bad frame must not sink the batch: retry one by one
                 if not is_frame_error(exc):
                     raise
-                log.warning("%s: batch of %d failed (%s: %s); retrying frame by frame", self.name, len(chunk),
-                            type(exc).__name__, exc)
+                log.warning(
+                    "%s: batch of %d failed (%s: %s); retrying frame by frame",
+                    self.name,
+                    len(chunk),
+                    type(exc).__name__,
+                    exc,
+                )
                 results = [self._detect_one(f.image) for f in chunk]
             if len(results) != len(chunk):
                 raise RuntimeError(f"{self.name}: backend returned {len(results)} results for {len(chunk)} frames")
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
             for res in results:
                 if isinstance(res, Exception):
-                    votes.append(Vote.abstain(self.name, self.level,
-                                              f"frame failed: {type(res).__name__}: {res}", ms,
-                                              cause=AbstainCause.ERROR))
+                    votes.append(
+                        Vote.abstain(
+                            self.name,
+                            self.level,
+                            f"frame failed: {type(res).__name__}: {res}",
+                            ms,
+                            cause=AbstainCause.ERROR,
+                        )
+                    )
                 else:
                     votes.append(self.vote_from_boxes(res, ms))
         return votes

@@ -14,6 +14,7 @@ where there are none.
 Depth Anything V2's base models give relative inverse depth; `depth_mode: inverse` converts it
 with `depth_scale / value`. Its metric variants (and V3 metric) give metres: `depth_mode: metric`.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,11 +35,22 @@ from detectors.hf_common import HFSource, image_kwargs, load_model, load_process
 
 # Plausible physical heights (metres) of roadwork objects.
 DEFAULT_SIZES: dict[str, tuple[float, float]] = {
-    "cone": (0.25, 1.3), "traffic cone": (0.25, 1.3), "road cone": (0.25, 1.3),
-    "barrier": (0.3, 2.5), "road barrier": (0.3, 2.5), "barricade": (0.3, 2.5),
-    "barrel": (0.6, 1.4), "drum": (0.6, 1.4), "construction barrel": (0.6, 1.4),
-    "sign": (0.3, 4.0), "roadwork sign": (0.3, 4.0), "machinery": (1.0, 8.0), "excavator": (1.5, 8.0),
-    "worker": (1.0, 2.2), "worker in safety vest": (1.0, 2.2), "person": (0.9, 2.2),
+    "cone": (0.25, 1.3),
+    "traffic cone": (0.25, 1.3),
+    "road cone": (0.25, 1.3),
+    "barrier": (0.3, 2.5),
+    "road barrier": (0.3, 2.5),
+    "barricade": (0.3, 2.5),
+    "barrel": (0.6, 1.4),
+    "drum": (0.6, 1.4),
+    "construction barrel": (0.6, 1.4),
+    "sign": (0.3, 4.0),
+    "roadwork sign": (0.3, 4.0),
+    "machinery": (1.0, 8.0),
+    "excavator": (1.5, 8.0),
+    "worker": (1.0, 2.2),
+    "worker in safety vest": (1.0, 2.2),
+    "person": (0.9, 2.2),
 }
 
 
@@ -74,7 +86,7 @@ def physical_height(box_xyxy: np.ndarray, depth: np.ndarray, focal_frac: float) 
     H, W = depth.shape
     x1, y1, x2, y2 = (box_xyxy * np.array([W, H, W, H])).round().astype(int)
     x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-    patch = depth[max(y1, 0):min(y2, H), max(x1, 0):min(x2, W)]
+    patch = depth[max(y1, 0) : min(y2, H), max(x1, 0) : min(x2, W)]
     z = float(np.median(patch)) if patch.size else float(np.median(depth))
     return (box_xyxy[3] - box_xyxy[1]) * H * z / (focal_frac * W)
 
@@ -96,13 +108,22 @@ def random_depth_processor(params: DepthSizeParams) -> Any:
     from transformers import DPTImageProcessor
 
     side = params.image_size
-    return DPTImageProcessor(size={"height": side, "width": side}, keep_aspect_ratio=False,
-                             ensure_multiple_of=14, do_pad=False)
+    return DPTImageProcessor(
+        size={"height": side, "width": side}, keep_aspect_ratio=False, ensure_multiple_of=14, do_pad=False
+    )
 
 
 class DepthSizeValidator(Detector):
-    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: DepthSizeParams,
-                 weight: float = 1.0, batch: int = 8) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        processor: Any,
+        params: DepthSizeParams,
+        weight: float = 1.0,
+        batch: int = 8,
+    ) -> None:
         super().__init__(name, level, weight)
         self.model, self.processor, self.params, self.batch = model, processor, params, batch
 
@@ -122,8 +143,9 @@ class DepthSizeValidator(Detector):
         import torch.nn.functional as F
 
         side = self.params.image_size
-        inputs = self.processor(images=images, return_tensors="pt", size={"height": side, "width": side},
-                                **image_kwargs(self.model))
+        inputs = self.processor(
+            images=images, return_tensors="pt", size={"height": side, "width": side}, **image_kwargs(self.model)
+        )
         with torch.inference_mode():
             pred = self.model(**to_device(inputs, self.model)).predicted_depth.float()
         out = []
@@ -139,27 +161,42 @@ class DepthSizeValidator(Detector):
 
     def check(self, boxes: Boxes, depth: np.ndarray) -> tuple[np.ndarray, list[float]]:
         heights = [physical_height(b, depth, self.params.focal) for b in boxes.xyxy]
-        plaus = np.array([plausibility(h, self.params.sizes.get(norm_name(lbl)), self.params.tolerance)
-                          for h, lbl in zip(heights, boxes.labels, strict=True)])
+        plaus = np.array(
+            [
+                plausibility(h, self.params.sizes.get(norm_name(lbl)), self.params.tolerance)
+                for h, lbl in zip(heights, boxes.labels, strict=True)
+            ]
+        )
         return plaus, heights
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes, todo = split_by_prior_boxes(
-            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
-            self.params.evidence, self.params.max_boxes)
+            frames,
+            self.params.from_levels,
+            lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
+            self.params.evidence,
+            self.params.max_boxes,
+        )
         for start in range(0, len(todo), self.batch):
-            chunk = todo[start:start + self.batch]
+            chunk = todo[start : start + self.batch]
             t0 = time.monotonic()
             depths = map_with_fallback([frames[i].image for i, _ in chunk], self.depth_maps)
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
             for (i, boxes), depth in zip(chunk, depths, strict=True):
                 if isinstance(depth, Exception):
-                    votes[i] = Vote.abstain(self.name, self.level, f"frame failed: {type(depth).__name__}: {depth}", ms,
-                                            cause=AbstainCause.ERROR)
+                    votes[i] = Vote.abstain(
+                        self.name,
+                        self.level,
+                        f"frame failed: {type(depth).__name__}: {depth}",
+                        ms,
+                        cause=AbstainCause.ERROR,
+                    )
                     continue
                 plaus, heights = self.check(boxes, depth)
                 prob = self.params.evidence.image_probability(boxes, extra_weights=plaus)
-                ev = [{**row, "height_m": round(float(h), 3), "plausible": round(float(p), 3)}
-                      for row, h, p in zip(boxes.to_evidence(), heights, plaus, strict=True)]
+                ev = [
+                    {**row, "height_m": round(float(h), 3), "plausible": round(float(p), 3)}
+                    for row, h, p in zip(boxes.to_evidence(), heights, plaus, strict=True)
+                ]
                 votes[i] = Vote(self.name, self.level, prob, self.weight, ms, evidence={"boxes": ev})
         return [v for v in votes if v is not None]

@@ -15,6 +15,7 @@ a CUDA library) fails the calls with a `DeviceProcessError` naming the device, a
 again in the background with the same voters; meanwhile the cascade turns those errors into
 abstaining votes and keeps serving with the other voters.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -40,8 +41,9 @@ _BUILD_INFO: dict[str, dict[str, Any]] = {}
 _BUILD_ERROR: list[str] = []
 
 
-def _init(voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str, Any] | None,
-          torch_threads: int) -> None:
+def _init(
+    voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str, Any] | None, torch_threads: int
+) -> None:
     from roadwork.env import configure_process, set_torch_threads
 
     configure_process()
@@ -75,8 +77,10 @@ def _build_one(cfg: VoterConfig, base_dir: str, random_weights: dict[str, Any] |
         raise RuntimeError(f"voter {cfg.name!r} ({cfg.kind} on {cfg.device}): {type(exc).__name__}: {exc}") from exc
     _DETECTORS[cfg.name] = det
     _BUILD_INFO[cfg.name] = {
-        "build_s": round(time.perf_counter() - t0, 2), "pid": os.getpid(),
-        "weights_gib": round(((torch.cuda.memory_allocated(cfg.device) if cuda else 0) - before) / GIB, 3)}
+        "build_s": round(time.perf_counter() - t0, 2),
+        "pid": os.getpid(),
+        "weights_gib": round(((torch.cuda.memory_allocated(cfg.device) if cuda else 0) - before) / GIB, 3),
+    }
 
 
 def _predict(name: str, frames: list[Frame]) -> list[Vote]:
@@ -105,9 +109,11 @@ def _memory(devices: list[str], reset: bool) -> dict[str, dict[str, float]]:
 
     out = {}
     for d in devices:
-        out[d] = {"allocated_gib": torch.cuda.memory_allocated(d) / GIB,
-                  "peak_allocated_gib": torch.cuda.max_memory_allocated(d) / GIB,
-                  "reserved_gib": torch.cuda.memory_reserved(d) / GIB}
+        out[d] = {
+            "allocated_gib": torch.cuda.memory_allocated(d) / GIB,
+            "peak_allocated_gib": torch.cuda.max_memory_allocated(d) / GIB,
+            "reserved_gib": torch.cuda.memory_reserved(d) / GIB,
+        }
         if reset:
             torch.cuda.reset_peak_memory_stats(d)
     return out
@@ -126,9 +132,17 @@ class DeviceProcess:
     with the same voters (`restart=True`); a rebuild that fails is tried again with a growing pause.
     """
 
-    def __init__(self, device: str, voters: Sequence[VoterConfig], base_dir: Path,
-                 random_weights: dict[str, Any] | None = None, torch_threads: int = 0,
-                 start_timeout_s: float = 900.0, restart: bool = True, hang_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        device: str,
+        voters: Sequence[VoterConfig],
+        base_dir: Path,
+        random_weights: dict[str, Any] | None = None,
+        torch_threads: int = 0,
+        start_timeout_s: float = 900.0,
+        restart: bool = True,
+        hang_s: float = 60.0,
+    ) -> None:
         import threading
 
         self.device = device
@@ -154,10 +168,14 @@ class DeviceProcess:
             return pool, pool.submit(_describe).result(timeout=self.start_timeout_s)
         except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
             pool.shutdown(wait=False, cancel_futures=True)
-            why = str(exc) if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool) else (
-                f"the process died ({type(exc).__name__})")
-            raise DeviceProcessError(f"the worker process for {self.device} failed while building its voters: "
-                                     f"{why}") from exc
+            why = (
+                str(exc)
+                if isinstance(exc, RuntimeError) and not isinstance(exc, BrokenProcessPool)
+                else (f"the process died ({type(exc).__name__})")
+            )
+            raise DeviceProcessError(
+                f"the worker process for {self.device} failed while building its voters: {why}"
+            ) from exc
 
     def call(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
         return self._timed_call(fn, *args, timeout=timeout)[0]
@@ -168,8 +186,10 @@ class DeviceProcess:
         is killed (and rebuilt)."""
         pool = self._pool
         if pool is None:
-            raise DeviceProcessError(f"the worker process for {self.device} is being restarted; its voters "
-                                     f"{self.names} abstain until it is back")
+            raise DeviceProcessError(
+                f"the worker process for {self.device} is being restarted; its voters "
+                f"{self.names} abstain until it is back"
+            )
         with self._lock:
             if self._waiting == 0:  # the stall clock starts when work is waiting, not at the last idle call
                 self._last_done = time.monotonic()
@@ -178,13 +198,17 @@ class DeviceProcess:
             out, seconds = pool.submit(_timed, fn, *args).result(timeout=timeout)
         except FutureTimeout:
             self._kill_if_hung(pool)
-            raise DeviceProcessError(f"the worker process for {self.device} did not answer within the request's "
-                                     f"{timeout:.2f} s; its voters {self.names} abstain for this request") from None
+            raise DeviceProcessError(
+                f"the worker process for {self.device} did not answer within the request's "
+                f"{timeout:.2f} s; its voters {self.names} abstain for this request"
+            ) from None
         except BrokenProcessPool as exc:
             self._replace(pool)
-            raise DeviceProcessError(f"the worker process for {self.device} has died (out of memory or a crash "
-                                     f"in a native library); its voters {self.names} abstain until "
-                                     + ("it is restarted" if self.restart else "the miner restarts")) from exc
+            raise DeviceProcessError(
+                f"the worker process for {self.device} has died (out of memory or a crash "
+                f"in a native library); its voters {self.names} abstain until "
+                + ("it is restarted" if self.restart else "the miner restarts")
+            ) from exc
         finally:
             with self._lock:
                 self._waiting -= 1
@@ -204,9 +228,13 @@ class DeviceProcess:
             if self._pool is not pool or self._waiting == 0 or stalled < self.hang_s:
                 return
             pids = {int(v["pid"]) for v in self.info.values() if "pid" in v}
-        logging.getLogger(__name__).error("worker process for %s finished no call for %.0f s with %d waiting: "
-                                          "killing pid %s to rebuild it", self.device, stalled, self._waiting,
-                                          sorted(pids))
+        logging.getLogger(__name__).error(
+            "worker process for %s finished no call for %.0f s with %d waiting: killing pid %s to rebuild it",
+            self.device,
+            stalled,
+            self._waiting,
+            sorted(pids),
+        )
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -270,8 +298,9 @@ class DeviceProcess:
 
 def worker_states(resources: Sequence[Any]) -> list[dict[str, object]]:
     """Each device worker's state for metrics: device, up (1 serving, 0 dead or being rebuilt), restarts."""
-    return [{"device": r.device, "up": int(r.up), "restarts": r.restarts}
-            for r in resources if isinstance(r, DeviceProcess)]
+    return [
+        {"device": r.device, "up": int(r.up), "restarts": r.restarts} for r in resources if isinstance(r, DeviceProcess)
+    ]
 
 
 class RemoteVoter(Voter):
@@ -303,9 +332,17 @@ def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> d
     return groups
 
 
-def build_voters(voters: Sequence[VoterConfig], base_dir: Path, *, random_weights: dict[str, Any] | None = None,
-                 torch_threads: int = 0, local: Any = None, include_cpu: bool = False,
-                 remote: bool = True, hang_s: float = 60.0) -> tuple[list[Voter], list[DeviceProcess]]:
+def build_voters(
+    voters: Sequence[VoterConfig],
+    base_dir: Path,
+    *,
+    random_weights: dict[str, Any] | None = None,
+    torch_threads: int = 0,
+    local: Any = None,
+    include_cpu: bool = False,
+    remote: bool = True,
+    hang_s: float = 60.0,
+) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them), the rest built in this process by `local(cfg)`;
     `remote=False` builds them all here. Returns (detectors, worker processes to close)."""

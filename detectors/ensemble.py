@@ -6,6 +6,7 @@ rfdetr); each runs on the whole batch, then, per frame, their boxes are fused wi
 `weight`) and the fused boxes become one calibrated noisy-OR probability (`params.evidence`).
 Boxes two detectors agree on keep a high score; a box only one of them saw is averaged down.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,15 @@ class EnsembleParams(BaseModel):
 
 
 class WBFEnsemble(Detector):
-    def __init__(self, name: str, level: Level, members: list[BoxDetector], member_weights: list[float],
-                 params: EnsembleParams, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        members: list[BoxDetector],
+        member_weights: list[float],
+        params: EnsembleParams,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(name, level, weight)
         self.members, self.member_weights, self.params = members, member_weights, params
 
@@ -44,12 +52,15 @@ class WBFEnsemble(Detector):
         params = EnsembleParams.model_validate(cfg.params)
         members, weights = [], []
         for i, raw in enumerate(params.members):
-            mcfg = VoterConfig.model_validate({"level": cfg.level, "device": cfg.device, "dtype": cfg.dtype,
-                                         "batch": cfg.batch, **raw})
+            mcfg = VoterConfig.model_validate(
+                {"level": cfg.level, "device": cfg.device, "dtype": cfg.dtype, "batch": cfg.batch, **raw}
+            )
             det = resolve(mcfg.kind).from_config(mcfg, base_dir)
             if not isinstance(det, BoxDetector):
-                raise ValueError(f"voters[{cfg.name}].params.members[{i}] kind {mcfg.kind!r} gives no boxes; "
-                                 "members must be box detectors (ultralytics, hf-detector, rfdetr)")
+                raise ValueError(
+                    f"voters[{cfg.name}].params.members[{i}] kind {mcfg.kind!r} gives no boxes; "
+                    "members must be box detectors (ultralytics, hf-detector, rfdetr)"
+                )
             members.append(det)
             weights.append(mcfg.weight)
         return cls(cfg.name, cfg.level, members, weights, params, cfg.weight)
@@ -60,19 +71,29 @@ class WBFEnsemble(Detector):
         ms = (time.monotonic() - t0) * 1000 / max(len(frames), 1)
         votes = []
         for i in range(len(frames)):
-            answered = [(per_member[k][i], self.member_weights[k]) for k in range(len(self.members))
-                        if not per_member[k][i].abstained]
+            answered = [
+                (per_member[k][i], self.member_weights[k])
+                for k in range(len(self.members))
+                if not per_member[k][i].abstained
+            ]
             if not answered:
                 reasons = "; ".join(f"{m.name}: {per_member[k][i].reason}" for k, m in enumerate(self.members))
                 causes = {per_member[k][i].cause for k in range(len(self.members))}
                 cause = causes.pop() if len(causes) == 1 else AbstainCause.ERROR
-                votes.append(Vote.abstain(self.name, self.level, f"every member abstained ({reasons})", ms,
-                                          cause=cause))
+                votes.append(
+                    Vote.abstain(self.name, self.level, f"every member abstained ({reasons})", ms, cause=cause)
+                )
                 continue
-            fused = fuse_boxes([Boxes.from_evidence(v.evidence.get("boxes", [])) for v, _ in answered],
-                               [w for _, w in answered], self.params.fusion)
-            ev = {"boxes": fused.to_evidence(self.params.evidence.box_weights(fused)),
-                  "members": {v.voter: v.prob for v, _ in answered}}
-            votes.append(Vote(self.name, self.level, self.params.evidence.image_probability(fused), self.weight,
-                              ms, evidence=ev))
+            fused = fuse_boxes(
+                [Boxes.from_evidence(v.evidence.get("boxes", [])) for v, _ in answered],
+                [w for _, w in answered],
+                self.params.fusion,
+            )
+            ev = {
+                "boxes": fused.to_evidence(self.params.evidence.box_weights(fused)),
+                "members": {v.voter: v.prob for v, _ in answered},
+            }
+            votes.append(
+                Vote(self.name, self.level, self.params.evidence.image_probability(fused), self.weight, ms, evidence=ev)
+            )
         return votes

@@ -11,6 +11,7 @@ maintained `ensemble-boxes` package.
     p_raw = 1 - (1 - leak) * prod_i (1 - w(class_i) * score_i)     (top `per_class_top` per class)
     p     = sigmoid(scale * logit(p_raw) + bias)
 """
+
 from __future__ import annotations
 
 import functools
@@ -25,14 +26,33 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Roadwork evidence by default; COCO classes that co-occur with roadwork get small weights.
 DEFAULT_CLASS_WEIGHTS: dict[str, float] = {
-    "cone": 0.9, "traffic cone": 0.9, "road cone": 0.9, "barrier": 0.8, "road barrier": 0.8,
-    "barricade": 0.8, "worker in safety vest": 0.7,
-    "barrel": 0.7, "drum": 0.7, "construction barrel": 0.8, "sign": 0.5, "roadwork sign": 0.9,
-    "road work sign": 0.9, "construction sign": 0.9, "machinery": 0.7, "excavator": 0.8,
-    "bulldozer": 0.8, "road roller": 0.8, "worker": 0.6, "construction worker": 0.7,
-    "safety vest": 0.6, "worker vest": 0.6, "hi vis vest": 0.6,
+    "cone": 0.9,
+    "traffic cone": 0.9,
+    "road cone": 0.9,
+    "barrier": 0.8,
+    "road barrier": 0.8,
+    "barricade": 0.8,
+    "worker in safety vest": 0.7,
+    "barrel": 0.7,
+    "drum": 0.7,
+    "construction barrel": 0.8,
+    "sign": 0.5,
+    "roadwork sign": 0.9,
+    "road work sign": 0.9,
+    "construction sign": 0.9,
+    "machinery": 0.7,
+    "excavator": 0.8,
+    "bulldozer": 0.8,
+    "road roller": 0.8,
+    "worker": 0.6,
+    "construction worker": 0.7,
+    "safety vest": 0.6,
+    "worker vest": 0.6,
+    "hi vis vest": 0.6,
     # COCO: weak evidence
-    "truck": 0.1, "person": 0.05, "stop sign": 0.1,
+    "truck": 0.1,
+    "person": 0.05,
+    "stop sign": 0.1,
 }
 
 
@@ -65,8 +85,9 @@ class Boxes:
             raise ValueError(f"xyxy must have shape (n, 4), got {np.shape(self.xyxy)}")
         scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
         if not (len(xyxy) == len(scores) == len(self.labels)):
-            raise ValueError(f"Boxes arrays disagree: {len(xyxy)} boxes, {len(scores)} scores, "
-                             f"{len(self.labels)} labels")
+            raise ValueError(
+                f"Boxes arrays disagree: {len(xyxy)} boxes, {len(scores)} scores, {len(self.labels)} labels"
+            )
         if not np.all(np.isfinite(xyxy)) or not np.all(np.isfinite(scores)):
             raise ValueError("Boxes must be finite (got NaN or inf)")
         object.__setattr__(self, "xyxy", np.clip(xyxy, 0.0, 1.0))
@@ -103,8 +124,11 @@ class Boxes:
     def from_evidence(cls, rows: Sequence[Mapping[str, Any]]) -> Boxes:
         if not rows:
             return cls.empty()
-        return cls(np.array([r["xyxy"] for r in rows], dtype=np.float64),
-                   np.array([r["score"] for r in rows], dtype=np.float64), tuple(r["label"] for r in rows))
+        return cls(
+            np.array([r["xyxy"] for r in rows], dtype=np.float64),
+            np.array([r["score"] for r in rows], dtype=np.float64),
+            tuple(r["label"] for r in rows),
+        )
 
 
 class ClassMap(BaseModel):
@@ -148,8 +172,9 @@ class ClassMap(BaseModel):
         just the best `per_class_top` of each class anyway.
         """
         contrib = self.box_weights(boxes) * boxes.scores
-        order = [int(i) for i in np.argsort(-contrib, kind="stable")
-                 if contrib[i] > 0 and boxes.scores[i] >= self.min_score][:k]
+        order = [
+            int(i) for i in np.argsort(-contrib, kind="stable") if contrib[i] > 0 and boxes.scores[i] >= self.min_score
+        ][:k]
         return Boxes(boxes.xyxy[order], boxes.scores[order], tuple(boxes.labels[i] for i in order))
 
     def image_probability(self, boxes: Boxes, extra_weights: np.ndarray | None = None) -> float:
@@ -161,8 +186,14 @@ class ClassMap(BaseModel):
         return calibrate(raw, self.scale, self.bias)
 
 
-def noisy_or(scores: np.ndarray, weights: np.ndarray, labels: Sequence[str], min_score: float = 0.0,
-             per_class_top: int | None = None, leak: float = 0.0) -> float:
+def noisy_or(
+    scores: np.ndarray,
+    weights: np.ndarray,
+    labels: Sequence[str],
+    min_score: float = 0.0,
+    per_class_top: int | None = None,
+    leak: float = 0.0,
+) -> float:
     """1 - (1 - leak) * prod(1 - w_i * s_i) over boxes with s_i >= min_score (top-N per class)."""
     scores = np.asarray(scores, dtype=np.float64)
     contrib = np.clip(np.asarray(weights, dtype=np.float64) * scores, 0.0, 1.0)
@@ -198,8 +229,10 @@ def fit_calibration(raw_probs: Sequence[float], labels: Sequence[int], eps: floa
     p = np.clip(np.asarray(raw_probs, dtype=np.float64), eps, 1 - eps)
     y = np.asarray(labels, dtype=int)
     if len(p) != len(y) or len(set(y.tolist())) != 2:
-        raise ValueError(f"fit_calibration needs matching probs and labels with both classes; got "
-                         f"{len(p)} probs, labels {sorted(set(y.tolist()))}")
+        raise ValueError(
+            f"fit_calibration needs matching probs and labels with both classes; got "
+            f"{len(p)} probs, labels {sorted(set(y.tolist()))}"
+        )
     lr = LogisticRegression(C=1e4).fit(np.log(p / (1 - p))[:, None], y)
     return float(max(lr.coef_[0][0], 1e-3)), float(lr.intercept_[0])
 
@@ -213,8 +246,9 @@ class FusionConfig(BaseModel):
     """ensemble-boxes' conf_type: avg, max, box_and_model_avg, absent_model_aware_avg."""
 
 
-def fuse_boxes(per_model: Sequence[Boxes], weights: Sequence[float] | None = None,
-               cfg: FusionConfig | None = None) -> Boxes:
+def fuse_boxes(
+    per_model: Sequence[Boxes], weights: Sequence[float] | None = None, cfg: FusionConfig | None = None
+) -> Boxes:
     """Weighted boxes fusion (ensemble_boxes.weighted_boxes_fusion) of several detectors' boxes.
 
     Class names are matched after `norm_name`, so 'traffic_cone' and 'traffic cone' fuse.
@@ -232,8 +266,14 @@ def fuse_boxes(per_model: Sequence[Boxes], weights: Sequence[float] | None = Non
     scores_list = [b.scores.tolist() for b in per_model]
     labels_list = [[index[norm_name(lbl)] for lbl in b.labels] for b in per_model]
     xyxy, scores, labels = weighted_boxes_fusion(
-        boxes_list, scores_list, labels_list, weights=list(weights) if weights is not None else None,
-        iou_thr=cfg.iou_thr, skip_box_thr=cfg.skip_box_thr, conf_type=cfg.conf_type)
+        boxes_list,
+        scores_list,
+        labels_list,
+        weights=list(weights) if weights is not None else None,
+        iou_thr=cfg.iou_thr,
+        skip_box_thr=cfg.skip_box_thr,
+        conf_type=cfg.conf_type,
+    )
     return Boxes(np.asarray(xyxy).reshape(-1, 4), np.asarray(scores), tuple(vocab[int(i)] for i in labels))
 
 
@@ -251,12 +291,16 @@ def merged_prior_boxes(frame_meta: Mapping[str, Any], levels: Sequence[int] = (1
     found = prior_boxes(frame_meta, levels)
     if not found:
         return None
-    return Boxes(np.concatenate([b.xyxy for _, b in found]), np.concatenate([b.scores for _, b in found]),
-                 tuple(lbl for _, b in found for lbl in b.labels))
+    return Boxes(
+        np.concatenate([b.xyxy for _, b in found]),
+        np.concatenate([b.scores for _, b in found]),
+        tuple(lbl for _, b in found for lbl in b.labels),
+    )
 
 
-def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: Any, classes: ClassMap,
-                         max_boxes: int) -> tuple[list[Any], list[tuple[int, Boxes]]]:
+def split_by_prior_boxes(
+    frames: Sequence[Any], levels: Sequence[int], abstain: Any, classes: ClassMap, max_boxes: int
+) -> tuple[list[Any], list[tuple[int, Boxes]]]:
     """For L2 validators: frames with earlier voters' boxes to check, and abstentions for the rest.
 
     Returns (votes, todo): `votes[i]` is `abstain("no L1 boxes to check")` where frame i has no
@@ -272,4 +316,3 @@ def split_by_prior_boxes(frames: Sequence[Any], levels: Sequence[int], abstain: 
         else:
             todo.append((i, classes.strongest(found, max_boxes)))
     return votes, todo
-

@@ -2,6 +2,7 @@
 
 No pickles: a head file is data (standardiser + logistic weights), so loading it cannot run code.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -57,31 +58,47 @@ class LinearHead:
     def from_sklearn(cls, pipeline: Any, backbone: str) -> LinearHead:
         """From a fitted Pipeline(StandardScaler, LogisticRegression)."""
         scaler, lr = pipeline[0], pipeline[-1]
-        return cls(mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64),
-                   coef=lr.coef_[0].astype(np.float64), intercept=float(lr.intercept_[0]),
-                   backbone=backbone)
+        return cls(
+            mean=scaler.mean_.astype(np.float64),
+            scale=scaler.scale_.astype(np.float64),
+            coef=lr.coef_[0].astype(np.float64),
+            intercept=float(lr.intercept_[0]),
+            backbone=backbone,
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
-            np.savez(f, mean=self.mean, scale=self.scale, coef=self.coef,
-                     intercept=np.array([self.intercept]), backbone=np.array(self.backbone),
-                     format=np.array(HEAD_FORMAT))
+            np.savez(
+                f,
+                mean=self.mean,
+                scale=self.scale,
+                coef=self.coef,
+                intercept=np.array([self.intercept]),
+                backbone=np.array(self.backbone),
+                format=np.array(HEAD_FORMAT),
+            )
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> LinearHead:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"head file {str(path)!r} not found; train one with "
-                                    "`roadwork train head --data DIR`")
+            raise FileNotFoundError(
+                f"head file {str(path)!r} not found; train one with `roadwork train head --data DIR`"
+            )
         with np.load(path, allow_pickle=False) as z:
             fmt = str(z["format"]) if "format" in z else "?"
             if fmt != HEAD_FORMAT:
                 raise ValueError(f"head file {str(path)!r} has format {fmt!r}, expected {HEAD_FORMAT!r}")
-            return cls(mean=z["mean"], scale=z["scale"], coef=z["coef"],
-                       intercept=float(z["intercept"][0]), backbone=str(z["backbone"]))
+            return cls(
+                mean=z["mean"],
+                scale=z["scale"],
+                coef=z["coef"],
+                intercept=float(z["intercept"][0]),
+                backbone=str(z["backbone"]),
+            )
 
 
 def write_manifest(head_path: Path, info: dict[str, Any]) -> Path:
@@ -107,6 +124,8 @@ def verify_manifest(head_path: Path) -> dict[str, Any] | None:
     manifest = json.loads(mpath.read_text())
     actual = sha256_file(head_path)
     if manifest.get("sha256") != actual:
-        raise ValueError(f"{str(head_path)!r} does not match its manifest (sha256 {actual[:12]}… vs "
-                         f"{str(manifest.get('sha256'))[:12]}…); retrain or restore the file")
+        raise ValueError(
+            f"{str(head_path)!r} does not match its manifest (sha256 {actual[:12]}… vs "
+            f"{str(manifest.get('sha256'))[:12]}…); retrain or restore the file"
+        )
     return manifest

@@ -7,6 +7,7 @@ random weights (`{model_type: owlv2, ...overrides}`), which is how tests (tiny s
 speed benchmark (production sizes) run without downloads. A random text model gets a small
 word-level tokenizer built in memory from the prompts, so nothing is fetched.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,8 +30,10 @@ class HFSource(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> HFSource:
         if (self.model is None) == (self.random_init is None):
-            raise ValueError("give exactly one of params.model (folder or hub id) or params.random_init "
-                             f"(config dict); got model={self.model!r}, random_init={self.random_init!r}")
+            raise ValueError(
+                "give exactly one of params.model (folder or hub id) or params.random_init "
+                f"(config dict); got model={self.model!r}, random_init={self.random_init!r}"
+            )
         if self.random_init is not None and "model_type" not in self.random_init:
             raise ValueError(f"params.random_init needs a model_type (e.g. owlv2), got {self.random_init!r}")
         return self
@@ -45,9 +48,11 @@ def resolve_model(src: HFSource, base_dir: Path, key: str) -> str:
         return str(local.resolve())
     if src.allow_download:
         return src.model
-    raise FileNotFoundError(f"{key}={src.model!r} is not a folder under {str(base_dir)!r} and downloads are "
-                            "off; give a local folder, set `allow_download: true` for a hub id, or use "
-                            "`random_init` for random weights")
+    raise FileNotFoundError(
+        f"{key}={src.model!r} is not a folder under {str(base_dir)!r} and downloads are "
+        "off; give a local folder, set `allow_download: true` for a hub id, or use "
+        "`random_init` for random weights"
+    )
 
 
 def random_config(spec: dict[str, Any]) -> Any:
@@ -94,8 +99,7 @@ def load_processor(src: HFSource, base_dir: Path, key: str, build_random: Any) -
         return build_random()
     from transformers import AutoProcessor
 
-    return AutoProcessor.from_pretrained(resolve_model(src, base_dir, key),
-                                         local_files_only=not src.allow_download)
+    return AutoProcessor.from_pretrained(resolve_model(src, base_dir, key), local_files_only=not src.allow_download)
 
 
 def tiny_tokenizer(texts: list[str], max_length: int = 16, extra: list[str] | None = None) -> Any:
@@ -110,9 +114,15 @@ def tiny_tokenizer(texts: list[str], max_length: int = 16, extra: list[str] | No
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=max_length)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
 
 
 def model_device(model: Any) -> Any:
@@ -130,7 +140,6 @@ def to_device(batch: Any, model: Any) -> Any:
             v = v.to(p.device, dtype=p.dtype) if v.is_floating_point() else v.to(p.device)
         out[k] = v
     return out
-
 
 
 def image_kwargs(model: Any) -> dict[str, Any]:

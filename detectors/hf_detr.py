@@ -8,6 +8,7 @@ the public D-FINE checkpoints: truck, person, stop sign -> weak evidence).
 
 Conversion of raw outputs to `Boxes` happens here, next to the adapters.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +24,14 @@ from detectors.evidence import Boxes, ClassMap, norm_name
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
 
 ZERO_SHOT_TYPES = ("owlv2", "owlvit", "grounding-dino")
-DEFAULT_PROMPTS = ["traffic cone", "road barrier", "construction barrel", "roadwork sign", "excavator",
-                   "worker in safety vest"]
+DEFAULT_PROMPTS = [
+    "traffic cone",
+    "road barrier",
+    "construction barrel",
+    "roadwork sign",
+    "excavator",
+    "worker in safety vest",
+]
 
 
 class HFDetectorParams(HFSource):
@@ -91,8 +98,16 @@ def to_boxes(r: dict[str, Any], labels: list[str], size: tuple[int, int]) -> Box
 class HFDetector(BoxDetector):
     """OWLv2 / Grounding DINO (zero-shot, prompts) or D-FINE / RT-DETR (closed-set) -> Boxes."""
 
-    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: HFDetectorParams,
-                 weight: float = 1.0, batch: int = 8) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        processor: Any,
+        params: HFDetectorParams,
+        weight: float = 1.0,
+        batch: int = 8,
+    ) -> None:
         super().__init__(name, level, params.evidence, weight, batch)
         self.model, self.processor, self.params = model, processor, params
         self.model_type = model_type_of(model)
@@ -105,12 +120,13 @@ class HFDetector(BoxDetector):
         params = HFDetectorParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         mtype = (params.random_init or {}).get("model_type", "")
-        zero_shot = mtype in ZERO_SHOT_TYPES or (params.model is not None and any(
-            t.replace("-", "") in params.model.lower().replace("-", "") for t in ZERO_SHOT_TYPES))
+        zero_shot = mtype in ZERO_SHOT_TYPES or (
+            params.model is not None
+            and any(t.replace("-", "") in params.model.lower().replace("-", "") for t in ZERO_SHOT_TYPES)
+        )
         auto = AutoModelForZeroShotObjectDetection if zero_shot else AutoModelForObjectDetection
         model = load_model(params, auto, base_dir, key, cfg.device, cfg.dtype)
-        processor = load_processor(params, base_dir, key,
-                                   lambda: random_processor(model_type_of(model), params, model))
+        processor = load_processor(params, base_dir, key, lambda: random_processor(model_type_of(model), params, model))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
@@ -120,33 +136,46 @@ class HFDetector(BoxDetector):
         with torch.inference_mode():
             if self.zero_shot:
                 return self._zero_shot(images, sizes)
-            inputs = to_device(self.processor(images=images, return_tensors="pt",
-                                                      **image_kwargs(self.model)), self.model)
+            inputs = to_device(
+                self.processor(images=images, return_tensors="pt", **image_kwargs(self.model)), self.model
+            )
             out = keep_top_queries(self.model(**inputs), self.params.max_det)
-            res = self.processor.post_process_object_detection(out, threshold=self.params.threshold,
-                                                               target_sizes=sizes)
+            res = self.processor.post_process_object_detection(out, threshold=self.params.threshold, target_sizes=sizes)
         id2label = self.model.config.id2label
-        return [to_boxes(r, [str(id2label.get(i, i)) for i in r["labels"].tolist()], size)
-                for r, size in zip(res, sizes, strict=True)]
+        return [
+            to_boxes(r, [str(id2label.get(i, i)) for i in r["labels"].tolist()], size)
+            for r, size in zip(res, sizes, strict=True)
+        ]
 
     def _zero_shot(self, images: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[Boxes]:
         p = self.params
         if self.model_type == "grounding-dino":
             text = ". ".join(q.lower() for q in p.prompts) + "."
-            inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt", padding=True,
-                                    **image_kwargs(self.model))
+            inputs = self.processor(
+                images=images, text=[text] * len(images), return_tensors="pt", padding=True, **image_kwargs(self.model)
+            )
             out = keep_top_queries(self.model(**to_device(inputs, self.model)), p.max_det)
             res = self.processor.post_process_grounded_object_detection(
-                out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold,
-                target_sizes=sizes)
-            return [to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size) for r, size in zip(res, sizes, strict=True)]
-        inputs = self.processor(text=[p.prompts] * len(images), images=images, return_tensors="pt",
-                                padding="max_length", truncation=True, **image_kwargs(self.model))
+                out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold, target_sizes=sizes
+            )
+            return [
+                to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size)
+                for r, size in zip(res, sizes, strict=True)
+            ]
+        inputs = self.processor(
+            text=[p.prompts] * len(images),
+            images=images,
+            return_tensors="pt",
+            padding="max_length",
+            truncation=True,
+            **image_kwargs(self.model),
+        )
         out = keep_top_queries(self.model(**to_device(inputs, self.model)), p.max_det)
         squares = [(max(h, w), max(h, w)) for h, w in sizes]  # OWLv2 pads to a square before resizing
-        res = self.processor.post_process_grounded_object_detection(out, threshold=p.threshold,
-                                                                    target_sizes=squares)
-        return [to_boxes(r, [p.prompts[i] for i in r["labels"].tolist()], size) for r, size in zip(res, sizes, strict=True)]
+        res = self.processor.post_process_grounded_object_detection(out, threshold=p.threshold, target_sizes=squares)
+        return [
+            to_boxes(r, [p.prompts[i] for i in r["labels"].tolist()], size) for r, size in zip(res, sizes, strict=True)
+        ]
 
     def prompt_for(self, phrase: str) -> str:
         """Grounding DINO names boxes by the matched tokens; map them back to the prompt they came from."""

@@ -14,6 +14,7 @@ with `torch.load(weights_only=True)`; one that does not fit is refused with the 
 
 Nothing here imports pydantic: the trainer runs on GPU images that lack it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,13 @@ RCNN_FORMAT = "roadwork-mnv2-rcnn/1"
 CLASSES: tuple[str, ...] = ("cone", "barrier", "roadwork sign", "machinery", "worker")
 """Detector class names (index + 1 is the torchvision label; 0 is background), one per schema kind
 of training/train_detector.py, named as detectors/evidence.py weighs them."""
-SCHEMA_TO_CLASS = {"cone": "cone", "barrier": "barrier", "sign": "roadwork sign", "machinery": "machinery",
-                   "worker": "worker"}
+SCHEMA_TO_CLASS = {
+    "cone": "cone",
+    "barrier": "barrier",
+    "sign": "roadwork sign",
+    "machinery": "machinery",
+    "worker": "worker",
+}
 
 
 def schema_label(kind: str) -> int:
@@ -42,8 +48,12 @@ ANCHOR_SIZES = ((16, 32), (32, 64), (64, 128), (128, 256))
 MIN_SIZE, MAX_SIZE = 448, 640
 
 
-def build_rcnn(imagenet: bool = True, classes: tuple[str, ...] = CLASSES, min_size: int | tuple[int, ...] = MIN_SIZE,
-               max_size: int = MAX_SIZE) -> Any:
+def build_rcnn(
+    imagenet: bool = True,
+    classes: tuple[str, ...] = CLASSES,
+    min_size: int | tuple[int, ...] = MIN_SIZE,
+    max_size: int = MAX_SIZE,
+) -> Any:
     """Faster R-CNN (torchvision) on MobileNetV2 + FPN; ImageNet backbone weights when `imagenet`."""
     from torch import nn
     from torchvision.models.detection import FasterRCNN
@@ -59,12 +69,19 @@ def build_rcnn(imagenet: bool = True, classes: tuple[str, ...] = CLASSES, min_si
     backbone = BackboneWithFPN(features, RETURN_LAYERS, IN_CHANNELS, FPN_CHANNELS, extra_blocks=LastLevelMaxPool())
     anchors = AnchorGenerator(ANCHOR_SIZES, ((0.5, 1.0, 2.0),) * len(ANCHOR_SIZES))
     model = FasterRCNN(
-        backbone, num_classes=None, rpn_anchor_generator=anchors,
+        backbone,
+        num_classes=None,
+        rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2),
-        box_head=TwoMLPHead(FPN_CHANNELS * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, len(classes) + 1),
-        min_size=min_size, max_size=max_size,
-        rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=100, box_detections_per_img=50,
-        box_score_thresh=0.05)
+        box_head=TwoMLPHead(FPN_CHANNELS * 7 * 7, 256),
+        box_predictor=FastRCNNPredictor(256, len(classes) + 1),
+        min_size=min_size,
+        max_size=max_size,
+        rpn_pre_nms_top_n_test=500,
+        rpn_post_nms_top_n_test=100,
+        box_detections_per_img=50,
+        box_score_thresh=0.05,
+    )
     model.classes = tuple(classes)
     for m in features.modules():  # frozen batch statistics: detection batches are small and mixed in size
         if isinstance(m, nn.BatchNorm2d):
@@ -96,10 +113,21 @@ def save_rcnn(model: Any, path: str | Path, info: dict[str, Any]) -> Path:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    torch.save({"format": RCNN_FORMAT, "classes": list(model.classes), "min_size": MIN_SIZE, "max_size": MAX_SIZE,
-                "state": state, "info": json.dumps(info)}, path)
+    state = {
+        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
+    torch.save(
+        {
+            "format": RCNN_FORMAT,
+            "classes": list(model.classes),
+            "min_size": MIN_SIZE,
+            "max_size": MAX_SIZE,
+            "state": state,
+            "info": json.dumps(info),
+        },
+        path,
+    )
     return path
 
 
@@ -124,8 +152,9 @@ def read_info(path: str | Path) -> dict[str, Any]:
 def load_rcnn(path: str | Path) -> Any:
     """A `save_rcnn` checkpoint as an eval-mode model."""
     ckpt = read_rcnn(path)
-    model = build_rcnn(imagenet=False, classes=tuple(ckpt["classes"]), min_size=int(ckpt["min_size"]),
-                       max_size=int(ckpt["max_size"]))
+    model = build_rcnn(
+        imagenet=False, classes=tuple(ckpt["classes"]), min_size=int(ckpt["min_size"]), max_size=int(ckpt["max_size"])
+    )
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state"].items()})
     except RuntimeError as exc:
@@ -138,11 +167,15 @@ def to_tensors(images: list[np.ndarray], device: str = "cpu") -> list[Any]:
     import torch
 
     arrays = [np.ascontiguousarray(img) for img in images]
-    return [torch.from_numpy(a if a.flags.writeable else a.copy()).to(device).permute(2, 0, 1).float().div_(255.0)
-            for a in arrays]
+    return [
+        torch.from_numpy(a if a.flags.writeable else a.copy()).to(device).permute(2, 0, 1).float().div_(255.0)
+        for a in arrays
+    ]
 
 
-def detections(model: Any, images: list[np.ndarray], device: str = "cpu") -> list[list[tuple[str, float, float, float, float, float]]]:
+def detections(
+    model: Any, images: list[np.ndarray], device: str = "cpu"
+) -> list[list[tuple[str, float, float, float, float, float]]]:
     """[(class name, score, x0, y0, x1, y1 normalised to the image), ...] per image, best first."""
     import torch
 
@@ -153,7 +186,12 @@ def detections(model: Any, images: list[np.ndarray], device: str = "cpu") -> lis
         h, w = img.shape[:2]
         scale = np.array([w, h, w, h], np.float32)
         boxes = out["boxes"].float().cpu().numpy() / scale
-        result.append([(model.classes[int(lab) - 1], float(s), *map(float, b))
-                       for lab, s, b in zip(out["labels"].cpu().numpy(), out["scores"].float().cpu().numpy(),
-                                            boxes, strict=True)])
+        result.append(
+            [
+                (model.classes[int(lab) - 1], float(s), *map(float, b))
+                for lab, s, b in zip(
+                    out["labels"].cpu().numpy(), out["scores"].float().cpu().numpy(), boxes, strict=True
+                )
+            ]
+        )
     return result

@@ -12,6 +12,7 @@ The network's input (`to_tensor_batch`), its pooling (`pool_map`), the overlappi
 tile voter scores (`tile_crops`) and the name a head records (`backbone_name`) live here too, so the embedding adapter and `roadwork train backbone` share
 them. Nothing here imports pydantic: the trainer runs on GPU images that lack it.
 """
+
 from __future__ import annotations
 
 import importlib.resources
@@ -47,8 +48,9 @@ def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
-def tile_crops(image: np.ndarray, grids: Sequence[tuple[int, int]] = TILE_GRIDS,
-               overlap: float = TILE_OVERLAP) -> list[np.ndarray]:
+def tile_crops(
+    image: np.ndarray, grids: Sequence[tuple[int, int]] = TILE_GRIDS, overlap: float = TILE_OVERLAP
+) -> list[np.ndarray]:
     """Overlapping crops of `image` for each (rows, cols) grid, (cols, rows) for a portrait frame.
 
     Each cell is widened by `overlap` of its size on every side (inside the frame), so an object on
@@ -91,8 +93,9 @@ def load_torch_file(path: str | Path, what: str, command: str) -> Any:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} not found; make them with "
-                                f"`roadwork train {command} --data DIR --out {path}`")
+        raise FileNotFoundError(
+            f"{what} {str(path)!r} not found; make them with `roadwork train {command} --data DIR --out {path}`"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a file that is not a checkpoint
@@ -104,8 +107,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ValueError(f"backbone weights {str(path)!r} hold a {type(state).__name__}, not a state dict")
     if "format" in state and state["format"] != FINETUNED_FORMAT:
-        raise ValueError(f"backbone weights {str(path)!r} have format {state['format']!r}, "
-                         f"expected {FINETUNED_FORMAT!r}")
+        raise ValueError(
+            f"backbone weights {str(path)!r} have format {state['format']!r}, expected {FINETUNED_FORMAT!r}"
+        )
     return state
 
 
@@ -136,6 +140,8 @@ def mobilenetv2_features(weights: str | Path | None = None) -> Any:
     model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"backbone weights {str(weights)!r} do not fit MobileNetV2: missing "
-                         f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ValueError(
+            f"backbone weights {str(weights)!r} do not fit MobileNetV2: missing "
+            f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
+        )
     return model.eval()

@@ -6,6 +6,7 @@ TRAVAUX, OBRAS, ...). Each phrase has a weight; the vote is a noisy-OR of weight
 over the phrases found. Text without any roadwork phrase gives `no_match_prob`; a frame with no
 text at all abstains (a blank wall says nothing about roadwork), unless `no_text_prob` is set.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,12 +25,31 @@ from detectors.evidence import noisy_or
 
 DEFAULT_PHRASES: dict[str, float] = {
     # English
-    "ROAD WORK": 0.95, "ROADWORK": 0.95, "ROAD WORKS": 0.95, "WORK ZONE": 0.95, "CONSTRUCTION": 0.7,
-    "DETOUR": 0.8, "LANE CLOSED": 0.9, "ROAD CLOSED": 0.85, "MEN WORKING": 0.9, "WORKERS": 0.6,
-    "END ROAD WORK": 0.9, "PREPARE TO STOP": 0.6, "ONE LANE": 0.7, "FLAGGER": 0.9,
+    "ROAD WORK": 0.95,
+    "ROADWORK": 0.95,
+    "ROAD WORKS": 0.95,
+    "WORK ZONE": 0.95,
+    "CONSTRUCTION": 0.7,
+    "DETOUR": 0.8,
+    "LANE CLOSED": 0.9,
+    "ROAD CLOSED": 0.85,
+    "MEN WORKING": 0.9,
+    "WORKERS": 0.6,
+    "END ROAD WORK": 0.9,
+    "PREPARE TO STOP": 0.6,
+    "ONE LANE": 0.7,
+    "FLAGGER": 0.9,
     # German, French, Spanish, Italian, Portuguese, Dutch, Polish
-    "BAUSTELLE": 0.95, "UMLEITUNG": 0.8, "TRAVAUX": 0.95, "DEVIATION": 0.75, "CHANTIER": 0.9,
-    "OBRAS": 0.95, "DESVIO": 0.75, "LAVORI": 0.9, "LAVORI IN CORSO": 0.95, "WERKZAAMHEDEN": 0.95,
+    "BAUSTELLE": 0.95,
+    "UMLEITUNG": 0.8,
+    "TRAVAUX": 0.95,
+    "DEVIATION": 0.75,
+    "CHANTIER": 0.9,
+    "OBRAS": 0.95,
+    "DESVIO": 0.75,
+    "LAVORI": 0.9,
+    "LAVORI IN CORSO": 0.95,
+    "WERKZAAMHEDEN": 0.95,
     "ROBOTY DROGOWE": 0.95,
 }
 
@@ -87,8 +107,9 @@ class OcrSignVoter(Detector):
 
             image = np.asarray(Image.fromarray(image).resize((max(int(w * scale), 1), max(int(h * scale), 1))))
         result, _ = self.engine(np.ascontiguousarray(image[..., ::-1]))  # rapidocr reads numpy as BGR
-        return [(str(text), float(score)) for _, text, score in (result or [])
-                if float(score) >= self.params.min_text_score]
+        return [
+            (str(text), float(score)) for _, text, score in (result or []) if float(score) >= self.params.min_text_score
+        ]
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes = []
@@ -99,15 +120,17 @@ class OcrSignVoter(Detector):
             hits = match_phrases(lines, self.params.phrases)
             ev = {"text": [t for t, _ in lines][:20], "matches": hits}
             if hits:
-                prob = noisy_or(np.array([h["score"] for h in hits]), np.array([h["weight"] for h in hits]),
-                                [h["phrase"] for h in hits])
+                prob = noisy_or(
+                    np.array([h["score"] for h in hits]),
+                    np.array([h["weight"] for h in hits]),
+                    [h["phrase"] for h in hits],
+                )
             elif lines:
                 prob = self.params.no_match_prob
             elif self.params.no_text_prob is not None:
                 prob = self.params.no_text_prob
             else:
-                votes.append(Vote.abstain(self.name, self.level, "no text found", ms,
-                                          cause=AbstainCause.NO_EVIDENCE))
+                votes.append(Vote.abstain(self.name, self.level, "no text found", ms, cause=AbstainCause.NO_EVIDENCE))
                 continue
             votes.append(Vote(self.name, self.level, prob, self.weight, ms, evidence=ev))
         return votes

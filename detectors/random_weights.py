@@ -16,6 +16,7 @@ each voter entry into one that builds the same architecture from its config:
 `tiny=True` maps every voter to the tiny configs of detectors/model_specs.py instead (CPU smoke
 runs). The probabilities of a random model mean nothing; only speed and memory are real.
 """
+
 from __future__ import annotations
 
 import re
@@ -26,25 +27,63 @@ from cascade.config import VoterConfig
 from detectors.base import Detector, Voter
 from detectors.model_specs import TINY_CLIP, TINY_DEPTH, TINY_DFINE, TINY_GDINO, TINY_OWLV2, TINY_SAM, TINY_SIGLIP
 
-_DA_L = dict(model_type="depth_anything", neck_hidden_sizes=[256, 512, 1024, 1024], fusion_hidden_size=256,
-             reassemble_hidden_size=1024,
-             backbone_config=dict(model_type="dinov2", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                  patch_size=14, image_size=518, reshape_hidden_states=False, out_indices=[5, 12, 18, 24]))
-_DA_B_METRIC = dict(model_type="depth_anything", neck_hidden_sizes=[96, 192, 384, 768], fusion_hidden_size=128,
-                    reassemble_hidden_size=768,
-                    depth_estimation_type="metric", max_depth=80,
-                    backbone_config=dict(model_type="dinov2", hidden_size=768, num_hidden_layers=12,
-                                         num_attention_heads=12, patch_size=14, image_size=518,
-                                         reshape_hidden_states=False, out_indices=[3, 6, 9, 12]))
+_DA_L = dict(
+    model_type="depth_anything",
+    neck_hidden_sizes=[256, 512, 1024, 1024],
+    fusion_hidden_size=256,
+    reassemble_hidden_size=1024,
+    backbone_config=dict(
+        model_type="dinov2",
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        patch_size=14,
+        image_size=518,
+        reshape_hidden_states=False,
+        out_indices=[5, 12, 18, 24],
+    ),
+)
+_DA_B_METRIC = dict(
+    model_type="depth_anything",
+    neck_hidden_sizes=[96, 192, 384, 768],
+    fusion_hidden_size=128,
+    reassemble_hidden_size=768,
+    depth_estimation_type="metric",
+    max_depth=80,
+    backbone_config=dict(
+        model_type="dinov2",
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        patch_size=14,
+        image_size=518,
+        reshape_hidden_states=False,
+        out_indices=[3, 6, 9, 12],
+    ),
+)
 _SO400M = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16)
 
 # hub id -> {model_type, ...key sizes of its config.json}; transformers fills in the rest.
 FULL_CONFIGS: dict[str, dict[str, Any]] = {
-    "facebook/dinov2-large": dict(model_type="dinov2", hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                  intermediate_size=4096, patch_size=14, image_size=518),
-    "facebook/dinov3-vitl16-pretrain-lvd1689m": dict(model_type="dinov3_vit", hidden_size=1024, num_hidden_layers=24,
-                                                     num_attention_heads=16, intermediate_size=4096, patch_size=16,
-                                                     num_register_tokens=4, layerscale_value=1e-5),
+    "facebook/dinov2-large": dict(
+        model_type="dinov2",
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        patch_size=14,
+        image_size=518,
+    ),
+    "facebook/dinov3-vitl16-pretrain-lvd1689m": dict(
+        model_type="dinov3_vit",
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        patch_size=16,
+        num_register_tokens=4,
+        layerscale_value=1e-5,
+    ),
     "google/owlv2-base-patch16-ensemble": dict(model_type="owlv2", vision_config=dict(image_size=960, patch_size=16)),
     "IDEA-Research/grounding-dino-tiny": dict(model_type="grounding-dino"),  # defaults: Swin-T + BERT-base
     "ustc-community/dfine-large-coco": dict(model_type="d_fine", num_labels=80),  # library default (HGNetV2-B4)
@@ -53,23 +92,54 @@ FULL_CONFIGS: dict[str, dict[str, Any]] = {
     "depth-anything/Depth-Anything-V2-Metric-Outdoor-Base-hf": _DA_B_METRIC,
     "facebook/sam-vit-base": dict(model_type="sam"),  # library default: ViT-B image encoder at 1024
     "google/siglip-so400m-patch14-384": dict(
-        model_type="siglip", vision_config=dict(**_SO400M, patch_size=14, image_size=384),
-        text_config=dict(**_SO400M, vocab_size=32000, max_position_embeddings=64)),
-    "google/siglip2-base-patch16-224": dict(model_type="siglip",
-                                            text_config=dict(vocab_size=256000, max_position_embeddings=64)),
+        model_type="siglip",
+        vision_config=dict(**_SO400M, patch_size=14, image_size=384),
+        text_config=dict(**_SO400M, vocab_size=32000, max_position_embeddings=64),
+    ),
+    "google/siglip2-base-patch16-224": dict(
+        model_type="siglip", text_config=dict(vocab_size=256000, max_position_embeddings=64)
+    ),
     "openai/clip-vit-large-patch14-336": dict(
-        model_type="clip", projection_dim=768,
-        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                           patch_size=14, image_size=336),
-        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)),
+        model_type="clip",
+        projection_dim=768,
+        vision_config=dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            patch_size=14,
+            image_size=336,
+        ),
+        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+    ),
 }
 TINY_BY_TYPE: dict[str, dict[str, Any]] = {
-    "owlv2": TINY_OWLV2, "grounding-dino": TINY_GDINO, "d_fine": TINY_DFINE, "rt_detr_v2": TINY_DFINE,
-    "depth_anything": TINY_DEPTH, "sam": TINY_SAM, "siglip": TINY_SIGLIP, "clip": TINY_CLIP,
-    "dinov2": dict(model_type="dinov2", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=64, patch_size=14, image_size=56),
-    "dinov3_vit": dict(model_type="dinov3_vit", hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=64, patch_size=16, num_register_tokens=1),
+    "owlv2": TINY_OWLV2,
+    "grounding-dino": TINY_GDINO,
+    "d_fine": TINY_DFINE,
+    "rt_detr_v2": TINY_DFINE,
+    "depth_anything": TINY_DEPTH,
+    "sam": TINY_SAM,
+    "siglip": TINY_SIGLIP,
+    "clip": TINY_CLIP,
+    "dinov2": dict(
+        model_type="dinov2",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=14,
+        image_size=56,
+    ),
+    "dinov3_vit": dict(
+        model_type="dinov3_vit",
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        patch_size=16,
+        num_register_tokens=1,
+    ),
 }
 HF_KINDS = ("hf-detector", "depth-size", "sam-mask", "scene-zero-shot")
 TINY_SIZES = {"hf-detector": 64, "depth-size": 56, "sam-mask": 64, "scene-zero-shot": 32}
@@ -88,7 +158,8 @@ def full_config(hub_id: str, key: str) -> dict[str, Any]:
     except KeyError:
         raise NoRandomConfigError(
             f"{key}={hub_id!r} has no random-weights config; known: {', '.join(sorted(FULL_CONFIGS))}. "
-            "Add its config.json key sizes to FULL_CONFIGS in detectors/random_weights.py") from None
+            "Add its config.json key sizes to FULL_CONFIGS in detectors/random_weights.py"
+        ) from None
 
 
 def tiny_config(full: dict[str, Any]) -> dict[str, Any]:
@@ -156,14 +227,17 @@ def random_voter(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None)
     elif cfg.kind in ("backbone-head", "ocr-signs"):
         pass  # backbone-head: see build_random; OCR ships its models
     else:
-        raise NoRandomConfigError(f"voter {cfg.name!r}: kind {cfg.kind!r} has no random-weights form "
-                                  f"(in-process kinds only; {', '.join(IN_PROCESS_EXCLUDED)} run on servers)")
+        raise NoRandomConfigError(
+            f"voter {cfg.name!r}: kind {cfg.kind!r} has no random-weights form "
+            f"(in-process kinds only; {', '.join(IN_PROCESS_EXCLUDED)} run on servers)"
+        )
     batch = min(cfg.batch, 4) if tiny else cfg.batch
     return cfg.model_copy(update={"params": p, "batch": batch, "dtype": run_as})
 
 
-def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0,
-                         base_dir: Path = Path(".")) -> Detector:
+def random_backbone_head(
+    cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0, base_dir: Path = Path(".")
+) -> Detector:
     """L0: a random-weight transformers backbone of the configured hub id + a random linear head."""
     import numpy as np
     from transformers import AutoModel, ViTImageProcessor
@@ -186,14 +260,16 @@ def random_backbone_head(cfg: VoterConfig, tiny: bool = False, dtype: str | None
     dt = "float32" if tiny else (dtype or cfg.dtype)
     model = random_model(AutoModel, random_config(init), cfg.device, torch_dtype(dt))
     side = 56 if tiny else spec.input_size
-    proc = ViTImageProcessor(size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(),
-                             image_std=IMAGENET_STD.tolist())
+    proc = ViTImageProcessor(
+        size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(), image_std=IMAGENET_STD.tolist()
+    )
     spec = spec.model_copy(update={"device": cfg.device, "dtype": dt})
     dim = int(model.config.hidden_size)
     backbone = HFAutoModelBackbone(model, proc, spec, dim)
     rng = np.random.default_rng(seed)
-    head = LinearHead(mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim), intercept=0.0,
-                      backbone=backbone.name)  # random too: it only has to fit the backbone it rides on
+    head = LinearHead(
+        mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim), intercept=0.0, backbone=backbone.name
+    )  # random too: it only has to fit the backbone it rides on
     return BackboneHead(cfg.name, cfg.level, backbone, head, cfg.weight, min(cfg.batch, 4) if tiny else cfg.batch)
 
 

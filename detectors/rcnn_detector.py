@@ -5,6 +5,7 @@ roadwork signs, machinery and workers. Boxes become the voter's probability thro
 `params.evidence` (the noisy-OR of detectors/evidence.py), the same rule its out-of-fold votes
 were computed with (training/finetune_detector.py `package`), so the fitted consensus applies.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,8 +32,16 @@ class RcnnParams(BaseModel):
 
 
 class RcnnDetector(BoxDetector):
-    def __init__(self, name: str, level: Level, model: Any, params: RcnnParams, weight: float = 1.0,
-                 batch: int = 4, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        params: RcnnParams,
+        weight: float = 1.0,
+        batch: int = 4,
+        device: str = "cpu",
+    ) -> None:
         super().__init__(name, level, params.evidence, weight, batch)
         self.model = model.to(device)
         self.device = device
@@ -50,5 +59,8 @@ class RcnnDetector(BoxDetector):
 def boxes_from_detections(dets: Sequence[Sequence[Any]]) -> Boxes:
     """`mnv2_rcnn.detections` rows (class, score, x0, y0, x1, y1), or the same rows read back from a
     held-out votes file, as `Boxes`: one conversion for the voter and its out-of-fold votes."""
-    return Boxes(np.array([d[2:6] for d in dets], np.float32).reshape(-1, 4),
-                 np.array([d[1] for d in dets], np.float32), tuple(str(d[0]) for d in dets))
+    return Boxes(
+        np.array([d[2:6] for d in dets], np.float32).reshape(-1, 4),
+        np.array([d[1] for d in dets], np.float32),
+        tuple(str(d[0]) for d in dets),
+    )

@@ -6,6 +6,7 @@ lives beside its adapter in a module that imports no torch at the top, so `check
 can refuse a misspelt kind or param when the profile loads, with the key named, before any model
 is built. To add a model: write its adapter file and add one entry here.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,29 +33,68 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "backbone-head": Kind("detectors.backbone_head:BackboneHead", "detectors.backbone_head:BackboneHeadParams",
-                          about="L0: backbone embedding + trained linear head (optionally max over tiles)"),
-    "ultralytics": Kind("detectors.ultralytics_yolo:UltralyticsDetector", "detectors.ultralytics_yolo:UltralyticsParams",
-                        "vision", "YOLO / RT-DETR / YOLOE boxes"),
-    "hf-detector": Kind("detectors.hf_detr:HFDetector", "detectors.hf_detr:HFDetectorParams", "hf",
-                        "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers"),
+    "backbone-head": Kind(
+        "detectors.backbone_head:BackboneHead",
+        "detectors.backbone_head:BackboneHeadParams",
+        about="L0: backbone embedding + trained linear head (optionally max over tiles)",
+    ),
+    "ultralytics": Kind(
+        "detectors.ultralytics_yolo:UltralyticsDetector",
+        "detectors.ultralytics_yolo:UltralyticsParams",
+        "vision",
+        "YOLO / RT-DETR / YOLOE boxes",
+    ),
+    "hf-detector": Kind(
+        "detectors.hf_detr:HFDetector",
+        "detectors.hf_detr:HFDetectorParams",
+        "hf",
+        "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers",
+    ),
     "rfdetr": Kind("detectors.rfdetr:RFDETRDetector", "detectors.rfdetr:RFDETRParams", "vision", "RF-DETR boxes"),
-    "rcnn-mobilenet": Kind("detectors.rcnn_detector:RcnnDetector", "detectors.rcnn_detector:RcnnParams",
-                           about="our roadwork-box Faster R-CNN (`roadwork train boxes`)"),
-    "wbf-ensemble": Kind("detectors.ensemble:WBFEnsemble", "detectors.ensemble:EnsembleParams", "vision",
-                         "several box detectors fused with weighted boxes fusion"),
-    "depth-size": Kind("detectors.depth_size:DepthSizeValidator", "detectors.depth_size:DepthSizeParams", "hf",
-                       "L2: Depth Anything + object size check"),
-    "sam-mask": Kind("detectors.sam_mask:SamMaskValidator", "detectors.sam_mask:SamParams", "hf",
-                     "L2: SAM mask shape / colour check"),
-    "ocr-signs": Kind("detectors.ocr_signs:OcrSignVoter", "detectors.ocr_signs:OcrParams", "vision",
-                      "L2: roadwork words on signs (rapidocr PP-OCR)"),
-    "scene-zero-shot": Kind("detectors.scene_clip:SceneVoter", "detectors.scene_clip:SceneParams", "hf",
-                            "L2: CLIP / SigLIP zero-shot scene + night/rain/clear tag"),
-    "vlm-http": Kind("vlm_tiers.http_tier:HttpVLMTier", "vlm_tiers.config:HttpTierParams", "vlm",
-                     "L3-L5 over vLLM / any OpenAI-compatible server"),
-    "vlm-transformers": Kind("vlm_tiers.local_tier:TransformersVLMTier", "vlm_tiers.config:LocalTierParams", "hf",
-                             "in-process Qwen-VL (CPU / development)"),
+    "rcnn-mobilenet": Kind(
+        "detectors.rcnn_detector:RcnnDetector",
+        "detectors.rcnn_detector:RcnnParams",
+        about="our roadwork-box Faster R-CNN (`roadwork train boxes`)",
+    ),
+    "wbf-ensemble": Kind(
+        "detectors.ensemble:WBFEnsemble",
+        "detectors.ensemble:EnsembleParams",
+        "vision",
+        "several box detectors fused with weighted boxes fusion",
+    ),
+    "depth-size": Kind(
+        "detectors.depth_size:DepthSizeValidator",
+        "detectors.depth_size:DepthSizeParams",
+        "hf",
+        "L2: Depth Anything + object size check",
+    ),
+    "sam-mask": Kind(
+        "detectors.sam_mask:SamMaskValidator", "detectors.sam_mask:SamParams", "hf", "L2: SAM mask shape / colour check"
+    ),
+    "ocr-signs": Kind(
+        "detectors.ocr_signs:OcrSignVoter",
+        "detectors.ocr_signs:OcrParams",
+        "vision",
+        "L2: roadwork words on signs (rapidocr PP-OCR)",
+    ),
+    "scene-zero-shot": Kind(
+        "detectors.scene_clip:SceneVoter",
+        "detectors.scene_clip:SceneParams",
+        "hf",
+        "L2: CLIP / SigLIP zero-shot scene + night/rain/clear tag",
+    ),
+    "vlm-http": Kind(
+        "vlm_tiers.http_tier:HttpVLMTier",
+        "vlm_tiers.config:HttpTierParams",
+        "vlm",
+        "L3-L5 over vLLM / any OpenAI-compatible server",
+    ),
+    "vlm-transformers": Kind(
+        "vlm_tiers.local_tier:TransformersVLMTier",
+        "vlm_tiers.config:LocalTierParams",
+        "hf",
+        "in-process Qwen-VL (CPU / development)",
+    ),
 }
 ENSEMBLES = {"wbf-ensemble"}
 """Kinds whose `params.members` are voter entries of their own (checked like top-level voters)."""
@@ -80,8 +120,9 @@ def _load(target: str, kind: str) -> Any:
     except ModuleNotFoundError as exc:
         extra = KINDS[kind].extra
         hint = f"; install it with `pip install -e .[{extra}]`" if extra else ""
-        raise ModuleNotFoundError(f"voter kind {kind!r} needs {exc.name!r}, which is not installed{hint}",
-                                  name=exc.name) from exc
+        raise ModuleNotFoundError(
+            f"voter kind {kind!r} needs {exc.name!r}, which is not installed{hint}", name=exc.name
+        ) from exc
     return getattr(module, attr)
 
 

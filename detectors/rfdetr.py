@@ -5,6 +5,7 @@ checkpoint (a fine-tuned roadwork model or the published COCO one) or null for r
 (tests, speed runs). Hub downloads happen only with `allow_download: true` and no local file.
 RF-DETR returns `supervision.Detections`; they become `Boxes` in `boxes_from_detections`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,13 @@ from cascade.types import Level
 from detectors.box_detector import BoxDetector, resolve_weights
 from detectors.evidence import Boxes, ClassMap
 
-VARIANTS = {"nano": "RFDETRNano", "small": "RFDETRSmall", "medium": "RFDETRMedium", "base": "RFDETRBase",
-            "large": "RFDETRLarge"}
+VARIANTS = {
+    "nano": "RFDETRNano",
+    "small": "RFDETRSmall",
+    "medium": "RFDETRMedium",
+    "base": "RFDETRBase",
+    "large": "RFDETRLarge",
+}
 
 
 class RFDETRParams(BaseModel):
@@ -64,8 +70,9 @@ def boxes_from_detections(det: Any, class_names: Any, width: int, height: int) -
 
 
 class RFDETRDetector(BoxDetector):
-    def __init__(self, name: str, level: Level, model: Any, params: RFDETRParams, weight: float = 1.0,
-                 batch: int = 8) -> None:
+    def __init__(
+        self, name: str, level: Level, model: Any, params: RFDETRParams, weight: float = 1.0, batch: int = 8
+    ) -> None:
         super().__init__(name, level, params.evidence, weight, batch)
         self.model, self.params = model, params
 
@@ -74,9 +81,16 @@ class RFDETRDetector(BoxDetector):
         params = RFDETRParams.model_validate(cfg.params)
         weights = None
         if params.weights is not None:
-            weights = resolve_weights(params.weights, base_dir, params.allow_download,
-                                      f"voters[{cfg.name}].params.weights", builtin_suffixes=())
-        return cls(cfg.name, cfg.level, load_rfdetr(params, weights, cfg.device, cfg.dtype), params, cfg.weight, cfg.batch)
+            weights = resolve_weights(
+                params.weights,
+                base_dir,
+                params.allow_download,
+                f"voters[{cfg.name}].params.weights",
+                builtin_suffixes=(),
+            )
+        return cls(
+            cfg.name, cfg.level, load_rfdetr(params, weights, cfg.device, cfg.dtype), params, cfg.weight, cfg.batch
+        )
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
         out = self.model.predict(list(images), threshold=self.params.threshold)

@@ -11,6 +11,7 @@ SAM with the box, measures
 and down-weights a box that fails (`fail_weight`). The vote is the L1 noisy-OR recomputed with
 those weights. The image encoder runs batched over the frames; the mask decoder per frame.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,8 +38,17 @@ class SamParams(HFSource):
     """Consider at most this many of the strongest L1 boxes per frame (bounded work per frame)."""
     min_fill: float = Field(default=0.15, ge=0, le=1)
     max_fill: float = Field(default=0.97, ge=0, le=1)
-    colour_classes: list[str] = Field(default_factory=lambda: ["cone", "traffic cone", "road cone", "barrel",
-                                                               "drum", "construction barrel", "safety vest"])
+    colour_classes: list[str] = Field(
+        default_factory=lambda: [
+            "cone",
+            "traffic cone",
+            "road cone",
+            "barrel",
+            "drum",
+            "construction barrel",
+            "safety vest",
+        ]
+    )
     min_colour: float = Field(default=0.15, ge=0, le=1)
     fail_weight: float = Field(default=0.2, ge=0, le=1)
     """Weight left to a box whose mask fails a check."""
@@ -60,8 +70,9 @@ def warm_colour_share(pixels: np.ndarray) -> float:
     return float(np.mean(warm & (sat > 0.45) & (mx > 0.35)))
 
 
-def mask_checks(mask: np.ndarray, box_xyxy: np.ndarray, image: np.ndarray, colour: bool,
-                p: SamParams) -> tuple[float, dict[str, float]]:
+def mask_checks(
+    mask: np.ndarray, box_xyxy: np.ndarray, image: np.ndarray, colour: bool, p: SamParams
+) -> tuple[float, dict[str, float]]:
     """Weight factor for one box from its full-resolution boolean mask (H, W)."""
     H, W = mask.shape
     x1, y1, x2, y2 = (box_xyxy * np.array([W, H, W, H])).round().astype(int)
@@ -81,13 +92,22 @@ def random_sam_processor(params: SamParams) -> Any:
     from transformers import SamImageProcessor, SamProcessor
 
     side = params.image_size
-    return SamProcessor(image_processor=SamImageProcessor(size={"longest_edge": side},
-                                                          pad_size={"height": side, "width": side}))
+    return SamProcessor(
+        image_processor=SamImageProcessor(size={"longest_edge": side}, pad_size={"height": side, "width": side})
+    )
 
 
 class SamMaskValidator(Detector):
-    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: SamParams,
-                 weight: float = 1.0, batch: int = 4) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        processor: Any,
+        params: SamParams,
+        weight: float = 1.0,
+        batch: int = 4,
+    ) -> None:
         super().__init__(name, level, weight)
         self.model, self.processor, self.params, self.batch = model, processor, params, batch
         self.colour_classes = {norm_name(c) for c in params.colour_classes}
@@ -120,18 +140,23 @@ class SamMaskValidator(Detector):
         import torch
 
         votes, todo = split_by_prior_boxes(
-            frames, self.params.from_levels, lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
-            self.params.evidence, self.params.max_checked)
+            frames,
+            self.params.from_levels,
+            lambda why: Vote.abstain(self.name, self.level, why, cause=AbstainCause.NO_EVIDENCE),
+            self.params.evidence,
+            self.params.max_checked,
+        )
         for start in range(0, len(todo), self.batch):
-            chunk = todo[start:start + self.batch]
+            chunk = todo[start : start + self.batch]
             t0 = time.monotonic()
             images = [frames[i].image for i, _ in chunk]
             inputs = self.processor(images=images, return_tensors="pt", **image_kwargs(self.model))
             with torch.inference_mode():
                 emb = self.model.get_image_embeddings(to_device(inputs, self.model)["pixel_values"])
             for k, (i, boxes) in enumerate(chunk):
-                votes[i] = self._vote(images[k], boxes, emb[k], inputs["reshaped_input_sizes"][k].tolist(), t0,
-                                      len(chunk))
+                votes[i] = self._vote(
+                    images[k], boxes, emb[k], inputs["reshaped_input_sizes"][k].tolist(), t0, len(chunk)
+                )
         return [v for v in votes if v is not None]
 
     def _vote(self, image: np.ndarray, boxes: Boxes, emb: Any, reshaped: list[int], t0: float, n: int) -> Vote:
@@ -146,7 +171,9 @@ class SamMaskValidator(Detector):
                 colour = norm_name(boxes.labels[j]) in self.colour_classes
                 factors[j], info[j] = mask_checks(mask, boxes.xyxy[j], image, colour, self.params)
         prob = self.params.evidence.image_probability(boxes, extra_weights=factors)
-        ev = [{**row, **extra, "kept": round(float(f), 3)}
-              for row, extra, f in zip(boxes.to_evidence(), info, factors, strict=True)]
+        ev = [
+            {**row, **extra, "kept": round(float(f), 3)}
+            for row, extra, f in zip(boxes.to_evidence(), info, factors, strict=True)
+        ]
         ms = (time.monotonic() - t0) * 1000 / n
         return Vote(self.name, self.level, prob, self.weight, ms, evidence={"boxes": ev})

@@ -6,6 +6,7 @@ mass on the roadwork prompts. A second softmax over condition prompts gives a co
 (`evidence['scene'] = {'tag': 'night', 'scores': {...}}`) the consensus may use. Text embeddings
 are computed once when the voter is built.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,13 +23,21 @@ from detectors.base import Detector
 from detectors.box_detector import map_with_fallback
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
 
-ROADWORK_PROMPTS = ["a photo of road construction work with traffic cones",
-                    "a road work zone with barriers and construction signs",
-                    "construction machinery and workers on a road"]
-ORDINARY_PROMPTS = ["a photo of an ordinary street with normal traffic",
-                    "an empty road with no construction", "a city street with parked cars"]
-CONDITION_PROMPTS = {"night": "a photo of a road at night", "rain": "a photo of a road in the rain",
-                     "clear": "a photo of a road on a clear day"}
+ROADWORK_PROMPTS = [
+    "a photo of road construction work with traffic cones",
+    "a road work zone with barriers and construction signs",
+    "construction machinery and workers on a road",
+]
+ORDINARY_PROMPTS = [
+    "a photo of an ordinary street with normal traffic",
+    "an empty road with no construction",
+    "a city street with parked cars",
+]
+CONDITION_PROMPTS = {
+    "night": "a photo of a road at night",
+    "rain": "a photo of a road in the rain",
+    "clear": "a photo of a road on a clear day",
+}
 
 
 class SceneParams(HFSource):
@@ -57,8 +66,9 @@ def random_scene_processor(model: Any, params: SceneParams) -> Any:
     side = params.image_size
     tok = tiny_tokenizer(texts, model.config.text_config.max_position_embeddings)
     if model.config.model_type == "siglip":
-        return T.SiglipProcessor(image_processor=T.SiglipImageProcessor(size={"height": side, "width": side}),
-                                 tokenizer=tok)
+        return T.SiglipProcessor(
+            image_processor=T.SiglipImageProcessor(size={"height": side, "width": side}), tokenizer=tok
+        )
     ip = T.CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side})
     return T.CLIPProcessor(image_processor=ip, tokenizer=tok)
 
@@ -69,8 +79,16 @@ def _features(out: Any) -> Any:
 
 
 class SceneVoter(Detector):
-    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: SceneParams,
-                 weight: float = 1.0, batch: int = 16) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        processor: Any,
+        params: SceneParams,
+        weight: float = 1.0,
+        batch: int = 16,
+    ) -> None:
         super().__init__(name, level, weight)
         self.model, self.processor, self.params, self.batch = model, processor, params, batch
         self.siglip = model.config.model_type == "siglip"
@@ -113,22 +131,31 @@ class SceneVoter(Detector):
         tags = list(p.conditions)
         votes = []
         for start in range(0, len(frames), self.batch):
-            chunk = frames[start:start + self.batch]
+            chunk = frames[start : start + self.batch]
             t0 = time.monotonic()
             logits = map_with_fallback([f.image for f in chunk], self.logits)
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
             for row in logits:
                 if isinstance(row, Exception):
-                    votes.append(Vote.abstain(self.name, self.level, f"frame failed: {type(row).__name__}: {row}", ms,
-                                              cause=AbstainCause.ERROR))
+                    votes.append(
+                        Vote.abstain(
+                            self.name,
+                            self.level,
+                            f"frame failed: {type(row).__name__}: {row}",
+                            ms,
+                            cause=AbstainCause.ERROR,
+                        )
+                    )
                     continue
-                scene = _softmax(row[:n_rw + n_ord])
+                scene = _softmax(row[: n_rw + n_ord])
                 prob = float(np.clip(scene[:n_rw].sum(), 0.0, 1.0))
                 ev: dict[str, Any] = {}
                 if tags:
-                    cond = _softmax(row[n_rw + n_ord:])
-                    ev["scene"] = {"tag": tags[int(np.argmax(cond))],
-                                   "scores": {t: round(float(s), 4) for t, s in zip(tags, cond, strict=True)}}
+                    cond = _softmax(row[n_rw + n_ord :])
+                    ev["scene"] = {
+                        "tag": tags[int(np.argmax(cond))],
+                        "scores": {t: round(float(s), 4) for t, s in zip(tags, cond, strict=True)},
+                    }
                 votes.append(Vote(self.name, self.level, prob, self.weight, ms, evidence=ev))
         return votes
 

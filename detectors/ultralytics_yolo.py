@@ -8,6 +8,7 @@ text encoder must be available locally (or `allow_download: true`).
 
 Raw ultralytics `Results` are converted to `Boxes` in `boxes_from_result`, next to the adapter.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,8 +62,12 @@ def load_ultralytics(weights: str, family: Family, prompts: list[str] | None) ->
     """Build the ultralytics model object (heavy import happens here)."""
     import ultralytics
 
-    cls = {"yolo": ultralytics.YOLO, "rtdetr": ultralytics.RTDETR, "yoloe": ultralytics.YOLOE,
-           "world": ultralytics.YOLOWorld}[family]
+    cls = {
+        "yolo": ultralytics.YOLO,
+        "rtdetr": ultralytics.RTDETR,
+        "yoloe": ultralytics.YOLOE,
+        "world": ultralytics.YOLOWorld,
+    }[family]
     model = cls(weights)
     if prompts:
         if family == "yoloe":
@@ -70,8 +75,10 @@ def load_ultralytics(weights: str, family: Family, prompts: list[str] | None) ->
         elif family == "world":
             model.set_classes(prompts)
         else:
-            raise ValueError(f"params.prompts={prompts!r} needs an open-vocabulary model "
-                             f"(family yoloe or world), but {weights!r} is family {family!r}")
+            raise ValueError(
+                f"params.prompts={prompts!r} needs an open-vocabulary model "
+                f"(family yoloe or world), but {weights!r} is family {family!r}"
+            )
     return model
 
 
@@ -82,14 +89,25 @@ def boxes_from_result(result: Any) -> Boxes:
         return Boxes.empty()
     names = result.names
     cls_ids = b.cls.cpu().numpy().astype(int)
-    return Boxes(b.xyxyn.cpu().numpy(), b.conf.cpu().numpy(),
-                 tuple(str(names.get(int(c), c)) if isinstance(names, dict) else str(names[int(c)])
-                       for c in cls_ids))
+    return Boxes(
+        b.xyxyn.cpu().numpy(),
+        b.conf.cpu().numpy(),
+        tuple(str(names.get(int(c), c)) if isinstance(names, dict) else str(names[int(c)]) for c in cls_ids),
+    )
 
 
 class UltralyticsDetector(BoxDetector):
-    def __init__(self, name: str, level: Level, model: Any, params: UltralyticsParams,
-                 weight: float = 1.0, batch: int = 16, device: str = "cpu", half: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        params: UltralyticsParams,
+        weight: float = 1.0,
+        batch: int = 16,
+        device: str = "cpu",
+        half: bool = False,
+    ) -> None:
         native = params.native_batch or (1 if params.weights.endswith(EXPORTED) else batch)
         super().__init__(name, level, params.evidence, weight, min(batch, native))
         self.model = model
@@ -103,16 +121,24 @@ class UltralyticsDetector(BoxDetector):
         params = UltralyticsParams.model_validate(cfg.params)
         if cfg.dtype == "bfloat16":
             raise ValueError(f"voters[{cfg.name}].dtype: ultralytics runs float32 or float16, not bfloat16")
-        weights = resolve_weights(params.weights, base_dir, params.allow_download,
-                                  f"voters[{cfg.name}].params.weights")
+        weights = resolve_weights(params.weights, base_dir, params.allow_download, f"voters[{cfg.name}].params.weights")
         model = load_ultralytics(weights, pick_family(weights, params.family), params.prompts)
-        return cls(cfg.name, cfg.level, model, params.model_copy(update={"weights": weights}),
-                   cfg.weight, cfg.batch, cfg.device, half=cfg.dtype == "float16")
+        return cls(
+            cfg.name,
+            cfg.level,
+            model,
+            params.model_copy(update={"weights": weights}),
+            cfg.weight,
+            cfg.batch,
+            cfg.device,
+            half=cfg.dtype == "float16",
+        )
 
     def detect(self, images: list[np.ndarray]) -> list[Boxes]:
         p = self.params
         bgr = [np.ascontiguousarray(img[..., ::-1]) for img in images]  # ultralytics reads numpy as BGR
         extra = {"quantize": 16} if self.half else {}
-        results = self.model.predict(bgr, imgsz=p.imgsz, conf=p.conf, iou=p.iou, max_det=p.max_det,
-                                     device=self.device, verbose=False, **extra)
+        results = self.model.predict(
+            bgr, imgsz=p.imgsz, conf=p.conf, iou=p.iou, max_det=p.max_det, device=self.device, verbose=False, **extra
+        )
         return [boxes_from_result(r) for r in results]

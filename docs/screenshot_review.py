@@ -8,6 +8,7 @@ seen first, as a user's browser does after one click on "Dismiss".
 
     .venv-review/bin/python docs/screenshot_review.py runs/dev-full --out docs/img/fiftyone-review.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,18 +57,36 @@ def main() -> None:
 
     port, name = free_port(), "roadwork-screenshot"
     work = Path(tempfile.mkdtemp(prefix="fo-shot-"))
-    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(work / "db"), "FIFTYONE_DO_NOT_TRACK": "true",
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "FIFTYONE_DATABASE_DIR": str(work / "db"),
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "PYTHONPATH": str(REPO),
+    }
     log = open(work / "app.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "training.review_cli", str(args.run), "--name", name,
-                             "--port", str(port)], env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training.review_cli", str(args.run), "--name", name, "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc)
         w, h = (int(x) for x in args.size.split("x"))
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=args.chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+            browser = p.chromium.launch(
+                executable_path=args.chromium,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                ],
+            )
             page = browser.new_page(viewport={"width": w, "height": h})
             page.add_init_script(f"window.localStorage.setItem('{SEEN_KEY}', 'true')")
             page.goto(f"http://127.0.0.1:{port}/datasets/{name}?view={args.view}", wait_until="load", timeout=120_000)

@@ -7,6 +7,7 @@ signatures set explicitly for each synapse class rather than from annotations in
 bittensor 10.5's axon binds uvicorn to 0.0.0.0 whatever `ip` says; `build_axon` makes it bind
 to the requested interface (127.0.0.1 in local mode).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,22 +39,30 @@ def _caller(synapse: bt.Synapse) -> str | None:
     return getattr(dendrite, "hotkey", None) if dendrite is not None else None
 
 
-def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMetrics,
-                  synapse_cls: type[ImageSynapse]) -> tuple[Callable, Callable, Callable]:
+def make_handlers(
+    service: MinerService, policy: CallerPolicy, metrics: MinerMetrics, synapse_cls: type[ImageSynapse]
+) -> tuple[Callable, Callable, Callable]:
     """(forward, blacklist, priority) for one synapse class, ready for `axon.attach`."""
     cfg = service.config
 
     async def forward(synapse):
         label = getattr(synapse, "testnet_label", -1)  # testnet validators send the truth: traces only
-        ans = await service.answer(synapse.image, synapse.timeout, policy.priority(_caller(synapse)),
-                                   label if label in (0, 1) else None)
+        ans = await service.answer(
+            synapse.image, synapse.timeout, policy.priority(_caller(synapse)), label if label in (0, 1) else None
+        )
         synapse.prediction = ans.prediction
         synapse.image = ""  # never echo the payload back: the validator has it already
         if isinstance(synapse, ExtendedImageSynapse):
             synapse.model_url = cfg.model_url
             synapse.explanation = ans.explanation
-        log.info("answered %.3f in %.0f ms (%s, exit %s) to %s", ans.prediction, ans.latency_s * 1000,
-                 ans.reason, ans.exit_level, _caller(synapse))
+        log.info(
+            "answered %.3f in %.0f ms (%s, exit %s) to %s",
+            ans.prediction,
+            ans.latency_s * 1000,
+            ans.reason,
+            ans.exit_level,
+            _caller(synapse),
+        )
         return synapse
 
     def blacklist(synapse):
@@ -71,9 +80,11 @@ def make_handlers(service: MinerService, policy: CallerPolicy, metrics: MinerMet
     def priority(synapse):
         return float(policy.priority(_caller(synapse)))
 
-    return (_with_signature(forward, synapse_cls, synapse_cls),
-            _with_signature(blacklist, synapse_cls, typing.Tuple[bool, str]),  # noqa: UP006 - attach compares exactly
-            _with_signature(priority, synapse_cls, float))
+    return (
+        _with_signature(forward, synapse_cls, synapse_cls),
+        _with_signature(blacklist, synapse_cls, typing.Tuple[bool, str]),  # noqa: UP006 - attach compares exactly
+        _with_signature(priority, synapse_cls, float),
+    )
 
 
 def body_limit(cfg: object) -> int:
@@ -94,8 +105,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def build_axon(wallet: object, service: MinerService, policy: CallerPolicy, metrics: MinerMetrics, *,
-               ip: str, port: int, external_ip: str | None = None, external_port: int | None = None) -> bt.Axon:
+def build_axon(
+    wallet: object,
+    service: MinerService,
+    policy: CallerPolicy,
+    metrics: MinerMetrics,
+    *,
+    ip: str,
+    port: int,
+    external_ip: str | None = None,
+    external_port: int | None = None,
+) -> bt.Axon:
     """An axon with our handlers attached for every synapse type, bound to `ip:port` (not started).
 
     `external_ip` None means: bittensor looks it up on the internet (production); pass the ip
@@ -104,12 +124,12 @@ def build_axon(wallet: object, service: MinerService, policy: CallerPolicy, metr
     if not 1024 < port < 65535:
         raise ValueError(f"--axon.port must be in 1025..65534, got {port}")
     config = bt.Config()  # defaults only: never parse our own command line as bittensor's
-    axon = bt.Axon(wallet=wallet, config=config, port=port, ip=ip, external_ip=external_ip,
-                   external_port=external_port)
+    axon = bt.Axon(wallet=wallet, config=config, port=port, ip=ip, external_ip=external_ip, external_port=external_port)
     axon.fast_config.host = ip.strip("[]") if ip not in ("[::]", "::") else "::"
     # outermost: refuses an oversized body before the axon's middleware reads and parses it
-    axon.app.add_middleware(BodyLimit, max_bytes=body_limit(service.config),
-                            on_refused=lambda size: _refused_body(metrics, size))
+    axon.app.add_middleware(
+        BodyLimit, max_bytes=body_limit(service.config), on_refused=lambda size: _refused_body(metrics, size)
+    )
     for cls in SYNAPSE_TYPES:
         fwd, bl, pr = make_handlers(service, policy, metrics, cls)
         axon.attach(forward_fn=fwd, blacklist_fn=bl, priority_fn=pr)

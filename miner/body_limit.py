@@ -6,6 +6,7 @@ nine such callers made a legitimate query wait 8 s. This sits outside the axon's
 answers 413 from the Content-Length header alone, or, for a body without one, as soon as the
 bytes received pass the limit. Nothing of the body is echoed.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """ASGI middleware: HTTP requests whose body exceeds `max_bytes` get a small 413."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int,
-                 on_refused: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, app: Callable[..., Awaitable[None]], max_bytes: int, on_refused: Callable[[int], None] | None = None
+    ) -> None:
         self.app, self.max_bytes, self.on_refused = app, max_bytes, on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,11 +66,23 @@ class BodyLimit:
     async def _refuse(self, send: Send, size: int) -> None:
         if self.on_refused is not None:
             self.on_refused(size)
-        body = json.dumps({"message": f"request body of {size} bytes is over the miner's limit of "
-                                      f"{self.max_bytes} bytes (miner.decode.max_bytes)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = json.dumps(
+            {
+                "message": f"request body of {size} bytes is over the miner's limit of "
+                f"{self.max_bytes} bytes (miner.decode.max_bytes)"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 

@@ -1,4 +1,5 @@
 """`roadwork serve` and `roadwork simulate` (registered in roadwork/cli.py). Light to import."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,6 @@ from rich.table import Table
 from roadwork.terminal import console, fail
 
 REPO = Path(__file__).resolve().parents[1]
-
 
 
 def _quiet_pillow() -> None:
@@ -58,24 +58,60 @@ def build_cascade(cfg, where: str):
 def _cascade_builder(cfg):
     def build():
         return build_cascade(cfg, "the profile")
+
     return build
 
 
 def serve_cmd(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML); its `miner:` section tunes serving.")] = Path("configs/cpu.yaml"),
-    wallet_name: Annotated[str, typer.Option("--wallet.name", help="Coldkey wallet name (btcli's --wallet.name).")] = "default",
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Cascade profile (YAML); its `miner:` section tunes serving.")
+    ] = Path("configs/cpu.yaml"),
+    wallet_name: Annotated[
+        str, typer.Option("--wallet.name", help="Coldkey wallet name (btcli's --wallet.name).")
+    ] = "default",
     wallet_hotkey: Annotated[str, typer.Option("--wallet.hotkey", help="Hotkey name inside the wallet.")] = "default",
-    wallet_path: Annotated[str | None, typer.Option("--wallet.path", help="Wallets folder (default ~/.bittensor/wallets).")] = None,
+    wallet_path: Annotated[
+        str | None, typer.Option("--wallet.path", help="Wallets folder (default ~/.bittensor/wallets).")
+    ] = None,
     netuid: Annotated[int, typer.Option("--netuid", help="Subnet: 72 on finney (StreetVision), 323 on test.")] = 72,
-    network: Annotated[str, typer.Option("--subtensor.network", help="finney, test, local or a ws:// endpoint.")] = "finney",
-    axon_port: Annotated[int, typer.Option("--axon.port", help="Port the axon listens on (open it in your firewall).")] = 8091,
-    axon_ip: Annotated[str, typer.Option("--axon.ip", help="Interface to bind; 0.0.0.0 so validators can reach you.")] = "0.0.0.0",
-    external_ip: Annotated[str | None, typer.Option("--axon.external_ip", help="Public IP announced on chain (default: looked up).")] = None,
-    external_port: Annotated[int | None, typer.Option("--axon.external_port", help="Public port announced on chain (default: --axon.port).")] = None,
-    health_port: Annotated[int | None, typer.Option("--health-port", help="Side port for /healthz, /readyz, /metrics (overrides miner.health.port; 0 = off).")] = None,
-    no_chain: Annotated[bool, typer.Option("--no-chain", help="Smoke test: no chain, temporary wallet, 127.0.0.1 only, every caller served.")] = False,
-    trace: Annotated[str | None, typer.Option(help="Send one trace per request to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`).")] = None,
-    ready_file: Annotated[Path | None, typer.Option("--ready-file", help="Once serving, write the axon's ip, port and hotkey (and the side port URL) here as JSON, for an outside client to test against.")] = None,
+    network: Annotated[
+        str, typer.Option("--subtensor.network", help="finney, test, local or a ws:// endpoint.")
+    ] = "finney",
+    axon_port: Annotated[
+        int, typer.Option("--axon.port", help="Port the axon listens on (open it in your firewall).")
+    ] = 8091,
+    axon_ip: Annotated[
+        str, typer.Option("--axon.ip", help="Interface to bind; 0.0.0.0 so validators can reach you.")
+    ] = "0.0.0.0",
+    external_ip: Annotated[
+        str | None, typer.Option("--axon.external_ip", help="Public IP announced on chain (default: looked up).")
+    ] = None,
+    external_port: Annotated[
+        int | None, typer.Option("--axon.external_port", help="Public port announced on chain (default: --axon.port).")
+    ] = None,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port", help="Side port for /healthz, /readyz, /metrics (overrides miner.health.port; 0 = off)."
+        ),
+    ] = None,
+    no_chain: Annotated[
+        bool,
+        typer.Option("--no-chain", help="Smoke test: no chain, temporary wallet, 127.0.0.1 only, every caller served."),
+    ] = False,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            help="Send one trace per request to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`)."
+        ),
+    ] = None,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            help="Once serving, write the axon's ip, port and hotkey (and the side port URL) here as JSON, for an outside client to test against.",
+        ),
+    ] = None,
 ) -> None:
     """Run the miner: a bittensor axon that answers validators' ImageSynapse with P(roadwork).
 
@@ -88,15 +124,29 @@ def serve_cmd(
     _quiet_pillow()
     cfg = load_profile_or_exit(config)
     if health_port is not None:
-        cfg = cfg.model_copy(update={"miner": cfg.miner.model_copy(
-            update={"health": cfg.miner.health.model_copy(update={"port": health_port})})})
+        cfg = cfg.model_copy(
+            update={
+                "miner": cfg.miner.model_copy(
+                    update={"health": cfg.miner.health.model_copy(update={"port": health_port})}
+                )
+            }
+        )
     from monitoring.logs import default_level
 
     default_level("INFO")
-    opts = ServeOptions(wallet_name, wallet_hotkey, wallet_path, netuid, network,
-                        "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip, axon_port,
-                        external_ip or ("127.0.0.1" if no_chain else None), external_port, no_chain,
-                        None if ready_file is None else str(ready_file))
+    opts = ServeOptions(
+        wallet_name,
+        wallet_hotkey,
+        wallet_path,
+        netuid,
+        network,
+        "127.0.0.1" if no_chain and axon_ip == "0.0.0.0" else axon_ip,
+        axon_port,
+        external_ip or ("127.0.0.1" if no_chain else None),
+        external_port,
+        no_chain,
+        None if ready_file is None else str(ready_file),
+    )
     tracer = tracer_for(trace, cfg.tracing)
     try:
         code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
@@ -136,15 +186,34 @@ def _default_data(out: Path) -> tuple[Path, str | None]:
 
 
 def simulate_cmd(
-    data: Annotated[Path | None, typer.Option(help="Folder with labels.csv or a .parquet; default ../shared/data (split dev), else a synthetic sample.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder with labels.csv or a .parquet; default ../shared/data (split dev), else a synthetic sample."
+        ),
+    ] = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="Cascade profile (YAML).")] = Path("configs/cpu.yaml"),
     split: Annotated[str | None, typer.Option(help="Only rows of this split (e.g. dev).")] = None,
     queries: Annotated[int, typer.Option(min=1, help="Challenges to send.")] = 60,
     concurrency: Annotated[int, typer.Option(min=1, help="Queries in flight at once.")] = 4,
-    out: Annotated[Path, typer.Option(help="Run folder: queries.jsonl, summary.json/.md, simulation.png, metrics.prom.")] = Path("runs/sim"),
-    transform: Annotated[str, typer.Option("--regime", "--transform", help="What the simulated validator sends: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' or 'full' (alias 'none').")] = "v0.2",
+    out: Annotated[
+        Path, typer.Option(help="Run folder: queries.jsonl, summary.json/.md, simulation.png, metrics.prom.")
+    ] = Path("runs/sim"),
+    transform: Annotated[
+        str,
+        typer.Option(
+            "--regime",
+            "--transform",
+            help="What the simulated validator sends: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' or 'full' (alias 'none').",
+        ),
+    ] = "v0.2",
     seed: Annotated[int, typer.Option(help="Seed of challenge choice and transform.")] = 0,
-    trace: Annotated[str | None, typer.Option(help="Send one trace per query to this Phoenix server (project roadwork-miner); each challenge carries its label as testnet_label, so a wrong answer's trace is tagged `mistake` (extra `trace`).")] = None,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            help="Send one trace per query to this Phoenix server (project roadwork-miner); each challenge carries its label as testnet_label, so a wrong answer's trace is tagged `mistake` (extra `trace`)."
+        ),
+    ] = None,
 ) -> None:
     """Play validator against our own miner, locally: no chain, no internet.
 
@@ -171,8 +240,7 @@ def simulate_cmd(
     samples = pick_samples(ds, queries, seed)
     with progress_bar(transient=True) as bar:
         task = bar.add_task("preparing challenges", total=len(samples))
-        challenges, problems = make_challenges(samples, make_transform(transform, seed),
-                                               lambda: bar.advance(task))
+        challenges, problems = make_challenges(samples, make_transform(transform, seed), lambda: bar.advance(task))
     for p in problems[:10]:
         console.print(f"[yellow]skipped[/yellow] {p}")
     import asyncio
@@ -193,14 +261,27 @@ def simulate_cmd(
             except KeyboardInterrupt:  # like eval: keep and report what was answered
                 interrupted = True
         if interrupted:
-            console.print(f"[yellow]interrupted[/yellow] after {len(done)} of {len(challenges)} queries; "
-                          f"writing those to {out}")
+            console.print(
+                f"[yellow]interrupted[/yellow] after {len(done)} of {len(challenges)} queries; writing those to {out}"
+            )
         rows = [query_row(*r) for r in sorted(done, key=lambda r: r[0].index)]
         if not rows:
             fail("interrupted before any query was answered; nothing written")
-        summary = write_run(out, rows, rig, settings_dict(data=data, split=split, queries=queries, concurrency=concurrency,
-                                                          config=config, transform=transform, seed=seed,
-                                                          interrupted=interrupted))
+        summary = write_run(
+            out,
+            rows,
+            rig,
+            settings_dict(
+                data=data,
+                split=split,
+                queries=queries,
+                concurrency=concurrency,
+                config=config,
+                transform=transform,
+                seed=seed,
+                interrupted=interrupted,
+            ),
+        )
     table = Table(title=f"simulated validator · {data} · split {split}")
     table.add_column("measure")
     table.add_column("value")

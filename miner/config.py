@@ -15,6 +15,7 @@ miner:
   health: {port: 18091}        # /healthz, /readyz, /metrics; 0 turns the side port off
 ```
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -47,7 +48,8 @@ class DecodeConfig(BaseModel):
     min_side: int = Field(default=8, ge=1)
     """Smallest width or height; smaller images are refused as not a photograph."""
     formats: list[Literal["JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF"]] = Field(
-        default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP"])
+        default_factory=lambda: ["JPEG", "PNG", "WEBP", "BMP"]
+    )
     """Pillow decoders that may run. Validators send JPEG; the rest are tolerated."""
     output_max_side: int | None = Field(default=2048, ge=64)
     """Decoded frames larger than this are scaled down (JPEG via DCT scaling, cheap); None keeps full size."""
@@ -127,8 +129,10 @@ class MinerConfig(BaseModel):
     @classmethod
     def _one_deadline(cls, data: object) -> object:
         if isinstance(data, dict) and "deadline_ms" in data:
-            raise ValueError("miner.deadline_ms is gone: the profile has one deadline, runtime.deadline_ms "
-                             "(the cascade's and the miner's); move the value there")
+            raise ValueError(
+                "miner.deadline_ms is gone: the profile has one deadline, runtime.deadline_ms "
+                "(the cascade's and the miner's); move the value there"
+            )
         return data
 
     def budget_s(self, deadline_ms: float, validator_timeout_s: float | None) -> float:

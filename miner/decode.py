@@ -10,6 +10,7 @@ before any pixel is decoded, so a 20000x20000 "decompression bomb" is refused in
 Anything that fails raises `DecodeError` with a short machine `reason` (a Prometheus label) and
 a message that quotes what came in. Nothing here logs the payload itself.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,8 +26,17 @@ from cascade.types import Frame
 from miner.config import DecodeConfig
 from training.images import open_image, to_rgb
 
-REASONS = ("not_text", "empty", "too_large", "bad_base64", "unsupported_format", "too_many_pixels",
-           "bad_size", "truncated", "corrupt")
+REASONS = (
+    "not_text",
+    "empty",
+    "too_large",
+    "bad_base64",
+    "unsupported_format",
+    "too_many_pixels",
+    "bad_size",
+    "truncated",
+    "corrupt",
+)
 _DATA_URI = re.compile(rb"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
 _WHITESPACE = re.compile(rb"\s+")
 BOMB_CHECK_PIXELS = 1_000_000
@@ -51,8 +61,10 @@ def b64_to_bytes(payload: str | bytes, limits: DecodeConfig) -> bytes:
     else:
         raise DecodeError("not_text", f"image must be base64 text, got {type(payload).__name__}")
     if len(text) > limits.max_b64_chars:
-        raise DecodeError("too_large", f"image text is {len(text)} characters, over the "
-                                       f"{limits.max_b64_chars} allowed (miner.decode.max_bytes)")
+        raise DecodeError(
+            "too_large",
+            f"image text is {len(text)} characters, over the {limits.max_b64_chars} allowed (miner.decode.max_bytes)",
+        )
     text = _WHITESPACE.sub(b"", _DATA_URI.sub(b"", text.strip(), count=1))
     if not text:
         raise DecodeError("empty", "image is empty")
@@ -60,28 +72,34 @@ def b64_to_bytes(payload: str | bytes, limits: DecodeConfig) -> bytes:
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise DecodeError("bad_base64", f"image is not valid base64 ({exc}); first characters "
-                                        f"{text[:16]!r}") from None
+        raise DecodeError("bad_base64", f"image is not valid base64 ({exc}); first characters {text[:16]!r}") from None
     if not raw:
         raise DecodeError("empty", "image decodes to zero bytes")
     if len(raw) > limits.max_bytes:
-        raise DecodeError("too_large", f"image is {len(raw)} bytes, over miner.decode.max_bytes="
-                                       f"{limits.max_bytes}")
+        raise DecodeError("too_large", f"image is {len(raw)} bytes, over miner.decode.max_bytes={limits.max_bytes}")
     return raw
 
 
 def _check_header(img: Image.Image, limits: DecodeConfig, n_bytes: int) -> None:
     w, h = img.size
     if w * h > limits.max_pixels:
-        raise DecodeError("too_many_pixels", f"{img.format} header says {w}x{h} = {w * h} pixels, over "
-                                             f"miner.decode.max_pixels={limits.max_pixels}")
+        raise DecodeError(
+            "too_many_pixels",
+            f"{img.format} header says {w}x{h} = {w * h} pixels, over miner.decode.max_pixels={limits.max_pixels}",
+        )
     if max(w, h) > limits.max_side or min(w, h) < limits.min_side:
-        raise DecodeError("bad_size", f"{img.format} header says {w}x{h}; each side must be in "
-                                      f"[{limits.min_side}, {limits.max_side}] (miner.decode.min_side/max_side)")
+        raise DecodeError(
+            "bad_size",
+            f"{img.format} header says {w}x{h}; each side must be in "
+            f"[{limits.min_side}, {limits.max_side}] (miner.decode.min_side/max_side)",
+        )
     if w * h > BOMB_CHECK_PIXELS and n_bytes < w * h * limits.min_bytes_per_pixel:
-        raise DecodeError("too_many_pixels", f"{img.format} header says {w}x{h} from only {n_bytes} bytes "
-                                             f"(< miner.decode.min_bytes_per_pixel={limits.min_bytes_per_pixel:g} "
-                                             "per pixel): a likely decompression bomb")
+        raise DecodeError(
+            "too_many_pixels",
+            f"{img.format} header says {w}x{h} from only {n_bytes} bytes "
+            f"(< miner.decode.min_bytes_per_pixel={limits.min_bytes_per_pixel:g} "
+            "per pixel): a likely decompression bomb",
+        )
 
 
 def _decode_pixels(img: Image.Image, limits: DecodeConfig) -> np.ndarray:
@@ -108,9 +126,12 @@ def decode_bytes(raw: bytes, limits: DecodeConfig, source: str = "validator") ->
     except DecodeError:
         raise
     except UnidentifiedImageError:
-        raise DecodeError("unsupported_format", f"not an image in an allowed format "
-                                                f"({', '.join(limits.formats)}; miner.decode.formats); "
-                                                f"starts with {raw[:8]!r}") from None
+        raise DecodeError(
+            "unsupported_format",
+            f"not an image in an allowed format "
+            f"({', '.join(limits.formats)}; miner.decode.formats); "
+            f"starts with {raw[:8]!r}",
+        ) from None
     except Image.DecompressionBombError as exc:
         raise DecodeError("too_many_pixels", f"decompression bomb: {exc}") from None
     except OSError as exc:
@@ -120,8 +141,12 @@ def decode_bytes(raw: bytes, limits: DecodeConfig, source: str = "validator") ->
         # (SyntaxError, struct.error, IndexError, ZeroDivisionError, ...): every one is a refusal
         raise DecodeError("corrupt", f"cannot decode image ({type(exc).__name__}: {exc})") from None
     digest = hashlib.blake2b(raw, digest_size=8).hexdigest()
-    return Frame(arr, source=source, frame_id=digest,
-                 meta={"format": fmt, "bytes": len(raw), "decoded_size": [arr.shape[1], arr.shape[0]]})
+    return Frame(
+        arr,
+        source=source,
+        frame_id=digest,
+        meta={"format": fmt, "bytes": len(raw), "decoded_size": [arr.shape[1], arr.shape[0]]},
+    )
 
 
 def decode_image(payload: str | bytes, limits: DecodeConfig | None = None, source: str = "validator") -> Frame:

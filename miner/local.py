@@ -6,6 +6,7 @@ web services for our public address; `local_dendrite` replaces that look-up with
 the duration of the constructor only. The dendrite then reaches an axon on 127.0.0.1 (bittensor
 rewrites "our own external ip" to 0.0.0.0, which Linux and macOS route to loopback).
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -8,6 +8,7 @@ snapshot is current.
 Unlike bittensor-subnet-template's `Miner.blacklist`, which calls `metagraph.hotkeys.index()`
 before checking registration (an unknown caller raises), an unknown hotkey is a clean refusal.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,13 +39,19 @@ class MetagraphSnapshot:
         return cls.build(hotkeys, stake, permit, block=None if block is None else int(_as_scalar(block)))
 
     @classmethod
-    def build(cls, hotkeys: Sequence[str], stake: Sequence[float], permit: Sequence[bool],
-              block: int | None = None) -> MetagraphSnapshot:
+    def build(
+        cls, hotkeys: Sequence[str], stake: Sequence[float], permit: Sequence[bool], block: int | None = None
+    ) -> MetagraphSnapshot:
         if not len(hotkeys) == len(stake) == len(permit):
-            raise ValueError(f"metagraph arrays differ in length: {len(hotkeys)} hotkeys, "
-                             f"{len(stake)} stakes, {len(permit)} permits")
-        return cls({hk: uid for uid, hk in enumerate(hotkeys)}, tuple(float(s) for s in stake),
-                   tuple(bool(p) for p in permit), block)
+            raise ValueError(
+                f"metagraph arrays differ in length: {len(hotkeys)} hotkeys, {len(stake)} stakes, {len(permit)} permits"
+            )
+        return cls(
+            {hk: uid for uid, hk in enumerate(hotkeys)},
+            tuple(float(s) for s in stake),
+            tuple(bool(p) for p in permit),
+            block,
+        )
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -92,17 +99,26 @@ class CallerPolicy:
         if uid is None:
             if self.config.allow_unregistered:
                 return Decision(False, "ok", f"{hotkey} unregistered, allowed by policy.allow_unregistered")
-            return Decision(True, "unregistered", f"hotkey {hotkey} is not registered in the metagraph "
-                                                  f"({len(snap)} neurons)")
+            return Decision(
+                True, "unregistered", f"hotkey {hotkey} is not registered in the metagraph ({len(snap)} neurons)"
+            )
         stake = snap.stake[uid] if uid < len(snap.stake) else 0.0
         stake = stake if math.isfinite(stake) else 0.0
         permit = snap.validator_permit[uid] if uid < len(snap.validator_permit) else False
         if self.config.require_validator_permit and not permit:
-            return Decision(True, "no_validator_permit", f"uid {uid} ({hotkey}) holds no validator permit "
-                                                         "(miner.policy.require_validator_permit)", stake)
+            return Decision(
+                True,
+                "no_validator_permit",
+                f"uid {uid} ({hotkey}) holds no validator permit (miner.policy.require_validator_permit)",
+                stake,
+            )
         if stake < self.config.min_stake:
-            return Decision(True, "low_stake", f"uid {uid} stake {stake:.1f} < miner.policy.min_stake="
-                                               f"{self.config.min_stake:g}", stake)
+            return Decision(
+                True,
+                "low_stake",
+                f"uid {uid} stake {stake:.1f} < miner.policy.min_stake={self.config.min_stake:g}",
+                stake,
+            )
         return Decision(False, "ok", f"uid {uid}, stake {stake:.1f}", stake)
 
     def priority(self, hotkey: object) -> float:

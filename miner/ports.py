@@ -3,6 +3,7 @@
 Without them a taken axon port showed up as "axon did not start within 15 s" after the models had
 loaded, and a taken side port as a bare `[Errno 98] Address already in use`.
 """
+
 from __future__ import annotations
 
 import errno
@@ -24,5 +25,9 @@ def ensure_free(host: str, port: int, what: str, fix: str) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            why = "is already in use by another process" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+            why = (
+                "is already in use by another process"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot be bound ({exc.strerror})"
+            )
             raise PortInUseError(exc.errno, f"{what} {host}:{port} {why}; {fix}") from exc

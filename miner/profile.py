@@ -4,6 +4,7 @@
 simulate or evaluate read the whole profile through `load_profile`, so one file configures them all
 and every command honours the same `tracing` section.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +25,10 @@ class Profile(CascadeConfig):
     @model_validator(mode="after")
     def _room_to_run(self) -> Profile:
         if self.miner.min_run_ms >= self.runtime.deadline_ms:
-            raise ValueError(f"miner.min_run_ms ({self.miner.min_run_ms:g}) must be smaller than "
-                             f"runtime.deadline_ms ({self.runtime.deadline_ms:g})")
+            raise ValueError(
+                f"miner.min_run_ms ({self.miner.min_run_ms:g}) must be smaller than "
+                f"runtime.deadline_ms ({self.runtime.deadline_ms:g})"
+            )
         return self
 
 

@@ -14,6 +14,7 @@ older variant that some validators may still send. The miner attaches both route
 | `model_url` | str | "" | miner (Extended only): where the model card lives |
 | `explanation` | str | "" | miner (Extended only): visual evidence, asked for when prediction > 0.5 |
 """
+
 import bittensor as bt
 import pydantic
 
@@ -23,8 +24,9 @@ class ImageSynapse(bt.Synapse):
 
     testnet_label: int = -1
     image: str = pydantic.Field(title="Image", description="A base64 encoded image", default="", frozen=False)
-    prediction: float = pydantic.Field(title="Prediction", description="Probability that the image shows roadwork",
-                                       default=-1.0, frozen=False)
+    prediction: float = pydantic.Field(
+        title="Prediction", description="Probability that the image shows roadwork", default=-1.0, frozen=False
+    )
 
     def deserialize(self) -> float:
         return self.prediction
@@ -35,8 +37,9 @@ class ExtendedImageSynapse(ImageSynapse):
     official validator sends plain ImageSynapse since late 2025); still answered."""
 
     model_url: str = ""
-    explanation: str = pydantic.Field(title="Explanation", description="Visual indicators behind the prediction",
-                                      default="", frozen=False)
+    explanation: str = pydantic.Field(
+        title="Explanation", description="Visual indicators behind the prediction", default="", frozen=False
+    )
 
 
 SYNAPSE_TYPES: tuple[type[ImageSynapse], ...] = (ImageSynapse, ExtendedImageSynapse)

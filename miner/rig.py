@@ -9,6 +9,7 @@
 `await rig.query(payload)` sends one `ImageSynapse` the way a validator does (timeout 9 s) and
 returns a `QueryResult`.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -44,8 +45,9 @@ class QueryResult:
 
 
 class LocalRig:
-    def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None,
-                 tracer: object | None = None) -> None:
+    def __init__(
+        self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None, tracer: object | None = None
+    ) -> None:
         self.cascade, self.config, self.tracer = cascade, config, tracer
         self.metrics = metrics or MinerMetrics()
         self.health_state = HealthState(self.metrics)
@@ -61,14 +63,20 @@ class LocalRig:
         self.health = HealthServer(self.health_state, self.metrics, LOOPBACK, 0).start()
         root = Path(self._tmp.name)
         miner_w, validator_w = local_wallet(root, "miner"), local_wallet(root, "validator")
-        snapshot = MetagraphSnapshot.build([validator_w.hotkey.ss58_address, miner_w.hotkey.ss58_address],
-                                           stake=[10_000.0, 0.0], permit=[True, False])
+        snapshot = MetagraphSnapshot.build(
+            [validator_w.hotkey.ss58_address, miner_w.hotkey.ss58_address], stake=[10_000.0, 0.0], permit=[True, False]
+        )
         self.metrics.metagraph_synced.set(time.time())
         self.policy = CallerPolicy(self.config.policy, snapshot)
-        self.service = MinerService(self.cascade, self.config, self.metrics,
-                                    observer_factory=cascade_observers(self.metrics, self.tracer, self.cascade))
-        self.axon = build_axon(miner_w, self.service, self.policy, self.metrics, ip=LOOPBACK, port=free_port(),
-                               external_ip=LOOPBACK)
+        self.service = MinerService(
+            self.cascade,
+            self.config,
+            self.metrics,
+            observer_factory=cascade_observers(self.metrics, self.tracer, self.cascade),
+        )
+        self.axon = build_axon(
+            miner_w, self.service, self.policy, self.metrics, ip=LOOPBACK, port=free_port(), external_ip=LOOPBACK
+        )
         start_axon(self.axon)
         self.dendrite = local_dendrite(validator_w)
         self.health_state.set_ready(True, f"serving on {LOOPBACK}:{self.axon.port} (local mode)")
@@ -79,13 +87,22 @@ class LocalRig:
         from miner.protocol import ImageSynapse
 
         t0 = time.monotonic()
-        (resp,) = await self.dendrite(axons=[self.axon.info()], synapse=ImageSynapse(image=payload, testnet_label=label),
-                                      deserialize=False, timeout=timeout)
+        (resp,) = await self.dendrite(
+            axons=[self.axon.info()],
+            synapse=ImageSynapse(image=payload, testnet_label=label),
+            deserialize=False,
+            timeout=timeout,
+        )
         latency = time.monotonic() - t0
         d = resp.dendrite
         process = resp.axon.process_time if resp.axon is not None else None
-        return QueryResult(float(resp.prediction), int(d.status_code or 0), str(d.status_message or ""),
-                           latency, None if process is None else float(process))
+        return QueryResult(
+            float(resp.prediction),
+            int(d.status_code or 0),
+            str(d.status_message or ""),
+            latency,
+            None if process is None else float(process),
+        )
 
     async def aclose(self) -> None:
         if self.dendrite is not None:

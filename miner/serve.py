@@ -11,6 +11,7 @@
 this process on 127.0.0.1; it refuses any other interface. It uses the given wallet when its
 hotkey file exists, else a temporary one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,15 @@ class ServeOptions:
 class MetagraphSyncer(threading.Thread):
     """Re-syncs the metagraph every interval and swaps the policy's snapshot; keeps the last good one."""
 
-    def __init__(self, subtensor: Any, metagraph: Any, policy: CallerPolicy, metrics: MinerMetrics,
-                 interval_s: float, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        subtensor: Any,
+        metagraph: Any,
+        policy: CallerPolicy,
+        metrics: MinerMetrics,
+        interval_s: float,
+        stop: threading.Event,
+    ) -> None:
         super().__init__(name="metagraph-sync", daemon=True)
         self.subtensor, self.metagraph, self.policy, self.metrics = subtensor, metagraph, policy, metrics
         self.interval_s, self.stop = interval_s, stop
@@ -63,8 +71,12 @@ class MetagraphSyncer(threading.Thread):
             self.metagraph.sync(subtensor=self.subtensor, lite=True)
             snapshot = MetagraphSnapshot.from_metagraph(self.metagraph)
         except Exception as exc:
-            log.warning("metagraph sync failed (%s: %s); keeping the snapshot from block %s",
-                        type(exc).__name__, exc, self.policy.snapshot.block)
+            log.warning(
+                "metagraph sync failed (%s: %s); keeping the snapshot from block %s",
+                type(exc).__name__,
+                exc,
+                self.policy.snapshot.block,
+            )
             self.metrics.record_error("metagraph_sync")
             return False
         self.policy.update(snapshot)
@@ -85,14 +97,18 @@ def connect_chain(opts: ServeOptions, wallet: Any) -> tuple[Any, Any]:
         subtensor = bt.Subtensor(network=opts.network)
         metagraph = subtensor.metagraph(opts.netuid)
     except Exception as exc:
-        raise ChainError(f"cannot reach subtensor network {opts.network!r} for netuid {opts.netuid}: "
-                         f"{type(exc).__name__}: {exc}. Check --subtensor.network (finney, test, or ws://...)") from exc
+        raise ChainError(
+            f"cannot reach subtensor network {opts.network!r} for netuid {opts.netuid}: "
+            f"{type(exc).__name__}: {exc}. Check --subtensor.network (finney, test, or ws://...)"
+        ) from exc
     hotkey = wallet.hotkey.ss58_address
     if hotkey not in list(metagraph.hotkeys):
-        raise ChainError(f"hotkey {hotkey} (wallet {opts.wallet_name}/{opts.wallet_hotkey}) is not registered on "
-                         f"netuid {opts.netuid} ({opts.network}). Register it first: btcli subnet register "
-                         f"--netuid {opts.netuid} --wallet.name {opts.wallet_name} --wallet.hotkey "
-                         f"{opts.wallet_hotkey} --network {opts.network}")
+        raise ChainError(
+            f"hotkey {hotkey} (wallet {opts.wallet_name}/{opts.wallet_hotkey}) is not registered on "
+            f"netuid {opts.netuid} ({opts.network}). Register it first: btcli subnet register "
+            f"--netuid {opts.netuid} --wallet.name {opts.wallet_name} --wallet.hotkey "
+            f"{opts.wallet_hotkey} --network {opts.network}"
+        )
     return subtensor, metagraph
 
 
@@ -100,6 +116,7 @@ def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, _frame: object) -> None:
         log.warning("received %s: draining", signal.Signals(signum).name)
         stop.set()
+
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
@@ -112,8 +129,9 @@ def _wait_idle(service: Any, timeout_s: float) -> bool:
     return service.in_flight == 0
 
 
-def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
-              stop: threading.Event | None = None, tracer: Any = None) -> int:
+def run_serve(
+    cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any, stop: threading.Event | None = None, tracer: Any = None
+) -> int:
     """Serve until SIGTERM/SIGINT (or `stop` is set); returns the exit code."""
     from miner.axon import build_axon, start_axon
     from miner.service import MinerService, cascade_observers
@@ -122,11 +140,19 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     reapply()  # importing bittensor (miner.axon) silenced every logger that existed before it
 
     mc = cfg.miner
-    ensure_free(opts.axon_ip, opts.axon_port, "axon port",
-                "pick another with --axon.port (and --axon.external_port if the announced port differs)")
+    ensure_free(
+        opts.axon_ip,
+        opts.axon_port,
+        "axon port",
+        "pick another with --axon.port (and --axon.external_port if the announced port differs)",
+    )
     if mc.health.port:
-        ensure_free(mc.health.host, mc.health.port, "side port (/healthz, /readyz, /metrics)",
-                    "set another with --health-port or miner.health.port in the profile, or 0 to turn it off")
+        ensure_free(
+            mc.health.host,
+            mc.health.port,
+            "side port (/healthz, /readyz, /metrics)",
+            "set another with --health-port or miner.health.port in the profile, or 0 to turn it off",
+        )
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         _install_signals(stop)
@@ -139,8 +165,16 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
     state.set_ready(False, "chain ok; loading models")
     cascade = build_cascade()
     service = MinerService(cascade, mc, metrics, observer_factory=cascade_observers(metrics, tracer, cascade))
-    axon = build_axon(wallet, service, policy, metrics, ip=opts.axon_ip, port=opts.axon_port,
-                      external_ip=opts.external_ip, external_port=opts.external_port)
+    axon = build_axon(
+        wallet,
+        service,
+        policy,
+        metrics,
+        ip=opts.axon_ip,
+        port=opts.axon_port,
+        external_ip=opts.external_ip,
+        external_port=opts.external_port,
+    )
     if subtensor is not None:
         served = subtensor.serve_axon(netuid=opts.netuid, axon=axon)
         if not getattr(served, "success", True):  # e.g. rate limit: the chain keeps the last announcement
@@ -148,8 +182,13 @@ def run_serve(cfg: CascadeConfig, opts: ServeOptions, build_cascade: Any,
         MetagraphSyncer(subtensor, metagraph, policy, metrics, mc.policy.sync_interval_s, stop).start()
     start_axon(axon)
     state.set_ready(True, f"serving on {opts.axon_ip}:{opts.axon_port}")
-    log.warning("miner ready: axon %s:%d, hotkey %s, deadline %.0f ms", opts.axon_ip, opts.axon_port,
-                wallet.hotkey.ss58_address, service.deadline_ms)
+    log.warning(
+        "miner ready: axon %s:%d, hotkey %s, deadline %.0f ms",
+        opts.axon_ip,
+        opts.axon_port,
+        wallet.hotkey.ss58_address,
+        service.deadline_ms,
+    )
     if opts.ready_file:
         _write_ready_file(opts, wallet, health)
     try:
@@ -171,9 +210,15 @@ def _write_ready_file(opts: ServeOptions, wallet: Any, health: HealthServer | No
     import json
     from pathlib import Path
 
-    info = {"axon_ip": opts.axon_ip, "axon_port": opts.axon_port, "hotkey": wallet.hotkey.ss58_address,
-            "netuid": None if opts.no_chain else opts.netuid, "network": None if opts.no_chain else opts.network,
-            "no_chain": opts.no_chain, "side_port_url": health.url if health else None}
+    info = {
+        "axon_ip": opts.axon_ip,
+        "axon_port": opts.axon_port,
+        "hotkey": wallet.hotkey.ss58_address,
+        "netuid": None if opts.no_chain else opts.netuid,
+        "network": None if opts.no_chain else opts.network,
+        "no_chain": opts.no_chain,
+        "side_port_url": health.url if health else None,
+    }
     path = Path(opts.ready_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=2) + "\n")
@@ -187,7 +232,9 @@ def _chain_side(opts: ServeOptions, mc: Any, metrics: MinerMetrics) -> tuple[Any
         from miner.local import local_wallet
 
         if opts.axon_ip not in ("127.0.0.1", "localhost"):
-            raise ChainError(f"--no-chain serves every caller, so it binds 127.0.0.1 only; got --axon.ip {opts.axon_ip}")
+            raise ChainError(
+                f"--no-chain serves every caller, so it binds 127.0.0.1 only; got --axon.ip {opts.axon_ip}"
+            )
         wallet = _wallet(opts)
         if not wallet.hotkey_file.exists_on_device():
             wallet = local_wallet(tempfile.mkdtemp(prefix="roadwork-nochain-"), "miner")
@@ -196,8 +243,10 @@ def _chain_side(opts: ServeOptions, mc: Any, metrics: MinerMetrics) -> tuple[Any
         return wallet, None, None, policy
     wallet = _wallet(opts)
     if not wallet.hotkey_file.exists_on_device():
-        raise ChainError(f"no hotkey file for wallet {opts.wallet_name}/{opts.wallet_hotkey} under {wallet.path}; "
-                         "create it with btcli wallet new_hotkey, or fix --wallet.name / --wallet.hotkey / --wallet.path")
+        raise ChainError(
+            f"no hotkey file for wallet {opts.wallet_name}/{opts.wallet_hotkey} under {wallet.path}; "
+            "create it with btcli wallet new_hotkey, or fix --wallet.name / --wallet.hotkey / --wallet.path"
+        )
     check_readable(wallet.hotkey_file.path)
     subtensor, metagraph = connect_chain(opts, wallet)
     policy = CallerPolicy(mc.policy, MetagraphSnapshot.from_metagraph(metagraph))
@@ -213,10 +262,12 @@ def check_readable(path: str) -> None:
     if os.access(path, os.R_OK):
         return
     st = os.stat(path)
-    raise ChainError(f"hotkey file {path} exists but uid {os.getuid()} cannot read it (owner uid {st.st_uid}, "
-                     f"mode {st.st_mode & 0o777:o}); run the miner as its owner (docker run --user "
-                     f"{st.st_uid}:{st.st_gid}; compose: MINER_UID={st.st_uid} MINER_GID={st.st_gid} in .env) "
-                     f"or let uid {os.getuid()} read the wallet")
+    raise ChainError(
+        f"hotkey file {path} exists but uid {os.getuid()} cannot read it (owner uid {st.st_uid}, "
+        f"mode {st.st_mode & 0o777:o}); run the miner as its owner (docker run --user "
+        f"{st.st_uid}:{st.st_gid}; compose: MINER_UID={st.st_uid} MINER_GID={st.st_gid} in .env) "
+        f"or let uid {os.getuid()} read the wallet"
+    )
 
 
 def _wallet(opts: ServeOptions) -> Any:
@@ -225,4 +276,3 @@ def _wallet(opts: ServeOptions) -> Any:
     if opts.wallet_path:
         return Wallet(name=opts.wallet_name, hotkey=opts.wallet_hotkey, path=opts.wallet_path)
     return Wallet(name=opts.wallet_name, hotkey=opts.wallet_hotkey)
-

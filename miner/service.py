@@ -13,6 +13,7 @@
 - Nothing here blocks the event loop: decode runs in its own small thread pool, model work in
   the cascade's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -155,8 +156,9 @@ def _log_late(fut: asyncio.Future) -> None:
 
 
 class MinerService:
-    def __init__(self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None,
-                 observer_factory=None) -> None:
+    def __init__(
+        self, cascade: Cascade, config: MinerConfig, metrics: MinerMetrics | None = None, observer_factory=None
+    ) -> None:
         self.cascade = cascade
         self.config = config
         self.deadline_ms = cascade.config.runtime.deadline_ms
@@ -167,8 +169,9 @@ class MinerService:
         self.in_flight = 0
         self.closing = False
 
-    async def answer(self, image: object, validator_timeout_s: float | None = None,
-                     priority: float = 0.0, label: int | None = None) -> Answer:
+    async def answer(
+        self, image: object, validator_timeout_s: float | None = None, priority: float = 0.0, label: int | None = None
+    ) -> Answer:
         """`label` is the request's `testnet_label` where a testnet validator sent one: it goes to
         the trace only (a wrong answer's trace is tagged), never into the prediction."""
         t0 = time.monotonic()
@@ -179,8 +182,11 @@ class MinerService:
         got = await self.admission.acquire(priority, deadline.at - self.config.min_run_ms / 1000)
         self.metrics.queue_depth.set(self.admission.waiting)
         if not got:
-            why = (f"overloaded: {self.admission.waiting} waiting (miner.max_queue={self.config.max_queue})"
-                   if deadline.remaining() * 1000 > self.config.min_run_ms else "no cascade slot before the deadline")
+            why = (
+                f"overloaded: {self.admission.waiting} waiting (miner.max_queue={self.config.max_queue})"
+                if deadline.remaining() * 1000 > self.config.min_run_ms
+                else "no cascade slot before the deadline"
+            )
             return self._done(t0, NO_ANSWER, None, why, "overloaded")
         self.in_flight += 1
         self.metrics.in_flight.inc()
@@ -198,21 +204,22 @@ class MinerService:
             frame = await _hard_cut(decoding, deadline)
         except DecodeError as exc:
             log.warning("refused input: %s: %s", exc.reason, exc)
-            return self._done(t0, self.config.bad_input_prediction, None, f"bad input: {exc.reason}: {exc}",
-                              f"decode_{exc.reason}")
+            return self._done(
+                t0, self.config.bad_input_prediction, None, f"bad input: {exc.reason}: {exc}", f"decode_{exc.reason}"
+            )
         except TimeoutError:
             return self._done(t0, NO_ANSWER, None, "deadline passed while decoding", "deadline")
         best = BestSoFar(self.observer_factory(label) if self.observer_factory else None)
         verdict: Verdict | None = None
         cut = "ok"
         try:
-            verdict = await _hard_cut(asyncio.ensure_future(self.cascade.run(frame, deadline, observer=best)),
-                                      deadline)
+            verdict = await _hard_cut(asyncio.ensure_future(self.cascade.run(frame, deadline, observer=best)), deadline)
         except TimeoutError:
             cut = "deadline: best so far"
             self.metrics.record_error("deadline")
-            log.warning("frame %s: cascade still running at the deadline; sending the best pooled answer so far",
-                        frame.frame_id)
+            log.warning(
+                "frame %s: cascade still running at the deadline; sending the best pooled answer so far", frame.frame_id
+            )
         except Exception as exc:
             cut = f"cascade error ({type(exc).__name__}): best so far"
             self.metrics.record_error("cascade")
@@ -227,8 +234,9 @@ class MinerService:
         text = explain(votes) if self.config.explanation == "votes" else ""
         return self._done(t0, prob, level.name, cut, None, text)
 
-    def _done(self, t0: float, prediction: float, level: str | None, reason: str, error: str | None,
-              explanation: str = "") -> Answer:
+    def _done(
+        self, t0: float, prediction: float, level: str | None, reason: str, error: str | None, explanation: str = ""
+    ) -> Answer:
         seconds = time.monotonic() - t0
         if error is not None:
             self.metrics.record_error(error)
@@ -272,11 +280,12 @@ def cascade_observers(metrics: MinerMetrics, tracer: object | None = None, casca
 
         def workers():
             return worker_states(getattr(cascade, "owned", ()))
+
     cascade_metrics = CascadeMetrics(metrics.registry, breakers=breakers, workers=workers)
     if cascade is not None:  # each voter's vote and abstention series at 0, for the voter-failing alert
         cascade_metrics.declare_voters([(d.name, d.level) for d in cascade.detectors])
 
     def factory(label: int | None = None) -> ObserverGroup:
         return ObserverGroup(cascade_metrics.observer(), tracer.observer(label=label) if tracer is not None else None)
-    return factory
 
+    return factory

@@ -5,6 +5,7 @@ accuracy over the last 10, np.round thresholding). A query without an answer (-1
 refusal) earns 0 that round and counts as a wrong prediction in the windows, as it does for a
 validator's tracker.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -21,7 +22,7 @@ def running(y: np.ndarray, pred: np.ndarray, window: int, fn) -> np.ndarray:
     out = np.zeros(len(y))
     for t in range(len(y)):
         lo = max(0, t + 1 - window)
-        out[t] = fn(y[lo:t + 1], pred[lo:t + 1])
+        out[t] = fn(y[lo : t + 1], pred[lo : t + 1])
     return out
 
 
@@ -44,10 +45,16 @@ def streams(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         warnings.simplefilter("ignore", UserWarning)
         reward = subnet_reward_stream(y, filled)
     reward[~ok] = 0.0
-    return {"y": y, "p": p, "ok": ok, "pred": pred, "reward": reward,
-            "mcc100": running(y, pred, 100, _mcc),
-            "acc10": running(y, pred, 10, lambda a, b: float((a == b).mean())),
-            "latency_ms": np.array([r["latency_ms"] for r in rows], dtype=float)}
+    return {
+        "y": y,
+        "p": p,
+        "ok": ok,
+        "pred": pred,
+        "reward": reward,
+        "mcc100": running(y, pred, 100, _mcc),
+        "acc10": running(y, pred, 10, lambda a, b: float((a == b).mean())),
+        "latency_ms": np.array([r["latency_ms"] for r in rows], dtype=float),
+    }
 
 
 def summarise_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -57,12 +64,25 @@ def summarise_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ok, lat = s["ok"], s["latency_ms"]
     timed_out = sum(bool(r["timed_out"]) for r in rows)
     out: dict[str, Any] = {
-        "queries": len(rows), "answered": int(ok.sum()), "unanswered": int((~ok).sum()), "timeouts": timed_out,
-        "status_codes": {str(c): sum(r["status_code"] == c for r in rows) for c in sorted({r["status_code"] for r in rows})},
-        "latency_ms": {"p50": _pct(lat, 50), "p95": _pct(lat, 95), "p99": _pct(lat, 99),
-                       "max": float(lat.max()), "mean": float(lat.mean())},
-        "reward": {"mean": float(s["reward"].mean()), "final": float(s["reward"][-1]),
-                   "note": "training.metrics.subnet_reward_stream over queries in send order; no answer = 0"},
+        "queries": len(rows),
+        "answered": int(ok.sum()),
+        "unanswered": int((~ok).sum()),
+        "timeouts": timed_out,
+        "status_codes": {
+            str(c): sum(r["status_code"] == c for r in rows) for c in sorted({r["status_code"] for r in rows})
+        },
+        "latency_ms": {
+            "p50": _pct(lat, 50),
+            "p95": _pct(lat, 95),
+            "p99": _pct(lat, 99),
+            "max": float(lat.max()),
+            "mean": float(lat.mean()),
+        },
+        "reward": {
+            "mean": float(s["reward"].mean()),
+            "final": float(s["reward"][-1]),
+            "note": "training.metrics.subnet_reward_stream over queries in send order; no answer = 0",
+        },
         "running_final": {"mcc_100": float(s["mcc100"][-1]), "accuracy_10": float(s["acc10"][-1])},
     }
     if ok.any():
@@ -90,16 +110,20 @@ def write_plot(rows: list[dict[str, Any]], summary: dict[str, Any], path: Path) 
     low = float(np.nanmin(s["latency_ms"][s["ok"]])) / 1000 if s["ok"].any() else 0.05
     axes[0].set_yscale("log")
     axes[0].set_ylim(max(min(low * 0.7, 0.05), 1e-3), 12)
-    axes[0].set(ylabel="latency (s, log)", title=f"{summary['queries']} queries · p95 "
-                f"{summary['latency_ms']['p95']:.0f} ms · {summary['unanswered']} unanswered")
+    axes[0].set(
+        ylabel="latency (s, log)",
+        title=f"{summary['queries']} queries · p95 "
+        f"{summary['latency_ms']['p95']:.0f} ms · {summary['unanswered']} unanswered",
+    )
     axes[0].legend(fontsize=7, loc="upper right")
     axes[1].plot(x, s["mcc100"], label="MCC (last 100)")
     axes[1].plot(x, s["acc10"], label="accuracy (last 10)")
     axes[1].set(ylabel="running score", ylim=(-1.05, 1.05))
     axes[1].legend(fontsize=7, loc="lower right")
     axes[2].plot(x, s["reward"], color="tab:green")
-    axes[2].set(xlabel="query", ylabel="subnet reward", ylim=(-0.05, 1.05),
-                title=f"mean reward {summary['reward']['mean']:.3f}")
+    axes[2].set(
+        xlabel="query", ylabel="subnet reward", ylim=(-0.05, 1.05), title=f"mean reward {summary['reward']['mean']:.3f}"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -111,11 +135,19 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
     mcc = am.get("mcc")
     return [
         ("queries", str(summary["queries"])),
-        ("answered / unanswered / timeouts", f"{summary['answered']} / {summary['unanswered']} / {summary['timeouts']}"),
+        (
+            "answered / unanswered / timeouts",
+            f"{summary['answered']} / {summary['unanswered']} / {summary['timeouts']}",
+        ),
         ("latency p50 / p95 / max (ms)", f"{lat['p50']:.0f} / {lat['p95']:.0f} / {lat['max']:.0f}"),
-        ("MCC / accuracy (answered)", f"{'n/a' if mcc is None else f'{mcc:.3f}'} / {am.get('accuracy', float('nan')):.3f}"),
-        ("running MCC(100) / accuracy(10) at end", f"{summary['running_final']['mcc_100']:.3f} / "
-                                                   f"{summary['running_final']['accuracy_10']:.3f}"),
+        (
+            "MCC / accuracy (answered)",
+            f"{'n/a' if mcc is None else f'{mcc:.3f}'} / {am.get('accuracy', float('nan')):.3f}",
+        ),
+        (
+            "running MCC(100) / accuracy(10) at end",
+            f"{summary['running_final']['mcc_100']:.3f} / {summary['running_final']['accuracy_10']:.3f}",
+        ),
         ("subnet reward mean / final", f"{summary['reward']['mean']:.3f} / {summary['reward']['final']:.3f}"),
         ("exit levels", ", ".join(f"{k}: {v}" for k, v in summary.get("exit_levels", {}).items()) or "-"),
         ("errors", ", ".join(f"{k}: {v}" for k, v in summary.get("errors", {}).items()) or "none"),

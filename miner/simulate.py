@@ -9,6 +9,7 @@
    `simulation.png` (latency, running MCC / accuracy, subnet reward over time) and
    `metrics.prom` (the side port's /metrics at the end).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,8 +58,11 @@ def encode_jpeg_b64(image: np.ndarray, quality: int = 75) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def make_challenges(samples: list[Sample], transform: Callable[[np.ndarray, str], np.ndarray],
-                    progress: Callable[[], None] | None = None) -> tuple[list[Challenge], list[str]]:
+def make_challenges(
+    samples: list[Sample],
+    transform: Callable[[np.ndarray, str], np.ndarray],
+    progress: Callable[[], None] | None = None,
+) -> tuple[list[Challenge], list[str]]:
     """Transform and encode each sample; unreadable ones are reported and skipped."""
     challenges, problems = [], []
     for i, s in enumerate(samples):
@@ -73,10 +77,14 @@ def make_challenges(samples: list[Sample], transform: Callable[[np.ndarray, str]
     return challenges, problems
 
 
-async def run_queries(rig: LocalRig, challenges: list[Challenge], concurrency: int,
-                      on_done: Callable[[], None] | None = None, timeout: float = VALIDATOR_TIMEOUT_S,
-                      done: list[tuple[Challenge, QueryResult, float]] | None = None,
-                      ) -> list[tuple[Challenge, QueryResult, float]]:
+async def run_queries(
+    rig: LocalRig,
+    challenges: list[Challenge],
+    concurrency: int,
+    on_done: Callable[[], None] | None = None,
+    timeout: float = VALIDATOR_TIMEOUT_S,
+    done: list[tuple[Challenge, QueryResult, float]] | None = None,
+) -> list[tuple[Challenge, QueryResult, float]]:
     """Send every challenge, at most `concurrency` in flight; (challenge, result, send time) in order.
 
     Each answered query is also appended to `done` as it comes back, so that a caller interrupted
@@ -93,6 +101,7 @@ async def run_queries(rig: LocalRig, challenges: list[Challenge], concurrency: i
             if on_done:
                 on_done()
             return ch, res, sent
+
     try:
         return list(await asyncio.gather(*(one(c) for c in challenges)))
     finally:
@@ -100,12 +109,21 @@ async def run_queries(rig: LocalRig, challenges: list[Challenge], concurrency: i
 
 
 def query_row(ch: Challenge, res: QueryResult, sent_s: float) -> dict[str, Any]:
-    return {"index": ch.index, "key": ch.key, "source": ch.source, "label": ch.label,
-            "prediction": res.prediction, "answered": res.answered, "timed_out": res.timed_out,
-            "status_code": res.status_code, "status_message": res.status_message[:200],
-            "sent_s": round(sent_s, 4), "latency_ms": round(res.latency_s * 1000, 2),
-            "miner_process_ms": None if res.process_s is None else round(res.process_s * 1000, 2),
-            "payload_chars": len(ch.payload)}
+    return {
+        "index": ch.index,
+        "key": ch.key,
+        "source": ch.source,
+        "label": ch.label,
+        "prediction": res.prediction,
+        "answered": res.answered,
+        "timed_out": res.timed_out,
+        "status_code": res.status_code,
+        "status_message": res.status_message[:200],
+        "sent_s": round(sent_s, 4),
+        "latency_ms": round(res.latency_s * 1000, 2),
+        "miner_process_ms": None if res.process_s is None else round(res.process_s * 1000, 2),
+        "payload_chars": len(ch.payload),
+    }
 
 
 def scrape(url: str) -> str:
@@ -120,11 +138,18 @@ def write_run(out: Path, rows: list[dict[str, Any]], rig: LocalRig, settings: di
             f.write(json.dumps(row) + "\n")
     summary = summarise_run(rows)
     summary["settings"] = settings
-    summary["exit_levels"] = {s.labels["exit_level"]: int(s.value)
-                              for m in rig.metrics.answers.collect() for s in m.samples
-                              if s.name.endswith("_total")}
-    summary["errors"] = {s.labels["kind"]: int(s.value) for m in rig.metrics.errors.collect()
-                         for s in m.samples if s.name.endswith("_total")}
+    summary["exit_levels"] = {
+        s.labels["exit_level"]: int(s.value)
+        for m in rig.metrics.answers.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    summary["errors"] = {
+        s.labels["kind"]: int(s.value)
+        for m in rig.metrics.errors.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
     (out / "metrics.prom").write_text(scrape(rig.health.url + "/metrics"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_plot(rows, summary, out / "simulation.png")

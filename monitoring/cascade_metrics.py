@@ -21,6 +21,7 @@ They sit beside the miner's request metrics (monitoring/metrics.py): pass the sa
 Agreement in Grafana: `sum by (voter) (rate(roadwork_cascade_votes_total{outcome="agree"}[5m])) /
 sum by (voter) (rate(roadwork_cascade_votes_total{outcome=~"agree|disagree"}[5m]))`.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,9 +42,12 @@ ABSTAIN_CAUSES = tuple(c.value for c in AbstainCause)
 class CascadeMetrics:
     """The metric families, registered once in an explicit registry. Make observers with `observer()`."""
 
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 breakers: Callable[[], Iterable[Mapping[str, object]]] | None = None,
-                 workers: Callable[[], Iterable[Mapping[str, object]]] | None = None) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        breakers: Callable[[], Iterable[Mapping[str, object]]] | None = None,
+        workers: Callable[[], Iterable[Mapping[str, object]]] | None = None,
+    ) -> None:
         """`breakers` returns the circuit states to export, e.g.
         `lambda: vlm_tiers.http_tier.breaker_states(cascade.detectors)`; `workers` the device worker
         states (`lambda: detectors.device_process.worker_states(cascade.owned)`). Both are read after
@@ -51,33 +55,59 @@ class CascadeMetrics:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.breakers, self.workers = breakers, workers
         r = self.registry
-        self.queries = Counter("roadwork_cascade_queries_total", "Cascade runs by the level that decided.",
-                               ["exit_level"], registry=r)
-        self.query_seconds = Histogram("roadwork_cascade_query_seconds", "Cascade run time, start to verdict.",
-                                       buckets=SECONDS, registry=r)
-        self.level_seconds = Histogram("roadwork_cascade_level_seconds", "Wall time of each level that ran.",
-                                       ["level"], buckets=SECONDS, registry=r)
-        self.voter_seconds = Histogram("roadwork_cascade_voter_seconds", "Latency of each voter.",
-                                       ["voter", "level"], buckets=SECONDS, registry=r)
-        self.votes = Counter("roadwork_cascade_votes_total",
-                             "Votes by whether they agree with the final answer (rounded), or abstained.",
-                             ["voter", "level", "outcome"], registry=r)
-        self.abstentions = Counter("roadwork_cascade_voter_abstentions_total", "Abstaining votes by cause.",
-                                   ["voter", "cause"], registry=r)
-        self.deadline_missed = Counter("roadwork_cascade_deadline_missed_total",
-                                       "Verdicts produced after the cascade's deadline.", registry=r)
-        self.deadline_left = Histogram("roadwork_cascade_deadline_left_seconds",
-                                       "Deadline left when the verdict was made.", buckets=LEFT, registry=r)
-        self.prob = Histogram("roadwork_cascade_prob", "Pooled probability answered.",
-                              buckets=PROB_BUCKETS, registry=r)
-        self.breaker = Gauge("roadwork_cascade_breaker_state",
-                             "Circuit breaker per tier endpoint: 0 closed, 1 half-open, 2 open.",
-                             ["tier", "endpoint"], registry=r)
-        self.worker_up = Gauge("roadwork_cascade_device_worker_up",
-                               "1 while the device's worker process serves, 0 while it is dead or rebuilt.",
-                               ["device"], registry=r)
-        self.worker_restarts = Gauge("roadwork_cascade_device_worker_restarts",
-                                     "Times the device's worker process has been rebuilt.", ["device"], registry=r)
+        self.queries = Counter(
+            "roadwork_cascade_queries_total", "Cascade runs by the level that decided.", ["exit_level"], registry=r
+        )
+        self.query_seconds = Histogram(
+            "roadwork_cascade_query_seconds", "Cascade run time, start to verdict.", buckets=SECONDS, registry=r
+        )
+        self.level_seconds = Histogram(
+            "roadwork_cascade_level_seconds",
+            "Wall time of each level that ran.",
+            ["level"],
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.voter_seconds = Histogram(
+            "roadwork_cascade_voter_seconds", "Latency of each voter.", ["voter", "level"], buckets=SECONDS, registry=r
+        )
+        self.votes = Counter(
+            "roadwork_cascade_votes_total",
+            "Votes by whether they agree with the final answer (rounded), or abstained.",
+            ["voter", "level", "outcome"],
+            registry=r,
+        )
+        self.abstentions = Counter(
+            "roadwork_cascade_voter_abstentions_total", "Abstaining votes by cause.", ["voter", "cause"], registry=r
+        )
+        self.deadline_missed = Counter(
+            "roadwork_cascade_deadline_missed_total", "Verdicts produced after the cascade's deadline.", registry=r
+        )
+        self.deadline_left = Histogram(
+            "roadwork_cascade_deadline_left_seconds",
+            "Deadline left when the verdict was made.",
+            buckets=LEFT,
+            registry=r,
+        )
+        self.prob = Histogram("roadwork_cascade_prob", "Pooled probability answered.", buckets=PROB_BUCKETS, registry=r)
+        self.breaker = Gauge(
+            "roadwork_cascade_breaker_state",
+            "Circuit breaker per tier endpoint: 0 closed, 1 half-open, 2 open.",
+            ["tier", "endpoint"],
+            registry=r,
+        )
+        self.worker_up = Gauge(
+            "roadwork_cascade_device_worker_up",
+            "1 while the device's worker process serves, 0 while it is dead or rebuilt.",
+            ["device"],
+            registry=r,
+        )
+        self.worker_restarts = Gauge(
+            "roadwork_cascade_device_worker_restarts",
+            "Times the device's worker process has been rebuilt.",
+            ["device"],
+            registry=r,
+        )
         self.deadline_missed.inc(0)
 
     def observer(self) -> MetricsObserver:
@@ -89,8 +119,9 @@ class CascadeMetrics:
         try:
             value = BREAKER_STATES[state.lower()]
         except KeyError:
-            raise ValueError(f"breaker state for tier {tier!r} must be one of closed, half_open, open; "
-                             f"got {state!r}") from None
+            raise ValueError(
+                f"breaker state for tier {tier!r} must be one of closed, half_open, open; got {state!r}"
+            ) from None
         self.breaker.labels(tier=tier, endpoint=endpoint).set(value)
 
     def update_breakers(self, states: Iterable[Mapping[str, object]]) -> None:

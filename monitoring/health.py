@@ -4,6 +4,7 @@ A small threaded HTTP server from the standard library, on its own port so that 
 and Prometheus never touch the axon. Readiness is a flag that the entrypoint flips: on at the end
 of start-up, off again as soon as a SIGTERM arrives (so traffic drains before the exit).
 """
+
 from __future__ import annotations
 
 import json

@@ -7,6 +7,7 @@ propagated to the root logger bittensor rearranges) and clears any level forced 
 loggers; `reapply()` runs it again with the same settings once bittensor has been imported.
 `--log-json` writes one JSON object per line for log shippers.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,12 @@ class JsonFormatter(logging.Formatter):
     """{"ts", "level", "logger", "message"[, "exc"]} on one line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
-               "logger": record.name, "message": record.getMessage()}
+        out = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out)

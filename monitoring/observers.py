@@ -1,4 +1,5 @@
 """Run several `CascadeObserver`s on one query (tracing + metrics), in order."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -17,6 +17,7 @@ The cascade reports a level once its votes are in (`on_vote` then `on_level`), s
 spans are written afterwards with their measured start and end times: a level starts `elapsed_ms`
 before `on_level`, and its voters (which run concurrently) start with it and last `latency_ms`.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,8 +94,14 @@ def tracing_provider(endpoint: str, project: str = "roadwork", batch: bool = Tru
         raise ValueError(f"--trace wants an http(s) URL such as http://127.0.0.1:6006, got {endpoint!r}")
     if not url.endswith("/v1/traces"):
         url += "/v1/traces"
-    return register(endpoint=url, project_name=project, batch=batch, protocol="http/protobuf",
-                    set_global_tracer_provider=False, verbose=False)
+    return register(
+        endpoint=url,
+        project_name=project,
+        batch=batch,
+        protocol="http/protobuf",
+        set_global_tracer_provider=False,
+        verbose=False,
+    )
 
 
 class CascadeTracer:
@@ -104,8 +111,13 @@ class CascadeTracer:
         self.provider = provider
         self.tracer: Tracer = provider.get_tracer(name)
 
-    def observer(self, parent: Context | None = None, query_id: str = "",
-                 metadata: Mapping[str, Any] | None = None, label: int | None = None) -> TracingObserver:
+    def observer(
+        self,
+        parent: Context | None = None,
+        query_id: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        label: int | None = None,
+    ) -> TracingObserver:
         """A fresh observer for one `cascade.run`; `parent=None` makes the cascade span a trace root;
         `label` (when known) marks a wrong answer's trace."""
         return TracingObserver(self.tracer, parent=parent, query_id=query_id, metadata=metadata, label=label)
@@ -123,8 +135,11 @@ class CascadeTracer:
     def observer_for(self, sample: Any) -> TracingObserver:
         """One observer per evaluated sample (`training.datasets.Sample`): its key, label and source
         become the trace's metadata, so Phoenix can filter on them."""
-        return self.observer(query_id=sample.key, metadata={"key": sample.key, "label": sample.label,
-                                                            "source": sample.source}, label=sample.label)
+        return self.observer(
+            query_id=sample.key,
+            metadata={"key": sample.key, "label": sample.label, "source": sample.source},
+            label=sample.label,
+        )
 
     def flush(self, timeout_ms: int = 10_000) -> bool:
         return bool(self.provider.force_flush(timeout_ms))
@@ -156,8 +171,14 @@ def _clean(value: Any) -> Any:
 class TracingObserver:
     """A `CascadeObserver` that writes one query's spans. Build one per query; not reusable."""
 
-    def __init__(self, tracer: Tracer, parent: Context | None = None, query_id: str = "",
-                 metadata: Mapping[str, Any] | None = None, label: int | None = None) -> None:
+    def __init__(
+        self,
+        tracer: Tracer,
+        parent: Context | None = None,
+        query_id: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        label: int | None = None,
+    ) -> None:
         self.tracer = tracer
         self.label = label
         self.parent = parent
@@ -178,16 +199,26 @@ class TracingObserver:
             raise RuntimeError("a TracingObserver traces one query; make a new one per cascade.run")
         self._start_mono, self._deadline_s = time.monotonic(), deadline_s
         width, height = frame.size
-        frame_info = {"frame_id": frame.frame_id or self.query_id, "source": frame.source,
-                      "width": width, "height": height}
-        attrs = {KIND: "CHAIN", INPUT_VALUE: json.dumps(frame_info), INPUT_MIME: JSON_MIME,
-                 FRAME_ID: frame_info["frame_id"], SOURCE: frame.source,
-                 DEADLINE_LEFT_MS: deadline_s * 1000}
+        frame_info = {
+            "frame_id": frame.frame_id or self.query_id,
+            "source": frame.source,
+            "width": width,
+            "height": height,
+        }
+        attrs = {
+            KIND: "CHAIN",
+            INPUT_VALUE: json.dumps(frame_info),
+            INPUT_MIME: JSON_MIME,
+            FRAME_ID: frame_info["frame_id"],
+            SOURCE: frame.source,
+            DEADLINE_LEFT_MS: deadline_s * 1000,
+        }
         if self.metadata:
             attrs[METADATA] = json.dumps(_clean(self.metadata))
         # An explicit empty Context when there is no parent: never the ambient (global) one.
-        self.root = self.tracer.start_span("cascade", context=self.parent or Context(), attributes=attrs,
-                                           start_time=self._wall_ns(self._start_mono))
+        self.root = self.tracer.start_span(
+            "cascade", context=self.parent or Context(), attributes=attrs, start_time=self._wall_ns(self._start_mono)
+        )
 
     def on_vote(self, vote: Vote) -> None:
         self._pending.append(vote)
@@ -199,14 +230,22 @@ class TracingObserver:
         now = time.monotonic()
         start = now - elapsed_ms / 1000
         self._deadline_left_s = deadline_left_s
-        attrs: dict[str, Any] = {KIND: "CHAIN", LEVEL: level.name, ELAPSED_MS: elapsed_ms,
-                                 DEADLINE_LEFT_MS: deadline_left_s * 1000,
-                                 INPUT_VALUE: json.dumps([v.voter for v in self._pending])}
+        attrs: dict[str, Any] = {
+            KIND: "CHAIN",
+            LEVEL: level.name,
+            ELAPSED_MS: elapsed_ms,
+            DEADLINE_LEFT_MS: deadline_left_s * 1000,
+            INPUT_VALUE: json.dumps([v.voter for v in self._pending]),
+        }
         if pooled is not None:
             attrs[PROB] = pooled
             attrs[OUTPUT_VALUE] = f"{pooled:.4f}"
-        span = self.tracer.start_span(f"level {level.name}", context=trace.set_span_in_context(root),
-                                      attributes=attrs, start_time=self._wall_ns(start))
+        span = self.tracer.start_span(
+            f"level {level.name}",
+            context=trace.set_span_in_context(root),
+            attributes=attrs,
+            start_time=self._wall_ns(start),
+        )
         ctx = trace.set_span_in_context(span)
         for vote in self._pending:
             self._vote_span(vote, ctx, start, now)
@@ -220,15 +259,29 @@ class TracingObserver:
         now = time.monotonic()
         left_s = self._deadline_s - (now - self._start_mono)
         exit_name = verdict.exit_level.name if verdict.exit_level is not None else "none"
-        out = {"prob": round(verdict.prob, 6), "answer": verdict.label, "exit_level": exit_name,
-               "answered": verdict.answered, "votes": len(verdict.votes), "skipped": list(verdict.skipped)}
-        root.set_attributes({PROB: verdict.prob, EXIT_LEVEL: exit_name, DEADLINE_LEFT_MS: left_s * 1000,
-                             OUTPUT_VALUE: json.dumps(out), OUTPUT_MIME: JSON_MIME,
-                             ELAPSED_MS: (now - self._start_mono) * 1000})
+        out = {
+            "prob": round(verdict.prob, 6),
+            "answer": verdict.label,
+            "exit_level": exit_name,
+            "answered": verdict.answered,
+            "votes": len(verdict.votes),
+            "skipped": list(verdict.skipped),
+        }
+        root.set_attributes(
+            {
+                PROB: verdict.prob,
+                EXIT_LEVEL: exit_name,
+                DEADLINE_LEFT_MS: left_s * 1000,
+                OUTPUT_VALUE: json.dumps(out),
+                OUTPUT_MIME: JSON_MIME,
+                ELAPSED_MS: (now - self._start_mono) * 1000,
+            }
+        )
         if self.label is not None:
             correct = verdict.answered and verdict.label == self.label
-            root.set_attributes({LABEL: int(self.label), CORRECT: bool(correct),
-                                 TAGS: [MISTAKE_TAG] if not correct else []})
+            root.set_attributes(
+                {LABEL: int(self.label), CORRECT: bool(correct), TAGS: [MISTAKE_TAG] if not correct else []}
+            )
         if left_s < 0:
             root.set_status(Status(StatusCode.ERROR, f"answered {-left_s * 1000:.0f} ms after the deadline"))
         elif not verdict.answered:
@@ -249,8 +302,7 @@ class TracingObserver:
 
         end = min(level_start + vote.latency_ms / 1000, level_end)
         attrs = vote_attributes(vote)
-        span = self.tracer.start_span(vote.voter, context=ctx, attributes=attrs,
-                                      start_time=self._wall_ns(level_start))
+        span = self.tracer.start_span(vote.voter, context=ctx, attributes=attrs, start_time=self._wall_ns(level_start))
         if vote.cause is AbstainCause.DEADLINE:
             span.add_event("deadline", {REASON: vote.reason})
         if vote.cause in (AbstainCause.ERROR, AbstainCause.BREAKER):
@@ -262,8 +314,14 @@ def vote_attributes(vote: Vote) -> dict[str, Any]:
     """Span attributes of one vote: LLM spans (prompt/answer messages) for VLM tiers, TOOL otherwise."""
     ev = vote.evidence or {}
     is_llm = vote.level in VLM_LEVELS or "prompt" in ev or "answer" in ev
-    attrs: dict[str, Any] = {KIND: "LLM" if is_llm else "TOOL", VOTER: vote.voter, LEVEL: vote.level.name,
-                             WEIGHT: vote.weight, LATENCY_MS: vote.latency_ms, ABSTAINED: vote.abstained}
+    attrs: dict[str, Any] = {
+        KIND: "LLM" if is_llm else "TOOL",
+        VOTER: vote.voter,
+        LEVEL: vote.level.name,
+        WEIGHT: vote.weight,
+        LATENCY_MS: vote.latency_ms,
+        ABSTAINED: vote.abstained,
+    }
     if vote.prob is not None:
         attrs[PROB] = vote.prob
     if vote.reason:

@@ -3,6 +3,7 @@
 Offline by default: HF_HUB_OFFLINE=1, YOLO_OFFLINE=1 and a project-local YOLO_CONFIG_DIR are set
 unless you set them yourself.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,10 +28,8 @@ from training.review_cli import review_cmd  # light: FiftyOne loads only when it
 from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
 from vlm_tiers.cli import vllm_app
 
-app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False,
-                  pretty_exceptions_show_locals=False)
-train_app = typer.Typer(help="Train models on a labelled dataset (never on the dev split).",
-                        no_args_is_help=True)
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+train_app = typer.Typer(help="Train models on a labelled dataset (never on the dev split).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(vllm_app, name="vllm")
 
@@ -39,9 +38,20 @@ DEFAULT_CONFIG = Path("configs/cpu.yaml")
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (same as --log-level DEBUG).")] = False,
-          log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR (default WARNING; `serve` and `simulate` default to INFO).")] = None,
-          log_json: Annotated[bool, typer.Option("--log-json", help="One JSON object per log line (for log shippers).")] = False) -> None:
+def _main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug logging (same as --log-level DEBUG).")
+    ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            "--log-level", help="DEBUG, INFO, WARNING, ERROR (default WARNING; `serve` and `simulate` default to INFO)."
+        ),
+    ] = None,
+    log_json: Annotated[
+        bool, typer.Option("--log-json", help="One JSON object per log line (for log shippers).")
+    ] = False,
+) -> None:
     from monitoring.logs import parse_level
 
     if log_level is not None:
@@ -50,7 +60,6 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         except ValueError as exc:
             fail(f"--log-level: {exc}")
     configure_process(verbose=verbose, log_level=log_level, log_json=log_json)
-
 
 
 def _load_cascade(config: Path, profile=None):
@@ -74,15 +83,18 @@ def _read_data(data: Path, labels: Path | None = None):
         fail(str(exc))
 
 
-LabelsOption = Annotated[Path | None, typer.Option(
-    help="Corrected labels (CSV with path,label, e.g. from `roadwork review --import`) laid over DATA's own.")]
+LabelsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Corrected labels (CSV with path,label, e.g. from `roadwork review --import`) laid over DATA's own."
+    ),
+]
 
 
 def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):
     ds = ds.select(split=split, sources=sources)
     if not len(ds):
-        fail(f"{data}: no usable samples (split={split!r}, sources={sources}); "
-              f"{len(ds.problems)} problem rows")
+        fail(f"{data}: no usable samples (split={split!r}, sources={sources}); {len(ds.problems)} problem rows")
     for p in ds.problems[:20]:
         console.print(f"[yellow]skipped[/yellow] {p}")
     if len(ds.problems) > 20:
@@ -93,13 +105,35 @@ def _select_rows(ds, data: Path, split: str | None, sources: list[str] | None):
 @app.command("eval")
 def eval_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv, or a NATIX-style .parquet.")],
-    out: Annotated[Path, typer.Option(help="Run folder to write predictions, metrics, plots, report (one sub-folder per regime when several run).")] = Path("runs/eval"),
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Run folder to write predictions, metrics, plots, report (one sub-folder per regime when several run)."
+        ),
+    ] = Path("runs/eval"),
     config: ConfigOpt = DEFAULT_CONFIG,
-    regime: Annotated[str, typer.Option("--regime", "--transform", help="What validators send, comma-separated to score several in one run: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' (224 letterbox + levels), 'full' (full resolution; alias 'none').")] = "v0.2",
-    split: Annotated[str | None, typer.Option(help="Only rows whose split column equals this. Default: 'dev' when the data has dev rows (training rows would flatter the score); 'all' scores every row.")] = None,
+    regime: Annotated[
+        str,
+        typer.Option(
+            "--regime",
+            "--transform",
+            help="What validators send, comma-separated to score several in one run: 'v0.2' (224 crop + augmentation levels; alias 'validator'), 'letterbox' (224 letterbox + levels), 'full' (full resolution; alias 'none').",
+        ),
+    ] = "v0.2",
+    split: Annotated[
+        str | None,
+        typer.Option(
+            help="Only rows whose split column equals this. Default: 'dev' when the data has dev rows (training rows would flatter the score); 'all' scores every row."
+        ),
+    ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the validator transform.")] = 0,
-    trace: Annotated[str | None, typer.Option(help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint.")] = None,
+    trace: Annotated[
+        str | None,
+        typer.Option(
+            help="Send one trace per image to this Phoenix server, e.g. http://127.0.0.1:6006 (extra `trace`); default: the profile's tracing.endpoint."
+        ),
+    ] = None,
     labels: LabelsOption = None,
 ) -> None:
     """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...).
@@ -119,16 +153,29 @@ def eval_cmd(
     results = {}
     profile = load_profile_or_exit(config)
     tracer = tracer_for(trace, profile.tracing, project="roadwork-eval")
-    traces = ({"endpoint": trace, "project": "roadwork-eval"} if trace else
-              {"endpoint": profile.tracing.endpoint, "project": profile.tracing.project})
+    traces = (
+        {"endpoint": trace, "project": "roadwork-eval"}
+        if trace
+        else {"endpoint": profile.tracing.endpoint, "project": profile.tracing.project}
+    )
     with _load_cascade(config, profile) as cascade:
         for name in regimes:
             run_dir = out / name if len(regimes) > 1 else out
             console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
-            results[name] = evaluate(cascade, ds, make_transform(name, seed), name, run_dir,
-                                     observer_for=tracer.observer_for if tracer else None,
-                                     run_info={"data_root": str(data.resolve()), "split": split, "seed": seed,
-                                               **({"traces": traces} if tracer else {})})
+            results[name] = evaluate(
+                cascade,
+                ds,
+                make_transform(name, seed),
+                name,
+                run_dir,
+                observer_for=tracer.observer_for if tracer else None,
+                run_info={
+                    "data_root": str(data.resolve()),
+                    "split": split,
+                    "seed": seed,
+                    **({"traces": traces} if tracer else {}),
+                },
+            )
     if tracer:
         tracer.close()
     for result in results.values():
@@ -141,7 +188,10 @@ def eval_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    run: Annotated[list[Path], typer.Argument(help="Eval run folders of the same rows; the first is the baseline. NAME=RUN names a column.")],
+    run: Annotated[
+        list[Path],
+        typer.Argument(help="Eval run folders of the same rows; the first is the baseline. NAME=RUN names a column."),
+    ],
     out: Annotated[Path, typer.Option(help="Folder for compare.md and compare.json.")] = Path("runs/compare"),
 ) -> None:
     """Eval runs side by side (overall, per voter, per source) and the answers that changed.
@@ -171,8 +221,10 @@ def _held_out_split(ds, split: str | None) -> str | None:
     if split is not None:
         return split
     if any(s.split == "dev" for s in ds.samples):
-        console.print("[yellow]no --split given: scoring the held-out 'dev' rows only (training rows would "
-                      "flatter the figures; --split all scores every row)[/yellow]")
+        console.print(
+            "[yellow]no --split given: scoring the held-out 'dev' rows only (training rows would "
+            "flatter the figures; --split all scores every row)[/yellow]"
+        )
         return "dev"
     return None
 
@@ -182,8 +234,9 @@ def _print_metrics(m: dict) -> None:
 
     out = Console()
     # one short line per fact: a table title wider than the table wraps mid-metric on 80 columns
-    out.print(f"[bold]{m['transform']}[/bold]: {m['n']} images, MCC {fmt_metric(m['mcc'])}, "
-              f"accuracy {m['accuracy']:.3f}")
+    out.print(
+        f"[bold]{m['transform']}[/bold]: {m['n']} images, MCC {fmt_metric(m['mcc'])}, accuracy {m['accuracy']:.3f}"
+    )
     out.print(f"AUROC {m['auroc'] or float('nan'):.3f}, simulated reward {m['subnet_reward']['mean']:.3f}")
     if m.get("unanswered"):
         out.print(f"[yellow]{m['unanswered']} unanswered[/yellow] (no voter answered; scored wrong, as the miner's -1)")
@@ -193,16 +246,22 @@ def _print_metrics(m: dict) -> None:
     for s, r in m["per_source"].items():
         table.add_row(s, str(r["n"]), str(r["positives"]), fmt_metric(r["mcc"]), f"{r['accuracy']:.3f}")
     out.print(table)
-    Console().print(f"latency p50 {m['latency_ms']['p50']:.1f} ms, p95 {m['latency_ms']['p95']:.1f} ms; "
-                    f"exit levels {m['exit_levels']}")
+    Console().print(
+        f"latency p50 {m['latency_ms']['p50']:.1f} ms, p95 {m['latency_ms']['p95']:.1f} ms; "
+        f"exit levels {m['exit_levels']}"
+    )
 
 
 @train_app.command("head")
 def train_head_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
-    out: Annotated[Path, typer.Option(help="Head file to write (.npz); a manifest and OOF run go beside it.")] = Path("models/l0_head.npz"),
+    out: Annotated[Path, typer.Option(help="Head file to write (.npz); a manifest and OOF run go beside it.")] = Path(
+        "models/l0_head.npz"
+    ),
     split: Annotated[str, typer.Option(help="Split to train on. Never train on dev.")] = "train",
-    backbone: Annotated[str, typer.Option(help="'mobilenetv2-deepsort' or a transformers id/folder.")] = "mobilenetv2-deepsort",
+    backbone: Annotated[
+        str, typer.Option(help="'mobilenetv2-deepsort' or a transformers id/folder.")
+    ] = "mobilenetv2-deepsort",
     views: Annotated[int, typer.Option(min=1, help="Validator-transformed views per image.")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     voter: Annotated[str, typer.Option(help="Voter name written into the OOF run.")] = "l0_head",
@@ -215,33 +274,67 @@ def train_head_cmd(
     if split == "dev":
         fail("refusing to train on the dev split: it is for measuring. Use --split train.")
     ds = _load_data(data, split, None, labels)
-    spec = (BackboneSpec() if backbone == "mobilenetv2-deepsort"
-            else BackboneSpec(kind="hf-automodel", model=backbone))
+    spec = BackboneSpec() if backbone == "mobilenetv2-deepsort" else BackboneSpec(kind="hf-automodel", model=backbone)
     try:
         bb = build_backbone(spec)
     except FileNotFoundError as exc:
         fail(str(exc))
     info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter)
     cv = info["cv"]
-    console.print(f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
-                  f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}")
+    console.print(
+        f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
+        f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}"
+    )
 
 
 @train_app.command("backbone")
 def train_backbone_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and OOF votes go beside it.")] = Path("models/l0_backbone.pt"),
-    head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path("models/l0_head.npz"),
-    device: Annotated[str, typer.Option(help="'cpu' (about 1.8 h a model on 2 cores, 11 h with --folds 5) or 'cuda' (278 s with --folds 5 at 12 epochs on an H200).")] = "cpu",
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint to write (.pt); its manifest and OOF votes go beside it.")
+    ] = Path("models/l0_backbone.pt"),
+    head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path(
+        "models/l0_head.npz"
+    ),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="'cpu' (about 1.8 h a model on 2 cores, 11 h with --folds 5) or 'cuda' (278 s with --folds 5 at 12 epochs on an H200)."
+        ),
+    ] = "cpu",
     epochs: Annotated[int, typer.Option(min=1)] = 14,
-    folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")] = 5,
-    paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")] = 0.0,
-    erase_prob: Annotated[float, typer.Option(min=0, max=1, help="Erase the boxed objects from this share of boxed positives, which become negatives of the same source.")] = 0.0,
+    folds: Annotated[
+        int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")
+    ] = 5,
+    paste_prob: Annotated[
+        float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")
+    ] = 0.0,
+    erase_prob: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Erase the boxed objects from this share of boxed positives, which become negatives of the same source.",
+        ),
+    ] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     seed: Annotated[int, typer.Option()] = 0,
-    save_folds: Annotated[bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")] = False,
-    tiles_batch: Annotated[int, typer.Option(min=0, help="Also train, each step, this many full-size frames (>= 448 px) as the tile voter scores them: the max of the network over the frame's 18 crops against the frame's label (multiple-instance learning). 0: off.")] = 0,
-    voters: Annotated[str, typer.Option(help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does.")] = "224=l0_head,448=l0_detail",
+    save_folds: Annotated[
+        bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")
+    ] = False,
+    tiles_batch: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also train, each step, this many full-size frames (>= 448 px) as the tile voter scores them: the max of the network over the frame's 18 crops against the frame's label (multiple-instance learning). 0: off.",
+        ),
+    ] = 0,
+    voters: Annotated[
+        str,
+        typer.Option(
+            help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does."
+        ),
+    ] = "224=l0_head,448=l0_detail",
     labels: LabelsOption = None,
 ) -> None:
     """Fine-tune the L0 MobileNetV2 end to end on every validator regime (v0.2, letterbox, full).
@@ -260,27 +353,61 @@ def train_backbone_cmd(
     if bad := set(view_voters) - {"224", "448", "tiles"}:
         fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
     ds = _load_data(data, "train", None, labels)
-    cfg = FinetuneConfig(epochs=epochs, folds=folds, paste_prob=paste_prob, erase_prob=erase_prob, workers=workers, seed=seed,
-                         save_folds=save_folds, tiles_batch=tiles_batch)
+    cfg = FinetuneConfig(
+        epochs=epochs,
+        folds=folds,
+        paste_prob=paste_prob,
+        erase_prob=erase_prob,
+        workers=workers,
+        seed=seed,
+        save_folds=save_folds,
+        tiles_batch=tiles_batch,
+    )
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    console.print(f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"
-                  + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
+    console.print(
+        f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"
+        + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else "")
+    )
 
 
 @train_app.command("boxes")
 def train_boxes_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv and boxes/<source>/ (uses split=train rows).")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (.pt); its manifest and held-out votes go beside it.")] = Path("models/l1_rcnn.pt"),
-    device: Annotated[str, typer.Option(help="'cuda' (the measured detector: 8 min for its three models at once on an H200) or 'cpu' (hours).")] = "cpu",
+    out: Annotated[
+        Path, typer.Option(help="Checkpoint to write (.pt); its manifest and held-out votes go beside it.")
+    ] = Path("models/l1_rcnn.pt"),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="'cuda' (the measured detector: 8 min for its three models at once on an H200) or 'cpu' (hours)."
+        ),
+    ] = "cpu",
     epochs: Annotated[int, typer.Option(min=1)] = 24,
-    folds: Annotated[int, typer.Option(min=0, help="Group folds for out-of-fold votes, when no --held-out is given; 0 skips them.")] = 5,
-    held_out: Annotated[list[str] | None, typer.Option(help="Sources (comma-separated) one detector never sees and then scores; repeat. Every row then gets a vote from a detector that never saw its camera.")] = None,
-    paste_prob: Annotated[float, typer.Option(min=0, max=1, help="Paste boxed objects, with their boxes, into this share of dashcam negatives.")] = 0.3,
-    erase_prob: Annotated[float, typer.Option(min=0, max=1, help="Erase the boxed objects from this share of boxed positives (they become background).")] = 0.15,
-    time_budget_s: Annotated[float, typer.Option(min=0, help="Cap each detector's training at this many seconds (0: none).")] = 0.0,
+    folds: Annotated[
+        int, typer.Option(min=0, help="Group folds for out-of-fold votes, when no --held-out is given; 0 skips them.")
+    ] = 5,
+    held_out: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Sources (comma-separated) one detector never sees and then scores; repeat. Every row then gets a vote from a detector that never saw its camera."
+        ),
+    ] = None,
+    paste_prob: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Paste boxed objects, with their boxes, into this share of dashcam negatives."),
+    ] = 0.3,
+    erase_prob: Annotated[
+        float,
+        typer.Option(
+            min=0, max=1, help="Erase the boxed objects from this share of boxed positives (they become background)."
+        ),
+    ] = 0.15,
+    time_budget_s: Annotated[
+        float, typer.Option(min=0, help="Cap each detector's training at this many seconds (0: none).")
+    ] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
     voter: Annotated[str, typer.Option(help="Voter name in the held-out run, as the profile names it.")] = "l1_rcnn",
     seed: Annotated[int, typer.Option()] = 0,
@@ -299,27 +426,50 @@ def train_boxes_cmd(
 
     ds = _load_data(data, "train", None, labels)
     if ds.root is None or not (Path(ds.root) / "boxes").is_dir():
-        fail(f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
-              "classes.txt beside them")
+        fail(
+            f"{data}: no boxes/ folder; the detector trains on boxes/<source>/*.txt (YOLO format) with "
+            "classes.txt beside them"
+        )
     groups = [tuple(x for x in g.split(",") if x) for g in held_out or []]
     if unknown := {s for g in groups for s in g} - {s.source for s in ds.samples}:
-        fail(f"--held-out: no training rows of source(s) {sorted(unknown)}; sources here: "
-              f"{', '.join(sorted({s.source for s in ds.samples}))}")
-    cfg = DetectorConfig(epochs=epochs, folds=0 if groups else folds, paste_prob=paste_prob, erase_prob=erase_prob,
-                         time_budget_s=time_budget_s, workers=workers, seed=seed)
+        fail(
+            f"--held-out: no training rows of source(s) {sorted(unknown)}; sources here: "
+            f"{', '.join(sorted({s.source for s in ds.samples}))}"
+        )
+    cfg = DetectorConfig(
+        epochs=epochs,
+        folds=0 if groups else folds,
+        paste_prob=paste_prob,
+        erase_prob=erase_prob,
+        time_budget_s=time_budget_s,
+        workers=workers,
+        seed=seed,
+    )
     try:
         info = train_boxes(ds, out, cfg, device, groups, voter)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    console.print(f"detector: {out} in {info.get('seconds', '?')} s"
-                  + (f"; held-out run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else ""))
+    console.print(
+        f"detector: {out} in {info.get('seconds', '?')} s"
+        + (f"; held-out run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else "")
+    )
 
 
 @app.command("fit")
 def fit_cmd(
-    run: Annotated[list[Path], typer.Option(help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run; repeat to join several voters' runs by image key.")],
+    run: Annotated[
+        list[Path],
+        typer.Option(
+            help="A labelled run folder (predictions.jsonl), e.g. a head's OOF run; repeat to join several voters' runs by image key."
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="Consensus artefact to write (JSON).")] = Path("models/consensus.json"),
-    profile: Annotated[Path | None, typer.Option(help="Fit for this profile: the runs must hold votes of exactly its voters; each voter's votes count only on the frame sizes it scores (voters[].long_side), and each part of the size axis that those ranges cut gets a pool of its own.")] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fit for this profile: the runs must hold votes of exactly its voters; each voter's votes count only on the frame sizes it scores (voters[].long_side), and each part of the size axis that those ranges cut gets a pool of its own."
+        ),
+    ] = None,
     target: Annotated[float, typer.Option(min=0.5, max=1.0, help="Accuracy required of early exits.")] = 0.98,
 ) -> None:
     """Learn voter weights, calibration and routing bands from labelled (out-of-fold) runs.
@@ -340,40 +490,94 @@ def fit_cmd(
     console.print(f"wrote {out}: fit-set MCC {artefact.metrics['mcc']:.3f} over {artefact.n_samples} rows")
     for pool in artefact.pools:
         weights = ", ".join(f"{k} {v:.2f}" for k, v in pool.weights.items())
-        console.print(f"  {pool.describe()} ({pool.n_samples} rows): weights {weights}; bands {pool.bands}; "
-                      f"roadwork when the calibrated pooled probability is >= {pool.threshold_raw:.3f}; "
-                      f"MCC {pool.metrics['mcc']:.3f}")
-    console.print("each threshold is shifted to 0.5 in the artefact, because validators round our answer at 0.5 "
-                  "(exactly 0.5 counts as no roadwork)")
+        console.print(
+            f"  {pool.describe()} ({pool.n_samples} rows): weights {weights}; bands {pool.bands}; "
+            f"roadwork when the calibrated pooled probability is >= {pool.threshold_raw:.3f}; "
+            f"MCC {pool.metrics['mcc']:.3f}"
+        )
+    console.print(
+        "each threshold is shifted to 0.5 in the artefact, because validators round our answer at 0.5 "
+        "(exactly 0.5 counts as no roadwork)"
+    )
 
 
 @app.command("bench")
 def bench_cmd(
     config: ConfigOpt = DEFAULT_CONFIG,
-    out: Annotated[Path | None, typer.Option(help="JSON file to write (default runs/bench.json; with --gpu or --expected-cost $OUT/ or runs/gpu_bench.json, expected_cost.json).")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="JSON file to write (default runs/bench.json; with --gpu or --expected-cost $OUT/ or runs/gpu_bench.json, expected_cost.json)."
+        ),
+    ] = None,
     images: Annotated[int, typer.Option(min=1, help="Timed images.")] = 100,
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels (validators send 224).")] = 224,
-    frame: Annotated[str | None, typer.Option(help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators).")] = None,
-    gpu: Annotated[bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/gpu_bench.py).")] = False,
-    random_weights: Annotated[bool, typer.Option("--random-weights", help="--gpu: build every model at full size with random weights (no downloads).")] = False,
-    device: Annotated[str | None, typer.Option(help="--gpu: put every in-process model on this device (e.g. cuda:0, cpu).")] = None,
-    single_gpu: Annotated[bool, typer.Option("--single-gpu", help="--gpu: remap cuda:N to cuda:0 (1-GPU vs 2-GPU comparison).")] = False,
-    concurrency: Annotated[str, typer.Option(help="--gpu: concurrent frames per run, comma-separated.")] = "32,64,128,256",
+    frame: Annotated[
+        str | None,
+        typer.Option(help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators)."),
+    ] = None,
+    gpu: Annotated[
+        bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/gpu_bench.py).")
+    ] = False,
+    random_weights: Annotated[
+        bool,
+        typer.Option(
+            "--random-weights", help="--gpu: build every model at full size with random weights (no downloads)."
+        ),
+    ] = False,
+    device: Annotated[
+        str | None, typer.Option(help="--gpu: put every in-process model on this device (e.g. cuda:0, cpu).")
+    ] = None,
+    single_gpu: Annotated[
+        bool, typer.Option("--single-gpu", help="--gpu: remap cuda:N to cuda:0 (1-GPU vs 2-GPU comparison).")
+    ] = False,
+    concurrency: Annotated[
+        str, typer.Option(help="--gpu: concurrent frames per run, comma-separated.")
+    ] = "32,64,128,256",
     tiny: Annotated[bool, typer.Option("--tiny", help="--gpu: tiny configs on the CPU (smoke run).")] = False,
-    no_early_exit: Annotated[bool, typer.Option("--no-early-exit", help="--gpu: open every band so every frame runs every in-process level.")] = False,
-    dtype: Annotated[str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")] = None,
-    levers: Annotated[bool, typer.Option("--levers", help="--gpu: also time each model in fp16 vs bf16 and channels_last, and the first "
-                                                     "L0 backbone under torch.compile (with and without CUDA graphs).")] = False,
+    no_early_exit: Annotated[
+        bool, typer.Option("--no-early-exit", help="--gpu: open every band so every frame runs every in-process level.")
+    ] = False,
+    dtype: Annotated[
+        str | None, typer.Option(help="--gpu: override the models' dtype: float16, bfloat16 or float32.")
+    ] = None,
+    levers: Annotated[
+        bool,
+        typer.Option(
+            "--levers",
+            help="--gpu: also time each model in fp16 vs bf16 and channels_last, and the first "
+            "L0 backbone under torch.compile (with and without CUDA graphs).",
+        ),
+    ] = False,
     only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
-    process_per_device: Annotated[bool | None, typer.Option(
-        "--process-per-device/--one-process",
-        help="--gpu: each GPU's voters in a worker process of their own, or all in this process "
-             "(default: the profile's runtime.process_per_device); --tiny puts CPU voters in a worker.")] = None,
-    expected_cost: Annotated[Path | None, typer.Option("--expected-cost", help="An eval run folder (e.g. runs/dev): early-exit shares and expected GPU cost per query.")] = None,
-    costs: Annotated[Path | None, typer.Option(help="--expected-cost: a --gpu bench JSON for the L0-L2 costs (else priors).")] = None,
-    artefact: Annotated[Path, typer.Option(help="--expected-cost: consensus artefact with the fitted L0 band.")] = Path("models/consensus-cpu.json"),
-    continue_share: Annotated[list[str] | None, typer.Option("--continue", help="--expected-cost: LEVEL=SHARE still unsure after a level (prior), repeatable.")] = None,
-    level_cost: Annotated[list[str] | None, typer.Option("--level-cost", help="--expected-cost: LEVEL=MS GPU cost per image, repeatable.")] = None,
+    process_per_device: Annotated[
+        bool | None,
+        typer.Option(
+            "--process-per-device/--one-process",
+            help="--gpu: each GPU's voters in a worker process of their own, or all in this process "
+            "(default: the profile's runtime.process_per_device); --tiny puts CPU voters in a worker.",
+        ),
+    ] = None,
+    expected_cost: Annotated[
+        Path | None,
+        typer.Option(
+            "--expected-cost",
+            help="An eval run folder (e.g. runs/dev): early-exit shares and expected GPU cost per query.",
+        ),
+    ] = None,
+    costs: Annotated[
+        Path | None, typer.Option(help="--expected-cost: a --gpu bench JSON for the L0-L2 costs (else priors).")
+    ] = None,
+    artefact: Annotated[Path, typer.Option(help="--expected-cost: consensus artefact with the fitted L0 band.")] = Path(
+        "models/consensus-cpu.json"
+    ),
+    continue_share: Annotated[
+        list[str] | None,
+        typer.Option("--continue", help="--expected-cost: LEVEL=SHARE still unsure after a level (prior), repeatable."),
+    ] = None,
+    level_cost: Annotated[
+        list[str] | None, typer.Option("--level-cost", help="--expected-cost: LEVEL=MS GPU cost per image, repeatable.")
+    ] = None,
 ) -> None:
     """Measure per-image latency (p50/p95) and images/s of a profile on this machine.
 
@@ -386,9 +590,21 @@ def bench_cmd(
         gpu_bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
         return
     if gpu:
-        gpu_bench_cli.run_gpu(config, out, random_weights=random_weights, device=device, single_gpu=single_gpu,
-                              concurrency=concurrency, tiny=tiny, no_early_exit=no_early_exit, dtype=dtype,
-                              levers=levers, size=size, only=only, process_per_device=process_per_device)
+        gpu_bench_cli.run_gpu(
+            config,
+            out,
+            random_weights=random_weights,
+            device=device,
+            single_gpu=single_gpu,
+            concurrency=concurrency,
+            tiny=tiny,
+            no_early_exit=no_early_exit,
+            dtype=dtype,
+            levers=levers,
+            size=size,
+            only=only,
+            process_per_device=process_per_device,
+        )
         return
     from roadwork.bench import run_bench
 
@@ -405,16 +621,23 @@ def bench_cmd(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     lat = result["latency_ms"]
-    console.print(f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, "
-                  f"{result['images_per_s_sequential']:.1f} img/s -> {out}")
+    console.print(
+        f"p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms, {result['images_per_s_sequential']:.1f} img/s -> {out}"
+    )
 
 
 @app.command("plan")
-def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g. configs/h100x2.yaml.")],
-             costs: Annotated[Path | None, typer.Option(
-                 help="A `roadwork bench --gpu` JSON: also add up each GPU's measured model time per image "
-                      "and name a model to move when one card is >20 % busier (e.g. "
-                      "benchmarks/results/gpu_bench_1gpu_workers_h100_run8.json).")] = None) -> None:
+def plan_cmd(
+    config: Annotated[Path, typer.Argument(help="Profile to check, e.g. configs/h100x2.yaml.")],
+    costs: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `roadwork bench --gpu` JSON: also add up each GPU's measured model time per image "
+            "and name a model to move when one card is >20 % busier (e.g. "
+            "benchmarks/results/gpu_bench_1gpu_workers_h100_run8.json)."
+        ),
+    ] = None,
+) -> None:
     """Add up each GPU's memory (models + vLLM shares) and refuse an over-committed plan.
 
     With --costs, also the time balance: with a worker process per GPU the card whose models take
@@ -435,8 +658,13 @@ def plan_cmd(config: Annotated[Path, typer.Argument(help="Profile to check, e.g.
     for g in plan.gpus:
         for item in sorted(g.items, key=lambda i: -i.gib):
             table.add_row(g.gpu.id, item.name, item.kind, f"{item.gib:.2f}")
-        table.add_row(g.gpu.id, "[bold]total[/bold]", f"of {g.usable_gib:.1f} usable",
-                      f"[{'green' if g.fits else 'red'}]{g.planned_gib:.2f}[/]", end_section=True)
+        table.add_row(
+            g.gpu.id,
+            "[bold]total[/bold]",
+            f"of {g.usable_gib:.1f} usable",
+            f"[{'green' if g.fits else 'red'}]{g.planned_gib:.2f}[/]",
+            end_section=True,
+        )
     for item in plan.cpu_items:
         table.add_row("cpu", item.name, item.kind, f"{item.gib:.2f}")
     Console().print(table)

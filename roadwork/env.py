@@ -1,16 +1,24 @@
 """Process set-up done once by the entrypoint: offline defaults, logging, torch threads."""
+
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
 
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "FIFTYONE_DO_NOT_TRACK": "true"}
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "false",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "FIFTYONE_DO_NOT_TRACK": "true",
+}
 
 
-def configure_process(cache_dir: Path | None = None, verbose: bool = False, log_level: str | None = None,
-                      log_json: bool = False) -> None:
+def configure_process(
+    cache_dir: Path | None = None, verbose: bool = False, log_level: str | None = None, log_json: bool = False
+) -> None:
     """Offline by default: a variable the user already set is kept (that is how to go online)."""
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -22,8 +30,9 @@ def configure_process(cache_dir: Path | None = None, verbose: bool = False, log_
     from monitoring.logs import configure_logging
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    configure_logging("DEBUG" if verbose else (log_level or "WARNING"), log_json,
-                      explicit=verbose or log_level is not None)
+    configure_logging(
+        "DEBUG" if verbose else (log_level or "WARNING"), log_json, explicit=verbose or log_level is not None
+    )
 
 
 def set_torch_threads(n: int) -> None:

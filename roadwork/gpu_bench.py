@@ -18,6 +18,7 @@ in-process and are listed as excluded; voters whose package is missing are liste
 `--no-early-exit` opens every band so every frame runs every in-process level (random weights
 give meaningless probabilities). `--tiny` maps every voter to a tiny config (CPU smoke run).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,9 +35,17 @@ from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
 from cascade.placement import card
 from cascade.types import AbstainCause, Frame, Level
 
-PACKAGES = {"ultralytics": "ultralytics", "rfdetr": "rfdetr", "ocr-signs": "rapidocr_onnxruntime",
-            "hf-detector": "transformers", "depth-size": "transformers", "sam-mask": "transformers",
-            "scene-zero-shot": "transformers", "backbone-head": "transformers", "wbf-ensemble": "ensemble_boxes"}
+PACKAGES = {
+    "ultralytics": "ultralytics",
+    "rfdetr": "rfdetr",
+    "ocr-signs": "rapidocr_onnxruntime",
+    "hf-detector": "transformers",
+    "depth-size": "transformers",
+    "sam-mask": "transformers",
+    "scene-zero-shot": "transformers",
+    "backbone-head": "transformers",
+    "wbf-ensemble": "ensemble_boxes",
+}
 GIB = 1024**3
 
 
@@ -70,6 +79,7 @@ def package_missing(kind: str) -> str | None:
 
 def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
     """The profile with devices remapped for this run (CPU for --tiny without --device)."""
+
     def dev(d: str) -> str:
         if opts.device is not None:
             return d if d == "cpu" else opts.device
@@ -91,8 +101,10 @@ def split_voters(cfg: CascadeConfig, opts: GpuBenchOptions) -> tuple[list, dict[
         if not v.enabled:
             excluded[v.name] = "disabled in the profile"
         elif v.kind in IN_PROCESS_EXCLUDED:
-            excluded[v.name] = (f"{v.kind} ({v.level.name}) runs on a vLLM server, not in-process; its cost "
-                                "comes from benchmarks/vlm_prefill_bench.py")
+            excluded[v.name] = (
+                f"{v.kind} ({v.level.name}) runs on a vLLM server, not in-process; its cost "
+                "comes from benchmarks/vlm_prefill_bench.py"
+            )
         elif opts.only is not None and v.name not in opts.only:
             excluded[v.name] = "not in --only"
         else:
@@ -133,8 +145,9 @@ def probe_prior() -> Any:
     from cascade.types import Vote
     from detectors.evidence import Boxes
 
-    boxes = Boxes(np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]),
-                  ("traffic cone", "road barrier"))
+    boxes = Boxes(
+        np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]), ("traffic cone", "road barrier")
+    )
     return Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
 
 
@@ -163,8 +176,15 @@ def build_one(cfg: CascadeConfig, v: Any, opts: GpuBenchOptions, dtype: str | No
         return None, f"build failed: {type(exc).__name__}: {str(exc)[:300]}"
 
 
-def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict, opts: GpuBenchOptions,
-           fallback: bool = True) -> list:
+def verify(
+    cfg: CascadeConfig,
+    voters: list,
+    dets: list,
+    info: dict,
+    skipped: dict,
+    opts: GpuBenchOptions,
+    fallback: bool = True,
+) -> list:
     """Probe each built model; a half-precision one that fails is rebuilt in float32 (noted), one that
     still fails moves to `skipped`. Returns the detectors that run, in order."""
     frames = probe_frames(opts.size)
@@ -181,8 +201,9 @@ def verify(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: di
         if why is None:
             ok.append(det)
         else:
-            skipped[name] = f"does not run: {why}" + (f" (half precision failed first: {info[name]['half_failed']})"
-                                                      if "half_failed" in info[name] else "")
+            skipped[name] = f"does not run: {why}" + (
+                f" (half precision failed first: {info[name]['half_failed']})" if "half_failed" in info[name] else ""
+            )
             del info[name]
             _close(det)
     return ok
@@ -219,8 +240,14 @@ def build_all(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[
 
 def info_row(v: Any, **measured: Any) -> dict[str, Any]:
     """The JSON row of one built voter: what the profile says of it, what its build measured, its plan."""
-    return {"kind": v.kind, "level": v.level.name, "device": v.device, "batch": v.batch, **measured,
-            "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None}
+    return {
+        "kind": v.kind,
+        "level": v.level.name,
+        "device": v.device,
+        "batch": v.batch,
+        **measured,
+        "planned_gib": round(v.memory.total_gib(), 3) if v.memory else None,
+    }
 
 
 def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) -> tuple[list, dict, dict, list]:
@@ -245,12 +272,21 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
             skipped[v.name] = err
         return det
 
-    dets, procs = build_voters(ok, cfg.base_dir, random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
-                               torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny)
+    dets, procs = build_voters(
+        ok,
+        cfg.base_dir,
+        random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
+        torch_threads=cfg.runtime.torch_threads,
+        local=local,
+        include_cpu=opts.tiny,
+    )
     dets = [d for d in dets if d is not None]
     built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building
-    info = {v.name: info_row(v, process="worker" if v.name in built else "main", **built.get(v.name, {}))
-            for v in ok if v.name not in skipped}
+    info = {
+        v.name: info_row(v, process="worker" if v.name in built else "main", **built.get(v.name, {}))
+        for v in ok
+        if v.name not in skipped
+    }
     return dets, info, skipped, procs
 
 
@@ -260,8 +296,9 @@ def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, worker
     if opts.no_early_exit:
         levels = [LevelConfig(level=lv) for lv in sorted({v.level for v in voters})]
     runtime = cfg.runtime.model_copy(update={"deadline_ms": 600_000.0, "margin_ms": 0.0, "workers": workers})
-    return cfg.model_copy(update={"voters": voters, "levels": levels, "runtime": runtime,
-                                  "consensus": ConsensusConfig()})
+    return cfg.model_copy(
+        update={"voters": voters, "levels": levels, "runtime": runtime, "consensus": ConsensusConfig()}
+    )
 
 
 def make_frames(n: int, size: int, seed: int = 0) -> list[Frame]:
@@ -277,8 +314,10 @@ def inner(det: Any) -> Any:
 
 def with_priors(frames: list[Frame], verdicts: list) -> list[Frame]:
     """Frames carrying the L0/L1 votes a cascade run gave them, so L2 validators see boxes."""
-    return [dataclasses.replace(f, meta={**f.meta, "prior_votes": tuple(x for x in v.votes if x.level < Level.L2)})
-            for f, v in zip(frames, verdicts, strict=True)]
+    return [
+        dataclasses.replace(f, meta={**f.meta, "prior_votes": tuple(x for x in v.votes if x.level < Level.L2)})
+        for f, v in zip(frames, verdicts, strict=True)
+    ]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -361,7 +400,7 @@ def warm_up(dets: list, frames: list[Frame]) -> None:
         m = inner(d)
         m.warmup()
         m.predict(frames[:1])
-        m.predict(frames[:getattr(m, "batch", 1)])
+        m.predict(frames[: getattr(m, "batch", 1)])
 
 
 def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list | None = None) -> dict[str, Any]:
@@ -375,10 +414,12 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
     if not devices or not torch.cuda.is_available():
         return {}
     gpus = [g for g in cfg.placement.gpus if g.id in devices] or [
-        {"id": d, "memory_gib": torch.cuda.get_device_properties(d).total_memory / GIB} for d in devices]
+        {"id": d, "memory_gib": torch.cuda.get_device_properties(d).total_memory / GIB} for d in devices
+    ]
     placement = PlacementConfig.model_validate({"gpus": [g if isinstance(g, dict) else g.model_dump() for g in gpus]})
-    plan = build_plan([v for v in voters if v.name in built and v.memory is not None], placement,
-                      one_batch_at_a_time=bool(procs))
+    plan = build_plan(
+        [v for v in voters if v.name in built and v.memory is not None], placement, one_batch_at_a_time=bool(procs)
+    )
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
     remote = {d: m for p in procs or [] for d, m in p.memory().items()}
     out = {}
@@ -387,9 +428,12 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
             peak, reserved = remote[d]["peak_allocated_gib"], remote[d]["reserved_gib"]
         else:
             peak, reserved = torch.cuda.max_memory_allocated(d) / GIB, torch.cuda.memory_reserved(d) / GIB
-        out[d] = {"peak_allocated_gib": round(peak, 3), "reserved_gib": round(reserved, 3),
-                  "planned_gib": round(planned.get(d, 0.0), 3),
-                  "measured_over_planned": round(peak / planned[d], 3) if planned.get(d) else None}
+        out[d] = {
+            "peak_allocated_gib": round(peak, 3),
+            "reserved_gib": round(reserved, 3),
+            "planned_gib": round(planned.get(d, 0.0), 3),
+            "measured_over_planned": round(peak / planned[d], 3) if planned.get(d) else None,
+        }
     return out
 
 
@@ -398,10 +442,16 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    gpus = ([torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            if torch.cuda.is_available() else [])
-    return {"gpus": gpus, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "cuda": torch.version.cuda}
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    return {
+        "gpus": gpus,
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }
 
 
 def first_query_ms(cascade: Any, frame: Frame) -> float:
@@ -479,15 +529,20 @@ class Utilisation:
 
     def report(self) -> dict[str, Any]:
         gpus = {d: round(float(np.mean(v)), 1) for d, v in self.samples.items() if v}
-        out = {"gpu_busy_pct_mean": gpus, "cpu_cores_busy": round(self.cpu_cores_busy, 2),
-               "cpu_cores_main": round(self.cpu_cores_main, 2), "cpu_cores_workers": self.cpu_cores_workers}
+        out = {
+            "gpu_busy_pct_mean": gpus,
+            "cpu_cores_busy": round(self.cpu_cores_busy, 2),
+            "cpu_cores_main": round(self.cpu_cores_main, 2),
+            "cpu_cores_workers": self.cpu_cores_workers,
+        }
         if self.worker_busy_pct:
             out["worker_busy_pct"] = self.worker_busy_pct
         return out
 
 
-def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int,
-                    native_sum_ms: float, loop_ms: float) -> dict[str, Any]:
+def concurrency_run(
+    cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int, native_sum_ms: float, loop_ms: float
+) -> dict[str, Any]:
     cascade = new_cascade(cfg, dets, voters, opts, c)
     for d in dets:  # count this run's micro-batches only
         if hasattr(d, "stats"):
@@ -504,21 +559,31 @@ def concurrency_run(cfg: CascadeConfig, dets: list, voters: list, opts: GpuBench
     for v in verdicts:
         key = v.exit_level.name if v.exit_level is not None else "none"
         exits[key] = exits.get(key, 0) + 1
-    batchers = {d.name: {"mean_batch": round(d.stats.mean_batch, 2), "batches": d.stats.batches}
-                for d in dets if hasattr(d, "stats")}
+    batchers = {
+        d.name: {"mean_batch": round(d.stats.mean_batch, 2), "batches": d.stats.batches}
+        for d in dets
+        if hasattr(d, "stats")
+    }
     abstained: dict[str, dict[str, int]] = {}  # random weights abstain for reasons worth seeing
     for v in verdicts:
         for vote in v.votes:
             if vote.abstained:
                 reasons = abstained.setdefault(vote.voter, {})
                 reasons[vote.reason[:80]] = reasons.get(vote.reason[:80], 0) + 1
-    return {"frames": len(frames), "img_per_s": len(frames) / wall, "wall_s": wall,
-            "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
-            "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
-            "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
-            "exit_levels": exits, "micro_batches": batchers, "abstained": abstained, "utilisation": util.report(),
-            # each voter's time in its device worker per frame, at this run's batch sizes (for `plan --costs`)
-            "worker_ms_per_image": {n: round(s * 1000 / len(frames), 3) for n, s in util.voter_busy_s.items() if s}}
+    return {
+        "frames": len(frames),
+        "img_per_s": len(frames) / wall,
+        "wall_s": wall,
+        "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
+        "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
+        "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
+        "exit_levels": exits,
+        "micro_batches": batchers,
+        "abstained": abstained,
+        "utilisation": util.report(),
+        # each voter's time in its device worker per frame, at this run's batch sizes (for `plan --costs`)
+        "worker_ms_per_image": {n: round(s * 1000 / len(frames), 3) for n, s in util.voter_busy_s.items() if s},
+    }
 
 
 COMPILE_MODES = ("default", "reduce-overhead")
@@ -537,8 +602,10 @@ def compiled_native(det: Any, frames: list[Frame], device: str, mode: str) -> di
         t0 = time.perf_counter()
         inner(det).predict(frames)  # compile for this batch size
         compile_s = time.perf_counter() - t0
-        return {"ms_per_image": round(time_native(det, frames, device)["ms_per_image"], 3),
-                "compile_s": round(compile_s, 1)}
+        return {
+            "ms_per_image": round(time_native(det, frames, device)["ms_per_image"], 3),
+            "compile_s": round(compile_s, 1),
+        }
     except Exception as exc:
         return {"failed": f"{type(exc).__name__}: {str(exc)[:200]}"}
     finally:
@@ -546,8 +613,15 @@ def compiled_native(det: Any, frames: list[Frame], device: str, mode: str) -> di
         torch._dynamo.reset()
 
 
-def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame], opts: GpuBenchOptions,
-               out: dict[str, Any] | None = None, on_model: Any = None) -> dict:
+def try_levers(
+    cfg: CascadeConfig,
+    voters: list,
+    dets: list,
+    frames: list[Frame],
+    opts: GpuBenchOptions,
+    out: dict[str, Any] | None = None,
+    on_model: Any = None,
+) -> dict:
     """Native batched cost per model in fp16 vs bf16 (rebuilt), with channels_last, and (the first
     L0 backbone) compiled; fills `out` model by model and calls `on_model()` after each."""
     import torch
@@ -591,9 +665,17 @@ def try_levers(cfg: CascadeConfig, voters: list, dets: list, frames: list[Frame]
     return out
 
 
-def first_queries(cfg: CascadeConfig, voters: list, dets: list, info: dict, skipped: dict,
-                  opts: GpuBenchOptions, frames: list[Frame], step: Any,
-                  fallback: bool = True) -> tuple[list, dict, list[Frame]]:
+def first_queries(
+    cfg: CascadeConfig,
+    voters: list,
+    dets: list,
+    info: dict,
+    skipped: dict,
+    opts: GpuBenchOptions,
+    frames: list[Frame],
+    step: Any,
+    fallback: bool = True,
+) -> tuple[list, dict, list[Frame]]:
     """Cold first query, probe (fp32 fallback), warm-up, first query again; returns the running
     detectors, the first-query figures and frames primed with L0/L1 votes for the native runs."""
     step("cold first query")
@@ -608,12 +690,12 @@ def first_queries(cfg: CascadeConfig, voters: list, dets: list, info: dict, skip
     cascade = new_cascade(cfg, dets, voters, opts, opts.native_batch)
     t0 = time.perf_counter()
     warm_up(dets, frames)
-    _, _, verdicts = asyncio.run(drive(cascade, frames[:opts.native_batch], opts.native_batch))
+    _, _, verdicts = asyncio.run(drive(cascade, frames[: opts.native_batch], opts.native_batch))
     warm_s = time.perf_counter() - t0
     warm_ms = first_query_ms(cascade, frames[1])
     cascade.close()
     figures = {"cold": cold_ms, "after_warmup": warm_ms, "warmup_s": warm_s}
-    return dets, figures, with_priors(frames[:opts.native_batch], verdicts)
+    return dets, figures, with_priors(frames[: opts.native_batch], verdicts)
 
 
 def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> list:
@@ -632,8 +714,9 @@ def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> li
     return dets
 
 
-def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = None,
-                  checkpoint: Any = None) -> dict[str, Any]:
+def run_gpu_bench(
+    cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = None, checkpoint: Any = None
+) -> dict[str, Any]:
     """The whole measurement; returns the JSON-ready result (see the module docstring).
 
     `checkpoint(result)` is called after every stage with what is measured so far
@@ -649,19 +732,24 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
     voters, excluded = split_voters(cfg, opts)
     cuda_devs = _devices(voters)
     if cuda_devs and not torch.cuda.is_available():
-        raise RuntimeError(f"voters are placed on {cuda_devs} but CUDA is not available here; "
-                           "use --tiny (CPU) or --device cpu")
+        raise RuntimeError(
+            f"voters are placed on {cuda_devs} but CUDA is not available here; use --tiny (CPU) or --device cpu"
+        )
     absent = [d for d in cuda_devs if int(d.split(":")[1]) >= torch.cuda.device_count()]
     if absent:
-        raise RuntimeError(f"voters are placed on {absent} but this machine has {torch.cuda.device_count()} "
-                           "GPU(s); add --single-gpu (every model on cuda:0) or --device cuda:0")
+        raise RuntimeError(
+            f"voters are placed on {absent} but this machine has {torch.cuda.device_count()} "
+            "GPU(s); add --single-gpu (every model on cuda:0) or --device cuda:0"
+        )
     for d in cuda_devs:
         torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
         torch.cuda.reset_peak_memory_stats(d)
     remote = cfg.runtime.process_per_device if opts.process_per_device is None else opts.process_per_device
     procs: list = []
-    step(f"building {len(voters)} in-process voters with random weights"
-         + (" (a worker process per device)" if remote else ""))
+    step(
+        f"building {len(voters)} in-process voters with random weights"
+        + (" (a worker process per device)" if remote else "")
+    )
     if remote:
         dets, info, skipped, procs = build_all_remote(cfg, voters, opts)
     else:
@@ -675,8 +763,18 @@ def run_gpu_bench(cfg: CascadeConfig, opts: GpuBenchOptions, progress: Any = Non
             p.close()
 
 
-def _measure(cfg: CascadeConfig, voters: list, excluded: dict, dets: list, info: dict, skipped: dict, procs: list,
-             opts: GpuBenchOptions, step: Any, checkpoint: Any) -> dict[str, Any]:
+def _measure(
+    cfg: CascadeConfig,
+    voters: list,
+    excluded: dict,
+    dets: list,
+    info: dict,
+    skipped: dict,
+    procs: list,
+    opts: GpuBenchOptions,
+    step: Any,
+    checkpoint: Any,
+) -> dict[str, Any]:
     def save(stage: str) -> None:
         result["stage"] = stage
         if checkpoint is not None:
@@ -685,22 +783,34 @@ def _measure(cfg: CascadeConfig, voters: list, excluded: dict, dets: list, info:
     if not dets:
         raise RuntimeError(f"no in-process voter could be built: {skipped}")
     result: dict[str, Any] = {
-        "profile": cfg.name, "random_weights": True, "tiny": opts.tiny, "single_gpu": opts.single_gpu,
-        "no_early_exit": opts.no_early_exit, "image_size": opts.size, "dtype_override": opts.dtype,
+        "profile": cfg.name,
+        "random_weights": True,
+        "tiny": opts.tiny,
+        "single_gpu": opts.single_gpu,
+        "no_early_exit": opts.no_early_exit,
+        "image_size": opts.size,
+        "dtype_override": opts.dtype,
         "process_per_device": bool(procs),
-        "complete": False, "voters": info, "skipped": skipped, "excluded": excluded,
-        "goals": {"overhead_max": 0.15, "speedup_min": 3.0}, "machine": machine(), "concurrency": {}}
+        "complete": False,
+        "voters": info,
+        "skipped": skipped,
+        "excluded": excluded,
+        "goals": {"overhead_max": 0.15, "speedup_min": 3.0},
+        "machine": machine(),
+        "concurrency": {},
+    }
     save("built")
     frames = make_frames(max(opts.native_batch, opts.loop_frames), opts.size, seed=1)
-    dets, result["first_query_ms"], primed = first_queries(cfg, voters, dets, info, skipped, opts, frames, step,
-                                                           fallback=not procs)
+    dets, result["first_query_ms"], primed = first_queries(
+        cfg, voters, dets, info, skipped, opts, frames, step, fallback=not procs
+    )
     save("first queries")
     step("native batched cost per model")
     dets = native_all(dets, info, skipped, primed)
     native_sum = result["native_sum_ms_per_image"] = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
     save("native batched cost")
     step("sequential loop")
-    loop_ms = result["loop_ms_per_image"] = time_loop(dets, frames[:opts.loop_frames])
+    loop_ms = result["loop_ms_per_image"] = time_loop(dets, frames[: opts.loop_frames])
     save("sequential loop")
     for c in opts.concurrency:
         step(f"cascade at concurrency {c}")

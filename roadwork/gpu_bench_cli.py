@@ -2,6 +2,7 @@
 
 Light at import (typer, rich, json); torch and the adapters load only when a command runs.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,14 +29,26 @@ def parse_concurrency(text: str) -> list[int]:
     except ValueError:
         values = []
     if not values or any(v < 1 for v in values):
-        raise ValueError(f"--concurrency must be comma-separated positive integers such as 32,64,128,256, "
-                         f"got {text!r}")
+        raise ValueError(f"--concurrency must be comma-separated positive integers such as 32,64,128,256, got {text!r}")
     return values
 
 
-def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str | None, single_gpu: bool,
-            concurrency: str, tiny: bool, no_early_exit: bool, dtype: str | None, levers: bool, size: int,
-            only: list[str] | None, process_per_device: bool | None = None) -> Path:
+def run_gpu(
+    config: Path,
+    out: Path | None,
+    *,
+    random_weights: bool,
+    device: str | None,
+    single_gpu: bool,
+    concurrency: str,
+    tiny: bool,
+    no_early_exit: bool,
+    dtype: str | None,
+    levers: bool,
+    size: int,
+    only: list[str] | None,
+    process_per_device: bool | None = None,
+) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
 
@@ -51,10 +64,20 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
     from roadwork.env import set_torch_threads
 
     set_torch_threads(cfg.runtime.torch_threads)
-    opts = GpuBenchOptions(concurrency=conc, device=device, single_gpu=single_gpu, tiny=tiny,
-                           no_early_exit=no_early_exit, dtype=dtype, levers=levers, size=size, only=only,
-                           native_batch=8 if tiny else 32, loop_frames=2 if tiny else 8,
-                           process_per_device=process_per_device)
+    opts = GpuBenchOptions(
+        concurrency=conc,
+        device=device,
+        single_gpu=single_gpu,
+        tiny=tiny,
+        no_early_exit=no_early_exit,
+        dtype=dtype,
+        levers=levers,
+        size=size,
+        only=only,
+        native_batch=8 if tiny else 32,
+        loop_frames=2 if tiny else 8,
+        process_per_device=process_per_device,
+    )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -73,27 +96,39 @@ def run_gpu(config: Path, out: Path | None, *, random_weights: bool, device: str
 
 def _print_gpu(r: dict) -> None:
     fq = r["first_query_ms"]
-    table = Table(title=f"{r['profile']}: {len(r['voters'])} in-process voters (native sum "
-                        f"{r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img; "
-                        f"first query {fq['cold']:.0f} ms cold, {fq['after_warmup']:.0f} ms warm)")
+    table = Table(
+        title=f"{r['profile']}: {len(r['voters'])} in-process voters (native sum "
+        f"{r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img; "
+        f"first query {fq['cold']:.0f} ms cold, {fq['after_warmup']:.0f} ms warm)"
+    )
     for col in ("concurrency", "img/s", "p50 ms", "p95 ms", "overhead", "x loop", "GPU busy %", "CPU cores"):
         table.add_column(col)
     for c, run in r["concurrency"].items():
         util = run.get("utilisation", {})
         busy = " ".join(f"{v:.0f}" for v in util.get("gpu_busy_pct_mean", {}).values()) or "-"
-        table.add_row(c, f"{run['img_per_s']:.1f}", f"{run['latency_ms']['p50']:.0f}",
-                      f"{run['latency_ms']['p95']:.0f}", f"{100 * run['overhead_vs_native_sum']:+.1f}%",
-                      f"{run['speedup_vs_loop']:.2f}", busy, f"{util.get('cpu_cores_busy', float('nan')):.1f}")
+        table.add_row(
+            c,
+            f"{run['img_per_s']:.1f}",
+            f"{run['latency_ms']['p50']:.0f}",
+            f"{run['latency_ms']['p95']:.0f}",
+            f"{100 * run['overhead_vs_native_sum']:+.1f}%",
+            f"{run['speedup_vs_loop']:.2f}",
+            busy,
+            f"{util.get('cpu_cores_busy', float('nan')):.1f}",
+        )
     Console().print(table)
     for name, why in {**r["skipped"], **r["excluded"]}.items():
         console.print(f"[yellow]not run[/yellow] {name}: {why}")
     for dev, m in r["memory"].items():
-        console.print(f"{dev}: peak {m['peak_allocated_gib']:.2f} GiB vs planned {m['planned_gib']:.2f} GiB "
-                      f"(x{m['measured_over_planned']})")
+        console.print(
+            f"{dev}: peak {m['peak_allocated_gib']:.2f} GiB vs planned {m['planned_gib']:.2f} GiB "
+            f"(x{m['measured_over_planned']})"
+        )
 
 
-def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[str] | None,
-                      cost: list[str] | None, out: Path | None) -> Path:
+def run_expected_cost(
+    run: Path, costs: Path | None, artefact: Path, cont: list[str] | None, cost: list[str] | None, out: Path | None
+) -> Path:
     """`roadwork bench --expected-cost RUN`: early-exit shares and expected GPU ms per query."""
     from consensus.artefact import ConsensusArtefact
     from roadwork.expected_cost import parse_pairs, report
@@ -101,8 +136,10 @@ def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[
     try:
         fitted = ConsensusArtefact.load(artefact)
         if len(fitted.pools) > 1:
-            raise ValueError(f"{artefact} has one pool per frame size; --expected-cost reads an artefact with "
-                             "one pool (a profile whose voters score every frame)")
+            raise ValueError(
+                f"{artefact} has one pool per frame size; --expected-cost reads an artefact with "
+                "one pool (a profile whose voters score every frame)"
+            )
         band = tuple(fitted.pools[0].bands["L0"])
         bench = json.loads(costs.read_text()) if costs else None
         result = report(run, band, bench, parse_pairs(cont, "--continue"), parse_pairs(cost, "--level-cost"))
@@ -113,14 +150,22 @@ def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[
     out = out or default_out("expected_cost.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"{result['l0']['n']} dev images: {100 * (1 - result['l0']['continue']):.1f}% exit at L0 "
-                        f"(band {result['l0']['band']}); expected {result['expected_ms_per_query']:.1f} GPU ms "
-                        f"per query vs {result['all_levels_ms']:.0f} ms through every level")
+    table = Table(
+        title=f"{result['l0']['n']} dev images: {100 * (1 - result['l0']['continue']):.1f}% exit at L0 "
+        f"(band {result['l0']['band']}); expected {result['expected_ms_per_query']:.1f} GPU ms "
+        f"per query vs {result['all_levels_ms']:.0f} ms through every level"
+    )
     for col in ("level", "reach", "exits here", "cost ms", "source", "expected ms"):
         table.add_column(col)
     for lv, row in result["levels"].items():
-        table.add_row(lv, f"{row['reach']:.3f}", f"{row['exit']:.3f}", f"{row['cost_ms']:.1f}",
-                      result["cost_sources"][lv], f"{row['expected_ms']:.1f}")
+        table.add_row(
+            lv,
+            f"{row['reach']:.3f}",
+            f"{row['exit']:.3f}",
+            f"{row['cost_ms']:.1f}",
+            result["cost_sources"][lv],
+            f"{row['expected_ms']:.1f}",
+        )
     Console().print(table)
     console.print(f"wrote {out}")
     return out
@@ -128,8 +173,13 @@ def run_expected_cost(run: Path, costs: Path | None, artefact: Path, cont: list[
 
 def fetch_weights_cmd(
     config: Annotated[Path, typer.Argument(help="Profile, e.g. configs/h100x2.yaml.")],
-    list_only: Annotated[bool, typer.Option("--list", help="Only list (the default when --download is not given).")] = False,
-    download: Annotated[bool, typer.Option("--download", help="Fetch what is missing (needs internet; lifts HF_HUB_OFFLINE for this run).")] = False,
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list (the default when --download is not given).")
+    ] = False,
+    download: Annotated[
+        bool,
+        typer.Option("--download", help="Fetch what is missing (needs internet; lifts HF_HUB_OFFLINE for this run)."),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Also write the list as JSON here.")] = None,
 ) -> None:
     """List every hub id / file a profile needs and whether it is here; fetch them only with --download.

@@ -2,6 +2,7 @@
 
 Light (rich and typer only), so the command modules of every package share it (README, Layers).
 """
+
 from __future__ import annotations
 
 from typing import NoReturn

@@ -1,4 +1,5 @@
 """Shared fixtures: offline environment, fake voters, real data where ../shared has it."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,15 @@ os.environ.setdefault("YOLO_CONFIG_DIR", str(REPO / ".cache" / "ultralytics"))
 class FakeVoter(Detector):
     """Answers a fixed probability after `delay` seconds, or raises `error`."""
 
-    def __init__(self, name: str, level: Level | str, prob: float = 0.5, delay: float = 0.0,
-                 error: Exception | None = None, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level | str,
+        prob: float = 0.5,
+        delay: float = 0.0,
+        error: Exception | None = None,
+        weight: float = 1.0,
+    ) -> None:
         super().__init__(name, Level.parse(level), weight)
         self.prob, self.delay, self.error = prob, delay, error
         self.calls = 0

@@ -1,4 +1,5 @@
 """End to end through the `roadwork` command, as a user runs it."""
+
 import json
 from pathlib import Path
 
@@ -37,8 +38,17 @@ def test_train_fit_eval_bench_on_a_made_sample(sample, tmp_path):
     profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     # when we evaluate on the dev split and benchmark
-    invoke("eval", "--data", str(sample), "--split", "dev", "--config", str(tmp_path / "p.yaml"),
-           "--out", str(tmp_path / "run"))
+    invoke(
+        "eval",
+        "--data",
+        str(sample),
+        "--split",
+        "dev",
+        "--config",
+        str(tmp_path / "p.yaml"),
+        "--out",
+        str(tmp_path / "run"),
+    )
     invoke("bench", "--config", str(tmp_path / "p.yaml"), "--images", "5", "--out", str(tmp_path / "b.json"))
     # then the run folder holds what the report promises
     run = tmp_path / "run"
@@ -63,8 +73,9 @@ def test_eval_reports_bad_rows_by_name_and_goes_on(sample, tmp_path):
 
 
 def test_refuses_to_train_on_dev(sample, tmp_path):
-    result = runner.invoke(app, ["train", "head", "--data", str(sample), "--split", "dev",
-                                 "--out", str(tmp_path / "h.npz")])
+    result = runner.invoke(
+        app, ["train", "head", "--data", str(sample), "--split", "dev", "--out", str(tmp_path / "h.npz")]
+    )
     assert result.exit_code == 2 and "dev" in result.output
 
 
@@ -77,8 +88,19 @@ def test_bad_profile_fails_with_the_key(tmp_path, sample):
 @pytest.mark.slow
 def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
     """The committed L0 voters must stay useful on real dev photographs, in every regime."""
-    invoke("eval", "--data", str(shared_data), "--split", "dev", "--config", str(REPO / "configs" / "cpu.yaml"),
-           "--regime", "v0.2,full", "--out", str(tmp_path / "run"))
+    invoke(
+        "eval",
+        "--data",
+        str(shared_data),
+        "--split",
+        "dev",
+        "--config",
+        str(REPO / "configs" / "cpu.yaml"),
+        "--regime",
+        "v0.2,full",
+        "--out",
+        str(tmp_path / "run"),
+    )
     for regime in ("v0.2", "full"):
         m = json.loads((tmp_path / "run" / regime / "metrics.json").read_text())
         assert m["n"] == 423 and m["skipped_inputs"] == 0
@@ -87,11 +109,24 @@ def test_committed_embedded_default_on_real_dev_split(shared_data, tmp_path):
 
 
 def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
-    profile = {"name": "two-gpus", "voters": [
-        {"name": "yolo", "kind": "backbone-head", "level": "L1", "device": "cuda:0", "params": {"head": "h.npz"},
-         "dtype": "float16", "memory": {"params_m": 57}}],
-        "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
-                      "vllm_servers": [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.6}]}}
+    profile = {
+        "name": "two-gpus",
+        "voters": [
+            {
+                "name": "yolo",
+                "kind": "backbone-head",
+                "level": "L1",
+                "device": "cuda:0",
+                "params": {"head": "h.npz"},
+                "dtype": "float16",
+                "memory": {"params_m": 57},
+            }
+        ],
+        "placement": {
+            "gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
+            "vllm_servers": [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.6}],
+        },
+    }
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(profile))
     result = invoke("plan", str(tmp_path / "ok.yaml"))
     assert "vlm_power" in result.output and "plan fits" in result.output
@@ -104,13 +139,26 @@ def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
 
 def test_plan_refuses_a_misspelt_kind_or_param_naming_the_key(tmp_path):
     # given a profile with a kind that does not exist and a typo in a detector's params
-    profile = {"name": "typos", "voters": [
-        {"name": "l0", "kind": "backbone-head", "level": "L0", "params": {"head": "h.npz"}},
-        {"name": "det", "kind": "rf-detr", "level": "L1"},
-        {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "hallf": True}},
-        {"name": "wbf", "kind": "wbf-ensemble", "level": "L1", "enabled": False, "params": {"members": [
-            {"name": "m1", "kind": "ultralytics", "params": {"weights": "a.pt"}},
-            {"name": "m2", "kind": "ultralytics", "params": {"weights": "b.pt", "imgz": 640}}]}}]}
+    profile = {
+        "name": "typos",
+        "voters": [
+            {"name": "l0", "kind": "backbone-head", "level": "L0", "params": {"head": "h.npz"}},
+            {"name": "det", "kind": "rf-detr", "level": "L1"},
+            {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "hallf": True}},
+            {
+                "name": "wbf",
+                "kind": "wbf-ensemble",
+                "level": "L1",
+                "enabled": False,
+                "params": {
+                    "members": [
+                        {"name": "m1", "kind": "ultralytics", "params": {"weights": "a.pt"}},
+                        {"name": "m2", "kind": "ultralytics", "params": {"weights": "b.pt", "imgz": 640}},
+                    ]
+                },
+            },
+        ],
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     # when it is planned, then it is refused before any model loads, each bad key on its own line
     result = runner.invoke(app, ["plan", str(tmp_path / "p.yaml")])
@@ -123,15 +171,33 @@ def test_plan_refuses_a_misspelt_kind_or_param_naming_the_key(tmp_path):
 def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_path):
     # given two cards, the heavy models on cuda:0, and a bench JSON with their time in the workers
     def v(name, device):
-        return {"name": name, "kind": "backbone-head", "level": "L1", "device": device, "params": {"head": "h.npz"},
-                "dtype": "float16", "memory": {"params_m": 50}}
-    profile = {"name": "two-gpus", "voters": [v("sam", "cuda:0"), v("owlv2", "cuda:0"), v("gdino", "cuda:1")],
-               "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]}}
+        return {
+            "name": name,
+            "kind": "backbone-head",
+            "level": "L1",
+            "device": device,
+            "params": {"head": "h.npz"},
+            "dtype": "float16",
+            "memory": {"params_m": 50},
+        }
+
+    profile = {
+        "name": "two-gpus",
+        "voters": [v("sam", "cuda:0"), v("owlv2", "cuda:0"), v("gdino", "cuda:1")],
+        "placement": {"gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]},
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
-    bench = {"voters": {"sam": {"native": {"ms_per_image": 99.0}}, "owlv2": {"native": {"ms_per_image": 99.0}},
-                        "gdino": {"native": {"ms_per_image": 99.0}}},
-             "concurrency": {"64": {"frames": 64, "worker_ms_per_image": {"sam": 30.0, "owlv2": 12.0, "gdino": 20.0}},
-                             "8": {"frames": 8, "worker_ms_per_image": {"sam": 1.0, "owlv2": 1.0, "gdino": 1.0}}}}
+    bench = {
+        "voters": {
+            "sam": {"native": {"ms_per_image": 99.0}},
+            "owlv2": {"native": {"ms_per_image": 99.0}},
+            "gdino": {"native": {"ms_per_image": 99.0}},
+        },
+        "concurrency": {
+            "64": {"frames": 64, "worker_ms_per_image": {"sam": 30.0, "owlv2": 12.0, "gdino": 20.0}},
+            "8": {"frames": 8, "worker_ms_per_image": {"sam": 1.0, "owlv2": 1.0, "gdino": 1.0}},
+        },
+    }
     (tmp_path / "bench.json").write_text(json.dumps(bench))
     # when the plan is asked with --costs
     result = invoke("plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "bench.json"))
@@ -153,8 +219,12 @@ def test_eval_without_split_scores_the_held_out_rows_and_says_so(sample, tmp_pat
 
 
 def test_plan_says_where_an_old_precision_key_went(tmp_path):
-    profile = {"name": "old", "voters": [
-        {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "half": True}}]}
+    profile = {
+        "name": "old",
+        "voters": [
+            {"name": "yolo", "kind": "ultralytics", "level": "L1", "params": {"weights": "yolo11n.pt", "half": True}}
+        ],
+    }
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     result = runner.invoke(app, ["plan", str(tmp_path / "p.yaml")])
     assert result.exit_code == 2 and "voters.0.params.half" in result.output and "voters[].dtype" in result.output

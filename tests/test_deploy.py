@@ -1,4 +1,5 @@
 """deploy/: the compose files and the image against the launch profiles and profiles they serve."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,9 @@ DEPLOY = REPO / "deploy"
 def test_the_vllm_compose_file_is_what_the_launch_profiles_generate():
     result = CliRunner().invoke(app, ["vllm", "compose"])
     assert result.exit_code == 0, result.output
-    assert (DEPLOY / "compose.vllm.yaml").read_text() == result.output, \
+    assert (DEPLOY / "compose.vllm.yaml").read_text() == result.output, (
         "deploy/compose.vllm.yaml drifted: run `roadwork vllm compose --out deploy/compose.vllm.yaml`"
+    )
 
 
 def test_every_vllm_server_the_production_profile_calls_has_a_service_on_its_cards():

@@ -4,6 +4,7 @@
 `KNOWN` lists the imports that still go upward, each with the work that removes it (issue 15). The
 test fails on any new upward import, and on a listed one that is gone (then strike it from the list).
 """
+
 from __future__ import annotations
 
 import ast

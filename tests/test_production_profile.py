@@ -1,4 +1,5 @@
 """configs/h100x2.yaml: 26 voters over L0-L5, a plan that fits two H100s, real hub ids, no downloads."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,10 @@ def test_plan_fits_and_every_gpu_voter_has_memory(cfg) -> None:
 
 
 def test_one_more_vllm_share_overcommits_and_names_the_gpu(cfg) -> None:
-    servers = [s.model_copy(update={"memory_fraction": s.memory_fraction + 0.05}) if s.name == "power" else s
-               for s in cfg.placement.vllm_servers]
+    servers = [
+        s.model_copy(update={"memory_fraction": s.memory_fraction + 0.05}) if s.name == "power" else s
+        for s in cfg.placement.vllm_servers
+    ]
     with pytest.raises(PlanError, match=r"cuda:1 is over-committed.*power"):
         build_plan(cfg.voters, cfg.placement.model_copy(update={"vllm_servers": servers})).check()
 
@@ -109,9 +112,9 @@ def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> N
     import yaml
 
     data = yaml.safe_load(PROFILE.read_text())
-    data["placement"]["vllm_servers"][3]["memory_fraction"] = 0.48                       # power.yaml says 0.47
+    data["placement"]["vllm_servers"][3]["memory_fraction"] = 0.48  # power.yaml says 0.47
     vlm = next(i for i, v in enumerate(data["voters"]) if v["kind"] == "vlm-http")
-    data["voters"][vlm]["params"]["model"] = "fast-v2"                                   # fast.yaml serves "fast"
+    data["voters"][vlm]["params"]["model"] = "fast-v2"  # fast.yaml serves "fast"
     path = PROFILE.parent / "test_said_once.yaml"  # beside the original: its relative paths must resolve
     try:
         path.write_text(yaml.safe_dump(data))

@@ -1,4 +1,5 @@
 """The README says what the code does: its command list and the torch it installs."""
+
 from __future__ import annotations
 
 import re

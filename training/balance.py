@@ -4,6 +4,7 @@ Most round-1 sources hold one label only, so a model can learn a source's style 
 roadwork; weighting each (source, label) cell by 1/sqrt(size) keeps big one-label sources from
 dominating, then both classes get equal total weight. Used by the head and the backbone training.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -13,8 +14,9 @@ import numpy as np
 
 def sample_weights(labels: np.ndarray, sources: list[str], source_balance: bool) -> np.ndarray:
     cells = Counter(zip(sources, labels.tolist(), strict=True))
-    w = np.array([1.0 / np.sqrt(cells[(s, y)]) if source_balance else 1.0
-                  for s, y in zip(sources, labels.tolist(), strict=True)])
+    w = np.array(
+        [1.0 / np.sqrt(cells[(s, y)]) if source_balance else 1.0 for s, y in zip(sources, labels.tolist(), strict=True)]
+    )
     for y in (0, 1):  # then balance the classes
         sel = labels == y
         if sel.any():

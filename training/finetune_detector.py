@@ -25,6 +25,7 @@ run `roadwork fit` reads.
 
 `train` imports nothing that needs pydantic (the lent GPU's image lacks it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,8 @@ class DetectorConfig:
 @dataclass
 class Row:
     sample: Sample
-    boxes: np.ndarray   # (n, 4) normalised xyxy
-    kinds: list[int]    # torchvision labels (1 + index into CLASSES)
+    boxes: np.ndarray  # (n, 4) normalised xyxy
+    kinds: list[int]  # torchvision labels (1 + index into CLASSES)
 
 
 def detector_rows(root: Path, samples: list[Sample]) -> list[Row]:
@@ -95,7 +96,9 @@ def _keep_visible(boxes: np.ndarray, clipped: np.ndarray, min_share: float = 0.4
     return (inside >= min_share * np.maximum(area, 1e-6)) & ((clipped[:, 2:] - clipped[:, :2]).min(1) >= min_side)
 
 
-def crop_with_boxes(img: Image.Image, boxes: np.ndarray, window: tuple[int, int, int, int]) -> tuple[Image.Image, np.ndarray, np.ndarray]:
+def crop_with_boxes(
+    img: Image.Image, boxes: np.ndarray, window: tuple[int, int, int, int]
+) -> tuple[Image.Image, np.ndarray, np.ndarray]:
     """Crop to window (x0, y0, x1, y1); boxes (pixels) moved and clipped; the mask of boxes kept."""
     x0, y0, x1, y1 = window
     moved = boxes - np.array([x0, y0, x0, y0], np.float32)
@@ -106,8 +109,9 @@ def crop_with_boxes(img: Image.Image, boxes: np.ndarray, window: tuple[int, int,
     return img.crop(window), clipped[keep], keep
 
 
-def train_view(image: np.ndarray, boxes: np.ndarray, kinds: list[int], rng: np.random.Generator,
-               cfg: DetectorConfig) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def train_view(
+    image: np.ndarray, boxes: np.ndarray, kinds: list[int], rng: np.random.Generator, cfg: DetectorConfig
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """One augmented view as validators could send it: (RGB uint8, pixel xyxy boxes, labels)."""
     img = Image.fromarray(image)
     w, h = img.size
@@ -177,16 +181,25 @@ class _BoxViews:
         rng = np.random.default_rng([self.cfg.seed, i, self.calls, torch.initial_seed() % (1 << 31)])
         row, image = self.rows[i], self.images[i]
         boxes, kinds = row.boxes, row.kinds
-        if self.paste is not None and row.sample.label == 0 and row.sample.source in DASHCAM_SOURCES \
-                and rng.random() < self.cfg.paste_prob:
+        if (
+            self.paste is not None
+            and row.sample.label == 0
+            and row.sample.source in DASHCAM_SOURCES
+            and rng.random() < self.cfg.paste_prob
+        ):
             image, placed = self.paste.paste_boxes(image, rng)
             h, w = image.shape[:2]
-            boxes = np.array([[x0 / w, y0 / h, x1 / w, y1 / h] for _, x0, y0, x1, y1 in placed], np.float32).reshape(-1, 4)
+            boxes = np.array([[x0 / w, y0 / h, x1 / w, y1 / h] for _, x0, y0, x1, y1 in placed], np.float32).reshape(
+                -1, 4
+            )
             kinds = [schema_label(k) for k, *_ in placed]
         elif self.erase is not None and row.sample.key in self.erase and rng.random() < self.cfg.erase_prob:
             image, boxes, kinds = self.erase.erase(image, row.sample.key, rng), np.zeros((0, 4), np.float32), []
         view, px, labels = train_view(image, boxes, kinds, rng, self.cfg)
-        return to_tensors([view])[0], {"boxes": torch.from_numpy(px).reshape(-1, 4), "labels": torch.as_tensor(labels, dtype=torch.int64)}
+        return to_tensors([view])[0], {
+            "boxes": torch.from_numpy(px).reshape(-1, 4),
+            "labels": torch.as_tensor(labels, dtype=torch.int64),
+        }
 
 
 def _collate(batch: list) -> tuple[list, list]:
@@ -197,8 +210,9 @@ def _log(msg: str) -> None:
     print(f"[finetune-detector {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_detector(rows: list[Row], images: list[np.ndarray], cfg: DetectorConfig, device: str,
-                   root: Path | None, tag: str = "") -> Any:
+def train_detector(
+    rows: list[Row], images: list[np.ndarray], cfg: DetectorConfig, device: str, root: Path | None, tag: str = ""
+) -> Any:
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
@@ -209,9 +223,15 @@ def train_detector(rows: list[Row], images: list[np.ndarray], cfg: DetectorConfi
     labels = np.array([r.sample.label for r in rows])
     weights = torch.as_tensor(sample_weights(labels, [r.sample.source for r in rows], True), dtype=torch.double)
     data = _BoxViews(rows, images, cfg, root)
-    loader = DataLoader(data, batch_size=cfg.batch, sampler=WeightedRandomSampler(weights, len(rows), replacement=True),
-                        num_workers=cfg.workers, drop_last=True, collate_fn=_collate,
-                        persistent_workers=cfg.workers > 0)
+    loader = DataLoader(
+        data,
+        batch_size=cfg.batch,
+        sampler=WeightedRandomSampler(weights, len(rows), replacement=True),
+        num_workers=cfg.workers,
+        drop_last=True,
+        collate_fn=_collate,
+        persistent_workers=cfg.workers > 0,
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     plan = {"epochs": cfg.epochs, "total": max(1, cfg.epochs * len(loader))}
@@ -252,8 +272,9 @@ def train_detector(rows: list[Row], images: list[np.ndarray], cfg: DetectorConfi
     return model.eval()
 
 
-def held_out_rows(model: Any, samples: list[Sample], images: list[np.ndarray], held: list[int], seed: int,
-                  device: str, **extra: Any) -> list[dict[str, Any]]:
+def held_out_rows(
+    model: Any, samples: list[Sample], images: list[np.ndarray], held: list[int], seed: int, device: str, **extra: Any
+) -> list[dict[str, Any]]:
     """Each held-out image's boxes in each regime's held-back view (the L0 OOF views), best first."""
     from training.finetune import regime_views
 
@@ -261,10 +282,19 @@ def held_out_rows(model: Any, samples: list[Sample], images: list[np.ndarray], h
     for i in held:
         views = regime_views(images[i], samples[i].key, seed)
         found = detections(model, [views[r] for r in REGIMES], device)
-        rows.append({"key": samples[i].key, "label": samples[i].label, "source": samples[i].source,
-                     "group": samples[i].group,
-                     "boxes": {r: [[c, round(s, 4), *(round(v, 4) for v in b)] for c, s, *b in dets[:30]]
-                               for r, dets in zip(REGIMES, found, strict=True)}, **extra})
+        rows.append(
+            {
+                "key": samples[i].key,
+                "label": samples[i].label,
+                "source": samples[i].source,
+                "group": samples[i].group,
+                "boxes": {
+                    r: [[c, round(s, 4), *(round(v, 4) for v in b)] for c, s, *b in dets[:30]]
+                    for r, dets in zip(REGIMES, found, strict=True)
+                },
+                **extra,
+            }
+        )
     return rows
 
 
@@ -291,14 +321,24 @@ def prepare(dataset: Dataset) -> Prepared:
     samples = list(dataset.samples)
     images = [s.load() for s in samples]
     rows = detector_rows(dataset.root, samples)
-    _log(f"{len(samples)} images decoded in {time.time() - t0:.0f} s; {len(rows)} detector rows "
-         f"({sum(len(r.kinds) for r in rows)} boxes on {sum(r.sample.label for r in rows)} positives)")
+    _log(
+        f"{len(samples)} images decoded in {time.time() - t0:.0f} s; {len(rows)} detector rows "
+        f"({sum(len(r.kinds) for r in rows)} boxes on {sum(r.sample.label for r in rows)} positives)"
+    )
     return Prepared(dataset, samples, images, rows, {s.key: i for i, s in enumerate(samples)}, dataset.fingerprint())
 
 
-def train(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: str, fold: int | None = None,
-          without: tuple[str, ...] = (), held_out_name: str = "", final_only: bool = False,
-          prepared: Prepared | None = None) -> dict[str, Any]:
+def train(
+    dataset: Dataset,
+    out: str | Path,
+    cfg: DetectorConfig,
+    device: str,
+    fold: int | None = None,
+    without: tuple[str, ...] = (),
+    held_out_name: str = "",
+    final_only: bool = False,
+    prepared: Prepared | None = None,
+) -> dict[str, Any]:
     """Folds (all, only `fold`, or none with `final_only`), then the final detector on every row;
     or, with `without`, one detector on the other sources scoring the rows of those (OUT.loso.jsonl).
     `prepared` (from `prepare(dataset)`) saves decoding the split again."""
@@ -310,18 +350,27 @@ def train(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: str, f
     out = Path(out)
     prep = prepared or prepare(dataset)
     samples, images, rows, index = prep.samples, prep.images, prep.rows, prep.index
-    info: dict[str, Any] = {"config": asdict(cfg), "device": device, "n_rows": len(rows), "classes": list(CLASSES),
-                            "data_hash": prep.data_hash, "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "config": asdict(cfg),
+        "device": device,
+        "n_rows": len(rows),
+        "classes": list(CLASSES),
+        "data_hash": prep.data_hash,
+        "torch": torch.__version__,
+    }
 
     def fit(keep_rows: list[Row], tag: str) -> Any:
-        return train_detector(keep_rows, [images[index[r.sample.key]] for r in keep_rows], cfg, device,
-                              dataset.root, tag)
+        return train_detector(
+            keep_rows, [images[index[r.sample.key]] for r in keep_rows], cfg, device, dataset.root, tag
+        )
 
     if without:
         held = [i for i, s in enumerate(samples) if s.source in without]
         model = fit([r for r in rows if r.sample.source not in without], f"without {','.join(without)}")
-        _append(out.with_suffix(".loso.jsonl"),
-                held_out_rows(model, samples, images, held, cfg.seed, device, held_out=held_out_name or ",".join(without)))
+        _append(
+            out.with_suffix(".loso.jsonl"),
+            held_out_rows(model, samples, images, held, cfg.seed, device, held_out=held_out_name or ",".join(without)),
+        )
         _log(f"scored {len(held)} held-out rows in {time.time() - t0:.0f} s")
         return info
     if cfg.folds > 1 and not final_only:
@@ -341,8 +390,14 @@ def train(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: str, f
     return info
 
 
-def train_boxes(dataset: Dataset, out: str | Path, cfg: DetectorConfig, device: str,
-                held_out: list[tuple[str, ...]] | None = None, voter: str = "l1_rcnn") -> dict[str, Any]:
+def train_boxes(
+    dataset: Dataset,
+    out: str | Path,
+    cfg: DetectorConfig,
+    device: str,
+    held_out: list[tuple[str, ...]] | None = None,
+    voter: str = "l1_rcnn",
+) -> dict[str, Any]:
     """`roadwork train boxes`: held-out votes (one detector per `held_out` group of sources, else
     group folds when `cfg.folds > 1`), the detector on every row, then `package`."""
     out = Path(out)
@@ -362,8 +417,16 @@ def box_votes(rows: list[dict[str, Any]], class_map: Any) -> list[dict[str, Any]
     """Rows with boxes -> the same rows with `probs` {regime: {"det": p}}, p as the voter computes it."""
     from detectors.rcnn_detector import boxes_from_detections
 
-    return [{**r, "probs": {regime: {"det": class_map.image_probability(boxes_from_detections(dets))}
-                            for regime, dets in r["boxes"].items()}} for r in rows]
+    return [
+        {
+            **r,
+            "probs": {
+                regime: {"det": class_map.image_probability(boxes_from_detections(dets))}
+                for regime, dets in r["boxes"].items()
+            },
+        }
+        for r in rows
+    ]
 
 
 def package(out: str | Path, voter: str, votes: list[str | Path] | None = None) -> dict[str, Any]:
@@ -405,8 +468,11 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--batch", type=int, default=DetectorConfig.batch)
     t.add_argument("--folds", type=int, default=0)
     t.add_argument("--fold", type=int, default=None, help="Train this fold only (0-based) and stop.")
-    t.add_argument("--final-only", action="store_true",
-                   help="Train only the model on every row (its folds ran elsewhere, e.g. in parallel with --fold).")
+    t.add_argument(
+        "--final-only",
+        action="store_true",
+        help="Train only the model on every row (its folds ran elsewhere, e.g. in parallel with --fold).",
+    )
     t.add_argument("--without", default="", help="Comma list of sources: train on the rest, score these.")
     t.add_argument("--name", default="", help="With --without: the held-out name its rows carry.")
     t.add_argument("--paste-prob", type=float, default=DetectorConfig.paste_prob)
@@ -419,9 +485,13 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("package", help="OOF files -> voter probabilities, OOF run and manifest (CPU)")
     p.add_argument("--out", required=True, help="The checkpoint `train` wrote.")
     p.add_argument("--voter", default="l1_rcnn", help="Voter name the OOF run gives the votes.")
-    p.add_argument("--votes", action="append", default=[],
-                   help="A file of held-out votes (`train --without` writes OUT.loso.jsonl); repeat. "
-                        "Default: the fold files OUT.fold*.oof.jsonl.")
+    p.add_argument(
+        "--votes",
+        action="append",
+        default=[],
+        help="A file of held-out votes (`train --without` writes OUT.loso.jsonl); repeat. "
+        "Default: the fold files OUT.fold*.oof.jsonl.",
+    )
     args = ap.parse_args(argv)
     if args.cmd == "package":
         info = package(args.out, args.voter, args.votes)
@@ -431,12 +501,28 @@ def main(argv: list[str] | None = None) -> None:
     if args.limit:
         from dataclasses import replace
 
-        ds = replace(ds, samples=ds.samples[:args.limit])
-    cfg = DetectorConfig(epochs=args.epochs, batch=args.batch, folds=args.folds, paste_prob=args.paste_prob,
-                         erase_prob=args.erase_prob, time_budget_s=args.time_budget_s, workers=args.workers, amp=not args.no_amp,
-                         seed=args.seed)
-    train(ds, args.out, cfg, args.device, args.fold, tuple(x for x in args.without.split(",") if x),
-          args.name, args.final_only)
+        ds = replace(ds, samples=ds.samples[: args.limit])
+    cfg = DetectorConfig(
+        epochs=args.epochs,
+        batch=args.batch,
+        folds=args.folds,
+        paste_prob=args.paste_prob,
+        erase_prob=args.erase_prob,
+        time_budget_s=args.time_budget_s,
+        workers=args.workers,
+        amp=not args.no_amp,
+        seed=args.seed,
+    )
+    train(
+        ds,
+        args.out,
+        cfg,
+        args.device,
+        args.fold,
+        tuple(x for x in args.without.split(",") if x),
+        args.name,
+        args.final_only,
+    )
 
 
 if __name__ == "__main__":

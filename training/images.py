@@ -1,4 +1,5 @@
 """Load labelled images from disk as RGB uint8 arrays, with errors that name the file."""
+
 from __future__ import annotations
 
 import sys

@@ -2,6 +2,7 @@
 
 `BinaryMetrics` follows the update() / compute() shape of supervision's metrics.
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -32,8 +33,8 @@ def subnet_reward_stream(y: np.ndarray, p: np.ndarray, mcc_window: int = 100, ac
     pred = np.round(p).astype(int)
     out = np.zeros(len(y))
     for t in range(len(y)):
-        ym, pm = y[max(0, t + 1 - mcc_window):t + 1], pred[max(0, t + 1 - mcc_window):t + 1]
-        ya, pa = y[max(0, t + 1 - acc_window):t + 1], pred[max(0, t + 1 - acc_window):t + 1]
+        ym, pm = y[max(0, t + 1 - mcc_window) : t + 1], pred[max(0, t + 1 - mcc_window) : t + 1]
+        ya, pa = y[max(0, t + 1 - acc_window) : t + 1], pred[max(0, t + 1 - acc_window) : t + 1]
         mcc = matthews_corrcoef(ym, pm) if len(ym) > 1 else 0.0
         base = 0.5 * mcc + 0.5 * float((ya == pa).mean())
         out[t] = max(base, 0.0) ** 3
@@ -72,8 +73,9 @@ class BinaryMetrics:
     the report scores it as a wrong answer (not the 0.5 placeholder, which would pass as 'no
     roadwork' and be right on every negative)."""
 
-    def update(self, label: int, prob: float, source: str, latency_ms: float, exit_level: str,
-               answered: bool = True) -> None:
+    def update(
+        self, label: int, prob: float, source: str, latency_ms: float, exit_level: str, answered: bool = True
+    ) -> None:
         self.answered.append(bool(answered))
         self.labels.append(int(label))
         self.probs.append(float(prob))
@@ -99,12 +101,19 @@ class BinaryMetrics:
         for i, s in enumerate(self.sources):
             by_source[s].append(i)
         out["per_source"] = {s: summarise(y[idx], p[idx]) for s, idx in sorted(by_source.items())}
-        out["latency_ms"] = {"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
-                             "mean": float(lat.mean()), "max": float(lat.max())}
+        out["latency_ms"] = {
+            "p50": float(np.percentile(lat, 50)),
+            "p95": float(np.percentile(lat, 95)),
+            "mean": float(lat.mean()),
+            "max": float(lat.max()),
+        }
         out["exit_levels"] = dict(sorted(Counter(self.exit_levels).items()))
         order = np.random.default_rng(stream_seed).permutation(len(y))
         rewards = subnet_reward_stream(y[order], p[order])
-        out["subnet_reward"] = {"mean": float(rewards.mean()), "final": float(rewards[-1]),
-                                "stream_seed": stream_seed,
-                                "note": "stream shuffled with stream_seed; np.round thresholding"}
+        out["subnet_reward"] = {
+            "mean": float(rewards.mean()),
+            "final": float(rewards[-1]),
+            "stream_seed": stream_seed,
+            "note": "stream shuffled with stream_seed; np.round thresholding",
+        }
         return out

@@ -10,6 +10,7 @@ replaced.
     python -m training.oof_rescore --data ../shared/data --oof models/l0_backbone.oof.jsonl \\
         --folds runs/tiles/l0_backbone --views tiles --out models/l0_backbone.oof.jsonl
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,15 @@ import time
 from pathlib import Path
 
 
-def rescore(data: str | Path, oof: Path, fold_prefix: str, views: list[str], regime: str = "full",
-            device: str = "cpu", seed: int = 0) -> list[dict]:
+def rescore(
+    data: str | Path,
+    oof: Path,
+    fold_prefix: str,
+    views: list[str],
+    regime: str = "full",
+    device: str = "cpu",
+    seed: int = 0,
+) -> list[dict]:
     """`seed` is the fold run's (FinetuneConfig.seed): the regime's held-back view is drawn as the
     trainer drew it (the `full` view has no randomness)."""
     from training.datasets import load_folder
@@ -40,18 +48,23 @@ def rescore(data: str | Path, oof: Path, fold_prefix: str, views: list[str], reg
         held = [r for r in rows if r["fold"] == fold]
         batch = 8 if device == "cpu" else 64  # MobileNetV2 on a CPU is fastest in small batches
         for start in range(0, len(held), 32):  # full-size photos are decoded 32 at a time
-            chunk = held[start:start + 32]
+            chunk = held[start : start + 32]
             images = [transform(samples[r["key"]].load(), r["key"]) for r in chunk]
             for view in views:
-                probs = predict_tiles(net, images, device, batch) if view == "tiles" else \
-                    [float(p) for p in predict_views(net, images, int(view), device, batch)]
+                probs = (
+                    predict_tiles(net, images, device, batch)
+                    if view == "tiles"
+                    else [float(p) for p in predict_views(net, images, int(view), device, batch)]
+                )
                 for r, p, image in zip(chunk, probs, images, strict=True):
                     r.setdefault("long_side", {})[regime] = int(max(image.shape[:2]))
                     r["probs"][regime].pop(view, None)
                     if p is not None:
                         r["probs"][regime][view] = float(p)
-            print(f"[rescore] fold {fold}: {min(start + 32, len(held))}/{len(held)} images, "
-                  f"{time.time() - t0:.0f} s", flush=True)
+            print(
+                f"[rescore] fold {fold}: {min(start + 32, len(held))}/{len(held)} images, {time.time() - t0:.0f} s",
+                flush=True,
+            )
     return rows
 
 

@@ -1,4 +1,5 @@
 """PNG plots for an evaluation run (matplotlib, headless)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,8 +40,11 @@ def write_plots(y: np.ndarray, p: np.ndarray, latency_ms: np.ndarray, out: Path)
     for c, f, n in zip(centres, freq, counts, strict=True):
         ax.annotate(str(n), (c, f), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set(xlabel="predicted probability", ylabel="fraction roadwork",
-           title=f"Reliability (ECE {expected_calibration_error(y, p):.3f}; images per bin)")
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="fraction roadwork",
+        title=f"Reliability (ECE {expected_calibration_error(y, p):.3f}; images per bin)",
+    )
     paths.append(_save(fig, out / "reliability.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3))

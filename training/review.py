@@ -20,6 +20,7 @@ The run folder names its data root in RUN/run.json (written by `roadwork eval`);
 FiftyOne and the main environment's bittensor pin different starlette versions, so FiftyOne lives
 in `.venv-review` (`make review-venv`); `roadwork review` re-runs itself there when needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def read_run(run_dir: str | Path, data: str | Path | None = None) -> tuple[RunIn
     run_dir = Path(run_dir)
     path = run_dir / "predictions.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no predictions.jsonl; make one with "
-                                f"`roadwork eval --data DIR --out {run_dir}`")
+        raise FileNotFoundError(
+            f"{run_dir}: no predictions.jsonl; make one with `roadwork eval --data DIR --out {run_dir}`"
+        )
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     if not rows:
         raise ValueError(f"{path} is empty: the evaluation wrote no prediction")
@@ -67,8 +69,9 @@ def read_run(run_dir: str | Path, data: str | Path | None = None) -> tuple[RunIn
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     root = data if data is not None else meta.get("data_root")
     if root is None:
-        raise FileNotFoundError(f"{run_dir}: no run.json naming the data root (older run?); "
-                                f"pass the dataset folder with --data DIR")
+        raise FileNotFoundError(
+            f"{run_dir}: no run.json naming the data root (older run?); pass the dataset folder with --data DIR"
+        )
     transform = str(meta.get("transform") or rows[0].get("transform") or "none")
     if transform.endswith("(oof)"):  # a training OOF run (`roadwork train ... --folds`)
         rows, transform = oof_rows(rows, transform)
@@ -87,8 +90,9 @@ def oof_rows(rows: list[dict[str, Any]], transform: str) -> tuple[list[dict[str,
     if not any("#" in r["key"] for r in rows):
         return rows, transform.removesuffix("(oof)")
     regime = OOF_REVIEW_REGIME
-    out = [{**r, "key": r["key"].rsplit("#", 1)[0], "transform": regime}
-           for r in rows if r["key"].endswith(f"#{regime}")]
+    out = [
+        {**r, "key": r["key"].rsplit("#", 1)[0], "transform": regime} for r in rows if r["key"].endswith(f"#{regime}")
+    ]
     if not out:
         raise ValueError(f"this out-of-fold run has no {regime!r} rows to review")
     return out, regime
@@ -128,8 +132,13 @@ def to_detections(boxes: Any) -> fo.Detections | None:
     dets = []
     for b in boxes:
         x1, y1, x2, y2 = (min(max(float(v), 0.0), 1.0) for v in b["xyxy"])
-        dets.append(fo.Detection(label=str(b.get("label", "object")), bounding_box=[x1, y1, x2 - x1, y2 - y1],
-                                 confidence=float(b["score"]) if b.get("score") is not None else None))
+        dets.append(
+            fo.Detection(
+                label=str(b.get("label", "object")),
+                bounding_box=[x1, y1, x2 - x1, y2 - y1],
+                confidence=float(b["score"]) if b.get("score") is not None else None,
+            )
+        )
     return fo.Detections(detections=dets)
 
 
@@ -168,27 +177,37 @@ def media_path(info: RunInfo, sample: Sample, frames_dir: Path) -> Path:
     return out
 
 
-def make_sample(row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: Path,
-                uncertain_margin: float) -> fo.Sample:
+def make_sample(
+    row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: Path, uncertain_margin: float
+) -> fo.Sample:
     import fiftyone as fo
 
     label, prob = int(row["label"]), float(row["prob"])
     voter_probs = [v["prob"] for v in row.get("votes", []) if v.get("prob") is not None]
     answer = subnet_answer(prob)
     fields: dict[str, Any] = {
-        "key": row["key"], "source": row.get("source", sample.source), "group": row.get("group", ""),
+        "key": row["key"],
+        "source": row.get("source", sample.source),
+        "group": row.get("group", ""),
         "original_path": str(sample.path) if sample.path is not None else "",
         "ground_truth": fo.Classification(label=POSITIVE if label else NEGATIVE),
-        "prediction": fo.Classification(label=POSITIVE if answer else NEGATIVE,
-                                        confidence=prob if answer else 1.0 - prob),
-        "prob": prob, "exit_level": row.get("exit_level") or "none",
-        "latency_ms": float(row.get("latency_ms", 0.0)), "hardness": hardness(label, prob, voter_probs),
+        "prediction": fo.Classification(
+            label=POSITIVE if answer else NEGATIVE, confidence=prob if answer else 1.0 - prob
+        ),
+        "prob": prob,
+        "exit_level": row.get("exit_level") or "none",
+        "latency_ms": float(row.get("latency_ms", 0.0)),
+        "hardness": hardness(label, prob, voter_probs),
         # what a grid tile shows (TILE_FIELDS): said in words, since two "roadwork" pills do not say
         # which is the truth
         "truth": f"truth: {'roadwork' if label else 'no roadwork'}",
         "answer": f"answer {prob:.2f} ({'roadwork' if answer else 'no roadwork'}), exit {row.get('exit_level') or 'none'}",
-        "votes": " · ".join(f"{v['voter']} {v['prob']:.2f}" if v.get("prob") is not None else f"{v['voter']} abstained"
-                            for v in row.get("votes", [])) or "no vote"}
+        "votes": " · ".join(
+            f"{v['voter']} {v['prob']:.2f}" if v.get("prob") is not None else f"{v['voter']} abstained"
+            for v in row.get("votes", [])
+        )
+        or "no vote",
+    }
     for vote in row.get("votes", []):
         name = field_name(vote["voter"])
         fields[f"vote_{name}"] = vote.get("prob")
@@ -203,9 +222,15 @@ def make_sample(row: dict[str, Any], info: RunInfo, sample: Sample, frames_dir: 
     return fo.Sample(filepath=str(filepath), tags=tags_for(label, prob, uncertain_margin), **fields)
 
 
-def build_dataset(info: RunInfo, rows: list[dict[str, Any]], name: str | None = None, top: int = 100,
-                  uncertain_margin: float = 0.15, persistent: bool = True,
-                  progress: Any = None) -> tuple[fo.Dataset, list[str]]:
+def build_dataset(
+    info: RunInfo,
+    rows: list[dict[str, Any]],
+    name: str | None = None,
+    top: int = 100,
+    uncertain_margin: float = 0.15,
+    persistent: bool = True,
+    progress: Any = None,
+) -> tuple[fo.Dataset, list[str]]:
     """The FiftyOne dataset of a run plus its saved views; returns it and the keys it could not find."""
     import fiftyone as fo
 
@@ -221,12 +246,18 @@ def build_dataset(info: RunInfo, rows: list[dict[str, Any]], name: str | None = 
         if progress is not None:
             progress()
     if not samples:
-        raise FileNotFoundError(f"none of the run's {len(rows)} images is under {info.data_root} "
-                                f"(first key {rows[0]['key']!r}); pass the dataset folder with --data DIR")
+        raise FileNotFoundError(
+            f"none of the run's {len(rows)} images is under {info.data_root} "
+            f"(first key {rows[0]['key']!r}); pass the dataset folder with --data DIR"
+        )
     ds = fo.Dataset(name or f"roadwork-{info.run_dir.resolve().name}", persistent=persistent, overwrite=True)
     ds.add_samples(samples)
-    ds.info = {"run": str(info.run_dir.resolve()), "data_root": str(info.data_root.resolve()),
-               "transform": info.transform, "seed": info.seed}
+    ds.info = {
+        "run": str(info.run_dir.resolve()),
+        "data_root": str(info.data_root.resolve()),
+        "transform": info.transform,
+        "seed": info.seed,
+    }
     boxes = sorted(f for f in ds.get_field_schema() if f.startswith("boxes_") or f == "gt_boxes")
     ds.app_config.active_fields = fo.ActiveFields(paths=[*TILE_FIELDS, *boxes])
     ds.save()
@@ -235,12 +266,24 @@ def build_dataset(info: RunInfo, rows: list[dict[str, Any]], name: str | None = 
 
 
 def save_views(ds: fo.Dataset, top: int) -> None:
-    ds.save_view("mistakes", ds.match_tags(["false_positive", "false_negative"]).sort_by("hardness", reverse=True),
-                 description="False positives and false negatives, hardest first", overwrite=True)
-    ds.save_view("hardest", ds.sort_by("hardness", reverse=True).limit(top),
-                 description=f"The {top} samples with the highest hardness", overwrite=True)
-    ds.save_view("uncertain", ds.match_tags("uncertain").sort_by("hardness", reverse=True),
-                 description="Answers close to 0.5", overwrite=True)
+    ds.save_view(
+        "mistakes",
+        ds.match_tags(["false_positive", "false_negative"]).sort_by("hardness", reverse=True),
+        description="False positives and false negatives, hardest first",
+        overwrite=True,
+    )
+    ds.save_view(
+        "hardest",
+        ds.sort_by("hardness", reverse=True).limit(top),
+        description=f"The {top} samples with the highest hardness",
+        overwrite=True,
+    )
+    ds.save_view(
+        "uncertain",
+        ds.match_tags("uncertain").sort_by("hardness", reverse=True),
+        description="Answers close to 0.5",
+        overwrite=True,
+    )
 
 
 def summary(ds: fo.Dataset) -> dict[str, int]:

@@ -13,6 +13,7 @@ boxes does not make an image negative: set its label to 0 in labels.csv). `--imp
 a copy of the data root's labels.csv with the corrected labels (and a note on each changed row),
 ready for `roadwork train head --data`.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,9 @@ EXTRA_COLUMNS = ["key", "prob", "hardness", "tags"]
 def _fo_type(fmt: str) -> Any:
     import fiftyone as fo
 
-    return {"coco": fo.types.COCODetectionDataset, "yolo": fo.types.YOLOv5Dataset,
-            "cvat": fo.types.CVATImageDataset}[fmt]
+    return {"coco": fo.types.COCODetectionDataset, "yolo": fo.types.YOLOv5Dataset, "cvat": fo.types.CVATImageDataset}[
+        fmt
+    ]
 
 
 def check_format(fmt: str) -> str:
@@ -66,13 +68,23 @@ def export_hardest(ds: fo.Dataset, out_dir: str | Path, top: int, fmt: str = "cs
             name += original.suffix or ".jpg"
         shutil.copyfile(original, out / "images" / name)
         src = by_key.get(s["key"], {})
-        rows.append({**{c: src.get(c, "") for c in LABEL_COLUMNS}, "path": f"images/{name}",
-                     "label": 1 if s["ground_truth"].label == "roadwork" else 0, "source": s["source"],
-                     "group": s["group"], "key": s["key"], "prob": f"{s['prob']:.6f}",
-                     "hardness": f"{s['hardness']:.4f}", "tags": " ".join(s.tags)})
+        rows.append(
+            {
+                **{c: src.get(c, "") for c in LABEL_COLUMNS},
+                "path": f"images/{name}",
+                "label": 1 if s["ground_truth"].label == "roadwork" else 0,
+                "source": s["source"],
+                "group": s["group"],
+                "key": s["key"],
+                "prob": f"{s['prob']:.6f}",
+                "hardness": f"{s['hardness']:.4f}",
+                "tags": " ".join(s.tags),
+            }
+        )
         boxes = _pre_annotation(s, root)
-        tool_samples.append(fo.Sample(filepath=str((out / "images" / name).resolve()),
-                                      ground_truth=s["ground_truth"], detections=boxes))
+        tool_samples.append(
+            fo.Sample(filepath=str((out / "images" / name).resolve()), ground_truth=s["ground_truth"], detections=boxes)
+        )
     labels_csv = out / "labels.csv"
     with open(labels_csv, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=LABEL_COLUMNS + EXTRA_COLUMNS)
@@ -85,8 +97,12 @@ def export_hardest(ds: fo.Dataset, out_dir: str | Path, top: int, fmt: str = "cs
         # CVAT needs its label set declared (an export with no box would otherwise not load back)
         tool.info = {"task_labels": [{"name": c, "attributes": []} for c in classes]}
         tool.save()
-        tool.export(export_dir=str(out / fmt), dataset_type=_fo_type(fmt), label_field="detections",
-                    **({"classes": classes} if fmt == "yolo" else {}))
+        tool.export(
+            export_dir=str(out / fmt),
+            dataset_type=_fo_type(fmt),
+            label_field="detections",
+            **({"classes": classes} if fmt == "yolo" else {}),
+        )
         tool.delete()
     return labels_csv
 
@@ -118,13 +134,16 @@ def _tool_labels(in_dir: Path, fmt: str) -> dict[str, int]:
         ds.delete()
 
 
-def import_labels(in_dir: str | Path, data_root: str | Path, out_csv: str | Path,
-                  fmt: str | None = None) -> dict[str, int]:
+def import_labels(
+    in_dir: str | Path, data_root: str | Path, out_csv: str | Path, fmt: str | None = None
+) -> dict[str, int]:
     """Merge corrected labels from an export folder into a copy of DATA/labels.csv written to out_csv."""
     in_dir, data_root = Path(in_dir), Path(data_root)
     export_csv = in_dir / "labels.csv"
     if not export_csv.is_file():
-        raise FileNotFoundError(f"{in_dir}: no labels.csv; make the folder with `roadwork review RUN --export {in_dir}`")
+        raise FileNotFoundError(
+            f"{in_dir}: no labels.csv; make the folder with `roadwork review RUN --export {in_dir}`"
+        )
     _, exported = read_labels(export_csv)
     corrected: dict[str, int] = {}
     for row in exported:
@@ -142,8 +161,10 @@ def import_labels(in_dir: str | Path, data_root: str | Path, out_csv: str | Path
     known = {r["path"] for r in rows}
     unknown = sorted(set(corrected) - known)
     if unknown:
-        raise ValueError(f"{len(unknown)} exported key(s) are not in {data_root / 'labels.csv'}, "
-                         f"e.g. {unknown[0]!r}; pass the data root the run used with --data DIR")
+        raise ValueError(
+            f"{len(unknown)} exported key(s) are not in {data_root / 'labels.csv'}, "
+            f"e.g. {unknown[0]!r}; pass the data root the run used with --data DIR"
+        )
     changed = 0
     for row in rows:
         new = corrected.get(row["path"])

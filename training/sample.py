@@ -4,6 +4,7 @@ Real photographs live in ../shared/data where this workplace has them; this samp
 fresh machine can make for itself. Positives show traffic cones, striped barriers or a roadwork
 sign on a road; negatives show the same kind of road with cars or nothing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -72,8 +73,15 @@ def make_sample(out_dir: str | Path, n: int = 40, seed: int = 0) -> Path:
         label = i % 2
         rel = f"images/synthetic_{i:04d}.jpg"
         draw_scene(rng, bool(label)).save(out / rel, quality=90)
-        rows.append({"path": rel, "label": label, "source": "synthetic",
-                     "split": "train" if i < n // 2 else "dev", "group": f"synthetic:{i}"})
+        rows.append(
+            {
+                "path": rel,
+                "label": label,
+                "source": "synthetic",
+                "split": "train" if i < n // 2 else "dev",
+                "group": f"synthetic:{i}",
+            }
+        )
     with open(out / "labels.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

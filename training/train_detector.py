@@ -10,6 +10,7 @@ under `runs/` (images are never copied), train split only: dev is for measuring.
 The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or any ultralytics `.pt`
 you pass; training is capped by wall time (`time_h`), so it always ends.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,15 +30,25 @@ from training.datasets import Dataset, read_yolo_boxes
 SCHEMA: tuple[str, ...] = ("cone", "barrier", "sign", "machinery", "worker")
 SCHEMA_MAP: dict[str, str | None] = {
     # cones
-    "cone": "cone", "road_cone": "cone", "road-cone": "cone", "traffic_cone": "cone",
+    "cone": "cone",
+    "road_cone": "cone",
+    "road-cone": "cone",
+    "traffic_cone": "cone",
     "isolation-pile": "barrier",
     # barriers / barricades / drums
-    "barricade": "barrier", "barrier": "barrier", "barrel": "barrier", "drum": "barrier",
+    "barricade": "barrier",
+    "barrier": "barrier",
+    "barrel": "barrier",
+    "drum": "barrier",
     # signs and boards placed for roadwork
-    "road_works_sign_board": "sign", "prepare_to_stop_board": "sign", "speed_board": "sign",
+    "road_works_sign_board": "sign",
+    "prepare_to_stop_board": "sign",
+    "speed_board": "sign",
     "roadwork_sign": "sign",
     # machinery and workers
-    "excavator": "machinery", "machinery": "machinery", "worker": "worker",
+    "excavator": "machinery",
+    "machinery": "machinery",
+    "worker": "worker",
     # in the night-roadwork source people on the road are road workers
     "person@pp_nightwork": "worker",
 }
@@ -64,8 +75,9 @@ class DetectorTrainConfig:
     patience: int = 100
 
 
-def build_yolo_dataset(dataset: Dataset, out_dir: Path, val_fraction: float = 0.1,
-                       seed: int = 0) -> tuple[Path, dict[str, Any]]:
+def build_yolo_dataset(
+    dataset: Dataset, out_dir: Path, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[Path, dict[str, Any]]:
     """Write `out_dir/{images,labels}/{train,val}` (images as symlinks) and `data.yaml`.
 
     The val part is a group-wise slice of the *train* split, used only for ultralytics' own
@@ -99,13 +111,23 @@ def build_yolo_dataset(dataset: Dataset, out_dir: Path, val_fraction: float = 0.
         lbl_dst.write_text("".join(lines or []))
         stats[f"images_{part}"] += 1
     yaml_path = out_dir / "data.yaml"
-    yaml_path.write_text(json.dumps({"path": str(out_dir.resolve()), "train": "images/train",
-                                     "val": "images/val", "names": dict(enumerate(SCHEMA))}, indent=1))
+    yaml_path.write_text(
+        json.dumps(
+            {
+                "path": str(out_dir.resolve()),
+                "train": "images/train",
+                "val": "images/val",
+                "names": dict(enumerate(SCHEMA)),
+            },
+            indent=1,
+        )
+    )
     return yaml_path, dict(stats)
 
 
-def _mapped_lines(box_file: Path, src_dir: Path, source: str, cache: dict[str, list[str]],
-                  stats: Counter[str]) -> list[str] | None:
+def _mapped_lines(
+    box_file: Path, src_dir: Path, source: str, cache: dict[str, list[str]], stats: Counter[str]
+) -> list[str] | None:
     if not box_file.is_file():
         return None
     if source not in cache:
@@ -136,8 +158,9 @@ def ensure_font(config_dir: Path | None = None) -> None:
         shutil.copyfile(src, target)
 
 
-def train_detector(dataset: Dataset, out_path: str | Path, work_dir: str | Path,
-                   cfg: DetectorTrainConfig) -> dict[str, Any]:
+def train_detector(
+    dataset: Dataset, out_path: str | Path, work_dir: str | Path, cfg: DetectorTrainConfig
+) -> dict[str, Any]:
     """Train, then copy best.pt to `out_path` with a manifest (data hash, metrics, sha256)."""
     from ultralytics import YOLO
 
@@ -146,20 +169,40 @@ def train_detector(dataset: Dataset, out_path: str | Path, work_dir: str | Path,
     yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed)
     model = YOLO(cfg.model)
     t0 = time.monotonic()
-    model.train(data=str(yaml_path), imgsz=cfg.imgsz, epochs=cfg.epochs, time=cfg.time_h,
-                batch=cfg.batch, workers=cfg.workers, seed=cfg.seed, device=cfg.device,
-                patience=cfg.patience, project=str(work_dir), name="train", exist_ok=True,
-                plots=False, verbose=False, amp=False)
+    model.train(
+        data=str(yaml_path),
+        imgsz=cfg.imgsz,
+        epochs=cfg.epochs,
+        time=cfg.time_h,
+        batch=cfg.batch,
+        workers=cfg.workers,
+        seed=cfg.seed,
+        device=cfg.device,
+        patience=cfg.patience,
+        project=str(work_dir),
+        name="train",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        amp=False,
+    )
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _strip_checkpoint(best, out_path)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
-    info = {"format": "ultralytics-yolo", "classes": list(SCHEMA), "config": asdict(cfg),
-            "data_hash": dataset.fingerprint(), "n_images": len(dataset), "dataset_stats": stats,
-            "val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1,
-            "train_seconds": round(time.monotonic() - t0, 1)}
+    info = {
+        "format": "ultralytics-yolo",
+        "classes": list(SCHEMA),
+        "config": asdict(cfg),
+        "data_hash": dataset.fingerprint(),
+        "n_images": len(dataset),
+        "dataset_stats": stats,
+        "val_metrics_train_split_holdout": metrics,
+        "epochs_run": int(trainer.epoch) + 1,
+        "train_seconds": round(time.monotonic() - t0, 1),
+    }
     write_detector_manifest(out_path, info)
     return {"weights": str(out_path), **info}
 
@@ -180,13 +223,23 @@ def write_detector_manifest(weights: Path, info: dict[str, Any]) -> Path:
 
 
 def train_detector_cmd(
-    data: Annotated[Path, typer.Option(help="Folder with labels.csv and boxes/<source>/*.txt (uses split=train rows).")],
-    out: Annotated[Path, typer.Option(help="Weights to write (.pt); a manifest goes beside it.")] = Path("models/roadwork_yolo11n.pt"),
-    work: Annotated[Path, typer.Option(help="Work folder for the YOLO dataset (symlinks) and ultralytics' run.")] = Path("runs/train_detector"),
-    model: Annotated[str, typer.Option(help="Model yaml (random init) or an ultralytics .pt to fine-tune.")] = "yolo11n.yaml",
+    data: Annotated[
+        Path, typer.Option(help="Folder with labels.csv and boxes/<source>/*.txt (uses split=train rows).")
+    ],
+    out: Annotated[Path, typer.Option(help="Weights to write (.pt); a manifest goes beside it.")] = Path(
+        "models/roadwork_yolo11n.pt"
+    ),
+    work: Annotated[
+        Path, typer.Option(help="Work folder for the YOLO dataset (symlinks) and ultralytics' run.")
+    ] = Path("runs/train_detector"),
+    model: Annotated[
+        str, typer.Option(help="Model yaml (random init) or an ultralytics .pt to fine-tune.")
+    ] = "yolo11n.yaml",
     imgsz: Annotated[int, typer.Option(min=32, help="Training image size.")] = 320,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
-    time_h: Annotated[float, typer.Option("--time-h", min=0.01, help="Hard wall-time cap in hours (stops training).")] = 0.5,
+    time_h: Annotated[
+        float, typer.Option("--time-h", min=0.01, help="Hard wall-time cap in hours (stops training).")
+    ] = 0.5,
     batch: Annotated[int, typer.Option(min=1)] = 16,
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
     split: Annotated[str, typer.Option(help="Split to train on. Never train on dev.")] = "train",
@@ -215,9 +268,12 @@ def train_detector_cmd(
     if not len(ds):
         console.print(f"[red]error:[/red] {data}: no samples with split={split!r}")
         raise typer.Exit(code=2)
-    cfg = DetectorTrainConfig(model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch,
-                              device=device, seed=seed)
+    cfg = DetectorTrainConfig(
+        model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch, device=device, seed=seed
+    )
     info = train_detector(ds, out, work, cfg)
     m = info["val_metrics_train_split_holdout"]
-    console.print(f"wrote {info['weights']} ({info['epochs_run']} epochs, {info['train_seconds']:.0f} s); "
-                  f"hold-out mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f}")
+    console.print(
+        f"wrote {info['weights']} ({info['epochs_run']} epochs, {info['train_seconds']:.0f} s); "
+        f"hold-out mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f}"
+    )

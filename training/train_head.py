@@ -6,6 +6,7 @@ C is chosen by group cross-validation on the training split only (groups keep fr
 video together); the out-of-fold probabilities, each on a held-back validator view, are written
 as a labelled run that `roadwork fit` can learn consensus weights and thresholds from.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,10 +48,10 @@ class HeadTrainConfig:
 
 @dataclass
 class Embedded:
-    feats: np.ndarray            # (n_views, d)
-    image_index: np.ndarray      # (n_views,) index into kept samples
-    eval_feats: np.ndarray       # (n_images, d) one held-back validator view per image
-    labels: np.ndarray           # (n_images,)
+    feats: np.ndarray  # (n_views, d)
+    image_index: np.ndarray  # (n_views,) index into kept samples
+    eval_feats: np.ndarray  # (n_images, d) one held-back validator view per image
+    labels: np.ndarray  # (n_images,)
     sources: list[str]
     groups: list[str]
     keys: list[str]
@@ -105,8 +106,16 @@ def embed_dataset(dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig, sh
         flush()
     if not labels:
         raise ValueError("no training image could be loaded")
-    return Embedded(np.concatenate(feats), np.asarray(index), np.stack(eval_feats), np.asarray(labels),
-                    sources, groups, keys, problems)
+    return Embedded(
+        np.concatenate(feats),
+        np.asarray(index),
+        np.stack(eval_feats),
+        np.asarray(labels),
+        sources,
+        groups,
+        keys,
+        problems,
+    )
 
 
 def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
@@ -137,8 +146,11 @@ def per_source_mcc(y: np.ndarray, p: np.ndarray, sources: list[str]) -> dict[str
     for s in sorted(set(sources)):
         sel = src == s
         pred = np.round(p[sel])
-        out[s] = {"n": int(sel.sum()), "accuracy": float((pred == y[sel]).mean()),
-                  "mcc": float(matthews_corrcoef(y[sel], pred)) if len(set(y[sel])) > 1 else float("nan")}
+        out[s] = {
+            "n": int(sel.sum()),
+            "accuracy": float((pred == y[sel]).mean()),
+            "mcc": float(matthews_corrcoef(y[sel], pred)) if len(set(y[sel])) > 1 else float("nan"),
+        }
     return out
 
 
@@ -146,17 +158,44 @@ def write_oof_run(out_dir: Path, emb: Embedded, probs: np.ndarray, voter: str) -
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "predictions.jsonl", "w") as f:
         for i, key in enumerate(emb.keys):
-            vote = {"voter": voter, "level": "L0", "prob": float(probs[i]), "weight": 1.0,
-                    "latency_ms": 0.0, "reason": "", "evidence": {}}
-            f.write(json.dumps({"key": key, "label": int(emb.labels[i]), "source": emb.sources[i],
-                                "group": emb.groups[i], "prob": float(probs[i]), "answered": True,
-                                "exit_level": "L0", "latency_ms": 0.0, "transform": "validator(oof)",
-                                "votes": [vote], "skipped": []}) + "\n")
+            vote = {
+                "voter": voter,
+                "level": "L0",
+                "prob": float(probs[i]),
+                "weight": 1.0,
+                "latency_ms": 0.0,
+                "reason": "",
+                "evidence": {},
+            }
+            f.write(
+                json.dumps(
+                    {
+                        "key": key,
+                        "label": int(emb.labels[i]),
+                        "source": emb.sources[i],
+                        "group": emb.groups[i],
+                        "prob": float(probs[i]),
+                        "answered": True,
+                        "exit_level": "L0",
+                        "latency_ms": 0.0,
+                        "transform": "validator(oof)",
+                        "votes": [vote],
+                        "skipped": [],
+                    }
+                )
+                + "\n"
+            )
     return out_dir
 
 
-def train_head(dataset: Dataset, backbone: Backbone, out_path: str | Path, cfg: HeadTrainConfig,
-               voter: str = "l0_head", show_progress: bool = True) -> dict[str, Any]:
+def train_head(
+    dataset: Dataset,
+    backbone: Backbone,
+    out_path: str | Path,
+    cfg: HeadTrainConfig,
+    voter: str = "l0_head",
+    show_progress: bool = True,
+) -> dict[str, Any]:
     t0 = time.time()
     emb = embed_dataset(dataset, backbone, cfg, show_progress)
     best_C, oof = cross_validate(emb, cfg)
@@ -167,14 +206,26 @@ def train_head(dataset: Dataset, backbone: Backbone, out_path: str | Path, cfg: 
     out_path = Path(out_path)
     head.save(out_path)
     p = oof[best_C]
-    cv = {"C": best_C, "auroc": float(roc_auc_score(y, p)),
-          "mcc_at_0.5": float(matthews_corrcoef(y, np.round(p))),
-          "auroc_by_C": {str(C): float(roc_auc_score(y, oof[C])) for C in cfg.Cs},
-          "per_source": per_source_mcc(y, p, emb.sources)}
-    info = {"backbone": backbone.name, "dim": backbone.dim, "data_hash": dataset.fingerprint(),
-            "data_root": str(dataset.root), "n_images": int(len(y)), "n_views": int(len(emb.feats)),
-            "positives": int(y.sum()), "train_config": asdict(cfg), "cv": cv,
-            "skipped_inputs": emb.problems, "seconds": round(time.time() - t0, 1)}
+    cv = {
+        "C": best_C,
+        "auroc": float(roc_auc_score(y, p)),
+        "mcc_at_0.5": float(matthews_corrcoef(y, np.round(p))),
+        "auroc_by_C": {str(C): float(roc_auc_score(y, oof[C])) for C in cfg.Cs},
+        "per_source": per_source_mcc(y, p, emb.sources),
+    }
+    info = {
+        "backbone": backbone.name,
+        "dim": backbone.dim,
+        "data_hash": dataset.fingerprint(),
+        "data_root": str(dataset.root),
+        "n_images": int(len(y)),
+        "n_views": int(len(emb.feats)),
+        "positives": int(y.sum()),
+        "train_config": asdict(cfg),
+        "cv": cv,
+        "skipped_inputs": emb.problems,
+        "seconds": round(time.time() - t0, 1),
+    }
     manifest = write_manifest(out_path, info)
     oof_dir = write_oof_run(out_path.parent / f"{out_path.stem}.oof", emb, p, voter)
     return {"head": str(out_path), "manifest": str(manifest), "oof_run": str(oof_dir), **info}

@@ -15,6 +15,7 @@ One definition of each regime serves eval, simulate, review and training augment
 
 Everything is seeded by (seed, sample key), so a dataset transforms the same way on every run.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,9 @@ def canonical(name: str) -> str:
     """'validator' -> 'v0.2'; raises with the valid names for anything unknown."""
     name = ALIASES.get(name, name)
     if name not in REGIMES:
-        raise ValueError(f"unknown regime {name!r}; choose one of {', '.join(REGIMES)} "
-                         f"(or the older names {', '.join(ALIASES)})")
+        raise ValueError(
+            f"unknown regime {name!r}; choose one of {', '.join(REGIMES)} (or the older names {', '.join(ALIASES)})"
+        )
     return name
 
 
@@ -64,7 +66,9 @@ def letterbox(img: Image.Image, size: int = SIZE) -> Image.Image:
     return canvas
 
 
-def random_resized_crop(img: Image.Image, rng: np.random.Generator, scale: tuple[float, float] = (0.2, 1.0)) -> Image.Image:
+def random_resized_crop(
+    img: Image.Image, rng: np.random.Generator, scale: tuple[float, float] = (0.2, 1.0)
+) -> Image.Image:
     w, h = img.size
     area = w * h * rng.uniform(*scale)
     side = int(round(min(np.sqrt(area), w, h)))

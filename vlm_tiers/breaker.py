@@ -5,6 +5,7 @@ breaker refuses calls, so a dead server costs no deadline, until `reset_s` have 
 is `half_open` and lets exactly one probe call through: success closes it, failure opens it
 again for another `reset_s`. `states()` returns every endpoint's state for metrics.
 """
+
 from __future__ import annotations
 
 import threading
@@ -18,8 +19,7 @@ CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, failures: int = 3, reset_s: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, failures: int = 3, reset_s: float = 15.0, clock: Callable[[], float] = time.monotonic) -> None:
         if failures < 1 or reset_s <= 0:
             raise ValueError(f"failures must be >= 1 and reset_s > 0, got {failures}, {reset_s}")
         self.failures_to_open = failures
@@ -80,10 +80,15 @@ class CircuitBreaker:
         with self._lock:
             self._refresh()
             retry_in = max(self.reset_s - (self._clock() - self._opened_at), 0.0) if self._state == OPEN else 0.0
-            return {"state": self._state, "consecutive_failures": self._failures,
-                    "failures": self.total_failures, "successes": self.total_successes,
-                    "times_opened": self.times_opened, "retry_in_s": round(retry_in, 3),
-                    "last_error": self.last_error}
+            return {
+                "state": self._state,
+                "consecutive_failures": self._failures,
+                "failures": self.total_failures,
+                "successes": self.total_successes,
+                "times_opened": self.times_opened,
+                "retry_in_s": round(retry_in, 3),
+                "last_error": self.last_error,
+            }
 
 
 @dataclass
@@ -95,8 +100,14 @@ class Endpoint:
 class EndpointPool:
     """Round robin over a tier's endpoints, skipping those whose circuit refuses calls."""
 
-    def __init__(self, tier: str, urls: Sequence[str], failures: int = 3, reset_s: float = 15.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        tier: str,
+        urls: Sequence[str],
+        failures: int = 3,
+        reset_s: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not urls:
             raise ValueError(f"tier {tier!r} needs at least one endpoint")
         self.tier = tier
@@ -116,8 +127,10 @@ class EndpointPool:
                     self._next = (self._next + i + 1) % n
                     return ep
         states = ", ".join(f"{e.url}={e.breaker.state}" for e in self.endpoints)
-        raise TierUnavailableError(f"tier {self.tier!r}: no endpoint may be called now ({states}); "
-                                   "their circuits reopen for a probe after breaker.reset_s")
+        raise TierUnavailableError(
+            f"tier {self.tier!r}: no endpoint may be called now ({states}); "
+            "their circuits reopen for a probe after breaker.reset_s"
+        )
 
     def states(self) -> list[dict[str, object]]:
         """Per-endpoint breaker state, for metrics and health pages."""

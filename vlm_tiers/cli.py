@@ -1,4 +1,5 @@
 """`roadwork vllm print|launch|plan|compose`: the VLM tiers' vLLM servers from configs/vllm/*.yaml."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,8 +15,7 @@ from rich.table import Table
 
 from vlm_tiers.launch import PROFILES_DIR
 
-vllm_app = typer.Typer(help="vLLM servers for the L3-L5 VLM tiers (profiles in configs/vllm/).",
-                       no_args_is_help=True)
+vllm_app = typer.Typer(help="vLLM servers for the L3-L5 VLM tiers (profiles in configs/vllm/).", no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
 
 TierArg = Annotated[str, typer.Argument(help="Tier name (fast, power, precision) or a profile .yaml path.")]
@@ -42,8 +42,11 @@ def print_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR) -> None:
 
 
 @vllm_app.command("launch")
-def launch_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR,
-               dry_run: Annotated[bool, typer.Option(help="Print the command, do not start it.")] = False) -> None:
+def launch_cmd(
+    tier: TierArg,
+    profiles: DirOpt = PROFILES_DIR,
+    dry_run: Annotated[bool, typer.Option(help="Print the command, do not start it.")] = False,
+) -> None:
     """Start `vllm serve` for a tier in the foreground (replaces this process).
 
     Needs vLLM installed (`pip install -e '.[serve]'` on a GPU machine); without it, prints the
@@ -56,9 +59,13 @@ def launch_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR,
         return
     exe = shutil.which("vllm")
     if exe is None or importlib.util.find_spec("vllm") is None:
-        _err.print("[red]error:[/red] " + escape(
-            "vLLM is not installed here (no `vllm` executable / module). Install it on the GPU "
-            "machine with `pip install -e '.[serve]'`, or run this command there yourself:"))
+        _err.print(
+            "[red]error:[/red] "
+            + escape(
+                "vLLM is not installed here (no `vllm` executable / module). Install it on the GPU "
+                "machine with `pip install -e '.[serve]'`, or run this command there yourself:"
+            )
+        )
         typer.echo(line)
         raise typer.Exit(code=2)
     _err.print(f"starting: {line}")
@@ -67,9 +74,12 @@ def launch_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR,
 
 
 @vllm_app.command("plan")
-def plan_cmd(profiles: DirOpt = PROFILES_DIR,
-             headroom: Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of each card kept "
-                                                     "for the in-process detectors.")] = 0.15) -> None:
+def plan_cmd(
+    profiles: DirOpt = PROFILES_DIR,
+    headroom: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of each card kept for the in-process detectors.")
+    ] = 0.15,
+) -> None:
     """Add up the tiers' GPU memory fractions per card; refuse when a card exceeds 1 - headroom."""
     from vlm_tiers.launch import gpu_shares
 
@@ -80,22 +90,33 @@ def plan_cmd(profiles: DirOpt = PROFILES_DIR,
     for col in ("tier", "model", "gpus", "TP", "mem fraction", "port"):
         table.add_column(col)
     for p in loaded:
-        table.add_row(p.tier, p.model, ",".join(map(str, p.gpus)), str(p.tensor_parallel_size),
-                      f"{p.gpu_memory_utilization:.2f}", str(p.port))
+        table.add_row(
+            p.tier,
+            p.model,
+            ",".join(map(str, p.gpus)),
+            str(p.tensor_parallel_size),
+            f"{p.gpu_memory_utilization:.2f}",
+            str(p.port),
+        )
     Console().print(table)
     over = {g: s for g, s in gpu_shares(loaded).items() if s > 1.0 - headroom}
     for g, s in sorted(gpu_shares(loaded).items()):
         _err.print(f"GPU {g}: vLLM {s:.2f} of the card, {1 - s:.2f} left for detectors")
     if over:
-        _err.print(f"[red]error:[/red] cards over {1 - headroom:.2f}: {over}; lower "
-                   "gpu_memory_utilization in configs/vllm/*.yaml or --headroom")
+        _err.print(
+            f"[red]error:[/red] cards over {1 - headroom:.2f}: {over}; lower "
+            "gpu_memory_utilization in configs/vllm/*.yaml or --headroom"
+        )
         raise typer.Exit(code=2)
 
 
 @vllm_app.command("compose")
-def compose_cmd(profiles: DirOpt = PROFILES_DIR,
-                out: Annotated[Path | None, typer.Option(help="Write here (e.g. deploy/compose.vllm.yaml); default: print.")] = None,
-                ) -> None:
+def compose_cmd(
+    profiles: DirOpt = PROFILES_DIR,
+    out: Annotated[
+        Path | None, typer.Option(help="Write here (e.g. deploy/compose.vllm.yaml); default: print.")
+    ] = None,
+) -> None:
     """The docker compose services of every launch profile (configs/vllm/*.yaml and extra/*.yaml).
 
     Each service runs `vllm serve` with the profile's flags on exactly the profile's cards, so the

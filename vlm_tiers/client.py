@@ -10,6 +10,7 @@ a 4xx is the request's own fault and does not.
 httpx is imported here only; an `httpx.AsyncClient` belongs to one event loop, so one is kept per
 running loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,17 +37,25 @@ def new_request_id(tier: str) -> str:
 
 
 class VLMClient:
-    def __init__(self, tier: str, urls: list[str], api_key: str | None = None,
-                 failures: int = 3, reset_s: float = 15.0, health_path: str = "/health",
-                 clock: Callable[[], float] = time.monotonic,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        tier: str,
+        urls: list[str],
+        api_key: str | None = None,
+        failures: int = 3,
+        reset_s: float = 15.0,
+        health_path: str = "/health",
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.tier = tier
         self.pool = EndpointPool(tier, urls, failures, reset_s, clock)
         self.health_path = health_path
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._transport = transport
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = \
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_params(cls, tier: str, params: Any) -> VLMClient:  # params: HttpTierParams
@@ -54,43 +63,62 @@ class VLMClient:
         if params.api_key_env:
             api_key = os.environ.get(params.api_key_env)
             if not api_key:
-                raise ValueError(f"tier {tier!r}: api_key_env {params.api_key_env!r} is not set in "
-                                 "the environment; export it or remove `api_key_env`")
-        return cls(tier, params.endpoints, api_key, params.breaker.failures, params.breaker.reset_s,
-                   params.resolved_features.health_path)
+                raise ValueError(
+                    f"tier {tier!r}: api_key_env {params.api_key_env!r} is not set in "
+                    "the environment; export it or remove `api_key_env`"
+                )
+        return cls(
+            tier,
+            params.endpoints,
+            api_key,
+            params.breaker.failures,
+            params.breaker.reset_s,
+            params.resolved_features.health_path,
+        )
 
     def _http(self) -> httpx.AsyncClient:
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None or client.is_closed:
-            client = httpx.AsyncClient(headers=self._headers, transport=self._transport,
-                                       limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
+            client = httpx.AsyncClient(
+                headers=self._headers,
+                transport=self._transport,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
             self._clients[loop] = client
         return client
 
-    async def _request(self, method: str, url: str, timeout_s: float, request_id: str,
-                       body: dict[str, Any] | None = None) -> Any:
+    async def _request(
+        self, method: str, url: str, timeout_s: float, request_id: str, body: dict[str, Any] | None = None
+    ) -> Any:
         """One HTTP call with a timeout and a correlation id; every failure becomes a VLMError."""
         try:
-            resp = await self._http().request(method, url, json=body, timeout=max(timeout_s, 0.001),
-                                              headers={"X-Request-Id": request_id})
+            resp = await self._http().request(
+                method, url, json=body, timeout=max(timeout_s, 0.001), headers={"X-Request-Id": request_id}
+            )
         except httpx.TimeoutException as exc:
-            raise VLMTimeoutError(f"{method} {url} [{request_id}]: no answer within "
-                                  f"{timeout_s * 1000:.0f} ms ({type(exc).__name__})") from exc
+            raise VLMTimeoutError(
+                f"{method} {url} [{request_id}]: no answer within {timeout_s * 1000:.0f} ms ({type(exc).__name__})"
+            ) from exc
         except httpx.HTTPError as exc:
             raise VLMConnectionError(f"{method} {url} [{request_id}]: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 400:
             text = resp.text[:500]
-            raise VLMHTTPError(f"{method} {url} [{request_id}]: HTTP {resp.status_code}: {text}",
-                               resp.status_code, text)
+            raise VLMHTTPError(
+                f"{method} {url} [{request_id}]: HTTP {resp.status_code}: {text}", resp.status_code, text
+            )
         try:
             return resp.json()
         except json.JSONDecodeError as exc:
-            raise VLMHTTPError(f"{method} {url} [{request_id}]: HTTP {resp.status_code} but the body is "
-                               f"not JSON: {resp.text[:120]!r}", resp.status_code, resp.text[:500]) from exc
+            raise VLMHTTPError(
+                f"{method} {url} [{request_id}]: HTTP {resp.status_code} but the body is not JSON: {resp.text[:120]!r}",
+                resp.status_code,
+                resp.text[:500],
+            ) from exc
 
-    async def chat(self, body: dict[str, Any], timeout_s: float,
-                   request_id: str | None = None) -> tuple[dict[str, Any], str]:
+    async def chat(
+        self, body: dict[str, Any], timeout_s: float, request_id: str | None = None
+    ) -> tuple[dict[str, Any], str]:
         """POST a chat completion; returns (reply JSON, endpoint URL). Fails over while time lasts."""
         request_id = request_id or new_request_id(self.tier)
         deadline = time.monotonic() + timeout_s
@@ -119,8 +147,7 @@ class VLMClient:
             raise VLMTimeoutError(f"tier {self.tier!r} [{request_id}]: no time left for a call")
         raise last
 
-    async def _call(self, ep: Endpoint, body: dict[str, Any], timeout_s: float,
-                    request_id: str) -> dict[str, Any]:
+    async def _call(self, ep: Endpoint, body: dict[str, Any], timeout_s: float, request_id: str) -> dict[str, Any]:
         try:
             reply = await self._request("POST", ep.url + CHAT_PATH, timeout_s, request_id, body)
         except VLMHTTPError as exc:
@@ -137,13 +164,15 @@ class VLMClient:
             raise
         if not isinstance(reply, dict):
             ep.breaker.record_success()
-            raise VLMHTTPError(f"POST {ep.url}{CHAT_PATH} [{request_id}]: reply is not a JSON object",
-                               200, str(reply)[:500])
+            raise VLMHTTPError(
+                f"POST {ep.url}{CHAT_PATH} [{request_id}]: reply is not a JSON object", 200, str(reply)[:500]
+            )
         ep.breaker.record_success()
         return reply
 
     async def probe(self, timeout_s: float = 2.0) -> dict[str, bool]:
         """GET each endpoint's health path; a failing one counts against its breaker."""
+
         async def one(ep: Endpoint) -> tuple[str, bool]:
             rid = new_request_id(self.tier) + "-health"
             try:
@@ -165,8 +194,7 @@ class VLMClient:
         except httpx.HTTPError as exc:
             raise VLMConnectionError(f"GET {url} [{request_id}]: {type(exc).__name__}: {exc}") from exc
         if resp.status_code >= 400:
-            raise VLMHTTPError(f"GET {url} [{request_id}]: HTTP {resp.status_code}", resp.status_code,
-                               resp.text[:500])
+            raise VLMHTTPError(f"GET {url} [{request_id}]: HTTP {resp.status_code}", resp.status_code, resp.text[:500])
 
     def breaker_states(self) -> list[dict[str, object]]:
         """Per-endpoint circuit state (closed / open / half_open) with counters, for metrics."""

@@ -13,6 +13,7 @@ Checked at load with pydantic (unknown keys refused). What each OpenAI-compatibl
 Without logprobs the probability comes from the answer text (`hard_prob` for "yes",
 1 - `hard_prob` for "no"), which is coarser: prefer a server with logprobs.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -22,12 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 GuidedMode = Literal["structured_outputs", "guided_choice", "regex", "none"]
 ServerKind = Literal["vllm", "vllm-legacy", "sglang", "lmdeploy", "transformers"]
 
-DEFAULT_QUESTION = ("Is there roadwork or a construction zone in this image (traffic cones, barriers, "
-                    "roadwork signs, construction machinery or road workers)? Answer yes or no.")
+DEFAULT_QUESTION = (
+    "Is there roadwork or a construction zone in this image (traffic cones, barriers, "
+    "roadwork signs, construction machinery or road workers)? Answer yes or no."
+)
 DEFAULT_THINKING_QUESTION = (
     "Is there roadwork or a construction zone in this image (traffic cones, barriers, roadwork signs, "
     "construction machinery or road workers)? Think step by step about what you see, then end with "
-    "one final line exactly 'ANSWER: yes' or 'ANSWER: no'.")
+    "one final line exactly 'ANSWER: yes' or 'ANSWER: no'."
+)
 
 
 class ServerFeatures(BaseModel):
@@ -74,8 +78,7 @@ class ImageConfig(BaseModel):
     @model_validator(mode="after")
     def _order(self) -> ImageConfig:
         if self.min_pixels > self.max_pixels:
-            raise ValueError(f"image.min_pixels ({self.min_pixels}) must be <= image.max_pixels "
-                             f"({self.max_pixels})")
+            raise ValueError(f"image.min_pixels ({self.min_pixels}) must be <= image.max_pixels ({self.max_pixels})")
         return self
 
 
@@ -115,8 +118,10 @@ class HttpTierParams(BaseModel):
     def _urls(self) -> HttpTierParams:
         for url in self.endpoints:
             if not url.startswith(("http://", "https://")) or url.rstrip("/").endswith("/v1"):
-                raise ValueError(f"endpoints: {url!r} must be a base URL like http://127.0.0.1:8001 "
-                                 "(scheme, host, port; without /v1)")
+                raise ValueError(
+                    f"endpoints: {url!r} must be a base URL like http://127.0.0.1:8001 "
+                    "(scheme, host, port; without /v1)"
+                )
         return self
 
     @property

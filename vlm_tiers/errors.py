@@ -10,6 +10,7 @@
 `VLMConnectionError`, `VLMTimeoutError` and `VLMHTTPError` with a 5xx status count as endpoint
 failures for the circuit breaker; a 4xx is our request's fault and does not open the circuit.
 """
+
 from __future__ import annotations
 
 from cascade.types import AbstainCause

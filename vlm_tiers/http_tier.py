@@ -4,6 +4,7 @@ The cascade awaits `apredict` on its event loop with the remaining deadline; a t
 endpoints are all failing abstains at once (circuit open) instead of spending the deadline.
 Every vote carries the request id, the endpoint and how the probability was obtained.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,7 @@ log = logging.getLogger(__name__)
 
 
 class HttpVLMTier(Detector):
-    def __init__(self, name: str, level: Level, params: HttpTierParams, client: VLMClient,
-                 weight: float = 1.0) -> None:
+    def __init__(self, name: str, level: Level, params: HttpTierParams, client: VLMClient, weight: float = 1.0) -> None:
         super().__init__(name, level, weight)
         self.params = params
         self.client = client
@@ -36,15 +36,16 @@ class HttpVLMTier(Detector):
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> HttpVLMTier:
         if cfg.batch_wait_ms > 0:
-            raise ValueError(f"voter {cfg.name!r} (vlm-http): batch_wait_ms must be 0, got {cfg.batch_wait_ms}; "
-                             "the vLLM server batches requests itself (continuous batching)")
+            raise ValueError(
+                f"voter {cfg.name!r} (vlm-http): batch_wait_ms must be 0, got {cfg.batch_wait_ms}; "
+                "the vLLM server batches requests itself (continuous batching)"
+            )
         params = HttpTierParams.model_validate(cfg.params)
         return cls(cfg.name, cfg.level, params, VLMClient.from_params(cfg.name, params), cfg.weight)
 
     def _body(self, frame: Frame) -> dict:
         p = self.params
-        url = to_data_url(frame.image, p.image.max_pixels, p.image.min_pixels, p.image.jpeg_quality,
-                          p.image.patch)
+        url = to_data_url(frame.image, p.image.max_pixels, p.image.min_pixels, p.image.jpeg_quality, p.image.patch)
         build = thinking_request if p.prompt == "thinking" else yesno_request
         return build(p.model, url, p.resolved_question, self.features, p.system, p.resolved_max_tokens)
 
@@ -58,11 +59,27 @@ class HttpVLMTier(Detector):
             scored = parse(reply, self.params.hard_prob)
         except VLMError as exc:
             log.info("tier %s abstains [%s]: %s", self.name, rid, exc)
-            return Vote.abstain(self.name, self.level, f"{type(exc).__name__}: {exc}",
-                                (time.monotonic() - t0) * 1000, cause=abstain_cause(exc))
-        return Vote(self.name, self.level, scored.prob, self.weight, (time.monotonic() - t0) * 1000,
-                    evidence={"answer": scored.answer, "method": scored.method, "request_id": rid,
-                              "endpoint": endpoint, "model": self.params.model})
+            return Vote.abstain(
+                self.name,
+                self.level,
+                f"{type(exc).__name__}: {exc}",
+                (time.monotonic() - t0) * 1000,
+                cause=abstain_cause(exc),
+            )
+        return Vote(
+            self.name,
+            self.level,
+            scored.prob,
+            self.weight,
+            (time.monotonic() - t0) * 1000,
+            evidence={
+                "answer": scored.answer,
+                "method": scored.method,
+                "request_id": rid,
+                "endpoint": endpoint,
+                "model": self.params.model,
+            },
+        )
 
     async def apredict(self, frames: Sequence[Frame]) -> list[Vote]:
         return list(await asyncio.gather(*(self._one(f) for f in frames)))
@@ -79,6 +96,7 @@ class HttpVLMTier(Detector):
 
     def warmup(self) -> None:
         """Probe the endpoints' health (no inference): a dead server opens no deadline-costing call."""
+
         async def probe() -> dict[str, bool]:
             try:
                 return await self.client.probe(timeout_s=min(self.params.timeout_ms / 1000, 2.0))

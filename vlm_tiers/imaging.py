@@ -3,6 +3,7 @@
 Qwen2/2.5-VL models turn every 28x28 pixel patch into one visual token (Qwen3-VL: 32x32), so the pixel budget
 (`image.max_pixels`) sets the prefill cost: 224 px is 64 tokens, 448 px 256, 896 px 1024.
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,9 @@ from PIL import Image
 PATCH = 28  # Qwen2-VL / Qwen2.5-VL: 14-px patches merged 2x2
 
 
-def fit_pixels(width: int, height: int, max_pixels: int, min_pixels: int = PATCH * PATCH,
-               factor: int = PATCH) -> tuple[int, int]:
+def fit_pixels(
+    width: int, height: int, max_pixels: int, min_pixels: int = PATCH * PATCH, factor: int = PATCH
+) -> tuple[int, int]:
     """(w, h) with the aspect kept, sides multiples of `factor`, area within [min, max] pixels.
 
     The same rule as Qwen's `smart_resize`, so the server does not resize a second time.
@@ -41,15 +43,15 @@ def visual_tokens(width: int, height: int, max_pixels: int, min_pixels: int = PA
     return (w // PATCH) * (h // PATCH)
 
 
-def resize_rgb(image: np.ndarray, max_pixels: int, min_pixels: int = PATCH * PATCH,
-               factor: int = PATCH) -> Image.Image:
+def resize_rgb(image: np.ndarray, max_pixels: int, min_pixels: int = PATCH * PATCH, factor: int = PATCH) -> Image.Image:
     pil = Image.fromarray(image)
     size = fit_pixels(pil.width, pil.height, max_pixels, min_pixels, factor)
     return pil if size == pil.size else pil.resize(size, Image.Resampling.BICUBIC)
 
 
-def to_data_url(image: np.ndarray, max_pixels: int, min_pixels: int = PATCH * PATCH,
-                quality: int = 90, factor: int = PATCH) -> str:
+def to_data_url(
+    image: np.ndarray, max_pixels: int, min_pixels: int = PATCH * PATCH, quality: int = 90, factor: int = PATCH
+) -> str:
     """A `data:image/jpeg;base64,...` URL of the resized image, as OpenAI-style `image_url`."""
     buf = io.BytesIO()
     resize_rgb(image, max_pixels, min_pixels, factor).save(buf, format="JPEG", quality=quality)

@@ -10,6 +10,7 @@ decodes one token, so there is nothing to speculate).
 `gpu_memory_utilization` is vLLM's per-instance share of each card it uses; `placement_entry`
 turns a profile into the `placement.vllm_servers` entry that `roadwork plan` adds up per GPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,35 +65,57 @@ class ServeProfile(BaseModel):
     @model_validator(mode="after")
     def _floor(self) -> ServeProfile:
         if len(self.gpus) != self.tensor_parallel_size:
-            raise ValueError(f"gpus {self.gpus} must list tensor_parallel_size "
-                             f"({self.tensor_parallel_size}) cards")
+            raise ValueError(f"gpus {self.gpus} must list tensor_parallel_size ({self.tensor_parallel_size}) cards")
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"gpus repeats a card: {self.gpus}")
         if self.tensor_parallel_size > 1 and self.mm_encoder_tp_mode != "data":
-            raise ValueError(f"tensor_parallel_size {self.tensor_parallel_size} needs "
-                             f"mm_encoder_tp_mode: data (got {self.mm_encoder_tp_mode!r}): the small "
-                             "vision encoder runs data-parallel instead of being split across cards")
+            raise ValueError(
+                f"tensor_parallel_size {self.tensor_parallel_size} needs "
+                f"mm_encoder_tp_mode: data (got {self.mm_encoder_tp_mode!r}): the small "
+                "vision encoder runs data-parallel instead of being split across cards"
+            )
         if self.limit_mm_per_prompt.get("image", 0) < 1:
             raise ValueError(f"limit_mm_per_prompt {self.limit_mm_per_prompt} must allow 1 image")
         if self.max_num_batched_tokens < self.max_model_len and not self.enable_chunked_prefill:
-            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) is smaller than "
-                             f"max_model_len ({self.max_model_len}); enable_chunked_prefill or raise it")
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) is smaller than "
+                f"max_model_len ({self.max_model_len}); enable_chunked_prefill or raise it"
+            )
         return self
 
     def serve_args(self) -> list[str]:
         """`vllm serve MODEL ...` as an argv list (the model first, then flags)."""
-        a = ["vllm", "serve", self.model, "--served-model-name", self.served_model_name,
-             "--host", self.host, "--port", str(self.port),
-             "--tensor-parallel-size", str(self.tensor_parallel_size),
-             "--gpu-memory-utilization", str(self.gpu_memory_utilization),
-             "--dtype", self.dtype, "--max-model-len", str(self.max_model_len),
-             "--max-num-seqs", str(self.max_num_seqs),
-             "--max-num-batched-tokens", str(self.max_num_batched_tokens),
-             "--kv-cache-dtype", self.kv_cache_dtype,
-             "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching",
-             "--enable-chunked-prefill" if self.enable_chunked_prefill else "--no-enable-chunked-prefill",
-             "--limit-mm-per-prompt", json.dumps(self.limit_mm_per_prompt, separators=(",", ":")),
-             "--max-logprobs", str(self.max_logprobs)]
+        a = [
+            "vllm",
+            "serve",
+            self.model,
+            "--served-model-name",
+            self.served_model_name,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--tensor-parallel-size",
+            str(self.tensor_parallel_size),
+            "--gpu-memory-utilization",
+            str(self.gpu_memory_utilization),
+            "--dtype",
+            self.dtype,
+            "--max-model-len",
+            str(self.max_model_len),
+            "--max-num-seqs",
+            str(self.max_num_seqs),
+            "--max-num-batched-tokens",
+            str(self.max_num_batched_tokens),
+            "--kv-cache-dtype",
+            self.kv_cache_dtype,
+            "--enable-prefix-caching" if self.enable_prefix_caching else "--no-enable-prefix-caching",
+            "--enable-chunked-prefill" if self.enable_chunked_prefill else "--no-enable-chunked-prefill",
+            "--limit-mm-per-prompt",
+            json.dumps(self.limit_mm_per_prompt, separators=(",", ":")),
+            "--max-logprobs",
+            str(self.max_logprobs),
+        ]
         if self.quantization:
             a += ["--quantization", self.quantization]
         if self.mm_processor_kwargs:
@@ -129,29 +152,47 @@ def compose_service(profile: ServeProfile) -> dict[str, Any]:
     from 0, so no CUDA_VISIBLE_DEVICES is set (`CUDA_VISIBLE_DEVICES=1` in a container that was
     given card 1 alone hides the only GPU it has).
     """
-    return {"profiles": ["vllm"], "image": VLLM_IMAGE, "network_mode": "host", "ipc": "host",
-            "restart": "unless-stopped", "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
-            "volumes": ["hf-cache:/root/.cache/huggingface"],
-            "entrypoint": ["vllm", "serve"], "command": profile.serve_args()[2:],
-            "deploy": {"resources": {"reservations": {"devices": [
-                {"driver": "nvidia", "device_ids": [str(g) for g in profile.gpus], "capabilities": ["gpu"]}]}}}}
+    return {
+        "profiles": ["vllm"],
+        "image": VLLM_IMAGE,
+        "network_mode": "host",
+        "ipc": "host",
+        "restart": "unless-stopped",
+        "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
+        "volumes": ["hf-cache:/root/.cache/huggingface"],
+        "entrypoint": ["vllm", "serve"],
+        "command": profile.serve_args()[2:],
+        "deploy": {
+            "resources": {
+                "reservations": {
+                    "devices": [
+                        {"driver": "nvidia", "device_ids": [str(g) for g in profile.gpus], "capabilities": ["gpu"]}
+                    ]
+                }
+            }
+        },
+    }
 
 
 def compose_file(profiles: dict[str, ServeProfile]) -> str:
     """deploy/compose.vllm.yaml: one service per launch profile (name -> profile), generated."""
     services = {f"vllm-{name}": compose_service(p) for name, p in sorted(profiles.items())}
-    header = ("# Generated by `roadwork vllm compose --out deploy/compose.vllm.yaml` from configs/vllm/;\n"
-              "# do not edit: change the launch profiles and generate again (a test compares them).\n"
-              "# docker compose -f deploy/compose.yaml -f deploy/compose.vllm.yaml --profile vllm up -d\n")
-    return header + yaml.safe_dump({"services": services, "volumes": {"hf-cache": None}}, sort_keys=False,
-                                   width=120)
+    header = (
+        "# Generated by `roadwork vllm compose --out deploy/compose.vllm.yaml` from configs/vllm/;\n"
+        "# do not edit: change the launch profiles and generate again (a test compares them).\n"
+        "# docker compose -f deploy/compose.yaml -f deploy/compose.vllm.yaml --profile vllm up -d\n"
+    )
+    return header + yaml.safe_dump({"services": services, "volumes": {"hf-cache": None}}, sort_keys=False, width=120)
 
 
 def placement_entry(profile: ServeProfile, path: Path | None = None) -> dict[str, Any]:
     """The `placement.vllm_servers` item for this profile (cascade/placement.py's VllmServerSpec)."""
-    return {"name": profile.tier, "gpus": [f"cuda:{g}" for g in profile.gpus],
-            "memory_fraction": profile.gpu_memory_utilization,
-            **({"profile": str(path)} if path is not None else {})}
+    return {
+        "name": profile.tier,
+        "gpus": [f"cuda:{g}" for g in profile.gpus],
+        "memory_fraction": profile.gpu_memory_utilization,
+        **({"profile": str(path)} if path is not None else {}),
+    }
 
 
 def apply_launch_profiles(cfg: Any) -> list[str]:
@@ -172,11 +213,15 @@ def apply_launch_profiles(cfg: Any) -> list[str]:
             problems.append(f"{key}.profile: {exc}")
             continue
         gpus = [f"cuda:{g}" for g in lp.gpus]
-        for name, mine, theirs in (("gpus", server.gpus or None, gpus),
-                                   ("memory_fraction", server.memory_fraction, lp.gpu_memory_utilization)):
+        for name, mine, theirs in (
+            ("gpus", server.gpus or None, gpus),
+            ("memory_fraction", server.memory_fraction, lp.gpu_memory_utilization),
+        ):
             if mine is not None and mine != theirs:
-                problems.append(f"{key}.{name}: {mine} disagrees with {server.profile} ({theirs}); leave it out, "
-                                "the launch profile says it")
+                problems.append(
+                    f"{key}.{name}: {mine} disagrees with {server.profile} ({theirs}); leave it out, "
+                    "the launch profile says it"
+                )
         unknown = [g for g in gpus if g not in known]
         if unknown:
             problems.append(f"{key}: {server.profile} runs on {unknown}, not under placement.gpus ({known})")
@@ -193,12 +238,17 @@ def apply_launch_profiles(cfg: Any) -> list[str]:
             continue
         model = voter.params.get("model")
         if model is not None and model != lp.served_model_name:
-            problems.append(f"{key}.model: {model!r} is not what {launch} serves ({lp.served_model_name!r}); "
-                            "leave it out, the launch profile says it")
+            problems.append(
+                f"{key}.model: {model!r} is not what {launch} serves ({lp.served_model_name!r}); "
+                "leave it out, the launch profile says it"
+            )
         if lp.level != voter.level.name:
             problems.append(f"voters.{i}.level: {voter.level.name}, but {launch} is the {lp.level} tier")
-        voter.params = {**voter.params, "model": lp.served_model_name,
-                        "endpoints": voter.params.get("endpoints") or [lp.base_url]}
+        voter.params = {
+            **voter.params,
+            "model": lp.served_model_name,
+            "endpoints": voter.params.get("endpoints") or [lp.base_url],
+        }
     return problems
 
 
@@ -218,8 +268,10 @@ def profile_path(tier_or_path: str, profiles_dir: Path = PROFILES_DIR) -> Path:
     path = profiles_dir / f"{tier_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in profiles_dir.glob("*.yaml"))
-        raise ProfileError(f"no launch profile for tier {tier_or_path!r} in {profiles_dir}; "
-                           f"known: {', '.join(known) or 'none'} (or pass a .yaml path)")
+        raise ProfileError(
+            f"no launch profile for tier {tier_or_path!r} in {profiles_dir}; "
+            f"known: {', '.join(known) or 'none'} (or pass a .yaml path)"
+        )
     return path
 
 

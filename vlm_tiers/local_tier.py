@@ -5,6 +5,7 @@ the yes-mass over yes+no at the first answer position (all single-token spelling
 count). It runs in the cascade's thread pool through plain `predict`. For CPU and development;
 production serves the tiers with vLLM (`vlm-http`).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,10 @@ from vlm_tiers.imaging import resize_rgb
 def qwen_prompt(question: str, system: str | None = None) -> str:
     """Qwen's chat format with one image, ending where the assistant's answer starts."""
     head = f"<|im_start|>system\n{system}<|im_end|>\n" if system else ""
-    return (f"{head}<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{question}<|im_end|>\n"
-            "<|im_start|>assistant\n")
+    return (
+        f"{head}<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>{question}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
 
 
 def single_token_ids(tokenizer: Any, spellings: Sequence[str]) -> list[int]:
@@ -38,17 +41,27 @@ def single_token_ids(tokenizer: Any, spellings: Sequence[str]) -> list[int]:
 
 
 class TransformersVLMTier(Detector):
-    def __init__(self, name: str, level: Level, model: Any, processor: Any, params: LocalTierParams,
-                 weight: float = 1.0, batch: int = 4) -> None:
+    def __init__(
+        self,
+        name: str,
+        level: Level,
+        model: Any,
+        processor: Any,
+        params: LocalTierParams,
+        weight: float = 1.0,
+        batch: int = 4,
+    ) -> None:
         super().__init__(name, level, weight)
         self.model, self.processor, self.params, self.batch = model, processor, params, batch
         tok = processor.tokenizer
         self.yes_ids = single_token_ids(tok, params.yes_tokens)
         self.no_ids = single_token_ids(tok, params.no_tokens)
         if not self.yes_ids or not self.no_ids:
-            raise ValueError(f"voter {name!r}: the tokenizer has no single-token spelling of "
-                             f"yes_tokens {params.yes_tokens} or no_tokens {params.no_tokens}; "
-                             "fix `params.yes_tokens` / `params.no_tokens`")
+            raise ValueError(
+                f"voter {name!r}: the tokenizer has no single-token spelling of "
+                f"yes_tokens {params.yes_tokens} or no_tokens {params.no_tokens}; "
+                "fix `params.yes_tokens` / `params.no_tokens`"
+            )
         tok.padding_side = "left"  # the answer position is the last one in every row
 
     @classmethod
@@ -64,12 +77,19 @@ class TransformersVLMTier(Detector):
         elif params.allow_download:
             source, offline = params.model, False
         else:
-            raise FileNotFoundError(f"voter {cfg.name!r}: params.model {params.model!r} is not a folder "
-                                    f"(looked at {local}); give a local model folder, or set "
-                                    "params.allow_download: true to fetch this hub id")
+            raise FileNotFoundError(
+                f"voter {cfg.name!r}: params.model {params.model!r} is not a folder "
+                f"(looked at {local}); give a local model folder, or set "
+                "params.allow_download: true to fetch this hub id"
+            )
         processor = AutoProcessor.from_pretrained(source, local_files_only=offline)
-        model = AutoModelForImageTextToText.from_pretrained(
-            source, local_files_only=offline, dtype=getattr(torch, cfg.dtype)).to(cfg.device).eval()
+        model = (
+            AutoModelForImageTextToText.from_pretrained(
+                source, local_files_only=offline, dtype=getattr(torch, cfg.dtype)
+            )
+            .to(cfg.device)
+            .eval()
+        )
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
     def scores(self, frames: Sequence[Frame]) -> list[float]:
@@ -79,8 +99,9 @@ class TransformersVLMTier(Detector):
         p = self.params
         images = [resize_rgb(f.image, p.image.max_pixels, p.image.min_pixels) for f in frames]
         prompt = qwen_prompt(p.question, p.system)
-        inputs = self.processor(text=[prompt] * len(frames), images=images, return_tensors="pt",
-                                padding=True).to(self.model.device)
+        inputs = self.processor(text=[prompt] * len(frames), images=images, return_tensors="pt", padding=True).to(
+            self.model.device
+        )
         with torch.inference_mode():
             logits = self.model(**inputs).logits[:, -1, :].float()
         probs = torch.softmax(logits, dim=-1)
@@ -91,11 +112,19 @@ class TransformersVLMTier(Detector):
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         votes: list[Vote] = []
         for start in range(0, len(frames), self.batch):
-            chunk = frames[start:start + self.batch]
+            chunk = frames[start : start + self.batch]
             t0 = time.monotonic()
             probs = self.scores(chunk)
             ms = (time.monotonic() - t0) * 1000 / len(chunk)
-            votes.extend(Vote(self.name, self.level, prob, self.weight, ms,
-                              evidence={"answer": "yes" if prob >= 0.5 else "no", "method": "logits"})
-                         for prob in probs)
+            votes.extend(
+                Vote(
+                    self.name,
+                    self.level,
+                    prob,
+                    self.weight,
+                    ms,
+                    evidence={"answer": "yes" if prob >= 0.5 else "no", "method": "logits"},
+                )
+                for prob in probs
+            )
         return votes

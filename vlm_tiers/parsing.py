@@ -12,6 +12,7 @@ Two reply shapes are scored:
 
 Every failure raises `ReplyParseError` with what was found, so the tier can abstain with a reason.
 """
+
 from __future__ import annotations
 
 import math
@@ -131,8 +132,9 @@ def parse_yesno(reply: Any, hard_prob: float = 0.85) -> Scored:
         break
     word = answer_word(text)
     if word is None:
-        raise ReplyParseError(f"no yes/no answer in reply {text[:80]!r} "
-                              f"(finish_reason {choice.get('finish_reason')!r})")
+        raise ReplyParseError(
+            f"no yes/no answer in reply {text[:80]!r} (finish_reason {choice.get('finish_reason')!r})"
+        )
     return Scored(hard_prob if word == YES else 1.0 - hard_prob, word, "text")
 
 
@@ -162,8 +164,10 @@ def parse_thinking(reply: Any, hard_prob: float = 0.85) -> Scored:
     """Score a `thinking` reply strictly (see the module docstring)."""
     choice = _choice(reply)
     if choice.get("finish_reason") == "length":
-        raise ReplyParseError("reply was cut off by max_tokens (finish_reason 'length'); "
-                              "raise the tier's max_tokens or shorten the reasoning")
+        raise ReplyParseError(
+            "reply was cut off by max_tokens (finish_reason 'length'); "
+            "raise the tier's max_tokens or shorten the reasoning"
+        )
     answer = final_answer(_content(choice))
     prob = _answer_token_prob(_logprob_tokens(choice), answer)
     if prob is not None:

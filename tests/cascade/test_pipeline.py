@@ -16,11 +16,13 @@ from tests.conftest import FakeVoter
 
 def make_cascade(voters, bands=None, deadline_ms=2000, margin_ms=50, artefact=None, prior_ms=10):
     levels = [{"level": lv, "band": b} for lv, b in (bands or {}).items()]
-    cfg = CascadeConfig.model_validate({
-        "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": prior_ms,
-                    "workers": 4},
-        "levels": levels,
-        "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters]})
+    cfg = CascadeConfig.model_validate(
+        {
+            "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": prior_ms, "workers": 4},
+            "levels": levels,
+            "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters],
+        }
+    )
     return Cascade(voters, cfg, artefact)
 
 
@@ -137,8 +139,14 @@ def test_observer_sees_votes_levels_and_verdict_in_order(frame):
     l0, l1 = FakeVoter("l0", "L0", 0.6), FakeVoter("l1", "L1", 0.6)
     with make_cascade([l0, l1]) as cascade:
         asyncio.run(cascade.run(frame, Deadline.after(2.0), observer=obs))
-    assert obs.events == [("start", "f0"), ("vote", "l0"), ("level", "L0", 0.6), ("vote", "l1"),
-                          ("level", "L1", 0.6), ("verdict", "L1")]
+    assert obs.events == [
+        ("start", "f0"),
+        ("vote", "l0"),
+        ("level", "L0", 0.6),
+        ("vote", "l1"),
+        ("level", "L1", 0.6),
+        ("verdict", "L1"),
+    ]
 
 
 class AsyncVoter(FakeVoter):
@@ -207,11 +215,16 @@ def test_an_artefact_fitted_on_other_voters_is_refused_with_both_lists(frame):
         make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1", "L1", 0.1)], artefact=art)
 
 
-@pytest.mark.parametrize("error", [
-    pytest.param(lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-                 id="cuda-oom"),
-    pytest.param(lambda: TypeError("forward() got an unexpected keyword argument 'conf'"), id="type-error"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(
+            lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            id="cuda-oom",
+        ),
+        pytest.param(lambda: TypeError("forward() got an unexpected keyword argument 'conf'"), id="type-error"),
+    ],
+)
 def test_a_box_detector_that_breaks_is_an_error_abstention_not_a_bad_frame(frame, error, caplog):
     from cascade.types import AbstainCause
     from detectors.box_detector import BoxDetector
@@ -272,10 +285,15 @@ def test_a_bad_frame_in_a_box_detector_batch_abstains_alone(frame):
 def sized_cascade(artefact=None):
     """Whole-frame voters on frames under 448 px, a tile voter on the larger ones (as configs/cpu.yaml)."""
     whole, tiles = FakeVoter("whole", "L0", 0.2), FakeVoter("tiles", "L0", 0.9)
-    cfg = CascadeConfig.model_validate({
-        "runtime": {"deadline_ms": 2000, "margin_ms": 50, "cost_prior_ms": 10},
-        "voters": [{"name": "whole", "kind": "fake", "level": "L0", "long_side": [0, 448]},
-                   {"name": "tiles", "kind": "fake", "level": "L0", "long_side": [448, None]}]})
+    cfg = CascadeConfig.model_validate(
+        {
+            "runtime": {"deadline_ms": 2000, "margin_ms": 50, "cost_prior_ms": 10},
+            "voters": [
+                {"name": "whole", "kind": "fake", "level": "L0", "long_side": [0, 448]},
+                {"name": "tiles", "kind": "fake", "level": "L0", "long_side": [448, None]},
+            ],
+        }
+    )
     return Cascade([whole, tiles], cfg, artefact), whole, tiles
 
 
@@ -297,8 +315,12 @@ def test_each_voter_runs_only_on_the_frame_sizes_its_profile_names():
 
 def test_each_frame_is_pooled_with_the_fitted_pool_for_its_size():
     # given an artefact whose pool for large frames calls roadwork later than its pool for small ones
-    art = ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"whole": 1.0}, bias=0.0),
-                                   Pool(long_side=(448, None), weights={"tiles": 1.0}, bias=-4.0)])
+    art = ConsensusArtefact(
+        pools=[
+            Pool(long_side=(0, 448), weights={"whole": 1.0}, bias=0.0),
+            Pool(long_side=(448, None), weights={"tiles": 1.0}, bias=-4.0),
+        ]
+    )
     cascade, _, _ = sized_cascade(art)
     with cascade:
         small, large = cascade.run_sync(sized_frame(224, 224)), cascade.run_sync(sized_frame(1920, 1080))
@@ -308,8 +330,16 @@ def test_each_frame_is_pooled_with_the_fitted_pool_for_its_size():
 
 
 def test_an_artefact_whose_pool_holds_voters_that_do_not_run_on_its_frames_is_refused():
-    art = ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"whole": 1.0, "tiles": 1.0}),
-                                   Pool(long_side=(448, None), weights={"tiles": 1.0})], fitted_on="old.json")
-    with pytest.raises(ValueError, match=r"pool for frames with long side 0-447 px was fitted on \['tiles', 'whole'\], "
-                                         r"but on those frames the profile runs \['whole'\]"):
+    art = ConsensusArtefact(
+        pools=[
+            Pool(long_side=(0, 448), weights={"whole": 1.0, "tiles": 1.0}),
+            Pool(long_side=(448, None), weights={"tiles": 1.0}),
+        ],
+        fitted_on="old.json",
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"pool for frames with long side 0-447 px was fitted on \['tiles', 'whole'\], "
+        r"but on those frames the profile runs \['whole'\]",
+    ):
         sized_cascade(art)

@@ -5,21 +5,25 @@ from cascade.placement import MemorySpec, PlanError, build_plan
 
 
 def profile(voters, gpus, servers=()):
-    return CascadeConfig.model_validate({
-        "voters": voters,
-        "placement": {"gpus": gpus, "vllm_servers": list(servers)}})
+    return CascadeConfig.model_validate({"voters": voters, "placement": {"gpus": gpus, "vllm_servers": list(servers)}})
 
 
 H100 = [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}]
 
 
 def voter(name, device, params_m, dtype="float16", act=1.0):
-    return {"name": name, "kind": "x", "level": "L1", "device": device, "dtype": dtype,
-            "memory": {"params_m": params_m, "activation_gib": act}}
+    return {
+        "name": name,
+        "kind": "x",
+        "level": "L1",
+        "device": device,
+        "dtype": dtype,
+        "memory": {"params_m": params_m, "activation_gib": act},
+    }
 
 
 def test_weights_are_params_times_dtype_bytes():
-    assert MemorySpec(params_m=1024 ** 3 / 1e6, dtype="fp16", activation_gib=0).total_gib() == pytest.approx(2.0)
+    assert MemorySpec(params_m=1024**3 / 1e6, dtype="fp16", activation_gib=0).total_gib() == pytest.approx(2.0)
     assert MemorySpec(params_m=1, measured_gib=3.5).total_gib() == 3.5
     with pytest.raises(ValueError, match="params_m"):
         MemorySpec()
@@ -27,8 +31,14 @@ def test_weights_are_params_times_dtype_bytes():
 
 def test_memory_counts_the_voters_own_dtype_and_refuses_a_second_spelling():
     # given one voter in float32, one in float16 and one stored int8, none repeating its precision
-    cfg = profile([voter("a", "cuda:0", 100, "float32"), voter("b", "cuda:0", 100),
-                   {**voter("c", "cuda:0", 100), "memory": {"params_m": 100, "dtype": "int8"}}], H100)
+    cfg = profile(
+        [
+            voter("a", "cuda:0", 100, "float32"),
+            voter("b", "cuda:0", 100),
+            {**voter("c", "cuda:0", 100), "memory": {"params_m": 100, "dtype": "int8"}},
+        ],
+        H100,
+    )
     # then the plan counts 4, 2 and 1 bytes per weight
     assert [v.memory.dtype for v in cfg.voters] == ["fp32", "fp16", "int8"]
     # and a memory dtype that contradicts the voter's is refused, naming both
@@ -37,30 +47,51 @@ def test_memory_counts_the_voters_own_dtype_and_refuses_a_second_spelling():
 
 
 def test_voter_defaults_apply_unless_a_voter_says_otherwise():
-    cfg = CascadeConfig.model_validate({"voter_defaults": {"dtype": "float16", "batch_wait_ms": 4},
-                                        "voters": [{"name": "a", "kind": "x", "level": "L1"},
-                                                   {"name": "b", "kind": "x", "level": "L2", "dtype": "float32"}]})
+    cfg = CascadeConfig.model_validate(
+        {
+            "voter_defaults": {"dtype": "float16", "batch_wait_ms": 4},
+            "voters": [
+                {"name": "a", "kind": "x", "level": "L1"},
+                {"name": "b", "kind": "x", "level": "L2", "dtype": "float32"},
+            ],
+        }
+    )
     assert [(v.dtype, v.batch_wait_ms) for v in cfg.voters] == [("float16", 4), ("float32", 4)]
     with pytest.raises(ValueError, match="voter_defaults.name: not a key voters share"):
-        CascadeConfig.model_validate({"voter_defaults": {"name": "x"}, "voters": [{"name": "a", "kind": "x", "level": "L1"}]})
+        CascadeConfig.model_validate(
+            {"voter_defaults": {"name": "x"}, "voters": [{"name": "a", "kind": "x", "level": "L1"}]}
+        )
 
 
 def test_plan_that_fits_adds_up_per_gpu():
-    cfg = profile([voter("yolo11x", "cuda:0", 56.9), voter("dav2l", "cuda:1", 335.3)], H100,
-                  [{"name": "vlm_power", "gpus": ["cuda:0"], "memory_fraction": 0.5},
-                   {"name": "vlm_precision", "gpus": ["cuda:0", "cuda:1"], "memory_fraction": 0.3}])
+    cfg = profile(
+        [voter("yolo11x", "cuda:0", 56.9), voter("dav2l", "cuda:1", 335.3)],
+        H100,
+        [
+            {"name": "vlm_power", "gpus": ["cuda:0"], "memory_fraction": 0.5},
+            {"name": "vlm_precision", "gpus": ["cuda:0", "cuda:1"], "memory_fraction": 0.3},
+        ],
+    )
     plan = build_plan(cfg.voters, cfg.placement).check()
     g0, g1 = plan.gpus
     assert {i.name for i in g0.items} == {"yolo11x", "vlm_power", "vlm_precision"}
-    assert g0.planned_gib == pytest.approx(56.9e6 * 2 / 1024 ** 3 + 1 + 0.8 * 79.1)
-    assert g1.planned_gib == pytest.approx(335.3e6 * 2 / 1024 ** 3 + 1 + 0.3 * 79.1)
+    assert g0.planned_gib == pytest.approx(56.9e6 * 2 / 1024**3 + 1 + 0.8 * 79.1)
+    assert g1.planned_gib == pytest.approx(335.3e6 * 2 / 1024**3 + 1 + 0.3 * 79.1)
 
 
 def test_one_batch_at_a_time_holds_all_weights_but_only_the_largest_activations():
     # given three models on one card, activations 1, 3 and 2 GiB
-    voters = [{"name": n, "kind": "x", "level": "L1", "device": "cuda:0", "dtype": "float16",
-               "memory": {"params_m": 1024 ** 3 / 2e6, "activation_gib": a}}
-              for n, a in [("a", 1.0), ("b", 3.0), ("c", 2.0)]]
+    voters = [
+        {
+            "name": n,
+            "kind": "x",
+            "level": "L1",
+            "device": "cuda:0",
+            "dtype": "float16",
+            "memory": {"params_m": 1024**3 / 2e6, "activation_gib": a},
+        }
+        for n, a in [("a", 1.0), ("b", 3.0), ("c", 2.0)]
+    ]
     cfg = profile(voters, H100)
     # when planned for threads in one process, and for a device worker that runs one batch at a time
     shared = build_plan(cfg.voters, cfg.placement).gpus[0]
@@ -72,9 +103,14 @@ def test_one_batch_at_a_time_holds_all_weights_but_only_the_largest_activations(
 
 
 def test_over_committed_gpu_is_refused_naming_gpu_and_largest_items():
-    cfg = profile([voter("owlv2", "cuda:1", 150)], H100,
-                  [{"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.7},
-                   {"name": "vlm_fast", "gpus": ["cuda:1"], "memory_fraction": 0.3}])
+    cfg = profile(
+        [voter("owlv2", "cuda:1", 150)],
+        H100,
+        [
+            {"name": "vlm_power", "gpus": ["cuda:1"], "memory_fraction": 0.7},
+            {"name": "vlm_fast", "gpus": ["cuda:1"], "memory_fraction": 0.3},
+        ],
+    )
     with pytest.raises(PlanError, match=r"cuda:1 is over-committed.*vlm_power.*vlm_fast"):
         build_plan(cfg.voters, cfg.placement).check()
 
@@ -97,9 +133,18 @@ def test_balance_names_the_model_that_evens_out_the_two_cards():
     from cascade.placement import gpu_balance
 
     # given measured costs that leave cuda:0 with 86 ms per image and cuda:1 with 53
-    cfg = profile([voter("sam", "cuda:0", 94), voter("owlv2", "cuda:0", 155), voter("rtdetrv2", "cuda:0", 42),
-                   voter("yolo", "cuda:0", 57), voter("gdino", "cuda:1", 172), voter("clip", "cuda:1", 428),
-                   voter("new", "cuda:1", 10)], H100)
+    cfg = profile(
+        [
+            voter("sam", "cuda:0", 94),
+            voter("owlv2", "cuda:0", 155),
+            voter("rtdetrv2", "cuda:0", 42),
+            voter("yolo", "cuda:0", 57),
+            voter("gdino", "cuda:1", 172),
+            voter("clip", "cuda:1", 428),
+            voter("new", "cuda:1", 10),
+        ],
+        H100,
+    )
     costs = {"sam": 29.0, "owlv2": 11.0, "rtdetrv2": 6.0, "yolo": 40.0, "gdino": 45.0, "clip": 8.0}
     balance = gpu_balance(cfg.voters, costs)
     # then each card's time adds up, the unmeasured model is listed, and the hint moves the model
@@ -109,6 +154,7 @@ def test_balance_names_the_model_that_evens_out_the_two_cards():
     hint = balance.warning()
     assert hint.startswith("cuda:0 has 86 ms") and "Moving owlv2 (11 ms) to cuda:1 would give 75 vs 64" in hint
     # and once it is moved the cards are within 20 % of each other: no hint
-    costs_after = gpu_balance(profile([voter("a", "cuda:0", 1), voter("b", "cuda:1", 1)], H100).voters,
-                              {"a": 75.0, "b": 64.0})
+    costs_after = gpu_balance(
+        profile([voter("a", "cuda:0", 1), voter("b", "cuda:1", 1)], H100).voters, {"a": 75.0, "b": 64.0}
+    )
     assert costs_after.warning() is None

@@ -44,10 +44,13 @@ def test_abstain_has_no_weight_and_keeps_reason_and_cause():
     assert v.cause is AbstainCause.BREAKER and v.to_dict()["cause"] == "breaker"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"prob": None, "reason": "timeout"}, "without a reason and cause"),
-    ({"prob": 0.4, "cause": AbstainCause.ERROR}, "has a probability and an abstain cause"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prob": None, "reason": "timeout"}, "without a reason and cause"),
+        ({"prob": 0.4, "cause": AbstainCause.ERROR}, "has a probability and an abstain cause"),
+    ],
+)
 def test_cause_goes_with_abstaining_votes_only(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Vote("v", Level.L1, **kwargs)

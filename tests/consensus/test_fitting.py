@@ -16,8 +16,7 @@ def synthetic_rows(n=400, seed=0):
         good = float(np.clip(0.8 * y + 0.1 + rng.normal(0, 0.1), 0.01, 0.99))  # informative
         noise = float(rng.uniform(0.01, 0.99))  # says nothing
         late = good if rng.random() < 0.5 else None  # an L1 voter that ran half the time
-        rows.append(LabelledVotes(y, {"good": (Level.L0, good), "noise": (Level.L0, noise),
-                                      "late": (Level.L1, late)}))
+        rows.append(LabelledVotes(y, {"good": (Level.L0, good), "noise": (Level.L0, noise), "late": (Level.L1, late)}))
     return rows
 
 
@@ -57,8 +56,14 @@ def test_artefact_round_trip_and_version_check(tmp_path):
 
 
 def test_rows_from_eval_predictions_keep_abstentions():
-    rows = rows_from_predictions([{"label": 1, "votes": [
-        {"voter": "a", "level": "L0", "prob": 0.7}, {"voter": "b", "level": "L3", "prob": None}]}])
+    rows = rows_from_predictions(
+        [
+            {
+                "label": 1,
+                "votes": [{"voter": "a", "level": "L0", "prob": 0.7}, {"voter": "b", "level": "L3", "prob": None}],
+            }
+        ]
+    )
     assert rows[0].votes == {"a": (Level.L0, 0.7), "b": (Level.L3, None)}
 
 
@@ -72,8 +77,13 @@ def sized_rows(n=600, seed=1):
         large = i % 2 == 0
         whole = float(np.clip(0.2 + 0.5 * y + rng.normal(0, 0.12), 0.01, 0.99))
         tiles = float(np.clip(0.75 + 0.2 * y + rng.normal(0, 0.05), 0.01, 0.99))
-        rows.append(LabelledVotes(y, {"whole": (Level.L0, whole), "tiles": (Level.L0, tiles if large else None)},
-                                  long_side=1920 if large else 224))
+        rows.append(
+            LabelledVotes(
+                y,
+                {"whole": (Level.L0, whole), "tiles": (Level.L0, tiles if large else None)},
+                long_side=1920 if large else 224,
+            )
+        )
     return rows
 
 
@@ -102,9 +112,21 @@ def test_splitting_by_size_needs_rows_that_record_their_size():
 
 def test_a_schema_1_artefact_still_loads_as_one_pool_for_every_frame(tmp_path):
     path = tmp_path / "old.json"
-    path.write_text(json.dumps({"schema_version": 1, "labels": [0, 1], "weights": {"a": 2.0}, "scale": 1.5,
-                                "bias": -0.2, "bands": {"L0": [0.1, 0.9]}, "threshold_raw": 0.55,
-                                "n_samples": 10, "metrics": {"mcc": 0.5}}))
+    path.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "labels": [0, 1],
+                "weights": {"a": 2.0},
+                "scale": 1.5,
+                "bias": -0.2,
+                "bands": {"L0": [0.1, 0.9]},
+                "threshold_raw": 0.55,
+                "n_samples": 10,
+                "metrics": {"mcc": 0.5},
+            }
+        )
+    )
     art = ConsensusArtefact.load(path)
     (pool,) = art.pools
     assert pool.long_side == (0, None) and pool.weights == {"a": 2.0} and pool.bands == {"L0": (0.1, 0.9)}
@@ -115,5 +137,6 @@ def test_pools_that_leave_a_frame_size_uncovered_are_refused():
     from consensus.artefact import Pool
 
     with pytest.raises(ValueError, match="cover every frame size once"):
-        ConsensusArtefact(pools=[Pool(long_side=(0, 448), weights={"a": 1.0}),
-                                 Pool(long_side=(500, None), weights={"b": 1.0})])
+        ConsensusArtefact(
+            pools=[Pool(long_side=(0, 448), weights={"a": 1.0}), Pool(long_side=(500, None), weights={"b": 1.0})]
+        )

@@ -17,8 +17,9 @@ def mobilenet():
 
 def random_head(dim: int, seed: int = 0, backbone: str = "mobilenetv2-deepsort") -> LinearHead:
     rng = np.random.default_rng(seed)
-    return LinearHead(mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim),
-                      intercept=0.0, backbone=backbone)
+    return LinearHead(
+        mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim), intercept=0.0, backbone=backbone
+    )
 
 
 def test_bundled_mobilenet_gives_1280_d_features_that_tell_images_apart(mobilenet):
@@ -47,7 +48,9 @@ def test_head_dimension_mismatch_is_refused(mobilenet):
 
 def test_a_head_trained_on_another_backbone_of_the_same_width_is_refused(mobilenet, tmp_path):
     # a 1280-d head from another network would load and answer nonsense: it must not load at all
-    with pytest.raises(ValueError, match=r"trained on backbone 'hf:facebook/dinov2-large'.*builds 'mobilenetv2-deepsort'"):
+    with pytest.raises(
+        ValueError, match=r"trained on backbone 'hf:facebook/dinov2-large'.*builds 'mobilenetv2-deepsort'"
+    ):
         BackboneHead("l0", Level.L0, mobilenet, random_head(1280, backbone="hf:facebook/dinov2-large"))
     random_head(1280, backbone="mobilenetv2-deepsort:l0_backbone.pt").save(tmp_path / "head.npz")
     cfg = VoterConfig(name="l0", kind="backbone-head", level="L0", params={"head": "head.npz"})
@@ -79,12 +82,14 @@ def test_missing_head_file_says_how_to_make_one(tmp_path):
 
 def tiny_dinov2_dir(tmp_path):
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                    intermediate_size=64, image_size=32, patch_size=8)
+    cfg = transformers.Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, image_size=32, patch_size=8
+    )
     model = transformers.Dinov2Model(cfg)
     model.save_pretrained(tmp_path)
-    transformers.BitImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                                   do_center_crop=True).save_pretrained(tmp_path)
+    transformers.BitImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True
+    ).save_pretrained(tmp_path)
     return tmp_path
 
 
@@ -122,13 +127,12 @@ class RedShare:
 
 
 def red_head() -> LinearHead:  # p > 0.5 once 0.5 % of the pixels are red
-    return LinearHead(mean=np.zeros(1), scale=np.ones(1), coef=np.array([400.0]), intercept=-2.0,
-                      backbone="red-share")
+    return LinearHead(mean=np.zeros(1), scale=np.ones(1), coef=np.array([400.0]), intercept=-2.0, backbone="red-share")
 
 
 def street_with_cone(h: int = 1080, w: int = 1920, side: int = 60) -> np.ndarray:
     image = np.full((h, w, 3), 90, np.uint8)
-    image[h // 2:h // 2 + side, w - 300:w - 300 + side] = (255, 20, 20)  # a small, distant cone
+    image[h // 2 : h // 2 + side, w - 300 : w - 300 + side] = (255, 20, 20)  # a small, distant cone
     return image
 
 

@@ -1,4 +1,5 @@
 """Micro-batching: concurrent single-frame calls share inner model calls and get their own answers."""
+
 from __future__ import annotations
 
 import threading

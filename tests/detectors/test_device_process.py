@@ -4,6 +4,7 @@ The worker holds the bundled MobileNetV2 + trained head of configs/cpu.yaml (rea
 votes can be compared across processes); `include_cpu` moves that CPU voter into a worker, which
 is the same code path a GPU's voters take.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,9 @@ def l0_voter() -> tuple[VoterConfig, Path]:
 
 def frames(n: int = 3) -> list[Frame]:
     rng = np.random.default_rng(1)
-    return [Frame(rng.integers(0, 255, (96 + 8 * i, 128, 3), dtype=np.uint8), source="t", frame_id=str(i))
-            for i in range(n)]
+    return [
+        Frame(rng.integers(0, 255, (96 + 8 * i, 128, 3), dtype=np.uint8), source="t", frame_id=str(i)) for i in range(n)
+    ]
 
 
 def answer_once_rebuilt(voter: RemoteVoter, within_s: float = 120) -> list:
@@ -47,9 +49,15 @@ def answer_once_rebuilt(voter: RemoteVoter, within_s: float = 120) -> list:
 
 
 def test_groups_take_gpu_voters_and_leave_cpu_and_servers() -> None:
-    voters = [VoterConfig.model_validate({"name": n, "kind": k, "level": "L1", "device": d})
-              for n, k, d in [("a", "ultralytics", "cuda:1"), ("b", "ultralytics", "cuda"), ("c", "ocr-signs", "cpu"),
-                              ("d", "vlm-http", "cpu")]]
+    voters = [
+        VoterConfig.model_validate({"name": n, "kind": k, "level": "L1", "device": d})
+        for n, k, d in [
+            ("a", "ultralytics", "cuda:1"),
+            ("b", "ultralytics", "cuda"),
+            ("c", "ocr-signs", "cpu"),
+            ("d", "vlm-http", "cpu"),
+        ]
+    ]
     assert {d: [v.name for v in g] for d, g in device_groups(voters).items()} == {"cuda:1": ["a"], "cuda:0": ["b"]}
     assert [v.name for v in device_groups(voters, include_cpu=True)["cpu"]] == ["c"]
 

@@ -1,4 +1,5 @@
 """Class mapping, noisy-OR image probability, calibration and WBF fusion maths."""
+
 from __future__ import annotations
 
 import math
@@ -15,20 +16,28 @@ def boxes(*rows: tuple[str, float]) -> Boxes:
     return Boxes(xyxy, np.array([s for _, s in rows]), tuple(lbl for lbl, _ in rows))
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("Traffic_Cone", "traffic cone"), ("traffic-cone", "traffic cone"), ("  stop   sign ", "stop sign"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("Traffic_Cone", "traffic cone"),
+        ("traffic-cone", "traffic cone"),
+        ("  stop   sign ", "stop sign"),
+    ],
+)
 def test_norm_name(raw: str, expected: str) -> None:
     assert norm_name(raw) == expected
 
 
-@pytest.mark.parametrize("rows, expected", [
-    ([], 0.0),                                         # nothing seen: only the leak (0 here)
-    ([("cone", 0.8)], 0.8 * 0.9),                      # one cone, weight 0.9
-    ([("cone", 0.8), ("truck", 0.5)], 1 - (1 - 0.72) * (1 - 0.05)),  # cone + weak truck
-    ([("cat", 0.99)], 0.0),                            # unmapped class: no evidence
-    ([("cone", 0.1)], 0.0),                            # below min_score
-])
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        ([], 0.0),  # nothing seen: only the leak (0 here)
+        ([("cone", 0.8)], 0.8 * 0.9),  # one cone, weight 0.9
+        ([("cone", 0.8), ("truck", 0.5)], 1 - (1 - 0.72) * (1 - 0.05)),  # cone + weak truck
+        ([("cat", 0.99)], 0.0),  # unmapped class: no evidence
+        ([("cone", 0.1)], 0.0),  # below min_score
+    ],
+)
 def test_image_probability_noisy_or(rows: list[tuple[str, float]], expected: float) -> None:
     cmap = ClassMap(classes={"cone": 0.9, "truck": 0.1}, leak=0.0, min_score=0.25)
     assert cmap.image_probability(boxes(*rows)) == pytest.approx(expected)
@@ -58,11 +67,14 @@ def test_noisy_or_monotone_in_scores() -> None:
     assert noisy_or(np.array([0.5, 0.5]), w, ["a", "b"]) < noisy_or(np.array([0.6, 0.5]), w, ["a", "b"])
 
 
-@pytest.mark.parametrize("xyxy, scores, labels, error", [
-    (np.zeros((2, 3)), [0.1, 0.2], ("a", "b"), "shape"),
-    (np.zeros((2, 4)), [0.1], ("a", "b"), "disagree"),
-    (np.full((1, 4), np.nan), [0.1], ("a",), "finite"),
-])
+@pytest.mark.parametrize(
+    "xyxy, scores, labels, error",
+    [
+        (np.zeros((2, 3)), [0.1, 0.2], ("a", "b"), "shape"),
+        (np.zeros((2, 4)), [0.1], ("a", "b"), "disagree"),
+        (np.full((1, 4), np.nan), [0.1], ("a",), "finite"),
+    ],
+)
 def test_bad_boxes_rejected(xyxy, scores, labels, error) -> None:
     with pytest.raises(ValueError, match=error):
         Boxes(xyxy, np.asarray(scores), labels)
@@ -77,12 +89,13 @@ def test_evidence_round_trip_and_pixels() -> None:
 
 def test_wbf_fuses_overlapping_boxes_of_same_class() -> None:
     a = Boxes(np.array([[0.10, 0.10, 0.30, 0.50]]), np.array([0.9]), ("traffic_cone",))
-    b = Boxes(np.array([[0.12, 0.10, 0.32, 0.52], [0.7, 0.7, 0.9, 0.9]]), np.array([0.7, 0.6]),
-              ("traffic cone", "truck"))
+    b = Boxes(
+        np.array([[0.12, 0.10, 0.32, 0.52], [0.7, 0.7, 0.9, 0.9]]), np.array([0.7, 0.6]), ("traffic cone", "truck")
+    )
     fused = fuse_boxes([a, b], weights=[1, 1], cfg=FusionConfig(iou_thr=0.5, skip_box_thr=0.0))
     assert sorted(fused.labels) == ["traffic cone", "truck"]
     cone = fused.labels.index("traffic cone")
-    assert fused.scores[cone] == pytest.approx(0.8)                  # avg of 0.9 and 0.7
+    assert fused.scores[cone] == pytest.approx(0.8)  # avg of 0.9 and 0.7
     assert fused.xyxy[cone][0] == pytest.approx((0.10 * 0.9 + 0.12 * 0.7) / 1.6)  # score-weighted
     assert len(fuse_boxes([Boxes.empty(), Boxes.empty()])) == 0
 
@@ -114,11 +127,13 @@ def test_wbf_ensemble_voter_fuses_members(frame) -> None:
     params = EnsembleParams(members=[{}, {}], evidence=ClassMap(classes={"traffic cone": 1.0}, leak=0.0))
     ens = WBFEnsemble("ens", Level.L1, [a, b], [1.0, 1.0], params)
     (vote,) = ens.predict([frame])
-    assert len(vote.evidence["boxes"]) == 1                     # one cone, not two
-    assert vote.prob == pytest.approx(0.8)                      # fused score (0.9 + 0.7) / 2
+    assert len(vote.evidence["boxes"]) == 1  # one cone, not two
+    assert vote.prob == pytest.approx(0.8)  # fused score (0.9 + 0.7) / 2
     # each member's own vote uses its own default class map (cone 0.9, leak 0.02)
-    assert vote.evidence["members"] == {"a": pytest.approx(1 - 0.98 * (1 - 0.81)),
-                                        "b": pytest.approx(1 - 0.98 * (1 - 0.63))}
+    assert vote.evidence["members"] == {
+        "a": pytest.approx(1 - 0.98 * (1 - 0.81)),
+        "b": pytest.approx(1 - 0.98 * (1 - 0.63)),
+    }
 
 
 def test_fit_calibration_recovers_platt_parameters() -> None:

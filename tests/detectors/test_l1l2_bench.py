@@ -1,4 +1,5 @@
 """The L1/L2 GPU benchmark's CPU smoke mode runs end to end and writes the JSON the lead reads."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,8 +18,22 @@ def test_bench_tiny_mode_writes_json(tmp_path: Path) -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    bench.main(["--tiny", "--device", "cpu", "--frames", "4", "--rounds", "1", "--only", "yolo11n", "siglip",
-                "--out", str(out)])
+    bench.main(
+        [
+            "--tiny",
+            "--device",
+            "cpu",
+            "--frames",
+            "4",
+            "--rounds",
+            "1",
+            "--only",
+            "yolo11n",
+            "siglip",
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     assert set(result["models"]) == {"yolo11n", "siglip"} and set(result["levels"]) == {"L1", "L2"}
     for r in result["models"].values():

@@ -1,4 +1,5 @@
 """Fine-tuned MobileNetV2 checkpoints: loaded as data, refused with the file named when they do not fit."""
+
 import numpy as np
 import pytest
 import torch
@@ -24,12 +25,15 @@ def test_checkpoint_round_trip_changes_features_and_meanmax_doubles_the_dim(tmp_
     assert (b[0, 1280:] >= b[0, :1280] - 1e-5).all()  # the max over cells is never below the mean
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "not found"),
-    (b"not a checkpoint", "cannot be read as a torch checkpoint"),
-    ({"format": "someone-else/3", "backbone": {}}, "have format 'someone-else/3'"),
-    ({"format": "roadwork-mnv2-finetuned/1", "backbone": {"fc.weight": torch.zeros(2)}}, "do not fit MobileNetV2"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found"),
+        (b"not a checkpoint", "cannot be read as a torch checkpoint"),
+        ({"format": "someone-else/3", "backbone": {}}, "have format 'someone-else/3'"),
+        ({"format": "roadwork-mnv2-finetuned/1", "backbone": {"fc.weight": torch.zeros(2)}}, "do not fit MobileNetV2"),
+    ],
+)
 def test_bad_weights_are_refused_with_the_file_named(tmp_path, content, message):
     path = tmp_path / "w.pt"
     if isinstance(content, bytes):

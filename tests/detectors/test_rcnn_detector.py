@@ -1,4 +1,5 @@
 """The roadwork-box detector (detectors/mnv2_rcnn.py) behind the `rcnn-mobilenet` voter kind."""
+
 from __future__ import annotations
 
 import json
@@ -55,18 +56,23 @@ def test_a_checkpoint_edited_after_its_manifest_is_refused_at_load(checkpoint, t
     copy = tmp_path / "l1_rcnn.pt"
     copy.write_bytes(checkpoint.read_bytes() + b"x")
     (tmp_path / "l1_rcnn.manifest.json").write_text(checkpoint.with_suffix(".manifest.json").read_text())
-    cfg = VoterConfig.model_validate({"name": "l1", "kind": "rcnn-mobilenet", "level": "L1",
-                                      "params": {"weights": str(copy)}})
+    cfg = VoterConfig.model_validate(
+        {"name": "l1", "kind": "rcnn-mobilenet", "level": "L1", "params": {"weights": str(copy)}}
+    )
     with pytest.raises(ValueError, match="does not match its manifest"):
         registry.build(cfg, tmp_path)
 
 
 def test_the_voter_answers_every_frame_with_boxes_as_evidence(checkpoint):
-    cfg = VoterConfig.model_validate({"name": "l1_rcnn", "kind": "rcnn-mobilenet", "level": "L1", "batch": 2,
-                                      "params": {"weights": checkpoint.name}})
+    cfg = VoterConfig.model_validate(
+        {"name": "l1_rcnn", "kind": "rcnn-mobilenet", "level": "L1", "batch": 2, "params": {"weights": checkpoint.name}}
+    )
     det = registry.build(cfg, checkpoint.parent)
-    frames = [Frame(street(1), frame_id="a"), Frame(np.zeros((1, 1, 3), np.uint8), frame_id="tiny"),
-              Frame(street(2, 224, 224), frame_id="b")]
+    frames = [
+        Frame(street(1), frame_id="a"),
+        Frame(np.zeros((1, 1, 3), np.uint8), frame_id="tiny"),
+        Frame(street(2, 224, 224), frame_id="b"),
+    ]
     votes = det.predict(frames)
     assert [v.voter for v in votes] == ["l1_rcnn"] * 3
     for v in votes:
@@ -79,7 +85,8 @@ def test_the_voter_answers_every_frame_with_boxes_as_evidence(checkpoint):
 
 
 def test_unknown_params_are_refused_with_the_key_named(checkpoint):
-    cfg = VoterConfig.model_validate({"name": "l1", "kind": "rcnn-mobilenet", "level": "L1",
-                                      "params": {"weights": str(checkpoint), "halff": True}})
+    cfg = VoterConfig.model_validate(
+        {"name": "l1", "kind": "rcnn-mobilenet", "level": "L1", "params": {"weights": str(checkpoint), "halff": True}}
+    )
     with pytest.raises(ValueError, match="halff"):
         registry.build(cfg, checkpoint.parent)

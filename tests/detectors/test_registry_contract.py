@@ -6,6 +6,7 @@ wheel. Every adapter must give one vote per frame, in order, named and levelled 
 with a probability in [0, 1] or an abstention with a reason, and JSON-ready evidence; a 1x1 frame
 must not take the batch down.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,12 @@ from detectors.model_specs import tiny_voters
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = {v["name"]: v for v in tiny_voters()}
-NEEDS = {"ultralytics": "ultralytics", "rfdetr": "rfdetr", "ocr-signs": "rapidocr_onnxruntime",
-         "wbf-ensemble": "ultralytics"}
+NEEDS = {
+    "ultralytics": "ultralytics",
+    "rfdetr": "rfdetr",
+    "ocr-signs": "rapidocr_onnxruntime",
+    "wbf-ensemble": "ultralytics",
+}
 # detector kinds covered elsewhere with real weights (tests/detectors/test_backbone_head.py) or a
 # checkpoint the test writes first (tests/detectors/test_rcnn_detector.py)
 COVERED_ELSEWHERE = {"backbone-head", "rcnn-mobilenet"}
@@ -38,13 +43,25 @@ def test_every_registered_kind_has_a_tiny_config() -> None:
 
 def frames() -> list[Frame]:
     rng = np.random.default_rng(0)
-    prior = Vote("l1", "L1", 0.6, evidence={"boxes": Boxes(
-        np.array([[0.1, 0.4, 0.25, 0.8], [0.5, 0.2, 0.9, 0.6]]), np.array([0.9, 0.6]),
-        ("traffic cone", "barrier")).to_evidence()})
-    return [Frame(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), source="t", frame_id="a",
-                  meta={"prior_votes": (prior,)}),
-            Frame(np.zeros((1, 1, 3), np.uint8), source="t", frame_id="tiny", meta={"prior_votes": (prior,)}),
-            Frame(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), source="t", frame_id="b")]
+    prior = Vote(
+        "l1",
+        "L1",
+        0.6,
+        evidence={
+            "boxes": Boxes(
+                np.array([[0.1, 0.4, 0.25, 0.8], [0.5, 0.2, 0.9, 0.6]]),
+                np.array([0.9, 0.6]),
+                ("traffic cone", "barrier"),
+            ).to_evidence()
+        },
+    )
+    return [
+        Frame(
+            rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), source="t", frame_id="a", meta={"prior_votes": (prior,)}
+        ),
+        Frame(np.zeros((1, 1, 3), np.uint8), source="t", frame_id="tiny", meta={"prior_votes": (prior,)}),
+        Frame(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8), source="t", frame_id="b"),
+    ]
 
 
 @pytest.mark.slow
@@ -75,8 +92,10 @@ def test_adapter_contract(name: str) -> None:
 
 def test_box_voters_put_normalised_boxes_in_evidence() -> None:
     pytest.importorskip("ultralytics")
-    det = registry.build(VoterConfig.model_validate({**TINY["yolo11n"], "params": {
-        **TINY["yolo11n"]["params"], "conf": 0.0}}), REPO / "configs")
+    det = registry.build(
+        VoterConfig.model_validate({**TINY["yolo11n"], "params": {**TINY["yolo11n"]["params"], "conf": 0.0}}),
+        REPO / "configs",
+    )
     (vote,) = det.predict([frames()[0]])
     for b in vote.evidence["boxes"]:
         x1, y1, x2, y2 = b["xyxy"]
@@ -88,11 +107,14 @@ def test_unknown_kind_lists_known_ones() -> None:
         registry.resolve("yolo-nonexistent")
 
 
-@pytest.mark.parametrize("params, error", [
-    ({}, "exactly one of params.model"),
-    ({"random_init": {"hidden_size": 8}}, "model_type"),
-    ({"model": "some-org/model"}, "downloads are off"),
-])
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({}, "exactly one of params.model"),
+        ({"random_init": {"hidden_size": 8}}, "model_type"),
+        ({"model": "some-org/model"}, "downloads are off"),
+    ],
+)
 def test_hf_sources_are_checked(params: dict, error: str, tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     cfg = VoterConfig(name="x", kind="hf-detector", level="L1", params=params)

@@ -1,4 +1,5 @@
 """The ultralytics adapter: real COCO YOLOv8n (tflite) on bus.jpg, tiny random yaml models, bad frames."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,9 +67,16 @@ def test_prompts_need_open_vocabulary_model() -> None:
         make({"weights": "yolo11n.yaml", "prompts": ["traffic cone"]})
 
 
-@pytest.mark.parametrize("name, family", [("rtdetr-x.pt", "rtdetr"), ("yoloe-11s-seg.pt", "yoloe"),
-                                          ("yolov8s-world.pt", "world"), ("yolo26x.pt", "yolo"),
-                                          ("models/roadwork.onnx", "yolo")])
+@pytest.mark.parametrize(
+    "name, family",
+    [
+        ("rtdetr-x.pt", "rtdetr"),
+        ("yoloe-11s-seg.pt", "yoloe"),
+        ("yolov8s-world.pt", "world"),
+        ("yolo26x.pt", "yolo"),
+        ("models/roadwork.onnx", "yolo"),
+    ],
+)
 def test_family_from_name(name: str, family: str) -> None:
     assert pick_family(name, "auto") == family
 

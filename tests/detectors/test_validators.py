@@ -1,4 +1,5 @@
 """L2 validators: size-check maths, mask colour/fill checks, OCR phrase matching, real PP-OCR."""
+
 from __future__ import annotations
 
 import math
@@ -20,12 +21,15 @@ def test_pinhole_height() -> None:
     assert physical_height(box, depth, focal_frac=0.8) == pytest.approx(1.25)
 
 
-@pytest.mark.parametrize("height, expected", [
-    (0.7, 1.0),                            # a normal cone
-    (0.05, math.exp(-math.log(0.25 / 0.05) / 0.5)),  # a 5 cm "cone": strongly down-weighted
-    (20.0, math.exp(-math.log(20 / 1.3) / 0.5)),     # a 20 m "cone"
-    (-1.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "height, expected",
+    [
+        (0.7, 1.0),  # a normal cone
+        (0.05, math.exp(-math.log(0.25 / 0.05) / 0.5)),  # a 5 cm "cone": strongly down-weighted
+        (20.0, math.exp(-math.log(20 / 1.3) / 0.5)),  # a 20 m "cone"
+        (-1.0, 0.0),
+    ],
+)
 def test_plausibility_cone(height: float, expected: float) -> None:
     assert plausibility(height, (0.25, 1.3), tolerance=0.5) == pytest.approx(expected)
     assert plausibility(height, None, 0.5) == 1.0 or height <= 0  # unknown class: not judged
@@ -46,8 +50,12 @@ def test_size_ranges_checked() -> None:
 
 def test_prior_boxes_merge_and_skip_abstentions() -> None:
     b = Boxes(np.array([[0, 0, 0.5, 0.5]]), np.array([0.7]), ("cone",)).to_evidence()
-    votes = (Vote("a", Level.L1, 0.6, evidence={"boxes": b}), Vote("b", Level.L1, 0.6, evidence={"boxes": b}),
-             Vote.abstain("c", Level.L1, "timeout", cause=AbstainCause.DEADLINE), Vote("l0", Level.L0, 0.9))
+    votes = (
+        Vote("a", Level.L1, 0.6, evidence={"boxes": b}),
+        Vote("b", Level.L1, 0.6, evidence={"boxes": b}),
+        Vote.abstain("c", Level.L1, "timeout", cause=AbstainCause.DEADLINE),
+        Vote("l0", Level.L0, 0.9),
+    )
     merged = merged_prior_boxes({"prior_votes": votes})
     assert merged is not None and len(merged) == 2
     assert merged_prior_boxes({}) is None
@@ -62,11 +70,14 @@ def test_warm_colour_share() -> None:
     assert warm_colour_share(np.concatenate([orange, grey])) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("fill_rows, colour, expected", [
-    (10, (255, 120, 0), 1.0),      # orange cone filling half its box
-    (10, (120, 120, 120), 0.2),    # grey: fails the colour check
-    (0, (255, 120, 0), 0.2),       # empty mask: nothing there
-])
+@pytest.mark.parametrize(
+    "fill_rows, colour, expected",
+    [
+        (10, (255, 120, 0), 1.0),  # orange cone filling half its box
+        (10, (120, 120, 120), 0.2),  # grey: fails the colour check
+        (0, (255, 120, 0), 0.2),  # empty mask: nothing there
+    ],
+)
 def test_mask_checks(fill_rows: int, colour: tuple[int, int, int], expected: float) -> None:
     image = np.zeros((20, 20, 3), np.uint8)
     image[:] = colour
@@ -77,13 +88,16 @@ def test_mask_checks(fill_rows: int, colour: tuple[int, int, int], expected: flo
     assert factor == expected and 0 <= info["fill"] <= 1
 
 
-@pytest.mark.parametrize("lines, expected", [
-    ([("ROAD", 0.99), ("WORK", 0.98), ("AHEAD", 0.97)], {"ROAD WORK"}),
-    ([("Baustelle", 0.9)], {"BAUSTELLE"}),
-    ([("Déviation", 0.9)], {"DEVIATION"}),
-    ([("OBRAS EN LA VIA", 0.8)], {"OBRAS"}),
-    ([("SPEED LIMIT 50", 0.9)], set()),
-])
+@pytest.mark.parametrize(
+    "lines, expected",
+    [
+        ([("ROAD", 0.99), ("WORK", 0.98), ("AHEAD", 0.97)], {"ROAD WORK"}),
+        ([("Baustelle", 0.9)], {"BAUSTELLE"}),
+        ([("Déviation", 0.9)], {"DEVIATION"}),
+        ([("OBRAS EN LA VIA", 0.8)], {"OBRAS"}),
+        ([("SPEED LIMIT 50", 0.9)], set()),
+    ],
+)
 def test_match_phrases(lines: list[tuple[str, float]], expected: set[str]) -> None:
     hits = {h["phrase"] for h in match_phrases(lines, OcrParams().phrases)}
     assert expected <= hits and (expected or not hits)
@@ -101,12 +115,15 @@ class FakeOcr:
         return self.result, [0.0]
 
 
-@pytest.mark.parametrize("result, prob, abstained", [
-    ([[None, "ROAD WORK AHEAD", 0.95]], 1 - (1 - 0.95 * 0.95), False),
-    ([[None, "PIZZA", 0.95]], 0.15, False),
-    ([], None, True),
-    ([[None, "ROAD WORK", 0.2]], None, True),  # below min_text_score: no text
-])
+@pytest.mark.parametrize(
+    "result, prob, abstained",
+    [
+        ([[None, "ROAD WORK AHEAD", 0.95]], 1 - (1 - 0.95 * 0.95), False),
+        ([[None, "PIZZA", 0.95]], 0.15, False),
+        ([], None, True),
+        ([[None, "ROAD WORK", 0.2]], None, True),  # below min_text_score: no text
+    ],
+)
 def test_ocr_voter(frame: Frame, result: list, prob: float | None, abstained: bool) -> None:
     voter = OcrSignVoter("ocr", Level.L2, FakeOcr(result), OcrParams(phrases={"ROAD WORK": 0.95}))
     (v,) = voter.predict([frame])
@@ -152,8 +169,9 @@ def test_cascade_hands_l1_boxes_to_l2_validators(frame: Frame) -> None:
             return super().predict(frames)
 
     voters = [BoxVoter("l1", "L1"), Probe("l2", "L2", 0.5)]
-    cfg = CascadeConfig.model_validate({"voters": [{"name": v.name, "kind": "fake", "level": v.level.name}
-                                                   for v in voters]})
+    cfg = CascadeConfig.model_validate(
+        {"voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters]}
+    )
     # when the cascade runs both levels
     with Cascade(voters, cfg) as cascade:
         cascade.run_sync(frame)
@@ -175,7 +193,7 @@ def test_validators_check_only_the_strongest_boxes() -> None:
     # when a validator takes its work with a cap of 4
     votes, todo = split_by_prior_boxes(frames, [1], lambda why: why, ClassMap(), max_boxes=4)
     # then it checks 4 boxes, the roadwork ones first, none under min_score, and the noisy-OR is unchanged
-    (i, boxes), = todo
+    ((i, boxes),) = todo
     assert votes == [None] and len(boxes) == 4
     assert boxes.labels[:2] == ("traffic cone", "road barrier") and 0.1 not in boxes.scores
     cm = ClassMap()

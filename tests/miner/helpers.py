@@ -1,4 +1,5 @@
 """Builders shared by the miner tests: fake cascades, encoded images, a local axon + dendrite."""
+
 from __future__ import annotations
 
 import base64
@@ -16,16 +17,21 @@ from miner.config import MinerConfig
 from tests.conftest import FakeVoter
 
 
-def cascade_config(voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50,
-                   bands: dict | None = None) -> CascadeConfig:
-    return CascadeConfig.model_validate({
-        "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": 10, "workers": 4},
-        "levels": [{"level": lv, "band": b} for lv, b in (bands or {}).items()],
-        "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters]})
+def cascade_config(
+    voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50, bands: dict | None = None
+) -> CascadeConfig:
+    return CascadeConfig.model_validate(
+        {
+            "runtime": {"deadline_ms": deadline_ms, "margin_ms": margin_ms, "cost_prior_ms": 10, "workers": 4},
+            "levels": [{"level": lv, "band": b} for lv, b in (bands or {}).items()],
+            "voters": [{"name": v.name, "kind": "fake", "level": v.level.name} for v in voters],
+        }
+    )
 
 
-def fake_cascade(voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50,
-                 bands: dict | None = None) -> Cascade:
+def fake_cascade(
+    voters: list[FakeVoter], deadline_ms: float = 2000, margin_ms: float = 50, bands: dict | None = None
+) -> Cascade:
     """A real Cascade over fake voters; its `runtime.deadline_ms` is the miner's deadline too."""
     return Cascade(voters, cascade_config(voters, deadline_ms, margin_ms, bands))
 
@@ -65,8 +71,9 @@ def local_miner(cascade: Cascade, config: MinerConfig, tmp_path) -> Iterator[Loc
     from monitoring.metrics import MinerMetrics
 
     miner_w, val_w, stranger_w = (local_wallet(tmp_path, n) for n in ("miner", "validator", "stranger"))
-    snapshot = MetagraphSnapshot.build([val_w.hotkey.ss58_address, miner_w.hotkey.ss58_address],
-                                       stake=[1000.0, 0.0], permit=[True, False])
+    snapshot = MetagraphSnapshot.build(
+        [val_w.hotkey.ss58_address, miner_w.hotkey.ss58_address], stake=[1000.0, 0.0], permit=[True, False]
+    )
     metrics = MinerMetrics()
     policy = CallerPolicy(config.policy, snapshot)
     service = MinerService(cascade, config, metrics)

@@ -1,4 +1,5 @@
 """Round trips through a real bittensor axon and dendrite on 127.0.0.1 (no chain, no internet)."""
+
 import asyncio
 import inspect
 import typing
@@ -19,10 +20,12 @@ IMAGE = encode(size=(96, 96))
 def query(dendrite, axon, synapses, timeout=9.0):
     async def go():
         try:
-            return await asyncio.gather(*(dendrite(axons=[axon.info()], synapse=s, deserialize=False,
-                                                   timeout=timeout) for s in synapses))
+            return await asyncio.gather(
+                *(dendrite(axons=[axon.info()], synapse=s, deserialize=False, timeout=timeout) for s in synapses)
+            )
         finally:
             await dendrite.aclose_session()
+
     return [r[0] for r in asyncio.run(go())]
 
 
@@ -33,8 +36,9 @@ def test_handler_signatures_are_what_attach_demands():
     from monitoring.metrics import MinerMetrics
 
     cfg = MinerConfig()
-    fwd, bl, pr = make_handlers(MinerService(fake_cascade([FakeVoter("a", "L0")]), cfg), CallerPolicy(cfg.policy),
-                                MinerMetrics(), ImageSynapse)
+    fwd, bl, pr = make_handlers(
+        MinerService(fake_cascade([FakeVoter("a", "L0")]), cfg), CallerPolicy(cfg.policy), MinerMetrics(), ImageSynapse
+    )
     param = [inspect.Parameter("synapse", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=ImageSynapse)]
     assert inspect.signature(bl) == inspect.Signature(param, return_annotation=typing.Tuple[bool, str])  # noqa: UP006
     assert inspect.signature(pr) == inspect.Signature(param, return_annotation=float)
@@ -45,9 +49,16 @@ def test_round_trip_answers_registered_validators_and_refuses_strangers(tmp_path
     cascade = fake_cascade([FakeVoter("l0", "L0", 0.83)])
     cfg = miner_config(model_url="https://huggingface.co/example/roadwork")
     with local_miner(cascade, cfg, tmp_path) as m:
-        plain, extended, bad, again = query(m.dendrite, m.axon, [
-            ImageSynapse(image=IMAGE), ExtendedImageSynapse(image=IMAGE),
-            ImageSynapse(image="AAAA not an image"), ImageSynapse(image=IMAGE)])
+        plain, extended, bad, again = query(
+            m.dendrite,
+            m.axon,
+            [
+                ImageSynapse(image=IMAGE),
+                ExtendedImageSynapse(image=IMAGE),
+                ImageSynapse(image="AAAA not an image"),
+                ImageSynapse(image=IMAGE),
+            ],
+        )
         (refused,) = query(m.stranger, m.axon, [ImageSynapse(image=IMAGE)])
         refusals = m.metrics.value("roadwork_refused_total", {"reason": "unregistered"})
     cascade.close()
@@ -73,6 +84,7 @@ def test_round_trip_with_the_embedded_default_cascade(tmp_path):
     sample = make_sample(tmp_path / "sample", 4, 0)
     images = sorted((sample / "images").glob("*")) or sorted(sample.rglob("*.jpg"))
     import base64
+
     payloads = [base64.b64encode(p.read_bytes()).decode() for p in images[:4]]
     cfg = load_profile(REPO / "configs" / "cpu.yaml")
     with Cascade.from_config(cfg) as cascade, local_miner(cascade, cfg.miner, tmp_path) as m:
@@ -97,8 +109,10 @@ def test_oversized_body_is_refused_before_parsing_and_answers_do_not_echo_the_im
 
         t0 = time.monotonic()
         with socket.create_connection(("127.0.0.1", m.axon.port), timeout=10) as sock:
-            sock.sendall(b"POST /ImageSynapse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 12000000\r\n\r\n" + b'{"image": "' + b"A" * 65536)
+            sock.sendall(
+                b"POST /ImageSynapse HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 12000000\r\n\r\n" + b'{"image": "' + b"A" * 65536
+            )
             reply = b""
             while chunk := sock.recv(65536):
                 reply += chunk

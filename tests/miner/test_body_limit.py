@@ -1,12 +1,15 @@
 """BodyLimit as an ASGI middleware: chunked bodies without a Content-Length are counted too."""
+
 import asyncio
 
 from miner.body_limit import BodyLimit
 
 
 def run(middleware, headers, chunks):
-    sent, inbox = [], [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
-                       for i, c in enumerate(chunks)]
+    sent, inbox = (
+        [],
+        [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)],
+    )
 
     async def receive():
         return inbox.pop(0)
@@ -27,8 +30,11 @@ async def reading_app(scope, receive, send):
 
 def test_a_chunked_body_over_the_limit_gets_413_and_the_app_never_answers():
     refused = []
-    sent = run(BodyLimit(reading_app, 1000, refused.append), [(b"transfer-encoding", b"chunked")],
-               [b"x" * 600, b"x" * 600, b"x" * 600])
+    sent = run(
+        BodyLimit(reading_app, 1000, refused.append),
+        [(b"transfer-encoding", b"chunked")],
+        [b"x" * 600, b"x" * 600, b"x" * 600],
+    )
     assert sent[0]["status"] == 413 and refused == [1200]
     assert all(m.get("body") != b"ok" for m in sent)
 

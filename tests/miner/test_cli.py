@@ -14,14 +14,19 @@ from roadwork.cli import app
 from tests.conftest import REPO
 
 runner = CliRunner()
-pytestmark = [pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:You are calling this from an already-running event loop")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Accessing the 'model_fields' attribute:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:You are calling this from an already-running event loop"),
+]
 
 
-@pytest.mark.parametrize("command, words", [
-    ("serve", ["--wallet.name", "--wallet.hotkey", "--netuid", "--subtensor.network", "--axon.port", "--no-chain"]),
-    ("simulate", ["--data", "--queries", "--concurrency", "--split", "--out"]),
-])
+@pytest.mark.parametrize(
+    "command, words",
+    [
+        ("serve", ["--wallet.name", "--wallet.hotkey", "--netuid", "--subtensor.network", "--axon.port", "--no-chain"]),
+        ("simulate", ["--data", "--queries", "--concurrency", "--split", "--out"]),
+    ],
+)
 def test_help_lists_the_flags(command, words):
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
@@ -30,8 +35,11 @@ def test_help_lists_the_flags(command, words):
 
 
 def test_serve_without_a_hotkey_fails_with_the_fix(tmp_path):
-    result = runner.invoke(app, ["serve", "--wallet.path", str(tmp_path), "--wallet.name", "nobody",
-                                 "--health-port", "0"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        ["serve", "--wallet.path", str(tmp_path), "--wallet.name", "nobody", "--health-port", "0"],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 2
     assert "no hotkey file" in result.output and "btcli wallet new_hotkey" in result.output
 
@@ -43,8 +51,22 @@ def test_simulate_writes_a_run_folder(tmp_path):
 
     data = make_sample(tmp_path / "sample", 8, 0)
     out = tmp_path / "sim"
-    result = runner.invoke(app, ["simulate", "--data", str(data), "--queries", "6", "--concurrency", "2",
-                                 "--out", str(out), "--config", str(REPO / "configs" / "cpu.yaml")])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--data",
+            str(data),
+            "--queries",
+            "6",
+            "--concurrency",
+            "2",
+            "--out",
+            str(out),
+            "--config",
+            str(REPO / "configs" / "cpu.yaml"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["queries"] == 6 and summary["answered"] == 6 and summary["timeouts"] == 0
@@ -78,11 +100,32 @@ def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
     axon_port, health_port = free_port(), free_port()
     miner = local_wallet(tmp_path / "w", "miner")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "serve", "--no-chain", "--config",
-                             str(REPO / "configs" / "cpu.yaml"), "--axon.port", str(axon_port),
-                             "--health-port", str(health_port), "--wallet.path", str(tmp_path / "w"),
-                             "--wallet.name", "miner", "--ready-file", str(tmp_path / "ready.json")],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roadwork.cli",
+            "serve",
+            "--no-chain",
+            "--config",
+            str(REPO / "configs" / "cpu.yaml"),
+            "--axon.port",
+            str(axon_port),
+            "--health-port",
+            str(health_port),
+            "--wallet.path",
+            str(tmp_path / "w"),
+            "--wallet.name",
+            "miner",
+            "--ready-file",
+            str(tmp_path / "ready.json"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         health = f"http://127.0.0.1:{health_port}"
         end = time.monotonic() + 120
@@ -100,16 +143,25 @@ def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
             @staticmethod
             def info():
                 import bittensor as bt
-                return bt.AxonInfo(version=0, ip="127.0.0.1", port=axon_port, ip_type=4,
-                                   hotkey=miner.hotkey.ss58_address, coldkey="")
+
+                return bt.AxonInfo(
+                    version=0, ip="127.0.0.1", port=axon_port, ip_type=4, hotkey=miner.hotkey.ss58_address, coldkey=""
+                )
 
         async def ask():
             d = local_dendrite(local_wallet(tmp_path / "w", "validator"))
             try:
-                return (await d(axons=[Target.info()], synapse=ImageSynapse(image=encode(size=(224, 224))),
-                                deserialize=False, timeout=9))[0]
+                return (
+                    await d(
+                        axons=[Target.info()],
+                        synapse=ImageSynapse(image=encode(size=(224, 224))),
+                        deserialize=False,
+                        timeout=9,
+                    )
+                )[0]
             finally:
                 await d.aclose_session()
+
         resp = asyncio.run(ask())
         assert resp.dendrite.status_code == 200 and 0.0 <= resp.prediction <= 1.0
         proc.send_signal(signal.SIGTERM)
@@ -152,11 +204,31 @@ def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_pa
     axon_port, health_port = free_port(), free_port()
     miner = local_wallet(tmp_path / "w", "miner")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "roadwork.cli", "--log-json", "serve", "--no-chain", "--config",
-                             str(REPO / "configs" / "cpu.yaml"), "--axon.port", str(axon_port),
-                             "--health-port", str(health_port), "--wallet.path", str(tmp_path / "w"),
-                             "--wallet.name", "miner"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "roadwork.cli",
+            "--log-json",
+            "serve",
+            "--no-chain",
+            "--config",
+            str(REPO / "configs" / "cpu.yaml"),
+            "--axon.port",
+            str(axon_port),
+            "--health-port",
+            str(health_port),
+            "--wallet.path",
+            str(tmp_path / "w"),
+            "--wallet.name",
+            "miner",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         end = time.monotonic() + 120
         while _get(f"http://127.0.0.1:{health_port}/readyz") != 200:
@@ -166,14 +238,19 @@ def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_pa
         async def ask():
             import bittensor as bt
 
-            target = bt.AxonInfo(version=0, ip="127.0.0.1", port=axon_port, ip_type=4,
-                                 hotkey=miner.hotkey.ss58_address, coldkey="")
+            target = bt.AxonInfo(
+                version=0, ip="127.0.0.1", port=axon_port, ip_type=4, hotkey=miner.hotkey.ss58_address, coldkey=""
+            )
             d = local_dendrite(local_wallet(tmp_path / "w", "validator"))
             try:  # not an image at all
-                return (await d(axons=[target], synapse=ImageSynapse(image="bm90IGFuIGltYWdl"),
-                                deserialize=False, timeout=9))[0]
+                return (
+                    await d(
+                        axons=[target], synapse=ImageSynapse(image="bm90IGFuIGltYWdl"), deserialize=False, timeout=9
+                    )
+                )[0]
             finally:
                 await d.aclose_session()
+
         resp = asyncio.run(ask())
         assert resp.prediction == -1.0
         proc.send_signal(signal.SIGTERM)
@@ -205,8 +282,22 @@ def test_ctrl_c_during_simulate_keeps_the_answered_queries(tmp_path, monkeypatch
 
     monkeypatch.setattr(LocalRig, "query", query_then_ctrl_c)
     data, out = make_sample(tmp_path / "sample", 8, 0), tmp_path / "sim"
-    result = runner.invoke(app, ["simulate", "--data", str(data), "--queries", "8", "--concurrency", "1",
-                                 "--out", str(out), "--config", str(REPO / "configs" / "cpu.yaml")])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--data",
+            str(data),
+            "--queries",
+            "8",
+            "--concurrency",
+            "1",
+            "--out",
+            str(out),
+            "--config",
+            str(REPO / "configs" / "cpu.yaml"),
+        ],
+    )
     assert result.exit_code == 130, result.output
     assert "interrupted after 3 of 8 queries" in result.output
     assert len((out / "queries.jsonl").read_text().splitlines()) == 3
@@ -227,9 +318,22 @@ def test_a_taken_port_is_named_before_the_models_load(tmp_path, which):
         port = taken.getsockname()[1]
         axon_port, health_port = (port, free_port()) if which == "axon" else (free_port(), port)
         t0 = time.monotonic()
-        result = runner.invoke(app, ["serve", "--no-chain", "--config", str(REPO / "configs" / "cpu.yaml"),
-                                     "--axon.port", str(axon_port), "--health-port", str(health_port),
-                                     "--wallet.path", str(tmp_path / "w")], env={"COLUMNS": "300"})
+        result = runner.invoke(
+            app,
+            [
+                "serve",
+                "--no-chain",
+                "--config",
+                str(REPO / "configs" / "cpu.yaml"),
+                "--axon.port",
+                str(axon_port),
+                "--health-port",
+                str(health_port),
+                "--wallet.path",
+                str(tmp_path / "w"),
+            ],
+            env={"COLUMNS": "300"},
+        )
     assert result.exit_code == 2, result.output
     what = "axon port" if which == "axon" else "side port"
     assert f"{what}" in result.output and f"127.0.0.1:{port} is already in use" in result.output

@@ -15,8 +15,10 @@ from tests.miner.helpers import encode
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height, with one tiny IDAT: a bomb that costs nothing to send."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -27,7 +29,7 @@ def jpeg_with_size(width: int, height: int) -> bytes:
     Image.new("RGB", (64, 64), (10, 200, 30)).save(buf, format="JPEG")
     raw = bytearray(buf.getvalue())
     sof = raw.index(b"\xff\xc0")
-    raw[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    raw[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(raw)
 
 
@@ -43,19 +45,22 @@ def with_exif_orientation(img: Image.Image, orientation: int) -> str:
     return b64(buf.getvalue())
 
 
-@pytest.mark.parametrize("payload, size", [
-    (encode(size=(224, 224)), (224, 224)),                                          # what validators send
-    ("data:image/jpeg;base64," + encode(size=(64, 48)), (64, 48)),                  # data URI prefix
-    (encode(size=(64, 48)).rstrip("="), (64, 48)),                                  # missing padding
-    ("\n".join(encode(size=(64, 48))[i:i + 76] for i in range(0, 9999, 76)), (64, 48)),  # MIME line breaks
-    (encode(size=(64, 48)).encode(), (64, 48)),                                     # bytes, not str
-    (encode(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), "PNG"), (40, 30)),          # alpha
-    (encode(Image.new("CMYK", (40, 30), (0, 255, 0, 0)), "JPEG"), (40, 30)),        # CMYK JPEG
-    (encode(Image.new("I;16", (40, 30), 4000), "PNG"), (40, 30)),                   # 16-bit grey PNG
-    (encode(Image.new("P", (40, 30)), "PNG"), (40, 30)),                            # palette
-    (encode(Image.new("L", (40, 30)), "WEBP"), (40, 30)),                           # grey WebP
-    (with_exif_orientation(Image.new("RGB", (40, 20)), 6), (20, 40)),               # EXIF: rotate 90
-])
+@pytest.mark.parametrize(
+    "payload, size",
+    [
+        (encode(size=(224, 224)), (224, 224)),  # what validators send
+        ("data:image/jpeg;base64," + encode(size=(64, 48)), (64, 48)),  # data URI prefix
+        (encode(size=(64, 48)).rstrip("="), (64, 48)),  # missing padding
+        ("\n".join(encode(size=(64, 48))[i : i + 76] for i in range(0, 9999, 76)), (64, 48)),  # MIME line breaks
+        (encode(size=(64, 48)).encode(), (64, 48)),  # bytes, not str
+        (encode(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), "PNG"), (40, 30)),  # alpha
+        (encode(Image.new("CMYK", (40, 30), (0, 255, 0, 0)), "JPEG"), (40, 30)),  # CMYK JPEG
+        (encode(Image.new("I;16", (40, 30), 4000), "PNG"), (40, 30)),  # 16-bit grey PNG
+        (encode(Image.new("P", (40, 30)), "PNG"), (40, 30)),  # palette
+        (encode(Image.new("L", (40, 30)), "WEBP"), (40, 30)),  # grey WebP
+        (with_exif_orientation(Image.new("RGB", (40, 20)), 6), (20, 40)),  # EXIF: rotate 90
+    ],
+)
 def test_accepted_inputs_become_rgb_frames(payload, size):
     frame = decode_image(payload)
     assert frame.image.dtype == np.uint8 and frame.image.shape[2] == 3
@@ -67,22 +72,25 @@ def test_transparent_pixels_are_composited_on_white():
     assert frame.image.min() == 255
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (12345, "not_text"),
-    (None, "not_text"),
-    ("", "empty"),
-    ("   \n", "empty"),
-    ("not base64 at all!", "bad_base64"),
-    ("héllo", "bad_base64"),
-    (b64(b"\x00" * 100), "unsupported_format"),                            # random bytes
-    (encode(Image.new("RGB", (32, 32)), "GIF"), "unsupported_format"),    # format not allowed by default
-    (encode(Image.new("RGB", (32, 32)), "TIFF"), "unsupported_format"),
-    (encode(size=(4, 4)), "bad_size"),                                     # too small to be a photograph
-    (b64(png_header(20_000, 20_000)), "too_many_pixels"),                  # decompression bomb (Pillow's own check)
-    (b64(png_header(15_000, 5_000)), "too_many_pixels"),                   # over our 40 M pixel limit
-    (b64(jpeg_with_size(20_000, 20_000)), "too_many_pixels"),              # JPEG header lies about its size
-    (b64(png_header(30_000, 100)), "bad_size"),                            # one side over max_side
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (12345, "not_text"),
+        (None, "not_text"),
+        ("", "empty"),
+        ("   \n", "empty"),
+        ("not base64 at all!", "bad_base64"),
+        ("héllo", "bad_base64"),
+        (b64(b"\x00" * 100), "unsupported_format"),  # random bytes
+        (encode(Image.new("RGB", (32, 32)), "GIF"), "unsupported_format"),  # format not allowed by default
+        (encode(Image.new("RGB", (32, 32)), "TIFF"), "unsupported_format"),
+        (encode(size=(4, 4)), "bad_size"),  # too small to be a photograph
+        (b64(png_header(20_000, 20_000)), "too_many_pixels"),  # decompression bomb (Pillow's own check)
+        (b64(png_header(15_000, 5_000)), "too_many_pixels"),  # over our 40 M pixel limit
+        (b64(jpeg_with_size(20_000, 20_000)), "too_many_pixels"),  # JPEG header lies about its size
+        (b64(png_header(30_000, 100)), "bad_size"),  # one side over max_side
+    ],
+)
 def test_refused_inputs_name_a_reason(payload, reason):
     with pytest.raises(DecodeError) as err:
         decode_image(payload)

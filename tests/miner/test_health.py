@@ -43,11 +43,13 @@ def test_metrics_are_prometheus_text(side_port):
     state.set_ready(True, "serving")
     code, body = get(hs.url + "/metrics")
     assert code == 200
-    for line in ('roadwork_answers_total{exit_level="L0"} 1.0',
-                 'roadwork_errors_total{kind="decode_bad_base64"} 1.0',
-                 'roadwork_refused_total{reason="unregistered"} 1.0',
-                 'roadwork_request_latency_seconds_bucket{le="0.2",outcome="ok"} 1.0',
-                 "roadwork_ready 1.0"):
+    for line in (
+        'roadwork_answers_total{exit_level="L0"} 1.0',
+        'roadwork_errors_total{kind="decode_bad_base64"} 1.0',
+        'roadwork_refused_total{reason="unregistered"} 1.0',
+        'roadwork_request_latency_seconds_bucket{le="0.2",outcome="ok"} 1.0',
+        "roadwork_ready 1.0",
+    ):
         assert line in body
 
 

@@ -21,10 +21,12 @@ def make_service():
     made = []
 
     def build(voters, **cfg):
-        service = MinerService(fake_cascade(voters, deadline_ms=cfg.pop("deadline_ms", 2000)),
-                               miner_config(**cfg), MinerMetrics())
+        service = MinerService(
+            fake_cascade(voters, deadline_ms=cfg.pop("deadline_ms", 2000)), miner_config(**cfg), MinerMetrics()
+        )
         made.append(service)
         return service
+
     yield build
     for s in made:
         s.close()
@@ -39,10 +41,13 @@ def test_a_healthy_cascade_answers_its_probability(make_service):
     assert "l0 (L0) p=0.90" in ans.explanation
 
 
-@pytest.mark.parametrize("bad_stage", [
-    FakeVoter("l1", "L1", 0.1, error=RuntimeError("CUDA out of memory")),   # a stage that raises
-    FakeVoter("l1", "L1", 0.1, delay=5.0),                                  # a stage that sleeps past the deadline
-])
+@pytest.mark.parametrize(
+    "bad_stage",
+    [
+        FakeVoter("l1", "L1", 0.1, error=RuntimeError("CUDA out of memory")),  # a stage that raises
+        FakeVoter("l1", "L1", 0.1, delay=5.0),  # a stage that sleeps past the deadline
+    ],
+)
 def test_a_failing_later_stage_still_yields_the_earlier_answer_in_time(make_service, bad_stage):
     # given a sure-enough L0 and an L1 that fails; deadline 1 s
     service = make_service([FakeVoter("l0", "L0", 0.8), bad_stage], deadline_ms=1000)
@@ -113,6 +118,7 @@ def test_a_full_queue_answers_minus_one_at_once(make_service):
 
     async def two():
         return await asyncio.gather(service.answer(IMAGE), service.answer(IMAGE))
+
     first, second = asyncio.run(two())
     assert first.prediction == pytest.approx(0.6)
     assert second.prediction == -1.0 and second.reason.startswith("overloaded")
@@ -129,11 +135,13 @@ def test_waiters_are_served_by_priority():
             if await adm.acquire(p, time.monotonic() + 5):
                 order.append(p)
                 adm.release()
+
         tasks = [asyncio.create_task(wait(p)) for p in (1.0, 500.0, 30.0)]
         await asyncio.sleep(0.01)
         adm.release()
         await asyncio.gather(*tasks)
         return order
+
     assert asyncio.run(scenario()) == [500.0, 30.0, 1.0]
 
 
@@ -144,6 +152,7 @@ def test_a_waiter_gives_up_at_its_deadline_and_frees_nothing():
         got = await adm.acquire(1.0, time.monotonic() + 0.05)
         adm.release()  # the holder leaves: the slot must come back, not go to the departed waiter
         return got, await adm.acquire(2.0, time.monotonic() + 0.05)
+
     assert asyncio.run(scenario()) == (False, True)
 
 
@@ -156,6 +165,7 @@ def test_drain_waits_for_requests_inside(make_service):
         drained = await service.drain(2.0)
         late = await service.answer(IMAGE)
         return drained, (await task).prediction, late
+
     drained, first, late = asyncio.run(scenario())
     assert drained and first == pytest.approx(0.6)
     assert late.prediction == -1.0 and late.reason == "shutting down"
@@ -184,11 +194,16 @@ def test_explanation_names_boxed_objects_first():
     from cascade.types import AbstainCause, Vote
     from miner.service import explain
 
-    boxes = [{"xyxy": [0, 0, 1, 1], "score": 0.9, "label": "traffic cone"},
-             {"xyxy": [0, 0, 1, 1], "score": 0.8, "label": "traffic cone"},
-             {"xyxy": [0, 0, 1, 1], "score": 0.1, "label": "person"}]
-    votes = [Vote("l0", "L0", 0.7), Vote("yolo", "L1", 0.95, evidence={"boxes": boxes}),
-             Vote.abstain("vlm", "L3", "deadline", cause=AbstainCause.DEADLINE)]
+    boxes = [
+        {"xyxy": [0, 0, 1, 1], "score": 0.9, "label": "traffic cone"},
+        {"xyxy": [0, 0, 1, 1], "score": 0.8, "label": "traffic cone"},
+        {"xyxy": [0, 0, 1, 1], "score": 0.1, "label": "person"},
+    ]
+    votes = [
+        Vote("l0", "L0", 0.7),
+        Vote("yolo", "L1", 0.95, evidence={"boxes": boxes}),
+        Vote.abstain("vlm", "L3", "deadline", cause=AbstainCause.DEADLINE),
+    ]
     text = explain(votes)
     assert text.startswith("2 traffic cone;") and "person" not in text and "vlm" not in text
 
@@ -203,6 +218,7 @@ def test_a_caller_that_leaves_the_queue_does_not_leak_its_slot():
         await asyncio.gather(waiter, return_exceptions=True)
         adm.release()
         return await adm.acquire(2.0, time.monotonic() + 0.05)
+
     assert asyncio.run(scenario()) is True
 
 

@@ -6,6 +6,7 @@ port's /metrics of a real, idle miner (the axon, the service and a cascade whose
 nothing) and check every selector of the alerts that apply to any miner against it. The promtool
 unit test is generated from that same exposition, so it cannot assume series the miner lacks.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,13 @@ from tests.conftest import REPO, FakeVoter
 from tests.monitoring.helpers import make_cascade
 
 ALERTS = REPO / "monitoring" / "prometheus" / "alerts.yml"
-EVERY_MINER = ("RoadworkDeadlineMisses", "RoadworkDeadlineTight", "RoadworkErrorRate", "RoadworkVoterFailing",
-               "RoadworkNotReady")
+EVERY_MINER = (
+    "RoadworkDeadlineMisses",
+    "RoadworkDeadlineTight",
+    "RoadworkErrorRate",
+    "RoadworkVoterFailing",
+    "RoadworkNotReady",
+)
 """Alerts that apply to any profile; the breaker and device-worker alerts need VLM tiers or GPU workers."""
 SELECTOR = re.compile(r"(roadwork_[a-z_]+)(?:\{([^}]*)\})?")
 MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
@@ -33,8 +39,10 @@ def idle_exposition() -> str:
     from miner.config import MinerConfig
     from miner.rig import LocalRig
 
-    with make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1_boxes", "L1", 0.9)]) as cascade, \
-            LocalRig(cascade, MinerConfig()) as rig:
+    with (
+        make_cascade([FakeVoter("l0_head", "L0", 0.9), FakeVoter("l1_boxes", "L1", 0.9)]) as cascade,
+        LocalRig(cascade, MinerConfig()) as rig,
+    ):
         with urllib.request.urlopen(rig.health.url + "/metrics", timeout=5) as r:
             return r.read().decode()
 
@@ -42,13 +50,18 @@ def idle_exposition() -> str:
 def idle_series(text: str) -> list[tuple[str, dict[str, str], float]]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    return [(s.name, dict(s.labels), float(s.value)) for fam in text_string_to_metric_families(text)
-            for s in fam.samples]
+    return [
+        (s.name, dict(s.labels), float(s.value)) for fam in text_string_to_metric_families(text) for s in fam.samples
+    ]
 
 
 def matches(labels: dict[str, str], matchers: list[tuple[str, str, str]]) -> bool:
-    ok = {"=": lambda v, x: v == x, "!=": lambda v, x: v != x,
-          "=~": lambda v, x: re.fullmatch(x, v) is not None, "!~": lambda v, x: re.fullmatch(x, v) is None}
+    ok = {
+        "=": lambda v, x: v == x,
+        "!=": lambda v, x: v != x,
+        "=~": lambda v, x: re.fullmatch(x, v) is not None,
+        "!~": lambda v, x: re.fullmatch(x, v) is None,
+    }
     return all(ok[op](labels.get(k, ""), x) for k, op, x in matchers)
 
 
@@ -85,12 +98,31 @@ def test_deadline_misses_fire_from_the_idle_exposition(idle_exposition, tmp_path
         else:
             values = f"{value:g}+0x20"
         inputs.append({"series": series, "values": values})
-    test = {"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": [{
-        "interval": "1m", "input_series": inputs,
-        "alert_rule_test": [{"eval_time": "12m", "alertname": "RoadworkDeadlineMisses",
-                             "exp_alerts": [{"exp_labels": {"severity": "page"}, "exp_annotations": {
-                                 "summary": "Deadline misses: 100m/s answers came too late",
-                                 "description": rule_field("RoadworkDeadlineMisses", "description")}}]}]}]}
+    test = {
+        "rule_files": [str(ALERTS)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": inputs,
+                "alert_rule_test": [
+                    {
+                        "eval_time": "12m",
+                        "alertname": "RoadworkDeadlineMisses",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": "page"},
+                                "exp_annotations": {
+                                    "summary": "Deadline misses: 100m/s answers came too late",
+                                    "description": rule_field("RoadworkDeadlineMisses", "description"),
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
     path = tmp_path / "idle_test.yml"
     path.write_text(yaml.safe_dump(test))
     done = subprocess.run(["promtool", "test", "rules", str(path)], capture_output=True, text=True, timeout=60)

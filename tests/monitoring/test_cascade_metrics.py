@@ -34,13 +34,20 @@ def test_queries_levels_and_voter_latency_are_counted(metrics, frame):
 
 def test_agreement_with_the_final_answer_per_voter(metrics, frame):
     # given three voters that say yes and one that says no: the answer is yes
-    voters = [FakeVoter("a", "L0", 0.9), FakeVoter("b", "L0", 0.8), FakeVoter("c", "L0", 0.7),
-              FakeVoter("dissent", "L0", 0.2), FakeVoter("bad", "L0", error=RuntimeError("boom"))]
+    voters = [
+        FakeVoter("a", "L0", 0.9),
+        FakeVoter("b", "L0", 0.8),
+        FakeVoter("c", "L0", 0.7),
+        FakeVoter("dissent", "L0", 0.2),
+        FakeVoter("bad", "L0", error=RuntimeError("boom")),
+    ]
     with make_cascade(voters) as cascade:
         verdict = run(cascade, frame, metrics.observer())
     assert verdict.label == 1
-    v = lambda voter, outcome: metrics.value("roadwork_cascade_votes_total",  # noqa: E731
-                                             {"voter": voter, "level": "L0", "outcome": outcome})
+
+    def v(voter, outcome):
+        return metrics.value("roadwork_cascade_votes_total", {"voter": voter, "level": "L0", "outcome": outcome})
+
     assert (v("a", "agree"), v("dissent", "disagree"), v("dissent", "agree"), v("bad", "abstain")) == (1, 1, 0, 1)
     assert metrics.value("roadwork_cascade_voter_abstentions_total", {"voter": "bad", "cause": "error"}) == 1
 
@@ -62,8 +69,10 @@ def test_voter_timeout_is_an_abstention_for_deadline(metrics, frame):
 @pytest.mark.parametrize("state, value", [("closed", 0), ("half_open", 1), ("HALF-OPEN", 1), ("open", 2)])
 def test_breaker_state_gauge(metrics, state, value):
     metrics.set_breaker_state("vlm_power", state, endpoint="http://127.0.0.1:8001")
-    assert metrics.value("roadwork_cascade_breaker_state",
-                         {"tier": "vlm_power", "endpoint": "http://127.0.0.1:8001"}) == value
+    assert (
+        metrics.value("roadwork_cascade_breaker_state", {"tier": "vlm_power", "endpoint": "http://127.0.0.1:8001"})
+        == value
+    )
 
 
 def test_breaker_states_are_read_after_each_verdict(frame):
@@ -114,10 +123,12 @@ class RaisingClient:
 def _vlm_errors():
     from vlm_tiers.errors import ReplyParseError, TierUnavailableError, VLMHTTPError, VLMTimeoutError
 
-    return [(TierUnavailableError("vlm_fast: every endpoint's circuit is open"), "breaker"),
-            (VLMTimeoutError("http://127.0.0.1:8001: no answer within 2.5 s"), "deadline"),
-            (VLMHTTPError("http://127.0.0.1:8001: HTTP 503", 503, "overloaded"), "error"),
-            (ReplyParseError("no yes/no token in the reply: 'I cannot tell'"), "error")]
+    return [
+        (TierUnavailableError("vlm_fast: every endpoint's circuit is open"), "breaker"),
+        (VLMTimeoutError("http://127.0.0.1:8001: no answer within 2.5 s"), "deadline"),
+        (VLMHTTPError("http://127.0.0.1:8001: HTTP 503", 503, "overloaded"), "error"),
+        (ReplyParseError("no yes/no token in the reply: 'I cannot tell'"), "error"),
+    ]
 
 
 @pytest.mark.parametrize("index", range(4))

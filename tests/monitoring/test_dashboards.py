@@ -1,4 +1,5 @@
 """The Grafana dashboard and the Prometheus alert rules only name metrics that the miner exports."""
+
 import json
 import re
 import shutil
@@ -64,8 +65,12 @@ def test_alerts_cover_deadline_errors_and_open_breakers():
 def test_dashboard_shows_level_latency_agreement_and_breakers():
     panels = json.loads(DASHBOARD.read_text())["panels"]
     text = json.dumps(panels)
-    for metric in ("roadwork_cascade_level_seconds_bucket", "roadwork_cascade_votes_total",
-                   "roadwork_cascade_breaker_state", "roadwork_request_latency_seconds_bucket"):
+    for metric in (
+        "roadwork_cascade_level_seconds_bucket",
+        "roadwork_cascade_votes_total",
+        "roadwork_cascade_breaker_state",
+        "roadwork_request_latency_seconds_bucket",
+    ):
         assert metric in text
     assert len({p["id"] for p in panels}) == len(panels)
     boxes = [(p["gridPos"]["x"], p["gridPos"]["y"]) for p in panels]

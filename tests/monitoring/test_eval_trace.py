@@ -1,4 +1,5 @@
 """`roadwork eval --trace`: one trace per evaluated image, and run.json for `roadwork review`."""
+
 import json
 
 import pytest
@@ -36,20 +37,34 @@ def test_evaluate_traces_each_image_and_writes_run_json(tmp_path, sample_dir):
     exporter, tracer = memory_tracer()
     ds = load_dataset(sample_dir)
     with make_cascade([FakeVoter("l0_head", "L0", 0.7)]) as cascade:
-        evaluate(cascade, ds, make_transform("validator", 3), "validator", tmp_path / "run", show_progress=False,
-                 observer_for=tracer.observer_for, run_info={"seed": 3, "split": None})
+        evaluate(
+            cascade,
+            ds,
+            make_transform("validator", 3),
+            "validator",
+            tmp_path / "run",
+            show_progress=False,
+            observer_for=tracer.observer_for,
+            run_info={"seed": 3, "split": None},
+        )
     roots = [s for s in exporter.get_finished_spans() if s.name == "cascade"]
     assert len(roots) == len(ds) == 4 and len({s.context.trace_id for s in roots}) == 4
     meta = {json.loads(s.attributes["metadata"])["key"]: json.loads(s.attributes["metadata"]) for s in roots}
     assert {k: m["label"] for k, m in meta.items()} == {s.key: s.label for s in ds}
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run == {"data_root": str(sample_dir.resolve()), "transform": "validator", "profile": "unnamed",
-                   "seed": 3, "split": None}
+    assert run == {
+        "data_root": str(sample_dir.resolve()),
+        "transform": "validator",
+        "profile": "unnamed",
+        "seed": 3,
+        "split": None,
+    }
 
 
 def test_eval_rejects_a_trace_url_without_scheme(sample_dir, tmp_path):
-    result = CliRunner().invoke(app, ["eval", "--data", str(sample_dir), "--out", str(tmp_path / "r"),
-                                      "--trace", "127.0.0.1:6006"])
+    result = CliRunner().invoke(
+        app, ["eval", "--data", str(sample_dir), "--out", str(tmp_path / "r"), "--trace", "127.0.0.1:6006"]
+    )
     assert result.exit_code == 2 and "http://127.0.0.1:6006" in result.output and "'127.0.0.1:6006'" in result.output
 
 
@@ -57,12 +72,23 @@ def test_a_wrong_answers_trace_is_tagged_and_the_report_links_the_project(tmp_pa
     exporter, tracer = memory_tracer()
     ds = load_dataset(sample_dir)
     with make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade:  # calls everything roadwork
-        evaluate(cascade, ds, make_transform("v0.2", 3), "v0.2", tmp_path / "run", show_progress=False,
-                 observer_for=tracer.observer_for,
-                 run_info={"seed": 3, "split": None, "traces": {"endpoint": "http://127.0.0.1:6006",
-                                                                "project": "roadwork-eval"}})
-    roots = {json.loads(s.attributes["metadata"])["key"]: s for s in exporter.get_finished_spans()
-             if s.name == "cascade"}
+        evaluate(
+            cascade,
+            ds,
+            make_transform("v0.2", 3),
+            "v0.2",
+            tmp_path / "run",
+            show_progress=False,
+            observer_for=tracer.observer_for,
+            run_info={
+                "seed": 3,
+                "split": None,
+                "traces": {"endpoint": "http://127.0.0.1:6006", "project": "roadwork-eval"},
+            },
+        )
+    roots = {
+        json.loads(s.attributes["metadata"])["key"]: s for s in exporter.get_finished_spans() if s.name == "cascade"
+    }
     for sample in ds:
         attrs = roots[sample.key].attributes
         assert attrs["roadwork.label"] == sample.label and attrs["roadwork.correct"] == (sample.label == 1)
@@ -90,8 +116,10 @@ def test_a_testnet_label_tags_the_miners_wrong_answers_without_changing_them(tmp
         finally:
             await rig.aclose()
 
-    with make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade, \
-            LocalRig(cascade, MinerConfig(), tracer=tracer) as rig:  # calls everything roadwork
+    with (
+        make_cascade([FakeVoter("l0_head", "L0", 0.9)]) as cascade,
+        LocalRig(cascade, MinerConfig(), tracer=tracer) as rig,
+    ):  # calls everything roadwork
         results = asyncio.run(ask(rig))
     tracer.close()
     assert [r.prediction for r in results] == [pytest.approx(0.9)] * 3  # the label never reaches the answer

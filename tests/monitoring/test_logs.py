@@ -1,4 +1,5 @@
 """Our log lines survive a library that silences every existing logger (bittensor 10.5 does)."""
+
 import json
 import logging
 
@@ -37,4 +38,3 @@ def test_a_commands_default_level_does_not_override_the_users_choice():
 def test_unknown_level_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="DEBUG, INFO, WARNING"):
         parse_level("loud")
-

@@ -1,4 +1,5 @@
 """Real Arize Phoenix server (its own venv, .venv-phoenix) receives the cascade's traces."""
+
 import os
 import socket
 import subprocess
@@ -44,9 +45,15 @@ def phoenix_url(tmp_path):
     if not PHOENIX.is_file():
         pytest.skip(f"no Phoenix server at {PHOENIX}: run `make phoenix-venv`")
     port = free_port()
-    env = {**os.environ, "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(port),
-           "PHOENIX_GRPC_PORT": str(free_port()), "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"),
-           "PHOENIX_TELEMETRY_ENABLED": "false", "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false"}
+    env = {
+        **os.environ,
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(free_port()),
+        "PHOENIX_WORKING_DIR": str(tmp_path / "phoenix"),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+    }
     log = tmp_path / "phoenix.log"  # a file, not a pipe: the server logs a lot and would block on a full pipe
     proc = subprocess.Popen([str(PHOENIX), "serve"], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -96,8 +103,9 @@ def test_phoenix_receives_one_trace_per_query(phoenix_url, frame):
     assert len(roots) == 3 and len({s["context"]["trace_id"] for s in roots}) == 3
     assert all(not s.get("parent_id") for s in roots)
     assert {s["span_kind"] for s in roots} == {"CHAIN"}
-    assert all(0 <= s["attributes"]["roadwork.prob"] <= 1 and s["attributes"]["roadwork.exit_level"] == "L3"
-               for s in roots)
+    assert all(
+        0 <= s["attributes"]["roadwork.prob"] <= 1 and s["attributes"]["roadwork.exit_level"] == "L3" for s in roots
+    )
     by_name = {s["name"]: s for s in spans}
     vlm, yolo, broken = by_name["vlm_fast"], by_name["yolo"], by_name["broken"]
     assert vlm["span_kind"] == "LLM"

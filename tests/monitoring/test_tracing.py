@@ -131,11 +131,14 @@ def test_an_observer_traces_one_query_only(traced, frame):
             run(cascade, frame, obs)
 
 
-@pytest.mark.parametrize("endpoint, ok", [
-    ("http://127.0.0.1:6006", True),
-    ("http://127.0.0.1:6006/v1/traces", True),
-    ("127.0.0.1:6006", False),  # no scheme
-])
+@pytest.mark.parametrize(
+    "endpoint, ok",
+    [
+        ("http://127.0.0.1:6006", True),
+        ("http://127.0.0.1:6006/v1/traces", True),
+        ("127.0.0.1:6006", False),  # no scheme
+    ],
+)
 def test_tracing_provider_checks_the_url(endpoint, ok):
     pytest.importorskip("phoenix.otel", reason="needs arize-phoenix-otel (extra `trace`)")
     if not ok:
@@ -153,8 +156,14 @@ def test_attribute_names_match_openinference():
     semconv = pytest.importorskip("openinference.semconv.trace")
     sa = semconv.SpanAttributes
     assert (tr.KIND, tr.INPUT_VALUE, tr.OUTPUT_VALUE, tr.LLM_MODEL, tr.LLM_IN, tr.LLM_OUT, tr.METADATA) == (
-        sa.OPENINFERENCE_SPAN_KIND, sa.INPUT_VALUE, sa.OUTPUT_VALUE, sa.LLM_MODEL_NAME,
-        sa.LLM_INPUT_MESSAGES, sa.LLM_OUTPUT_MESSAGES, sa.METADATA)
+        sa.OPENINFERENCE_SPAN_KIND,
+        sa.INPUT_VALUE,
+        sa.OUTPUT_VALUE,
+        sa.LLM_MODEL_NAME,
+        sa.LLM_INPUT_MESSAGES,
+        sa.LLM_OUTPUT_MESSAGES,
+        sa.METADATA,
+    )
     kinds = {k.value for k in semconv.OpenInferenceSpanKindValues}
     assert {"CHAIN", "LLM", "TOOL"} <= kinds
 

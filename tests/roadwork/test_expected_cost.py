@@ -1,4 +1,5 @@
 """Early-exit shares and the expected GPU cost per query (roadwork/expected_cost.py)."""
+
 from __future__ import annotations
 
 import json
@@ -14,14 +15,17 @@ from roadwork.gpu_bench import level_costs
 COSTS = {"L0": 2.0, "L1": 20.0, "L2": 10.0, "L3": 40.0, "L4": 80.0, "L5": 1000.0}
 
 
-@pytest.mark.parametrize("cont, expected_ms", [
-    # case: everything exits at L0 -> only L0 is paid
-    ({"L0": 0.0}, 2.0),
-    # case: nothing ever exits -> every level is paid
-    ({"L0": 1, "L1": 1, "L2": 1, "L3": 1, "L4": 1}, 1152.0),
-    # case: half continue at every level: 2 + 20/2 + 10/4 + 40/8 + 80/16 + 1000/32
-    ({"L0": .5, "L1": .5, "L2": .5, "L3": .5, "L4": .5}, 2 + 10 + 2.5 + 5 + 5 + 31.25),
-])
+@pytest.mark.parametrize(
+    "cont, expected_ms",
+    [
+        # case: everything exits at L0 -> only L0 is paid
+        ({"L0": 0.0}, 2.0),
+        # case: nothing ever exits -> every level is paid
+        ({"L0": 1, "L1": 1, "L2": 1, "L3": 1, "L4": 1}, 1152.0),
+        # case: half continue at every level: 2 + 20/2 + 10/4 + 40/8 + 80/16 + 1000/32
+        ({"L0": 0.5, "L1": 0.5, "L2": 0.5, "L3": 0.5, "L4": 0.5}, 2 + 10 + 2.5 + 5 + 5 + 31.25),
+    ],
+)
 def test_expected_cost_weights_each_level_by_its_reach(cont: dict, expected_ms: float) -> None:
     r = expected_cost(cont, COSTS)
     assert r["expected_ms_per_query"] == pytest.approx(expected_ms)
@@ -50,8 +54,9 @@ def test_l0_continue_share_needs_l0_rows() -> None:
         l0_continue_share([{"prob": 0.5, "exit_level": "L2"}], (0.1, 0.9))
 
 
-@pytest.mark.parametrize("items, ok", [(["L1=0.4", "l3=0.5"], {"L1": 0.4, "L3": 0.5}), (["L9=1"], None),
-                                       (["L1"], None), (["L1=x"], None)])
+@pytest.mark.parametrize(
+    "items, ok", [(["L1=0.4", "l3=0.5"], {"L1": 0.4, "L3": 0.5}), (["L9=1"], None), (["L1"], None), (["L1=x"], None)]
+)
 def test_parse_pairs(items: list[str], ok: dict | None) -> None:
     if ok is None:
         with pytest.raises(ValueError, match="--continue: expected LEVEL=NUMBER"):
@@ -61,9 +66,13 @@ def test_parse_pairs(items: list[str], ok: dict | None) -> None:
 
 
 def test_level_costs_sum_each_levels_models() -> None:
-    bench = {"voters": {"a": {"level": "L1", "native": {"ms_per_image": 3.0}},
-                        "b": {"level": "L1", "native": {"ms_per_image": 4.0}},
-                        "c": {"level": "L0", "native": {"ms_per_image": 1.0}}}}
+    bench = {
+        "voters": {
+            "a": {"level": "L1", "native": {"ms_per_image": 3.0}},
+            "b": {"level": "L1", "native": {"ms_per_image": 4.0}},
+            "c": {"level": "L0", "native": {"ms_per_image": 1.0}},
+        }
+    }
     assert level_costs(bench) == {"L1": 7.0, "L0": 1.0}
 
 
@@ -84,11 +93,24 @@ def test_report_marks_measured_bench_and_prior_sources(tmp_path: Path) -> None:
 
 def test_cli_expected_cost_writes_json(tmp_path: Path) -> None:
     artefact = tmp_path / "consensus.json"
-    artefact.write_text(json.dumps({"schema_version": 1, "labels": [0, 1], "weights": {"l0_head": 1.0},
-                                    "bands": {"L0": [0.1, 0.9]}}))
+    artefact.write_text(
+        json.dumps({"schema_version": 1, "labels": [0, 1], "weights": {"l0_head": 1.0}, "bands": {"L0": [0.1, 0.9]}})
+    )
     out = tmp_path / "cost.json"
-    res = CliRunner().invoke(app, ["bench", "--expected-cost", str(_run(tmp_path, [0.01, 0.5, 0.99, 0.95])),
-                                   "--artefact", str(artefact), "--continue", "L1=0", "--out", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--expected-cost",
+            str(_run(tmp_path, [0.01, 0.5, 0.99, 0.95])),
+            "--artefact",
+            str(artefact),
+            "--continue",
+            "L1=0",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["l0"]["continue"] == pytest.approx(0.25)

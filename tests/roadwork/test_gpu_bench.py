@@ -1,4 +1,5 @@
 """`roadwork bench --gpu`: placement remapping, skipping what cannot run, and a tiny CPU smoke run."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -23,16 +24,19 @@ def cfg():
     return load_profile(PROFILE)
 
 
-@pytest.mark.parametrize("opts, expect", [
-    # case: the profile's own placement keeps both cards
-    (GpuBenchOptions(), {"cuda:0", "cuda:1", "cpu"}),
-    # case: --single-gpu moves every model to cuda:0 (the 1-GPU side of the comparison); OCR stays on the CPU
-    (GpuBenchOptions(single_gpu=True), {"cuda:0", "cpu"}),
-    # case: --device puts every GPU model on the named card
-    (GpuBenchOptions(device="cuda:1"), {"cuda:1", "cpu"}),
-    # case: --tiny runs on the CPU
-    (GpuBenchOptions(tiny=True), {"cpu"}),
-])
+@pytest.mark.parametrize(
+    "opts, expect",
+    [
+        # case: the profile's own placement keeps both cards
+        (GpuBenchOptions(), {"cuda:0", "cuda:1", "cpu"}),
+        # case: --single-gpu moves every model to cuda:0 (the 1-GPU side of the comparison); OCR stays on the CPU
+        (GpuBenchOptions(single_gpu=True), {"cuda:0", "cpu"}),
+        # case: --device puts every GPU model on the named card
+        (GpuBenchOptions(device="cuda:1"), {"cuda:1", "cpu"}),
+        # case: --tiny runs on the CPU
+        (GpuBenchOptions(tiny=True), {"cpu"}),
+    ],
+)
 def test_place_remaps_devices(cfg, opts: GpuBenchOptions, expect: set[str]) -> None:
     placed = place(cfg, opts)
     assert {v.device for v in placed.voters if v.kind != "vlm-http"} == expect
@@ -62,8 +66,9 @@ def test_no_early_exit_opens_every_band(cfg) -> None:
     assert bc.consensus.weights is None and bc.runtime.workers == 64
 
 
-@pytest.mark.parametrize("text, ok", [("32,64,128,256", [32, 64, 128, 256]), ("8", [8]), ("0,4", None),
-                                      ("a,b", None), ("", None)])
+@pytest.mark.parametrize(
+    "text, ok", [("32,64,128,256", [32, 64, 128, 256]), ("8", [8]), ("0,4", None), ("a,b", None), ("", None)]
+)
 def test_parse_concurrency(text: str, ok: list[int] | None) -> None:
     if ok is None:
         with pytest.raises(ValueError, match="--concurrency"):
@@ -82,8 +87,19 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
     # given a few of the profile's voters at tiny size on the CPU
     out = tmp_path / "gpu_bench.json"
     only = ["l0_dinov2_l", "yolo11x", "dfine_l", "depth_da2_l", "scene_siglip2_b"]
-    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE),
-            "--concurrency", "2,4", "--out", str(out)] + [a for n in only for a in ("--only", n)]
+    args = [
+        "bench",
+        "--gpu",
+        "--random-weights",
+        "--tiny",
+        "--no-early-exit",
+        "--config",
+        str(PROFILE),
+        "--concurrency",
+        "2,4",
+        "--out",
+        str(out),
+    ] + [a for n in only for a in ("--only", n)]
     # when the bench runs
     res = CliRunner().invoke(app, args)
     # then every requested voter ran, every frame went through all three levels, and the figures are there
@@ -108,8 +124,20 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
     # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker)
     out = tmp_path / "gpu_bench.json"
     only = ["l0_dinov2_l", "scene_siglip2_b"]
-    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE),
-            "--concurrency", "4", "--process-per-device", "--out", str(out)] + [a for n in only for a in ("--only", n)]
+    args = [
+        "bench",
+        "--gpu",
+        "--random-weights",
+        "--tiny",
+        "--no-early-exit",
+        "--config",
+        str(PROFILE),
+        "--concurrency",
+        "4",
+        "--process-per-device",
+        "--out",
+        str(out),
+    ] + [a for n in only for a in ("--only", n)]
     # when the bench runs
     res = CliRunner().invoke(app, args)
     # then both voters were built and answered in one worker process, and the run is complete
@@ -150,8 +178,11 @@ def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: py
     import detectors.random_weights as rw
     from tests.conftest import FakeVoter
 
-    monkeypatch.setattr(rw, "build_random", lambda v, b, tiny=False, dtype=None: FakeVoter(
-        v.name, v.level, error=ValueError("bad shape")))
+    monkeypatch.setattr(
+        rw,
+        "build_random",
+        lambda v, b, tiny=False, dtype=None: FakeVoter(v.name, v.level, error=ValueError("bad shape")),
+    )
     voters = [v for v in cfg.voters if v.name == "owlv2_b16"]
     dets, info, skipped = build_all(cfg, voters, GpuBenchOptions())
     assert verify(cfg, voters, dets, info, skipped, GpuBenchOptions()) == []

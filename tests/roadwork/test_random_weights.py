@@ -1,4 +1,5 @@
 """detectors/random_weights.py: a profile's voter -> the same architecture from configs, no downloads."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,16 @@ from cascade.types import Frame
 from detectors.random_weights import NoRandomConfigError, build_random, random_voter, tiny_yaml
 
 
-@pytest.mark.parametrize("weights, tiny", [
-    ("yolo11x.pt", "yolo11n.yaml"), ("yolo26x.pt", "yolo26n.yaml"), ("yolov8l.pt", "yolov8n.yaml"),
-    ("rtdetr-x.pt", "rtdetr-l.yaml"), ("yoloe-11l-seg.pt", "yoloe-11s-seg.yaml"),
-])
+@pytest.mark.parametrize(
+    "weights, tiny",
+    [
+        ("yolo11x.pt", "yolo11n.yaml"),
+        ("yolo26x.pt", "yolo26n.yaml"),
+        ("yolov8l.pt", "yolov8n.yaml"),
+        ("rtdetr-x.pt", "rtdetr-l.yaml"),
+        ("yoloe-11l-seg.pt", "yoloe-11s-seg.yaml"),
+    ],
+)
 def test_tiny_yaml(weights: str, tiny: str) -> None:
     assert tiny_yaml(weights) == tiny
 
@@ -34,16 +41,18 @@ def test_ultralytics_full_size_yaml_and_dtype() -> None:
 
 
 def test_hf_hub_id_becomes_its_full_config() -> None:
-    built = random_voter(_voter("hf-detector", dtype="float16", model="google/owlv2-base-patch16-ensemble"),
-                         dtype="bfloat16")
+    built = random_voter(
+        _voter("hf-detector", dtype="float16", model="google/owlv2-base-patch16-ensemble"), dtype="bfloat16"
+    )
     p = built.params
     assert "model" not in p and built.dtype == "bfloat16"
     assert p["random_init"]["model_type"] == "owlv2" and p["random_init"]["vision_config"]["image_size"] == 960
 
 
 def test_tiny_hf_voter_is_small_and_fp32() -> None:
-    built = random_voter(_voter("depth-size", dtype="float16", model="depth-anything/Depth-Anything-V2-Large-hf"),
-                         tiny=True)
+    built = random_voter(
+        _voter("depth-size", dtype="float16", model="depth-anything/Depth-Anything-V2-Large-hf"), tiny=True
+    )
     p = built.params
     assert built.dtype == "float32" and p["image_size"] == 56
     assert p["random_init"]["backbone_config"]["hidden_size"] == 32
@@ -61,8 +70,14 @@ def test_vlm_kinds_have_no_random_form() -> None:
 
 @pytest.mark.parametrize("hub", ["facebook/dinov2-large", "facebook/dinov3-vitl16-pretrain-lvd1689m"])
 def test_tiny_backbone_head_predicts_without_a_head_file(hub: str) -> None:
-    v = VoterConfig(name="l0", kind="backbone-head", level="L0", batch=4, batch_wait_ms=2,
-                    params={"backbone": {"kind": "hf-automodel", "model": hub}, "head": "missing.npz"})
+    v = VoterConfig(
+        name="l0",
+        kind="backbone-head",
+        level="L0",
+        batch=4,
+        batch_wait_ms=2,
+        params={"backbone": {"kind": "hf-automodel", "model": hub}, "head": "missing.npz"},
+    )
     det = build_random(v, base_dir=Path("."), tiny=True)
     frames = [Frame(np.zeros((40, 60, 3), np.uint8), source="t") for _ in range(3)]
     votes = det.predict(frames)

@@ -1,4 +1,5 @@
 """benchmarks/spy_during.py: py-spy's raw stacks summarised per process and thread."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -20,9 +21,10 @@ def test_worker_samples_go_to_the_worker_not_to_its_parent(tmp_path: Path) -> No
     raw.write_text(
         'process 10:"python -m roadwork.cli bench";thread (10): MainThread;run (a.py:1);wait (threading.py:355) 20\n'
         'process 10:"python -m roadwork.cli bench";process 11:"python -c spawn_main";thread (11): MainThread;'
-        '_predict (detectors/device_process.py:80);forward (torch/nn/modules/linear.py:134) 90\n'
+        "_predict (detectors/device_process.py:80);forward (torch/nn/modules/linear.py:134) 90\n"
         'process 10:"python -m roadwork.cli bench";process 11:"python -c spawn_main";thread (11): MainThread;'
-        '_predict (detectors/device_process.py:80) 5\n')
+        "_predict (detectors/device_process.py:80) 5\n"
+    )
     # when it is summarised for 1 s at 100 Hz
     out = load().summarise(raw, rate=100, seconds=1)
     # then the worker was on the CPU 95 % of the time and its parent 20 %, each with its own frames

@@ -16,8 +16,7 @@ def jpeg_bytes(colour=(200, 100, 0), size=(40, 30), mode="RGB", fmt="JPEG"):
 
 def test_folder_reports_bad_rows_with_file_names(tmp_path):
     (tmp_path / "a.jpg").write_bytes(jpeg_bytes())
-    (tmp_path / "labels.csv").write_text(
-        "path,label,source\na.jpg,1,s\nmissing.jpg,0,s\na.jpg,yes,s\n")
+    (tmp_path / "labels.csv").write_text("path,label,source\na.jpg,1,s\nmissing.jpg,0,s\na.jpg,yes,s\n")
     ds = load_folder(tmp_path)
     assert [s.key for s in ds] == ["a.jpg"]
     assert any("missing.jpg: file not found" in p for p in ds.problems)
@@ -31,9 +30,11 @@ def test_folder_without_labels_csv_fails_clearly(tmp_path):
 
 @pytest.mark.parametrize(
     ("payload", "mode"),
-    [(jpeg_bytes(mode="CMYK", colour=(0, 50, 100, 0)), "CMYK"),
-     (jpeg_bytes(mode="RGBA", colour=(255, 0, 0, 0), fmt="PNG"), "RGBA"),
-     (jpeg_bytes(mode="L", colour=128, fmt="PNG"), "L")],
+    [
+        (jpeg_bytes(mode="CMYK", colour=(0, 50, 100, 0)), "CMYK"),
+        (jpeg_bytes(mode="RGBA", colour=(255, 0, 0, 0), fmt="PNG"), "RGBA"),
+        (jpeg_bytes(mode="L", colour=128, fmt="PNG"), "L"),
+    ],
 )
 def test_odd_modes_become_rgb(tmp_path, payload, mode):
     p = tmp_path / "x.img"
@@ -58,8 +59,9 @@ def test_parquet_rows_with_image_bytes(tmp_path):
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
 
-    table = pa.table({"image": [{"bytes": jpeg_bytes()}, {"bytes": jpeg_bytes((0, 0, 0))}, {"bytes": b"xx"}],
-                      "label": [1, 0, 2]})
+    table = pa.table(
+        {"image": [{"bytes": jpeg_bytes()}, {"bytes": jpeg_bytes((0, 0, 0))}, {"bytes": b"xx"}], "label": [1, 0, 2]}
+    )
     pq.write_table(table, tmp_path / "natix.parquet")
     ds = load_dataset(tmp_path / "natix.parquet")
     assert [s.label for s in ds] == [1, 0]

@@ -1,4 +1,5 @@
 """The eval report a person reads: where the data came from, the confusion matrix, the worst mistakes."""
+
 import json
 
 from tests.conftest import FakeVoter
@@ -13,8 +14,15 @@ def test_report_names_the_data_shows_the_confusion_matrix_and_the_worst_mistakes
     # given a cascade that calls everything roadwork, on a sample with both labels
     ds = load_folder(make_sample(tmp_path / "s", n=24)).select(split="dev")
     with make_cascade([FakeVoter("l0", "L0", 0.9)]) as cascade:
-        result = evaluate(cascade, ds, make_transform("v0.2", 0), "v0.2", tmp_path / "run", show_progress=False,
-                          run_info={"split": "dev", "seed": 0})
+        result = evaluate(
+            cascade,
+            ds,
+            make_transform("v0.2", 0),
+            "v0.2",
+            tmp_path / "run",
+            show_progress=False,
+            run_info={"split": "dev", "seed": 0},
+        )
     report = (tmp_path / "run" / "report.md").read_text()
     # then the report says what was scored and how it went wrong
     assert f"data: `{ds.root.resolve()}`, split `dev`" in report and "**synthetic sample**" in report
@@ -33,4 +41,6 @@ def test_a_query_nobody_answered_is_scored_wrong_like_the_minus_one_the_miner_se
     # then no negative passes as a correct "no roadwork": every query counts against the miner
     assert result.metrics["unanswered"] == 12
     assert result.metrics["accuracy"] == 0.0 and result.metrics["confusion"]["tn"] == 0
-    assert "unanswered (scored wrong, as the miner's -1 earns nothing): 12" in (tmp_path / "run" / "report.md").read_text()
+    assert (
+        "unanswered (scored wrong, as the miner's -1 earns nothing): 12" in (tmp_path / "run" / "report.md").read_text()
+    )

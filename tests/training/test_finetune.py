@@ -1,4 +1,5 @@
 """`roadwork train backbone` on the CPU, tiny: checkpoint, head, OOF run, fit, and a profile that uses them."""
+
 import copy
 import json
 from pathlib import Path
@@ -27,8 +28,22 @@ def sample(tmp_path_factory) -> Path:
 def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tmp_path):
     # given a fine-tune of one epoch with two group folds on the sample's train split
     ckpt, head = tmp_path / "bb.pt", tmp_path / "head.npz"
-    invoke("train", "backbone", "--data", str(sample), "--out", str(ckpt), "--head", str(head),
-           "--epochs", "1", "--folds", "2", "--workers", "0")
+    invoke(
+        "train",
+        "backbone",
+        "--data",
+        str(sample),
+        "--out",
+        str(ckpt),
+        "--head",
+        str(head),
+        "--epochs",
+        "1",
+        "--folds",
+        "2",
+        "--workers",
+        "0",
+    )
     manifest = json.loads((tmp_path / "bb.manifest.json").read_text())
     assert manifest["n_images"] == 12 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
     # the OOF run has one row per (image, regime) with both voters' votes
@@ -48,10 +63,28 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     profile["consensus"]["weights"] = str(tmp_path / "consensus.json")
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(profile))
     # and the consensus is fitted for it, then two regimes are scored
-    invoke("fit", "--profile", str(tmp_path / "p.yaml"), "--run", str(tmp_path / "head.oof"),
-           "--out", str(tmp_path / "consensus.json"))
-    invoke("eval", "--data", str(sample), "--split", "dev", "--config", str(tmp_path / "p.yaml"),
-           "--regime", "v0.2,full", "--out", str(tmp_path / "run"))
+    invoke(
+        "fit",
+        "--profile",
+        str(tmp_path / "p.yaml"),
+        "--run",
+        str(tmp_path / "head.oof"),
+        "--out",
+        str(tmp_path / "consensus.json"),
+    )
+    invoke(
+        "eval",
+        "--data",
+        str(sample),
+        "--split",
+        "dev",
+        "--config",
+        str(tmp_path / "p.yaml"),
+        "--regime",
+        "v0.2,full",
+        "--out",
+        str(tmp_path / "run"),
+    )
     # then each regime has its run and the side-by-side table names both
     for regime in ("v0.2", "full"):
         m = json.loads((tmp_path / "run" / regime / "metrics.json").read_text())
@@ -136,8 +169,9 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
         image = draw_scene(rng, bool(i % 2), w=640, h=480)
         image.save(tmp_path / "big" / "images" / f"{i}.jpg")
         image.resize((320, 240)).save(tmp_path / "small" / "images" / f"{i}.jpg")
-        rows.append({"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train",
-                     "group": f"g{i}"})
+        rows.append(
+            {"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train", "group": f"g{i}"}
+        )
     for name in ("big", "small"):
         with open(tmp_path / name / "labels.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -150,8 +184,20 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
     assert all("tiles" not in r["probs"]["full"] for r in small_rows)  # 320 px: the tile voter abstains
     assert (tmp_path / "bb.fold0.pt").is_file() and (tmp_path / "bb.fold1.pt").is_file()
     # then rescoring on the full-size copy adds the tile votes and keeps every other view
-    rescore_main(["--data", str(tmp_path / "big"), "--oof", str(tmp_path / "bb.oof.jsonl"),
-                  "--folds", str(tmp_path / "bb"), "--views", "tiles", "--out", str(tmp_path / "re.jsonl")])
+    rescore_main(
+        [
+            "--data",
+            str(tmp_path / "big"),
+            "--oof",
+            str(tmp_path / "bb.oof.jsonl"),
+            "--folds",
+            str(tmp_path / "bb"),
+            "--views",
+            "tiles",
+            "--out",
+            str(tmp_path / "re.jsonl"),
+        ]
+    )
     big_rows = [json.loads(x) for x in (tmp_path / "re.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["probs"]["full"]["tiles"] <= 1.0 for r in big_rows)
     # with the size of the frame each vote was made on (`roadwork fit --profile` splits by it)
@@ -161,8 +207,18 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
     # and a missing fold network is named
     (tmp_path / "bb.fold1.pt").unlink()
     with pytest.raises(FileNotFoundError, match="bb.fold1.pt"):
-        rescore_main(["--data", str(tmp_path / "big"), "--oof", str(tmp_path / "bb.oof.jsonl"),
-                      "--folds", str(tmp_path / "bb"), "--out", str(tmp_path / "x.jsonl")])
+        rescore_main(
+            [
+                "--data",
+                str(tmp_path / "big"),
+                "--oof",
+                str(tmp_path / "bb.oof.jsonl"),
+                "--folds",
+                str(tmp_path / "bb"),
+                "--out",
+                str(tmp_path / "x.jsonl"),
+            ]
+        )
 
 
 def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path):
@@ -177,9 +233,9 @@ def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path
     image = samples[0].load()
     out = bank.erase(image, samples[0].key, np.random.default_rng(0))
     cone = (slice(45, 95), slice(65, 85))
-    assert image[cone][..., 0].mean() - image[cone][..., 2].mean() > 200   # orange before
-    assert abs(out[cone][..., 0].mean() - out[cone][..., 2].mean()) < 30   # grey road after
-    assert np.abs(out[:, :40].astype(int) - image[:, :40]).max() < 10      # the rest of the frame kept
+    assert image[cone][..., 0].mean() - image[cone][..., 2].mean() > 200  # orange before
+    assert abs(out[cone][..., 0].mean() - out[cone][..., 2].mean()) < 30  # grey road after
+    assert np.abs(out[:, :40].astype(int) - image[:, :40]).max() < 10  # the rest of the frame kept
     # a close-up whose boxes fill most of the frame is not used: erasing it leaves no scene
     with pytest.raises(ValueError, match="no positive training row has schema boxes"):
         EraseBank.from_samples(root, samples, max_cover=0.05)
@@ -201,8 +257,10 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
         (tmp_path / name / "images").mkdir(parents=True)
         for i in range(8):
             draw_scene(rng, bool(i % 2), w=size[0], h=size[1]).save(tmp_path / name / "images" / f"{i}.jpg")
-        rows = [{"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train", "group": f"g{i}"}
-                for i in range(8)]
+        rows = [
+            {"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train", "group": f"g{i}"}
+            for i in range(8)
+        ]
         with open(tmp_path / name / "labels.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()

@@ -1,4 +1,5 @@
 """`roadwork train boxes`: the L1 detector's views, rows and held-out votes, tiny, on the CPU."""
+
 from __future__ import annotations
 
 import json
@@ -38,8 +39,16 @@ def boxed_folder(root: Path) -> Path:
 def test_rows_keep_boxed_positives_and_negatives_and_drop_unboxed_positives(tmp_path):
     ds = load_folder(boxed_folder(tmp_path))
     rows = detector_rows(ds.root, list(ds.samples))
-    assert sorted((r.sample.source, Path(r.sample.key).stem) for r in rows) == \
-        [("cam", "0"), ("cam", "1"), ("cam", "3"), ("cam", "4"), ("web", "0"), ("web", "1"), ("web", "3"), ("web", "4")]
+    assert sorted((r.sample.source, Path(r.sample.key).stem) for r in rows) == [
+        ("cam", "0"),
+        ("cam", "1"),
+        ("cam", "3"),
+        ("cam", "4"),
+        ("web", "0"),
+        ("web", "1"),
+        ("web", "3"),
+        ("web", "4"),
+    ]
     boxed = [r for r in rows if r.sample.label == 1]
     assert all(r.kinds == [1] for r in boxed), "the cone maps to class 1; the car is dropped"
     np.testing.assert_allclose(boxed[0].boxes[0], [0.375, 0.3333, 0.5625, 0.8333], atol=1e-3)
@@ -55,7 +64,7 @@ def test_every_view_keeps_its_boxes_on_the_object(tmp_path):
         sizes.add(view.shape[:2])
         assert len(px) == len(labels)
         for x0, y0, x1, y1 in px:
-            inner = view[int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2].reshape(-1, 3).astype(float)
+            inner = view[int(y0) + 2 : int(y1) - 2, int(x0) + 2 : int(x1) - 2].reshape(-1, 3).astype(float)
             if len(inner):  # orange stays redder than blue inside the box, whatever the colour jitter
                 r, _, b = inner.mean(0)
                 whole = view.reshape(-1, 3).astype(float).mean(0)
@@ -66,8 +75,26 @@ def test_every_view_keeps_its_boxes_on_the_object(tmp_path):
 def test_train_boxes_writes_a_checkpoint_and_held_out_votes_that_fit_reads(tmp_path):
     data = boxed_folder(tmp_path / "data")
     out = tmp_path / "m" / "l1.pt"
-    invoke("train", "boxes", "--data", str(data), "--out", str(out), "--epochs", "1", "--workers", "0",
-           "--held-out", "web", "--held-out", "cam", "--paste-prob", "0", "--erase-prob", "0")
+    invoke(
+        "train",
+        "boxes",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--held-out",
+        "web",
+        "--held-out",
+        "cam",
+        "--paste-prob",
+        "0",
+        "--erase-prob",
+        "0",
+    )
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["cv"]["full@det"]["n"] == 10 and manifest["held_out_votes"] == ["l1.loso.jsonl"]
     held = [json.loads(x) for x in out.with_suffix(".loso.jsonl").read_text().splitlines()]

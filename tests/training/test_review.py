@@ -1,4 +1,5 @@
 """`roadwork review`: scoring and tagging, reading runs, CSV corrections; FiftyOne + App in .venv-review."""
+
 import csv
 import json
 import os
@@ -22,23 +23,29 @@ from training.review_labels import import_labels
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("label, prob, voters, low, high", [
-    (1, 0.99, [0.99], 0.0, 0.02),          # sure and right: easy
-    (1, 0.01, [0.01], 4.5, 4.7),           # sure and wrong: hard (-ln 0.01)
-    (0, 0.01, [0.01], 0.0, 0.02),
-    (1, 0.9, [0.5, 1.0], 0.35, 0.36),      # right, but voters disagree: std 0.25 added
-])
+@pytest.mark.parametrize(
+    "label, prob, voters, low, high",
+    [
+        (1, 0.99, [0.99], 0.0, 0.02),  # sure and right: easy
+        (1, 0.01, [0.01], 4.5, 4.7),  # sure and wrong: hard (-ln 0.01)
+        (0, 0.01, [0.01], 0.0, 0.02),
+        (1, 0.9, [0.5, 1.0], 0.35, 0.36),  # right, but voters disagree: std 0.25 added
+    ],
+)
 def test_hardness(label, prob, voters, low, high):
     assert low <= hardness(label, prob, voters) <= high
 
 
-@pytest.mark.parametrize("label, prob, tags", [
-    (0, 0.7, ["false_positive"]),
-    (1, 0.5, ["false_negative", "uncertain"]),  # the subnet rounds 0.5 down to 0
-    (1, 0.9, []),
-    (0, 0.45, ["uncertain"]),
-    (0, 0.5, ["uncertain"]),
-])
+@pytest.mark.parametrize(
+    "label, prob, tags",
+    [
+        (0, 0.7, ["false_positive"]),
+        (1, 0.5, ["false_negative", "uncertain"]),  # the subnet rounds 0.5 down to 0
+        (1, 0.9, []),
+        (0, 0.45, ["uncertain"]),
+        (0, 0.5, ["uncertain"]),
+    ],
+)
 def test_tags(label, prob, tags):
     assert tags_for(label, prob, uncertain_margin=0.15) == tags
 
@@ -84,13 +91,17 @@ def test_import_writes_corrected_labels_csv(tmp_path, data):
     assert counts == {"reviewed": 3, "changed": 1, "rows": len(ROWS)}
     assert fixed["images/cones/b.jpg"]["label"] == "0"
     assert fixed["images/cones/b.jpg"]["notes"] == "looked; relabelled in review: 1 -> 0"
-    assert {k: v for k, v in fixed.items() if k != "images/cones/b.jpg"} == \
-           {k: v for k, v in original.items() if k != "images/cones/b.jpg"}
+    assert {k: v for k, v in fixed.items() if k != "images/cones/b.jpg"} == {
+        k: v for k, v in original.items() if k != "images/cones/b.jpg"
+    }
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"images/cones/b.jpg": 2}, "must be 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"images/cones/b.jpg": 2}, "must be 0 or 1"),
+    ],
+)
 def test_import_rejects_bad_labels(tmp_path, data, changes, message):
     with pytest.raises(ValueError, match=message):
         import_labels(write_export(tmp_path / "x", changes), data, tmp_path / "out.csv")
@@ -128,6 +139,7 @@ def test_cli_rejects_an_unknown_format(tmp_path, data):
 
 # --- the real thing: FiftyOne with its bundled mongod, in .venv-review -------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -144,9 +156,15 @@ def review_env(tmp_path):
     python = review_python()
     if python is None:
         pytest.skip("no review environment: run `make review-venv` (FiftyOne cannot share .venv with bittensor)")
-    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(tmp_path / "fodb"), "FIFTYONE_DO_NOT_TRACK": "true",
-           "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1", "PYTHONPATH": str(REPO),
-           "FIFTYONE_CONFIG_PATH": str(tmp_path / "fo-config.json"), "HOME": str(tmp_path / "home")}
+    env = {
+        **os.environ,
+        "FIFTYONE_DATABASE_DIR": str(tmp_path / "fodb"),
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DEFAULT_APP_ADDRESS": "127.0.0.1",
+        "PYTHONPATH": str(REPO),
+        "FIFTYONE_CONFIG_PATH": str(tmp_path / "fo-config.json"),
+        "HOME": str(tmp_path / "home"),
+    }
     return python, env
 
 
@@ -178,21 +196,38 @@ def test_review_builds_the_dataset_exports_and_serves_the_app(tmp_path, data, re
     run = make_run(tmp_path / "run", data)
     # when the run is loaded and the 3 hardest are exported for CVAT (no App)
     t0 = time.monotonic()
-    done = run_review(python, env, run, "--name", "t", "--top", "3", "--export", tmp_path / "relabel",
-                      "--format", "cvat")
+    done = run_review(
+        python, env, run, "--name", "t", "--top", "3", "--export", tmp_path / "relabel", "--format", "cvat"
+    )
     build_s = time.monotonic() - t0
     assert done.returncode == 0, done.stdout + done.stderr
     # FiftyOne's and eta's lines come out once, on their own handler, not again through ours
     assert not re.search(r" (INFO|WARNING) (fiftyone|eta)[\w.]*: ", done.stderr), done.stderr
     # then the dataset holds every field, tag and saved view
     inspect_env = {**env, "FIFTYONE_PLUGINS_DIR": str(REPO / "training" / "fiftyone_plugins")}
-    lines = subprocess.run([str(python), "-c", INSPECT, "t", tmp_path / "from-app"], env=inspect_env,
-                           capture_output=True, text=True, timeout=120, check=True).stdout.splitlines()
+    lines = subprocess.run(
+        [str(python), "-c", INSPECT, "t", tmp_path / "from-app"],
+        env=inspect_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
     got, plugin = json.loads(lines[-2]), json.loads(lines[-1])
     assert got["n"] == len(ROWS) and set(got["views"]) == {"mistakes", "hardest", "uncertain"}
     assert got["tags"] == {"false_negative": 2, "false_positive": 1, "uncertain": 2}
-    assert {"ground_truth", "prediction", "prob", "hardness", "vote_l0_head", "vote_yolo_11n",
-            "boxes_yolo_11n", "gt_boxes", "source", "exit_level"} <= set(got["fields"])
+    assert {
+        "ground_truth",
+        "prediction",
+        "prob",
+        "hardness",
+        "vote_l0_head",
+        "vote_yolo_11n",
+        "boxes_yolo_11n",
+        "gt_boxes",
+        "source",
+        "exit_level",
+    } <= set(got["fields"])
     assert set(got["mistakes"]) == {"images/cones/b.jpg", "images/cones/c.jpg", "images/street/e.jpg"}
     # e (sure and wrong), b (wrong), f (right, but near 0.5 with voters at 0.2 and 0.6)
     assert got["hardest"] == ["images/street/e.jpg", "images/cones/b.jpg", "images/street/f.jpg"]
@@ -206,19 +241,27 @@ def test_review_builds_the_dataset_exports_and_serves_the_app(tmp_path, data, re
     # and the App's operator exports from a view (here the 2 hardest mistakes)
     assert plugin["error"] is None, plugin
     assert list(read_csv(Path(plugin["plugin"]["labels_csv"]))) == [
-        "images/images__street__e.jpg", "images/images__cones__b.jpg"]
+        "images/images__street__e.jpg",
+        "images/images__cones__b.jpg",
+    ]
     # and the export is a labels.csv folder plus a CVAT task that round-trips with no change
     exported = read_csv(tmp_path / "relabel" / "labels.csv")
     assert len(exported) == 3 and all((tmp_path / "relabel" / p).is_file() for p in exported)
     assert (tmp_path / "relabel" / "cvat" / "labels.xml").is_file()
-    back = run_review(python, env, run, "--import", tmp_path / "relabel", "--format", "cvat",
-                      "--out", tmp_path / "fixed.csv")
+    back = run_review(
+        python, env, run, "--import", tmp_path / "relabel", "--format", "cvat", "--out", tmp_path / "fixed.csv"
+    )
     assert back.returncode == 0 and "0 label(s) changed" in back.stderr, back.stdout + back.stderr
     # when the App is opened on a loopback port, it answers HTTP
     port = free_port()
     log = tmp_path / "app.log"  # a file, not a pipe that nobody reads
-    proc = subprocess.Popen([str(python), "-m", "training.review_cli", str(run), "--name", "t", "--port", str(port)],
-                            env=env, cwd=REPO, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(python), "-m", "training.review_cli", str(run), "--name", "t", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         body, deadline = "", time.monotonic() + 180
         while time.monotonic() < deadline and proc.poll() is None:

@@ -1,5 +1,6 @@
 """The hard-example loop end to end: train -> review the training OOF mistakes -> export -> fix a label
 -> import -> retrain on the corrected labels -> evaluate both models -> one report comparing them."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,16 @@ def rows(path: Path) -> list[dict[str, str]]:
 
 def profile_for(head: Path, out: Path) -> Path:
     p = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
-    p["voters"] = [{"name": "l0_head", "kind": "backbone-head", "level": "L0", "device": "cpu", "batch": 8,
-                    "params": {"backbone": {"kind": "mobilenetv2-deepsort"}, "head": str(head)}}]
+    p["voters"] = [
+        {
+            "name": "l0_head",
+            "kind": "backbone-head",
+            "level": "L0",
+            "device": "cpu",
+            "batch": 8,
+            "params": {"backbone": {"kind": "mobilenetv2-deepsort"}, "head": str(head)},
+        }
+    ]
     p.pop("consensus", None)
     out.write_text(yaml.safe_dump(p))
     return out
@@ -46,8 +55,9 @@ def test_review_relabel_retrain_and_compare(tmp_path, review_env):  # noqa: F811
     oof = tmp_path / "a" / "head.oof"
     assert any(json.loads(x)["key"] == wrong["path"] for x in (oof / "predictions.jsonl").read_text().splitlines())
     # when the training mistakes are reviewed and the hardest exported for labelling
-    done = run_review(python, env, oof, "--data", data, "--name", "loop", "--top", "12", "--export",
-                      tmp_path / "relabel", "--no-app")
+    done = run_review(
+        python, env, oof, "--data", data, "--name", "loop", "--top", "12", "--export", tmp_path / "relabel", "--no-app"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     exported = rows(tmp_path / "relabel" / "labels.csv")
     assert wrong["path"] in {r["key"] for r in exported}, "the wrong label is among the hardest training rows"
@@ -65,18 +75,31 @@ def test_review_relabel_retrain_and_compare(tmp_path, review_env):  # noqa: F811
     assert "1 label(s) changed" in back.output and "--labels" in back.output
     assert rows(data / "labels.csv") == table, "the dataset itself is never rewritten"
     # and model B is trained with them
-    out = invoke("train", "head", "--data", str(data), "--labels", str(fixed), "--out", str(tmp_path / "b" / "head.npz"))
+    out = invoke(
+        "train", "head", "--data", str(data), "--labels", str(fixed), "--out", str(tmp_path / "b" / "head.npz")
+    )
     assert "1 label(s) differ" in out.output
     a_hash = json.loads((tmp_path / "a" / "head.manifest.json").read_text())["data_hash"]
     b_hash = json.loads((tmp_path / "b" / "head.manifest.json").read_text())["data_hash"]
     assert a_hash != b_hash, "the model records that it saw other labels"
     # then both models score the same dev rows, and one report sets them side by side
     for name in ("a", "b"):
-        invoke("eval", "--data", str(data), "--split", "dev", "--config",
-               str(profile_for(tmp_path / name / "head.npz", tmp_path / f"{name}.yaml")), "--regime", "full",
-               "--out", str(tmp_path / f"run-{name}"))
-    report = invoke("compare", f"before={tmp_path / 'run-a'}", f"after={tmp_path / 'run-b'}", "--out",
-                    str(tmp_path / "compare"))
+        invoke(
+            "eval",
+            "--data",
+            str(data),
+            "--split",
+            "dev",
+            "--config",
+            str(profile_for(tmp_path / name / "head.npz", tmp_path / f"{name}.yaml")),
+            "--regime",
+            "full",
+            "--out",
+            str(tmp_path / f"run-{name}"),
+        )
+    report = invoke(
+        "compare", f"before={tmp_path / 'run-a'}", f"after={tmp_path / 'run-b'}", "--out", str(tmp_path / "compare")
+    )
     text = (tmp_path / "compare" / "compare.md").read_text()
     assert "| | before | after |" in text and "| MCC |" in text and "| synthetic |" in text
     assert "## `after` against `before`:" in text and "compare.md" in report.output

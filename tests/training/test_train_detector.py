@@ -1,4 +1,5 @@
 """Detector training: class-schema mapping, the symlinked YOLO dataset, a tiny CPU training run."""
+
 from __future__ import annotations
 
 import json
@@ -12,13 +13,20 @@ from training.datasets import load_dataset
 from training.train_detector import SCHEMA, DetectorTrainConfig, build_yolo_dataset, map_class
 
 
-@pytest.mark.parametrize("name, source, expected", [
-    ("traffic_cone", "tracon", "cone"), ("Cone", "rf_trafficcones", "cone"), ("road-cone", "x", "cone"),
-    ("barricade", "ind_barricade", "barrier"), ("road_works_sign_board", "pp_nightwork", "sign"),
-    ("person", "pp_nightwork", "worker"),   # people on a night roadwork site are workers
-    ("person", "tracon", None),             # elsewhere a person is not roadwork evidence
-    ("car", "pp_nightwork", None), ("pothole", "ind_barricade", None),
-])
+@pytest.mark.parametrize(
+    "name, source, expected",
+    [
+        ("traffic_cone", "tracon", "cone"),
+        ("Cone", "rf_trafficcones", "cone"),
+        ("road-cone", "x", "cone"),
+        ("barricade", "ind_barricade", "barrier"),
+        ("road_works_sign_board", "pp_nightwork", "sign"),
+        ("person", "pp_nightwork", "worker"),  # people on a night roadwork site are workers
+        ("person", "tracon", None),  # elsewhere a person is not roadwork evidence
+        ("car", "pp_nightwork", None),
+        ("pothole", "ind_barricade", None),
+    ],
+)
 def test_map_class(name: str, source: str, expected: str | None) -> None:
     assert map_class(name, source) == expected
 
@@ -52,7 +60,7 @@ def test_yolo_dataset_maps_classes_and_links_images(tmp_path: Path) -> None:
     data = json.loads(yaml_path.read_text())
     assert list(data["names"].values()) == list(SCHEMA)
     assert stats["box:cone"] == 4 and stats["dropped:src:car"] == 4
-    assert stats["skipped_positive_without_boxes"] == 1   # im6 (train) has no box file
+    assert stats["skipped_positive_without_boxes"] == 1  # im6 (train) has no box file
     images = list((tmp_path / "yolo" / "images").rglob("*.jpg"))
     assert len(images) == 6 and all(p.is_symlink() for p in images)  # nothing copied
     label = next((tmp_path / "yolo" / "labels").rglob("src__im0.txt")).read_text().split()
@@ -73,8 +81,9 @@ def test_tiny_training_run_writes_weights_and_manifest(tmp_path: Path) -> None:
 
     ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
     out = tmp_path / "models" / "det.pt"
-    info = train_detector(ds, out, tmp_path / "work",
-                          DetectorTrainConfig(imgsz=64, epochs=1, time_h=0.05, batch=4, workers=0))
+    info = train_detector(
+        ds, out, tmp_path / "work", DetectorTrainConfig(imgsz=64, epochs=1, time_h=0.05, batch=4, workers=0)
+    )
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["sha256"] == sha256_file(out) and manifest["classes"] == list(SCHEMA)
     assert manifest["data_hash"] == ds.fingerprint() and info["epochs_run"] >= 1

@@ -5,6 +5,7 @@ GET /health on 127.0.0.1, in a thread; it does not run a model. `mode` picks its
 "ok" (answers with P(yes) = `p_yes`), "error500", "slow" (sleeps `delay` s), "garbage" (200, not
 JSON). Every request is recorded (path, headers, JSON body) for the test to inspect.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,12 +21,31 @@ def completion(model: str, p_yes: float, content: str | None = None, logprobs: b
     yes, no = math.log(max(p_yes, 1e-9)), math.log(max(1 - p_yes, 1e-9))
     top = sorted([("yes", yes), ("no", no), ("Yes", yes - 3), ("No", no - 3)], key=lambda t: -t[1])
     word = content if content is not None else top[0][0]
-    lp = {"content": [{"token": top[0][0], "logprob": top[0][1], "bytes": None,
-                       "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in top]}]}
-    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": word},
-                         "logprobs": lp if logprobs else None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 300, "completion_tokens": 1, "total_tokens": 301}}
+    lp = {
+        "content": [
+            {
+                "token": top[0][0],
+                "logprob": top[0][1],
+                "bytes": None,
+                "top_logprobs": [{"token": t, "logprob": v, "bytes": None} for t, v in top],
+            }
+        ]
+    }
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": word},
+                "logprobs": lp if logprobs else None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 300, "completion_tokens": 1, "total_tokens": 301},
+    }
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -67,8 +87,12 @@ class FakeServer:
                 if self.path != "/v1/chat/completions":
                     return self._send(404, b'{"object":"error","message":"not found"}')
                 if body.get("model") != "fast":
-                    return self._send(404, json.dumps({"object": "error", "code": 404,
-                                                       "message": f"model {body.get('model')} not found"}).encode())
+                    return self._send(
+                        404,
+                        json.dumps(
+                            {"object": "error", "code": 404, "message": f"model {body.get('model')} not found"}
+                        ).encode(),
+                    )
                 out = server.reply or completion(body["model"], server.p_yes, logprobs=bool(body.get("logprobs")))
                 self._send(200, json.dumps(out).encode())
 

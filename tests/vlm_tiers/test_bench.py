@@ -1,4 +1,5 @@
 """benchmarks/vlm_prefill_bench.py: the tiny CPU mode runs and writes JSON; the 7B config is right."""
+
 import json
 import os
 import subprocess
@@ -15,9 +16,27 @@ pytestmark = pytest.mark.slow  # imports transformers in a subprocess (~15 s on 
 
 def test_tiny_mode_writes_prefill_and_decode_costs(tmp_path):
     env = {**os.environ, "OUT": str(tmp_path), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--sizes", "224", "448", "--batches", "1", "2",
-                           "--repeats", "1", "--warmup", "0"], env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--tiny",
+            "--sizes",
+            "224",
+            "448",
+            "--batches",
+            "1",
+            "2",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "vlm_prefill_bench.json").read_text())
     rows = {(r["size_px"], r["batch"]): r for r in result["results"]}
@@ -37,8 +56,9 @@ def test_full_config_is_qwen25_vl_7b():
         import vlm_prefill_bench as bench
     finally:
         sys.path.remove(str(SCRIPT.parent))
-    cfg = Qwen2_5_VLConfig(text_config=bench.QWEN25_VL_7B_TEXT, vision_config=bench.QWEN25_VL_7B_VISION,
-                           **bench.QWEN_IDS)
+    cfg = Qwen2_5_VLConfig(
+        text_config=bench.QWEN25_VL_7B_TEXT, vision_config=bench.QWEN25_VL_7B_VISION, **bench.QWEN_IDS
+    )
     with torch.device("meta"):  # no memory: only shapes
         model = Qwen2_5_VLForConditionalGeneration(cfg)
     # the published parameter count of Qwen2.5-VL-7B-Instruct (8.29 B)

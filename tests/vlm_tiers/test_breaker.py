@@ -1,4 +1,5 @@
 """Circuit breaker states and the round-robin endpoint pool, on a fake clock."""
+
 import pytest
 
 from vlm_tiers.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, EndpointPool
@@ -36,8 +37,8 @@ def test_half_open_lets_one_probe_through(probe_ok, state_after):
     assert br.state == OPEN and not br.try_acquire()
     clock.t += 0.2
     assert br.state == HALF_OPEN
-    assert br.try_acquire() is True       # the probe
-    assert br.try_acquire() is False      # nobody else while it is in flight
+    assert br.try_acquire() is True  # the probe
+    assert br.try_acquire() is False  # nobody else while it is in flight
     br.record_success() if probe_ok else br.record_failure("still down")
     assert br.state == state_after
     if not probe_ok:  # reopened for a full reset period

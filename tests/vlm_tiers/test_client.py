@@ -3,6 +3,7 @@
 The fake (tests/vlm_tiers/fake_openai.py) checks the wire format only; the real-server test is
 in test_transformers_serve.py.
 """
+
 import asyncio
 import base64
 import io
@@ -24,8 +25,7 @@ from vlm_tiers.http_tier import HttpVLMTier, breaker_states
 
 
 def tier(urls, **params):
-    cfg = VoterConfig(name="fast", kind="vlm-http", level="L3",
-                      params={"model": "fast", "endpoints": urls, **params})
+    cfg = VoterConfig(name="fast", kind="vlm-http", level="L3", params={"model": "fast", "endpoints": urls, **params})
     return build(cfg, base_dir=None)
 
 
@@ -54,10 +54,13 @@ def test_vote_from_logprobs_and_the_request_on_the_wire():
     assert abs(img.width / img.height - 800 / 600) < 0.2  # aspect kept up to 28-px rounding
 
 
-@pytest.mark.parametrize("server, key, value", [
-    ("vllm-legacy", "guided_choice", ["yes", "no"]),
-    ("sglang", "regex", "(yes|no)"),
-])
+@pytest.mark.parametrize(
+    "server, key, value",
+    [
+        ("vllm-legacy", "guided_choice", ["yes", "no"]),
+        ("sglang", "regex", "(yes|no)"),
+    ],
+)
 def test_server_presets_change_the_constraint(server, key, value):
     with FakeServer() as srv:
         tier([srv.url], server=server).predict([big_frame()])
@@ -99,10 +102,13 @@ def test_slow_server_times_out_and_counts_as_failure():
     assert t.breaker_states()[0]["consecutive_failures"] == 1
 
 
-@pytest.mark.parametrize("mode, error, opens", [
-    ("error500", "HTTP 500", True),     # server fault: counts
-    ("garbage", "not JSON", False),     # proxy page: an answer, not a dead server
-])
+@pytest.mark.parametrize(
+    "mode, error, opens",
+    [
+        ("error500", "HTTP 500", True),  # server fault: counts
+        ("garbage", "not JSON", False),  # proxy page: an answer, not a dead server
+    ],
+)
 def test_bad_answers_abstain_with_the_status(mode, error, opens):
     with FakeServer(mode=mode) as srv:
         t = tier([srv.url], breaker={"failures": 1, "reset_s": 60})
@@ -144,11 +150,16 @@ def test_tier_in_the_cascade_is_awaited_and_cut_by_the_deadline(frame):
     with FakeServer(mode="slow", delay=2.0) as srv:
         vlm = tier([srv.url], timeout_ms=5000)
         l0 = FakeVoter("l0", "L0", 0.6)
-        cfg = CascadeConfig.model_validate({
-            "runtime": {"deadline_ms": 600, "margin_ms": 100, "cost_prior_ms": 10},
-            "levels": [{"level": "L3", "run_when": (0.05, 0.95)}],
-            "voters": [{"name": "l0", "kind": "fake", "level": "L0"},
-                       {"name": "fast", "kind": "vlm-http", "level": "L3"}]})
+        cfg = CascadeConfig.model_validate(
+            {
+                "runtime": {"deadline_ms": 600, "margin_ms": 100, "cost_prior_ms": 10},
+                "levels": [{"level": "L3", "run_when": (0.05, 0.95)}],
+                "voters": [
+                    {"name": "l0", "kind": "fake", "level": "L0"},
+                    {"name": "fast", "kind": "vlm-http", "level": "L3"},
+                ],
+            }
+        )
         with Cascade([l0, vlm], cfg) as cascade:
             t0 = time.monotonic()
             verdict = cascade.run_sync(frame, timeout_s=0.6)
@@ -161,23 +172,31 @@ def test_tier_in_the_cascade_is_awaited_and_cut_by_the_deadline(frame):
 
 def test_tier_in_the_cascade_pools_its_vote(frame):
     with FakeServer(p_yes=0.95) as srv:
-        cfg = CascadeConfig.model_validate({
-            "runtime": {"cost_prior_ms": 10},
-            "voters": [{"name": "l0", "kind": "fake", "level": "L0"},
-                       {"name": "fast", "kind": "vlm-http", "level": "L3"}]})
+        cfg = CascadeConfig.model_validate(
+            {
+                "runtime": {"cost_prior_ms": 10},
+                "voters": [
+                    {"name": "l0", "kind": "fake", "level": "L0"},
+                    {"name": "fast", "kind": "vlm-http", "level": "L3"},
+                ],
+            }
+        )
         with Cascade([FakeVoter("l0", "L0", 0.6), tier([srv.url])], cfg) as cascade:
             verdict = cascade.run_sync(frame)
     assert verdict.exit_level is Level.L3 and 0.6 < verdict.prob < 0.95
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"endpoints": ["127.0.0.1:8001"]}, "must be a base URL"),
-    ({"endpoints": ["http://127.0.0.1:8001/v1"]}, "without /v1"),
-    ({"endpoints": []}, "at least 1 item"),
-    ({"endpoints": ["http://h:1"], "server": "ollama"}, "vllm"),
-    ({"endpoints": ["http://h:1"], "api_key_env": "RW_TEST_UNSET_KEY"}, "RW_TEST_UNSET_KEY"),
-    ({"endpoints": ["http://h:1"], "batch_wait_ms": 5}, "batch_wait_ms must be 0"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"endpoints": ["127.0.0.1:8001"]}, "must be a base URL"),
+        ({"endpoints": ["http://127.0.0.1:8001/v1"]}, "without /v1"),
+        ({"endpoints": []}, "at least 1 item"),
+        ({"endpoints": ["http://h:1"], "server": "ollama"}, "vllm"),
+        ({"endpoints": ["http://h:1"], "api_key_env": "RW_TEST_UNSET_KEY"}, "RW_TEST_UNSET_KEY"),
+        ({"endpoints": ["http://h:1"], "batch_wait_ms": 5}, "batch_wait_ms must be 0"),
+    ],
+)
 def test_bad_tier_params_name_the_key(params, message):
     params = dict(params)
     top = {k: params.pop(k) for k in ("batch_wait_ms",) if k in params}

@@ -1,4 +1,5 @@
 """Tier settings: the README's example profile stays valid; presets say what each server gets."""
+
 from pathlib import Path
 
 import pytest
@@ -19,28 +20,38 @@ def test_readme_tier_example_is_a_valid_profile():
     assert cfg.voters[0].cost_prior_ms == 400 and params.resolved_features.guided == "structured_outputs"
 
 
-@pytest.mark.parametrize("server, logprobs, guided", [
-    ("vllm", True, "structured_outputs"), ("vllm-legacy", True, "guided_choice"), ("sglang", True, "regex"),
-    ("lmdeploy", True, "none"), ("transformers", False, "none"),
-])
+@pytest.mark.parametrize(
+    "server, logprobs, guided",
+    [
+        ("vllm", True, "structured_outputs"),
+        ("vllm-legacy", True, "guided_choice"),
+        ("sglang", True, "regex"),
+        ("lmdeploy", True, "none"),
+        ("transformers", False, "none"),
+    ],
+)
 def test_server_presets(server, logprobs, guided):
     f = HttpTierParams(model="m", endpoints=["http://h:1"], server=server).resolved_features
     assert (f.logprobs, f.guided) == (logprobs, guided)
 
 
-@pytest.mark.parametrize("prompt, max_tokens, question_has", [("yesno", 1, "Answer yes or no"),
-                                                              ("thinking", 1024, "ANSWER: yes")])
+@pytest.mark.parametrize(
+    "prompt, max_tokens, question_has", [("yesno", 1, "Answer yes or no"), ("thinking", 1024, "ANSWER: yes")]
+)
 def test_prompt_defaults(prompt, max_tokens, question_has):
     p = HttpTierParams(model="m", endpoints=["http://h:1"], prompt=prompt)
     assert p.resolved_max_tokens == max_tokens and question_has in p.resolved_question
 
 
-@pytest.mark.parametrize("model, data", [
-    (ImageConfig, {"min_pixels": 10000, "max_pixels": 5000}),
-    (HttpTierParams, {"model": "m", "endpoints": ["http://h:1"], "hard_prob": 0.4}),
-    (HttpTierParams, {"model": "m", "endpoints": ["http://h:1"], "timeout": 3}),  # unknown key
-    (LocalTierParams, {"model": "x", "dtype": "int8"}),
-])
+@pytest.mark.parametrize(
+    "model, data",
+    [
+        (ImageConfig, {"min_pixels": 10000, "max_pixels": 5000}),
+        (HttpTierParams, {"model": "m", "endpoints": ["http://h:1"], "hard_prob": 0.4}),
+        (HttpTierParams, {"model": "m", "endpoints": ["http://h:1"], "timeout": 3}),  # unknown key
+        (LocalTierParams, {"model": "x", "dtype": "int8"}),
+    ],
+)
 def test_bad_settings_are_refused(model, data):
     with pytest.raises(ValidationError):
         model.model_validate(data)

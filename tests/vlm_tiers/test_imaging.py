@@ -1,4 +1,5 @@
 """Image budget: shrink to max_pixels in 28-px (Qwen2.5-VL) or 32-px (Qwen3-VL) steps."""
+
 import base64
 import io
 
@@ -9,13 +10,16 @@ from PIL import Image
 from vlm_tiers.imaging import fit_pixels, to_data_url, visual_tokens
 
 
-@pytest.mark.parametrize("w, h, max_px, factor, expected", [
-    (224, 224, 448 * 448, 28, (224, 224)),     # already within budget: kept
-    (896, 896, 448 * 448, 28, (448, 448)),     # shrunk to the budget
-    (1920, 1080, 448 * 448, 28, (588, 336)),   # aspect kept (16:9), area under budget
-    (30, 20, 448 * 448, 28, (84, 56)),         # tiny image grown past min_pixels, aspect kept
-    (1000, 1000, 448 * 448, 32, (448, 448)),   # Qwen3-VL steps
-])
+@pytest.mark.parametrize(
+    "w, h, max_px, factor, expected",
+    [
+        (224, 224, 448 * 448, 28, (224, 224)),  # already within budget: kept
+        (896, 896, 448 * 448, 28, (448, 448)),  # shrunk to the budget
+        (1920, 1080, 448 * 448, 28, (588, 336)),  # aspect kept (16:9), area under budget
+        (30, 20, 448 * 448, 28, (84, 56)),  # tiny image grown past min_pixels, aspect kept
+        (1000, 1000, 448 * 448, 32, (448, 448)),  # Qwen3-VL steps
+    ],
+)
 def test_fit_pixels(w, h, max_px, factor, expected):
     got = fit_pixels(w, h, max_px, min_pixels=56 * 56, factor=factor)
     assert got == expected

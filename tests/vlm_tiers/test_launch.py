@@ -1,4 +1,5 @@
 """vLLM launch profiles (configs/vllm/*.yaml) and `roadwork vllm print|launch|plan`."""
+
 import json
 import shutil
 
@@ -41,9 +42,12 @@ def test_shipped_profiles_fit_two_h100s_with_room_for_detectors():
 
 def test_placement_entries_are_valid_placement_specs():
     placement = pytest.importorskip("cascade.placement")
-    cfg = placement.PlacementConfig.model_validate({
-        "gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
-        "vllm_servers": [placement_entry(load_profile(t), PROFILES_DIR / f"{t}.yaml") for t in TIERS]})
+    cfg = placement.PlacementConfig.model_validate(
+        {
+            "gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
+            "vllm_servers": [placement_entry(load_profile(t), PROFILES_DIR / f"{t}.yaml") for t in TIERS],
+        }
+    )
     plan = placement.build_plan([], cfg)
     assert plan.problems() == []
 
@@ -51,16 +55,19 @@ def test_placement_entries_are_valid_placement_specs():
 BASE = yaml.safe_load((PROFILES_DIR / "fast.yaml").read_text())
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"tensor_parallel_size": 2, "gpus": [0, 1]}, "mm_encoder_tp_mode: data"),
-    ({"tensor_parallel_size": 2}, "must list tensor_parallel_size"),
-    ({"gpus": [0, 0], "tensor_parallel_size": 2, "mm_encoder_tp_mode": "data"}, "repeats a card"),
-    ({"gpu_memory_utilization": 0.99}, "gpu_memory_utilization"),
-    ({"limit_mm_per_prompt": {"image": 0}}, "must allow 1 image"),
-    ({"enable_chunked_prefill": False, "max_num_batched_tokens": 2048}, "enable_chunked_prefill"),
-    ({"kv_cache_dtype": "int4"}, "kv_cache_dtype"),
-    ({"enable_prefix_cache": True}, "enable_prefix_cache"),  # typo: unknown keys are refused
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"tensor_parallel_size": 2, "gpus": [0, 1]}, "mm_encoder_tp_mode: data"),
+        ({"tensor_parallel_size": 2}, "must list tensor_parallel_size"),
+        ({"gpus": [0, 0], "tensor_parallel_size": 2, "mm_encoder_tp_mode": "data"}, "repeats a card"),
+        ({"gpu_memory_utilization": 0.99}, "gpu_memory_utilization"),
+        ({"limit_mm_per_prompt": {"image": 0}}, "must allow 1 image"),
+        ({"enable_chunked_prefill": False, "max_num_batched_tokens": 2048}, "enable_chunked_prefill"),
+        ({"kv_cache_dtype": "int4"}, "kv_cache_dtype"),
+        ({"enable_prefix_cache": True}, "enable_prefix_cache"),  # typo: unknown keys are refused
+    ],
+)
 def test_bad_profile_names_the_key(tmp_path, change, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**BASE, **change}))
@@ -120,4 +127,3 @@ def test_flags_parse_with_vllms_own_argument_parser(tier):
 def test_profile_model_round_trips():
     p = load_profile("fast")
     assert ServeProfile.model_validate(p.model_dump()) == p
-

@@ -1,4 +1,5 @@
 """The in-process transformers tier on tiny random Qwen2.5-VL / Qwen2-VL models built from configs."""
+
 import numpy as np
 import pytest
 
@@ -18,13 +19,20 @@ def tiny_dir(request, tmp_path_factory):
 
 def frames():
     rng = np.random.default_rng(0)
-    return [Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), source="t") for h, w in
-            [(224, 224), (300, 500), (90, 60)]]
+    return [
+        Frame(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), source="t")
+        for h, w in [(224, 224), (300, 500), (90, 60)]
+    ]
 
 
 def make(tiny_dir, **params):
-    cfg = VoterConfig(name="fast_local", kind="vlm-transformers", level="L3", batch=4,
-                      params={"model": str(tiny_dir), "image": {"max_pixels": 224 * 224}, **params})
+    cfg = VoterConfig(
+        name="fast_local",
+        kind="vlm-transformers",
+        level="L3",
+        batch=4,
+        params={"model": str(tiny_dir), "image": {"max_pixels": 224 * 224}, **params},
+    )
     return build(cfg, base_dir=tiny_dir)
 
 

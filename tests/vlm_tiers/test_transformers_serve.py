@@ -4,6 +4,7 @@
 `transformers serve` rejects `logprobs`, so the tier uses the `transformers` preset (answer text
 at hard_prob); the logprob wire format is covered by the fake server in test_client.py.
 """
+
 import os
 import socket
 import subprocess
@@ -59,12 +60,26 @@ def served(tmp_path_factory):
     model_dir = build_tiny_vlm(tmp_path_factory.mktemp("tiny_served"))
     rig(model_dir, "yes")
     port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1", "TRANSFORMERS_OFFLINE": "1"}
     log = (tmp_path_factory.getbasetemp() / "transformers_serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir),
-                             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -97,9 +112,19 @@ def frame():
 
 def test_tier_scores_a_real_servers_answer(served):
     url, model = served
-    cfg = VoterConfig(name="fast", kind="vlm-http", level="L3",
-                      params={"model": model, "endpoints": [url], "server": "transformers",
-                              "timeout_ms": 60000, "hard_prob": 0.9, "image": {"max_pixels": 224 * 224}})
+    cfg = VoterConfig(
+        name="fast",
+        kind="vlm-http",
+        level="L3",
+        params={
+            "model": model,
+            "endpoints": [url],
+            "server": "transformers",
+            "timeout_ms": 60000,
+            "hard_prob": 0.9,
+            "image": {"max_pixels": 224 * 224},
+        },
+    )
     tier = build(cfg, base_dir=None)
     tier.warmup()  # health probe against the real server
     (vote,) = tier.predict([frame()])
@@ -112,9 +137,12 @@ def test_real_server_refuses_vllm_request_fields_as_a_client_error(served):
     # why the `transformers` preset turns logprobs and structured_outputs off: the server answers
     # 4xx to them, and a 4xx does not open the circuit (the request was wrong, not the server)
     url, model = served
-    cfg = VoterConfig(name="fast", kind="vlm-http", level="L3",
-                      params={"model": model, "endpoints": [url], "server": "vllm", "timeout_ms": 60000,
-                              "breaker": {"failures": 1}})
+    cfg = VoterConfig(
+        name="fast",
+        kind="vlm-http",
+        level="L3",
+        params={"model": model, "endpoints": [url], "server": "vllm", "timeout_ms": 60000, "breaker": {"failures": 1}},
+    )
     tier = build(cfg, base_dir=None)
     (vote,) = tier.predict([frame()])
     assert vote.abstained and "VLMHTTPError" in vote.reason and "HTTP 4" in vote.reason

@@ -3,6 +3,7 @@
 Runs on the current view (a saved view such as `mistakes`, or any filter), writes the `top` hardest
 samples as an export folder (training/review_labels.py) and returns the path of its labels.csv.
 """
+
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
@@ -12,14 +13,21 @@ FORMATS = ("csv", "coco", "yolo", "cvat")
 class ExportHardest(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(name="export_hardest", label="roadwork: export the hardest samples for labelling",
-                                  dynamic=False)
+        return foo.OperatorConfig(
+            name="export_hardest", label="roadwork: export the hardest samples for labelling", dynamic=False
+        )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         inputs.int("top", default=100, required=True, label="How many", description="The N hardest of the view")
-        inputs.enum("format", list(FORMATS), default="csv", required=True, label="Format",
-                    description="labels.csv is always written; cvat/coco/yolo add box pre-annotations")
+        inputs.enum(
+            "format",
+            list(FORMATS),
+            default="csv",
+            required=True,
+            label="Format",
+            description="labels.csv is always written; cvat/coco/yolo add box pre-annotations",
+        )
         inputs.str("out_dir", required=True, label="Folder to write", description="e.g. runs/relabel")
         return types.Property(inputs, view=types.View(label="Export the hardest samples"))
 
