@@ -14,6 +14,7 @@ needs its recipe's LOSO votes: VOTES) and compare, on the same images, with its 
 
 `train` imports nothing that needs pydantic (the lent GPU's image lacks it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,16 +43,28 @@ def train(args: argparse.Namespace) -> None:
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
-    cfg = FinetuneConfig(epochs=args.epochs, workers=args.workers, paste_prob=args.paste_prob,
-                         erase_prob=args.erase_prob, tiles_batch=args.tiles_batch)
+    cfg = FinetuneConfig(
+        epochs=args.epochs,
+        workers=args.workers,
+        paste_prob=args.paste_prob,
+        erase_prob=args.erase_prob,
+        tiles_batch=args.tiles_batch,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.held_out.split(","):
         t0 = time.time()
         sources = HELD_OUT[name]
         keep = [i for i, s in enumerate(samples) if s.source not in sources]
         held = [i for i, s in enumerate(samples) if s.source in sources]
-        net = train_network([samples[i] for i in keep], [images[i] for i in keep], cfg, args.device, None,
-                            ds.root, tag=f"without {name}")
+        net = train_network(
+            [samples[i] for i in keep],
+            [images[i] for i in keep],
+            cfg,
+            args.device,
+            None,
+            ds.root,
+            tag=f"without {name}",
+        )
         rows = held_out_rows(net, samples, images, held, cfg, args.device, held_out=name, config=asdict(cfg))
         with args.out.open("a") as fh:
             fh.write("".join(json.dumps(r) + "\n" for r in rows))
@@ -61,27 +74,64 @@ def train(args: argparse.Namespace) -> None:
 VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
     "l0_head": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "224"),
     "l0_detail": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "448"),
-    "l0_paste_erase": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-                       "models/l0_backbone_paste_erase.oof.jsonl", "224"),
-    "l0_paste_erase_detail": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-                              "models/l0_backbone_paste_erase.oof.jsonl", "448"),
-    "l0_paste_erase_tiles": ("benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-                             "models/l0_backbone_paste_erase.oof.jsonl", "tiles"),
+    "l0_paste_erase": (
+        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+        "models/l0_backbone_paste_erase.oof.jsonl",
+        "224",
+    ),
+    "l0_paste_erase_detail": (
+        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+        "models/l0_backbone_paste_erase.oof.jsonl",
+        "448",
+    ),
+    "l0_paste_erase_tiles": (
+        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+        "models/l0_backbone_paste_erase.oof.jsonl",
+        "tiles",
+    ),
     "l0_tiles": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "tiles"),
     # the plain recipe also trained through the tile voter (--tiles-batch 8, 3 folds, tiles OOF
     # rescored at full size; benchmarks/results/train_*tiles_mil_h200.log); not shipped
-    "l0_head_mil": ("benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
-                    "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "224"),
-    "l0_tiles_mil": ("benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
-                     "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "tiles"),
+    # the paste-and-erase recipe at paste/erase 0.5 (was 0.3), with --tiles-batch 8 (3 folds, tiles
+    # OOF rescored at full size; benchmarks/results/train_*pe50_h200.log)
+    **{
+        f"l0_pe50{suffix}": (
+            "benchmarks/results/loso_votes_l0_backbone_pe50.jsonl",
+            "benchmarks/results/oof_votes_l0_backbone_pe50.jsonl",
+            view,
+        )
+        for suffix, view in (("", "224"), ("_detail", "448"), ("_tiles", "tiles"))
+    },
+    "l0_head_mil": (
+        "benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
+        "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl",
+        "224",
+    ),
+    "l0_tiles_mil": (
+        "benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
+        "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl",
+        "tiles",
+    ),
     # the paste-and-erase network before it was also trained through the tile voter (--tiles-batch)
-    **{f"{voter}_v1": ("benchmarks/results/loso_votes_l0_backbone_paste_erase_v1.jsonl",
-                       "benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", view)
-       for voter, view in (("l0_paste_erase", "224"), ("l0_paste_erase_detail", "448"),
-                           ("l0_paste_erase_tiles", "tiles"))},
+    **{
+        f"{voter}_v1": (
+            "benchmarks/results/loso_votes_l0_backbone_paste_erase_v1.jsonl",
+            "benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl",
+            view,
+        )
+        for voter, view in (
+            ("l0_paste_erase", "224"),
+            ("l0_paste_erase_detail", "448"),
+            ("l0_paste_erase_tiles", "tiles"),
+        )
+    },
     # the detector's votes all come from a detector trained without the row's source (two source
     # halves, training/finetune_detector.py): they serve as its LOSO and its OOF votes alike
-    "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),
+    "l1_rcnn": (
+        "benchmarks/results/heldout_votes_l1_rcnn.jsonl",
+        "benchmarks/results/heldout_votes_l1_rcnn.jsonl",
+        "det",
+    ),
 }
 
 
@@ -108,8 +158,13 @@ def score(args: argparse.Namespace) -> None:
         """A voter's vote, or None where it abstained (a tile voter on a frame under 448 px)."""
         return votes[key]["probs"].get(regime, {}).get(view)
 
-    out: dict[str, Any] = {"consensus": str(args.consensus), "votes": {v: VOTES[v] for v in voters},
-                           "note": __doc__.split("\n\n")[1].replace("\n", " "), "held_out": {}, "all_held_out": {}}
+    out: dict[str, Any] = {
+        "consensus": str(args.consensus),
+        "votes": {v: VOTES[v] for v in voters},
+        "note": __doc__.split("\n\n")[1].replace("\n", " "),
+        "held_out": {},
+        "all_held_out": {},
+    }
 
     def summary(y: list[int], p: np.ndarray) -> dict[str, Any]:
         return {k: v for k, v in summarise(np.array(y), np.asarray(p)).items() if k != "confusion"}
@@ -117,10 +172,17 @@ def score(args: argparse.Namespace) -> None:
     for regime in ("v0.2", "letterbox", "full"):
         y = [first[k]["label"] for k in keys]
         # each frame is pooled by the artefact's pool for its size, over that pool's voters
-        rows = {side: [LabelledVotes(first[k]["label"], {v: ("L0", prob(votes[v], k, regime, VOTES[v][2]))
-                                                          for v in voters}, first[k]["long_side"][regime])
-                       for k in keys]
-                for side, votes in (("loso", loso), ("in_fold_oof", oof))}
+        rows = {
+            side: [
+                LabelledVotes(
+                    first[k]["label"],
+                    {v: ("L0", prob(votes[v], k, regime, VOTES[v][2])) for v in voters},
+                    first[k]["long_side"][regime],
+                )
+                for k in keys
+            ]
+            for side, votes in (("loso", loso), ("in_fold_oof", oof))
+        }
         probs = {side: artefact_probs(artefact, r) for side, r in rows.items()}
         for name in HELD_OUT:
             idx = [i for i, k in enumerate(keys) if first[k]["held_out"] == name]
@@ -128,11 +190,15 @@ def score(args: argparse.Namespace) -> None:
             entry[regime] = {side: summary([y[i] for i in idx], p[idx]) for side, p in probs.items()}
         out["all_held_out"][regime] = {side: summary(y, p) for side, p in probs.items()}
         both = out["all_held_out"][regime]
-        print(f"{regime:10s} all held-out rows: MCC LOSO {both['loso']['mcc']:.3f} vs in-fold "
-              f"{both['in_fold_oof']['mcc']:.3f} (AUROC {both['loso']['auroc']:.3f} vs {both['in_fold_oof']['auroc']:.3f})")
+        print(
+            f"{regime:10s} all held-out rows: MCC LOSO {both['loso']['mcc']:.3f} vs in-fold "
+            f"{both['in_fold_oof']['mcc']:.3f} (AUROC {both['loso']['auroc']:.3f} vs {both['in_fold_oof']['auroc']:.3f})"
+        )
         for name in HELD_OUT:
             e = out["held_out"][name][regime]
-            print(f"  {name:14s} accuracy LOSO {e['loso']['accuracy']:.3f} vs in-fold {e['in_fold_oof']['accuracy']:.3f}")
+            print(
+                f"  {name:14s} accuracy LOSO {e['loso']['accuracy']:.3f} vs in-fold {e['in_fold_oof']['accuracy']:.3f}"
+            )
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -18,6 +18,7 @@ for each vehicle-camera source, a network trained without it), the closest thing
 camera the project has never seen. Voters whose recipe has no LOSO network are absent there (the
 pool renormalises over the rest), as the `loso_voters` field says.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,10 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     # the plain recipe also trained through the tile voter (--tiles-batch 8; 3 folds, tiles rescored at full size)
     "l0_head_mil": ("benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "224"),
     "l0_tiles_mil": ("benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl", "tiles"),
+    # paste/erase 0.5 instead of 0.3, --tiles-batch 8 (3 folds, tiles rescored at full size)
+    "l0_pe50": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "224"),
+    "l0_pe50_detail": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "448"),
+    "l0_pe50_tiles": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
     # the paste-and-erase network before --tiles-batch (5 folds; its tiles rescored at full size)
     "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
@@ -59,31 +64,64 @@ LEVELS = {"l1_rcnn": "L1"}
 """Voters that run after L0 (the rest are L0)."""
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 PE1 = ["l0_paste_erase_v1", "l0_paste_erase_detail_v1"]
+PE50 = ["l0_pe50", "l0_pe50_detail"]
 VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
 BY_SIZE = 448
 """Where "by size" sets split the frames: whole-frame voters below, tile voters from here up."""
-SETS = [["l0_head"], ["l0_detail"], ["l0_paste"], ["l0_tiles"], ["l0_head", "l0_detail"],
-        ["l0_paste_erase_v1"], PE1, ["l0_head", "l0_detail", *PE1],
-        ["l0_head", "l0_detail", *PE1, "l0_paste_erase_tiles_v1"], ["l0_paste_erase_tiles_v1"],
-        ["l0_head", "l0_detail", "l0_paste"], ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail"],
-        ["l0_head", "l0_detail", "l0_tiles"], ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
-        ["l0_paste_erase"], PE, ["l0_head", "l0_detail", *PE],
-        ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE],
-        ["l1_rcnn"], ["l0_head", "l0_detail", "l1_rcnn"], [*PE, "l1_rcnn"], ["l0_head", "l0_detail", *PE, "l1_rcnn"],
-        ["l0_head", "l0_detail", *PE, "l0_tiles"], ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
-        ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"],
-        ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
-        ["l0_tiles", "l0_paste_erase_tiles"], ["l0_paste_erase_tiles"], ["l0_tiles_mil"], ["l0_head_mil"],
-        ["l0_tiles_mil", "l0_paste_erase_tiles"], ["l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"]]
-SETS_BY_SIZE = [["l0_head", "l0_detail", *PE1, "l0_tiles", "l0_paste_erase_tiles_v1"],
-                ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
-                ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
-                [*PE, "l0_tiles", "l0_paste_erase_tiles"],
-                ["l0_head", *PE, "l0_tiles", "l0_paste_erase_tiles"],
-                ["l0_head", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"],
-                ["l0_head", *PE, "l0_paste_erase_tiles"],
-                ["l0_head", *PE, "l0_tiles_mil", "l0_paste_erase_tiles"],
-                ["l0_head", *PE, "l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"]]
+SETS = [
+    ["l0_head"],
+    ["l0_detail"],
+    ["l0_paste"],
+    ["l0_tiles"],
+    ["l0_head", "l0_detail"],
+    ["l0_paste_erase_v1"],
+    PE1,
+    ["l0_head", "l0_detail", *PE1],
+    ["l0_head", "l0_detail", *PE1, "l0_paste_erase_tiles_v1"],
+    ["l0_paste_erase_tiles_v1"],
+    ["l0_head", "l0_detail", "l0_paste"],
+    ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail"],
+    ["l0_head", "l0_detail", "l0_tiles"],
+    ["l0_head", "l0_detail", "l0_paste", "l0_tiles"],
+    ["l0_paste_erase"],
+    PE,
+    ["l0_head", "l0_detail", *PE],
+    ["l0_head", "l0_detail", "l0_paste", "l0_paste_detail", *PE],
+    ["l1_rcnn"],
+    ["l0_head", "l0_detail", "l1_rcnn"],
+    [*PE, "l1_rcnn"],
+    ["l0_head", "l0_detail", *PE, "l1_rcnn"],
+    ["l0_head", "l0_detail", *PE, "l0_tiles"],
+    ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
+    ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles", "l1_rcnn"],
+    ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+    ["l0_tiles", "l0_paste_erase_tiles"],
+    ["l0_paste_erase_tiles"],
+    ["l0_tiles_mil"],
+    ["l0_head_mil"],
+    ["l0_tiles_mil", "l0_paste_erase_tiles"],
+    ["l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"],
+    ["l0_pe50", "l0_pe50_detail"],
+    ["l0_pe50_tiles"],
+    ["l0_tiles", "l0_pe50_tiles"],
+    ["l0_paste_erase_tiles", "l0_pe50_tiles"],
+]
+SETS_BY_SIZE = [
+    ["l0_head", "l0_detail", *PE1, "l0_tiles", "l0_paste_erase_tiles_v1"],
+    ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
+    ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+    [*PE, "l0_tiles", "l0_paste_erase_tiles"],
+    ["l0_head", *PE, "l0_tiles", "l0_paste_erase_tiles"],
+    ["l0_head", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"],
+    ["l0_head", *PE, "l0_paste_erase_tiles"],
+    ["l0_head", *PE, "l0_tiles_mil", "l0_paste_erase_tiles"],
+    ["l0_head", *PE, "l0_tiles", "l0_tiles_mil", "l0_paste_erase_tiles"],
+    ["l0_head", *PE50, "l0_tiles", "l0_pe50_tiles"],
+    ["l0_head", "l0_pe50_detail", "l0_tiles", "l0_pe50_tiles"],
+    [*PE50, "l0_tiles", "l0_pe50_tiles"],
+    ["l0_head", *PE50, "l0_paste_erase_tiles", "l0_pe50_tiles"],
+    ["l0_head", *PE, *PE50, "l0_tiles", "l0_paste_erase_tiles", "l0_pe50_tiles"],
+]
 
 
 def sides_by_size(voters: list[str]) -> dict[str, tuple[int, int | None]]:
@@ -104,8 +142,9 @@ def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) 
     out = {}
     for regime in ("v0.2", "letterbox", "full"):
         for part, sources in parts.items():
-            sel = np.array([r["key"].endswith(f"#{regime}") and (sources is None or r["source"] in sources)
-                            for r in preds])
+            sel = np.array(
+                [r["key"].endswith(f"#{regime}") and (sources is None or r["source"] in sources) for r in preds]
+            )
             if sel.any() and len(set(y[sel])) == 2:
                 out[f"{regime}/{part}"] = round(float(matthews_corrcoef(y[sel], p[sel] >= 0.5)), 4)
     return out
@@ -140,17 +179,29 @@ def main() -> None:
         art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None)
         y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
         per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
-        entry = {"voters": voters, "by_size": by_size, "oof_mcc": round(art.metrics["mcc"], 4),
-                 "oof_accuracy": round(art.metrics["accuracy"], 4), "oof_mcc_by_regime": per_regime,
-                 "pools": [{"long_side": pool.long_side, "threshold": pool.threshold_raw, "weights": pool.weights}
-                           for pool in art.pools]}
+        entry = {
+            "voters": voters,
+            "by_size": by_size,
+            "oof_mcc": round(art.metrics["mcc"], 4),
+            "oof_accuracy": round(art.metrics["accuracy"], 4),
+            "oof_mcc_by_regime": per_regime,
+            "pools": [
+                {"long_side": pool.long_side, "threshold": pool.threshold_raw, "weights": pool.weights}
+                for pool in art.pools
+            ],
+        }
         have = [v for v in voters if v in loso_runs]
         if have:
             # rows every voter has LOSO votes for (the detector's cover every source; the L0
             # networks' only the held-out vehicle-camera sources)
             # (a tile voter abstains on frames under its min_long_side: its rows are not required)
-            keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in have
-                                      if v not in ABSTAINING or all(h in ABSTAINING for h in have)))
+            keys = set.intersection(
+                *(
+                    {r["key"] for r in loso_runs[v]}
+                    for v in have
+                    if v not in ABSTAINING or all(h in ABSTAINING for h in have)
+                )
+            )
             held = [r for r in merge_runs([loso_runs[v] for v in have]) if r["key"] in keys]
             lrows = rows_from_predictions(held)
             ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
@@ -165,13 +216,22 @@ def main() -> None:
                 entry["oof_mcc_routed"] = round(float(matthews_corrcoef(y, op >= 0.5)), 4)
                 entry["oof_share_past_l0"] = round(float(oof_past.mean()), 4)
         results.append(entry)
-        print(f"{' + '.join(voters) + (' (by size)' if by_size else ''):48s} OOF MCC {art.metrics['mcc']:.3f} | "
-              + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
-              + (f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
-                 + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()) if have else "")
-              + (f" || routed by the L0 band: OOF {entry['oof_mcc_routed']:.3f} ({entry['oof_share_past_l0']:.0%} past L0),"
-                 f" LOSO {entry['loso_mcc_routed']:.3f} ({entry['loso_share_past_l0']:.0%} past L0)"
-                 if "loso_mcc_routed" in entry else ""))
+        print(
+            f"{' + '.join(voters) + (' (by size)' if by_size else ''):48s} OOF MCC {art.metrics['mcc']:.3f} | "
+            + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
+            + (
+                f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
+                + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items())
+                if have
+                else ""
+            )
+            + (
+                f" || routed by the L0 band: OOF {entry['oof_mcc_routed']:.3f} ({entry['oof_share_past_l0']:.0%} past L0),"
+                f" LOSO {entry['loso_mcc_routed']:.3f} ({entry['loso_share_past_l0']:.0%} past L0)"
+                if "loso_mcc_routed" in entry
+                else ""
+            )
+        )
     args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": LOSO, "sets": results}, indent=2) + "\n")
 
 
