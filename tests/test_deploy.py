@@ -8,6 +8,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from miner.profile import load_profile
 from roadwork.cli import app
 from tests.conftest import REPO
 
@@ -32,8 +33,10 @@ def test_every_vllm_server_the_production_profile_calls_has_a_service_on_its_car
         # a container given card 1 alone sees it as device 0: CUDA_VISIBLE_DEVICES=1 would hide it
         assert "CUDA_VISIBLE_DEVICES" not in env, name
         assert svc["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"], name
-    profile = (REPO / "configs" / "h100x2.yaml").read_text()
-    wanted = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", profile)}
+    # the endpoints each tier calls, as the loader fills them from the launch profiles they name
+    profile = load_profile(REPO / "configs" / "h100x2.yaml")
+    urls = [url for v in profile.voters if v.kind == "vlm-http" for url in v.params["endpoints"]]
+    wanted = {int(re.search(r":(\d+)$", url.rstrip("/")).group(1)) for url in urls}
     assert wanted and wanted <= set(served), f"no vLLM service for ports {sorted(wanted - set(served))}"
     miner_compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     assert not [n for n in miner_compose if n.startswith("vllm")], "vLLM services live in the generated file only"
