@@ -678,12 +678,12 @@ def plan_cmd(
 
 def _print_balance(cfg: Any, costs: Path) -> None:
     from cascade.placement import gpu_balance
-    from roadwork.gpu_bench import model_costs
+    from roadwork.bench_results import read_gpu_bench
 
     try:
-        measured = model_costs(json.loads(costs.read_text()))
-    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        fail(f"--costs {costs}: not a readable `roadwork bench --gpu` JSON ({type(exc).__name__}: {exc})")
+        measured = read_gpu_bench(costs).model_costs()
+    except ValueError as exc:
+        fail(f"--costs: not a `roadwork bench --gpu` result: {exc}")
     if not measured:
         fail(f"--costs {costs}: no voters with a measured native cost (run `roadwork bench --gpu` to completion)")
     balance = gpu_balance(cfg.voters, measured)

@@ -106,11 +106,11 @@ def report(
     continue_over: dict[str, float] | None = None,
     cost_over: dict[str, float] | None = None,
 ) -> dict:
-    from roadwork.gpu_bench import level_costs
+    from roadwork.bench_results import parse_gpu_bench
 
     l0 = l0_continue_share(read_rows(run_dir), band)
     cont = {"L0": l0["continue"], **PRIOR_CONTINUE, **(continue_over or {})}
-    measured = level_costs(bench) if bench else {}
+    measured = parse_gpu_bench(bench).level_costs() if bench else {}
     costs = {**PRIOR_COST_MS, **measured, **(cost_over or {})}
     sources = {lv: ("flag" if lv in (cost_over or {}) else "bench" if lv in measured else "prior") for lv in LEVELS}
     result = expected_cost(cont, costs)

@@ -824,23 +824,3 @@ def _measure(
     result["complete"] = True
     save("done")
     return result
-
-
-def model_costs(bench: dict[str, Any]) -> dict[str, float]:
-    """ms per image of each in-process model, from a bench JSON: its time in its device worker during
-    the largest cascade run (real batch sizes) where the bench had workers, else its native batched
-    cost (the median of a few calls, outside the cascade)."""
-    native = {n: v["native"]["ms_per_image"] for n, v in bench.get("voters", {}).items() if "native" in v}
-    runs = [r for r in bench.get("concurrency", {}).values() if r.get("worker_ms_per_image")]
-    if not runs:
-        return native
-    return {**native, **max(runs, key=lambda r: r["frames"])["worker_ms_per_image"]}
-
-
-def level_costs(bench: dict[str, Any]) -> dict[str, float]:
-    """ms per image of each in-process level, from a bench JSON: the sum of its models' native cost."""
-    out: dict[str, float] = {}
-    for v in bench.get("voters", {}).values():
-        if "native" in v:
-            out[v["level"]] = out.get(v["level"], 0.0) + v["native"]["ms_per_image"]
-    return out

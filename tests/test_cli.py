@@ -207,7 +207,11 @@ def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_pat
     # and a file that is not a bench JSON fails with a message, not a traceback
     (tmp_path / "junk.json").write_text("[1, 2")
     bad = runner.invoke(app, ["plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "junk.json")])
-    assert bad.exit_code == 2 and "not a readable `roadwork bench --gpu` JSON" in bad.output
+    assert bad.exit_code == 2 and "not a `roadwork bench --gpu` result" in bad.output
+    # and one whose figures are not numbers names the key
+    (tmp_path / "junk.json").write_text(json.dumps({"voters": {"sam": {"native": {"ms_per_image": "fast"}}}}))
+    bad = runner.invoke(app, ["plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "junk.json")])
+    assert bad.exit_code == 2 and "voters.sam.native.ms_per_image" in bad.output.replace("\n", "")
 
 
 def test_eval_without_split_scores_the_held_out_rows_and_says_so(sample, tmp_path):

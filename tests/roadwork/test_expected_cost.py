@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from roadwork.bench_results import parse_gpu_bench
 from roadwork.cli import app
 from roadwork.expected_cost import expected_cost, l0_continue_share, parse_pairs, report
-from roadwork.gpu_bench import level_costs
 
 COSTS = {"L0": 2.0, "L1": 20.0, "L2": 10.0, "L3": 40.0, "L4": 80.0, "L5": 1000.0}
 
@@ -73,7 +73,7 @@ def test_level_costs_sum_each_levels_models() -> None:
             "c": {"level": "L0", "native": {"ms_per_image": 1.0}},
         }
     }
-    assert level_costs(bench) == {"L1": 7.0, "L0": 1.0}
+    assert parse_gpu_bench(bench).level_costs() == {"L1": 7.0, "L0": 1.0}
 
 
 def _run(tmp_path: Path, probs: list[float]) -> Path:
