@@ -243,6 +243,21 @@ C = TypeVar("C", bound=CascadeConfig)
 class ConfigError(ValueError):
     """A profile that cannot be used; the message names the file and the key."""
 
+    @classmethod
+    def listing(cls, path: str | Path, problems: list[str]) -> ConfigError:
+        """`profile 'P' is invalid:` and one indented line per problem."""
+        return cls("\n".join([f"profile {str(path)!r} is invalid:", *(f"  {p}" for p in problems)]))
+
+
+def error_lines(exc: ValidationError, prefix: str = "") -> list[str]:
+    """One `key: message (got value)` line per pydantic error, the key spelt as in the file (under
+    `prefix`, e.g. `voters.2.params`): how every schema of this project reports a bad file."""
+    lines = []
+    for err in exc.errors():
+        key = ".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"])) or "(top level)"
+        lines.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return lines
+
 
 def load_config(path: str | Path, schema: type[C] = CascadeConfig) -> C:  # type: ignore[assignment]
     """A profile file checked against `schema`: the cascade's own sections (CascadeConfig), or the
@@ -261,8 +276,4 @@ def load_config(path: str | Path, schema: type[C] = CascadeConfig) -> C:  # type
     try:
         return schema.model_validate(data)
     except ValidationError as exc:
-        lines = [f"profile {str(path)!r} is invalid:"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("\n".join(lines)) from exc
+        raise ConfigError.listing(path, error_lines(exc)) from exc

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cascade.config import VoterConfig
+from cascade.config import VoterConfig, error_lines
 from detectors.base import Detector, Voter
 
 
@@ -151,10 +151,9 @@ def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:
     try:
         parsed = params_model(kind).model_validate(params)
     except ValidationError as exc:
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            hint = PRECISION_HINT if err["type"] == "extra_forbidden" and where.split(".")[-1] in OLD_PRECISION else ""
-            yield f"{key}.params{'.' + where if where else ''}: {err['msg']} (got {err.get('input')!r}){hint}"
+        for err, line in zip(exc.errors(), error_lines(exc, f"{key}.params"), strict=True):
+            old = err["type"] == "extra_forbidden" and err["loc"] and err["loc"][-1] in OLD_PRECISION
+            yield line + (PRECISION_HINT if old else "")
         return
     if kind in ENSEMBLES:
         for j, member in enumerate(getattr(parsed, "members", [])):

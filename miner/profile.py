@@ -43,5 +43,5 @@ def load_profile(path: str | Path) -> Profile:
     problems = apply_launch_profiles(profile)  # vLLM servers and tier voters, from their launch profiles
     problems += check_profile_voters(profile.voters)
     if problems:
-        raise ConfigError("\n".join([f"profile {str(path)!r} is invalid:", *(f"  {p}" for p in problems)]))
+        raise ConfigError.listing(path, problems)
     return profile

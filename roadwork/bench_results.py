@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cascade.config import error_lines
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -61,9 +63,7 @@ def parse_gpu_bench(data: dict[str, Any], where: str = "bench JSON") -> GpuBench
     try:
         return GpuBenchResult.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"{where}: {key}: {err['msg']}") from exc
+        raise ValueError(f"{where}: {'; '.join(error_lines(exc))}") from exc
 
 
 def read_gpu_bench(path: str | Path) -> GpuBenchResult:

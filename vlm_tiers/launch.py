@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cascade.config import error_lines
+
 PROFILES_DIR = Path(__file__).resolve().parents[1] / "configs" / "vllm"
 
 
@@ -285,8 +287,5 @@ def load_profile(tier_or_path: str, profiles_dir: Path = PROFILES_DIR) -> ServeP
     except yaml.YAMLError as exc:
         raise ProfileError(f"launch profile {str(path)!r} is not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        lines = [f"launch profile {str(path)!r} is invalid:"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        lines = [f"launch profile {str(path)!r} is invalid:", *(f"  {line}" for line in error_lines(exc))]
         raise ProfileError("\n".join(lines)) from exc
