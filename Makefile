@@ -11,6 +11,9 @@ DATA    ?= $(if $(SHARED),../shared/data,runs/sample)
 export HF_HUB_OFFLINE=1
 export YOLO_OFFLINE=1
 export YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics
+# No second copy of downloaded wheels in ~/.cache/pip: where torch and its CUDA libraries come
+# from the network they are several GB, and the three environments already take about 10 GB.
+export PIP_NO_CACHE_DIR=1
 
 .PHONY: install run test lint bench clean
 
