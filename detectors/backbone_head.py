@@ -37,8 +37,9 @@ class BackboneHeadParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     backbone: BackboneSpec = Field(default_factory=BackboneSpec)
-    head: Path
-    """The trained head (.npz) from `roadwork train head`."""
+    head: Path | None
+    """The trained head (.npz) from `roadwork train head`; null only with `backbone.random_init`
+    (a speed run: a random head of the backbone's width)."""
     tiles: TileSpec | None = None
     """Score overlapping crops of large frames and answer the max (see the module docstring)."""
 
@@ -50,6 +51,12 @@ class BackboneHeadParams(BaseModel):
         if said:
             raise ValueError(f"backbone.{said[0]} is the voter's own: set voters[].{said[0]} (one place per profile)")
         return data
+
+    @model_validator(mode="after")
+    def _a_trained_head_unless_random(self) -> BackboneHeadParams:
+        if self.head is None and self.backbone.random_init is None:
+            raise ValueError("head: a trained head (.npz) is needed; only a random backbone (random_init) runs without")
+        return self
 
 
 class BackboneHead(Detector):
@@ -83,13 +90,15 @@ class BackboneHead(Detector):
     @classmethod
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> BackboneHead:
         params = BackboneHeadParams.model_validate(cfg.params)
-        head = LinearHead.load(verified_artefact(params.head, base_dir))
+        head = None if params.head is None else LinearHead.load(verified_artefact(params.head, base_dir))
         update: dict = {"device": cfg.device, "dtype": cfg.dtype}
         weights = params.backbone.weights
         if weights is not None and not weights.is_absolute():
             update["weights"] = (base_dir / weights).resolve()
-        spec = params.backbone.model_copy(update=update)
-        return cls(cfg.name, cfg.level, build_backbone(spec), head, cfg.weight, cfg.batch, params.tiles)
+        backbone = build_backbone(params.backbone.model_copy(update=update))
+        if head is None:  # random backbone (speed run): a random head that fits it
+            head = LinearHead.random(backbone.dim, backbone.name)
+        return cls(cfg.name, cfg.level, backbone, head, cfg.weight, cfg.batch, params.tiles)
 
     def _probs(self, images: list) -> list[float]:
         out: list[float] = []

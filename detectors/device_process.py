@@ -41,36 +41,29 @@ _BUILD_INFO: dict[str, dict[str, Any]] = {}
 _BUILD_ERROR: list[str] = []
 
 
-def _init(
-    voters: list[dict[str, Any]], base_dir: str, random_weights: dict[str, Any] | None, torch_threads: int
-) -> None:
+def _init(voters: list[dict[str, Any]], base_dir: str, torch_threads: int) -> None:
     from roadwork.env import configure_process, set_torch_threads
 
     configure_process()
     set_torch_threads(torch_threads)
     try:
         for raw in voters:
-            _build_one(VoterConfig.model_validate(raw), base_dir, random_weights)
+            _build_one(VoterConfig.model_validate(raw), base_dir)
     except Exception as exc:
         _BUILD_ERROR.append(str(exc) if isinstance(exc, RuntimeError) else f"{type(exc).__name__}: {exc}")
 
 
-def _build_one(cfg: VoterConfig, base_dir: str, random_weights: dict[str, Any] | None) -> None:
+def _build_one(cfg: VoterConfig, base_dir: str) -> None:
+    """The model itself: micro-batching happens in the main process, not in the worker."""
     import torch
+
+    from detectors.registry import resolve
 
     try:
         cuda = cfg.device.startswith("cuda") and torch.cuda.is_available()
         before = torch.cuda.memory_allocated(cfg.device) if cuda else 0
         t0 = time.perf_counter()
-        if random_weights is not None:
-            from detectors.random_weights import build_random
-
-            # the model itself: micro-batching happens in the main process, not in the worker
-            det = build_random(cfg.model_copy(update={"batch_wait_ms": 0}), Path(base_dir), **random_weights)
-        else:
-            from detectors.registry import resolve
-
-            det = resolve(cfg.kind).from_config(cfg, Path(base_dir))
+        det = resolve(cfg.kind).from_config(cfg, Path(base_dir))
         if cuda:
             torch.cuda.synchronize(cfg.device)
     except Exception as exc:
@@ -137,7 +130,6 @@ class DeviceProcess:
         device: str,
         voters: Sequence[VoterConfig],
         base_dir: Path,
-        random_weights: dict[str, Any] | None = None,
         torch_threads: int = 0,
         start_timeout_s: float = 900.0,
         restart: bool = True,
@@ -155,7 +147,7 @@ class DeviceProcess:
         runs one call at a time, so near 100 % means this worker is the limit)."""
         self.busy_by_voter: dict[str, float] = {}
         """The same, per voter (its predict calls only): what balancing the GPUs needs."""
-        self._initargs = ([v.model_dump(mode="json") for v in voters], str(base_dir), random_weights, torch_threads)
+        self._initargs = ([v.model_dump(mode="json") for v in voters], str(base_dir), torch_threads)
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._pool: ProcessPoolExecutor | None
@@ -336,7 +328,6 @@ def build_voters(
     voters: Sequence[VoterConfig],
     base_dir: Path,
     *,
-    random_weights: dict[str, Any] | None = None,
     torch_threads: int = 0,
     local: Any = None,
     include_cpu: bool = False,
@@ -353,13 +344,12 @@ def build_voters(
     procs: dict[str, DeviceProcess] = {}
     try:
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
-            procs[device] = DeviceProcess(device, group, base_dir, random_weights, torch_threads, hang_s=hang_s)
+            procs[device] = DeviceProcess(device, group, base_dir, torch_threads, hang_s=hang_s)
     except BaseException:
         for p in procs.values():
             p.close()
         raise
     by_name = {n: p for p in procs.values() for n in p.names}
-    tiny = bool(random_weights and random_weights.get("tiny"))
     dets: list[Voter] = []
     for v in voters:
         if not v.enabled:
@@ -367,7 +357,7 @@ def build_voters(
         if v.name in by_name:
             det: Voter = RemoteVoter(by_name[v.name], v)
             if v.batch_wait_ms > 0:
-                det = MicroBatcher(det, min(v.batch, 4) if tiny else v.batch, v.batch_wait_ms, v.batch_pad)
+                det = MicroBatcher(det, v.batch, v.batch_wait_ms, v.batch_pad)
             dets.append(det)
         else:
             dets.append(local(v))

@@ -55,6 +55,12 @@ class LinearHead:
         return 1.0 / (1.0 + np.exp(-z))
 
     @classmethod
+    def random(cls, dim: int, backbone: str, seed: int = 0) -> LinearHead:
+        """A head of random weights for a random backbone (speed runs: its answers mean nothing)."""
+        coef = np.random.default_rng(seed).normal(0, 0.01, dim)
+        return cls(mean=np.zeros(dim), scale=np.ones(dim), coef=coef, intercept=0.0, backbone=backbone)
+
+    @classmethod
     def from_sklearn(cls, pipeline: Any, backbone: str) -> LinearHead:
         """From a fitted Pipeline(StandardScaler, LogisticRegression)."""
         scaler, lr = pipeline[0], pipeline[-1]

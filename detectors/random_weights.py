@@ -2,15 +2,17 @@
 
 A production profile names released checkpoints (`params.model: google/owlv2-base-patch16-ensemble`,
 `params.weights: yolo11x.pt`). A GPU speed run must not download them, so `random_voter(cfg)` turns
-each voter entry into one that builds the same architecture from its config:
+each voter entry into one that builds the same architecture from its config, by the `random` form
+its kind's registry entry names (detectors/registry.py); the voter is then built the production
+way. The forms are the `*_params` functions here:
 
   ultralytics      yolo11x.pt -> yolo11x.yaml (the packaged model yaml); YOLOE/World prompts are
                    dropped (their text encoder is another download)
   hf kinds         params.model <hub id> -> params.random_init <that checkpoint's config sizes>
                    (FULL_CONFIGS below, copied from each hub config.json's key sizes)
   rfdetr           weights -> null (the variant's architecture with random weights)
-  backbone-head    built by `build_random` directly: the backbone from FULL_CONFIGS plus a random
-                   linear head of the right width (the trained head file is not needed)
+  backbone-head    a transformers backbone -> backbone.random_init from FULL_CONFIGS and a random
+                   linear head of its width (head: null; the trained head file is not needed)
   ocr-signs        unchanged (its PP-OCR models ship in the rapidocr wheel)
 
 `tiny=True` maps every voter to the tiny configs of detectors/model_specs.py instead (CPU smoke
@@ -23,8 +25,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cascade.config import VoterConfig
-from detectors.base import Detector, Voter
+from cascade.config import MEMORY_DTYPE, VoterConfig
+from detectors.base import Voter
 from detectors.model_specs import TINY_CLIP, TINY_DEPTH, TINY_DFINE, TINY_GDINO, TINY_OWLV2, TINY_SAM, TINY_SIGLIP
 
 _DA_L = dict(
@@ -179,109 +181,94 @@ def tiny_yaml(weights: str) -> str:
     return re.sub(r"^(yolo\w*?\d+)[nslmx]", r"\1n", stem) + ".yaml"
 
 
-def _ultralytics(params: dict[str, Any], tiny: bool) -> dict[str, Any]:
+def ultralytics_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """yolo11x.pt -> yolo11x.yaml (tiny: yolo11n.yaml at 64 px); prompts dropped (their text encoder
+    would be downloaded)."""
+    params = dict(cfg.params)
     weights = str(params["weights"])
     yaml_name = tiny_yaml(weights) if tiny else Path(weights).stem + ".yaml"
     out = {**params, "weights": yaml_name, "allow_download": False}
-    out.pop("prompts", None)  # YOLOE / World text encoders would be downloaded
+    out.pop("prompts", None)
     if tiny:
         out.update(imgsz=64)
     return out
 
 
-def _hf(params: dict[str, Any], kind: str, name: str, tiny: bool) -> dict[str, Any]:
+def hf_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """params.model <hub id> -> params.random_init <its FULL_CONFIGS entry> (tiny: TINY_BY_TYPE)."""
+    params = dict(cfg.params)
     if params.get("random_init") is not None:
         init = dict(params["random_init"])
     else:
-        init = full_config(str(params.get("model")), f"voters[{name}].params.model")
+        init = full_config(str(params.get("model")), f"voters[{cfg.name}].params.model")
     if tiny:
         init = tiny_config(init)
     out = {k: v for k, v in params.items() if k not in ("model", "allow_download")}
     out["random_init"] = init
     if tiny:
-        out.update(image_size=TINY_SIZES[kind])
+        out.update(image_size=TINY_SIZES[cfg.kind])
     return out
 
 
+def rfdetr_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """The variant's architecture with no checkpoint (tiny: nano at 128 px)."""
+    out = {**cfg.params, "weights": None, "allow_download": False}
+    if tiny:
+        out.update(variant="nano", resolution=128)
+    return out
+
+
+def ensemble_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """Each member through its own kind's random form."""
+    members = []
+    for m in cfg.params.get("members", []):
+        built = random_voter(VoterConfig.model_validate({"level": cfg.level, "dtype": cfg.dtype, **m}), tiny)
+        members.append({**m, "params": built.params, "dtype": built.dtype})
+    return {**cfg.params, "members": members}
+
+
+def backbone_head_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """A transformers backbone -> `backbone.random_init` and a random head of its width (the trained
+    head file is not needed); the bundled MobileNetV2 keeps its real weights and the profile's head."""
+    params = dict(cfg.params)
+    spec = dict(params.get("backbone") or {})
+    if spec.get("kind") != "hf-automodel":
+        return params
+    init = full_config(str(spec.get("model")), f"voters[{cfg.name}].params.backbone.model")
+    spec.update(random_init=tiny_config(init) if tiny else init, allow_download=False)
+    if tiny:
+        spec.update(input_size=56, compile="none")
+    return {**params, "backbone": spec, "head": None}
+
+
+def unchanged_params(cfg: VoterConfig, tiny: bool) -> dict[str, Any]:
+    """Nothing to download (e.g. PP-OCR, which ships in its wheel; our own small checkpoints)."""
+    return dict(cfg.params)
+
+
 def random_voter(cfg: VoterConfig, tiny: bool = False, dtype: str | None = None) -> VoterConfig:
-    """The same voter built from configs with random weights; `dtype` overrides the voter's own
-    (tiny voters run float32)."""
-    p = dict(cfg.params)
-    run_as = "float32" if tiny else (dtype or cfg.dtype)
-    if cfg.kind == "ultralytics":
-        p = _ultralytics(p, tiny)
-        run_as = "float16" if run_as == "float16" else "float32"  # ultralytics runs fp16 or fp32 only
-    elif cfg.kind in HF_KINDS:
-        p = _hf(p, cfg.kind, cfg.name, tiny)
-    elif cfg.kind == "rfdetr":
-        p = {**p, "weights": None, "allow_download": False}
-        if tiny:
-            p.update(variant="nano", resolution=128)
-    elif cfg.kind == "wbf-ensemble":
-        members = []
-        for m in p.get("members", []):
-            mcfg = VoterConfig.model_validate({"level": cfg.level, "dtype": cfg.dtype, **m})
-            built = random_voter(mcfg, tiny, dtype)
-            members.append({**m, "params": built.params, "dtype": built.dtype})
-        p["members"] = members
-    elif cfg.kind in ("backbone-head", "ocr-signs"):
-        pass  # backbone-head: see build_random; OCR ships its models
-    else:
+    """The same voter built from configs with random weights, by its registry entry's `random`
+    form; `dtype` overrides the voter's own (tiny voters run float32, 4 frames a batch)."""
+    from detectors.registry import random_form
+
+    form = random_form(cfg.kind)
+    if form is None:
         raise NoRandomConfigError(
             f"voter {cfg.name!r}: kind {cfg.kind!r} has no random-weights form "
             f"(in-process kinds only; {', '.join(IN_PROCESS_EXCLUDED)} run on servers)"
         )
-    batch = min(cfg.batch, 4) if tiny else cfg.batch
-    return cfg.model_copy(update={"params": p, "batch": batch, "dtype": run_as})
-
-
-def random_backbone_head(
-    cfg: VoterConfig, tiny: bool = False, dtype: str | None = None, seed: int = 0, base_dir: Path = Path(".")
-) -> Detector:
-    """L0: a random-weight transformers backbone of the configured hub id + a random linear head."""
-    import numpy as np
-    from transformers import AutoModel, ViTImageProcessor
-
-    from detectors.backbone_head import BackboneHead, BackboneHeadParams
-    from detectors.backbones import HFAutoModelBackbone
-    from detectors.heads import LinearHead
-    from detectors.hf_common import random_config, random_model, torch_dtype
-    from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
-
-    params = BackboneHeadParams.model_validate(cfg.params)
-    spec = params.backbone
-    if spec.kind != "hf-automodel":  # the bundled MobileNetV2 has real weights already (paths: the profile's)
-        from detectors.registry import resolve
-
-        return resolve(cfg.kind).from_config(cfg, base_dir)
-    init = full_config(str(spec.model), f"voters[{cfg.name}].params.backbone.model")
-    if tiny:
-        init = tiny_config(init)
-    dt = "float32" if tiny else (dtype or cfg.dtype)
-    model = random_model(AutoModel, random_config(init), cfg.device, torch_dtype(dt))
-    side = 56 if tiny else spec.input_size
-    proc = ViTImageProcessor(
-        size={"height": side, "width": side}, image_mean=IMAGENET_MEAN.tolist(), image_std=IMAGENET_STD.tolist()
-    )
-    spec = spec.model_copy(update={"device": cfg.device, "dtype": dt})
-    dim = int(model.config.hidden_size)
-    backbone = HFAutoModelBackbone(model, proc, spec, dim)
-    rng = np.random.default_rng(seed)
-    head = LinearHead(
-        mean=np.zeros(dim), scale=np.ones(dim), coef=rng.normal(0, 0.01, dim), intercept=0.0, backbone=backbone.name
-    )  # random too: it only has to fit the backbone it rides on
-    return BackboneHead(cfg.name, cfg.level, backbone, head, cfg.weight, min(cfg.batch, 4) if tiny else cfg.batch)
+    run_as = "float32" if tiny else (dtype or cfg.dtype)
+    if cfg.kind == "ultralytics":
+        run_as = "float16" if run_as == "float16" else "float32"  # ultralytics runs fp16 or fp32 only
+    update: dict[str, Any] = {"params": form(cfg, tiny), "batch": min(cfg.batch, 4) if tiny else cfg.batch}
+    update["dtype"] = run_as
+    if cfg.memory is not None and cfg.memory.dtype in MEMORY_DTYPE.values():  # memory follows the dtype
+        update["memory"] = cfg.memory.model_copy(update={"dtype": MEMORY_DTYPE[run_as]})
+    return cfg.model_copy(update=update)
 
 
 def build_random(cfg: VoterConfig, base_dir: Path, tiny: bool = False, dtype: str | None = None) -> Voter:
-    """The voter with random weights, wrapped in a MicroBatcher when the profile batches it."""
+    """The voter with random weights, built the production way (micro-batched when the profile says)."""
     from detectors.registry import build
 
-    if cfg.kind == "backbone-head":
-        det = random_backbone_head(cfg, tiny, dtype, base_dir=base_dir)
-        if cfg.batch_wait_ms > 0:
-            from detectors.batching import MicroBatcher
-
-            det = MicroBatcher(det, min(cfg.batch, 4) if tiny else cfg.batch, cfg.batch_wait_ms, cfg.batch_pad)
-        return det
     return build(random_voter(cfg, tiny, dtype), base_dir)

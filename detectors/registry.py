@@ -10,7 +10,7 @@ is built. To add a model: write its adapter file and add one entry here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,10 @@ class Kind:
     extra: str = ""
     """`pip install -e .[extra]` that brings its libraries ("" when the base install does)."""
     about: str = ""
+    random: str = ""
+    """"module:function" that turns a voter entry of this kind into one that builds the same
+    architecture with random weights and no download (speed runs: detectors/random_weights.py);
+    "" when the kind has none (VLM tiers run on servers)."""
 
 
 KINDS: dict[str, Kind] = {
@@ -37,51 +41,69 @@ KINDS: dict[str, Kind] = {
         "detectors.backbone_head:BackboneHead",
         "detectors.backbone_head:BackboneHeadParams",
         about="L0: backbone embedding + trained linear head (optionally max over tiles)",
+        random="detectors.random_weights:backbone_head_params",
     ),
     "ultralytics": Kind(
         "detectors.ultralytics_yolo:UltralyticsDetector",
         "detectors.ultralytics_yolo:UltralyticsParams",
         "vision",
         "YOLO / RT-DETR / YOLOE boxes",
+        random="detectors.random_weights:ultralytics_params",
     ),
     "hf-detector": Kind(
         "detectors.hf_detr:HFDetector",
         "detectors.hf_detr:HFDetectorParams",
         "hf",
         "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers",
+        random="detectors.random_weights:hf_params",
     ),
-    "rfdetr": Kind("detectors.rfdetr:RFDETRDetector", "detectors.rfdetr:RFDETRParams", "vision", "RF-DETR boxes"),
+    "rfdetr": Kind(
+        "detectors.rfdetr:RFDETRDetector",
+        "detectors.rfdetr:RFDETRParams",
+        "vision",
+        "RF-DETR boxes",
+        random="detectors.random_weights:rfdetr_params",
+    ),
     "rcnn-mobilenet": Kind(
         "detectors.rcnn_detector:RcnnDetector",
         "detectors.rcnn_detector:RcnnParams",
         about="our roadwork-box Faster R-CNN (`roadwork train boxes`)",
+        random="detectors.random_weights:unchanged_params",
     ),
     "wbf-ensemble": Kind(
         "detectors.ensemble:WBFEnsemble",
         "detectors.ensemble:EnsembleParams",
         "vision",
         "several box detectors fused with weighted boxes fusion",
+        random="detectors.random_weights:ensemble_params",
     ),
     "depth-size": Kind(
         "detectors.depth_size:DepthSizeValidator",
         "detectors.depth_size:DepthSizeParams",
         "hf",
         "L2: Depth Anything + object size check",
+        random="detectors.random_weights:hf_params",
     ),
     "sam-mask": Kind(
-        "detectors.sam_mask:SamMaskValidator", "detectors.sam_mask:SamParams", "hf", "L2: SAM mask shape / colour check"
+        "detectors.sam_mask:SamMaskValidator",
+        "detectors.sam_mask:SamParams",
+        "hf",
+        "L2: SAM mask shape / colour check",
+        random="detectors.random_weights:hf_params",
     ),
     "ocr-signs": Kind(
         "detectors.ocr_signs:OcrSignVoter",
         "detectors.ocr_signs:OcrParams",
         "vision",
         "L2: roadwork words on signs (rapidocr PP-OCR)",
+        random="detectors.random_weights:unchanged_params",
     ),
     "scene-zero-shot": Kind(
         "detectors.scene_clip:SceneVoter",
         "detectors.scene_clip:SceneParams",
         "hf",
         "L2: CLIP / SigLIP zero-shot scene + night/rain/clear tag",
+        random="detectors.random_weights:hf_params",
     ),
     "vlm-http": Kind(
         "vlm_tiers.http_tier:HttpVLMTier",
@@ -142,6 +164,13 @@ def resolve(kind: str) -> type[Detector]:
 
 def params_model(kind: str) -> type[BaseModel]:
     return _load(entry(kind).params, kind)
+
+
+def random_form(kind: str) -> Callable[[VoterConfig, bool], dict[str, Any]] | None:
+    """The entry's `random` form: (voter entry, tiny) -> params of the same architecture with random
+    weights; None when the kind has none."""
+    form = entry(kind).random
+    return _load(form, kind) if form else None
 
 
 def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:

@@ -256,29 +256,32 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
     A voter that cannot be built stops its whole device's worker (the error names the device); a
     `--tiny` run puts the CPU voters in a worker too, so the path runs without a GPU."""
     from detectors.device_process import build_voters
+    from detectors.random_weights import NoRandomConfigError, random_voter
+    from detectors.registry import build
 
     skipped: dict[str, str] = {}
-    ok = []
+    ok, randomised = [], []
     for v in voters:
         missing = package_missing(v.kind)
         if missing:
             skipped[v.name] = missing
-        else:
-            ok.append(v)
+            continue
+        try:  # the entry that builds the same architecture with random weights, then the production build
+            randomised.append(random_voter(v, opts.tiny, opts.dtype))
+        except (NoRandomConfigError, *BUILD_ERRORS) as exc:
+            skipped[v.name] = f"build failed: {type(exc).__name__}: {str(exc)[:300]}"
+            continue
+        ok.append(v)
 
     def local(v: Any) -> Any:
-        det, err = build_one(cfg, v, opts)
-        if det is None:
-            skipped[v.name] = err
-        return det
+        try:
+            return build(v, cfg.base_dir)
+        except BUILD_ERRORS as exc:
+            skipped[v.name] = f"build failed: {type(exc).__name__}: {str(exc)[:300]}"
+            return None
 
     dets, procs = build_voters(
-        ok,
-        cfg.base_dir,
-        random_weights={"tiny": opts.tiny, "dtype": opts.dtype},
-        torch_threads=cfg.runtime.torch_threads,
-        local=local,
-        include_cpu=opts.tiny,
+        randomised, cfg.base_dir, torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny
     )
     dets = [d for d in dets if d is not None]
     built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building

@@ -82,10 +82,11 @@ def test_every_in_process_voter_has_a_full_size_random_form(cfg) -> None:
     for v in cfg.voters:
         if v.kind in IN_PROCESS_EXCLUDED:
             continue
-        if v.kind == "backbone-head":
-            assert v.params["backbone"]["model"] in FULL_CONFIGS
-            continue
         params = random_voter(v).params
+        if v.kind == "backbone-head":  # a transformers backbone from its config, a random head of its width
+            assert params["backbone"]["random_init"] == FULL_CONFIGS[v.params["backbone"]["model"]]
+            assert params["head"] is None
+            continue
         assert "model" not in params, v.name
         if v.kind == "ultralytics":
             assert params["weights"].endswith(".yaml") and "prompts" not in params

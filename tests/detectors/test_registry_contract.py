@@ -41,6 +41,16 @@ def test_every_registered_kind_has_a_tiny_config() -> None:
     assert not missing, f"add tiny configs to detectors/model_specs.py for: {sorted(missing)}"
 
 
+def test_every_in_process_kind_says_how_to_build_it_with_random_weights() -> None:
+    # `bench --gpu --random-weights` builds a profile from these forms; a kind without one is refused there
+    for kind, entry in registry.KINDS.items():
+        form = registry.random_form(kind)
+        if entry.adapter.startswith("vlm_tiers."):
+            assert form is None, kind  # served by vLLM, measured by its own bench
+        else:
+            assert callable(form), f"{kind}: add `random=` to its registry entry"
+
+
 def frames() -> list[Frame]:
     rng = np.random.default_rng(0)
     prior = Vote(

@@ -95,3 +95,16 @@ def test_the_bundled_l0_voters_build_from_the_profiles_folder_whatever_the_cwd(t
     monkeypatch.chdir(tmp_path)
     det = build_random(cfg.voters[0], cfg.base_dir, tiny=True)
     assert det.name == "l0_head" and det.backbone.dim == 2560
+
+
+def test_only_a_random_backbone_runs_without_a_trained_head() -> None:
+    from pydantic import ValidationError
+
+    from detectors.backbone_head import BackboneHeadParams
+
+    with pytest.raises(ValidationError, match="a trained head"):
+        BackboneHeadParams.model_validate(
+            {"backbone": {"kind": "hf-automodel", "model": "facebook/dinov2-large"}, "head": None}
+        )
+    with pytest.raises(ValidationError, match="a trained head"):
+        BackboneHeadParams.model_validate({"head": None})
