@@ -36,7 +36,8 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from miner.profile import load_profile
-    from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
+    from roadwork.bench.build import build_one, inner
+    from roadwork.bench.options import GpuBenchOptions, place, split_voters
 
     opts = GpuBenchOptions(single_gpu=True, only=a.only)
     cfg = place(load_profile(a.config), opts)

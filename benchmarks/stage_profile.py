@@ -59,7 +59,7 @@ def frames_with_boxes(n: int, h: int, w: int) -> list:
     import numpy as np
 
     from cascade.types import Frame
-    from roadwork.gpu_bench import probe_prior
+    from roadwork.bench.build import probe_prior
 
     prior = probe_prior()
     rng = np.random.default_rng(0)
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from miner.profile import load_profile
-    from roadwork.gpu_bench import GpuBenchOptions, build_one, inner, place, split_voters
+    from roadwork.bench.build import build_one, inner
+    from roadwork.bench.options import GpuBenchOptions, place, split_voters
 
     opts = GpuBenchOptions(single_gpu=a.single_gpu, only=a.only, tiny=a.tiny)
     cfg = place(load_profile(a.config), opts)

@@ -22,7 +22,7 @@ from miner.cli import (  # light: bittensor loads only when they run
     tracer_for,
 )
 from roadwork.env import configure_process
-from roadwork.gpu_bench_cli import fetch_weights_cmd  # light: torch/hub load only when it runs
+from roadwork.fetch_weights import fetch_weights_cmd  # light: torch/hub load only when it runs
 from roadwork.terminal import console, fail
 from training.review_cli import review_cmd  # light: FiftyOne loads only when it runs
 from training.train_detector import train_detector_cmd  # light: ultralytics loads only when it runs
@@ -517,7 +517,7 @@ def bench_cmd(
         typer.Option(help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators)."),
     ] = None,
     gpu: Annotated[
-        bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/gpu_bench.py).")
+        bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/bench/gpu.py).")
     ] = False,
     random_weights: Annotated[
         bool,
@@ -582,15 +582,15 @@ def bench_cmd(
     """Measure per-image latency (p50/p95) and images/s of a profile on this machine.
 
     `--gpu --random-weights` instead drives the in-process levels with 32-256 concurrent frames
-    (see roadwork/gpu_bench.py); `--expected-cost RUN` turns early-exit shares into GPU ms per query.
+    (see roadwork/bench/gpu.py); `--expected-cost RUN` turns early-exit shares into GPU ms per query.
     """
-    from roadwork import gpu_bench_cli
+    from roadwork.bench import cli as bench_cli
 
     if expected_cost is not None:
-        gpu_bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
+        bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
         return
     if gpu:
-        gpu_bench_cli.run_gpu(
+        bench_cli.run_gpu(
             config,
             out,
             random_weights=random_weights,
@@ -606,7 +606,7 @@ def bench_cmd(
             process_per_device=process_per_device,
         )
         return
-    from roadwork.bench import run_bench
+    from roadwork.bench.cpu import run_bench
 
     out = out or Path("runs/bench.json")
     shape = (size, size)
@@ -678,7 +678,7 @@ def plan_cmd(
 
 def _print_balance(cfg: Any, costs: Path) -> None:
     from cascade.placement import gpu_balance
-    from roadwork.bench_results import read_gpu_bench
+    from roadwork.bench.results import read_gpu_bench
 
     try:
         measured = read_gpu_bench(costs).model_costs()

@@ -10,12 +10,19 @@ look for them). Trained heads (`backbone-head` `head:` files) cannot be download
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
 
 from cascade.config import CascadeConfig
+from miner.cli import load_profile_or_exit  # light: the profile schema only
+from roadwork.terminal import console, fail
 
 
 @dataclass
@@ -175,3 +182,44 @@ def download(item: WeightItem) -> str:
         getattr(rfdetr, VARIANTS[variant])(pretrain_weights=item.target, device="cpu")  # downloads if missing
         return item.target
     raise ValueError(f"{item.voter}: {item.source} items ({item.id}) cannot be downloaded; {item.note}")
+
+
+def fetch_weights_cmd(
+    config: Annotated[Path, typer.Argument(help="Profile, e.g. configs/h100x2.yaml.")],
+    list_only: Annotated[
+        bool, typer.Option("--list", help="Only list (the default when --download is not given).")
+    ] = False,
+    fetch_missing: Annotated[
+        bool,
+        typer.Option("--download", help="Fetch what is missing (needs internet; lifts HF_HUB_OFFLINE for this run)."),
+    ] = False,
+    out: Annotated[Path | None, typer.Option(help="Also write the list as JSON here.")] = None,
+) -> None:
+    """List every hub id / file a profile needs and whether it is here; fetch them only with --download.
+
+    Nothing in the project downloads on its own. On a machine with internet run
+    `roadwork fetch-weights configs/h100x2.yaml --download` once; transformers models go to the
+    Hugging Face cache, ultralytics and RF-DETR files next to the profile; vLLM reads the same cache.
+    """
+    if list_only and fetch_missing:
+        fail("--list and --download exclude each other; give one")
+    cfg = load_profile_or_exit(config)
+    items = check_present(items_for(cfg))
+    table = Table(title=f"{cfg.name}: {len(items)} weight items")
+    for col in ("voter", "source", "id", "here", "note"):
+        table.add_column(col)
+    for it in items:
+        here = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "?"}[it.present]
+        table.add_row(it.voter, it.source, it.id, here, it.note)
+    Console().print(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps([it.to_dict() for it in items], indent=2) + "\n")
+    if not fetch_missing:
+        return
+    go_online()
+    for it in items:
+        if it.present or it.source in ("bundled", "trained"):
+            continue
+        console.print(f"fetching {it.id} ({it.source}) ...")
+        console.print(f"  -> {download(it)}")

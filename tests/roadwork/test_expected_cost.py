@@ -1,4 +1,4 @@
-"""Early-exit shares and the expected GPU cost per query (roadwork/expected_cost.py)."""
+"""Early-exit shares and the expected GPU cost per query (roadwork/bench/expected_cost.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from roadwork.bench_results import parse_gpu_bench
+from roadwork.bench.expected_cost import expected_cost, l0_continue_share, parse_pairs, report
+from roadwork.bench.results import parse_gpu_bench
 from roadwork.cli import app
-from roadwork.expected_cost import expected_cost, l0_continue_share, parse_pairs, report
 
 COSTS = {"L0": 2.0, "L1": 20.0, "L2": 10.0, "L3": 40.0, "L4": 80.0, "L5": 1000.0}
 

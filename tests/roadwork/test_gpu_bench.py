@@ -11,9 +11,10 @@ import yaml
 from typer.testing import CliRunner
 
 from miner.profile import load_profile
+from roadwork.bench.build import build_all, verify
+from roadwork.bench.cli import parse_concurrency
+from roadwork.bench.options import GpuBenchOptions, bench_config, place, split_voters
 from roadwork.cli import app
-from roadwork.gpu_bench import GpuBenchOptions, bench_config, build_all, place, split_voters, verify
-from roadwork.gpu_bench_cli import parse_concurrency
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILE = REPO / "configs" / "h100x2.yaml"
@@ -191,7 +192,8 @@ def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: py
 
 def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:
     # tiny CPU run of the lever code path (on a GPU the two dtypes really differ)
-    from roadwork.gpu_bench import probe_frames, try_levers
+    from roadwork.bench.build import probe_frames
+    from roadwork.bench.levers import try_levers
 
     opts = GpuBenchOptions(tiny=True, only=["dfine_l", "yolo11x"])
     placed = place(cfg, opts)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
@@ -50,7 +48,8 @@ def run_gpu(
     process_per_device: bool | None = None,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
-    from roadwork.gpu_bench import GpuBenchOptions, run_gpu_bench
+    from roadwork.bench.gpu import run_gpu_bench
+    from roadwork.bench.options import GpuBenchOptions
 
     if not random_weights:
         fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
@@ -131,7 +130,7 @@ def run_expected_cost(
 ) -> Path:
     """`roadwork bench --expected-cost RUN`: early-exit shares and expected GPU ms per query."""
     from consensus.artefact import ConsensusArtefact
-    from roadwork.expected_cost import parse_pairs, report
+    from roadwork.bench.expected_cost import parse_pairs, report
 
     try:
         fitted = ConsensusArtefact.load(artefact)
@@ -169,47 +168,3 @@ def run_expected_cost(
     Console().print(table)
     console.print(f"wrote {out}")
     return out
-
-
-def fetch_weights_cmd(
-    config: Annotated[Path, typer.Argument(help="Profile, e.g. configs/h100x2.yaml.")],
-    list_only: Annotated[
-        bool, typer.Option("--list", help="Only list (the default when --download is not given).")
-    ] = False,
-    download: Annotated[
-        bool,
-        typer.Option("--download", help="Fetch what is missing (needs internet; lifts HF_HUB_OFFLINE for this run)."),
-    ] = False,
-    out: Annotated[Path | None, typer.Option(help="Also write the list as JSON here.")] = None,
-) -> None:
-    """List every hub id / file a profile needs and whether it is here; fetch them only with --download.
-
-    Nothing in the project downloads on its own. On a machine with internet run
-    `roadwork fetch-weights configs/h100x2.yaml --download` once; transformers models go to the
-    Hugging Face cache, ultralytics and RF-DETR files next to the profile; vLLM reads the same cache.
-    """
-    from roadwork.fetch_weights import check_present, go_online, items_for
-    from roadwork.fetch_weights import download as fetch
-
-    if list_only and download:
-        fail("--list and --download exclude each other; give one")
-    cfg = load_profile_or_exit(config)
-    items = check_present(items_for(cfg))
-    table = Table(title=f"{cfg.name}: {len(items)} weight items")
-    for col in ("voter", "source", "id", "here", "note"):
-        table.add_column(col)
-    for it in items:
-        here = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "?"}[it.present]
-        table.add_row(it.voter, it.source, it.id, here, it.note)
-    Console().print(table)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps([it.to_dict() for it in items], indent=2) + "\n")
-    if not download:
-        return
-    go_online()
-    for it in items:
-        if it.present or it.source in ("bundled", "trained"):
-            continue
-        console.print(f"fetching {it.id} ({it.source}) ...")
-        console.print(f"  -> {fetch(it)}")

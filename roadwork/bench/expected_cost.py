@@ -106,7 +106,7 @@ def report(
     continue_over: dict[str, float] | None = None,
     cost_over: dict[str, float] | None = None,
 ) -> dict:
-    from roadwork.bench_results import parse_gpu_bench
+    from roadwork.bench.results import parse_gpu_bench
 
     l0 = l0_continue_share(read_rows(run_dir), band)
     cont = {"L0": l0["continue"], **PRIOR_CONTINUE, **(continue_over or {})}

@@ -1,0 +1,100 @@
+"""What a GPU bench run builds and where: its options, the profile's voters placed and split into
+those built here and those excluded (VLM tiers, disabled, not in --only), and the profile the
+cascade runs them under."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+
+from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
+from cascade.placement import card
+
+PACKAGES = {
+    "ultralytics": "ultralytics",
+    "rfdetr": "rfdetr",
+    "ocr-signs": "rapidocr_onnxruntime",
+    "hf-detector": "transformers",
+    "depth-size": "transformers",
+    "sam-mask": "transformers",
+    "scene-zero-shot": "transformers",
+    "backbone-head": "transformers",
+    "wbf-ensemble": "ensemble_boxes",
+}
+
+
+GIB = 1024**3
+
+
+@dataclass
+class GpuBenchOptions:
+    concurrency: list[int] = field(default_factory=lambda: [32, 64, 128, 256])
+    device: str | None = None
+    """Put every in-process voter on this device (default: the profile's devices)."""
+    single_gpu: bool = False
+    """Remap every cuda:N to cuda:0 (the 1-GPU side of a 2-GPU vs 1-GPU comparison)."""
+    tiny: bool = False
+    no_early_exit: bool = False
+    dtype: str | None = None
+    """Override the profile's dtype: float16, bfloat16 or float32."""
+    levers: bool = False
+    """Also time each model's native batch in the other half dtype and with channels_last."""
+    size: int = 224
+    native_batch: int = 32
+    loop_frames: int = 8
+    only: list[str] | None = None
+    process_per_device: bool | None = None
+    """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
+
+
+def package_missing(kind: str) -> str | None:
+    pkg = PACKAGES.get(kind)
+    if pkg and importlib.util.find_spec(pkg) is None:
+        return f"package {pkg!r} is not installed (voter kind {kind!r})"
+    return None
+
+
+def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
+    """The profile with devices remapped for this run (CPU for --tiny without --device)."""
+
+    def dev(d: str) -> str:
+        if opts.device is not None:
+            return d if d == "cpu" else opts.device
+        if opts.tiny:
+            return "cpu"
+        if opts.single_gpu and d.startswith("cuda"):
+            return "cuda:0"
+        return card(d)
+
+    voters = [v.model_copy(update={"device": dev(v.device)}) for v in cfg.voters]
+    return cfg.model_copy(update={"voters": voters})
+
+
+def split_voters(cfg: CascadeConfig, opts: GpuBenchOptions) -> tuple[list, dict[str, str]]:
+    from detectors.random_weights import IN_PROCESS_EXCLUDED
+
+    run, excluded = [], {}
+    for v in cfg.voters:
+        if not v.enabled:
+            excluded[v.name] = "disabled in the profile"
+        elif v.kind in IN_PROCESS_EXCLUDED:
+            excluded[v.name] = (
+                f"{v.kind} ({v.level.name}) runs on a vLLM server, not in-process; its cost "
+                "comes from benchmarks/vlm_prefill_bench.py"
+            )
+        elif opts.only is not None and v.name not in opts.only:
+            excluded[v.name] = "not in --only"
+        else:
+            run.append(v)
+    return run, excluded
+
+
+def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, workers: int) -> CascadeConfig:
+    """The profile limited to the built voters; all bands open with --no-early-exit; no deadline cut."""
+    levels = cfg.levels
+    if opts.no_early_exit:
+        levels = [LevelConfig(level=lv) for lv in sorted({v.level for v in voters})]
+    runtime = cfg.runtime.model_copy(update={"deadline_ms": 600_000.0, "margin_ms": 0.0, "workers": workers})
+    return cfg.model_copy(
+        update={"voters": voters, "levels": levels, "runtime": runtime, "consensus": ConsensusConfig()}
+    )
