@@ -58,10 +58,12 @@ def test_one_more_vllm_share_overcommits_and_names_the_gpu(cfg) -> None:
 
 def test_every_weight_is_a_hub_id_or_an_asset_name(cfg) -> None:
     items = items_for(cfg)
+    # every enabled voter is listed, so `fetch-weights --download` leaves none to fetch at serve time
+    assert {it.voter for it in items} == {v.name for v in cfg.voters if v.enabled}
     hub = [it.id for it in items if it.source == "hf"]
-    assert len(hub) == 20 and all(HUB_ID.match(i) for i in hub), hub
+    assert hub and all(HUB_ID.match(i) for i in hub), hub
     assets = [it.id for it in items if it.source == "ultralytics" and it.id.endswith(".pt")]
-    assert len(assets) == 4 and all(ULTRALYTICS_ASSET.match(a) for a in assets), assets
+    assert assets and all(ULTRALYTICS_ASSET.match(a) for a in assets), assets
 
 
 def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:
@@ -74,7 +76,7 @@ def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:
         voter = voters[prof.served_model_name]  # each server has its tier voter
         assert voter.level.name == prof.level and voter.params["endpoints"] == [prof.base_url]
         ports.add(prof.port)
-    assert len(ports) == len(cfg.placement.vllm_servers) == len(voters) == 8
+    assert len(ports) == len(cfg.placement.vllm_servers) == len(voters)  # one port, one server per tier voter
 
 
 def test_every_in_process_voter_has_a_full_size_random_form(cfg) -> None:
