@@ -69,21 +69,28 @@ class VllmServerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    profile: str | None = None
-    """The launch profile (configs/vllm/*.yaml) it is started with. With it, leave out `gpus` and
+    launch: str | None = None
+    """The launch spec (configs/vllm/*.yaml) it is started with. With it, leave out `gpus` and
     `memory_fraction`: the deployment profile's loader takes them from there
-    (`vlm_tiers.launch.apply_launch_profiles`), so the two cannot disagree."""
+    (`vlm_tiers.launch.apply_launch_specs`), so the two cannot disagree."""
     gpus: list[str] = Field(default_factory=list)
-    """Cards the server spans (tensor parallel = len(gpus)); only for a server without `profile`."""
+    """Cards the server spans (tensor parallel = len(gpus)); only for a server without `launch`."""
     memory_fraction: float | None = Field(default=None, gt=0, le=1)
     """vLLM's --gpu-memory-utilization: this server's share of each card it spans; only for a
-    server without `profile`."""
+    server without `launch`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_key(cls, data: object) -> object:
+        if isinstance(data, dict) and "profile" in data:
+            raise ValueError("`profile` is now `launch` (the vLLM launch spec, configs/vllm/*.yaml); rename the key")
+        return data
 
     @model_validator(mode="after")
     def _said_once(self) -> VllmServerSpec:
-        if self.profile is None and (not self.gpus or self.memory_fraction is None):
+        if self.launch is None and (not self.gpus or self.memory_fraction is None):
             raise ValueError(
-                f"vllm server {self.name!r} needs `profile:` (its launch profile) or both `gpus` and `memory_fraction`"
+                f"vllm server {self.name!r} needs `launch:` (its launch spec) or both `gpus` and `memory_fraction`"
             )
         return self
 
@@ -206,7 +213,7 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
     for s in placement.vllm_servers:
         if s.memory_fraction is None or not s.gpus:
             raise PlanError(
-                f"vllm server {s.name!r}: its launch profile {s.profile!r} was not read "
+                f"vllm server {s.name!r}: its launch spec {s.launch!r} was not read "
                 "(load the profile with miner.profile.load_profile)"
             )
         for gid in s.gpus:

@@ -46,13 +46,13 @@ def _local(cfg: CascadeConfig, name: str) -> Path:
 
 
 def _served_models(cfg: CascadeConfig) -> dict[str, str]:
-    """served_model_name -> hub id, from the launch profiles named under placement.vllm_servers."""
-    from vlm_tiers.launch import load_profile
+    """served_model_name -> hub id, from the launch specs named under placement.vllm_servers."""
+    from vlm_tiers.launch import load_launch_spec
 
     out = {}
     for s in cfg.placement.vllm_servers:
-        if s.profile:
-            prof = load_profile(str(cfg.resolve(s.profile)))
+        if s.launch:
+            prof = load_launch_spec(str(cfg.resolve(s.launch)))
             out[prof.served_model_name] = prof.model
     return out
 
@@ -130,7 +130,7 @@ def items_for(cfg: CascadeConfig) -> list[WeightItem]:
                         "hf",
                         model,
                         present=None,
-                        note="no launch profile under placement.vllm_servers names this model",
+                        note="no launch spec under placement.vllm_servers names this model",
                     )
                 )
     return items

@@ -1,4 +1,4 @@
-"""deploy/: the compose files and the image against the launch profiles and profiles they serve."""
+"""deploy/: the compose files and the image against the launch specs and profiles they serve."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def test_every_vllm_server_the_production_profile_calls_has_a_service_on_its_car
         # a container given card 1 alone sees it as device 0: CUDA_VISIBLE_DEVICES=1 would hide it
         assert "CUDA_VISIBLE_DEVICES" not in env, name
         assert svc["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"], name
-    # the endpoints each tier calls, as the loader fills them from the launch profiles they name
+    # the endpoints each tier calls, as the loader fills them from the launch specs they name
     profile = load_profile(REPO / "configs" / "h100x2.yaml")
     urls = [url for v in profile.voters if v.kind == "vlm-http" for url in v.params["endpoints"]]
     wanted = {int(re.search(r":(\d+)$", url.rstrip("/")).group(1)) for url in urls}

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from cascade.placement import PlanError, build_plan
 from detectors.random_weights import FULL_CONFIGS, IN_PROCESS_EXCLUDED, random_voter
-from miner.profile import load_profile as load_deployment  # it also reads the vLLM launch profiles
+from miner.profile import load_profile as load_deployment  # it also reads the vLLM launch specs
 from roadwork.cli import app
 from roadwork.fetch_weights import items_for
-from vlm_tiers.launch import load_profile
+from vlm_tiers.launch import load_launch_spec
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "configs" / "h100x2.yaml"
@@ -70,7 +70,7 @@ def test_vllm_servers_match_their_launch_profiles_and_tier_voters(cfg) -> None:
     voters = {v.params["model"]: v for v in cfg.voters if v.kind == "vlm-http"}
     ports = set()
     for s in cfg.placement.vllm_servers:
-        prof = load_profile(str(cfg.resolve(s.profile)))
+        prof = load_launch_spec(str(cfg.resolve(s.launch)))
         assert prof.gpu_memory_utilization == pytest.approx(s.memory_fraction), s.name
         assert [f"cuda:{g}" for g in prof.gpus] == s.gpus, s.name
         voter = voters[prof.served_model_name]  # each server has its tier voter
@@ -111,7 +111,7 @@ def test_fetch_weights_refuses_list_and_download_together() -> None:
 
 
 def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> None:
-    # given the production profile with a server share and a tier's model that contradict their launch profiles
+    # given the production profile with a server share and a tier's model that contradict their launch specs
     import yaml
 
     data = yaml.safe_load(PROFILE.read_text())
@@ -121,7 +121,7 @@ def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> N
     path = PROFILE.parent / "test_said_once.yaml"  # beside the original: its relative paths must resolve
     try:
         path.write_text(yaml.safe_dump(data))
-        # when it is planned, then each contradiction is refused, naming the key and the launch profile
+        # when it is planned, then each contradiction is refused, naming the key and the launch spec
         result = CliRunner().invoke(app, ["plan", str(path)])
     finally:
         path.unlink()

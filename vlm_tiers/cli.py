@@ -13,27 +13,27 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from vlm_tiers.launch import PROFILES_DIR
+from vlm_tiers.launch import LAUNCH_DIR
 
 vllm_app = typer.Typer(help="vLLM servers for the L3-L5 VLM tiers (profiles in configs/vllm/).", no_args_is_help=True)
 _err = Console(stderr=True, soft_wrap=True)
 
 TierArg = Annotated[str, typer.Argument(help="Tier name (fast, power, precision) or a profile .yaml path.")]
-DirOpt = Annotated[Path, typer.Option("--profiles", help="Folder of launch profiles.")]
+DirOpt = Annotated[Path, typer.Option("--profiles", help="Folder of launch specs.")]
 
 
 def _load(tier: str, profiles: Path):
-    from vlm_tiers.launch import ProfileError, load_profile  # pydantic models: imported on use
+    from vlm_tiers.launch import LaunchSpecError, load_launch_spec  # pydantic models: imported on use
 
     try:
-        return load_profile(tier, profiles)
-    except ProfileError as exc:
+        return load_launch_spec(tier, profiles)
+    except LaunchSpecError as exc:
         _err.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
 
 @vllm_app.command("print")
-def print_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR) -> None:
+def print_cmd(tier: TierArg, profiles: DirOpt = LAUNCH_DIR) -> None:
     """Print the `vllm serve` command line of a tier's profile (with CUDA_VISIBLE_DEVICES).
 
     Example: `roadwork vllm print fast`, then run the line on the GPU host, or use `launch`.
@@ -44,7 +44,7 @@ def print_cmd(tier: TierArg, profiles: DirOpt = PROFILES_DIR) -> None:
 @vllm_app.command("launch")
 def launch_cmd(
     tier: TierArg,
-    profiles: DirOpt = PROFILES_DIR,
+    profiles: DirOpt = LAUNCH_DIR,
     dry_run: Annotated[bool, typer.Option(help="Print the command, do not start it.")] = False,
 ) -> None:
     """Start `vllm serve` for a tier in the foreground (replaces this process).
@@ -75,7 +75,7 @@ def launch_cmd(
 
 @vllm_app.command("plan")
 def plan_cmd(
-    profiles: DirOpt = PROFILES_DIR,
+    profiles: DirOpt = LAUNCH_DIR,
     headroom: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Share of each card kept for the in-process detectors.")
     ] = 0.15,
@@ -112,12 +112,12 @@ def plan_cmd(
 
 @vllm_app.command("compose")
 def compose_cmd(
-    profiles: DirOpt = PROFILES_DIR,
+    profiles: DirOpt = LAUNCH_DIR,
     out: Annotated[
         Path | None, typer.Option(help="Write here (e.g. deploy/compose.vllm.yaml); default: print.")
     ] = None,
 ) -> None:
-    """The docker compose services of every launch profile (configs/vllm/*.yaml and extra/*.yaml).
+    """The docker compose services of every launch spec (configs/vllm/*.yaml and extra/*.yaml).
 
     Each service runs `vllm serve` with the profile's flags on exactly the profile's cards, so the
     compose file cannot drift from `roadwork vllm print`. Example:
@@ -128,7 +128,7 @@ def compose_cmd(
 
     paths = sorted(profiles.glob("*.yaml")) + sorted((profiles / "extra").glob("*.yaml"))
     if not paths:
-        _err.print(f"[red]error:[/red] no launch profiles in {profiles}")
+        _err.print(f"[red]error:[/red] no launch specs in {profiles}")
         raise typer.Exit(code=2)
     text = compose_file({path.stem: _load(str(path), profiles) for path in paths})
     if out is None:

@@ -88,8 +88,8 @@ class HttpTierParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     launch: str | None = None
-    """The vLLM launch profile (configs/vllm/*.yaml) of the server this tier calls: the profile's
-    loader takes `model` and `endpoints` from it (`vlm_tiers.launch.apply_launch_profiles`)."""
+    """The vLLM launch spec (configs/vllm/*.yaml) of the server this tier calls: the profile's
+    loader takes `model` and `endpoints` from it (`vlm_tiers.launch.apply_launch_specs`)."""
     model: str = Field(min_length=1)
     """Model name the server serves (`--served-model-name` of `vllm serve`); from `launch` if given."""
     endpoints: list[str] = Field(min_length=1)

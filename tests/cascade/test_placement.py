@@ -129,6 +129,11 @@ def test_vllm_server_on_undeclared_gpu_fails_at_load():
         profile([voter("a", "cpu", 1)], H100, [{"name": "s", "gpus": ["cuda:2"], "memory_fraction": 0.2}])
 
 
+def test_the_old_profile_key_of_a_vllm_server_says_it_is_now_launch():
+    with pytest.raises(ValueError, match="`profile` is now `launch`"):
+        profile([voter("a", "cpu", 1)], H100, [{"name": "s", "profile": "vllm/fast.yaml"}])
+
+
 def test_balance_names_the_model_that_evens_out_the_two_cards():
     from cascade.placement import gpu_balance
 

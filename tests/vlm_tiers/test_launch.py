@@ -1,4 +1,4 @@
-"""vLLM launch profiles (configs/vllm/*.yaml) and `roadwork vllm print|launch|plan`."""
+"""vLLM launch specs (configs/vllm/*.yaml) and `roadwork vllm print|launch|plan`."""
 
 import json
 import shutil
@@ -8,7 +8,7 @@ import yaml
 from typer.testing import CliRunner
 
 from roadwork.cli import app
-from vlm_tiers.launch import PROFILES_DIR, ProfileError, ServeProfile, gpu_shares, load_profile, placement_entry
+from vlm_tiers.launch import LAUNCH_DIR, LaunchSpec, LaunchSpecError, gpu_shares, load_launch_spec, placement_entry
 
 TIERS = ["fast", "power", "precision"]
 runner = CliRunner()
@@ -20,7 +20,7 @@ def flag(argv, name):
 
 @pytest.mark.parametrize("tier", TIERS)
 def test_shipped_profile_gives_the_serving_floor(tier):
-    p = load_profile(tier)
+    p = load_launch_spec(tier)
     argv = p.serve_args()
     assert argv[:3] == ["vllm", "serve", p.model] and flag(argv, "--served-model-name") == tier
     assert "--enable-prefix-caching" in argv and "--enable-chunked-prefill" in argv
@@ -34,7 +34,7 @@ def test_shipped_profile_gives_the_serving_floor(tier):
 
 
 def test_shipped_profiles_fit_two_h100s_with_room_for_detectors():
-    profiles = [load_profile(t) for t in TIERS]
+    profiles = [load_launch_spec(t) for t in TIERS]
     shares = gpu_shares(profiles)
     assert set(shares) == {0, 1} and all(s <= 0.85 for s in shares.values())
     assert len({p.port for p in profiles}) == 3
@@ -45,14 +45,14 @@ def test_placement_entries_are_valid_placement_specs():
     cfg = placement.PlacementConfig.model_validate(
         {
             "gpus": [{"id": "cuda:0", "memory_gib": 79.1}, {"id": "cuda:1", "memory_gib": 79.1}],
-            "vllm_servers": [placement_entry(load_profile(t), PROFILES_DIR / f"{t}.yaml") for t in TIERS],
+            "vllm_servers": [placement_entry(load_launch_spec(t), LAUNCH_DIR / f"{t}.yaml") for t in TIERS],
         }
     )
     plan = placement.build_plan([], cfg)
     assert plan.problems() == []
 
 
-BASE = yaml.safe_load((PROFILES_DIR / "fast.yaml").read_text())
+BASE = yaml.safe_load((LAUNCH_DIR / "fast.yaml").read_text())
 
 
 @pytest.mark.parametrize(
@@ -71,13 +71,13 @@ BASE = yaml.safe_load((PROFILES_DIR / "fast.yaml").read_text())
 def test_bad_profile_names_the_key(tmp_path, change, message):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**BASE, **change}))
-    with pytest.raises(ProfileError, match=message):
-        load_profile(str(path))
+    with pytest.raises(LaunchSpecError, match=message):
+        load_launch_spec(str(path))
 
 
 def test_unknown_tier_lists_the_known_ones():
-    with pytest.raises(ProfileError, match="known: fast, power, precision"):
-        load_profile("turbo")
+    with pytest.raises(LaunchSpecError, match="known: fast, power, precision"):
+        load_launch_spec("turbo")
 
 
 def test_cli_print_renders_the_command():
@@ -97,7 +97,7 @@ def test_cli_launch_refuses_without_vllm_and_prints_the_command():
 
 def test_cli_plan_refuses_an_overcommitted_card(tmp_path):
     for t in TIERS:
-        (tmp_path / f"{t}.yaml").write_text((PROFILES_DIR / f"{t}.yaml").read_text())
+        (tmp_path / f"{t}.yaml").write_text((LAUNCH_DIR / f"{t}.yaml").read_text())
     ok = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
     assert ok.exit_code == 0 and "GPU 1: vLLM 0.77" in ok.output
     data = yaml.safe_load((tmp_path / "power.yaml").read_text())
@@ -116,7 +116,7 @@ def test_flags_parse_with_vllms_own_argument_parser(tier):
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.entrypoints.openai.cli_args import make_arg_parser, validate_parsed_serve_args
 
-    argv = load_profile(tier).serve_args()
+    argv = load_launch_spec(tier).serve_args()
     parser = make_arg_parser(FlexibleArgumentParser())
     args = parser.parse_args(["--model", argv[2], *argv[3:]])
     validate_parsed_serve_args(args)
@@ -125,5 +125,5 @@ def test_flags_parse_with_vllms_own_argument_parser(tier):
 
 
 def test_profile_model_round_trips():
-    p = load_profile("fast")
-    assert ServeProfile.model_validate(p.model_dump()) == p
+    p = load_launch_spec("fast")
+    assert LaunchSpec.model_validate(p.model_dump()) == p
