@@ -266,6 +266,13 @@ def train_head_cmd(
     seed: Annotated[int, typer.Option()] = 0,
     voter: Annotated[str, typer.Option(help="Voter name written into the OOF run.")] = "l0_head",
     labels: LabelsOption = None,
+    features_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for the embedded views, keyed by data, backbone and views: a second head or a "
+            "rerun on the same backbone reads them instead of embedding again ('none': no cache)."
+        ),
+    ] = Path(".cache/features"),
 ) -> None:
     """Train the L0 head on backbone embeddings with validator-style augmentation."""
     from detectors.backbones import BackboneSpec, build_backbone
@@ -279,8 +286,10 @@ def train_head_cmd(
         bb = build_backbone(spec)
     except FileNotFoundError as exc:
         fail(str(exc))
-    info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter)
+    cache = None if features_cache is None or str(features_cache) == "none" else features_cache
+    info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter, features_cache=cache)
     cv = info["cv"]
+    console.print(info["features"])
     console.print(
         f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
         f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}"

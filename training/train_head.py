@@ -9,6 +9,7 @@ as a labelled run that `roadwork fit` can learn consensus weights and thresholds
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from detectors.backbones import Backbone
-from detectors.heads import LinearHead, write_manifest
+from detectors.heads import LinearHead, sha256_file, write_manifest
 from training.balance import sample_weights
 from training.datasets import Dataset
 from training.evaluate import progress_bar
@@ -188,6 +189,53 @@ def write_oof_run(out_dir: Path, emb: Embedded, probs: np.ndarray, voter: str) -
     return out_dir
 
 
+def features_key(dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig) -> str:
+    """What the embedded views depend on: the data, the backbone (its checkpoint's bytes too) and
+    the views drawn; not the head's own settings (folds, C grid, balance)."""
+    spec = getattr(backbone, "spec", None)
+    what: dict[str, Any] = {
+        "backbone": backbone.name,
+        "dim": backbone.dim,
+        "spec": spec.model_dump(mode="json", exclude={"device", "compile", "allow_download"}) if spec else None,
+        "weights": sha256_file(spec.weights) if spec is not None and getattr(spec, "weights", None) else None,
+        "data": dataset.fingerprint(),
+        "views": cfg.views,
+        "full_view": cfg.full_view,
+        "seed": cfg.seed,
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def cached_embedding(
+    dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig, cache: Path | None, show_progress: bool = True
+) -> tuple[Embedded, str]:
+    """`embed_dataset`, read from `cache/<key>.npz` when an earlier run embedded the same views with
+    the same backbone (a second head, a rerun), else embedded and written there; says which."""
+    if cache is None:
+        return embed_dataset(dataset, backbone, cfg, show_progress), "features embedded (no cache)"
+    path = Path(cache) / f"{features_key(dataset, backbone, cfg)}.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            emb = Embedded(
+                z["feats"],
+                z["image_index"],
+                z["eval_feats"],
+                z["labels"],
+                *([str(x) for x in z[k]] for k in ("sources", "groups", "keys", "problems")),
+            )
+        return emb, f"features read from {path} (delete it to embed again)"
+    emb = embed_dataset(dataset, backbone, cfg, show_progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(
+        partial,
+        **{k: getattr(emb, k) for k in ("feats", "image_index", "eval_feats", "labels")},
+        **{k: np.asarray(getattr(emb, k), dtype=str) for k in ("sources", "groups", "keys", "problems")},
+    )
+    partial.replace(path)  # a run cut off mid-write leaves no half file under the real name
+    return emb, f"features embedded and written to {path}"
+
+
 def train_head(
     dataset: Dataset,
     backbone: Backbone,
@@ -195,9 +243,10 @@ def train_head(
     cfg: HeadTrainConfig,
     voter: str = "l0_head",
     show_progress: bool = True,
+    features_cache: Path | None = None,
 ) -> dict[str, Any]:
     t0 = time.time()
-    emb = embed_dataset(dataset, backbone, cfg, show_progress)
+    emb, features = cached_embedding(dataset, backbone, cfg, features_cache, show_progress)
     best_C, oof = cross_validate(emb, cfg)
     y = emb.labels
     view_y = y[emb.image_index]
@@ -224,6 +273,7 @@ def train_head(
         "train_config": asdict(cfg),
         "cv": cv,
         "skipped_inputs": emb.problems,
+        "features": features,
         "seconds": round(time.time() - t0, 1),
     }
     manifest = write_manifest(out_path, info)
