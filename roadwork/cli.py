@@ -587,14 +587,28 @@ def bench_cmd(
     level_cost: Annotated[
         list[str] | None, typer.Option("--level-cost", help="--expected-cost: LEVEL=MS GPU cost per image, repeatable.")
     ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="A markdown file (README.md): render its marked speed tables from benchmarks/results in place.",
+        ),
+    ] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="--report: change nothing; fail where a table differs from its files.")
+    ] = False,
 ) -> None:
     """Measure per-image latency (p50/p95) and images/s of a profile on this machine.
 
     `--gpu --random-weights` instead drives the in-process levels with 32-256 concurrent frames
-    (see roadwork/bench/gpu.py); `--expected-cost RUN` turns early-exit shares into GPU ms per query.
+    (see roadwork/bench/gpu.py); `--expected-cost RUN` turns early-exit shares into GPU ms per query;
+    `--report README.md [--check]` renders the README's speed tables from benchmarks/results.
     """
     from roadwork.bench import cli as bench_cli
 
+    if report is not None:
+        bench_cli.run_report(report, check)
+        return
     if expected_cost is not None:
         bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
         return

@@ -49,3 +49,32 @@ def test_the_readme_names_the_torch_the_makefile_installs():
         assert f"`{pin}`" in README, f"README does not name {pin}, which the Makefile installs"
     named = set(re.findall(r"`(torch(?:vision)?==[^`]+)`", README))
     assert named <= set(pins), f"README names torch pins the Makefile does not install: {sorted(named - set(pins))}"
+
+
+def test_the_speed_tables_are_the_result_files() -> None:
+    from roadwork.bench.report import TABLES, marked_tables, render_into
+
+    assert set(marked_tables(README)) == set(TABLES)  # every table is in the README, once
+    assert render_into(README) == README, "run `roadwork bench --report README.md`"
+
+
+def test_a_result_file_that_changes_shows_in_its_table(tmp_path) -> None:
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from roadwork.bench.report import RESULTS, render
+
+    for f in RESULTS.glob("bench_cpu_*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    data = json.loads((tmp_path / "bench_cpu_224.json").read_text())
+    data["latency_ms"]["p95"] = 999.0
+    (tmp_path / "bench_cpu_224.json").write_text(json.dumps(data))
+    assert "| 135 / 999 ms |" in render("cpu-cost", tmp_path)
+    # and --check refuses a README whose table was edited by hand
+    edited = tmp_path / "README.md"
+    edited.write_text(README.replace("| 135 / 203 ms |", "| 135 / 190 ms |"))
+    result = CliRunner().invoke(app, ["bench", "--report", str(edited), "--check"])
+    assert result.exit_code != 0 and "differs from its result files" in result.output
+    assert CliRunner().invoke(app, ["bench", "--report", str(REPO / "README.md"), "--check"]).exit_code == 0

@@ -168,3 +168,26 @@ def run_expected_cost(
     Console().print(table)
     console.print(f"wrote {out}")
     return out
+
+
+def run_report(path: Path, check: bool) -> None:
+    """`roadwork bench --report FILE [--check]`: the marked tables of FILE from benchmarks/results."""
+    from roadwork.bench.report import marked_tables, render_into
+
+    if not path.is_file():
+        fail(f"--report {path}: no such file")
+    text = path.read_text()
+    names = marked_tables(text)
+    if not names:
+        fail(f"--report {path}: no table is marked (`<!-- bench-table NAME -->` ... `<!-- /bench-table -->`)")
+    try:
+        rendered = render_into(text)
+    except (KeyError, FileNotFoundError) as exc:
+        fail(f"--report {path}: {exc}")
+    if rendered == text:
+        console.print(f"{path}: {len(names)} tables match their result files ({', '.join(names)})")
+        return
+    if check:
+        fail(f"{path}: a speed table differs from its result files; run `roadwork bench --report {path}`")
+    path.write_text(rendered)
+    console.print(f"{path}: rendered {len(names)} tables from benchmarks/results ({', '.join(names)})")
