@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cascade.config import VoterConfig
 from cascade.types import Frame, Level, Vote
+from detectors.artefacts import Artefact, Shown
 from detectors.backbones import Backbone, BackboneSpec, build_backbone
 from detectors.base import Detector
 from detectors.heads import LinearHead, verified_artefact
@@ -57,6 +58,21 @@ class BackboneHeadParams(BaseModel):
         if self.head is None and self.backbone.random_init is None:
             raise ValueError("head: a trained head (.npz) is needed; only a random backbone (random_init) runs without")
         return self
+
+
+def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:
+    """The trained head and, for a fine-tuned MobileNetV2, its network (one command makes both)."""
+    params = BackboneHeadParams.model_validate(cfg.params)
+    if params.head is None:  # a random backbone (speed runs)
+        return []
+    head, spec = shown(params.head), params.backbone
+    if spec.kind == "hf-automodel":
+        made = f"roadwork train head --backbone {spec.model} --data DIR --out {head}"
+        return [Artefact("params.head", params.head, made)]
+    if spec.weights is None:
+        return [Artefact("params.head", params.head, f"roadwork train head --data DIR --out {head}")]
+    made = f"roadwork train backbone --data DIR --device cuda --out {shown(spec.weights)} --head {head}"
+    return [Artefact("params.backbone.weights", spec.weights, made), Artefact("params.head", params.head, made)]
 
 
 class BackboneHead(Detector):

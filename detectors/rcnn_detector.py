@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
 from cascade.types import Level
+from detectors.artefacts import Artefact, Shown
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap
 from detectors.heads import verified_artefact
@@ -29,6 +30,13 @@ class RcnnParams(BaseModel):
     weights: Path
     """The checkpoint from `roadwork train boxes` (relative to the profile)."""
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:
+    weights = RcnnParams.model_validate(cfg.params).weights
+    return [
+        Artefact("params.weights", weights, f"roadwork train boxes --data DIR --device cuda --out {shown(weights)}")
+    ]
 
 
 class RcnnDetector(BoxDetector):

@@ -34,6 +34,9 @@ class Kind:
     """"module:function" that turns a voter entry of this kind into one that builds the same
     architecture with random weights and no download (speed runs: detectors/random_weights.py);
     "" when the kind has none (VLM tiers run on servers)."""
+    artefacts: str = ""
+    """"module:function" listing the files of this project that a voter entry names (trained heads,
+    checkpoints), each with the command that makes it (detectors/artefacts.py); "" for none."""
 
 
 KINDS: dict[str, Kind] = {
@@ -42,6 +45,7 @@ KINDS: dict[str, Kind] = {
         "detectors.backbone_head:BackboneHeadParams",
         about="L0: backbone embedding + trained linear head (optionally max over tiles)",
         random="detectors.random_weights:backbone_head_params",
+        artefacts="detectors.backbone_head:artefacts",
     ),
     "ultralytics": Kind(
         "detectors.ultralytics_yolo:UltralyticsDetector",
@@ -49,6 +53,7 @@ KINDS: dict[str, Kind] = {
         "vision",
         "YOLO / RT-DETR / YOLOE boxes",
         random="detectors.random_weights:ultralytics_params",
+        artefacts="detectors.ultralytics_yolo:artefacts",
     ),
     "hf-detector": Kind(
         "detectors.hf_detr:HFDetector",
@@ -69,6 +74,7 @@ KINDS: dict[str, Kind] = {
         "detectors.rcnn_detector:RcnnParams",
         about="our roadwork-box Faster R-CNN (`roadwork train boxes`)",
         random="detectors.random_weights:unchanged_params",
+        artefacts="detectors.rcnn_detector:artefacts",
     ),
     "wbf-ensemble": Kind(
         "detectors.ensemble:WBFEnsemble",
@@ -191,6 +197,12 @@ def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:
                 yield f"{mkey}.kind: each member needs a kind"
                 continue
             yield from _problems(member["kind"], member.get("params") or {}, mkey)
+
+
+def artefacts_form(kind: str) -> Callable[..., list[Any]] | None:
+    """The entry's `artefacts` form: (voter entry, shown) -> the project-made files it names."""
+    form = entry(kind).artefacts
+    return _load(form, kind) if form else None
 
 
 def check_profile_voters(voters: Sequence[VoterConfig]) -> list[str]:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cascade.config import VoterConfig
 from cascade.types import Level
+from detectors.artefacts import Artefact, Shown
 from detectors.box_detector import BoxDetector, resolve_weights
 from detectors.evidence import Boxes, ClassMap
 
@@ -43,6 +44,16 @@ class UltralyticsParams(BaseModel):
     """Frames per backend call; default `batch` for .pt/.yaml and 1 for exported files (fixed batch)."""
     allow_download: bool = False
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:
+    """A checkpoint in a folder is ours (`roadwork train detector`); a bare asset name (yolo11x.pt)
+    is a released checkpoint, which `roadwork fetch-weights` fetches; a yaml needs no file."""
+    weights = Path(UltralyticsParams.model_validate(cfg.params).weights)
+    if weights.suffix in (".yaml", ".yml") or weights.parent == Path("."):
+        return []
+    made = f"roadwork train detector --data DIR --model <released checkpoint, e.g. yolo11x.pt> --out {shown(weights)}"
+    return [Artefact("params.weights", weights, made)]
 
 
 def pick_family(weights: str, family: Family) -> Family:

@@ -8,7 +8,7 @@ section serves as is. Pure pydantic: importing this module imports no bittensor.
 
 ```yaml
 miner:
-  max_concurrent: 4            # frames in the cascade at once; the rest wait in a priority queue
+  max_concurrent: 4            # frames in the cascade at once (or from-plan); the rest wait in a queue
   max_queue: 64                # waiting requests beyond this are answered -1 at once
   policy: {require_validator_permit: true, min_stake: 0, sync_interval_s: 600}
   decode: {max_bytes: 20000000, max_pixels: 16777216, formats: [JPEG, PNG, WEBP, BMP]}
@@ -99,8 +99,10 @@ class MinerConfig(BaseModel):
     """Kept free of the validator's own timeout (synapse.timeout) for the answer's way back."""
     min_run_ms: float = Field(default=150, ge=0)
     """A queued request with less budget than this left is answered -1 without running."""
-    max_concurrent: int = Field(default=4, ge=1)
-    """Frames inside the cascade at once. The cascade's own thread pool does the model work."""
+    max_concurrent: int | Literal["from-plan"] = Field(default=4)
+    """Frames inside the cascade at once. The cascade's own thread pool does the model work.
+    `from-plan`: the largest batch the memory plan budgets a GPU voter for (`voters[].batch`), so
+    its micro-batches can fill what was planned; the profile loader resolves it to that number."""
     max_queue: int = Field(default=64, ge=0)
     """Requests waiting for a slot, served by priority (stake); beyond this the answer is -1 at once."""
     decode_workers: int = Field(default=2, ge=1)
@@ -117,6 +119,13 @@ class MinerConfig(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+
+    @field_validator("max_concurrent")
+    @classmethod
+    def _at_least_one(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"miner.max_concurrent must be at least 1 or 'from-plan', got {v}")
+        return v
 
     @field_validator("bad_input_prediction")
     @classmethod

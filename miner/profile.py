@@ -23,6 +23,12 @@ class Profile(CascadeConfig):
     """OpenTelemetry traces to a Phoenix server (monitoring/tracing.py); off unless `endpoint` is set."""
 
     @model_validator(mode="after")
+    def _concurrency_from_plan(self) -> Profile:
+        if self.miner.max_concurrent == "from-plan":
+            self.miner.max_concurrent = planned_concurrency(self)
+        return self
+
+    @model_validator(mode="after")
     def _room_to_run(self) -> Profile:
         if self.miner.min_run_ms >= self.runtime.deadline_ms:
             raise ValueError(
@@ -30,6 +36,13 @@ class Profile(CascadeConfig):
                 f"runtime.deadline_ms ({self.runtime.deadline_ms:g})"
             )
         return self
+
+
+def planned_concurrency(cfg: CascadeConfig, default: int = 4) -> int:
+    """The largest batch a GPU voter's memory is planned for (`voters[].batch`): with fewer frames
+    in the cascade at once its micro-batches never fill. `default` for a profile with no GPU voter."""
+    batches = [v.batch for v in cfg.voters if v.enabled and v.device.startswith("cuda")]
+    return max(batches, default=default)
 
 
 def load_profile(path: str | Path) -> Profile:

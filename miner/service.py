@@ -164,6 +164,10 @@ class MinerService:
         self.deadline_ms = cascade.config.runtime.deadline_ms
         self.metrics = metrics or MinerMetrics()
         self.observer_factory = observer_factory
+        if not isinstance(config.max_concurrent, int):
+            raise ValueError(
+                "miner.max_concurrent 'from-plan' is resolved by miner.profile.load_profile; load it there"
+            )
         self.admission = Admission(config.max_concurrent, config.max_queue)
         self._decode_pool = ThreadPoolExecutor(max_workers=config.decode_workers, thread_name_prefix="decode")
         self.in_flight = 0

@@ -668,7 +668,7 @@ def plan_cmd(
     """
     from cascade.config import ConfigError
     from cascade.placement import PlanError, build_plan
-    from miner.profile import load_profile
+    from miner.profile import load_profile, planned_concurrency
 
     try:
         cfg = load_profile(config)
@@ -697,6 +697,18 @@ def plan_cmd(
     if problems:
         fail("\n".join(problems))
     console.print("[green]plan fits[/green]")
+    planned = planned_concurrency(cfg, default=1)
+    if cfg.miner.max_concurrent < planned:
+        console.print(
+            f"[yellow]miner.max_concurrent {cfg.miner.max_concurrent} lets fewer frames in at once than the "
+            f"largest planned batch ({planned}): batches will not fill; set it to `from-plan`[/yellow]"
+        )
+    from detectors.artefacts import missing_artefacts
+
+    missing = missing_artefacts(cfg)
+    if missing:
+        fail(f"but {len(missing)} file(s) the profile names are not there:\n  " + "\n  ".join(missing))
+    console.print("[green]every trained file the profile names is there[/green]")
 
 
 def _print_balance(cfg: Any, costs: Path) -> None:

@@ -128,6 +128,7 @@ def test_plan_prints_table_and_refuses_over_commitment(tmp_path):
         },
     }
     (tmp_path / "ok.yaml").write_text(yaml.safe_dump(profile))
+    (tmp_path / "h.npz").touch()  # plan checks that the trained files it names are there
     result = invoke("plan", str(tmp_path / "ok.yaml"))
     assert "vlm_power" in result.output and "plan fits" in result.output
     profile["placement"]["vllm_servers"].append({"name": "vlm_big", "gpus": ["cuda:1"], "memory_fraction": 0.5})
@@ -199,6 +200,7 @@ def test_plan_with_costs_shows_each_cards_time_and_names_a_model_to_move(tmp_pat
         },
     }
     (tmp_path / "bench.json").write_text(json.dumps(bench))
+    (tmp_path / "h.npz").touch()  # plan checks that the trained files it names are there
     # when the plan is asked with --costs
     result = invoke("plan", str(tmp_path / "p.yaml"), "--costs", str(tmp_path / "bench.json"))
     # then the largest run's worker times are added up per card (42 vs 20) and owlv2 is named

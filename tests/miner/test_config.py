@@ -43,3 +43,19 @@ def test_bad_miner_sections_fail_at_load_naming_the_key(tmp_path, miner, key):
 )
 def test_budget_is_capped_by_the_validator_timeout(ours, theirs, budget):
     assert MinerConfig().budget_s(ours, theirs) == pytest.approx(budget)
+
+
+def test_max_concurrent_from_the_plan_is_the_largest_planned_gpu_batch(tmp_path) -> None:
+    data = yaml.safe_load((REPO / "configs" / "h100x2.yaml").read_text())
+    assert data["miner"]["max_concurrent"] == "from-plan"
+    data["voters"][0]["batch"] = 48  # a bigger planned batch for one GPU voter
+    path = REPO / "configs" / "test_from_plan.yaml"  # beside the original: its relative paths resolve
+    try:
+        path.write_text(yaml.safe_dump(data))
+        assert load_profile(path).miner.max_concurrent == 48
+    finally:
+        path.unlink()
+    # a CPU profile keeps its number; a number below 1 is refused with the key named
+    assert load_profile(REPO / "configs" / "cpu.yaml").miner.max_concurrent == 4
+    with pytest.raises(ConfigError, match="miner.max_concurrent"):
+        load_profile(profile(tmp_path, {"max_concurrent": 0}))
