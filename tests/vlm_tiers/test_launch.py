@@ -1,4 +1,4 @@
-"""vLLM launch specs (configs/vllm/*.yaml) and `roadwork vllm print|launch|plan`."""
+"""vLLM launch specs (configs/vllm/*.yaml) and `roadwork vllm print|launch|wait|plan`."""
 
 import json
 import shutil
@@ -98,12 +98,28 @@ def test_cli_launch_refuses_without_vllm_and_prints_the_command():
 def test_cli_plan_refuses_an_overcommitted_card(tmp_path):
     for t in TIERS:
         (tmp_path / f"{t}.yaml").write_text((LAUNCH_DIR / f"{t}.yaml").read_text())
-    ok = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
+    ok = runner.invoke(app, ["vllm", "plan", "--specs", str(tmp_path)])
     assert ok.exit_code == 0 and "GPU 1: vLLM 0.77" in ok.output
     data = yaml.safe_load((tmp_path / "power.yaml").read_text())
     (tmp_path / "power.yaml").write_text(yaml.safe_dump({**data, "gpu_memory_utilization": 0.65}))
-    bad = runner.invoke(app, ["vllm", "plan", "--profiles", str(tmp_path)])
+    bad = runner.invoke(app, ["vllm", "plan", "--specs", str(tmp_path)])
     assert bad.exit_code == 2 and "cards over" in bad.output
+
+
+def test_wait_returns_once_the_server_is_healthy_and_fails_when_it_never_is(tmp_path):
+    from tests.vlm_tiers.fake_openai import FakeServer, dead_url
+
+    def spec_on(url: str):
+        data = yaml.safe_load((LAUNCH_DIR / "fast.yaml").read_text())
+        (tmp_path / "fast.yaml").write_text(yaml.safe_dump({**data, "port": int(url.rsplit(":", 1)[1])}))
+        return str(tmp_path / "fast.yaml")
+
+    with FakeServer() as server:
+        ok = runner.invoke(app, ["vllm", "wait", spec_on(server.url), "--timeout-s", "5", "--every-s", "0.1"])
+    assert ok.exit_code == 0 and "healthy at" in ok.output
+    assert [r["path"] for r in server.requests] == ["/health"]
+    down = runner.invoke(app, ["vllm", "wait", spec_on(dead_url()), "--timeout-s", "1", "--every-s", "0.2"])
+    assert down.exit_code == 2 and "not healthy" in down.output and "ConnectError" in down.output
 
 
 @pytest.mark.parametrize("tier", TIERS)
