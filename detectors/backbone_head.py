@@ -60,6 +60,28 @@ class BackboneHeadParams(BaseModel):
         return self
 
 
+ONE_PROCESS_CUDA_GRAPHS = (
+    "compile: reduce-overhead replays CUDA graphs whose state torch keeps per thread, and with "
+    "runtime.process_per_device: false the cascade calls a model from many threads (AssertionError in "
+    "torch's cudagraph_trees; pytorch/pytorch#123177); use compile: default here, or process_per_device: true"
+)
+
+
+def layout_problems(voters: Sequence[VoterConfig], process_per_device: bool) -> list[str]:
+    """GPU backbones compiled with CUDA graphs cannot run in the one-process layout (a device
+    worker calls its models from one thread; the main process from its pool's many)."""
+    if process_per_device:
+        return []
+    return [
+        f"voters.{i}.params.backbone.compile: {ONE_PROCESS_CUDA_GRAPHS}"
+        for i, v in enumerate(voters)
+        if v.enabled
+        and v.kind == "backbone-head"
+        and v.device.startswith("cuda")
+        and (v.params.get("backbone") or {}).get("compile") == "reduce-overhead"
+    ]
+
+
 def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:
     """The trained head and, for a fine-tuned MobileNetV2, its network (one command makes both)."""
     params = BackboneHeadParams.model_validate(cfg.params)

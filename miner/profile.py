@@ -49,12 +49,14 @@ def load_profile(path: str | Path) -> Profile:
     """A profile file, checked at load with the key named on error (`cascade.config.ConfigError`):
     its sections, what it takes from the vLLM launch specs it names, then each voter's kind and
     params against the kind's registry entry."""
+    from detectors.backbone_head import layout_problems  # light: pydantic, no torch
     from detectors.registry import check_profile_voters  # light: pydantic params models, no torch
     from vlm_tiers.launch import apply_launch_specs  # light: yaml + pydantic
 
     profile = load_config(path, Profile)
     problems = apply_launch_specs(profile)  # vLLM servers and tier voters, from their launch specs
     problems += check_profile_voters(profile.voters)
+    problems += layout_problems(profile.voters, profile.runtime.process_per_device)
     if problems:
         raise ConfigError.listing(path, problems)
     return profile

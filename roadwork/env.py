@@ -24,8 +24,9 @@ def configure_process(
         os.environ.setdefault(key, value)
     cache = cache_dir or Path.cwd() / ".cache"
     os.environ.setdefault("YOLO_CONFIG_DIR", str(cache / "ultralytics"))
-    # compiled kernels (backbone `compile:`) kept with the project, so a restart reuses them: on an
-    # H100 the first query with nothing cached took 58-86 s, with this cache 22 s
+    # compiled kernels (backbone `compile:`) kept with the project, so a restart reuses them; device
+    # workers inherit it (on 2x H100 the first query of a fresh machine took 58.6 s with L0 compiled,
+    # benchmarks/results/gpu_bench_2gpu_compiled_h100_run11_partial.json)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "torchinductor"))
     from monitoring.logs import configure_logging
 

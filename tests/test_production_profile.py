@@ -128,3 +128,24 @@ def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> N
     assert result.exit_code == 2
     assert "placement.vllm_servers.3.memory_fraction: 0.48 disagrees with vllm/power.yaml (0.47)" in result.output
     assert f"voters.{vlm}.params.model: 'fast-v2' is not what vllm/fast.yaml serves ('fast')" in result.output
+
+
+def test_cuda_graph_compilation_is_refused_in_the_one_process_layout() -> None:
+    # given the production profile (L0 compiled with CUDA graphs) served from one process
+    import yaml
+
+    from cascade.config import ConfigError
+
+    data = yaml.safe_load(PROFILE.read_text())
+    data["runtime"]["process_per_device"] = False
+    path = PROFILE.parent / "test_one_process.yaml"  # beside the original: its relative paths must resolve
+    try:
+        path.write_text(yaml.safe_dump(data))
+        # when it loads, then each compiled L0 is refused, naming the key, the reason and the fixes
+        with pytest.raises(ConfigError) as err:
+            load_deployment(path)
+    finally:
+        path.unlink()
+    lines = [line for line in str(err.value).splitlines() if "compile" in line]
+    assert len(lines) == 2 and all("voters.0" in line or "voters.1" in line for line in lines)
+    assert "process_per_device: true" in lines[0] and "compile: default" in lines[0]

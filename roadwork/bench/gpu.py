@@ -28,7 +28,7 @@ from typing import Any
 from cascade.config import CascadeConfig
 from roadwork.bench.build import build_all, build_all_remote, close_voter, cuda_devices, make_frames
 from roadwork.bench.levers import try_levers
-from roadwork.bench.options import GpuBenchOptions, place, split_voters
+from roadwork.bench.options import GpuBenchOptions, compile_for_one_process, place, split_voters
 from roadwork.bench.timing import concurrency_run, first_queries, native_all, time_loop
 from roadwork.bench.utilisation import machine, memory_report
 
@@ -64,6 +64,9 @@ def run_gpu_bench(
         torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
         torch.cuda.reset_peak_memory_stats(d)
     remote = cfg.runtime.process_per_device if opts.process_per_device is None else opts.process_per_device
+    adjusted: dict[str, str] = {}
+    if not remote:
+        voters, adjusted = compile_for_one_process(voters)
     procs: list = []
     step(
         f"building {len(voters)} in-process voters with random weights"
@@ -73,6 +76,9 @@ def run_gpu_bench(
         dets, info, skipped, procs = build_all_remote(cfg, voters, opts)
     else:
         dets, info, skipped = build_all(cfg, voters, opts)
+    for name, note in adjusted.items():
+        if name in info:
+            info[name]["adjusted"] = note
     try:
         return _measure(cfg, voters, excluded, dets, info, skipped, procs, opts, step, checkpoint)
     finally:

@@ -98,3 +98,19 @@ def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, worker
     return cfg.model_copy(
         update={"voters": voters, "levels": levels, "runtime": runtime, "consensus": ConsensusConfig()}
     )
+
+
+def compile_for_one_process(voters: list) -> tuple[list, dict[str, str]]:
+    """The voters with CUDA-graph compilation (`compile: reduce-overhead`) turned to `default`,
+    which runs from many threads, for a one-process run; and a note for each one changed."""
+    from detectors.backbone_head import layout_problems
+
+    changed = {voters[int(p.split(".")[1])].name for p in layout_problems(voters, process_per_device=False)}
+    out, notes = [], {}
+    for v in voters:
+        if v.name in changed:
+            params = {**v.params, "backbone": {**v.params["backbone"], "compile": "default"}}
+            v = v.model_copy(update={"params": params})
+            notes[v.name] = "compile: reduce-overhead -> default (CUDA graphs need a worker per device)"
+        out.append(v)
+    return out, notes

@@ -12,7 +12,7 @@ import numpy as np
 
 from cascade.config import CascadeConfig
 from cascade.types import Frame, Level
-from roadwork.bench.build import BUILD_ERRORS, cuda_devices, inner, make_frames, sync_cuda, verify
+from roadwork.bench.build import cuda_devices, inner, make_frames, sync_cuda, verify
 from roadwork.bench.options import GIB, GpuBenchOptions, bench_config
 from roadwork.bench.utilisation import Utilisation, worker_processes
 
@@ -199,7 +199,7 @@ def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> li
         row = info[d.name]
         try:
             row["native"] = time_native(d, primed, row["device"])
-        except BUILD_ERRORS as exc:  # it ran on the probe but not on a full batch
+        except Exception as exc:  # it ran on the probe but not on a full batch: skip it, keep the run
             skipped[d.name] = f"native batch failed: {type(exc).__name__}: {str(exc)[:300]}"
             dets.remove(d)
             del info[d.name]

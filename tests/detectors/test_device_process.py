@@ -158,3 +158,20 @@ def _swallow(fn, *args):
         fn(*args)
     except DeviceProcessError:
         pass
+
+
+def _inductor_cache() -> str:
+    return os.environ.get("TORCHINDUCTOR_CACHE_DIR", "")
+
+
+def test_a_worker_compiles_into_the_same_kept_cache_as_the_main_process() -> None:
+    # compiled kernels survive restarts only if the workers, which compile, use the kept folder too
+    from roadwork.env import configure_process
+
+    configure_process()
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base)
+    try:
+        assert proc.call(_inductor_cache) == os.environ["TORCHINDUCTOR_CACHE_DIR"] != ""
+    finally:
+        proc.close()

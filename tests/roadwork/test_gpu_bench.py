@@ -175,19 +175,31 @@ def test_half_precision_failure_is_rebuilt_in_float32(cfg, monkeypatch: pytest.M
     assert built == [None, None, "float32", "float32"]
 
 
-def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("error", [ValueError("bad shape"), AssertionError("torch._C._is_key_in_tls(attr_name)")])
+def test_a_model_that_never_runs_is_skipped_with_the_reason(cfg, monkeypatch: pytest.MonkeyPatch, error) -> None:
     import detectors.random_weights as rw
     from tests.conftest import FakeVoter
 
     monkeypatch.setattr(
-        rw,
-        "build_random",
-        lambda v, b, tiny=False, dtype=None: FakeVoter(v.name, v.level, error=ValueError("bad shape")),
+        rw, "build_random", lambda v, b, tiny=False, dtype=None: FakeVoter(v.name, v.level, error=error)
     )
-    voters = [v for v in cfg.voters if v.name == "owlv2_b16"]
+    voters = [v for v in cfg.voters if v.name in ("owlv2_b16", "yolo11x")]
+    built = {v.name for v in voters}
     dets, info, skipped = build_all(cfg, voters, GpuBenchOptions())
-    assert verify(cfg, voters, dets, info, skipped, GpuBenchOptions()) == []
-    assert "does not run: ValueError: bad shape" in skipped["owlv2_b16"] and info == {}
+    assert verify(cfg, voters, dets, info, skipped, GpuBenchOptions()) == []  # both fail; the run goes on
+    assert set(skipped) == built and info == {}
+    assert f"does not run: {type(error).__name__}: {error}" in skipped["owlv2_b16"]
+
+
+def test_a_one_process_run_compiles_without_cuda_graphs_and_says_so(cfg) -> None:
+    from roadwork.bench.options import compile_for_one_process
+
+    voters, notes = compile_for_one_process(list(cfg.voters))
+    compiled = [v for v in cfg.voters if (v.params.get("backbone") or {}).get("compile") == "reduce-overhead"]
+    assert compiled and set(notes) == {v.name for v in compiled}
+    after = {v.name: v for v in voters}
+    assert all(after[v.name].params["backbone"]["compile"] == "default" for v in compiled)
+    assert [v.name for v in voters] == [v.name for v in cfg.voters]  # nothing else moves
 
 
 def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:
