@@ -101,10 +101,12 @@ def time_loop(dets: list, frames: list[Frame]) -> float:
 
 
 def warm_up(dets: list, frames: list[Frame]) -> None:
+    """The miner's warm-up (each voter's own `warmup()`: a micro-batcher runs every padded batch size
+    on the thread that will run it, so no first use of a shape lands on a timed frame), then the
+    model once on real frames at its batch size."""
     for d in dets:
+        d.warmup()
         m = inner(d)
-        m.warmup()
-        m.predict(frames[:1])
         m.predict(frames[: getattr(m, "batch", 1)])
 
 

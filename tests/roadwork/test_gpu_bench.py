@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -219,3 +220,25 @@ def test_levers_time_each_transformers_model_per_dtype(cfg) -> None:
     row = res["dfine_l"]
     assert isinstance(row["float16"], float) and isinstance(row["bfloat16"], float)
     assert "float16+channels_last" in row and row["best"] in row
+
+
+def test_warm_up_runs_every_padded_batch_size_the_cascade_will_use() -> None:
+    # the bench's warm-up is the miner's: a micro-batched model meets each bucket size before timing
+    from cascade.types import Frame
+    from detectors.batching import MicroBatcher
+    from roadwork.bench.timing import warm_up
+    from tests.conftest import FakeVoter
+
+    class Sizes(FakeVoter):
+        def predict(self, frames):
+            self.sizes.append(len(frames))
+            return super().predict(frames)
+
+    model = Sizes("yolo", "L1", prob=0.5)
+    model.sizes, model.batch = [], 8
+    batcher = MicroBatcher(model, batch=8, wait_ms=1.0)
+    try:
+        warm_up([batcher], [Frame(np.zeros((32, 32, 3), np.uint8), source="t") for _ in range(8)])
+    finally:
+        batcher.close()
+    assert {1, 2, 4, 8} <= set(model.sizes)
