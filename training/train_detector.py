@@ -1,14 +1,17 @@
-"""Train a roadwork object detector (ultralytics YOLO) on the boxes that ship with the dataset.
+"""Fine-tune a roadwork object detector (ultralytics YOLO or RT-DETR) on the dataset's boxes.
 
 Each source in `<data>/boxes/<source>/` has its own `classes.txt`; `SCHEMA_MAP` maps those names
 onto one schema (cone, barrier, sign, machinery, worker); classes outside it (cars, potholes,
 animals...) are dropped, so they are background. Images of label 0 without a box file are added
 as pure background; label-1 images without boxes are left out (their objects are unannotated and
-would teach the model to miss them). The YOLO dataset is a folder of symlinks plus label files
-under `runs/` (images are never copied), train split only: dev is for measuring.
+would teach the model to miss them). COCO-style box files (the ROADWork dataset's
+`instances_*.json`, `--coco`) join the same schema through the same map. The YOLO dataset is a
+folder of symlinks plus label files under `runs/` (images are never copied), train split only:
+dev is for measuring.
 
-The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or any ultralytics `.pt`
-you pass; training is capped by wall time (`time_h`), so it always ends.
+The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or a released ultralytics
+`.pt` (`yolo11x.pt`, `rtdetr-x.pt`: the family is picked from the name, as the L1 adapter picks
+it); training is capped by wall time (`time_h`), so it always ends.
 """
 
 from __future__ import annotations
@@ -51,6 +54,15 @@ SCHEMA_MAP: dict[str, str | None] = {
     "worker": "worker",
     # in the night-roadwork source people on the road are road workers
     "person@pp_nightwork": "worker",
+    # the ROADWork dataset's instance categories (CMU, COCO-style; `--coco`); police, vehicles
+    # that are not work vehicles, fences and surfaces stay background
+    "tubular marker": "cone",
+    "vertical panel": "barrier",
+    "arrow board": "sign",
+    "temporary traffic control sign": "sign",
+    "temporary traffic control message board": "sign",
+    "work equipment": "machinery",
+    "work vehicle": "machinery",
 }
 
 
@@ -75,10 +87,67 @@ class DetectorTrainConfig:
     patience: int = 100
 
 
+@dataclass(frozen=True)
+class CocoBoxes:
+    """A COCO-style box file and its images folder (the ROADWork dataset's `instances_*.json`)."""
+
+    annotations: Path
+    images: Path
+    source: str = "coco"
+    """Name used for class mapping (`name@source`) and in the YOLO dataset's file names."""
+
+
+def add_coco_boxes(coco: CocoBoxes, out_dir: Path, val_fraction: float, seed: int, stats: Counter[str]) -> None:
+    """Link each image of a COCO file that has a mapped box into `out_dir` with its YOLO label
+    file; images whose boxes all map to background are left out (unlabelled roadwork objects may
+    be in them). The val part takes whole sequences (the file name without its last `_<frame>`)."""
+    import random
+
+    data = json.loads(coco.annotations.read_text())
+    names = {c["id"]: c["name"] for c in data.get("categories", [])}
+    boxes: dict[Any, list[str]] = {}
+    for a in data.get("annotations", []):
+        target = map_class(names.get(a["category_id"], str(a["category_id"])), coco.source)
+        if target is None:
+            stats[f"dropped:{coco.source}:{names.get(a['category_id'])}"] += 1
+            continue
+        boxes.setdefault(a["image_id"], []).append(a["bbox"] + [SCHEMA.index(target)])
+        stats[f"box:{target}"] += 1
+    images = [im for im in data.get("images", []) if im["id"] in boxes]
+    sequences = sorted({Path(im["file_name"]).stem.rsplit("_", 1)[0] for im in images})
+    random.Random(seed).shuffle(sequences)
+    val = set(sequences[: int(len(sequences) * val_fraction)])
+    for im in images:
+        src = coco.images / im["file_name"]
+        if not src.is_file():
+            stats[f"missing_image:{coco.source}"] += 1
+            continue
+        w, h = float(im["width"]), float(im["height"])
+        lines = [
+            f"{cls} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n"
+            for x, y, bw, bh, cls in boxes[im["id"]]
+        ]
+        part = "val" if Path(im["file_name"]).stem.rsplit("_", 1)[0] in val else "train"
+        name = f"{coco.source}__{Path(im['file_name']).name}"
+        image = out_dir / "images" / part / name
+        image.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(src.resolve(), image)
+        label = out_dir / "labels" / part / f"{Path(name).stem}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text("".join(lines))
+        stats[f"images_{part}"] += 1
+        stats[f"images_{coco.source}"] += 1
+
+
 def build_yolo_dataset(
-    dataset: Dataset, out_dir: Path, val_fraction: float = 0.1, seed: int = 0
+    dataset: Dataset,
+    out_dir: Path,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    coco: tuple[CocoBoxes, ...] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Write `out_dir/{images,labels}/{train,val}` (images as symlinks) and `data.yaml`.
+    """Write `out_dir/{images,labels}/{train,val}` (images as symlinks) and `data.yaml`, from the
+    dataset's own boxes and any COCO-style box files.
 
     The val part is a group-wise slice of the *train* split, used only for ultralytics' own
     early stopping / best.pt choice.
@@ -110,6 +179,8 @@ def build_yolo_dataset(
         os.symlink(s.path.resolve(), img_dst)
         lbl_dst.write_text("".join(lines or []))
         stats[f"images_{part}"] += 1
+    for c in coco:
+        add_coco_boxes(c, out_dir, val_fraction, seed, stats)
     yaml_path = out_dir / "data.yaml"
     yaml_path.write_text(
         json.dumps(
@@ -158,16 +229,39 @@ def ensure_font(config_dir: Path | None = None) -> None:
         shutil.copyfile(src, target)
 
 
+TRAINABLE = ("yolo", "rtdetr")
+"""ultralytics families this command fine-tunes; YOLOE and YOLO-World train through prompt trainers."""
+
+
+def detector_family(model: str) -> str:
+    """The ultralytics family of a model name, as the L1 adapter picks it; refused when this
+    command cannot train it."""
+    from detectors.ultralytics_yolo import pick_family
+
+    family = pick_family(model, "auto")
+    if family not in TRAINABLE:
+        raise ValueError(
+            f"--model {model!r} is an ultralytics {family!r} model: fine-tuning it needs ultralytics' prompt "
+            f"trainers, which `roadwork train detector` does not drive; fine-tune a {' or '.join(TRAINABLE)} model"
+        )
+    return family
+
+
 def train_detector(
-    dataset: Dataset, out_path: str | Path, work_dir: str | Path, cfg: DetectorTrainConfig
+    dataset: Dataset,
+    out_path: str | Path,
+    work_dir: str | Path,
+    cfg: DetectorTrainConfig,
+    coco: tuple[CocoBoxes, ...] = (),
 ) -> dict[str, Any]:
     """Train, then copy best.pt to `out_path` with a manifest (data hash, metrics, sha256)."""
-    from ultralytics import YOLO
+    from detectors.ultralytics_yolo import load_ultralytics
 
+    family = detector_family(cfg.model)
     ensure_font()
     work_dir = Path(work_dir).resolve()
-    yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed)
-    model = YOLO(cfg.model)
+    yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed, coco=coco)
+    model = load_ultralytics(cfg.model, family, None)  # type: ignore[arg-type]
     t0 = time.monotonic()
     model.train(
         data=str(yaml_path),
@@ -193,9 +287,10 @@ def train_detector(
     _strip_checkpoint(best, out_path)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
     info = {
-        "format": "ultralytics-yolo",
+        "format": f"ultralytics-{family}",
         "classes": list(SCHEMA),
         "config": asdict(cfg),
+        "coco": [str(c.annotations) for c in coco],
         "data_hash": dataset.fingerprint(),
         "n_images": len(dataset),
         "dataset_stats": stats,
@@ -244,8 +339,18 @@ def train_detector_cmd(
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
     split: Annotated[str, typer.Option(help="Split to train on. Never train on dev.")] = "train",
     seed: Annotated[int, typer.Option()] = 0,
+    coco: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also a COCO-style box file (e.g. ROADWork's annotations/instances_train_gps_split.json); "
+            "its categories map onto the same schema."
+        ),
+    ] = None,
+    coco_images: Annotated[
+        Path | None, typer.Option(help="--coco: the folder its file_names are relative to (ROADWork: scene/images).")
+    ] = None,
 ) -> None:
-    """Train a roadwork detector (cone, barrier, sign, machinery, worker) with ultralytics.
+    """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): ultralytics YOLO or RT-DETR.
 
     Each source's classes.txt is mapped onto one schema (training/train_detector.py: SCHEMA_MAP);
     the YOLO dataset is built from symlinks under --work, so no image is copied. Training stops at
@@ -268,10 +373,21 @@ def train_detector_cmd(
     if not len(ds):
         console.print(f"[red]error:[/red] {data}: no samples with split={split!r}")
         raise typer.Exit(code=2)
+    extra: tuple[CocoBoxes, ...] = ()
+    if coco is not None:
+        if coco_images is None or not coco.is_file() or not coco_images.is_dir():
+            console.print("[red]error:[/red] --coco needs an existing file and --coco-images an existing folder")
+            raise typer.Exit(code=2)
+        extra = (CocoBoxes(coco, coco_images, source=coco.stem),)
+    try:
+        detector_family(model)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
     cfg = DetectorTrainConfig(
         model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch, device=device, seed=seed
     )
-    info = train_detector(ds, out, work, cfg)
+    info = train_detector(ds, out, work, cfg, coco=extra)
     m = info["val_metrics_train_split_holdout"]
     console.print(
         f"wrote {info['weights']} ({info['epochs_run']} epochs, {info['train_seconds']:.0f} s); "

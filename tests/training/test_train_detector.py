@@ -74,19 +74,67 @@ def test_dev_split_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_training_run_writes_weights_and_manifest(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model, family", [("yolo11n.yaml", "yolo"), ("rtdetr-l.yaml", "rtdetr")])
+def test_tiny_training_run_writes_weights_and_manifest(tmp_path: Path, model: str, family: str) -> None:
     pytest.importorskip("ultralytics")
     from detectors.heads import sha256_file
+    from detectors.ultralytics_yolo import load_ultralytics
     from training.train_detector import train_detector
 
     ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
     out = tmp_path / "models" / "det.pt"
-    info = train_detector(
-        ds, out, tmp_path / "work", DetectorTrainConfig(imgsz=64, epochs=1, time_h=0.05, batch=4, workers=0)
-    )
+    cfg = DetectorTrainConfig(model=model, imgsz=64, epochs=1, time_h=0.05, batch=4, workers=0)
+    info = train_detector(ds, out, tmp_path / "work", cfg)
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["sha256"] == sha256_file(out) and manifest["classes"] == list(SCHEMA)
     assert manifest["data_hash"] == ds.fingerprint() and info["epochs_run"] >= 1
-    from ultralytics import YOLO
+    assert manifest["format"] == f"ultralytics-{family}"
+    # and the L1 adapter loads it as that family, with the roadwork classes
+    assert list(load_ultralytics(str(out), family, None).names.values()) == list(SCHEMA)
 
-    assert list(YOLO(str(out)).names.values()) == list(SCHEMA)
+
+def make_coco(root: Path) -> Path:
+    """A ROADWork-style COCO file: two sequences, category names as that dataset spells them."""
+    (root / "images").mkdir(parents=True)
+    cats = ["Police Officer", "Cone", "Drum", "Tubular Marker", "Temporary Traffic Control Sign", "Road"]
+    images, anns = [], []
+    for i, name in enumerate(["pgh01_0001.jpg", "pgh01_0002.jpg", "boston_7_3_0001.jpg", "empty_0001.jpg"]):
+        Image.fromarray(np.full((50, 100, 3), 90, np.uint8)).save(root / "images" / name)
+        images.append({"id": i, "file_name": name, "width": 100, "height": 50})
+    for i, (image_id, cat, bbox) in enumerate(
+        [
+            (0, 3, [10, 10, 20, 30]),
+            (0, 1, [0, 0, 5, 5]),
+            (1, 5, [50, 0, 50, 25]),
+            (2, 4, [0, 0, 10, 10]),
+            (3, 6, [0, 0, 9, 9]),
+        ]
+    ):
+        anns.append({"id": i, "image_id": image_id, "category_id": cat, "bbox": bbox, "segmentation": []})
+    path = root / "instances_train.json"
+    categories = [{"id": j + 1, "name": n} for j, n in enumerate(cats)]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    return path
+
+
+def test_coco_boxes_join_the_same_schema(tmp_path: Path) -> None:
+    from training.train_detector import CocoBoxes
+
+    ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
+    coco = CocoBoxes(make_coco(tmp_path / "roadwork"), tmp_path / "roadwork" / "images", source="roadwork")
+    _, stats = build_yolo_dataset(ds, tmp_path / "yolo", coco=(coco,))
+    # the police officer and the road are background; an image with only background boxes is left out
+    assert stats["images_roadwork"] == 3 and stats["dropped:roadwork:Police Officer"] == 1
+    label = next((tmp_path / "yolo" / "labels").rglob("roadwork__pgh01_0001.txt")).read_text().split()
+    cls, cx, cy, w, h = label  # the drum: a barrier, centre (20, 25) of a 100x50 frame
+    assert int(cls) == SCHEMA.index("barrier") and [float(v) for v in (cx, cy, w, h)] == [0.2, 0.5, 0.2, 0.6]
+    sign = next((tmp_path / "yolo" / "labels").rglob("roadwork__pgh01_0002.txt")).read_text().split()
+    assert int(sign[0]) == SCHEMA.index("sign")
+
+
+def test_only_the_families_this_command_trains_are_accepted() -> None:
+    from training.train_detector import detector_family
+
+    assert detector_family("rtdetr-x.pt") == "rtdetr" and detector_family("yolo11x.pt") == "yolo"
+    with pytest.raises(ValueError, match="prompt trainers"):
+        detector_family("yoloe-11l-seg.pt")
