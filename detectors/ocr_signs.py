@@ -22,6 +22,7 @@ from cascade.config import VoterConfig
 from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import noisy_or
+from detectors.weights import WeightItem, Where
 
 DEFAULT_PHRASES: dict[str, float] = {
     # English
@@ -85,6 +86,10 @@ class OcrParams(BaseModel):
     """Larger frames are downscaled first (OCR cost grows with area)."""
     engine: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for rapidocr_onnxruntime.RapidOCR (e.g. text_score)."""
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    return [WeightItem(cfg.name, cfg.kind, "bundled", "PP-OCRv4 (rapidocr-onnxruntime wheel)", present=True)]
 
 
 class OcrSignVoter(Detector):

@@ -1,10 +1,12 @@
 """Voter kinds by name: one `Kind` entry per config `kind`, imported lazily.
 
 An entry names the adapter class (a `detectors.base.Detector` subclass with `from_config`), the
-pydantic model of its `params` and the pyproject extra its libraries come from. The params model
-lives beside its adapter in a module that imports no torch at the top, so `check_profile_voters`
-can refuse a misspelt kind or param when the profile loads, with the key named, before any model
-is built. To add a model: write its adapter file and add one entry here.
+pydantic model of its `params`, the pyproject extra its libraries come from, where its released
+weights come from (`weights`), which of our trained files it names (`artefacts`) and how to build
+it with random weights (`random`). The params model and those forms live beside the adapter in a
+module that imports no torch at the top, so `check_profile_voters` can refuse a misspelt kind or
+param when the profile loads, with the key named, before any model is built. To add a model:
+write its adapter file and add one entry here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class Kind:
     """"module:function" that turns a voter entry of this kind into one that builds the same
     architecture with random weights and no download (speed runs: detectors/random_weights.py);
     "" when the kind has none (VLM tiers run on servers)."""
+    weights: str = ""
+    """"module:function" listing the released checkpoints a voter entry needs and where they come
+    from (detectors/weights.py; `roadwork fetch-weights`); "" for none."""
     artefacts: str = ""
     """"module:function" listing the files of this project that a voter entry names (trained heads,
     checkpoints), each with the command that makes it (detectors/artefacts.py); "" for none."""
@@ -46,6 +51,7 @@ KINDS: dict[str, Kind] = {
         about="L0: backbone embedding + trained linear head (optionally max over tiles)",
         random="detectors.random_weights:backbone_head_params",
         artefacts="detectors.backbone_head:artefacts",
+        weights="detectors.backbone_head:weights",
     ),
     "ultralytics": Kind(
         "detectors.ultralytics_yolo:UltralyticsDetector",
@@ -54,6 +60,7 @@ KINDS: dict[str, Kind] = {
         "YOLO / RT-DETR / YOLOE boxes",
         random="detectors.random_weights:ultralytics_params",
         artefacts="detectors.ultralytics_yolo:artefacts",
+        weights="detectors.ultralytics_yolo:weights",
     ),
     "hf-detector": Kind(
         "detectors.hf_detr:HFDetector",
@@ -61,6 +68,7 @@ KINDS: dict[str, Kind] = {
         "hf",
         "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers",
         random="detectors.random_weights:hf_params",
+        weights="detectors.weights:hub_model",
     ),
     "rfdetr": Kind(
         "detectors.rfdetr:RFDETRDetector",
@@ -68,6 +76,7 @@ KINDS: dict[str, Kind] = {
         "vision",
         "RF-DETR boxes",
         random="detectors.random_weights:rfdetr_params",
+        weights="detectors.rfdetr:weights",
     ),
     "rcnn-mobilenet": Kind(
         "detectors.rcnn_detector:RcnnDetector",
@@ -82,6 +91,7 @@ KINDS: dict[str, Kind] = {
         "vision",
         "several box detectors fused with weighted boxes fusion",
         random="detectors.random_weights:ensemble_params",
+        weights="detectors.ensemble:weights",
     ),
     "depth-size": Kind(
         "detectors.depth_size:DepthSizeValidator",
@@ -89,6 +99,7 @@ KINDS: dict[str, Kind] = {
         "hf",
         "L2: Depth Anything + object size check",
         random="detectors.random_weights:hf_params",
+        weights="detectors.weights:hub_model",
     ),
     "sam-mask": Kind(
         "detectors.sam_mask:SamMaskValidator",
@@ -96,6 +107,7 @@ KINDS: dict[str, Kind] = {
         "hf",
         "L2: SAM mask shape / colour check",
         random="detectors.random_weights:hf_params",
+        weights="detectors.weights:hub_model",
     ),
     "ocr-signs": Kind(
         "detectors.ocr_signs:OcrSignVoter",
@@ -103,6 +115,7 @@ KINDS: dict[str, Kind] = {
         "vision",
         "L2: roadwork words on signs (rapidocr PP-OCR)",
         random="detectors.random_weights:unchanged_params",
+        weights="detectors.ocr_signs:weights",
     ),
     "scene-zero-shot": Kind(
         "detectors.scene_clip:SceneVoter",
@@ -110,18 +123,21 @@ KINDS: dict[str, Kind] = {
         "hf",
         "L2: CLIP / SigLIP zero-shot scene + night/rain/clear tag",
         random="detectors.random_weights:hf_params",
+        weights="detectors.weights:hub_model",
     ),
     "vlm-http": Kind(
         "vlm_tiers.http_tier:HttpVLMTier",
         "vlm_tiers.config:HttpTierParams",
         "vlm",
         "L3-L5 over vLLM / any OpenAI-compatible server",
+        weights="vlm_tiers.config:weights",
     ),
     "vlm-transformers": Kind(
         "vlm_tiers.local_tier:TransformersVLMTier",
         "vlm_tiers.config:LocalTierParams",
         "hf",
         "in-process Qwen-VL (CPU / development)",
+        weights="vlm_tiers.config:weights",
     ),
 }
 ENSEMBLES = {"wbf-ensemble"}
@@ -197,6 +213,12 @@ def _problems(kind: str, params: dict[str, Any], key: str) -> Iterator[str]:
                 yield f"{mkey}.kind: each member needs a kind"
                 continue
             yield from _problems(member["kind"], member.get("params") or {}, mkey)
+
+
+def weights_form(kind: str) -> Callable[..., list[Any]] | None:
+    """The entry's `weights` form: (voter entry, Where) -> the released checkpoints it needs."""
+    form = entry(kind).weights
+    return _load(form, kind) if form else None
 
 
 def artefacts_form(kind: str) -> Callable[..., list[Any]] | None:

@@ -18,6 +18,7 @@ from cascade.config import VoterConfig
 from cascade.types import Level
 from detectors.box_detector import BoxDetector, resolve_weights
 from detectors.evidence import Boxes, ClassMap
+from detectors.weights import WeightItem, Where
 
 VARIANTS = {
     "nano": "RFDETRNano",
@@ -39,6 +40,15 @@ class RFDETRParams(BaseModel):
     threshold: float = Field(default=0.3, ge=0, le=1)
     allow_download: bool = False
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    """The variant's COCO checkpoint (`rfdetr` fetches it next to the profile); none for random weights."""
+    params = RFDETRParams.model_validate(cfg.params)
+    if params.weights is None:
+        return []
+    note = f"RF-DETR {params.variant} COCO checkpoint"
+    return [WeightItem(cfg.name, cfg.kind, "rfdetr", params.weights, str(where.resolve(params.weights)), note=note)]
 
 
 def load_rfdetr(params: RFDETRParams, weights: str | None, device: str, dtype: str = "float32") -> Any:

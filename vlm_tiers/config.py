@@ -20,6 +20,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cascade.config import VoterConfig
+from detectors.weights import WeightItem, Where
+
 GuidedMode = Literal["structured_outputs", "guided_choice", "regex", "none"]
 ServerKind = Literal["vllm", "vllm-legacy", "sglang", "lmdeploy", "transformers"]
 
@@ -152,3 +155,15 @@ class LocalTierParams(BaseModel):
     image: ImageConfig = Field(default_factory=ImageConfig)
     yes_tokens: list[str] = Field(default_factory=lambda: ["yes", "Yes", "YES", " yes", " Yes"])
     no_tokens: list[str] = Field(default_factory=lambda: ["no", "No", "NO", " no", " No"])
+
+
+def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:
+    """The VLM's hub id: the checkpoint its vLLM launch spec serves under `params.model`, or (the
+    in-process backend) `params.model` itself."""
+    model = str(cfg.params.get("model"))
+    hub = where.served.get(model, model if "/" in model else "")
+    if not hub:
+        note = "no launch spec under placement.vllm_servers names this model"
+        return [WeightItem(cfg.name, cfg.kind, "hf", model, present=None, note=note)]
+    note = f"served as {model!r} by vLLM" if cfg.kind == "vlm-http" else ""
+    return [WeightItem(cfg.name, cfg.kind, "hf", hub, note=note)]
