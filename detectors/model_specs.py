@@ -2,8 +2,8 @@
 
 `tiny_voters()` are the smallest working sizes (the registry contract test runs them on CPU in
 seconds); `production_voters()` are the real production sizes (yolo11x, yolo26x, rtdetr-x,
-OWLv2-B/16 at 960, Grounding-DINO-T at 800, Depth-Anything-V2-L at 518, SigLIP-B/16, SAM ViT-B,
-RF-DETR medium) for speed measurements on a GPU. Both are plain dicts in VoterConfig form, so
+OWLv2-B/16 at 960, Grounding-DINO-T at 800, Depth-Anything-V2-L at 518, SigLIP2-B/16) for speed
+measurements on a GPU, built from the released checkpoints' names by their random forms. Both are plain dicts in VoterConfig form, so
 they double as examples of a profile's `voters:` entries.
 """
 
@@ -156,34 +156,29 @@ def tiny_voters() -> list[dict[str, Any]]:
     ]
 
 
+PRODUCTION: list[tuple[str, str, str, int, dict[str, Any]]] = [
+    # (name, kind, level, batch, params naming the released checkpoint of configs/h100x2.yaml)
+    ("yolo11x", "ultralytics", "L1", 32, {"weights": "yolo11x.pt", "imgsz": 640}),
+    ("yolo26x", "ultralytics", "L1", 32, {"weights": "yolo26x.pt", "imgsz": 640}),
+    ("rtdetr-x", "ultralytics", "L1", 32, {"weights": "rtdetr-x.pt", "imgsz": 640}),
+    ("owlv2-b16", "hf-detector", "L1", 8, {"model": "google/owlv2-base-patch16-ensemble", "image_size": 960}),
+    ("gdino-t", "hf-detector", "L1", 8, {"model": "IDEA-Research/grounding-dino-tiny", "image_size": 800}),
+    ("da-v2-l", "depth-size", "L2", 16, {"model": "depth-anything/Depth-Anything-V2-Large-hf", "image_size": 518}),
+    ("siglip-b16", "scene-zero-shot", "L2", 32, {"model": "google/siglip2-base-patch16-224", "image_size": 224}),
+]
+
+
 def production_voters(fp16: bool = True) -> list[dict[str, Any]]:
-    """Production-size architectures with random weights (for GPU speed, not accuracy)."""
+    """Production-size architectures with random weights (for GPU speed, not accuracy): each
+    checkpoint of PRODUCTION through its kind's random form (detectors/random_weights.py), so the
+    sizes are said once, in FULL_CONFIGS."""
+    from cascade.config import VoterConfig
+    from detectors.random_weights import random_voter
+
     dtype = "float16" if fp16 else "float32"
-    owl = dict(model_type="owlv2", vision_config=dict(image_size=960, patch_size=16))  # OWLv2-B/16 @ 960
-    gdino = dict(model_type="grounding-dino")  # defaults: Swin-T + BERT-base text, 900 queries (Grounding-DINO-T)
-    depth = dict(
-        model_type="depth_anything",
-        neck_hidden_sizes=[256, 512, 1024, 1024],
-        fusion_hidden_size=256,
-        reassemble_hidden_size=1024,  # = the ViT-L width; the default 384 fails the neck
-        backbone_config=dict(
-            model_type="dinov2",
-            hidden_size=1024,
-            num_hidden_layers=24,
-            num_attention_heads=16,
-            patch_size=14,
-            image_size=518,
-            reshape_hidden_states=False,
-            out_indices=[5, 12, 18, 24],
-        ),
-    )  # DA-V2-L
-    siglip = dict(model_type="siglip")  # SigLIP-B/16 @ 224
     return [
-        _voter("yolo11x", "ultralytics", "L1", 32, weights="yolo11x.yaml", imgsz=640, dtype=dtype),
-        _voter("yolo26x", "ultralytics", "L1", 32, weights="yolo26x.yaml", imgsz=640, dtype=dtype),
-        _voter("rtdetr-x", "ultralytics", "L1", 32, weights="rtdetr-x.yaml", imgsz=640, dtype=dtype),
-        _voter("owlv2-b16", "hf-detector", "L1", 8, random_init=owl, dtype=dtype, image_size=960),
-        _voter("gdino-t", "hf-detector", "L1", 8, random_init=gdino, dtype=dtype, image_size=800),
-        _voter("da-v2-l", "depth-size", "L2", 16, random_init=depth, dtype=dtype, image_size=518),
-        _voter("siglip-b16", "scene-zero-shot", "L2", 32, random_init=siglip, dtype=dtype, image_size=224),
+        random_voter(
+            VoterConfig(name=name, kind=kind, level=level, batch=batch, dtype=dtype, params=params)
+        ).model_dump(mode="json", include={"name", "kind", "level", "batch", "dtype", "params"})
+        for name, kind, level, batch, params in PRODUCTION
     ]

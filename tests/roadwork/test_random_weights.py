@@ -108,3 +108,18 @@ def test_only_a_random_backbone_runs_without_a_trained_head() -> None:
         )
     with pytest.raises(ValidationError, match="a trained head"):
         BackboneHeadParams.model_validate({"head": None})
+
+
+def test_production_sizes_come_from_the_checkpoints_configs() -> None:
+    # the GPU speed runs' production voters are the released checkpoints through their random forms
+    from detectors.model_specs import PRODUCTION, production_voters
+    from detectors.random_weights import FULL_CONFIGS
+    from detectors.registry import check_profile_voters
+
+    voters = [VoterConfig.model_validate(v) for v in production_voters()]
+    assert check_profile_voters(voters) == [] and all(v.dtype == "float16" for v in voters)
+    for v, (_, kind, _, _, params) in zip(voters, PRODUCTION, strict=True):
+        if "model" in params:
+            assert v.params["random_init"] == FULL_CONFIGS[params["model"]]
+        else:
+            assert v.params["weights"] == params["weights"].replace(".pt", ".yaml") and kind == "ultralytics"
