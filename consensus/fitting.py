@@ -127,9 +127,12 @@ def fit_pool(
 
     pred = (p_final >= 0.5).astype(int)
     metrics = {"mcc": float(matthews_corrcoef(y, pred)), "accuracy": float((pred == y).mean())}
+    # a voter that ran on these rows but abstained on every one (OCR that read no text) has nothing
+    # to be weighed by: weight 0, so the pool ignores it until a fit on rows where it votes
+    silent = sorted({name for r in rows for name in r.votes} - set(voters))
     return Pool(
         long_side=long_side,
-        weights={v: float(w) for v, w in zip(voters, weights, strict=True)},
+        weights={**{v: float(w) for v, w in zip(voters, weights, strict=True)}, **dict.fromkeys(silent, 0.0)},
         scale=scale,
         bias=bias_shifted,
         bands=bands,

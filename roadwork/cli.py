@@ -504,6 +504,11 @@ def fit_cmd(
             f"roadwork when the calibrated pooled probability is >= {pool.threshold_raw:.3f}; "
             f"MCC {pool.metrics['mcc']:.3f}"
         )
+        if zero := [k for k, v in pool.weights.items() if v == 0.0]:
+            console.print(
+                f"  [yellow]no say in this pool: {', '.join(zero)}[/yellow] (weight 0: it abstained on every "
+                "row, or the fit found it adds nothing; refit on rows where it votes)"
+            )
     console.print(
         "each threshold is shifted to 0.5 in the artefact, because validators round our answer at 0.5 "
         "(exactly 0.5 counts as no roadwork)"

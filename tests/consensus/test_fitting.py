@@ -5,7 +5,7 @@ import pytest
 
 from cascade.types import Level
 from consensus.artefact import ConsensusArtefact
-from consensus.fitting import LabelledVotes, fit_consensus, rows_from_predictions
+from consensus.fitting import LabelledVotes, fit_consensus, fit_pool, rows_from_predictions
 
 
 def synthetic_rows(n=400, seed=0):
@@ -140,3 +140,15 @@ def test_pools_that_leave_a_frame_size_uncovered_are_refused():
         ConsensusArtefact(
             pools=[Pool(long_side=(0, 448), weights={"a": 1.0}), Pool(long_side=(500, None), weights={"b": 1.0})]
         )
+
+
+def test_a_voter_that_abstained_on_every_row_is_kept_with_no_say() -> None:
+    # OCR that read no text in any fit row: the artefact still names it (the profile runs it), weight 0
+    rng = np.random.default_rng(0)
+    rows = [
+        LabelledVotes(y, {"l0": (Level.L0, float(np.clip(0.3 + 0.4 * y + rng.normal(0, 0.1), 0.01, 0.99))),
+                          "ocr": (Level.L2, None)})
+        for y in [0, 1] * 30
+    ]  # fmt: skip
+    pool = fit_pool(rows)
+    assert pool.weights["ocr"] == 0.0 and pool.weights["l0"] > 0
