@@ -84,3 +84,90 @@ def local_miner(cascade: Cascade, config: MinerConfig, tmp_path) -> Iterator[Loc
     finally:
         axon.stop()
         service.close()
+
+
+def http_status(url: str) -> int | None:
+    """GET url's status; None when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+@dataclass
+class ServedMiner:
+    """`roadwork serve --no-chain` in a subprocess, ready; `ask()` sends one ImageSynapse through a
+    real bittensor dendrite signed by a second local wallet."""
+
+    proc: object
+    axon_port: int
+    health: str
+    wallets: object
+    hotkey: str
+
+    def ask(self, image: str, timeout: float = 9.0):
+        import asyncio
+
+        import bittensor as bt
+
+        from miner.local import local_dendrite, local_wallet
+        from miner.protocol import ImageSynapse
+
+        target = bt.AxonInfo(version=0, ip="127.0.0.1", port=self.axon_port, ip_type=4, hotkey=self.hotkey, coldkey="")
+
+        async def go():
+            d = local_dendrite(local_wallet(self.wallets, "validator"))
+            try:
+                return (await d(axons=[target], synapse=ImageSynapse(image=image), deserialize=False, timeout=timeout))[
+                    0
+                ]
+            finally:
+                await d.aclose_session()
+
+        return asyncio.run(go())
+
+
+@contextlib.contextmanager
+def served_miner(tmp_path, config, ready_s: float = 120.0, extra_env: dict | None = None) -> Iterator[ServedMiner]:
+    """Start `roadwork serve --no-chain --config CONFIG` from tmp_path and wait for /readyz; kills it
+    on the way out if the test has not stopped it."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from miner.axon import free_port
+    from miner.local import local_wallet
+    from tests.conftest import REPO
+
+    axon_port, health_port = free_port(), free_port()
+    wallets = tmp_path / "w"
+    miner = local_wallet(wallets, "miner")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "roadwork.cli", "serve", "--no-chain", "--config", str(config)]
+        + ["--axon.port", str(axon_port), "--health-port", str(health_port)]
+        + ["--wallet.path", str(wallets), "--wallet.name", "miner", "--ready-file", str(tmp_path / "ready.json")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(extra_env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        health = f"http://127.0.0.1:{health_port}"
+        end = time.monotonic() + ready_s
+        while http_status(health + "/readyz") != 200:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < end, f"not ready within {ready_s:.0f} s"
+            time.sleep(0.5)
+        yield ServedMiner(proc, axon_port, health, wallets, miner.hotkey.ss58_address)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)

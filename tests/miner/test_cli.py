@@ -4,14 +4,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 from typer.testing import CliRunner
 
 from roadwork.cli import app
 from tests.conftest import REPO
+from tests.miner.helpers import http_status
 
 runner = CliRunner()
 pytestmark = [
@@ -77,99 +76,21 @@ def test_simulate_writes_a_run_folder(tmp_path):
     assert "roadwork_request_latency_seconds_count" in prom and "roadwork_cascade_queries_total" in prom
 
 
-def _get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
-    except OSError:
-        return None
-
-
 @pytest.mark.slow
 def test_serve_becomes_ready_answers_and_drains_on_sigterm(tmp_path):
     pytest.importorskip("bittensor")
-    import asyncio
+    from tests.miner.helpers import encode, served_miner
 
-    from miner.axon import free_port
-    from miner.local import local_dendrite, local_wallet
-    from miner.protocol import ImageSynapse
-    from tests.miner.helpers import encode
-
-    axon_port, health_port = free_port(), free_port()
-    miner = local_wallet(tmp_path / "w", "miner")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "roadwork.cli",
-            "serve",
-            "--no-chain",
-            "--config",
-            str(REPO / "configs" / "cpu.yaml"),
-            "--axon.port",
-            str(axon_port),
-            "--health-port",
-            str(health_port),
-            "--wallet.path",
-            str(tmp_path / "w"),
-            "--wallet.name",
-            "miner",
-            "--ready-file",
-            str(tmp_path / "ready.json"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        health = f"http://127.0.0.1:{health_port}"
-        end = time.monotonic() + 120
-        while _get(health + "/readyz") != 200:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < end, "not ready within 120 s"
-            time.sleep(0.5)
-        assert _get(health + "/healthz") == 200
+    with served_miner(tmp_path, REPO / "configs" / "cpu.yaml") as miner:
+        assert http_status(miner.health + "/healthz") == 200
         # an outside client learns where and whom to ask from the ready file
         ready = json.loads((tmp_path / "ready.json").read_text())
-        assert ready["axon_ip"] == "127.0.0.1" and ready["axon_port"] == axon_port and ready["no_chain"] is True
-        assert ready["hotkey"] == miner.hotkey.ss58_address and ready["side_port_url"] == health
-
-        class Target:  # what the dendrite needs from an axon: its info()
-            @staticmethod
-            def info():
-                import bittensor as bt
-
-                return bt.AxonInfo(
-                    version=0, ip="127.0.0.1", port=axon_port, ip_type=4, hotkey=miner.hotkey.ss58_address, coldkey=""
-                )
-
-        async def ask():
-            d = local_dendrite(local_wallet(tmp_path / "w", "validator"))
-            try:
-                return (
-                    await d(
-                        axons=[Target.info()],
-                        synapse=ImageSynapse(image=encode(size=(224, 224))),
-                        deserialize=False,
-                        timeout=9,
-                    )
-                )[0]
-            finally:
-                await d.aclose_session()
-
-        resp = asyncio.run(ask())
+        assert ready["axon_ip"] == "127.0.0.1" and ready["axon_port"] == miner.axon_port and ready["no_chain"] is True
+        assert ready["hotkey"] == miner.hotkey and ready["side_port_url"] == miner.health
+        resp = miner.ask(encode(size=(224, 224)))
         assert resp.dendrite.status_code == 200 and 0.0 <= resp.prediction <= 1.0
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        miner.proc.send_signal(signal.SIGTERM)
+        assert miner.proc.wait(timeout=30) == 0
 
 
 def test_simulate_falls_back_to_a_synthetic_sample(tmp_path, monkeypatch):
@@ -231,7 +152,7 @@ def test_serve_logs_ready_and_a_refused_image_after_bittensor_is_imported(tmp_pa
     )
     try:
         end = time.monotonic() + 120
-        while _get(f"http://127.0.0.1:{health_port}/readyz") != 200:
+        while http_status(f"http://127.0.0.1:{health_port}/readyz") != 200:
             assert proc.poll() is None and time.monotonic() < end, "not ready within 120 s"
             time.sleep(0.5)
 
