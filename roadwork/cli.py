@@ -135,6 +135,15 @@ def eval_cmd(
         ),
     ] = None,
     labels: LabelsOption = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Score on a Ray cluster (extra `ray`): 'auto' (started with `ray start`), 'ray://HOST:10001', "
+            "or 'local' (one machine). Same metrics as a single process; every node must see --data.",
+        ),
+    ] = None,
+    ray_replicas: Annotated[int, typer.Option(min=1, help="--ray: cascades scoring at once (one CPU each).")] = 2,
 ) -> None:
     """Run the cascade over a labelled dataset and score it (MCC, accuracy, AUROC, reward, ...).
 
@@ -158,24 +167,32 @@ def eval_cmd(
         if trace
         else {"endpoint": profile.tracing.endpoint, "project": profile.tracing.project}
     )
-    with _load_cascade(config, profile) as cascade:
-        for name in regimes:
-            run_dir = out / name if len(regimes) > 1 else out
-            console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
-            results[name] = evaluate(
-                cascade,
-                ds,
-                make_transform(name, seed),
-                name,
-                run_dir,
-                observer_for=tracer.observer_for if tracer else None,
-                run_info={
-                    "data_root": str(data.resolve()),
-                    "split": split,
-                    "seed": seed,
-                    **({"traces": traces} if tracer else {}),
-                },
-            )
+
+    def run_info() -> dict:
+        return {
+            "data_root": str(data.resolve()),
+            "split": split,
+            "seed": seed,
+            **({"traces": traces} if tracer else {}),
+        }
+
+    if ray is not None:
+        results = _eval_on_ray(ray, ray_replicas, config, profile, ds, regimes, seed, out, tracer, run_info())
+    else:
+        with _load_cascade(config, profile) as cascade:
+            for name in regimes:
+                run_dir = out / name if len(regimes) > 1 else out
+                console.print(f"regime {name}: {len(ds)} images -> {run_dir}")
+                observer_for = tracer.observer_for if tracer else None
+                results[name] = evaluate(
+                    cascade,
+                    ds,
+                    make_transform(name, seed),
+                    name,
+                    run_dir,
+                    observer_for=observer_for,
+                    run_info=run_info(),
+                )
     if tracer:
         tracer.close()
     for result in results.values():
@@ -184,6 +201,45 @@ def eval_cmd(
     if len(results) > 1:
         table = write_regime_table({k: r.metrics for k, r in results.items()}, out)
         console.print(f"regimes side by side: {table}")
+
+
+def _eval_on_ray(address, replicas, config, profile, ds, regimes, seed, out, tracer, run_info) -> dict:
+    """`eval --ray`: each regime's images scored by cascade replicas on the cluster
+    (training/ray_eval.py), the run folder written here by the same code as a single-process run."""
+    import importlib.util
+
+    from detectors.artefacts import missing_artefacts
+    from training.evaluate import evaluate
+    from training.transforms import make_transform
+
+    if importlib.util.find_spec("ray") is None:
+        fail("--ray needs Ray: `pip install -e .[ray]`")
+    if tracer is not None:
+        fail("--ray does not send traces (each replica would need its own exporter); drop --trace or --ray")
+    if missing := missing_artefacts(profile):  # before any replica builds a model
+        fail("the profile names files that are not there:\n  " + "\n  ".join(missing))
+    from training.ray_eval import connect, ray_scores
+
+    try:
+        connect(address, num_cpus=None)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        fail(f"--ray {address}: cannot join the cluster: {exc}")
+    results = {}
+    for name in regimes:
+        run_dir = out / name if len(regimes) > 1 else out
+        console.print(f"regime {name}: {len(ds)} images on Ray ({replicas} cascade replicas) -> {run_dir}")
+        scored = ray_scores(ds, config, name, seed, replicas)
+        results[name] = evaluate(
+            None,
+            ds,
+            make_transform(name, seed),
+            name,
+            run_dir,
+            run_info=run_info,
+            scored=scored,
+            profile_name=profile.name,
+        )
+    return results
 
 
 @app.command("compare")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,8 +136,38 @@ def prediction_row(
     }
 
 
-def evaluate(
+@dataclass(frozen=True)
+class Scored:
+    """One sample through the cascade: its predictions.jsonl row and what the cascade saw (or a
+    thumbnail of it), or why it could not be scored."""
+
+    sample: Sample
+    row: dict[str, Any] | None
+    image: np.ndarray | None = None
+    problem: str = ""
+
+
+def score_sample(
     cascade: Cascade,
+    sample: Sample,
+    transform: Callable[[np.ndarray, str], np.ndarray],
+    transform_name: str,
+    observer: CascadeObserver | None = None,
+) -> Scored:
+    """The one place a labelled sample is scored: in this process, and in each Ray replica."""
+    try:
+        image = transform(sample.load(), sample.key)
+    except ImageLoadError as exc:
+        return Scored(sample, None, problem=str(exc))
+    frame = Frame(image, source=sample.source, frame_id=sample.key)
+    t0 = time.monotonic()
+    verdict = cascade.run_sync(frame, observer=observer)
+    latency_ms = (time.monotonic() - t0) * 1000
+    return Scored(sample, prediction_row(sample, verdict, latency_ms, transform_name, frame.long_side), image)
+
+
+def evaluate(
+    cascade: Cascade | None,
     dataset: Dataset,
     transform: Callable[[np.ndarray, str], np.ndarray],
     transform_name: str,
@@ -145,9 +175,21 @@ def evaluate(
     show_progress: bool = True,
     observer_for: Callable[[Sample], CascadeObserver] | None = None,
     run_info: dict[str, Any] | None = None,
+    scored: Iterable[Scored] | None = None,
+    profile_name: str | None = None,
 ) -> EvalResult:
     """`observer_for(sample)` gives each query its own observer (tracing); `run_info` goes into
-    RUN/run.json beside the data root and transform, which `roadwork review` reads."""
+    RUN/run.json beside the data root and transform, which `roadwork review` reads. `scored`
+    replaces this process's loop with results scored elsewhere (training/ray_eval.py), in the
+    dataset's order; the metrics and files are then the same code's."""
+    if scored is None:
+        if cascade is None:
+            raise ValueError("evaluate needs a cascade, or rows scored elsewhere")
+        scored = (
+            score_sample(cascade, s, transform, transform_name, observer_for(s) if observer_for else None)
+            for s in dataset
+        )
+    profile = cascade.config.name if cascade is not None else profile_name or "unnamed"
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(
@@ -155,7 +197,7 @@ def evaluate(
             {
                 "data_root": str(Path(dataset.root).resolve()),
                 "transform": transform_name,
-                "profile": cascade.config.name,
+                "profile": profile,
                 **(run_info or {}),
             },
             indent=2,
@@ -168,39 +210,35 @@ def evaluate(
     worst = WorstMistakes()
     with open(out / "predictions.jsonl", "w") as preds, progress_bar() as bar:
         task = bar.add_task("eval", total=len(dataset)) if show_progress else None
-        for sample in dataset:
-            try:
-                image = transform(sample.load(), sample.key)
-            except ImageLoadError as exc:
-                problems.append(str(exc))
-                continue
-            frame = Frame(image, source=sample.source, frame_id=sample.key)
-            t0 = time.monotonic()
-            verdict = cascade.run_sync(frame, observer=observer_for(sample) if observer_for else None)
-            latency_ms = (time.monotonic() - t0) * 1000
-            preds.write(json.dumps(prediction_row(sample, verdict, latency_ms, transform_name, frame.long_side)) + "\n")
-            metrics.update(
-                sample.label,
-                verdict.prob,
-                sample.source,
-                latency_ms,
-                verdict.exit_level.name if verdict.exit_level is not None else "none",
-                verdict.answered,
-            )
-            worst.offer(sample, verdict.prob, image)
-            for vote in verdict.votes:
-                if not vote.abstained:
-                    labels, probs = per_voter.setdefault(vote.voter, ([], []))
-                    labels.append(sample.label)
-                    probs.append(vote.prob)
+        for item in scored:
             if task is not None:
                 bar.advance(task)
+            row, sample = item.row, item.sample
+            if row is None:
+                problems.append(item.problem)
+                continue
+            preds.write(json.dumps(row) + "\n")
+            metrics.update(
+                sample.label,
+                row["prob"],
+                sample.source,
+                row["latency_ms"],
+                row["exit_level"] or "none",
+                row["answered"],
+            )
+            if item.image is not None:
+                worst.offer(sample, row["prob"], item.image)
+            for vote in row["votes"]:
+                if vote["prob"] is not None:
+                    labels, probs = per_voter.setdefault(vote["voter"], ([], []))
+                    labels.append(sample.label)
+                    probs.append(vote["prob"])
     (out / "problems.txt").write_text("".join(p + "\n" for p in problems))
     if not metrics.labels:
         raise ValueError(f"no image could be evaluated; see {out / 'problems.txt'}")
     result = metrics.compute()
     result["transform"] = transform_name
-    result["profile"] = cascade.config.name
+    result["profile"] = profile
     result["skipped_inputs"] = len(problems)
     result["data"] = {
         "root": str(Path(dataset.root).resolve()),
