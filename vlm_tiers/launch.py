@@ -1,14 +1,14 @@
 """vLLM launch specs (configs/vllm/*.yaml): checked settings -> a `vllm serve` command line.
 
-A profile states the floor a serving engine must give the tiers. Paged KV cache and continuous
-batching are how vLLM always works (no flag); the profile switches on prefix caching (the
+A launch spec states the floor a serving engine must give the tiers. Paged KV cache and continuous
+batching are how vLLM always works (no flag); the spec switches on prefix caching (the
 question and system prompt are shared by every request), chunked prefill, an FP8 KV cache where
 the model allows it, one image per prompt, the vision encoder data-parallel under tensor
 parallelism, and speculative decoding where a draft helps (only for long answers: a yes/no tier
 decodes one token, so there is nothing to speculate).
 
 `gpu_memory_utilization` is vLLM's per-instance share of each card it uses; `placement_entry`
-turns a profile into the `placement.vllm_servers` entry that `roadwork plan` adds up per GPU.
+turns a spec into the `placement.vllm_servers` entry that `roadwork plan` adds up per GPU.
 """
 
 from __future__ import annotations
@@ -43,8 +43,14 @@ class LaunchSpec(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(ge=1024, le=65535)
     gpus: list[int] = Field(min_length=1)
-    """Physical card indices (CUDA_VISIBLE_DEVICES); as many as tensor_parallel_size."""
+    """Physical card indices (CUDA_VISIBLE_DEVICES) on each node; tensor x pipeline parallel cards in all."""
     tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    nodes: int = Field(default=1, ge=1)
+    """Machines the server spans. More than one runs on vLLM's Ray executor: `ray start --head` on
+    this node, `ray start --address HEAD:6379` on the others, then `vllm serve` here."""
+    distributed_executor_backend: Literal["mp", "ray"] | None = None
+    """vLLM's --distributed-executor-backend; `ray` is required across nodes."""
     gpu_memory_utilization: float = Field(gt=0.05, le=0.95)
     dtype: Literal["auto", "bfloat16", "float16"] = "auto"
     quantization: Literal["awq", "awq_marlin", "gptq", "fp8", "compressed-tensors"] | None = None
@@ -66,8 +72,16 @@ class LaunchSpec(BaseModel):
 
     @model_validator(mode="after")
     def _floor(self) -> LaunchSpec:
-        if len(self.gpus) != self.tensor_parallel_size:
-            raise ValueError(f"gpus {self.gpus} must list tensor_parallel_size ({self.tensor_parallel_size}) cards")
+        parallel = self.tensor_parallel_size * self.pipeline_parallel_size
+        if len(self.gpus) * self.nodes != parallel:
+            raise ValueError(
+                f"gpus {self.gpus} on {self.nodes} node(s) are {len(self.gpus) * self.nodes} cards, but "
+                f"tensor_parallel_size x pipeline_parallel_size is {parallel}"
+            )
+        if self.nodes > 1 and self.distributed_executor_backend != "ray":
+            raise ValueError(
+                f"nodes {self.nodes} needs distributed_executor_backend: ray (vLLM spans machines through a Ray cluster)"
+            )
         if len(set(self.gpus)) != len(self.gpus):
             raise ValueError(f"gpus repeats a card: {self.gpus}")
         if self.tensor_parallel_size > 1 and self.mm_encoder_tp_mode != "data":
@@ -118,6 +132,10 @@ class LaunchSpec(BaseModel):
             "--max-logprobs",
             str(self.max_logprobs),
         ]
+        if self.pipeline_parallel_size > 1:
+            a += ["--pipeline-parallel-size", str(self.pipeline_parallel_size)]
+        if self.distributed_executor_backend:
+            a += ["--distributed-executor-backend", self.distributed_executor_backend]
         if self.quantization:
             a += ["--quantization", self.quantization]
         if self.mm_processor_kwargs:
@@ -134,9 +152,18 @@ class LaunchSpec(BaseModel):
         return {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in self.gpus)}
 
     def command_line(self) -> str:
-        """The shell line, environment included, as `roadwork vllm print` shows it."""
+        """The shell line, environment included, as `roadwork vllm print` shows it; across nodes,
+        preceded by the Ray cluster it runs on (as comments, one step per line)."""
         envs = " ".join(f"{k}={v}" for k, v in self.env().items())
-        return f"{envs} {shlex.join(self.serve_args())}"
+        line = f"{envs} {shlex.join(self.serve_args())}"
+        if self.nodes == 1:
+            return line
+        return (
+            f"# 1. on this (head) node: {envs} ray start --head --port 6379\n"
+            f"# 2. on each of the other {self.nodes - 1} node(s), the same cards free: "
+            f"{envs} ray start --address HEAD_IP:6379\n"
+            f"# 3. `ray status` shows {self.nodes} nodes; then, on the head node:\n{line}"
+        )
 
     @property
     def base_url(self) -> str:
@@ -147,13 +174,18 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 """The vLLM server image of the generated compose services (pin it; `latest` moves under you)."""
 
 
-def compose_service(profile: LaunchSpec) -> dict[str, Any]:
-    """A docker compose service that runs this profile's `vllm serve`.
+def compose_service(spec: LaunchSpec) -> dict[str, Any]:
+    """A docker compose service that runs this spec's `vllm serve`.
 
-    The container is given exactly the profile's cards (`device_ids`); inside it they are numbered
+    The container is given exactly the spec's cards (`device_ids`); inside it they are numbered
     from 0, so no CUDA_VISIBLE_DEVICES is set (`CUDA_VISIBLE_DEVICES=1` in a container that was
     given card 1 alone hides the only GPU it has).
     """
+    if spec.nodes > 1:
+        raise LaunchSpecError(
+            f"{spec.tier} spans {spec.nodes} nodes: compose starts one host's containers; start it "
+            "with the steps `roadwork vllm print` gives (a Ray cluster, then vllm serve on its head)"
+        )
     return {
         "profiles": ["vllm"],
         "image": VLLM_IMAGE,
@@ -163,12 +195,12 @@ def compose_service(profile: LaunchSpec) -> dict[str, Any]:
         "environment": {"HF_TOKEN": "${HF_TOKEN:-}"},
         "volumes": ["hf-cache:/root/.cache/huggingface"],
         "entrypoint": ["vllm", "serve"],
-        "command": profile.serve_args()[2:],
+        "command": spec.serve_args()[2:],
         "deploy": {
             "resources": {
                 "reservations": {
                     "devices": [
-                        {"driver": "nvidia", "device_ids": [str(g) for g in profile.gpus], "capabilities": ["gpu"]}
+                        {"driver": "nvidia", "device_ids": [str(g) for g in spec.gpus], "capabilities": ["gpu"]}
                     ]
                 }
             }
@@ -176,9 +208,9 @@ def compose_service(profile: LaunchSpec) -> dict[str, Any]:
     }
 
 
-def compose_file(profiles: dict[str, LaunchSpec]) -> str:
-    """deploy/compose.vllm.yaml: one service per launch spec (name -> profile), generated."""
-    services = {f"vllm-{name}": compose_service(p) for name, p in sorted(profiles.items())}
+def compose_file(specs: dict[str, LaunchSpec]) -> str:
+    """deploy/compose.vllm.yaml: one service per launch spec (name -> spec), generated."""
+    services = {f"vllm-{name}": compose_service(p) for name, p in sorted(specs.items())}
     header = (
         "# Generated by `roadwork vllm compose --out deploy/compose.vllm.yaml` from configs/vllm/;\n"
         "# do not edit: change the launch specs and generate again (a test compares them).\n"
@@ -187,12 +219,12 @@ def compose_file(profiles: dict[str, LaunchSpec]) -> str:
     return header + yaml.safe_dump({"services": services, "volumes": {"hf-cache": None}}, sort_keys=False, width=120)
 
 
-def placement_entry(profile: LaunchSpec, path: Path | None = None) -> dict[str, Any]:
-    """The `placement.vllm_servers` item for this profile (cascade/placement.py's VllmServerSpec)."""
+def placement_entry(spec: LaunchSpec, path: Path | None = None) -> dict[str, Any]:
+    """The `placement.vllm_servers` item for this spec (cascade/placement.py's VllmServerSpec)."""
     return {
-        "name": profile.tier,
-        "gpus": [f"cuda:{g}" for g in profile.gpus],
-        "memory_fraction": profile.gpu_memory_utilization,
+        "name": spec.tier,
+        "gpus": [f"cuda:{g}" for g in spec.gpus],
+        "memory_fraction": spec.gpu_memory_utilization,
         **({"launch": str(path)} if path is not None else {}),
     }
 
@@ -254,10 +286,10 @@ def apply_launch_specs(cfg: Any) -> list[str]:
     return problems
 
 
-def gpu_shares(profiles: list[LaunchSpec]) -> dict[int, float]:
+def gpu_shares(specs: list[LaunchSpec]) -> dict[int, float]:
     """Sum of the vLLM memory fractions on each card."""
     shares: dict[int, float] = {}
-    for p in profiles:
+    for p in specs:
         for g in p.gpus:
             shares[g] = round(shares.get(g, 0.0) + p.gpu_memory_utilization, 6)
     return shares

@@ -8,7 +8,15 @@ import yaml
 from typer.testing import CliRunner
 
 from roadwork.cli import app
-from vlm_tiers.launch import LAUNCH_DIR, LaunchSpec, LaunchSpecError, gpu_shares, load_launch_spec, placement_entry
+from vlm_tiers.launch import (
+    LAUNCH_DIR,
+    LaunchSpec,
+    LaunchSpecError,
+    compose_service,
+    gpu_shares,
+    load_launch_spec,
+    placement_entry,
+)
 
 TIERS = ["fast", "power", "precision"]
 runner = CliRunner()
@@ -59,7 +67,7 @@ BASE = yaml.safe_load((LAUNCH_DIR / "fast.yaml").read_text())
     "change, message",
     [
         ({"tensor_parallel_size": 2, "gpus": [0, 1]}, "mm_encoder_tp_mode: data"),
-        ({"tensor_parallel_size": 2}, "must list tensor_parallel_size"),
+        ({"tensor_parallel_size": 2}, "1 cards, but tensor_parallel_size x pipeline_parallel_size is 2"),
         ({"gpus": [0, 0], "tensor_parallel_size": 2, "mm_encoder_tp_mode": "data"}, "repeats a card"),
         ({"gpu_memory_utilization": 0.99}, "gpu_memory_utilization"),
         ({"limit_mm_per_prompt": {"image": 0}}, "must allow 1 image"),
@@ -143,3 +151,35 @@ def test_flags_parse_with_vllms_own_argument_parser(tier):
 def test_profile_model_round_trips():
     p = load_launch_spec("fast")
     assert LaunchSpec.model_validate(p.model_dump()) == p
+
+
+def multi_node(**over):
+    data = yaml.safe_load((LAUNCH_DIR / "precision.yaml").read_text())
+    data.update(gpus=[0, 1], tensor_parallel_size=2, pipeline_parallel_size=2, nodes=2)
+    return {**data, "distributed_executor_backend": "ray", **over}
+
+
+def test_a_server_across_nodes_runs_on_vllms_ray_executor_and_says_how_to_start_it():
+    spec = LaunchSpec.model_validate(multi_node())
+    argv = spec.serve_args()
+    assert flag(argv, "--pipeline-parallel-size") == "2" and flag(argv, "--distributed-executor-backend") == "ray"
+    steps = spec.command_line().splitlines()
+    assert steps[0].startswith("# 1. on this (head) node: CUDA_VISIBLE_DEVICES=0,1 ray start --head")
+    assert "ray start --address HEAD_IP:6379" in steps[1] and steps[-1].startswith(
+        "CUDA_VISIBLE_DEVICES=0,1 vllm serve"
+    )
+    # compose runs one host's containers: a multi-node server is refused there, with the way to start it
+    with pytest.raises(LaunchSpecError, match="spans 2 nodes"):
+        compose_service(spec)
+
+
+@pytest.mark.parametrize(
+    "over, error",
+    [
+        ({"distributed_executor_backend": "mp"}, "needs distributed_executor_backend: ray"),
+        ({"pipeline_parallel_size": 1}, "4 cards, but tensor_parallel_size x pipeline_parallel_size is 2"),
+    ],
+)
+def test_a_multi_node_spec_that_cannot_run_is_refused(over, error):
+    with pytest.raises(ValueError, match=error):
+        LaunchSpec.model_validate(multi_node(**over))
