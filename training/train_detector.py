@@ -229,40 +229,41 @@ def ensure_font(config_dir: Path | None = None) -> None:
         shutil.copyfile(src, target)
 
 
-TRAINABLE = ("yolo", "rtdetr")
-"""ultralytics families this command fine-tunes; YOLOE and YOLO-World train through prompt trainers."""
+TRAINABLE = ("yolo", "rtdetr", "rfdetr")
+"""Families this command fine-tunes (YOLOE and YOLO-World train through ultralytics' prompt trainers)."""
+
+
+def rfdetr_variant(model: str) -> str | None:
+    """`rfdetr-nano`, `rf-detr-large-2026.pth` -> the RF-DETR variant the name says; None for other models."""
+    from detectors.rfdetr import VARIANTS
+
+    name = Path(model).name.lower()
+    if not name.startswith(("rfdetr", "rf-detr")):
+        return None
+    found = [v for v in VARIANTS if v in name]
+    if not found:
+        raise ValueError(f"--model {model!r}: say the RF-DETR variant in the name ({', '.join(VARIANTS)})")
+    return found[0]
 
 
 def detector_family(model: str) -> str:
-    """The ultralytics family of a model name, as the L1 adapter picks it; refused when this
-    command cannot train it."""
+    """The family of a model name, as the L1 adapters pick it; refused when this command cannot train it."""
     from detectors.ultralytics_yolo import pick_family
 
-    family = pick_family(model, "auto")
+    family = "rfdetr" if rfdetr_variant(model) else pick_family(model, "auto")
     if family not in TRAINABLE:
         raise ValueError(
             f"--model {model!r} is an ultralytics {family!r} model: fine-tuning it needs ultralytics' prompt "
-            f"trainers, which `roadwork train detector` does not drive; fine-tune a {' or '.join(TRAINABLE)} model"
+            f"trainers, which `roadwork train detector` does not drive; fine-tune a {', '.join(TRAINABLE)} model"
         )
     return family
 
 
-def train_detector(
-    dataset: Dataset,
-    out_path: str | Path,
-    work_dir: str | Path,
-    cfg: DetectorTrainConfig,
-    coco: tuple[CocoBoxes, ...] = (),
-) -> dict[str, Any]:
-    """Train, then copy best.pt to `out_path` with a manifest (data hash, metrics, sha256)."""
+def _train_ultralytics(cfg: DetectorTrainConfig, family: str, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
     from detectors.ultralytics_yolo import load_ultralytics
 
-    family = detector_family(cfg.model)
     ensure_font()
-    work_dir = Path(work_dir).resolve()
-    yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed, coco=coco)
     model = load_ultralytics(cfg.model, family, None)  # type: ignore[arg-type]
-    t0 = time.monotonic()
     model.train(
         data=str(yaml_path),
         imgsz=cfg.imgsz,
@@ -282,20 +283,63 @@ def train_detector(
     )
     trainer = model.trainer
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
     _strip_checkpoint(best, out_path)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
+    return {"val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1}
+
+
+def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
+    """RF-DETR's own trainer on the same YOLO folder (it reads data.yaml); from the released
+    checkpoint when --model is that file, else from random weights. It stops by epochs only."""
+    import rfdetr
+
+    from detectors.rfdetr import VARIANTS
+
+    variant = rfdetr_variant(cfg.model)
+    start = cfg.model if Path(cfg.model).is_file() else None
+    model = getattr(rfdetr, VARIANTS[variant])(pretrain_weights=start, device=cfg.device)  # type: ignore[index]
+    run = work_dir / "rfdetr"
+    model.train(
+        dataset_dir=str(yaml_path.parent),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch,
+        grad_accum_steps=1,
+        output_dir=str(run),
+        device=cfg.device,
+        num_workers=cfg.workers,
+        seed=cfg.seed,
+    )
+    shutil.copyfile(run / "checkpoint_best_total.pth", out_path)
+    return {"variant": variant, "started_from": start or "random weights", "epochs_run": cfg.epochs}
+
+
+def train_detector(
+    dataset: Dataset,
+    out_path: str | Path,
+    work_dir: str | Path,
+    cfg: DetectorTrainConfig,
+    coco: tuple[CocoBoxes, ...] = (),
+) -> dict[str, Any]:
+    """Train, then write the best checkpoint to `out_path` with a manifest (data hash, metrics, sha256)."""
+    family = detector_family(cfg.model)
+    work_dir = Path(work_dir).resolve()
+    yaml_path, stats = build_yolo_dataset(dataset, work_dir / "dataset", seed=cfg.seed, coco=coco)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    if family == "rfdetr":
+        trained = _train_rfdetr(cfg, yaml_path, work_dir, out_path)
+    else:
+        trained = _train_ultralytics(cfg, family, yaml_path, work_dir, out_path)
     info = {
-        "format": f"ultralytics-{family}",
+        "format": f"ultralytics-{family}" if family != "rfdetr" else "rfdetr",
         "classes": list(SCHEMA),
         "config": asdict(cfg),
         "coco": [str(c.annotations) for c in coco],
         "data_hash": dataset.fingerprint(),
         "n_images": len(dataset),
         "dataset_stats": stats,
-        "val_metrics_train_split_holdout": metrics,
-        "epochs_run": int(trainer.epoch) + 1,
+        **trained,
         "train_seconds": round(time.monotonic() - t0, 1),
     }
     write_detector_manifest(out_path, info)
@@ -328,12 +372,17 @@ def train_detector_cmd(
         Path, typer.Option(help="Work folder for the YOLO dataset (symlinks) and ultralytics' run.")
     ] = Path("runs/train_detector"),
     model: Annotated[
-        str, typer.Option(help="Model yaml (random init) or an ultralytics .pt to fine-tune.")
+        str,
+        typer.Option(
+            help="What to fine-tune: an ultralytics yaml (random init) or .pt (YOLO, RT-DETR), or RF-DETR by "
+            "checkpoint file (rf-detr-large-2026.pth) or name (rfdetr-nano: random init)."
+        ),
     ] = "yolo11n.yaml",
     imgsz: Annotated[int, typer.Option(min=32, help="Training image size.")] = 320,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     time_h: Annotated[
-        float, typer.Option("--time-h", min=0.01, help="Hard wall-time cap in hours (stops training).")
+        float,
+        typer.Option("--time-h", min=0.01, help="Hard wall-time cap in hours (ultralytics; RF-DETR stops by epochs)."),
     ] = 0.5,
     batch: Annotated[int, typer.Option(min=1)] = 16,
     device: Annotated[str, typer.Option(help="cpu, 0, 0,1 ...")] = "cpu",
@@ -388,8 +437,8 @@ def train_detector_cmd(
         model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch, device=device, seed=seed
     )
     info = train_detector(ds, out, work, cfg, coco=extra)
-    m = info["val_metrics_train_split_holdout"]
+    m = info.get("val_metrics_train_split_holdout", {})
     console.print(
-        f"wrote {info['weights']} ({info['epochs_run']} epochs, {info['train_seconds']:.0f} s); "
-        f"hold-out mAP50 {m.get('metrics/mAP50(B)', float('nan')):.3f}"
+        f"wrote {info['weights']} ({info['format']}, {info['epochs_run']} epochs, {info['train_seconds']:.0f} s)"
+        + (f"; hold-out mAP50 {m['metrics/mAP50(B)']:.3f}" if "metrics/mAP50(B)" in m else "")
     )

@@ -74,11 +74,12 @@ def test_dev_split_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model, family", [("yolo11n.yaml", "yolo"), ("rtdetr-l.yaml", "rtdetr")])
+@pytest.mark.parametrize(
+    "model, family", [("yolo11n.yaml", "yolo"), ("rtdetr-l.yaml", "rtdetr"), ("rfdetr-nano", "rfdetr")]
+)
 def test_tiny_training_run_writes_weights_and_manifest(tmp_path: Path, model: str, family: str) -> None:
-    pytest.importorskip("ultralytics")
+    pytest.importorskip("ultralytics" if family != "rfdetr" else "pytorch_lightning")
     from detectors.heads import sha256_file
-    from detectors.ultralytics_yolo import load_ultralytics
     from training.train_detector import train_detector
 
     ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
@@ -88,9 +89,18 @@ def test_tiny_training_run_writes_weights_and_manifest(tmp_path: Path, model: st
     manifest = json.loads(out.with_suffix(".manifest.json").read_text())
     assert manifest["sha256"] == sha256_file(out) and manifest["classes"] == list(SCHEMA)
     assert manifest["data_hash"] == ds.fingerprint() and info["epochs_run"] >= 1
-    assert manifest["format"] == f"ultralytics-{family}"
-    # and the L1 adapter loads it as that family, with the roadwork classes
-    assert list(load_ultralytics(str(out), family, None).names.values()) == list(SCHEMA)
+    assert manifest["format"] == (f"ultralytics-{family}" if family != "rfdetr" else "rfdetr")
+    # and the L1 adapter of that family loads it, with the roadwork classes
+    if family == "rfdetr":
+        from cascade.config import VoterConfig
+        from detectors.rfdetr import RFDETRDetector
+
+        v = VoterConfig(name="rf", kind="rfdetr", level="L1", params={"variant": "nano", "weights": str(out)})
+        assert list(RFDETRDetector.from_config(v, tmp_path).model.class_names) == list(SCHEMA)
+    else:
+        from detectors.ultralytics_yolo import load_ultralytics
+
+        assert list(load_ultralytics(str(out), family, None).names.values()) == list(SCHEMA)
 
 
 def make_coco(root: Path) -> Path:
@@ -136,5 +146,6 @@ def test_only_the_families_this_command_trains_are_accepted() -> None:
     from training.train_detector import detector_family
 
     assert detector_family("rtdetr-x.pt") == "rtdetr" and detector_family("yolo11x.pt") == "yolo"
+    assert detector_family("rf-detr-large-2026.pth") == "rfdetr"
     with pytest.raises(ValueError, match="prompt trainers"):
         detector_family("yoloe-11l-seg.pt")
