@@ -124,6 +124,14 @@ def serve_cmd(
             help="Once serving, write the axon's ip, port and hotkey (and the side port URL) here as JSON, for an outside client to test against.",
         ),
     ] = None,
+    shared_cascade: Annotated[
+        str | None,
+        typer.Option(
+            "--shared-cascade",
+            help="Answer with the cascade service on this Ray cluster (`roadwork cascade-service`; 'auto' or "
+            "'ray://HOST:10001') instead of loading the cascade here: several hotkeys, one set of models.",
+        ),
+    ] = None,
 ) -> None:
     """Run the miner: a bittensor axon that answers validators' ImageSynapse with P(roadwork).
 
@@ -160,14 +168,91 @@ def serve_cmd(
         None if ready_file is None else str(ready_file),
     )
     tracer = tracer_for(trace, cfg.tracing)
+    builder = _cascade_builder(cfg) if shared_cascade is None else _shared_builder(cfg, shared_cascade)
     try:
-        code = run_serve(cfg, opts, _cascade_builder(cfg), tracer=tracer)
+        code = run_serve(cfg, opts, builder, tracer=tracer)
     except (ChainError, ValueError, TimeoutError, OSError) as exc:
         fail(str(exc))
     finally:
         if tracer is not None:
             tracer.close()
     raise typer.Exit(code=code)
+
+
+def _shared_builder(cfg, address: str):
+    def build():
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            fail("--shared-cascade needs Ray: `pip install -e .[ray]`")
+        import ray
+
+        from miner.shared import SharedCascade
+
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            fail(f"--shared-cascade {address}: cannot join the Ray cluster: {exc}")
+        console.print(f"answering with the shared cascade service on {address} (`roadwork cascade-service`)")
+        return SharedCascade(cfg)
+
+    return build
+
+
+def cascade_service_cmd(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Profile whose cascade the service runs.")] = Path(
+        "configs/cpu.yaml"
+    ),
+    ray_address: Annotated[
+        str,
+        typer.Option("--ray", help="Ray cluster: 'auto' (started with `ray start`), 'ray://HOST:10001' or 'local'."),
+    ] = "auto",
+    replicas: Annotated[int, typer.Option(min=1, help="Cascades serving at once (Ray Serve replicas).")] = 1,
+    cpus: Annotated[float, typer.Option(min=0.1, help="CPUs reserved per replica.")] = 1.0,
+    cache_s: Annotated[float, typer.Option(min=0, help="Seconds an answer is kept for the same frame.")] = 5.0,
+) -> None:
+    """Serve one profile's cascade to many hotkeys: `roadwork serve --shared-cascade ADDRESS` on each.
+
+    Ray Serve deployments on the cluster: a coalescer that runs an identical frame once (keyed by
+    the SHA-256 of its pixels) and keeps its answer for --cache-s, in front of --replicas cascades.
+    Runs until Ctrl-C / SIGTERM, printing how many frames ran, joined one in flight or came from the
+    cache. Example: ray start --head; roadwork cascade-service --config configs/cpu.yaml --ray auto
+    """
+    import signal
+    import time
+
+    from miner.shared import APP, deploy
+
+    cfg = load_profile_or_exit(config)
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        fail("cascade-service needs Ray Serve: `pip install -e .[ray]`")
+    if ray_address == "local":
+        ray.init(include_dashboard=False, log_to_driver=False)
+    else:
+        try:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            fail(f"--ray {ray_address}: cannot join the Ray cluster: {exc} (start one with `ray start --head`)")
+    with console.status(f"deploying {cfg.name}'s cascade ({replicas} replica(s))"):
+        handle = deploy(str(config.resolve()), replicas=replicas, cpus_per_replica=cpus, cache_s=cache_s)
+    console.print(f"serving {cfg.name} as Ray Serve app {APP!r}; fronts: roadwork serve --shared-cascade {ray_address}")
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:
+            time.sleep(30)
+            console.print(f"frames: {handle.stats.remote().result(timeout_s=10)}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.delete(APP)
+        console.print(f"removed {APP!r}")
 
 
 def tracer_for(url: str | None, tracing=None, project: str = "roadwork-miner"):

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from miner.cli import (  # light: bittensor loads only when they run
     build_cascade,
+    cascade_service_cmd,
     load_profile_or_exit,
     serve_cmd,
     simulate_cmd,
@@ -810,6 +811,7 @@ def make_sample_cmd(
 
 app.command("review")(review_cmd)
 app.command("serve")(serve_cmd)
+app.command("cascade-service")(cascade_service_cmd)
 app.command("simulate")(simulate_cmd)
 train_app.command("detector")(train_detector_cmd)
 app.command("fetch-weights")(fetch_weights_cmd)
