@@ -173,8 +173,12 @@ class Plan:
         return self
 
 
-def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bool = False) -> Plan:
+def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bool = False, replicas: int = 1) -> Plan:
     """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory.
+
+    `replicas`: cascades of the profile sharing these cards (`roadwork cascade-service --replicas`):
+    each holds its own copy of every in-process model and, in worker processes, its own batch
+    budget; the vLLM servers are counted once (the replicas share them).
 
     Each voter counts its weights plus its activation budget, as if every model on a card could run
     a batch at the same moment (threads in one process can). With `one_batch_at_a_time` (a device
@@ -182,12 +186,16 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
     model's weights but only the largest activation budget among them. Measured on 2x H100
     (random weights, 18 models): cuda:0 11.31 GiB peak vs 11.06 planned this way, cuda:1 5.67 vs 5.61.
     """
+    if replicas < 1:
+        raise PlanError(f"replicas must be at least 1, got {replicas}")
     by_id = {g.id: GpuPlan(g) for g in placement.gpus}
-    largest: dict[str, PlanItem] = {}
+    largest: dict[tuple[str, int], PlanItem] = {}
     cpu: list[PlanItem] = []
-    for v in voters:
+    for r, v in ((r, v) for r in range(replicas) for v in voters):
         if not v.enabled:
             continue
+        if replicas > 1:
+            v = v.model_copy(update={"name": f"{v.name} (replica {r + 1})"})
         device = card(v.device)
         if not device.startswith("cuda"):
             cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
@@ -206,9 +214,11 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
             by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
             continue
         by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.resident_gib()))
-        if v.memory.batch_gib() > (largest[device].gib if device in largest else 0.0):
-            largest[device] = PlanItem(f"one batch at a time (largest: {v.name})", "activations", v.memory.batch_gib())
-    for device, item in largest.items():
+        if v.memory.batch_gib() > (largest[device, r].gib if (device, r) in largest else 0.0):
+            largest[device, r] = PlanItem(
+                f"one batch at a time (largest: {v.name})", "activations", v.memory.batch_gib()
+            )
+    for (device, _), item in largest.items():
         by_id[device].items.append(item)
     for s in placement.vllm_servers:
         if s.memory_fraction is None or not s.gpus:

@@ -722,6 +722,12 @@ def plan_cmd(
             "benchmarks/results/gpu_bench_1gpu_workers_h100_run8.json)."
         ),
     ] = None,
+    service_replicas: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Plan this many `roadwork cascade-service` replicas on these cards (each its own models)."
+        ),
+    ] = 1,
 ) -> None:
     """Add up each GPU's memory (models + vLLM shares) and refuse an over-committed plan.
 
@@ -734,7 +740,9 @@ def plan_cmd(
 
     try:
         cfg = load_profile(config)
-        plan = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device)
+        plan = build_plan(
+            cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device, replicas=service_replicas
+        )
     except (ConfigError, PlanError) as exc:
         fail(str(exc))
     table = Table(title=f"placement plan: {cfg.name}")

@@ -163,3 +163,19 @@ def test_balance_names_the_model_that_evens_out_the_two_cards():
         profile([voter("a", "cuda:0", 1), voter("b", "cuda:1", 1)], H100).voters, {"a": 75.0, "b": 64.0}
     )
     assert costs_after.warning() is None
+
+
+def test_service_replicas_each_hold_their_models_and_share_the_vllm_servers():
+    # two cascade-service replicas on the same cards: every model and batch budget twice, vLLM once
+    cfg = profile(
+        [voter("a", "cuda:0", 500, act=2.0), voter("b", "cuda:0", 250, act=3.0)],
+        H100,
+        [{"name": "s", "gpus": ["cuda:0"], "memory_fraction": 0.3}],
+    )
+    one = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True)
+    two = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True, replicas=2)
+    vllm = 0.3 * 79.1
+    g1, g2 = one.gpus[0].planned_gib - vllm, two.gpus[0].planned_gib - vllm
+    assert g2 == pytest.approx(2 * g1)
+    assert sum(i.kind == "activations" for i in two.gpus[0].items) == 2  # one batch budget per replica's worker
+    assert sum(i.name == "s" for i in two.gpus[0].items) == 1
