@@ -19,6 +19,7 @@ from pydantic import ConfigDict, Field
 
 from cascade.config import VoterConfig
 from cascade.types import Level
+from detectors.artefacts import Artefact, Shown
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap, norm_name
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
@@ -47,6 +48,17 @@ class HFDetectorParams(HFSource):
     image_size: int | None = Field(default=None, ge=16)
     """Override the processor's input size (shortest edge / square side)."""
     evidence: ClassMap = Field(default_factory=ClassMap)
+
+
+def artefacts(cfg: VoterConfig, shown: Shown) -> list[Artefact]:
+    """A detector fine-tuned here is a folder named by path (`roadwork train detector` writes it)."""
+    from detectors.weights import is_path
+
+    model = HFDetectorParams.model_validate(cfg.params).model
+    if model is None or not is_path(model):
+        return []
+    made = f"roadwork train detector --data DIR --model <hub id, e.g. ustc-community/dfine-large-coco> --out {shown(Path(model))}"
+    return [Artefact("params.model", Path(model) / "config.json", made)]
 
 
 def model_type_of(model: Any) -> str:

@@ -69,6 +69,7 @@ KINDS: dict[str, Kind] = {
         "OWLv2, Grounding DINO, D-FINE, RT-DETR v2 through transformers",
         random="detectors.random_weights:hf_params",
         weights="detectors.weights:hub_model",
+        artefacts="detectors.hf_detr:artefacts",
     ),
     "rfdetr": Kind(
         "detectors.rfdetr:RFDETRDetector",

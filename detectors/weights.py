@@ -39,10 +39,16 @@ class Where:
     """served_model_name -> hub id, from the launch specs under placement.vllm_servers."""
 
 
+def is_path(model: str) -> bool:
+    """`params.model` written as a path (./, ../, / or ~): a folder of ours, not a hub id."""
+    return model.startswith((".", "/", "~"))
+
+
 def hub_model(v: VoterConfig, where: Where) -> list[WeightItem]:
-    """A transformers checkpoint named by `params.model` (a hub id; none for random_init)."""
+    """A transformers checkpoint named by `params.model` (a hub id; none for random_init or a folder
+    of ours, which is a trained artefact)."""
     model = v.params.get("model")
-    return [WeightItem(v.name, v.kind, "hf", str(model))] if model else []
+    return [WeightItem(v.name, v.kind, "hf", str(model))] if model and not is_path(str(model)) else []
 
 
 def bundled(what: str) -> Callable[[VoterConfig, Where], list[WeightItem]]:

@@ -11,7 +11,9 @@ dev is for measuring.
 
 The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or a released ultralytics
 `.pt` (`yolo11x.pt`, `rtdetr-x.pt`: the family is picked from the name, as the L1 adapter picks
-it); training is capped by wall time (`time_h`), so it always ends.
+it), an RF-DETR checkpoint (its own trainer) or a transformers DETR-family checkpoint (D-FINE,
+RT-DETR v2; `transformers.Trainer`, written as a folder an `hf-detector` voter names by path);
+training is capped by wall time (`time_h`; RF-DETR by epochs only), so it always ends.
 """
 
 from __future__ import annotations
@@ -229,8 +231,16 @@ def ensure_font(config_dir: Path | None = None) -> None:
         shutil.copyfile(src, target)
 
 
-TRAINABLE = ("yolo", "rtdetr", "rfdetr")
+TRAINABLE = ("yolo", "rtdetr", "rfdetr", "transformers")
 """Families this command fine-tunes (YOLOE and YOLO-World train through ultralytics' prompt trainers)."""
+
+
+def is_transformers_model(model: str) -> bool:
+    """A transformers detector: a local folder with a config.json, or a hub id (`org/name`, no file suffix)."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return (p / "config.json").is_file()
+    return model.count("/") == 1 and not p.suffix and not model.startswith((".", "/", "~"))
 
 
 def rfdetr_variant(model: str) -> str | None:
@@ -250,6 +260,8 @@ def detector_family(model: str) -> str:
     """The family of a model name, as the L1 adapters pick it; refused when this command cannot train it."""
     from detectors.ultralytics_yolo import pick_family
 
+    if is_transformers_model(model):
+        return "transformers"
     family = "rfdetr" if rfdetr_variant(model) else pick_family(model, "auto")
     if family not in TRAINABLE:
         raise ValueError(
@@ -313,6 +325,89 @@ def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out
     return {"variant": variant, "started_from": start or "random weights", "epochs_run": cfg.epochs}
 
 
+def _yolo_rows(folder: Path, part: str) -> list[tuple[Path, list[list[float]]]]:
+    """(image, [[class, cx, cy, w, h], ...]) of one part of the YOLO folder `build_yolo_dataset` wrote."""
+    rows = []
+    for image in sorted((folder / "images" / part).iterdir()):
+        label = folder / "labels" / part / f"{image.stem}.txt"
+        boxes = [[float(x) for x in line.split()] for line in label.read_text().splitlines() if line.strip()]
+        rows.append((image, boxes))
+    return rows
+
+
+def _train_transformers(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
+    """A transformers DETR-family detector (D-FINE, RT-DETR v2, ...) fine-tuned with `Trainer` on the
+    same YOLO folder: its head re-made for the five roadwork classes, images at --imgsz, stopped by
+    --epochs or --time-h. Writes a folder (save_pretrained) that an `hf-detector` voter names."""
+    import torch
+    import transformers as T
+    from PIL import Image
+
+    source = str(Path(cfg.model).expanduser()) if Path(cfg.model).expanduser().is_dir() else cfg.model
+    model = T.AutoModelForObjectDetection.from_pretrained(
+        source,
+        id2label=dict(enumerate(SCHEMA)),
+        label2id={n: i for i, n in enumerate(SCHEMA)},
+        ignore_mismatched_sizes=True,  # the checkpoint's head has its own classes (COCO's 80)
+    )
+    processor = T.AutoImageProcessor.from_pretrained(source, size={"height": cfg.imgsz, "width": cfg.imgsz})
+    rows = _yolo_rows(yaml_path.parent, "train")
+
+    class Boxed(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(rows)
+
+        def __getitem__(self, i: int) -> dict:
+            path, boxes = rows[i]
+            image = Image.open(path).convert("RGB")
+            w, h = image.size
+            annotations = [
+                {
+                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
+                    "category_id": int(c),
+                    "area": bw * w * bh * h,
+                    "iscrowd": 0,
+                }
+                for c, cx, cy, bw, bh in boxes
+            ]
+            enc = processor(images=image, annotations={"image_id": i, "annotations": annotations}, return_tensors="pt")
+            return {"pixel_values": enc["pixel_values"][0], "labels": enc["labels"][0]}
+
+    def collate(batch: list[dict]) -> dict:
+        return {"pixel_values": torch.stack([b["pixel_values"] for b in batch]), "labels": [b["labels"] for b in batch]}
+
+    t_end = time.monotonic() + cfg.time_h * 3600
+
+    class WallClock(T.TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            control.should_training_stop = time.monotonic() > t_end
+            return control
+
+    args = T.TrainingArguments(
+        output_dir=str(work_dir / "transformers"),
+        per_device_train_batch_size=cfg.batch,
+        num_train_epochs=cfg.epochs,
+        learning_rate=5e-5,
+        weight_decay=1e-4,
+        remove_unused_columns=False,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=cfg.device == "cpu",
+        dataloader_num_workers=cfg.workers,
+        seed=cfg.seed,
+        logging_steps=10,
+    )
+    trainer = T.Trainer(model=model, args=args, train_dataset=Boxed(), data_collator=collate, callbacks=[WallClock()])
+    result = trainer.train()
+    model.save_pretrained(out_path)
+    processor.save_pretrained(out_path)
+    return {
+        "started_from": cfg.model,
+        "epochs_run": round(float(trainer.state.epoch or 0), 2),
+        "train_loss": round(float(result.training_loss), 4),
+    }
+
+
 def train_detector(
     dataset: Dataset,
     out_path: str | Path,
@@ -329,10 +424,12 @@ def train_detector(
     t0 = time.monotonic()
     if family == "rfdetr":
         trained = _train_rfdetr(cfg, yaml_path, work_dir, out_path)
+    elif family == "transformers":
+        trained = _train_transformers(cfg, yaml_path, work_dir, out_path)
     else:
         trained = _train_ultralytics(cfg, family, yaml_path, work_dir, out_path)
     info = {
-        "format": f"ultralytics-{family}" if family != "rfdetr" else "rfdetr",
+        "format": f"ultralytics-{family}" if family in ("yolo", "rtdetr") else family,
         "classes": list(SCHEMA),
         "config": asdict(cfg),
         "coco": [str(c.annotations) for c in coco],
@@ -355,8 +452,13 @@ def _strip_checkpoint(src: Path, dst: Path) -> None:
 
 
 def write_detector_manifest(weights: Path, info: dict[str, Any]) -> Path:
-    manifest = {"file": weights.name, "sha256": sha256_file(weights), **info}
-    out = weights.with_suffix(".manifest.json")
+    """WEIGHTS.manifest.json beside the checkpoint (a file, or a save_pretrained folder: the hash is
+    its model.safetensors')."""
+    hashed = weights / "model.safetensors" if weights.is_dir() else weights
+    manifest = {"file": weights.name, "sha256": sha256_file(hashed), **info}
+    out = (
+        weights.with_suffix(".manifest.json") if weights.is_file() else weights.parent / f"{weights.name}.manifest.json"
+    )
     out.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
 
@@ -374,8 +476,10 @@ def train_detector_cmd(
     model: Annotated[
         str,
         typer.Option(
-            help="What to fine-tune: an ultralytics yaml (random init) or .pt (YOLO, RT-DETR), or RF-DETR by "
-            "checkpoint file (rf-detr-large-2026.pth) or name (rfdetr-nano: random init)."
+            help="What to fine-tune: an ultralytics yaml (random init) or .pt (YOLO, RT-DETR); RF-DETR by "
+            "checkpoint file (rf-detr-large-2026.pth) or name (rfdetr-nano: random init); a transformers "
+            "detector by hub id or folder (ustc-community/dfine-large-coco, PekingU/rtdetr_v2_r50vd): --out "
+            "is then a folder."
         ),
     ] = "yolo11n.yaml",
     imgsz: Annotated[int, typer.Option(min=32, help="Training image size.")] = 320,
@@ -399,7 +503,7 @@ def train_detector_cmd(
         Path | None, typer.Option(help="--coco: the folder its file_names are relative to (ROADWork: scene/images).")
     ] = None,
 ) -> None:
-    """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): ultralytics YOLO or RT-DETR.
+    """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): YOLO, RT-DETR, RF-DETR or D-FINE / RT-DETR v2.
 
     Each source's classes.txt is mapped onto one schema (training/train_detector.py: SCHEMA_MAP);
     the YOLO dataset is built from symlinks under --work, so no image is copied. Training stops at

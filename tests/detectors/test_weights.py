@@ -49,3 +49,20 @@ def test_a_tier_names_the_checkpoint_its_server_serves(tmp_path: Path) -> None:
     assert known.id == "Qwen/Qwen2.5-VL-7B-Instruct" and "served as 'fast'" in known.note
     (unknown,) = profile_weights(cfg)
     assert unknown.present is None and "no launch spec" in unknown.note
+
+
+def test_a_transformers_detector_of_ours_is_a_trained_folder_not_a_hub_id(tmp_path: Path) -> None:
+    cfg = profile(
+        tmp_path,
+        [
+            {
+                "name": "coco",
+                "kind": "hf-detector",
+                "level": "L1",
+                "params": {"model": "ustc-community/dfine-large-coco"},
+            },
+            {"name": "ours", "kind": "hf-detector", "level": "L1", "params": {"model": "../models/roadwork_dfine"}},
+        ],
+    )
+    items = [(i.voter, i.source) for i in profile_weights(cfg)]
+    assert items == [("coco", "hf"), ("ours", "trained")]

@@ -147,5 +147,33 @@ def test_only_the_families_this_command_trains_are_accepted() -> None:
 
     assert detector_family("rtdetr-x.pt") == "rtdetr" and detector_family("yolo11x.pt") == "yolo"
     assert detector_family("rf-detr-large-2026.pth") == "rfdetr"
+    assert detector_family("ustc-community/dfine-large-coco") == "transformers"
     with pytest.raises(ValueError, match="prompt trainers"):
         detector_family("yoloe-11l-seg.pt")
+
+
+@pytest.mark.slow
+def test_a_transformers_detector_is_fine_tuned_to_the_roadwork_classes(tmp_path: Path) -> None:
+    # a tiny D-FINE saved as a checkpoint folder stands in for ustc-community/dfine-large-coco
+    import transformers as T
+
+    from cascade.config import VoterConfig
+    from detectors.hf_common import random_config
+    from detectors.hf_detr import HFDetector
+    from detectors.model_specs import TINY_DFINE
+    from training.train_detector import detector_family, train_detector
+
+    start = tmp_path / "tiny-dfine"
+    T.AutoModelForObjectDetection.from_config(random_config(dict(TINY_DFINE))).save_pretrained(start)
+    T.RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(start)
+    assert detector_family(str(start)) == "transformers"
+    ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
+    out = tmp_path / "models" / "roadwork_dfine"
+    cfg = DetectorTrainConfig(model=str(start), imgsz=64, epochs=1, batch=2, workers=0)
+    info = train_detector(ds, out, tmp_path / "work", cfg)
+    assert info["format"] == "transformers" and info["epochs_run"] == 1
+    assert json.loads((tmp_path / "models" / "roadwork_dfine.manifest.json").read_text())["classes"] == list(SCHEMA)
+    # the hf-detector voter loads the folder, naming its boxes with the roadwork classes
+    v = VoterConfig(name="dfine", kind="hf-detector", level="L1", params={"model": str(out), "threshold": 0.0})
+    det = HFDetector.from_config(v, tmp_path)
+    assert list(det.model.config.id2label.values()) == list(SCHEMA)
