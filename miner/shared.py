@@ -11,7 +11,8 @@ already the engine of `eval --ray`):
 
 Each hotkey's `roadwork serve --shared-cascade ADDRESS` keeps its own axon, wallet, blacklist,
 priority and metrics (miner/service.py, miner/policy.py) and runs `SharedCascade` where it would
-run its own cascade. When the service is gone a call raises, the miner answers as it does when its
+run its own cascade; the votes of each answer are replayed into that front's observers, so its
+per-voter metrics and traces count them. When the service is gone a call raises, the miner answers as it does when its
 cascade fails (-1, counted as a cascade error), and the next call looks the service up again, so
 the fronts recover when it is back.
 """
@@ -119,15 +120,22 @@ class SharedCascade:
     async def run(self, frame: Frame, deadline: Deadline, observer: Any = None) -> Verdict:
         from ray import serve
 
+        if observer is not None:
+            observer.on_start(frame, deadline.remaining())
         try:
             if self._handle is None:
                 self._handle = serve.get_app_handle(self.app)
-            return await self._handle.run.remote(
+            verdict = await self._handle.run.remote(
                 frame_key(frame.image), frame.image, frame.frame_id, frame.source, deadline.remaining()
             )
         except Exception:
             self._handle = None  # look the service up again next time: it may have been redeployed
             raise
+        if observer is not None:  # this hotkey's metrics and traces see the votes the service cast
+            for vote in verdict.votes:
+                observer.on_vote(vote)
+            observer.on_verdict(verdict)
+        return verdict
 
     def close(self) -> None:
         self._handle = None

@@ -75,3 +75,44 @@ def test_two_hotkeys_share_one_cascade_and_survive_its_restart(tmp_path, cluster
         deploy(str(PROFILE), replicas=1, cpus_per_replica=1.0, cache_s=30)
         back = ask_both(a, b, encode(size=(180, 180)))
         assert all(0.0 <= r.prediction <= 1.0 for r in back)
+
+
+def test_a_front_counts_the_votes_the_service_cast() -> None:
+    # no cluster needed: the service's handle is stood in for; the front's observers see every vote
+    import numpy as np
+
+    from cascade.budget import Deadline
+    from cascade.types import AbstainCause, Frame, Level, Verdict, Vote
+    from miner.profile import load_profile
+    from miner.shared import SharedCascade
+
+    skipped = Vote.abstain("l0_tiles", "L0", "frame under 448 px", cause=AbstainCause.NO_EVIDENCE)
+    verdict = Verdict(prob=0.8, exit_level=Level.L0, votes=(Vote("l0_head", "L0", 0.8), skipped))
+
+    class Remote:
+        async def _answer(self, *args):
+            return verdict
+
+        def remote(self, *args):
+            return self._answer(*args)
+
+    class Handle:
+        run = Remote()
+
+    seen: list = []
+
+    class Observer:
+        def on_start(self, frame, deadline_s):
+            seen.append("start")
+
+        def on_vote(self, vote):
+            seen.append(vote.voter)
+
+        def on_verdict(self, v):
+            seen.append(v.prob)
+
+    shared = SharedCascade(load_profile(PROFILE))
+    shared._handle = Handle()
+    frame = Frame(np.zeros((8, 8, 3), np.uint8), source="t")
+    got = asyncio.run(shared.run(frame, Deadline.after(5.0), observer=Observer()))
+    assert got is verdict and seen == ["start", "l0_head", "l0_tiles", 0.8]
