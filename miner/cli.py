@@ -185,12 +185,11 @@ def _shared_builder(cfg, address: str):
 
         if importlib.util.find_spec("ray") is None:
             fail("--shared-cascade needs Ray: `pip install -e .[ray]`")
-        import ray
-
         from miner.shared import SharedCascade
+        from roadwork.env import join_ray
 
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            join_ray(address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             fail(f"--shared-cascade {address}: cannot join the Ray cluster: {exc}")
         console.print(f"answering with the shared cascade service on {address} (`roadwork cascade-service`)")
@@ -222,20 +221,17 @@ def cascade_service_cmd(
     import time
 
     from miner.shared import APP, deploy
+    from roadwork.env import join_ray
 
     cfg = load_profile_or_exit(config)
     try:
-        import ray
         from ray import serve
     except ImportError:
         fail("cascade-service needs Ray Serve: `pip install -e .[ray]`")
-    if ray_address == "local":
-        ray.init(include_dashboard=False, log_to_driver=False)
-    else:
-        try:
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            fail(f"--ray {ray_address}: cannot join the Ray cluster: {exc} (start one with `ray start --head`)")
+    try:
+        join_ray(ray_address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        fail(f"--ray {ray_address}: cannot join the Ray cluster: {exc} (start one with `ray start --head`)")
     with console.status(f"deploying {cfg.name}'s cascade ({replicas} replica(s))"):
         handle = deploy(str(config.resolve()), replicas=replicas, cpus_per_replica=cpus, cache_s=cache_s)
     console.print(f"serving {cfg.name} as Ray Serve app {APP!r}; fronts: roadwork serve --shared-cascade {ray_address}")

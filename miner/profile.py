@@ -60,3 +60,15 @@ def load_profile(path: str | Path) -> Profile:
     if problems:
         raise ConfigError.listing(path, problems)
     return profile
+
+
+def worker_cascade(path: str | Path):
+    """The profile's cascade built in a worker process of its own (a Ray replica of `eval --ray` or
+    of `cascade-service`): offline defaults and the profile's torch threads set first."""
+    from cascade.pipeline import Cascade
+    from roadwork.env import configure_process, set_torch_threads
+
+    configure_process()
+    profile = load_profile(path)
+    set_torch_threads(profile.runtime.torch_threads)
+    return Cascade.from_config(profile)

@@ -45,14 +45,9 @@ class CascadeReplica:
     """The profile's cascade, built once per replica."""
 
     def __init__(self, config: str) -> None:
-        from cascade.pipeline import Cascade
-        from miner.profile import load_profile
-        from roadwork.env import configure_process, set_torch_threads
+        from miner.profile import worker_cascade
 
-        configure_process()
-        profile = load_profile(config)
-        set_torch_threads(profile.runtime.torch_threads)
-        self.cascade = Cascade.from_config(profile)
+        self.cascade = worker_cascade(config)
 
     async def run(self, image: np.ndarray, frame_id: str, source: str, seconds_left: float) -> Verdict:
         return await self.cascade.run(Frame(image, source=source, frame_id=frame_id), Deadline.after(seconds_left))

@@ -219,10 +219,11 @@ def _eval_on_ray(address, replicas, config, profile, ds, regimes, seed, out, tra
         fail("--ray does not send traces (each replica would need its own exporter); drop --trace or --ray")
     if missing := missing_artefacts(profile):  # before any replica builds a model
         fail("the profile names files that are not there:\n  " + "\n  ".join(missing))
-    from training.ray_eval import connect, ray_scores
+    from roadwork.env import join_ray
+    from training.ray_eval import ray_scores
 
     try:
-        connect(address, num_cpus=None)
+        join_ray(address)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         fail(f"--ray {address}: cannot join the cluster: {exc}")
     results = {}

@@ -1,4 +1,4 @@
-"""Process set-up done once by the entrypoint: offline defaults, logging, torch threads."""
+"""Process set-up done once by the entrypoint: offline defaults, logging, torch threads, a Ray cluster."""
 
 from __future__ import annotations
 
@@ -41,3 +41,14 @@ def set_torch_threads(n: int) -> None:
         import torch
 
         torch.set_num_threads(n)
+
+
+def join_ray(address: str) -> None:
+    """Join the Ray cluster at `address` (`auto`, `ray://HOST:10001`; `local` starts a one-machine
+    cluster here), once per process: `eval --ray`, `serve --shared-cascade` and `cascade-service`."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    where = {} if address == "local" else {"address": address}
+    ray.init(include_dashboard=False, log_to_driver=False, **where)

@@ -47,15 +47,10 @@ class CascadeReplica:
     """One cascade on a Ray worker: built once from the profile, scoring batch after batch."""
 
     def __init__(self, config: str, regime: str, seed: int) -> None:
-        from cascade.pipeline import Cascade
-        from miner.profile import load_profile
-        from roadwork.env import configure_process, set_torch_threads
+        from miner.profile import worker_cascade
         from training.transforms import make_transform
 
-        configure_process()
-        profile = load_profile(config)
-        set_torch_threads(profile.runtime.torch_threads)
-        self.cascade = Cascade.from_config(profile)
+        self.cascade = worker_cascade(config)
         self.regime, self.transform = regime, make_transform(regime, seed)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
@@ -88,19 +83,6 @@ class CascadeReplica:
             out["thumb"].append(thumb)
             out["problem"].append(scored.problem)
         return out
-
-
-def connect(address: str, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address` (`local`: start one on this machine) unless already joined."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-    if address == "local":
-        ray.init(num_cpus=num_cpus, **kwargs)
-    else:
-        ray.init(address=address, **kwargs)
 
 
 def ray_scores(
