@@ -68,19 +68,28 @@ ONE_PROCESS_CUDA_GRAPHS = (
 )
 
 
+def backbone_compile(v: VoterConfig) -> str:
+    """The `torch.compile` mode of a voter's backbone as its entry says ("none" for other kinds)."""
+    if v.kind != "backbone-head":
+        return "none"
+    return str((v.params.get("backbone") or {}).get("compile", "none"))
+
+
+def cuda_graph_voters(voters: Sequence[VoterConfig]) -> list[int]:
+    """Indices of the enabled GPU voters whose backbone replays CUDA graphs (`reduce-overhead`)."""
+    return [
+        i
+        for i, v in enumerate(voters)
+        if v.enabled and v.device.startswith("cuda") and backbone_compile(v) == "reduce-overhead"
+    ]
+
+
 def layout_problems(voters: Sequence[VoterConfig], process_per_device: bool) -> list[str]:
     """GPU backbones compiled with CUDA graphs cannot run in the one-process layout (a device
     worker calls its models from one thread; the main process from its pool's many)."""
     if process_per_device:
         return []
-    return [
-        f"voters.{i}.params.backbone.compile: {ONE_PROCESS_CUDA_GRAPHS}"
-        for i, v in enumerate(voters)
-        if v.enabled
-        and v.kind == "backbone-head"
-        and v.device.startswith("cuda")
-        and (v.params.get("backbone") or {}).get("compile") == "reduce-overhead"
-    ]
+    return [f"voters.{i}.params.backbone.compile: {ONE_PROCESS_CUDA_GRAPHS}" for i in cuda_graph_voters(voters)]
 
 
 def weights(cfg: VoterConfig, where: Where) -> list[WeightItem]:

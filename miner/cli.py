@@ -44,16 +44,13 @@ def build_cascade(cfg, where: str):
     """Build and warm up the profile's cascade, or exit with a message naming `where` it came from.
     The one place every command (eval, bench, serve, simulate) builds a cascade."""
     from cascade.pipeline import Cascade
+    from detectors.backbone_head import backbone_compile
     from detectors.device_process import DeviceProcessError
     from roadwork.env import set_torch_threads
 
     set_torch_threads(cfg.runtime.torch_threads)
     compiled = [
-        v.name
-        for v in cfg.voters
-        if v.enabled
-        and v.device.startswith("cuda")
-        and (v.params.get("backbone") or {}).get("compile", "none") != "none"
+        v.name for v in cfg.voters if v.enabled and v.device.startswith("cuda") and backbone_compile(v) != "none"
     ]
     if compiled:  # where an operator waits: say why, and that the next start is faster
         console.print(

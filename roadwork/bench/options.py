@@ -103,9 +103,9 @@ def bench_config(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions, worker
 def compile_for_one_process(voters: list) -> tuple[list, dict[str, str]]:
     """The voters with CUDA-graph compilation (`compile: reduce-overhead`) turned to `default`,
     which runs from many threads, for a one-process run; and a note for each one changed."""
-    from detectors.backbone_head import layout_problems
+    from detectors.backbone_head import cuda_graph_voters
 
-    changed = {voters[int(p.split(".")[1])].name for p in layout_problems(voters, process_per_device=False)}
+    changed = {voters[i].name for i in cuda_graph_voters(voters)}
     out, notes = [], {}
     for v in voters:
         if v.name in changed:
