@@ -96,14 +96,10 @@ class Cascade:
 
     @classmethod
     def from_config(cls, config: CascadeConfig, warmup: bool = True) -> Cascade:
-        from detectors.artefacts import missing_artefacts
+        from detectors.artefacts import refuse_missing
         from detectors.device_process import build_voters  # lazy: adapters import heavy libraries
 
-        missing = missing_artefacts(config)  # all of them, before any model takes memory
-        if missing:
-            raise FileNotFoundError(
-                f"profile {config.name!r} names {len(missing)} file(s) that are not there:\n  " + "\n  ".join(missing)
-            )
+        refuse_missing(config)  # every missing file, before any model takes memory
         artefact = None
         if config.consensus.weights is not None:
             artefact = ConsensusArtefact.load(config.resolve(config.consensus.weights))

@@ -3,8 +3,8 @@
 Trained heads, fine-tuned networks and detector checkpoints come from `roadwork train ...`, the
 fitted consensus from `roadwork fit`. Each voter kind says which of its params name such a file
 (the `artefacts` form of its registry entry); `missing_artefacts` lists every one that is not on
-disk, one line per file, before any model is built: `Cascade.from_config` refuses the profile with
-that list, and `roadwork plan` prints it, so a half-made profile fails at once, never after its
+disk, one line per file, before any model is built: `refuse_missing` is what `Cascade.from_config`,
+`eval --ray` and `roadwork plan` refuse such a profile with, so a half-made profile fails at once, never after its
 first models have taken a GPU. (Released checkpoints that `roadwork fetch-weights` fetches are
 checked by that command.)
 """
@@ -62,3 +62,12 @@ def missing_artefacts(cfg: CascadeConfig) -> list[str]:
             "or leave consensus.weights out to pool with the voters' own weights"
         )
     return lines
+
+
+def refuse_missing(cfg: CascadeConfig) -> None:
+    """FileNotFoundError with every missing file, one line each; nothing when all are there."""
+    missing = missing_artefacts(cfg)
+    if missing:
+        raise FileNotFoundError(
+            f"profile {cfg.name!r} names {len(missing)} file(s) that are not there:\n  " + "\n  ".join(missing)
+        )

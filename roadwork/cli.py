@@ -209,7 +209,7 @@ def _eval_on_ray(address, replicas, config, profile, ds, regimes, seed, out, tra
     (training/ray_eval.py), the run folder written here by the same code as a single-process run."""
     import importlib.util
 
-    from detectors.artefacts import missing_artefacts
+    from detectors.artefacts import refuse_missing
     from training.evaluate import evaluate
     from training.transforms import make_transform
 
@@ -217,8 +217,10 @@ def _eval_on_ray(address, replicas, config, profile, ds, regimes, seed, out, tra
         fail("--ray needs Ray: `pip install -e .[ray]`")
     if tracer is not None:
         fail("--ray does not send traces (each replica would need its own exporter); drop --trace or --ray")
-    if missing := missing_artefacts(profile):  # before any replica builds a model
-        fail("the profile names files that are not there:\n  " + "\n  ".join(missing))
+    try:
+        refuse_missing(profile)  # before any replica builds a model
+    except FileNotFoundError as exc:
+        fail(str(exc))
     from roadwork.env import join_ray
     from training.ray_eval import ray_scores
 
@@ -774,11 +776,12 @@ def plan_cmd(
             f"[yellow]miner.max_concurrent {cfg.miner.max_concurrent} lets fewer frames in at once than the "
             f"largest planned batch ({planned}): batches will not fill; set it to `from-plan`[/yellow]"
         )
-    from detectors.artefacts import missing_artefacts
+    from detectors.artefacts import refuse_missing
 
-    missing = missing_artefacts(cfg)
-    if missing:
-        fail(f"but {len(missing)} file(s) the profile names are not there:\n  " + "\n  ".join(missing))
+    try:
+        refuse_missing(cfg)
+    except FileNotFoundError as exc:
+        fail(str(exc))
     console.print("[green]every trained file the profile names is there[/green]")
 
 
