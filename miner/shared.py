@@ -12,9 +12,9 @@ already the engine of `eval --ray`):
 Each hotkey's `roadwork serve --shared-cascade ADDRESS` keeps its own axon, wallet, blacklist,
 priority and metrics (miner/service.py, miner/policy.py) and runs `SharedCascade` where it would
 run its own cascade; the votes of each answer are replayed into that front's observers, so its
-per-voter metrics and traces count them. When the service is gone a call raises, the miner answers as it does when its
-cascade fails (-1, counted as a cascade error), and the next call looks the service up again, so
-the fronts recover when it is back.
+per-voter metrics and traces count them. When the service is gone a call raises, the miner
+answers as it does when its cascade fails (-1, counted as a cascade error), and the next call
+looks the service up again, so the fronts recover when it is back.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def add_coco_boxes(coco: CocoBoxes, out_dir: Path, val_fraction: float, seed: in
         boxes.setdefault(a["image_id"], []).append(a["bbox"] + [SCHEMA.index(target)])
         stats[f"box:{target}"] += 1
     images = [im for im in data.get("images", []) if im["id"] in boxes]
-    sequences = sorted({Path(im["file_name"]).stem.rsplit("_", 1)[0] for im in images})
+    sequence = {im["id"]: Path(im["file_name"]).stem.rsplit("_", 1)[0] for im in images}
+    sequences = sorted(set(sequence.values()))
     random.Random(seed).shuffle(sequences)
     val = set(sequences[: int(len(sequences) * val_fraction)])
     for im in images:
@@ -129,7 +130,7 @@ def add_coco_boxes(coco: CocoBoxes, out_dir: Path, val_fraction: float, seed: in
             f"{cls} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n"
             for x, y, bw, bh, cls in boxes[im["id"]]
         ]
-        part = "val" if Path(im["file_name"]).stem.rsplit("_", 1)[0] in val else "train"
+        part = "val" if sequence[im["id"]] in val else "train"
         name = f"{coco.source}__{Path(im['file_name']).name}"
         image = out_dir / "images" / part / name
         image.parent.mkdir(parents=True, exist_ok=True)
@@ -237,10 +238,12 @@ TRAINABLE = ("yolo", "rtdetr", "rfdetr", "transformers")
 
 def is_transformers_model(model: str) -> bool:
     """A transformers detector: a local folder with a config.json, or a hub id (`org/name`, no file suffix)."""
+    from detectors.weights import is_path
+
     p = Path(model).expanduser()
     if p.is_dir():
         return (p / "config.json").is_file()
-    return model.count("/") == 1 and not p.suffix and not model.startswith((".", "/", "~"))
+    return model.count("/") == 1 and not p.suffix and not is_path(model)
 
 
 def rfdetr_variant(model: str) -> str | None:

@@ -1,4 +1,4 @@
-"""CLI bodies of `roadwork bench --gpu`, `roadwork bench --expected-cost` and `roadwork fetch-weights`.
+"""CLI bodies of `roadwork bench --gpu`, `--expected-cost` and `--report`.
 
 Light at import (typer, rich, json); torch and the adapters load only when a command runs.
 """
