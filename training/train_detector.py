@@ -1,4 +1,5 @@
-"""Fine-tune a roadwork object detector (ultralytics YOLO or RT-DETR) on the dataset's boxes.
+"""Fine-tune a roadwork object detector (ultralytics YOLO, RT-DETR or YOLOE, RF-DETR, transformers
+D-FINE / RT-DETR v2) on the dataset's boxes.
 
 Each source in `<data>/boxes/<source>/` has its own `classes.txt`; `SCHEMA_MAP` maps those names
 onto one schema (cone, barrier, sign, machinery, worker); classes outside it (cars, potholes,
@@ -10,8 +11,9 @@ folder of symlinks plus label files under `runs/` (images are never copied), tra
 dev is for measuring.
 
 The weights start from a model yaml (random init, e.g. `yolo11n.yaml`) or a released ultralytics
-`.pt` (`yolo11x.pt`, `rtdetr-x.pt`: the family is picked from the name, as the L1 adapter picks
-it), an RF-DETR checkpoint (its own trainer) or a transformers DETR-family checkpoint (D-FINE,
+`.pt` (`yolo11x.pt`, `rtdetr-x.pt`, `yoloe-11l-seg.pt`: the family is picked from the name, as the
+L1 adapter picks it; YOLOE through ultralytics' `YOLOEPETrainer`, its head first set to the schema
+classes, `yoloe_start`), an RF-DETR checkpoint (its own trainer) or a transformers DETR-family checkpoint (D-FINE,
 RT-DETR v2; `transformers.Trainer`, written as a folder an `hf-detector` voter names by path);
 training is capped by wall time (`time_h`; RF-DETR by epochs only), so it always ends.
 """
@@ -232,8 +234,17 @@ def ensure_font(config_dir: Path | None = None) -> None:
         shutil.copyfile(src, target)
 
 
-TRAINABLE = ("yolo", "rtdetr", "rfdetr", "transformers")
-"""Families this command fine-tunes (YOLOE and YOLO-World train through ultralytics' prompt trainers)."""
+TRAINABLE = ("yolo", "rtdetr", "yoloe", "rfdetr", "transformers")
+"""Families this command fine-tunes (YOLO-World is not one: it needs ultralytics' world trainers)."""
+
+SCHEMA_PROMPTS: dict[str, str] = {
+    "cone": "traffic cone",
+    "barrier": "road barrier",
+    "sign": "roadwork sign",
+    "machinery": "construction machinery",
+    "worker": "road worker in a safety vest",
+}
+"""The text a released YOLOE checkpoint embeds for each schema class before fine-tuning starts."""
 
 
 def is_transformers_model(model: str) -> bool:
@@ -268,18 +279,84 @@ def detector_family(model: str) -> str:
     family = "rfdetr" if rfdetr_variant(model) else pick_family(model, "auto")
     if family not in TRAINABLE:
         raise ValueError(
-            f"--model {model!r} is an ultralytics {family!r} model: fine-tuning it needs ultralytics' prompt "
+            f"--model {model!r} is an ultralytics {family!r} model: fine-tuning it needs ultralytics' world "
             f"trainers, which `roadwork train detector` does not drive; fine-tune a {', '.join(TRAINABLE)} model"
         )
     return family
+
+
+def yoloe_start(model: str, work_dir: Path, seed: int) -> tuple[Path, str]:
+    """A YOLOE checkpoint whose head already classifies the schema classes, for ultralytics'
+    `YOLOEPETrainer` (which then trains it like a closed-set YOLO), and how its classes were set.
+
+    A released `-seg` checkpoint becomes the detection model of the same scale with its weights
+    (our folders hold boxes, no masks), as ultralytics' YOLOE fine-tuning guide does. Its head is
+    fused with the text embeddings of `SCHEMA_PROMPTS`, which needs YOLOE's text encoder
+    (`mobileclip_blt.ts`, fetched by `roadwork fetch-weights PROFILE --download`). A yaml starts
+    from random weights: text embeddings would mean nothing there, so its head is fused with seeded
+    random class embeddings and no text encoder is needed.
+    """
+    import torch
+    from ultralytics import YOLOE
+
+    from_yaml = Path(model).suffix in (".yaml", ".yml")
+    if from_yaml:
+        net_model = YOLOE(model)
+        how = f"{model}: random weights, class embeddings random (seed {seed}), no text encoder"
+    else:
+        released = YOLOE(model)
+        task = released.task
+        stem = Path(str(released.model.yaml.get("yaml_file", model))).stem
+        if task == "segment":  # the detection model of the same scale, with the seg checkpoint's weights
+            net_model = YOLOE(stem.replace("-seg", "") + ".yaml").load(model)
+        else:
+            net_model = released
+        how = f"{Path(model).name}, classes embedded from {list(SCHEMA_PROMPTS.values())}"
+    net = net_model.model
+    net.eval()
+    head = net.model[-1]
+    names = list(SCHEMA)
+    if head.is_fused:
+        if list(net.names.values()) != names:
+            raise ValueError(
+                f"--model {model!r}: its head is already fused to the classes {list(net.names.values())}, "
+                f"not {names}; start from the released (unfused) checkpoint"
+            )
+    else:
+        if from_yaml:
+            pe = torch.randn(1, len(names), head.embed, generator=torch.Generator().manual_seed(seed))
+        else:
+            try:
+                pe = net.get_text_pe([SCHEMA_PROMPTS[n] for n in names])
+            except Exception as exc:  # the text encoder is a download: missing offline, several error types
+                raise RuntimeError(
+                    f"--model {model!r}: YOLOE's text encoder (mobileclip_blt.ts) is needed to embed the roadwork "
+                    f"classes and could not be loaded ({type(exc).__name__}: {exc}); fetch it with "
+                    "`roadwork fetch-weights PROFILE --download` on a machine with internet"
+                ) from exc
+        net.set_classes(names, pe)
+        head.fuse(net.pe)
+    start = work_dir / "yoloe_start.pt"
+    start.parent.mkdir(parents=True, exist_ok=True)
+    net_model.save(str(start))
+    return start, how
 
 
 def _train_ultralytics(cfg: DetectorTrainConfig, family: str, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
     from detectors.ultralytics_yolo import load_ultralytics
 
     ensure_font()
-    model = load_ultralytics(cfg.model, family, None)  # type: ignore[arg-type]
+    extra: dict[str, Any] = {}
+    started: dict[str, str] = {}
+    start = cfg.model
+    if family == "yoloe":
+        from ultralytics.models.yolo.yoloe import YOLOEPETrainer
+
+        start_path, started["started_from"] = yoloe_start(cfg.model, work_dir, cfg.seed)
+        start, extra = str(start_path), {"trainer": YOLOEPETrainer}
+    model = load_ultralytics(start, family, None)  # type: ignore[arg-type]
     model.train(
+        **extra,
         data=str(yaml_path),
         imgsz=cfg.imgsz,
         epochs=cfg.epochs,
@@ -300,7 +377,7 @@ def _train_ultralytics(cfg: DetectorTrainConfig, family: str, yaml_path: Path, w
     best = Path(trainer.best if Path(trainer.best).is_file() else trainer.last)
     _strip_checkpoint(best, out_path)
     metrics = {k: float(v) for k, v in (trainer.metrics or {}).items()}
-    return {"val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1}
+    return {"val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1, **started}
 
 
 def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
@@ -432,7 +509,7 @@ def train_detector(
     else:
         trained = _train_ultralytics(cfg, family, yaml_path, work_dir, out_path)
     info = {
-        "format": f"ultralytics-{family}" if family in ("yolo", "rtdetr") else family,
+        "format": f"ultralytics-{family}" if family in ("yolo", "rtdetr", "yoloe") else family,
         "classes": list(SCHEMA),
         "config": asdict(cfg),
         "coco": [str(c.annotations) for c in coco],
@@ -479,7 +556,8 @@ def train_detector_cmd(
     model: Annotated[
         str,
         typer.Option(
-            help="What to fine-tune: an ultralytics yaml (random init) or .pt (YOLO, RT-DETR); RF-DETR by "
+            help="What to fine-tune: an ultralytics yaml (random init) or .pt (YOLO, RT-DETR, YOLOE: a released "
+            "YOLOE needs its text encoder, see fetch-weights); RF-DETR by "
             "checkpoint file (rf-detr-large-2026.pth) or name (rfdetr-nano: random init); a transformers "
             "detector by hub id or folder (ustc-community/dfine-large-coco, PekingU/rtdetr_v2_r50vd): --out "
             "is then a folder."
@@ -506,7 +584,7 @@ def train_detector_cmd(
         Path | None, typer.Option(help="--coco: the folder its file_names are relative to (ROADWork: scene/images).")
     ] = None,
 ) -> None:
-    """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): YOLO, RT-DETR, RF-DETR or D-FINE / RT-DETR v2.
+    """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): YOLO, RT-DETR, YOLOE, RF-DETR or D-FINE / RT-DETR v2.
 
     Each source's classes.txt is mapped onto one schema (training/train_detector.py: SCHEMA_MAP);
     the YOLO dataset is built from symlinks under --work, so no image is copied. Training stops at

@@ -148,8 +148,44 @@ def test_only_the_families_this_command_trains_are_accepted() -> None:
     assert detector_family("rtdetr-x.pt") == "rtdetr" and detector_family("yolo11x.pt") == "yolo"
     assert detector_family("rf-detr-large-2026.pth") == "rfdetr"
     assert detector_family("ustc-community/dfine-large-coco") == "transformers"
-    with pytest.raises(ValueError, match="prompt trainers"):
-        detector_family("yoloe-11l-seg.pt")
+    assert detector_family("yoloe-11l-seg.pt") == "yoloe"
+    with pytest.raises(ValueError, match="world trainers"):
+        detector_family("yolov8s-worldv2.pt")
+
+
+@pytest.mark.slow
+def test_yoloe_is_fine_tuned_to_the_roadwork_classes(tmp_path: Path) -> None:
+    # a random YOLOE-11s from its yaml: its head is set to the schema classes with random class
+    # embeddings (a released checkpoint would embed SCHEMA_PROMPTS with YOLOE's text encoder)
+    from detectors.ultralytics_yolo import load_ultralytics
+    from training.train_detector import train_detector
+
+    ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
+    out = tmp_path / "models" / "roadwork_yoloe.pt"
+    cfg = DetectorTrainConfig(model="yoloe-11s.yaml", imgsz=64, epochs=1, batch=4, workers=0)
+    info = train_detector(ds, out, tmp_path / "work", cfg)
+    assert info["format"] == "ultralytics-yoloe" and "no text encoder" in info["started_from"]
+    # the L1 adapter loads it without prompts and names its boxes with the roadwork classes
+    model = load_ultralytics(str(out), "yoloe", None)
+    assert list(model.names.values()) == list(SCHEMA)
+    result = model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, conf=0.0, verbose=False)[0]
+    assert {model.names[int(c)] for c in result.boxes.cls.tolist()} <= set(SCHEMA)
+
+
+def test_a_released_yoloe_without_its_text_encoder_is_refused_by_name(tmp_path: Path, monkeypatch) -> None:
+    import ultralytics.nn.tasks as tasks
+    from ultralytics import YOLOE
+
+    from training.train_detector import yoloe_start
+
+    def no_encoder(*args, **kwargs):  # offline: the encoder is a download
+        raise FileNotFoundError("mobileclip_blt.ts")
+
+    start = tmp_path / "yoloe-11s-seg.pt"  # a released-like checkpoint: a -seg model, head not fused
+    YOLOE("yoloe-11s-seg.yaml").save(str(start))
+    monkeypatch.setattr(tasks.YOLOEModel, "get_text_pe", no_encoder)
+    with pytest.raises(RuntimeError, match=r"text encoder \(mobileclip_blt.ts\).*fetch-weights"):
+        yoloe_start(str(start), tmp_path / "work", seed=0)
 
 
 @pytest.mark.slow
