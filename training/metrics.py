@@ -35,7 +35,8 @@ def subnet_reward_stream(y: np.ndarray, p: np.ndarray, mcc_window: int = 100, ac
     for t in range(len(y)):
         ym, pm = y[max(0, t + 1 - mcc_window) : t + 1], pred[max(0, t + 1 - mcc_window) : t + 1]
         ya, pa = y[max(0, t + 1 - acc_window) : t + 1], pred[max(0, t + 1 - acc_window) : t + 1]
-        mcc = matthews_corrcoef(ym, pm) if len(ym) > 1 else 0.0
+        # one label in both (sklearn warns there, and says 0): no correlation to measure
+        mcc = matthews_corrcoef(ym, pm) if len(np.union1d(ym, pm)) > 1 else 0.0
         base = 0.5 * mcc + 0.5 * float((ya == pa).mean())
         out[t] = max(base, 0.0) ** 3
     return out

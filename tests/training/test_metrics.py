@@ -17,6 +17,18 @@ def test_reward_rounds_like_numpy():
     assert r[-1] == pytest.approx((0.5 * 0 + 0.5 * 0.5) ** 3)
 
 
+def test_a_stream_that_starts_with_one_label_scores_quietly():
+    # the first answers of `make run` were all one label: sklearn warned on each, into the report
+    import warnings
+
+    y = np.array([1, 1, 1, 0, 1, 0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = subnet_reward_stream(y, y.astype(float))
+    # no correlation to measure while one label is all there is: half the reward's base (accuracy)
+    assert r[:3] == pytest.approx([0.5**3] * 3) and r[-1] == pytest.approx(1.0)
+
+
 def test_ece_of_calibrated_and_overconfident():
     y = np.array([1, 0] * 50)
     assert expected_calibration_error(y, np.full(100, 0.5)) == pytest.approx(0.0)
