@@ -12,7 +12,7 @@ write its adapter file and add one entry here.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,11 +228,12 @@ def artefacts_form(kind: str) -> Callable[..., list[Any]] | None:
     return _load(form, kind) if form else None
 
 
-def check_profile_voters(voters: Sequence[VoterConfig]) -> list[str]:
+def check_profile_voters(voters: Sequence[VoterConfig], skip: Collection[int] = ()) -> list[str]:
     """One line per unknown kind or param that its kind's params model refuses, keyed as in the
     profile (`voters.3.params.hallf: Extra inputs are not permitted`). Disabled voters are checked
-    too: switching one on must not be the moment a typo shows."""
-    return [line for i, v in enumerate(voters) for line in _problems(v.kind, v.params, f"voters.{i}")]
+    too: switching one on must not be the moment a typo shows. `skip`: voters already reported
+    (a launch spec that could not be read leaves their params unfilled)."""
+    return [line for i, v in enumerate(voters) if i not in skip for line in _problems(v.kind, v.params, f"voters.{i}")]
 
 
 def build(cfg: VoterConfig, base_dir: Path) -> Voter:

@@ -54,8 +54,8 @@ def load_profile(path: str | Path) -> Profile:
     from vlm_tiers.launch import apply_launch_specs  # light: yaml + pydantic
 
     profile = load_config(path, Profile)
-    problems = apply_launch_specs(profile)  # vLLM servers and tier voters, from their launch specs
-    problems += check_profile_voters(profile.voters)
+    launch = apply_launch_specs(profile)  # vLLM servers and tier voters, from their launch specs
+    problems = launch.lines + check_profile_voters(profile.voters, skip=launch.unread_voters)
     problems += layout_problems(profile.voters, profile.runtime.process_per_device)
     if problems:
         raise ConfigError.listing(path, problems)

@@ -130,6 +130,22 @@ def test_a_vllm_server_and_its_tier_are_said_once_in_their_launch_profile() -> N
     assert f"voters.{vlm}.params.model: 'fast-v2' is not what vllm/fast.yaml serves ('fast')" in result.output
 
 
+def test_a_profile_copied_away_from_its_launch_specs_says_only_that(tmp_path: Path) -> None:
+    # given the production profile copied to a folder without its vllm/ launch specs
+    import yaml
+
+    (tmp_path / "h100x2.yaml").write_text(PROFILE.read_text())
+    tiers = [i for i, v in enumerate(yaml.safe_load(PROFILE.read_text())["voters"]) if v["kind"] == "vlm-http"]
+    # when it is planned
+    result = CliRunner().invoke(app, ["plan", str(tmp_path / "h100x2.yaml")])
+    # then each tier names its missing launch spec, and not the model and endpoints that the spec
+    # would have filled in
+    assert result.exit_code == 2
+    assert all(f"voters.{i}.params.launch: launch spec" in result.output for i in tiers)
+    assert "vllm/fast.yaml' not found" in result.output
+    assert "Field required" not in result.output
+
+
 def test_cuda_graph_compilation_is_refused_in_the_one_process_layout() -> None:
     # given the production profile (L0 compiled with CUDA graphs) served from one process
     import yaml

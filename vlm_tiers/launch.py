@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -229,13 +230,23 @@ def placement_entry(spec: LaunchSpec, path: Path | None = None) -> dict[str, Any
     }
 
 
-def apply_launch_specs(cfg: Any) -> list[str]:
+@dataclass
+class LaunchProblems:
+    """What `apply_launch_specs` found: one line per key, and the voters whose launch spec could not
+    be read (their `model` and `endpoints` stay unfilled: saying so again is noise)."""
+
+    lines: list[str] = field(default_factory=list)
+    unread_voters: set[int] = field(default_factory=set)
+
+
+def apply_launch_specs(cfg: Any) -> LaunchProblems:
     """Fill a deployment profile from the vLLM launch specs it names, in place, and list what
     disagrees (one line per key, as the profile spells it):
     - `placement.vllm_servers[].launch` gives that server's cards and memory share;
     - a `vlm-http` voter's `params.launch` gives its `model` (the served name) and, unless it says
       otherwise (a container network name), its `endpoints`."""
-    problems: list[str] = []
+    found = LaunchProblems()
+    problems = found.lines
     known = [g.id for g in cfg.placement.gpus]
     for i, server in enumerate(cfg.placement.vllm_servers):
         if server.launch is None:
@@ -269,6 +280,7 @@ def apply_launch_specs(cfg: Any) -> list[str]:
             lp = load_launch_spec(str(cfg.resolve(launch)))
         except LaunchSpecError as exc:
             problems.append(f"{key}.launch: {exc}")
+            found.unread_voters.add(i)
             continue
         model = voter.params.get("model")
         if model is not None and model != lp.served_model_name:
@@ -283,7 +295,7 @@ def apply_launch_specs(cfg: Any) -> list[str]:
             "model": lp.served_model_name,
             "endpoints": voter.params.get("endpoints") or [lp.base_url],
         }
-    return problems
+    return found
 
 
 def gpu_shares(specs: list[LaunchSpec]) -> dict[int, float]:
