@@ -25,7 +25,7 @@ import numpy as np
 RCNN_FORMAT = "roadwork-mnv2-rcnn/1"
 CLASSES: tuple[str, ...] = ("cone", "barrier", "roadwork sign", "machinery", "worker")
 """Detector class names (index + 1 is the torchvision label; 0 is background), one per schema kind
-of training/train_detector.py, named as detectors/evidence.py weighs them."""
+of training/box_schema.py, named as detectors/evidence.py weighs them."""
 SCHEMA_TO_CLASS = {
     "cone": "cone",
     "barrier": "barrier",

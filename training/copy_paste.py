@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from training.box_schema import map_class
 from training.datasets import Sample, read_yolo_boxes
 from training.images import ImageLoadError
 
@@ -108,8 +109,6 @@ class PasteBank:
 def schema_boxes(root: Path, samples: list[Sample]):
     """(sample, [(schema kind, cx, cy, w, h), ...]) for each positive row with boxes of roadwork
     classes (normalised YOLO boxes; other classes, such as cars, are left out)."""
-    from training.train_detector import map_class
-
     names_cache: dict[str, list[str]] = {}
     for s in samples:
         path = box_file(root, s)

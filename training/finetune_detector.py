@@ -1,7 +1,7 @@
 """Fine-tune the L1 roadwork-object detector (detectors/mnv2_rcnn.py) on the dataset's boxes.
 
 Rows: every training positive with boxes of a schema class (cones, drums and barricades, roadwork
-signs, machinery, workers; training/train_detector.py maps each source's class names) and every
+signs, machinery, workers; training/box_schema.py maps each source's class names) and every
 negative as a background frame. Positives without boxes are left out: their objects are not
 annotated and would teach the detector to miss them. Sampling balances classes and (source,
 label) cells, as the L0 training does.

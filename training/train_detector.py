@@ -1,7 +1,7 @@
 """Fine-tune a roadwork object detector (ultralytics YOLO, RT-DETR or YOLOE, RF-DETR, transformers
 D-FINE / RT-DETR v2) on the dataset's boxes.
 
-Each source in `<data>/boxes/<source>/` has its own `classes.txt`; `SCHEMA_MAP` maps those names
+Each source in `<data>/boxes/<source>/` has its own `classes.txt`; `box_schema.SCHEMA_MAP` maps those names
 onto one schema (cone, barrier, sign, machinery, worker); classes outside it (cars, potholes,
 animals...) are dropped, so they are background. Images of label 0 without a box file are added
 as pure background; label-1 images without boxes are left out (their objects are unannotated and
@@ -32,48 +32,8 @@ from typing import Annotated, Any
 import typer
 
 from detectors.heads import sha256_file
+from training.box_schema import SCHEMA, SCHEMA_PROMPTS, map_class
 from training.datasets import Dataset, read_yolo_boxes
-
-SCHEMA: tuple[str, ...] = ("cone", "barrier", "sign", "machinery", "worker")
-SCHEMA_MAP: dict[str, str | None] = {
-    # cones
-    "cone": "cone",
-    "road_cone": "cone",
-    "road-cone": "cone",
-    "traffic_cone": "cone",
-    "isolation-pile": "barrier",
-    # barriers / barricades / drums
-    "barricade": "barrier",
-    "barrier": "barrier",
-    "barrel": "barrier",
-    "drum": "barrier",
-    # signs and boards placed for roadwork
-    "road_works_sign_board": "sign",
-    "prepare_to_stop_board": "sign",
-    "speed_board": "sign",
-    "roadwork_sign": "sign",
-    # machinery and workers
-    "excavator": "machinery",
-    "machinery": "machinery",
-    "worker": "worker",
-    # in the night-roadwork source people on the road are road workers
-    "person@pp_nightwork": "worker",
-    # the ROADWork dataset's instance categories (CMU, COCO-style; `--coco`); police, vehicles
-    # that are not work vehicles, fences and surfaces stay background
-    "tubular marker": "cone",
-    "vertical panel": "barrier",
-    "arrow board": "sign",
-    "temporary traffic control sign": "sign",
-    "temporary traffic control message board": "sign",
-    "work equipment": "machinery",
-    "work vehicle": "machinery",
-}
-
-
-def map_class(name: str, source: str) -> str | None:
-    """Schema name for a source's class name, or None to drop it (becomes background)."""
-    key = name.strip().lower()
-    return SCHEMA_MAP.get(f"{key}@{source}", SCHEMA_MAP.get(key))
 
 
 @dataclass(frozen=True)
@@ -236,15 +196,6 @@ def ensure_font(config_dir: Path | None = None) -> None:
 
 TRAINABLE = ("yolo", "rtdetr", "yoloe", "rfdetr", "transformers")
 """Families this command fine-tunes (YOLO-World is not one: it needs ultralytics' world trainers)."""
-
-SCHEMA_PROMPTS: dict[str, str] = {
-    "cone": "traffic cone",
-    "barrier": "road barrier",
-    "sign": "roadwork sign",
-    "machinery": "construction machinery",
-    "worker": "road worker in a safety vest",
-}
-"""The text a released YOLOE checkpoint embeds for each schema class before fine-tuning starts."""
 
 
 def is_transformers_model(model: str) -> bool:
@@ -586,7 +537,7 @@ def train_detector_cmd(
 ) -> None:
     """Fine-tune a roadwork detector (cone, barrier, sign, machinery, worker): YOLO, RT-DETR, YOLOE, RF-DETR or D-FINE / RT-DETR v2.
 
-    Each source's classes.txt is mapped onto one schema (training/train_detector.py: SCHEMA_MAP);
+    Each source's classes.txt is mapped onto one schema (training/box_schema.py: SCHEMA_MAP);
     the YOLO dataset is built from symlinks under --work, so no image is copied. Training stops at
     --time-h hours at the latest; best.pt is stripped to fp16 and written to --out with a manifest
     (data hash, metrics, sha256). Add it to a profile as an `ultralytics` L1 voter.

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from training.box_schema import SCHEMA, map_class
 from training.datasets import load_dataset
-from training.train_detector import SCHEMA, DetectorTrainConfig, build_yolo_dataset, map_class
+from training.train_detector import DetectorTrainConfig, build_yolo_dataset
 
 
 @pytest.mark.parametrize(
