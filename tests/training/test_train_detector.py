@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.box_schema import SCHEMA, map_class
+from training.box_schema import SCHEMA, SCHEMA_PROMPTS, map_class
 from training.datasets import load_dataset
 from training.train_detector import DetectorTrainConfig, build_yolo_dataset
 
@@ -171,6 +171,36 @@ def test_yoloe_is_fine_tuned_to_the_roadwork_classes(tmp_path: Path) -> None:
     assert list(model.names.values()) == list(SCHEMA)
     result = model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=64, conf=0.0, verbose=False)[0]
     assert {model.names[int(c)] for c in result.boxes.cls.tolist()} <= set(SCHEMA)
+
+
+@pytest.mark.slow
+def test_a_released_yoloe_seg_checkpoint_is_fine_tuned_as_a_detector(tmp_path: Path, monkeypatch) -> None:
+    # given a released-like YOLOE -seg checkpoint (random weights; the box folders have no masks)
+    # and a stand-in for YOLOE's text encoder, which is a download
+    import torch
+    import ultralytics.nn.tasks as tasks
+    from ultralytics import YOLOE
+
+    from training.train_detector import train_detector
+
+    start = tmp_path / "yoloe-11s-seg.pt"
+    YOLOE("yoloe-11s-seg.yaml").save(str(start))
+    asked: list[list[str]] = []
+
+    def encoder(self, text, *args, **kwargs):
+        asked.append(list(text))
+        return torch.randn(1, len(text), self.model[-1].embed)
+
+    monkeypatch.setattr(tasks.YOLOEModel, "get_text_pe", encoder)
+    ds = load_dataset(make_folder(tmp_path / "data")).select(split="train")
+    out = tmp_path / "models" / "roadwork_yoloe.pt"
+    cfg = DetectorTrainConfig(model=str(start), imgsz=64, epochs=1, batch=4, workers=0)
+    # when it is fine-tuned
+    info = train_detector(ds, out, tmp_path / "work", cfg)
+    # then the classes were embedded from their descriptions, and a detection model comes out
+    assert asked == [[SCHEMA_PROMPTS[c] for c in SCHEMA]] and "yoloe-11s-seg.pt" in info["started_from"]
+    trained = YOLOE(str(out))
+    assert trained.task == "detect" and list(trained.names.values()) == list(SCHEMA)
 
 
 def test_a_released_yoloe_without_its_text_encoder_is_refused_by_name(tmp_path: Path, monkeypatch) -> None:
