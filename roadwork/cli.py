@@ -624,6 +624,14 @@ def bench_cmd(
         ),
     ] = False,
     only: Annotated[list[str] | None, typer.Option(help="--gpu: only these voters (repeatable).")] = None,
+    bursts: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="--gpu: bursts of new frames at each concurrency; with 2 or more the first load after "
+            "warm-up is reported apart from the later ones (first/later p95) and the figures are the later ones'.",
+        ),
+    ] = 1,
     process_per_device: Annotated[
         bool | None,
         typer.Option(
@@ -692,6 +700,7 @@ def bench_cmd(
             size=size,
             only=only,
             process_per_device=process_per_device,
+            bursts=bursts,
         )
         return
     from roadwork.bench.cpu import run_bench

@@ -46,6 +46,7 @@ def run_gpu(
     size: int,
     only: list[str] | None,
     process_per_device: bool | None = None,
+    bursts: int = 1,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.bench.gpu import run_gpu_bench
@@ -76,6 +77,7 @@ def run_gpu(
         native_batch=8 if tiny else 32,
         loop_frames=2 if tiny else 8,
         process_per_device=process_per_device,
+        bursts=bursts,
     )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +118,14 @@ def _print_gpu(r: dict) -> None:
             f"{util.get('cpu_cores_busy', float('nan')):.1f}",
         )
     Console().print(table)
+    for c, run in r["concurrency"].items():
+        if "bursts" in run:
+            first, later = run["bursts"][0], run["bursts"][1:]
+            console.print(
+                f"concurrency {c}: first burst p95 {first['p95']:.0f} ms, later "
+                + ", ".join(f"{b['p95']:.0f}" for b in later)
+                + f" ms: first/later x{run['first_over_later_p95']:.2f} (goal <= 1.2)"
+            )
     for name, why in {**r["skipped"], **r["excluded"]}.items():
         console.print(f"[yellow]not run[/yellow] {name}: {why}")
     for dev, m in r["memory"].items():

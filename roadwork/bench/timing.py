@@ -116,21 +116,39 @@ def first_query_ms(cascade: Any, frame: Frame) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def burst_figures(wall_s: float, lat: list[float]) -> dict[str, float]:
+    return {"wall_s": wall_s, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)}
+
+
 def concurrency_run(
     cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int, native_sum_ms: float, loop_ms: float
 ) -> dict[str, Any]:
+    """C frames at once through a new cascade, `opts.bursts` times (new frames each time). With more
+    than one burst the first is kept apart (`bursts[0]`: the first load after warm-up, issue 18's
+    "first burst") and the figures below are those of the later bursts together."""
     cascade = new_cascade(cfg, dets, voters, opts, c)
-    for d in dets:  # count this run's micro-batches only
-        if hasattr(d, "stats"):
-            d.stats.__init__()
+    bursts: list[dict[str, float]] = []
+    lat: list[float] = []
+    verdicts: list = []
+    wall = 0.0
     try:
-        frames = make_frames(c, opts.size, seed=c)
+        if opts.bursts > 1:
+            first_wall, first_lat, _ = asyncio.run(drive(cascade, make_frames(c, opts.size, seed=c + 10_000), c))
+            bursts.append(burst_figures(first_wall, first_lat))
+        for d in dets:  # count the measured bursts' micro-batches only
+            if hasattr(d, "stats"):
+                d.stats.__init__()
         running = {d.name for d in dets}
         with Utilisation(cuda_devices([v for v in voters if v.name in running]), procs=worker_processes(dets)) as util:
-            wall, lat, verdicts = asyncio.run(drive(cascade, frames, c))
+            for b in range(max(1, opts.bursts - 1)):
+                w, burst_lat, burst_verdicts = asyncio.run(drive(cascade, make_frames(c, opts.size, seed=c + b), c))
+                wall, lat, verdicts = wall + w, lat + burst_lat, verdicts + burst_verdicts
+                if opts.bursts > 1:
+                    bursts.append(burst_figures(w, burst_lat))
     finally:
         cascade.close()
-    per_image_ms = wall * 1000 / len(frames)
+    n = len(verdicts)
+    per_image_ms = wall * 1000 / n
     exits: dict[str, int] = {}
     for v in verdicts:
         key = v.exit_level.name if v.exit_level is not None else "none"
@@ -147,8 +165,8 @@ def concurrency_run(
                 reasons = abstained.setdefault(vote.voter, {})
                 reasons[vote.reason[:80]] = reasons.get(vote.reason[:80], 0) + 1
     return {
-        "frames": len(frames),
-        "img_per_s": len(frames) / wall,
+        "frames": n,
+        "img_per_s": n / wall,
         "wall_s": wall,
         "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
         "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
@@ -158,7 +176,16 @@ def concurrency_run(
         "abstained": abstained,
         "utilisation": util.report(),
         # each voter's time in its device worker per frame, at this run's batch sizes (for `plan --costs`)
-        "worker_ms_per_image": {n: round(s * 1000 / len(frames), 3) for n, s in util.voter_busy_s.items() if s},
+        "worker_ms_per_image": {name: round(busy * 1000 / n, 3) for name, busy in util.voter_busy_s.items() if busy},
+        **(
+            {
+                "bursts": bursts,
+                # issue 18's goal: the first burst after warm-up within 20 % of a later one
+                "first_over_later_p95": bursts[0]["p95"] / float(np.median([b["p95"] for b in bursts[1:]])),
+            }
+            if len(bursts) > 1
+            else {}
+        ),
     }
 
 

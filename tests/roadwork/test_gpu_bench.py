@@ -122,6 +122,25 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_bursts_report_the_first_load_after_warm_up_apart_from_the_later_ones(tmp_path: Path) -> None:
+    # given one tiny voter and three bursts at each concurrency
+    out = tmp_path / "gpu_bench.json"
+    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE)]
+    args += ["--concurrency", "2,3", "--bursts", "3", "--only", "yolo11x", "--out", str(out)]
+    # when the bench runs
+    res = CliRunner().invoke(app, args)
+    # then each concurrency has its three bursts, the first set apart, and the run's figures cover
+    # the later two (frames, exits); the ratio is printed against issue 18's 1.2
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    for c, run in r["concurrency"].items():
+        assert len(run["bursts"]) == 3 and run["frames"] == 2 * int(c) and run["exit_levels"] == {"L1": 2 * int(c)}
+        later = sorted(b["p95"] for b in run["bursts"][1:])
+        assert run["first_over_later_p95"] == pytest.approx(run["bursts"][0]["p95"] / (sum(later) / 2))
+    assert "first/later" in res.output and "(goal <= 1.2)" in res.output
+
+
+@pytest.mark.slow
 def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
     # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker)
     out = tmp_path / "gpu_bench.json"
