@@ -312,6 +312,17 @@ def _print_metrics(m: dict) -> None:
     )
 
 
+def embedding_device(device: str) -> str:
+    """'auto' -> cuda:0 when torch sees a GPU, else cpu; a named CUDA device that is not there is refused."""
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device {device}: torch sees no CUDA device here; use --device cpu (or auto)")
+    return device
+
+
 @train_app.command("head")
 def train_head_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
@@ -333,6 +344,13 @@ def train_head_cmd(
             "rerun on the same backbone reads them instead of embedding again ('none': no cache)."
         ),
     ] = Path(".cache/features"),
+    device: Annotated[
+        str,
+        typer.Option(
+            help="Where the backbone embeds: cpu, cuda, cuda:1 ...; 'auto' takes the first GPU when there is one "
+            "(a large transformers backbone on a CPU takes hours over a big dataset)."
+        ),
+    ] = "auto",
 ) -> None:
     """Train the L0 head on backbone embeddings with validator-style augmentation."""
     from detectors.backbones import BackboneSpec, build_backbone
@@ -341,7 +359,13 @@ def train_head_cmd(
     if split == "dev":
         fail("refusing to train on the dev split: it is for measuring. Use --split train.")
     ds = _load_data(data, split, None, labels)
-    spec = BackboneSpec() if backbone == "mobilenetv2-deepsort" else BackboneSpec(kind="hf-automodel", model=backbone)
+    device = embedding_device(device)
+    spec = (
+        BackboneSpec(device=device)
+        if backbone == "mobilenetv2-deepsort"
+        else BackboneSpec(kind="hf-automodel", model=backbone, device=device)
+    )
+    console.print(f"embedding on {device}")
     try:
         bb = build_backbone(spec)
     except FileNotFoundError as exc:

@@ -79,6 +79,18 @@ def test_refuses_to_train_on_dev(sample, tmp_path):
     assert result.exit_code == 2 and "dev" in result.output
 
 
+def test_train_head_says_where_it_embeds_and_refuses_a_gpu_that_is_not_there(sample, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this CPU-only machine
+    args = ["train", "head", "--data", str(sample), "--out", str(tmp_path / "h.npz"), "--views", "1"]
+    result = runner.invoke(app, [*args, "--device", "cuda:0"])
+    assert result.exit_code == 2 and "--device cuda:0: torch sees no CUDA device" in result.output
+    assert not (tmp_path / "h.npz").exists()
+    # auto falls to the CPU here, and says so
+    assert "embedding on cpu" in invoke(*args).output
+
+
 def test_bad_profile_fails_with_the_key(tmp_path, sample):
     (tmp_path / "p.yaml").write_text("voters:\n - {name: a, kind: nope, level: L0}\n")
     result = runner.invoke(app, ["eval", "--data", str(sample), "--config", str(tmp_path / "p.yaml")])
