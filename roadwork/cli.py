@@ -354,7 +354,7 @@ def train_head_cmd(
 ) -> None:
     """Train the L0 head on backbone embeddings with validator-style augmentation."""
     from detectors.backbones import BackboneSpec, build_backbone
-    from training.train_head import HeadTrainConfig, train_head
+    from training.train_head import HeadTrainConfig, HeadTrainError, train_head
 
     if split == "dev":
         fail("refusing to train on the dev split: it is for measuring. Use --split train.")
@@ -371,11 +371,14 @@ def train_head_cmd(
     except FileNotFoundError as exc:
         fail(str(exc))
     cache = None if features_cache is None or str(features_cache) == "none" else features_cache
-    info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter, features_cache=cache)
+    try:
+        info = train_head(ds, bb, out, HeadTrainConfig(views=views, seed=seed), voter=voter, features_cache=cache)
+    except HeadTrainError as exc:
+        fail(str(exc))
     cv = info["cv"]
     console.print(info["features"])
     console.print(
-        f"head: {info['head']} (C={cv['C']}); group-CV AUROC {cv['auroc']:.3f}, "
+        f"head: {info['head']} (C={cv['C']}); {cv['folds']}-fold group-CV AUROC {cv['auroc']:.3f}, "
         f"MCC@0.5 {cv['mcc_at_0.5']:.3f}; OOF run for `roadwork fit`: {info['oof_run']}"
     )
 

@@ -91,6 +91,30 @@ def test_train_head_says_where_it_embeds_and_refuses_a_gpu_that_is_not_there(sam
     assert "embedding on cpu" in invoke(*args).output
 
 
+def regrouped(sample: Path, folder: Path, groups: int) -> Path:
+    """The sample's images, its train rows put in `groups` groups."""
+    folder.mkdir()
+    (folder / "images").symlink_to(sample / "images")
+    lines = (sample / "labels.csv").read_text().splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    out = [lines[0]] + [",".join([*r[:4], f"g{i % groups}"]) for i, r in enumerate(rows)]
+    (folder / "labels.csv").write_text("\n".join(out) + "\n")
+    return folder
+
+
+def test_train_head_holds_out_as_many_groups_as_there_are_and_refuses_one(sample, tmp_path):
+    # three groups: three folds (not the five a larger dataset gets), and the output says so
+    three = regrouped(sample, tmp_path / "three", 3)
+    args = ["train", "head", "--views", "1", "--features-cache", "none"]
+    result = invoke(*args, "--data", str(three), "--out", str(tmp_path / "a.npz"))
+    assert "3-fold group-CV" in result.output
+    assert json.loads((tmp_path / "a.manifest.json").read_text())["cv"]["folds"] == 3
+    # one group: no out-of-fold run can be made, refused with the reason instead of sklearn's traceback
+    one = regrouped(sample, tmp_path / "one", 1)
+    refused = runner.invoke(app, [*args, "--data", str(one), "--out", str(tmp_path / "b.npz")])
+    assert refused.exit_code == 2 and "in 1 group(s)" in refused.output and "at least two groups" in refused.output
+
+
 def test_bad_profile_fails_with_the_key(tmp_path, sample):
     (tmp_path / "p.yaml").write_text("voters:\n - {name: a, kind: nope, level: L0}\n")
     result = runner.invoke(app, ["eval", "--data", str(sample), "--config", str(tmp_path / "p.yaml")])

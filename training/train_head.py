@@ -125,10 +125,27 @@ def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
     return model
 
 
+class HeadTrainError(ValueError):
+    """The training rows cannot train a head (said to the user, not a traceback)."""
+
+
+def fold_count(emb: Embedded, cfg: HeadTrainConfig) -> int:
+    """`cfg.folds`, or as many as there are groups when there are fewer; refused below two groups or
+    with one label (no held-out probability, no logistic fit)."""
+    groups = len(set(emb.groups))
+    labels = sorted({int(v) for v in emb.labels})
+    if groups < 2 or labels != [0, 1]:
+        raise HeadTrainError(
+            f"{len(emb.labels)} usable image(s) in {groups} group(s), labels {labels}: a head needs both labels "
+            "and at least two groups (its out-of-fold run holds each group out)"
+        )
+    return min(cfg.folds, groups)
+
+
 def cross_validate(emb: Embedded, cfg: HeadTrainConfig) -> tuple[float, dict[float, np.ndarray]]:
     y = emb.labels
     img_w = sample_weights(y, emb.sources, cfg.source_balance)
-    folds = StratifiedGroupKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    folds = StratifiedGroupKFold(n_splits=fold_count(emb, cfg), shuffle=True, random_state=cfg.seed)
     oof: dict[float, np.ndarray] = {C: np.zeros(len(y)) for C in cfg.Cs}
     for train_idx, val_idx in folds.split(np.zeros(len(y)), y, emb.groups):
         in_train = np.isin(emb.image_index, train_idx)
@@ -256,6 +273,7 @@ def train_head(
     head.save(out_path)
     p = oof[best_C]
     cv = {
+        "folds": fold_count(emb, cfg),
         "C": best_C,
         "auroc": float(roc_auc_score(y, p)),
         "mcc_at_0.5": float(matthews_corrcoef(y, np.round(p))),
