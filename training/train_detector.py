@@ -36,6 +36,10 @@ from training.box_schema import SCHEMA, SCHEMA_PROMPTS, map_class
 from training.datasets import Dataset, read_yolo_boxes
 
 
+class BoxDatasetError(ValueError):
+    """The training rows cannot make a detector dataset (said to the user, not a traceback)."""
+
+
 @dataclass(frozen=True)
 class DetectorTrainConfig:
     model: str = "yolo11n.yaml"
@@ -123,19 +127,28 @@ def build_yolo_dataset(
         raise ValueError("build_yolo_dataset got dev-split samples; pass dataset.select(split='train')")
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    groups = sorted({s.group for s in dataset})
-    rng = random.Random(seed)
-    rng.shuffle(groups)
-    val_groups = set(groups[: max(1, int(len(groups) * val_fraction))])
     stats: Counter[str] = Counter()
-    class_names = {}
+    class_names: dict = {}
+    usable = []
     for s in dataset:
-        rel = Path(s.key)
-        box_file = dataset.root / "boxes" / s.source / (rel.stem + ".txt")
+        box_file = dataset.root / "boxes" / s.source / (Path(s.key).stem + ".txt")
         lines = _mapped_lines(box_file, dataset.root / "boxes" / s.source, s.source, class_names, stats)
         if lines is None and s.label == 1:
             stats["skipped_positive_without_boxes"] += 1
             continue
+        usable.append((s, lines))
+    groups = sorted({s.group for s, _ in usable})  # the val slice is cut from images that are used
+    if len(groups) < 2 and not coco:
+        raise BoxDatasetError(
+            f"{len(usable)} usable training image(s) in {len(groups)} group(s): the detector needs images from at "
+            "least two groups (one for ultralytics' val slice); positives without boxes are left out "
+            f"({stats['skipped_positive_without_boxes']} here)"
+        )
+    rng = random.Random(seed)
+    rng.shuffle(groups)
+    val_groups = set(groups[: max(1, int(len(groups) * val_fraction))])
+    for s, lines in usable:
+        rel = Path(s.key)
         part = "val" if s.group in val_groups else "train"
         img_dst = out_dir / "images" / part / f"{s.source}__{rel.name}"
         lbl_dst = out_dir / "labels" / part / f"{s.source}__{rel.stem}.txt"
@@ -331,6 +344,13 @@ def _train_ultralytics(cfg: DetectorTrainConfig, family: str, yaml_path: Path, w
     return {"val_metrics_train_split_holdout": metrics, "epochs_run": int(trainer.epoch) + 1, **started}
 
 
+def torch_device(device: str) -> str:
+    """ultralytics' device spelling (`0`, `0,1`, `cpu`) as torch's, for the trainers that take one
+    device: `0` -> `cuda:0`, `0,1` -> `cuda:0` (the first), `cpu` and `cuda:1` unchanged."""
+    first = device.split(",")[0].strip()
+    return f"cuda:{first}" if first.isdigit() else first
+
+
 def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out_path: Path) -> dict:
     """RF-DETR's own trainer on the same YOLO folder (it reads data.yaml); from the released
     checkpoint when --model is that file, else from random weights. It stops by epochs only."""
@@ -340,7 +360,8 @@ def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out
 
     variant = rfdetr_variant(cfg.model)
     start = cfg.model if Path(cfg.model).is_file() else None
-    model = getattr(rfdetr, VARIANTS[variant])(pretrain_weights=start, device=cfg.device)  # type: ignore[index]
+    device = torch_device(cfg.device)
+    model = getattr(rfdetr, VARIANTS[variant])(pretrain_weights=start, device=device)  # type: ignore[index]
     run = work_dir / "rfdetr"
     model.train(
         dataset_dir=str(yaml_path.parent),
@@ -348,7 +369,7 @@ def _train_rfdetr(cfg: DetectorTrainConfig, yaml_path: Path, work_dir: Path, out
         batch_size=cfg.batch,
         grad_accum_steps=1,
         output_dir=str(run),
-        device=cfg.device,
+        device=device,
         num_workers=cfg.workers,
         seed=cfg.seed,
     )
@@ -572,7 +593,11 @@ def train_detector_cmd(
     cfg = DetectorTrainConfig(
         model=model, imgsz=imgsz, epochs=epochs, time_h=time_h, batch=batch, device=device, seed=seed
     )
-    info = train_detector(ds, out, work, cfg, coco=extra)
+    try:
+        info = train_detector(ds, out, work, cfg, coco=extra)
+    except BoxDatasetError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
     m = info.get("val_metrics_train_split_holdout", {})
     console.print(
         f"wrote {info['weights']} ({info['format']}, {info['epochs_run']} epochs, {info['train_seconds']:.0f} s)"

@@ -128,6 +128,23 @@ def make_coco(root: Path) -> Path:
     return path
 
 
+def test_rows_from_one_group_are_refused_before_ultralytics_sees_an_empty_val_slice(tmp_path: Path) -> None:
+    # given a folder whose usable rows all share one group (ultralytics would fail on "images/val not found")
+    from typer.testing import CliRunner
+
+    from roadwork.cli import app
+
+    root = make_folder(tmp_path / "data")
+    labels = root / "labels.csv"
+    rows = labels.read_text().splitlines()
+    labels.write_text("\n".join([rows[0]] + [",".join(r.split(",")[:4] + ["g0"]) for r in rows[1:]]) + "\n")
+    # when a detector is trained on it, then it is refused with the reason, before any training
+    args = ["train", "detector", "--data", str(root), "--model", "yolo11n.yaml", "--work", str(tmp_path / "w")]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "d.pt")])
+    assert result.exit_code == 2 and "in 1 group(s)" in result.output and "at least two groups" in result.output
+    assert not (tmp_path / "d.pt").exists()
+
+
 def test_coco_boxes_join_the_same_schema(tmp_path: Path) -> None:
     from training.train_detector import CocoBoxes
 
@@ -141,6 +158,16 @@ def test_coco_boxes_join_the_same_schema(tmp_path: Path) -> None:
     assert int(cls) == SCHEMA.index("barrier") and [float(v) for v in (cx, cy, w, h)] == [0.2, 0.5, 0.2, 0.6]
     sign = next((tmp_path / "yolo" / "labels").rglob("roadwork__pgh01_0002.txt")).read_text().split()
     assert int(sign[0]) == SCHEMA.index("sign")
+
+
+@pytest.mark.parametrize(
+    "given, torch_name", [("0", "cuda:0"), ("1,2", "cuda:1"), ("cpu", "cpu"), ("cuda:1", "cuda:1")]
+)
+def test_one_device_spelling_serves_every_family(given: str, torch_name: str) -> None:
+    # `--device 0` (ultralytics' spelling, as the README says) reaches RF-DETR as torch's name
+    from training.train_detector import torch_device
+
+    assert torch_device(given) == torch_name
 
 
 def test_only_the_families_this_command_trains_are_accepted() -> None:
