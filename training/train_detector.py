@@ -36,8 +36,9 @@ from training.box_schema import SCHEMA, SCHEMA_PROMPTS, map_class
 from training.datasets import Dataset, read_yolo_boxes
 
 
-class BoxDatasetError(ValueError):
-    """The training rows cannot make a detector dataset (said to the user, not a traceback)."""
+class DetectorTrainError(ValueError):
+    """What it was given cannot train a detector: the rows, or the start (said to the user, not as a
+    traceback)."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def build_yolo_dataset(
         usable.append((s, lines))
     groups = sorted({s.group for s, _ in usable})  # the val slice is cut from images that are used
     if len(groups) < 2 and not coco:
-        raise BoxDatasetError(
+        raise DetectorTrainError(
             f"{len(usable)} usable training image(s) in {len(groups)} group(s): the detector needs images from at "
             "least two groups (one for ultralytics' val slice); positives without boxes are left out "
             f"({stats['skipped_positive_without_boxes']} here)"
@@ -282,7 +283,7 @@ def yoloe_start(model: str, work_dir: Path, seed: int) -> tuple[Path, str]:
     names = list(SCHEMA)
     if head.is_fused:
         if list(net.names.values()) != names:
-            raise ValueError(
+            raise DetectorTrainError(
                 f"--model {model!r}: its head is already fused to the classes {list(net.names.values())}, "
                 f"not {names}; start from the released (unfused) checkpoint"
             )
@@ -293,7 +294,7 @@ def yoloe_start(model: str, work_dir: Path, seed: int) -> tuple[Path, str]:
             try:
                 pe = net.get_text_pe([SCHEMA_PROMPTS[n] for n in names])
             except Exception as exc:  # the text encoder is a download: missing offline, several error types
-                raise RuntimeError(
+                raise DetectorTrainError(
                     f"--model {model!r}: YOLOE's text encoder (mobileclip_blt.ts) is needed to embed the roadwork "
                     f"classes and could not be loaded ({type(exc).__name__}: {exc}); fetch it with "
                     "`roadwork fetch-weights PROFILE --download` on a machine with internet"
@@ -595,7 +596,7 @@ def train_detector_cmd(
     )
     try:
         info = train_detector(ds, out, work, cfg, coco=extra)
-    except BoxDatasetError as exc:
+    except DetectorTrainError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     m = info.get("val_metrics_train_split_holdout", {})

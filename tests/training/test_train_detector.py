@@ -242,7 +242,9 @@ def test_a_released_yoloe_without_its_text_encoder_is_refused_by_name(tmp_path: 
     start = tmp_path / "yoloe-11s-seg.pt"  # a released-like checkpoint: a -seg model, head not fused
     YOLOE("yoloe-11s-seg.yaml").save(str(start))
     monkeypatch.setattr(tasks.YOLOEModel, "get_text_pe", no_encoder)
-    with pytest.raises(RuntimeError, match=r"text encoder \(mobileclip_blt.ts\).*fetch-weights"):
+    from training.train_detector import DetectorTrainError
+
+    with pytest.raises(DetectorTrainError, match=r"text encoder \(mobileclip_blt.ts\).*fetch-weights"):
         yoloe_start(str(start), tmp_path / "work", seed=0)
 
 
