@@ -14,6 +14,18 @@ from cascade.types import Frame, Level, Vote
 from detectors.base import Detector
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def benchmark_script(name: str):
+    """benchmarks/<name>.py loaded as a module (benchmarks/ is a folder of scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import benchmark_script
 
 
 @pytest.mark.slow
 def test_bench_tiny_mode_writes_json(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
-    spec = importlib.util.spec_from_file_location("l1l2_gpu_bench", REPO / "benchmarks" / "l1l2_gpu_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = benchmark_script("l1l2_gpu_bench")
     out = tmp_path / "bench.json"
     bench.main(
         [

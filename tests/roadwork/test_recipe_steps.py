@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import benchmark_script
 
 
 @pytest.mark.slow
@@ -16,9 +15,7 @@ def test_recipe_steps_time_each_step_and_name_its_files(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
     from tests.test_recipe import make_data
 
-    spec = importlib.util.spec_from_file_location("recipe_steps", REPO / "benchmarks" / "recipe_steps.py")
-    rs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rs)
+    rs = benchmark_script("recipe_steps")
     data = make_data(tmp_path / "data")
     out = tmp_path / "steps.json"
     # given the tiny forms of an L0 backbone, an ultralytics and a transformers detector

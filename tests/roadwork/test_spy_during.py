@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, benchmark_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("spy_during", REPO / "benchmarks" / "spy_during.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_script("spy_during")
 
 
 def test_worker_samples_go_to_the_worker_not_to_its_parent(tmp_path: Path) -> None:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, benchmark_script
 
 
 @pytest.mark.slow
 def test_stage_profile_splits_preprocessing_from_the_rest(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("stage_profile", REPO / "benchmarks" / "stage_profile.py")
-    sp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sp)
+    sp = benchmark_script("stage_profile")
     out = tmp_path / "stages.json"
     # given two tiny transformers voters of the production profile, one an L2 validator
     sp.main(
