@@ -14,8 +14,8 @@ export YOLO_CONFIG_DIR=$(CURDIR)/.cache/ultralytics
 # No second copy of downloaded wheels in ~/.cache/pip (torch and its CUDA libraries are several GB
 # where they come from the network), and no byte-code written at install time (--no-compile: about
 # 0.7 GB over the three environments; Python compiles what runs. PIP_NO_COMPILE=1 would not do it:
-# pip reads that variable as compile=1). Measured here without byte-code: the main environment takes
-# about 7.5 GB, .venv-phoenix 0.65 GB, .venv-review 1.1 GB.
+# pip reads that variable as compile=1). Without byte-code the main environment takes 7.4 GB,
+# .venv-phoenix 0.65 GB, .venv-review 1.1 GB (benchmarks/results/install_disk_cpu.json).
 export PIP_NO_CACHE_DIR=1
 PIP_INSTALL = pip install --quiet --no-compile
 # Free disk (GB) that `make test` wants before it builds all three environments at once; below it,
