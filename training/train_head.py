@@ -142,10 +142,10 @@ def fold_count(emb: Embedded, cfg: HeadTrainConfig) -> int:
     return min(cfg.folds, groups)
 
 
-def cross_validate(emb: Embedded, cfg: HeadTrainConfig) -> tuple[float, dict[float, np.ndarray]]:
+def cross_validate(emb: Embedded, cfg: HeadTrainConfig, n_folds: int) -> tuple[float, dict[float, np.ndarray]]:
     y = emb.labels
     img_w = sample_weights(y, emb.sources, cfg.source_balance)
-    folds = StratifiedGroupKFold(n_splits=fold_count(emb, cfg), shuffle=True, random_state=cfg.seed)
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=cfg.seed)
     oof: dict[float, np.ndarray] = {C: np.zeros(len(y)) for C in cfg.Cs}
     for train_idx, val_idx in folds.split(np.zeros(len(y)), y, emb.groups):
         in_train = np.isin(emb.image_index, train_idx)
@@ -264,7 +264,8 @@ def train_head(
 ) -> dict[str, Any]:
     t0 = time.time()
     emb, features = cached_embedding(dataset, backbone, cfg, features_cache, show_progress)
-    best_C, oof = cross_validate(emb, cfg)
+    n_folds = fold_count(emb, cfg)
+    best_C, oof = cross_validate(emb, cfg, n_folds)
     y = emb.labels
     view_y = y[emb.image_index]
     w = sample_weights(y, emb.sources, cfg.source_balance)[emb.image_index]
@@ -273,7 +274,7 @@ def train_head(
     head.save(out_path)
     p = oof[best_C]
     cv = {
-        "folds": fold_count(emb, cfg),
+        "folds": n_folds,
         "C": best_C,
         "auroc": float(roc_auc_score(y, p)),
         "mcc_at_0.5": float(matthews_corrcoef(y, np.round(p))),

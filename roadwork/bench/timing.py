@@ -140,11 +140,10 @@ def concurrency_run(
                 d.stats.__init__()
         running = {d.name for d in dets}
         with Utilisation(cuda_devices([v for v in voters if v.name in running]), procs=worker_processes(dets)) as util:
-            for b in range(max(1, opts.bursts - 1)):
+            for b in range(opts.bursts - len(bursts)):
                 w, burst_lat, burst_verdicts = asyncio.run(drive(cascade, make_frames(c, opts.size, seed=c + b), c))
                 wall, lat, verdicts = wall + w, lat + burst_lat, verdicts + burst_verdicts
-                if opts.bursts > 1:
-                    bursts.append(burst_figures(w, burst_lat))
+                bursts.append(burst_figures(w, burst_lat))
     finally:
         cascade.close()
     n = len(verdicts)
