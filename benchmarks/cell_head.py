@@ -25,14 +25,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from loso_networks import HELD_OUT  # benchmarks/, beside this script: the same left-out sources
 
 from training.balance import sample_weights
 from training.copy_paste import schema_boxes
 from training.datasets import load_folder
 from training.finetune import group_folds
+from training.metrics import summarise
 
-VEHICLE_SOURCES = ["vtti_wz", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"]
-"""Sources left out one at a time, as benchmarks/loso_networks.py does."""
 MIN_LONG_SIDE = 448
 
 
@@ -116,11 +116,12 @@ def fit_cells(maps: list[np.ndarray], meta: list[dict], idx: list[int], args: ar
     torch.manual_seed(0)
     cells = np.concatenate([maps[i].reshape(maps[i].shape[0], -1).T for i in idx]).astype(np.float32)
     mu, sd = cells.mean(0), cells.std(0) + 1e-3
+    cells -= mu
+    cells /= sd
     labels = np.array([meta[i]["label"] for i in idx])
     w = sample_weights(labels, [meta[i]["source"] for i in idx], source_balance=True)
-    flat = [torch.from_numpy(((maps[i].reshape(maps[i].shape[0], -1).T - mu) / sd).astype(np.float32)) for i in idx]
-    sizes = [f.shape[0] for f in flat]
-    x = torch.cat(flat)
+    sizes = [maps[i].shape[1] * maps[i].shape[2] for i in idx]
+    x = torch.from_numpy(cells)
     owner = torch.repeat_interleave(torch.arange(len(idx)), torch.tensor(sizes))
     # cell targets: every cell of a negative is 0, the boxed cells of a boxed positive are 1
     target, known = [], []
@@ -163,12 +164,10 @@ def fit_cells(maps: list[np.ndarray], meta: list[dict], idx: list[int], args: ar
             out.append(float(1 / (1 + np.exp(-logits.max()))))
         return out
 
-    return score, {"coef": wv, "intercept": b}
+    return score
 
 
 def cmd_votes(args: argparse.Namespace) -> None:
-    from sklearn.metrics import matthews_corrcoef, roc_auc_score
-
     from training.datasets import Sample
 
     meta, maps = load_cache(Path(args.cache) / f"ls{args.long_side}")
@@ -179,20 +178,21 @@ def cmd_votes(args: argparse.Namespace) -> None:
     for k in range(args.folds):
         train = [i for i, f in enumerate(folds) if f != k]
         test = [i for i, f in enumerate(folds) if f == k]
-        score, _ = fit_cells(maps, meta, train, args)
+        score = fit_cells(maps, meta, train, args)
         for i, p in zip(test, score(test), strict=True):
             oof[i] = p
         print(f"fold {k}: {time.monotonic() - t0:.0f} s", flush=True)
-    loso = {}
-    for src in VEHICLE_SOURCES:
-        test = [i for i, m in enumerate(meta) if m["source"] == src]
+    loso: dict[int, float] = {}
+    held_out: dict[int, str] = {}
+    for name, sources in HELD_OUT.items():
+        test = [i for i, m in enumerate(meta) if m["source"] in sources]
         if not test:
             continue
-        train = [i for i, m in enumerate(meta) if m["source"] != src]
-        score, _ = fit_cells(maps, meta, train, args)
+        train = [i for i, m in enumerate(meta) if m["source"] not in sources]
+        score = fit_cells(maps, meta, train, args)
         for i, p in zip(test, score(test), strict=True):
-            loso[i] = p
-        print(f"loso {src}: {time.monotonic() - t0:.0f} s", flush=True)
+            loso[i], held_out[i] = p, name
+        print(f"loso {name}: {time.monotonic() - t0:.0f} s", flush=True)
 
     def row(i: int, p: float, **extra) -> dict:
         m = meta[i]
@@ -214,39 +214,28 @@ def cmd_votes(args: argparse.Namespace) -> None:
     oof_file = votes / f"oof_votes_{tag}.jsonl"
     loso_file = votes / f"loso_votes_{tag}.jsonl"
     oof_file.write_text("".join(json.dumps(row(i, p, fold=folds[i])) + "\n" for i, p in enumerate(oof)))
-    loso_file.write_text("".join(json.dumps(row(i, p, held_out=meta[i]["source"])) + "\n" for i, p in loso.items()))
+    loso_file.write_text("".join(json.dumps(row(i, p, held_out=held_out[i])) + "\n" for i, p in loso.items()))
 
-    def metrics(idx: list[int], probs: list[float]) -> dict:
-        y = np.array([meta[i]["label"] for i in idx])
-        p = np.array(probs)
-        both = 0 < y.sum() < len(y)
-        return {
-            "n": len(idx),
-            "auroc": round(float(roc_auc_score(y, p)), 4) if both else None,
-            "mcc_at_0.5": round(float(matthews_corrcoef(y, p > 0.5)), 4) if both else None,
-            "accuracy_at_0.5": round(float(((p > 0.5) == y).mean()), 4),
-        }
+    def metrics(probs: dict[int, float]) -> dict:
+        """The project's summary (MCC and accuracy at the subnet's rounding, AUROC) of these rows."""
+        return summarise(np.array([meta[i]["label"] for i in probs]), np.array(list(probs.values())))
 
-    ids = list(range(len(meta)))
-    vehicle = [i for i in ids if meta[i]["source"] in VEHICLE_SOURCES]
+    in_fold = dict(enumerate(oof))
     report = {
         "what": "per-cell head on the frozen ImageNet MobileNetV2 map, max over cells; train split only",
         "config": {k: v for k, v in vars(args).items() if k not in {"func"}},
-        "in_fold": metrics(ids, oof),
-        "in_fold_vehicle": metrics(vehicle, [oof[i] for i in vehicle]),
-        "loso": metrics(list(loso), list(loso.values())),
-        "loso_per_source": {
-            src: metrics(
-                [i for i in loso if meta[i]["source"] == src], [p for i, p in loso.items() if meta[i]["source"] == src]
-            )
-            for src in VEHICLE_SOURCES
-            if any(meta[i]["source"] == src for i in loso)
+        "in_fold": metrics(in_fold),
+        "in_fold_vehicle": metrics({i: p for i, p in in_fold.items() if i in held_out}),
+        "loso": metrics(loso),
+        "loso_per_held_out": {
+            name: metrics({i: p for i, p in loso.items() if held_out[i] == name})
+            for name in sorted(set(held_out.values()))
         },
         "seconds": round(time.monotonic() - t0, 1),
         "votes": "not kept: rerun the command (they are written under --cache)",
     }
     out.write_text(json.dumps(report, indent=1))
-    print(json.dumps({k: report[k] for k in ("in_fold", "in_fold_vehicle", "loso", "loso_per_source")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("in_fold", "in_fold_vehicle", "loso", "loso_per_held_out")}, indent=1))
 
 
 def main(argv: list[str] | None = None) -> None:
