@@ -18,9 +18,10 @@ needs its recipe's LOSO votes: VOTES) and compare, on the same images, with its 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
 
 def train(args: argparse.Namespace) -> None:
     from training.datasets import load_folder
-    from training.finetune import FinetuneConfig, held_out_rows, train_network
+    from training.finetune import FinetuneConfig, held_out_rows, train_networks
 
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
@@ -49,14 +50,18 @@ def train(args: argparse.Namespace) -> None:
         paste_prob=args.paste_prob,
         erase_prob=args.erase_prob,
         tiles_batch=args.tiles_batch,
+        seed=args.seed,
     )
+    if (args.snapshot_epoch is None) != (args.snapshot_out is None):
+        raise SystemExit("--snapshot-epoch and --snapshot-out go together")
+    snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.held_out.split(","):
         t0 = time.time()
         sources = HELD_OUT[name]
         keep = [i for i, s in enumerate(samples) if s.source not in sources]
         held = [i for i, s in enumerate(samples) if s.source in sources]
-        net = train_network(
+        nets = train_networks(
             [samples[i] for i in keep],
             [images[i] for i in keep],
             cfg,
@@ -64,10 +69,19 @@ def train(args: argparse.Namespace) -> None:
             None,
             ds.root,
             tag=f"without {name}",
+            snapshot_epochs=snapshots,
         )
-        rows = held_out_rows(net, samples, images, held, cfg, args.device, held_out=name, config=asdict(cfg))
-        with args.out.open("a") as fh:
-            fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        # the trained network's votes, and with --snapshot-epoch those of the same run's earlier network
+        outputs = {args.out: nets["final"]}
+        if snapshots:
+            outputs[args.snapshot_out] = nets[f"epoch{args.snapshot_epoch}"]
+        for path, net in outputs.items():
+            # the held-out views are seed 0's whatever the training seed, so that seeds' votes pair up
+            rows = held_out_rows(
+                net, samples, images, held, replace(cfg, seed=0), args.device, held_out=name, config=asdict(cfg)
+            )
+            with path.open("a") as fh:
+                fh.write("".join(json.dumps(r) + "\n" for r in rows))
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
 
 
@@ -135,8 +149,11 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
 }
 
 
-def _read(path: str) -> dict[str, dict]:
-    return {r["key"]: r for r in (json.loads(x) for x in Path(path).read_text().splitlines() if x.strip())}
+def read_votes(path: str | Path) -> dict[str, dict]:
+    """A votes file (.jsonl, or .jsonl.gz) by image key."""
+    path = Path(path)
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+    return {r["key"]: r for r in (json.loads(x) for x in text.splitlines() if x.strip())}
 
 
 def score(args: argparse.Namespace) -> None:
@@ -149,8 +166,14 @@ def score(args: argparse.Namespace) -> None:
     missing = [v for v in voters if v not in VOTES]
     if missing:
         raise SystemExit(f"no LOSO votes for voters {missing}: train their recipe with `train` and add them to VOTES")
-    loso = {v: _read(VOTES[v][0]) for v in voters}
-    oof = {v: _read(VOTES[v][1]) for v in voters}
+    loso_paths = {v: VOTES[v][0] for v in voters}
+    for item in args.loso_votes:
+        voter, _, path = item.partition("=")
+        if voter not in loso_paths or not path:
+            raise SystemExit(f"--loso-votes {item!r}: write VOTER=PATH for one of the pool's voters {voters}")
+        loso_paths[voter] = path
+    loso = {v: read_votes(path) for v, path in loso_paths.items()}
+    oof = {v: read_votes(VOTES[v][1]) for v in voters}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))
     first = loso[next(iter(loso))]
 
@@ -160,7 +183,7 @@ def score(args: argparse.Namespace) -> None:
 
     out: dict[str, Any] = {
         "consensus": str(args.consensus),
-        "votes": {v: VOTES[v] for v in voters},
+        "votes": {v: (loso_paths[v], *VOTES[v][1:]) for v in voters},
         "note": __doc__.split("\n\n")[1].replace("\n", " "),
         "held_out": {},
         "all_held_out": {},
@@ -215,9 +238,19 @@ def main() -> None:
     t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
+    t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
+    t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
+    t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")
     s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")
     s.add_argument("--consensus", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument(
+        "--loso-votes",
+        action="append",
+        default=[],
+        metavar="VOTER=PATH",
+        help="score this voter's LOSO votes from PATH instead of its recipe's file (another seed, say); repeatable",
+    )
     args = ap.parse_args()
     train(args) if args.cmd == "train" else score(args)
 

@@ -2,7 +2,8 @@
 # A `roadwork train backbone` recipe's networks on one GPU, as processes sharing the card (the
 # augmentation runs on the CPU cores, which bound the speed; one 600-s device call holds ~6 networks):
 #   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
-#          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl
+#          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl (with
+#          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl)
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 # Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
@@ -15,8 +16,9 @@ mkdir -p "$OUT"
 case "$MODE" in
   loso)
     for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
+      snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
-        --workers 7 --held-out "$half" "$@" > "$OUT/loso_${half%%,*}.log" 2>&1 &
+        --workers 7 --held-out "$half" "${snap[@]}" "$@" > "$OUT/loso_${half%%,*}.log" 2>&1 &
     done ;;
   folds)
     python3 -m training.finetune --data "$DATA" --out "$OUT/net.pt" --device cuda --folds 5 --save-folds \

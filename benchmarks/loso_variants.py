@@ -1,0 +1,102 @@
+"""How much of a new-camera score is the recipe, and how much the draw: one recipe's
+leave-one-source-out networks (`benchmarks/loso_networks.py train`) trained again with another
+seed or another schedule, each variant's votes scored per regime and view on the same held-out
+rows, with per-source accuracy. `--mean NAME=A,B` adds the mean of variants' probabilities (an
+ensemble of those networks) and `--write-mean` writes its votes, for `loso_networks.py score
+--loso-votes`.
+
+    python benchmarks/loso_variants.py --out benchmarks/results/loso_variants_h200.json \\
+        shipped=benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl \\
+        seed1=benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz \\
+        --mean seeds_0_1=shipped,seed1 --write-mean runs/loso_variants
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from loso_networks import read_votes  # benchmarks/, beside this script
+
+REGIMES = ("v0.2", "letterbox", "full")
+
+
+def mean_votes(variants: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Each row's probabilities averaged over the variants (the first variant's other fields)."""
+    keys = set.intersection(*(set(v) for v in variants))
+    out = {}
+    for key in sorted(keys):
+        row = dict(variants[0][key])
+        row["probs"] = {
+            regime: {view: float(np.mean([v[key]["probs"][regime][view] for v in variants])) for view in views}
+            for regime, views in row["probs"].items()
+        }
+        out[key] = row
+    return out
+
+
+def per_source_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Accuracy at 0.5 (0.5 itself is "no roadwork") per source, for each regime@view."""
+    hits: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        for regime, views in r["probs"].items():
+            for view, p in views.items():
+                hits[f"{regime}@{view}"][r["source"]].append((p > 0.5) == bool(r["label"]))
+    return {rv: {s: round(float(np.mean(h)), 3) for s, h in sorted(by.items())} for rv, by in sorted(hits.items())}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.finetune import oof_metrics
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variants", nargs="+", metavar="NAME=PATH", help="a variant's LOSO votes")
+    ap.add_argument("--mean", action="append", default=[], metavar="NAME=A,B", help="mean of named variants")
+    ap.add_argument("--write-mean", type=Path, default=None, help="folder to write each --mean's votes to")
+    ap.add_argument("--describe", action="append", default=[], metavar="NAME=TEXT", help="how a variant was made")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+
+    votes, paths = {}, {}
+    for item in args.variants:
+        name, _, path = item.partition("=")
+        if not path:
+            ap.error(f"{item!r}: write NAME=PATH")
+        votes[name], paths[name] = read_votes(path), path
+    for item in args.mean:
+        name, _, members = item.partition("=")
+        if unknown := [m for m in members.split(",") if m not in votes]:
+            ap.error(f"--mean {item!r}: no variant named {unknown}")
+        votes[name] = mean_votes([votes[m] for m in members.split(",")])
+        paths[name] = f"mean of {members}"
+        if args.write_mean is not None:
+            args.write_mean.mkdir(parents=True, exist_ok=True)
+            path = args.write_mean / f"{name}.jsonl"
+            path.write_text("".join(json.dumps(r) + "\n" for r in votes[name].values()))
+            paths[name] += f" (written to {path})"
+    made_by = dict(item.partition("=")[::2] for item in args.describe)
+    keys = sorted(set.intersection(*(set(v) for v in votes.values())))
+    out: dict[str, Any] = {"note": __doc__.split("\n\n")[0].replace("\n", " "), "n_rows": len(keys), "variants": {}}
+    for name, by_key in votes.items():
+        rows = [by_key[k] for k in keys]
+        out["variants"][name] = {
+            "votes": paths[name],
+            "made_by": made_by.get(name),
+            "config": rows[0].get("config"),
+            "views": oof_metrics(rows),
+            "accuracy_by_source": per_source_accuracy(rows),
+        }
+        views = out["variants"][name]["views"]
+        print(
+            f"{name:20s} "
+            + " ".join(f"{rv} {m['auroc']:.3f}/{m['mcc_at_0.5']:.3f}" for rv, m in views.items() if "@448" not in rv)
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""Comparing one recipe's leave-one-source-out networks across seeds and training lengths."""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, benchmark_script
+
+
+def _votes(probs: list[float]) -> list[dict]:
+    labels = [1, 0, 1, 0]
+    return [
+        {
+            "key": f"k{i}",
+            "label": y,
+            "source": "camvid" if i < 2 else "vtti_wz",
+            "probs": {"v0.2": {"224": p}, "full": {"224": p, "tiles": p}},
+        }
+        for i, (y, p) in enumerate(zip(labels, probs, strict=True))
+    ]
+
+
+@pytest.fixture
+def variants(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports loso_networks from beside it
+    return benchmark_script("loso_variants")
+
+
+def test_variants_are_scored_on_the_same_rows_and_seeds_can_be_averaged(variants, tmp_path):
+    a = tmp_path / "a.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in _votes([0.9, 0.2, 0.4, 0.6])))
+    b = tmp_path / "b.jsonl.gz"  # committed vote files are gzipped
+    b.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in _votes([0.7, 0.4, 0.8, 0.2])).encode()))
+    out = tmp_path / "out.json"
+    variants.main(
+        [
+            f"seed0={a}",
+            f"seed1={b}",
+            "--mean",
+            "both=seed0,seed1",
+            "--write-mean",
+            str(tmp_path / "m"),
+            "--out",
+            str(out),
+        ]
+    )
+    res = json.loads(out.read_text())
+    assert res["n_rows"] == 4
+    seed0 = res["variants"]["seed0"]
+    # k2 (roadwork, 0.4) is missed and k3 (street, 0.6) called roadwork: MCC at 0.5 is 0
+    assert seed0["views"]["v0.2@224"]["mcc_at_0.5"] == 0.0
+    assert seed0["accuracy_by_source"]["v0.2@224"] == {"camvid": 1.0, "vtti_wz": 0.0}
+    # the two seeds' mean gets every row right, and its votes are written for `loso_networks.py score`
+    assert res["variants"]["both"]["views"]["full@tiles"]["mcc_at_0.5"] == 1.0
+    mean = [json.loads(x) for x in (tmp_path / "m" / "both.jsonl").read_text().splitlines()]
+    assert np.isclose(mean[2]["probs"]["full"]["tiles"], 0.6)
+    with pytest.raises(SystemExit):
+        variants.main([f"seed0={a}", "--mean", "both=seed0,seed9", "--out", str(out)])
+
+
+def test_score_refuses_loso_votes_for_a_voter_outside_the_pool(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    loso = benchmark_script("loso_networks")
+    args = argparse.Namespace(
+        consensus=REPO / "models" / "consensus-cpu.json",
+        out=tmp_path / "out.json",
+        loso_votes=["l0_nonesuch=x.jsonl"],
+    )
+    with pytest.raises(SystemExit, match="l0_nonesuch=x.jsonl.*VOTER=PATH"):
+        loso.score(args)
+
+
+def test_training_keeps_a_copy_of_the_network_after_a_chosen_epoch(tmp_path):
+    import torch
+
+    from training.datasets import Sample
+    from training.finetune import FinetuneConfig, train_networks
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(3)
+    images = [np.asarray(draw_scene(rng, bool(i % 2), w=96, h=64)) for i in range(8)]
+    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic", group=f"g{i}") for i in range(8)]
+    cfg = FinetuneConfig(epochs=2, batch=4, workers=0)
+    nets = train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(1,))
+    assert set(nets) == {"epoch1", "final"}
+    # the snapshot is a copy: the second epoch moved the final network's weights, not the copy's
+    assert not torch.equal(nets["epoch1"].head.weight, nets["final"].head.weight)
+    with pytest.raises(ValueError, match=r"snapshot epochs \[2\] are not between 1 and 1"):
+        train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(2,))
