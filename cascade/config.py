@@ -142,12 +142,23 @@ class RuntimeConfig(BaseModel):
     process_per_device: bool = False
     """Run each GPU's voters in a worker process of its own (detectors/device_process.py): the
     in-process levels stop sharing one GIL, which is what lets a second GPU add throughput."""
+    workers_per_device: int = Field(default=1, ge=1)
+    """With process_per_device: this many worker processes per GPU, each holding its own copy of
+    that GPU's voters; a call goes to the one with the fewest calls waiting. One worker runs one
+    batch at a time, so its CPU work (pre- and post-processing) leaves the GPU idle meanwhile; a
+    second lets the card run one batch while the other worker prepares the next. Costs the weights
+    and the largest activation budget once more per worker (`roadwork plan` counts them)."""
 
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:
         if self.margin_ms >= self.deadline_ms:
             raise ValueError(
                 f"runtime.margin_ms ({self.margin_ms}) must be smaller than runtime.deadline_ms ({self.deadline_ms})"
+            )
+        if self.workers_per_device > 1 and not self.process_per_device:
+            raise ValueError(
+                f"runtime.workers_per_device ({self.workers_per_device}) needs runtime.process_per_device: "
+                "true (without worker processes every voter runs in the miner's own process)"
             )
         return self
 

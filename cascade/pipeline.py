@@ -108,6 +108,7 @@ class Cascade:
             config.base_dir,
             torch_threads=config.runtime.torch_threads,
             remote=config.runtime.process_per_device,
+            workers_per_device=config.runtime.workers_per_device,
             hang_s=config.runtime.worker_hang_s,
         )
         cascade = cls(detectors, config, artefact)

@@ -173,12 +173,20 @@ class Plan:
         return self
 
 
-def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bool = False, replicas: int = 1) -> Plan:
+def build_plan(
+    voters: list,
+    placement: PlacementConfig,
+    one_batch_at_a_time: bool = False,
+    replicas: int = 1,
+    workers_per_device: int = 1,
+) -> Plan:
     """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory.
 
     `replicas`: cascades of the profile sharing these cards (`roadwork cascade-service --replicas`):
     each holds its own copy of every in-process model and, in worker processes, its own batch
     budget; the vLLM servers are counted once (the replicas share them).
+    `workers_per_device` (runtime.workers_per_device): worker processes per GPU in each cascade,
+    each with its own copy of that GPU's models and its own batch budget; CPU voters are not copied.
 
     Each voter counts its weights plus its activation budget, as if every model on a card could run
     a batch at the same moment (threads in one process can). With `one_batch_at_a_time` (a device
@@ -186,17 +194,24 @@ def build_plan(voters: list, placement: PlacementConfig, one_batch_at_a_time: bo
     model's weights but only the largest activation budget among them. Measured on 2x H100
     (random weights, 18 models): cuda:0 11.31 GiB peak vs 11.06 planned this way, cuda:1 5.67 vs 5.61.
     """
-    if replicas < 1:
-        raise PlanError(f"replicas must be at least 1, got {replicas}")
+    if replicas < 1 or workers_per_device < 1:
+        raise PlanError(f"replicas and workers_per_device must be at least 1, got {replicas} and {workers_per_device}")
     by_id = {g.id: GpuPlan(g) for g in placement.gpus}
     largest: dict[tuple[str, int], PlanItem] = {}
     cpu: list[PlanItem] = []
-    for r, v in ((r, v) for r in range(replicas) for v in voters):
+    copies = [(r, w) for r in range(replicas) for w in range(workers_per_device)]
+    for (r, w), v in ((c, v) for c in copies for v in voters):
         if not v.enabled:
             continue
-        if replicas > 1:
-            v = v.model_copy(update={"name": f"{v.name} (replica {r + 1})"})
         device = card(v.device)
+        if not device.startswith("cuda") and w > 0:
+            continue  # a CPU voter stays in the cascade's own process: once per replica
+        copy = ([f"replica {r + 1}"] if replicas > 1 else []) + (
+            [f"worker {w + 1}"] if workers_per_device > 1 and device.startswith("cuda") else []
+        )
+        if copy:
+            v = v.model_copy(update={"name": f"{v.name} ({', '.join(copy)})"})
+        r = r * workers_per_device + w  # one batch budget per worker process
         if not device.startswith("cuda"):
             cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
             continue

@@ -134,10 +134,12 @@ class DeviceProcess:
         start_timeout_s: float = 900.0,
         restart: bool = True,
         hang_s: float = 60.0,
+        worker: int = 0,
     ) -> None:
         import threading
 
-        self.device = device
+        self.device, self.worker = device, worker
+        """`worker`: which of the device's workers this is (runtime.workers_per_device)."""
         self.names = [v.name for v in voters]
         self.restart, self.restarts, self.start_timeout_s, self.hang_s = restart, 0, start_timeout_s, hang_s
         self._waiting = 0
@@ -271,6 +273,11 @@ class DeviceProcess:
         """False while the worker is dead or being rebuilt (or after close)."""
         return self._pool is not None
 
+    @property
+    def waiting(self) -> int:
+        """Calls submitted to this worker and not yet answered (running or queued)."""
+        return self._waiting
+
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
         votes, seconds = self._timed_call(_predict, name, list(frames), timeout=seconds_left(frames))
         with self._lock:
@@ -289,28 +296,39 @@ class DeviceProcess:
 
 
 def worker_states(resources: Sequence[Any]) -> list[dict[str, object]]:
-    """Each device worker's state for metrics: device, up (1 serving, 0 dead or being rebuilt), restarts."""
+    """Each device worker's state for metrics: device, worker (its index on the device), up (1
+    serving, 0 dead or being rebuilt), restarts."""
     return [
-        {"device": r.device, "up": int(r.up), "restarts": r.restarts} for r in resources if isinstance(r, DeviceProcess)
+        {"device": r.device, "worker": r.worker, "up": int(r.up), "restarts": r.restarts}
+        for r in resources
+        if isinstance(r, DeviceProcess)
     ]
 
 
 class RemoteVoter(Voter):
-    """A voter that lives in a `DeviceProcess`; same name, level, weight and batch as the original."""
+    """A voter that lives in `DeviceProcess`es (one, or runtime.workers_per_device copies on its
+    device); same name, level, weight and batch as the original. Each call goes to the worker that
+    is up with the fewest calls waiting."""
 
-    def __init__(self, proc: DeviceProcess, cfg: VoterConfig) -> None:
+    def __init__(self, procs: DeviceProcess | Sequence[DeviceProcess], cfg: VoterConfig) -> None:
         super().__init__(cfg.name, cfg.level, cfg.weight)
-        self.proc = proc
+        self.procs = [procs] if isinstance(procs, DeviceProcess) else list(procs)
+        if not self.procs:
+            raise ValueError(f"voter {cfg.name!r}: a remote voter needs at least one worker process")
         self.batch = cfg.batch
 
+    def _pick(self) -> DeviceProcess:
+        return min(self.procs, key=lambda p: (not p.up, p.waiting))
+
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
-        return self.proc.predict(self.name, frames)
+        return self._pick().predict(self.name, frames)
 
     def warmup(self) -> None:
-        self.proc.call(_warmup, self.name)
+        for proc in self.procs:  # every worker meets every batch size before the first request
+            proc.call(_warmup, self.name)
 
     def __repr__(self) -> str:
-        return f"RemoteVoter(name={self.name!r}, device={self.proc.device!r})"
+        return f"RemoteVoter(name={self.name!r}, device={self.procs[0].device!r}, workers={len(self.procs)})"
 
 
 def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> dict[str, list[VoterConfig]]:
@@ -332,24 +350,28 @@ def build_voters(
     local: Any = None,
     include_cpu: bool = False,
     remote: bool = True,
+    workers_per_device: int = 1,
     hang_s: float = 60.0,
 ) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
-    here when the profile batches them), the rest built in this process by `local(cfg)`;
-    `remote=False` builds them all here. Returns (detectors, worker processes to close)."""
+    here when the profile batches them) over `workers_per_device` worker processes per device,
+    the rest built in this process by `local(cfg)`; `remote=False` builds them all here. Returns
+    (detectors, worker processes to close)."""
     from detectors.batching import MicroBatcher
     from detectors.registry import build
 
     local = local or (lambda cfg: build(cfg, base_dir))
-    procs: dict[str, DeviceProcess] = {}
+    procs: dict[str, list[DeviceProcess]] = {}
     try:
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
-            procs[device] = DeviceProcess(device, group, base_dir, torch_threads, hang_s=hang_s)
+            for w in range(workers_per_device):
+                proc = DeviceProcess(device, group, base_dir, torch_threads, hang_s=hang_s, worker=w)
+                procs.setdefault(device, []).append(proc)
     except BaseException:
-        for p in procs.values():
+        for p in (p for ps in procs.values() for p in ps):
             p.close()
         raise
-    by_name = {n: p for p in procs.values() for n in p.names}
+    by_name = {n: ps for ps in procs.values() for n in ps[0].names}
     dets: list[Voter] = []
     for v in voters:
         if not v.enabled:
@@ -361,4 +383,4 @@ def build_voters(
             dets.append(det)
         else:
             dets.append(local(v))
-    return dets, list(procs.values())
+    return dets, [p for ps in procs.values() for p in ps]

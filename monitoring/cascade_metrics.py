@@ -15,8 +15,8 @@ They sit beside the miner's request metrics (monitoring/metrics.py): pass the sa
 | `roadwork_cascade_deadline_left_seconds` | histogram | | time left when the verdict was made |
 | `roadwork_cascade_prob` | histogram | | the pooled probability answered |
 | `roadwork_cascade_breaker_state` | gauge | `tier`, `endpoint` | 0 closed, 1 half-open, 2 open (vlm_tiers' circuit breakers) |
-| `roadwork_cascade_device_worker_up` | gauge | `device` | 1 while a GPU's worker process serves, 0 while it is dead or being rebuilt (runtime.process_per_device) |
-| `roadwork_cascade_device_worker_restarts` | gauge | `device` | times that worker has been rebuilt since start |
+| `roadwork_cascade_device_worker_up` | gauge | `device`, `worker` | 1 while a GPU's worker process serves, 0 while it is dead or being rebuilt (runtime.process_per_device; `worker` counts from 0 on each device, runtime.workers_per_device) |
+| `roadwork_cascade_device_worker_restarts` | gauge | `device`, `worker` | times that worker has been rebuilt since start |
 
 Agreement in Grafana: `sum by (voter) (rate(roadwork_cascade_votes_total{outcome="agree"}[5m])) /
 sum by (voter) (rate(roadwork_cascade_votes_total{outcome=~"agree|disagree"}[5m]))`.
@@ -99,13 +99,13 @@ class CascadeMetrics:
         self.worker_up = Gauge(
             "roadwork_cascade_device_worker_up",
             "1 while the device's worker process serves, 0 while it is dead or rebuilt.",
-            ["device"],
+            ["device", "worker"],
             registry=r,
         )
         self.worker_restarts = Gauge(
             "roadwork_cascade_device_worker_restarts",
             "Times the device's worker process has been rebuilt.",
-            ["device"],
+            ["device", "worker"],
             registry=r,
         )
         self.deadline_missed.inc(0)
@@ -132,8 +132,9 @@ class CascadeMetrics:
     def update_workers(self, states: Iterable[Mapping[str, object]]) -> None:
         """Export device worker states (detectors.device_process.worker_states)."""
         for s in states:
-            self.worker_up.labels(device=str(s["device"])).set(float(s["up"]))
-            self.worker_restarts.labels(device=str(s["device"])).set(float(s["restarts"]))
+            labels = {"device": str(s["device"]), "worker": str(s.get("worker", 0))}
+            self.worker_up.labels(**labels).set(float(s["up"]))
+            self.worker_restarts.labels(**labels).set(float(s["restarts"]))
 
     def declare_voters(self, voters: list[tuple[str, Level]]) -> None:
         """Export zero-valued series for each voter, so dashboards show them before the first vote."""

@@ -667,6 +667,14 @@ def bench_cmd(
             "(default: the profile's runtime.process_per_device); --tiny puts CPU voters in a worker.",
         ),
     ] = None,
+    workers_per_device: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="--gpu: worker processes per GPU, each with its own copy of that GPU's voters (default: the "
+            "profile's runtime.workers_per_device). Run the bench once with 1 and once with 2 to compare.",
+        ),
+    ] = None,
     expected_cost: Annotated[
         Path | None,
         typer.Option(
@@ -727,6 +735,7 @@ def bench_cmd(
             size=size,
             only=only,
             process_per_device=process_per_device,
+            workers_per_device=workers_per_device,
             bursts=bursts,
         )
         return
@@ -780,7 +789,11 @@ def plan_cmd(
     try:
         cfg = load_profile(config)
         plan = build_plan(
-            cfg.voters, cfg.placement, one_batch_at_a_time=cfg.runtime.process_per_device, replicas=service_replicas
+            cfg.voters,
+            cfg.placement,
+            one_batch_at_a_time=cfg.runtime.process_per_device,
+            replicas=service_replicas,
+            workers_per_device=cfg.runtime.workers_per_device,
         )
     except (ConfigError, PlanError) as exc:
         fail(str(exc))

@@ -178,7 +178,12 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
             return None
 
     dets, procs = build_voters(
-        randomised, cfg.base_dir, torch_threads=cfg.runtime.torch_threads, local=local, include_cpu=opts.tiny
+        randomised,
+        cfg.base_dir,
+        torch_threads=cfg.runtime.torch_threads,
+        local=local,
+        include_cpu=opts.tiny,
+        workers_per_device=opts.workers_per_device or 1,
     )
     dets = [d for d in dets if d is not None]
     built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building

@@ -47,6 +47,7 @@ def run_gpu(
     only: list[str] | None,
     process_per_device: bool | None = None,
     bursts: int = 1,
+    workers_per_device: int | None = None,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.bench.gpu import run_gpu_bench
@@ -77,6 +78,7 @@ def run_gpu(
         native_batch=8 if tiny else 32,
         loop_frames=2 if tiny else 8,
         process_per_device=process_per_device,
+        workers_per_device=workers_per_device,
         bursts=bursts,
     )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")

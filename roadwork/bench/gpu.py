@@ -23,6 +23,7 @@ give meaningless probabilities). `--tiny` maps every voter to a tiny config (CPU
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from cascade.config import CascadeConfig
@@ -64,6 +65,12 @@ def run_gpu_bench(
         torch.zeros(1, device=d)  # the allocator of a device must exist before its stats can be reset
         torch.cuda.reset_peak_memory_stats(d)
     remote = cfg.runtime.process_per_device if opts.process_per_device is None else opts.process_per_device
+    workers = cfg.runtime.workers_per_device if opts.workers_per_device is None else opts.workers_per_device
+    if workers > 1 and not remote:
+        raise RuntimeError(
+            f"{workers} workers per device need worker processes: drop --one-process, or add --process-per-device"
+        )
+    opts = replace(opts, workers_per_device=workers)
     adjusted: dict[str, str] = {}
     if not remote:
         voters, adjusted = compile_for_one_process(voters)
@@ -116,6 +123,7 @@ def _measure(
         "image_size": opts.size,
         "dtype_override": opts.dtype,
         "process_per_device": bool(procs),
+        "workers_per_device": opts.workers_per_device if procs else None,
         "complete": False,
         "voters": info,
         "skipped": skipped,

@@ -45,6 +45,8 @@ class GpuBenchOptions:
     only: list[str] | None = None
     process_per_device: bool | None = None
     """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
+    workers_per_device: int | None = None
+    """Worker processes per device (with process_per_device); None: as the profile's runtime says."""
     bursts: int = 1
     """Bursts of `concurrency` new frames at each concurrency. With more than one, the first (the
     first load after warm-up) is reported on its own and the run's figures are the later ones'."""

@@ -28,11 +28,20 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
         {"id": d, "memory_gib": torch.cuda.get_device_properties(d).total_memory / GIB} for d in devices
     ]
     placement = PlacementConfig.model_validate({"gpus": [g if isinstance(g, dict) else g.model_dump() for g in gpus]})
+    workers = max([sum(p.device == d for p in procs or []) for d in devices] + [1])
     plan = build_plan(
-        [v for v in voters if v.name in built and v.memory is not None], placement, one_batch_at_a_time=bool(procs)
+        [v for v in voters if v.name in built and v.memory is not None],
+        placement,
+        one_batch_at_a_time=bool(procs),
+        workers_per_device=workers,
     )
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
-    remote = {d: m for p in procs or [] for d, m in p.memory().items()}
+    remote: dict[str, dict[str, float]] = {}  # each worker process sees its own allocations: summed per card
+    for p in procs or []:
+        for d, m in p.memory().items():
+            for key in ("peak_allocated_gib", "reserved_gib"):
+                remote.setdefault(d, {}).setdefault(key, 0.0)
+                remote[d][key] += m[key]
     out = {}
     for d in devices:
         if d in remote:
@@ -112,7 +121,11 @@ class Utilisation:
         return {f"{p.device}#{i}": p.busy_s for i, p in enumerate(self.procs)}
 
     def _busy_by_voter(self) -> dict[str, float]:
-        return {n: s for p in self.procs for n, s in p.busy_by_voter.items()}
+        out: dict[str, float] = {}  # a voter's time summed over its device's workers
+        for p in self.procs:
+            for n, s in p.busy_by_voter.items():
+                out[n] = out.get(n, 0.0) + s
+        return out
 
     def __enter__(self) -> Utilisation:
         self._cpu0, self._busy0, self._t0 = self._cpu_s(), self._busy_s(), time.perf_counter()
@@ -149,4 +162,4 @@ def worker_processes(dets: list) -> list:
     """The device worker processes behind these detectors, once each."""
     from detectors.device_process import RemoteVoter
 
-    return list({id(m.proc): m.proc for d in dets if isinstance(m := inner(d), RemoteVoter)}.values())
+    return list({id(p): p for d in dets if isinstance(m := inner(d), RemoteVoter) for p in m.procs}.values())

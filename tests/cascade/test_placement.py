@@ -179,3 +179,37 @@ def test_service_replicas_each_hold_their_models_and_share_the_vllm_servers():
     assert g2 == pytest.approx(2 * g1)
     assert sum(i.kind == "activations" for i in two.gpus[0].items) == 2  # one batch budget per replica's worker
     assert sum(i.name == "s" for i in two.gpus[0].items) == 1
+
+
+def test_workers_per_device_each_hold_the_gpu_models_and_a_batch_budget_but_not_the_cpu_voters():
+    # two worker processes per GPU: each GPU model and the largest batch budget twice, a CPU voter once
+    cfg = profile(
+        [voter("a", "cuda:0", 500, act=2.0), voter("b", "cuda:0", 250, act=3.0), voter("c", "cpu", 10)],
+        H100,
+    )
+    one = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True)
+    two = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True, workers_per_device=2)
+    assert two.gpus[0].planned_gib == pytest.approx(2 * one.gpus[0].planned_gib)
+    assert sum(i.kind == "activations" for i in two.gpus[0].items) == 2
+    assert {i.name for i in two.gpus[0].items if i.kind == "x"} == {
+        "a (worker 1)",
+        "a (worker 2)",
+        "b (worker 1)",
+        "b (worker 2)",
+    }
+    assert [i.name for i in two.cpu_items] == ["c"]
+    with pytest.raises(PlanError, match="workers_per_device must be at least 1"):
+        build_plan(cfg.voters, cfg.placement, workers_per_device=0)
+
+
+def test_workers_per_device_needs_worker_processes():
+    from cascade.config import ConfigError
+
+    with pytest.raises(
+        (ConfigError, ValueError), match=r"runtime.workers_per_device \(2\) needs runtime.process_per_device"
+    ):
+        CascadeConfig.model_validate({"voters": [voter("a", "cuda:0", 1)], "runtime": {"workers_per_device": 2}})
+    ok = CascadeConfig.model_validate(
+        {"voters": [voter("a", "cuda:0", 1)], "runtime": {"workers_per_device": 2, "process_per_device": True}}
+    )
+    assert ok.runtime.workers_per_device == 2

@@ -81,6 +81,37 @@ def test_remote_voter_votes_like_the_local_one() -> None:
             p.close()
 
 
+def test_with_two_workers_per_device_a_call_goes_to_the_one_that_is_free() -> None:
+    import threading
+    import time
+
+    from detectors.device_process import worker_states
+
+    # given the L0 voter in two worker processes of one device
+    cfg, base = l0_voter()
+    dets, procs = build_voters([cfg], base, include_cpu=True, workers_per_device=2)
+    try:
+        (remote,) = dets
+        assert len(procs) == 2 and procs[0].info[cfg.name]["pid"] != procs[1].info[cfg.name]["pid"]
+        assert [s["worker"] for s in worker_states(procs)] == [0, 1]
+        remote.warmup()  # warms the voter in both workers
+        # when the first worker is busy with another call
+        busy = threading.Thread(target=procs[0].call, args=(time.sleep, 3.0))
+        busy.start()
+        deadline = time.monotonic() + 10
+        while procs[0].waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        votes = remote.predict(frames(2))
+        busy.join()
+        # then the frames were scored by the second, at once, with the same votes as the first gives
+        assert cfg.name in procs[1].busy_by_voter and cfg.name not in procs[0].busy_by_voter
+        again = RemoteVoter(procs[0], cfg).predict(frames(2))
+        assert [v.prob for v in votes] == pytest.approx([v.prob for v in again], abs=1e-6)
+    finally:
+        for p in procs:
+            p.close()
+
+
 def test_a_dead_worker_fails_fast_then_comes_back() -> None:
 
     cfg, base = l0_voter()
@@ -115,11 +146,11 @@ def test_worker_states_for_metrics_follow_a_restart() -> None:
     cfg, base = l0_voter()
     proc = DeviceProcess("cpu", [cfg], base, restart=False)
     try:
-        assert worker_states([proc, object()]) == [{"device": "cpu", "up": 1, "restarts": 0}]
+        assert worker_states([proc, object()]) == [{"device": "cpu", "worker": 0, "up": 1, "restarts": 0}]
         os.kill(proc.info[cfg.name]["pid"], signal.SIGKILL)
         with pytest.raises(DeviceProcessError, match="until the miner restarts"):
             RemoteVoter(proc, cfg).predict(frames(1))
-        assert worker_states([proc]) == [{"device": "cpu", "up": 0, "restarts": 0}]
+        assert worker_states([proc]) == [{"device": "cpu", "worker": 0, "up": 0, "restarts": 0}]
     finally:
         proc.close()
 

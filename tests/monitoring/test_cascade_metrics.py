@@ -89,17 +89,22 @@ def test_breaker_states_are_read_after_each_verdict(frame):
 
 def test_device_worker_states_are_read_after_each_verdict(frame):
     # given worker states in device_process.worker_states' format, where cuda:1's worker dies
-    states = [{"device": "cuda:0", "up": 1, "restarts": 0}, {"device": "cuda:1", "up": 1, "restarts": 0}]
+    states = [
+        {"device": "cuda:0", "worker": 0, "up": 1, "restarts": 0},
+        {"device": "cuda:1", "worker": 0, "up": 1, "restarts": 0},
+        {"device": "cuda:1", "worker": 1, "up": 1, "restarts": 0},
+    ]
     metrics = CascadeMetrics(CollectorRegistry(), workers=lambda: states)
     with make_cascade([FakeVoter("a", "L0", 0.9)]) as cascade:
         run(cascade, frame, metrics.observer())
-        assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:1"}) == 1
+        assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:1", "worker": "0"}) == 1
         states[1].update(up=0, restarts=1)
         run(cascade, frame, metrics.observer())
-    # then the gauges show it down with one rebuild, and cuda:0 untouched
-    assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:1"}) == 0
-    assert metrics.value("roadwork_cascade_device_worker_restarts", {"device": "cuda:1"}) == 1
-    assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:0"}) == 1
+    # then the gauges show it down with one rebuild, and cuda:1's other worker and cuda:0 untouched
+    assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:1", "worker": "0"}) == 0
+    assert metrics.value("roadwork_cascade_device_worker_restarts", {"device": "cuda:1", "worker": "0"}) == 1
+    assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:1", "worker": "1"}) == 1
+    assert metrics.value("roadwork_cascade_device_worker_up", {"device": "cuda:0", "worker": "0"}) == 1
 
 
 def test_unknown_breaker_state_names_the_choices(metrics):

@@ -141,8 +141,10 @@ def test_bursts_report_the_first_load_after_warm_up_apart_from_the_later_ones(tm
 
 
 @pytest.mark.slow
-def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
-    # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path, workers: int) -> None:
+    # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker,
+    # or two with --workers-per-device 2)
     out = tmp_path / "gpu_bench.json"
     only = ["l0_dinov2_l", "scene_siglip2_b"]
     args = [
@@ -156,6 +158,8 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
         "--concurrency",
         "4",
         "--process-per-device",
+        "--workers-per-device",
+        str(workers),
         "--out",
         str(out),
     ] + [a for n in only for a in ("--only", n)]
@@ -164,13 +168,14 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path) -> None:
     # then both voters were built and answered in one worker process, and the run is complete
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
-    assert r["process_per_device"] is True and r["skipped"] == {}
+    assert r["process_per_device"] is True and r["skipped"] == {} and r["workers_per_device"] == workers
     assert {v["process"] for v in r["voters"].values()} == {"worker"}
     assert len({v["pid"] for v in r["voters"].values()}) == 1
     assert r["concurrency"]["4"]["exit_levels"] == {"L2": 4} and r["complete"] is True
     # and the run says how busy the worker was (the share of wall time it spent running calls)
     busy = r["concurrency"]["4"]["utilisation"]["worker_busy_pct"]
-    assert list(busy) == ["cpu#0"] and 0 < busy["cpu#0"] <= 100
+    assert list(busy) == [f"cpu#{i}" for i in range(workers)]
+    assert 0 < sum(busy.values()) <= 100 * workers and all(0 <= b <= 100 for b in busy.values())
     assert set(r["concurrency"]["4"]["worker_ms_per_image"]) == set(only)  # per voter, for `plan --costs`
 
 
