@@ -9,6 +9,7 @@
 # Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
 #
 #   benchmarks/train_backbone_parallel.sh loso|folds DATA OUT [recipe args...]
+# DATA and the ImageNet weights travel to the lent GPU as benchmarks/device_carry.sh packs them.
 set -u
 MODE=$1 DATA=$2 OUT=$3; shift 3
 export OMP_NUM_THREADS=2 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True

