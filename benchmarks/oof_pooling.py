@@ -169,11 +169,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("runs/oof_pooling"))
+    ap.add_argument(
+        "--loso-votes",
+        action="append",
+        default=[],
+        metavar="VOTER=PATH",
+        help="this voter's LOSO votes from PATH instead of its recipe's file (another seed, say); repeatable",
+    )
+    ap.add_argument("--by-size-only", action="store_true", help="only the sets fitted by size (the profile's shape)")
     args = ap.parse_args()
+    loso = dict(LOSO)
+    for item in args.loso_votes:
+        voter, _, path = item.partition("=")
+        if voter not in loso or not path:
+            ap.error(f"--loso-votes {item!r}: write VOTER=PATH for one of {sorted(loso)}")
+        loso[voter] = (path, loso[voter][1])
     runs = vote_runs(CANDIDATES, args.work)
-    loso_runs = vote_runs(LOSO, args.work / "loso")
+    loso_runs = vote_runs(loso, args.work / ("loso_overridden" if args.loso_votes else "loso"))
     results = []
-    for voters, by_size in [(v, False) for v in SETS] + [(v, True) for v in SETS_BY_SIZE]:
+    sets = [] if args.by_size_only else [(v, False) for v in SETS]
+    for voters, by_size in sets + [(v, True) for v in SETS_BY_SIZE]:
         preds = merge_runs([runs[v] for v in voters])
         rows = rows_from_predictions(preds)
         art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None)
@@ -232,7 +247,7 @@ def main() -> None:
                 else ""
             )
         )
-    args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": LOSO, "sets": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": loso, "sets": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

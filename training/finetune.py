@@ -426,11 +426,16 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
 def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str], level: str = "L0") -> Path:
     """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
     vote per view (a size, "tiles" or "det"), named by `voters` (view -> voter name, e.g. {"224":
-    "l0_head"}), at the voters' cascade `level`. A row with none of those views is left out."""
+    "l0_head"}), at the voters' cascade `level`. A row with none of those views is left out. The
+    votes file may be gzipped (.gz), as committed vote files are."""
+    import gzip
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    src = Path(oof_jsonl)
+    text = gzip.decompress(src.read_bytes()).decode() if src.suffix == ".gz" else src.read_text()
     lines = []
-    for line in Path(oof_jsonl).read_text().splitlines():
+    for line in text.splitlines():
         r = json.loads(line)
         for regime, by_size in r["probs"].items():
             votes = [

@@ -92,3 +92,16 @@ def test_training_keeps_a_copy_of_the_network_after_a_chosen_epoch(tmp_path):
     assert not torch.equal(nets["epoch1"].head.weight, nets["final"].head.weight)
     with pytest.raises(ValueError, match=r"snapshot epochs \[2\] are not between 1 and 1"):
         train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(2,))
+
+
+def test_an_oof_run_is_built_from_a_gzipped_votes_file_as_from_a_plain_one(tmp_path):
+    from training.finetune import write_oof_run
+
+    plain = tmp_path / "v.jsonl"
+    plain.write_text("".join(json.dumps({**r, "group": r["key"]}) + "\n" for r in _votes([0.9, 0.2, 0.4, 0.6])))
+    packed = tmp_path / "v.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    a = write_oof_run(plain, tmp_path / "a", {"224": "l0_x"})
+    b = write_oof_run(packed, tmp_path / "b", {"224": "l0_x"})
+    rows = (a / "predictions.jsonl").read_text()
+    assert rows == (b / "predictions.jsonl").read_text() and len(rows.splitlines()) == 8
