@@ -211,7 +211,7 @@ def build_plan(
         )
         if copy:
             v = v.model_copy(update={"name": f"{v.name} ({', '.join(copy)})"})
-        r = r * workers_per_device + w  # one batch budget per worker process
+        worker = r * workers_per_device + w  # one batch budget per worker process
         if not device.startswith("cuda"):
             cpu.append(PlanItem(v.name, v.kind, v.memory.total_gib() if v.memory else 0.0))
             continue
@@ -229,8 +229,8 @@ def build_plan(
             by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
             continue
         by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.resident_gib()))
-        if v.memory.batch_gib() > (largest[device, r].gib if (device, r) in largest else 0.0):
-            largest[device, r] = PlanItem(
+        if v.memory.batch_gib() > (largest[device, worker].gib if (device, worker) in largest else 0.0):
+            largest[device, worker] = PlanItem(
                 f"one batch at a time (largest: {v.name})", "activations", v.memory.batch_gib()
             )
     for (device, _), item in largest.items():
