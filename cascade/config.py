@@ -146,8 +146,9 @@ class RuntimeConfig(BaseModel):
     """With process_per_device: this many worker processes per GPU, each holding its own copy of
     that GPU's voters; a call goes to the one with the fewest calls waiting. One worker runs one
     batch at a time, so its CPU work (pre- and post-processing) leaves the GPU idle meanwhile; a
-    second lets the card run one batch while the other worker prepares the next. Costs the weights
-    and the largest activation budget once more per worker (`roadwork plan` counts them)."""
+    second lets the card run one voter's batch while the other worker prepares another voter's (a
+    micro-batched voter still runs one batch at a time). Costs the weights and the largest
+    activation budget once more per worker (`roadwork plan` counts them)."""
 
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:

@@ -42,6 +42,11 @@ class Voter(ABC):
         """Run once on a blank frame so the first real query does not pay for lazy init."""
         self.predict([Frame(np.zeros((224, 224, 3), np.uint8), source="warmup")])
 
+    def warm(self, frames: Sequence[Frame]) -> None:
+        """Run these frames for warm-up only (a batch size the cascade will use). A voter served by
+        several copies (runtime.workers_per_device) runs them on every copy."""
+        self.predict(frames)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, level={self.level.name})"
 

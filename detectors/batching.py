@@ -91,7 +91,7 @@ class MicroBatcher(Voter):
             def job(size: int = size, done: Future = done) -> None:
                 try:
                     with self._run_lock:
-                        self.inner.predict([blank] * size)
+                        self.inner.warm([blank] * size)
                     done.set_result(None)
                 except Exception as exc:  # handed to warmup's caller below
                     done.set_exception(exc)

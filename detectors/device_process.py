@@ -324,8 +324,12 @@ class RemoteVoter(Voter):
         return self._pick().predict(self.name, frames)
 
     def warmup(self) -> None:
-        for proc in self.procs:  # every worker meets every batch size before the first request
+        for proc in self.procs:  # every worker warms its copy before the first request
             proc.call(_warmup, self.name)
+
+    def warm(self, frames: Sequence[Frame]) -> None:
+        for proc in self.procs:  # a batch size meets every worker, not just the least busy one
+            proc.predict(self.name, frames)
 
     def __repr__(self) -> str:
         return f"RemoteVoter(name={self.name!r}, device={self.procs[0].device!r}, workers={len(self.procs)})"

@@ -112,6 +112,25 @@ def test_with_two_workers_per_device_a_call_goes_to_the_one_that_is_free() -> No
             p.close()
 
 
+def test_warm_up_runs_every_padded_batch_size_in_every_worker() -> None:
+    from detectors.batching import MicroBatcher
+
+    # given the L0 voter micro-batched (sizes 1, 2 and 4) over two worker processes of one device
+    cfg, base = l0_voter()
+    dets, procs = build_voters([cfg], base, include_cpu=True, workers_per_device=2)
+    try:
+        batcher = MicroBatcher(dets[0], batch=4, wait_ms=5)
+        # when it warms up
+        batcher.warmup()
+        # then both workers ran the batch sizes (before, they all went to the first, idle one, and
+        # the second met its sizes cold on live requests); the model's own warmup() is not counted here
+        assert all(cfg.name in p.busy_by_voter for p in procs)
+    finally:
+        batcher.close()
+        for p in procs:
+            p.close()
+
+
 def test_a_dead_worker_fails_fast_then_comes_back() -> None:
 
     cfg, base = l0_voter()
