@@ -21,7 +21,7 @@ import argparse
 import gzip
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -76,10 +76,7 @@ def train(args: argparse.Namespace) -> None:
         if snapshots:
             outputs[args.snapshot_out] = nets[f"epoch{args.snapshot_epoch}"]
         for path, net in outputs.items():
-            # the held-out views are seed 0's whatever the training seed, so that seeds' votes pair up
-            rows = held_out_rows(
-                net, samples, images, held, replace(cfg, seed=0), args.device, held_out=name, config=asdict(cfg)
-            )
+            rows = held_out_rows(net, samples, images, held, cfg, args.device, held_out=name, config=asdict(cfg))
             with path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)

@@ -72,6 +72,10 @@ class FinetuneConfig:
     tiles_batch: int = 0
     """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
     seed: int = 0
+    view_seed: int = 0
+    """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
+    `seed` so that networks trained with different seeds are scored on the same views and their
+    out-of-fold votes pair up (a seed ensemble's OOF run is their mean)."""
     workers: int = 8
 
 
@@ -344,7 +348,7 @@ def held_out_probs(
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
     (224, `big_size`) or "tiles" (absent where the tile voter would abstain); and {regime: the
     view's long side in pixels} each."""
-    views = [regime_views(image, s.key, cfg.seed) for s, image in zip(samples, images, strict=True)]
+    views = [regime_views(image, s.key, cfg.view_seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
     for r in REGIMES:
         by_view = {

@@ -28,7 +28,8 @@ def rescore(
     device: str = "cpu",
     seed: int = 0,
 ) -> list[dict]:
-    """`seed` is the fold run's (FinetuneConfig.seed): the regime's held-back view is drawn as the
+    """`seed` is the fold run's FinetuneConfig.view_seed (0 unless changed; runs made before it
+    existed drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the
     trainer drew it (the `full` view has no randomness)."""
     from training.datasets import load_folder
     from training.finetune import held_out_transform, load_network, predict_tiles, predict_views
@@ -76,7 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--views", default="tiles", help="Comma list: tiles and/or sizes (224, 448).")
     ap.add_argument("--regime", default="full")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0, help="The fold run's --seed (draws the same held-back views).")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="The fold run's view seed, 0 by default (draws the same held-back views)."
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     rows = rescore(args.data, args.oof, args.folds, args.views.split(","), args.regime, args.device, args.seed)

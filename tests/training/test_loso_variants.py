@@ -105,3 +105,21 @@ def test_an_oof_run_is_built_from_a_gzipped_votes_file_as_from_a_plain_one(tmp_p
     b = write_oof_run(packed, tmp_path / "b", {"224": "l0_x"})
     rows = (a / "predictions.jsonl").read_text()
     assert rows == (b / "predictions.jsonl").read_text() and len(rows.splitlines()) == 8
+
+
+def test_networks_of_different_seeds_are_scored_on_the_same_held_out_views(tmp_path):
+    from training.datasets import Sample
+    from training.finetune import FinetuneConfig, build_network, held_out_probs
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(4)
+    images = [np.asarray(draw_scene(rng, bool(i % 2), w=640, h=360)) for i in range(2)]
+    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic") for i in range(2)]
+    net = build_network().eval()
+    # the training seed does not move the views (v0.2 draws a random crop and augmentation level)
+    a = held_out_probs(net, samples, images, FinetuneConfig(seed=0), "cpu")
+    b = held_out_probs(net, samples, images, FinetuneConfig(seed=1), "cpu")
+    assert a == b
+    # the view seed does
+    c = held_out_probs(net, samples, images, FinetuneConfig(view_seed=7), "cpu")
+    assert c[0] != a[0]
