@@ -18,9 +18,9 @@ needs its recipe's LOSO votes: VOTES) and compare, on the same images, with its 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import time
+from collections.abc import Collection
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -148,9 +148,20 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
 
 def read_votes(path: str | Path) -> dict[str, dict]:
     """A votes file (.jsonl, or .jsonl.gz) by image key."""
-    path = Path(path)
-    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-    return {r["key"]: r for r in (json.loads(x) for x in text.splitlines() if x.strip())}
+    from training.finetune import votes_text
+
+    return {r["key"]: r for r in (json.loads(x) for x in votes_text(path).splitlines() if x.strip())}
+
+
+def loso_overrides(items: list[str], known: Collection[str]) -> dict[str, str]:
+    """`--loso-votes VOTER=PATH` items as {voter: path}; a voter outside `known` is refused."""
+    out = {}
+    for item in items:
+        voter, _, path = item.partition("=")
+        if voter not in known or not path:
+            raise ValueError(f"--loso-votes {item!r}: write VOTER=PATH for one of {sorted(known)}")
+        out[voter] = path
+    return out
 
 
 def score(args: argparse.Namespace) -> None:
@@ -163,12 +174,10 @@ def score(args: argparse.Namespace) -> None:
     missing = [v for v in voters if v not in VOTES]
     if missing:
         raise SystemExit(f"no LOSO votes for voters {missing}: train their recipe with `train` and add them to VOTES")
-    loso_paths = {v: VOTES[v][0] for v in voters}
-    for item in args.loso_votes:
-        voter, _, path = item.partition("=")
-        if voter not in loso_paths or not path:
-            raise SystemExit(f"--loso-votes {item!r}: write VOTER=PATH for one of the pool's voters {voters}")
-        loso_paths[voter] = path
+    try:
+        loso_paths = {v: VOTES[v][0] for v in voters} | loso_overrides(args.loso_votes, voters)
+    except ValueError as exc:
+        raise SystemExit(f"{exc} (the pool's voters)") from None
     loso = {v: read_votes(path) for v, path in loso_paths.items()}
     oof = {v: read_votes(VOTES[v][1]) for v in voters}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from loso_networks import VOTES  # benchmarks/, beside this script
+from loso_networks import VOTES, loso_overrides  # benchmarks/, beside this script
 from sklearn.metrics import matthews_corrcoef
 
 from cascade.types import Level
@@ -178,12 +178,11 @@ def main() -> None:
     )
     ap.add_argument("--by-size-only", action="store_true", help="only the sets fitted by size (the profile's shape)")
     args = ap.parse_args()
-    loso = dict(LOSO)
-    for item in args.loso_votes:
-        voter, _, path = item.partition("=")
-        if voter not in loso or not path:
-            ap.error(f"--loso-votes {item!r}: write VOTER=PATH for one of {sorted(loso)}")
-        loso[voter] = (path, loso[voter][1])
+    try:
+        overrides = loso_overrides(args.loso_votes, LOSO)
+    except ValueError as exc:
+        ap.error(str(exc))
+    loso = {voter: (overrides.get(voter, path), view) for voter, (path, view) in LOSO.items()}
     runs = vote_runs(CANDIDATES, args.work)
     loso_runs = vote_runs(loso, args.work / ("loso_overridden" if args.loso_votes else "loso"))
     results = []

@@ -28,6 +28,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from detectors.random_weights import FULL_CONFIGS, TINY_BY_TYPE
+from roadwork.bench.utilisation import machine
 from roadwork.cli import app
 
 BACKBONES = {"l0_dinov2_l": "facebook/dinov2-large", "l0_dinov3_l": "facebook/dinov3-vitl16-pretrain-lvd1689m"}
@@ -151,8 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     cuda = args.device.startswith("cuda")
     meta = {
         "what": "the recipe's training steps with random weights, a few iterations each (benchmarks/recipe_steps.py)",
-        "machine": torch.cuda.get_device_name(args.device) if cuda else f"CPU ({platform.processor() or 'unknown'})",
-        "torch": torch.__version__,
+        "machine": machine(),  # as `roadwork bench --gpu` names it: GPUs, cores, python, torch, CUDA
+        "device": torch.cuda.get_device_name(args.device) if cuda else f"CPU ({platform.processor() or 'unknown'})",
         "tiny": args.tiny,
         "images": args.limit,
     }

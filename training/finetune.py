@@ -427,19 +427,24 @@ def export_head(checkpoint: str | Path, head_path: str | Path) -> Path:
     return head.save(head_path)
 
 
+def votes_text(path: str | Path) -> str:
+    """A votes file's text (OUT.oof.jsonl, a LOSO votes file), gunzipped when it ends in .gz (as
+    committed vote files may)."""
+    import gzip
+
+    path = Path(path)
+    return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
+
+
 def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str], level: str = "L0") -> Path:
     """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
     vote per view (a size, "tiles" or "det"), named by `voters` (view -> voter name, e.g. {"224":
     "l0_head"}), at the voters' cascade `level`. A row with none of those views is left out. The
-    votes file may be gzipped (.gz), as committed vote files are."""
-    import gzip
-
+    votes file may be gzipped (`votes_text`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = Path(oof_jsonl)
-    text = gzip.decompress(src.read_bytes()).decode() if src.suffix == ".gz" else src.read_text()
     lines = []
-    for line in text.splitlines():
+    for line in votes_text(oof_jsonl).splitlines():
         r = json.loads(line)
         for regime, by_size in r["probs"].items():
             votes = [

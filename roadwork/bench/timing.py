@@ -116,8 +116,12 @@ def first_query_ms(cascade: Any, frame: Frame) -> float:
     return (time.perf_counter() - t0) * 1000
 
 
+def latency_figures(lat: list[float]) -> dict[str, float]:
+    return {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)}
+
+
 def burst_figures(wall_s: float, lat: list[float]) -> dict[str, float]:
-    return {"wall_s": wall_s, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)}
+    return {"wall_s": wall_s, **latency_figures(lat)}
 
 
 def concurrency_run(
@@ -167,7 +171,7 @@ def concurrency_run(
         "frames": n,
         "img_per_s": n / wall,
         "wall_s": wall,
-        "latency_ms": {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat)},
+        "latency_ms": latency_figures(lat),
         "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
         "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
         "exit_levels": exits,

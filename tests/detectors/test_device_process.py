@@ -81,45 +81,50 @@ def test_remote_voter_votes_like_the_local_one() -> None:
             p.close()
 
 
-def test_with_two_workers_per_device_a_call_goes_to_the_one_that_is_free() -> None:
+@pytest.fixture
+def two_workers():
+    """The L0 voter over two worker processes of one device: (its config, the remote voter, the workers)."""
+    cfg, base = l0_voter()
+    dets, procs = build_voters([cfg], base, include_cpu=True, workers_per_device=2)
+    try:
+        yield cfg, dets[0], procs
+    finally:
+        for p in procs:
+            p.close()
+
+
+def test_with_two_workers_per_device_a_call_goes_to_the_one_that_is_free(two_workers) -> None:
     import threading
     import time
 
     from detectors.device_process import worker_states
 
     # given the L0 voter in two worker processes of one device
-    cfg, base = l0_voter()
-    dets, procs = build_voters([cfg], base, include_cpu=True, workers_per_device=2)
-    try:
-        (remote,) = dets
-        assert len(procs) == 2 and procs[0].info[cfg.name]["pid"] != procs[1].info[cfg.name]["pid"]
-        assert [s["worker"] for s in worker_states(procs)] == [0, 1]
-        remote.warmup()  # warms the voter in both workers
-        # when the first worker is busy with another call
-        busy = threading.Thread(target=procs[0].call, args=(time.sleep, 3.0))
-        busy.start()
-        deadline = time.monotonic() + 10
-        while procs[0].waiting == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        votes = remote.predict(frames(2))
-        busy.join()
-        # then the frames were scored by the second, at once, with the same votes as the first gives
-        assert cfg.name in procs[1].busy_by_voter and cfg.name not in procs[0].busy_by_voter
-        again = RemoteVoter(procs[0], cfg).predict(frames(2))
-        assert [v.prob for v in votes] == pytest.approx([v.prob for v in again], abs=1e-6)
-    finally:
-        for p in procs:
-            p.close()
+    cfg, remote, procs = two_workers
+    assert len(procs) == 2 and procs[0].info[cfg.name]["pid"] != procs[1].info[cfg.name]["pid"]
+    assert [s["worker"] for s in worker_states(procs)] == [0, 1]
+    remote.warmup()  # warms the voter in both workers
+    # when the first worker is busy with another call
+    busy = threading.Thread(target=procs[0].call, args=(time.sleep, 3.0))
+    busy.start()
+    deadline = time.monotonic() + 10
+    while procs[0].waiting == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    votes = remote.predict(frames(2))
+    busy.join()
+    # then the frames were scored by the second, at once, with the same votes as the first gives
+    assert cfg.name in procs[1].busy_by_voter and cfg.name not in procs[0].busy_by_voter
+    again = RemoteVoter(procs[0], cfg).predict(frames(2))
+    assert [v.prob for v in votes] == pytest.approx([v.prob for v in again], abs=1e-6)
 
 
-def test_warm_up_runs_every_padded_batch_size_in_every_worker() -> None:
+def test_warm_up_runs_every_padded_batch_size_in_every_worker(two_workers) -> None:
     from detectors.batching import MicroBatcher
 
     # given the L0 voter micro-batched (sizes 1, 2 and 4) over two worker processes of one device
-    cfg, base = l0_voter()
-    dets, procs = build_voters([cfg], base, include_cpu=True, workers_per_device=2)
+    cfg, remote, procs = two_workers
+    batcher = MicroBatcher(remote, batch=4, wait_ms=5)
     try:
-        batcher = MicroBatcher(dets[0], batch=4, wait_ms=5)
         # when it warms up
         batcher.warmup()
         # then both workers ran the batch sizes (before, they all went to the first, idle one, and
@@ -127,8 +132,6 @@ def test_warm_up_runs_every_padded_batch_size_in_every_worker() -> None:
         assert all(cfg.name in p.busy_by_voter for p in procs)
     finally:
         batcher.close()
-        for p in procs:
-            p.close()
 
 
 def test_a_dead_worker_fails_fast_then_comes_back() -> None:
