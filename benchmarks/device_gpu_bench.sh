@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The production profile's GPU measurements on one lent GPU, in one device call (issues 16 and 18):
+#   bench    `roadwork bench --gpu` on configs/h100x2.yaml (random weights, one GPU, early exit off,
+#            L0-L2 in worker processes) at 1, 4, 10 and 64 concurrent frames, 3 bursts each, once
+#            per value of WORKERS (workers per device), side by side in one call
+#   recipe   benchmarks/recipe_steps.py at full size: both L0 heads and one epoch of each detector
+#            family, on the small train subset in SUBSET
+# The lent machine's image lacks pydantic, ultralytics, rfdetr and rapidocr: they travel as wheels
+# (.whl, `benchmarks/device_wheels.sh`). Each part has its own time limit, so one that runs long
+# leaves the rest their time; every result file is written as it goes (`complete: false` if cut).
+#
+# MPS=1 runs the bench under the CUDA Multi-Process Service (started here, stopped after), so the
+# worker processes' kernels can share the GPU at once instead of taking turns.
+# WORKERS ("1 2"), CONC (1,4,10,64), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
+#   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
+set -u
+MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
+WORKERS=${WORKERS:-1 2} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
+mkdir -p "$OUT" runs/yolo
+roadwork() { python3 -c 'import sys; from roadwork.cli import app; sys.argv[0] = "roadwork"; app()' "$@"; }
+if [[ ${MPS:-0} == 1 ]]; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p /tmp/mps /tmp/mps-log && nvidia-cuda-mps-control -d || exit 1
+  trap 'echo quit | nvidia-cuda-mps-control' EXIT
+  echo "MPS on"
+fi
+if [[ $MODE == bench || $MODE == both ]]; then
+  for w in $WORKERS; do
+    timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
+      --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w \
+      --out $OUT/gpu_bench_1gpu_workers${w}.json" > "$OUT/bench_workers$w.log" 2>&1
+    echo "bench workers=$w: rc=$?"; tail -n 4 "$OUT/bench_workers$w.log"
+  done
+fi
+if [[ $MODE == recipe || $MODE == both ]]; then
+  timeout "$RECIPE_S" python3 benchmarks/recipe_steps.py --data "$SUBSET" --limit 96 --device cuda:0 \
+    --out "$OUT/recipe_steps.json" > "$OUT/recipe.log" 2>&1
+  echo "recipe: rc=$?"; grep '^\[recipe\]' "$OUT/recipe.log" | tail -n 20
+fi
