@@ -78,3 +78,43 @@ def test_a_result_file_that_changes_shows_in_its_table(tmp_path) -> None:
     result = CliRunner().invoke(app, ["bench", "--report", str(edited), "--check"])
     assert result.exit_code != 0 and "differs from its result files" in result.output
     assert CliRunner().invoke(app, ["bench", "--report", str(REPO / "README.md"), "--check"]).exit_code == 0
+
+
+def test_a_load_table_row_reads_its_own_concurrency(tmp_path) -> None:
+    import json
+    import shutil
+
+    from roadwork.bench.report import RESULTS, render
+
+    for f in RESULTS.glob("gpu_bench_1gpu_workers*_h200_b.json"):
+        shutil.copy(f, tmp_path / f.name)
+    two = tmp_path / "gpu_bench_1gpu_workers2_h200_b.json"
+    data = json.loads(two.read_text())
+    data["concurrency"]["64"]["img_per_s"] = (
+        2 * json.loads((tmp_path / "gpu_bench_1gpu_workers1_h200_b.json").read_text())["concurrency"]["64"]["img_per_s"]
+    )
+    two.write_text(json.dumps(data))
+    table = render("gpu-workers-h200", tmp_path)
+    row_10, row_64 = (
+        line
+        for line in table.splitlines()
+        if line.startswith("| 10 concurrent, 2") or line.startswith("| 64 concurrent, 2")
+    )
+    assert row_10.split(" | ")[1] == f"{data['concurrency']['10']['img_per_s']:.2f}"  # 10 is untouched
+    assert row_64.split(" | ")[1] == f"{data['concurrency']['64']['img_per_s']:.2f}"
+    assert "x2.00 at 64" in table  # the footer pairs each 2-worker row with its 1-worker row
+
+
+def test_a_new_empty_table_is_filled_and_the_text_after_it_kept() -> None:
+    from roadwork.bench.report import render, render_into
+
+    text = (
+        "intro\n<!-- bench-table cpu-cost -->\n<!-- /bench-table -->\nprose between\n"
+        "<!-- bench-table gpu-load-h200 -->\nstale\n<!-- /bench-table -->\nend\n"
+    )
+    out = render_into(text)
+    assert out == (
+        "intro\n<!-- bench-table cpu-cost -->\n" + render("cpu-cost") + "\n<!-- /bench-table -->\nprose between\n"
+        "<!-- bench-table gpu-load-h200 -->\n" + render("gpu-load-h200") + "\n<!-- /bench-table -->\nend\n"
+    )
+    assert render_into(out) == out

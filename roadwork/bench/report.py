@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
-Files = dict[str, dict[str, Any]]
-"""A row's result files by the name the row gives them, loaded."""
+Files = dict[str, Any]
+"""A row's result files by the name the row gives them, loaded; `at`: the row's concurrency, if any."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class Row:
     label: str
     files: dict[str, str]
     """name -> file under benchmarks/results."""
+    at: str | None = None
+    """The part of its file a row reads (a concurrency, a step); its cells get it as `files["at"]`."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,40 @@ def _peak(f: dict[str, Any]) -> str:
         f"{m['peak_allocated_gib']:.2f} vs {m['planned_gib']:.2f} GiB (x{m['measured_over_planned']:.2f})"
         for m in f["memory"].values()
     )
+
+
+def _load_cells(f: Files) -> dict[str, Any]:
+    """One concurrency of a `--gpu --bursts` run (row `at`), as the load tables show it."""
+    r = _at(f["run"], f["at"])
+    lat = r["latency_ms"]
+    return {
+        "img/s": f"{r['img_per_s']:.2f}",
+        "p50 / p95": f"{lat['p50'] / 1000:.2f} / {lat['p95'] / 1000:.2f} s",
+        "first / later p95": f"x{r['first_over_later_p95']:.2f}",
+        "GPU busy": _busy(r["utilisation"]["gpu_busy_pct_mean"]),
+        "worker busy": _busy(r["utilisation"]["worker_busy_pct"]),
+    }
+
+
+LOAD_HEADER = ("run", "img/s", "p50 / p95", "first / later p95", "GPU busy", "worker busy")
+LOAD_COLUMNS = tuple((lambda f, k=k: _load_cells(f)[k]) for k in LOAD_HEADER[1:])
+
+
+def _workers_two_over_one(rows: list[Files]) -> list[str]:
+    """img/s of 2 workers over 1 at each concurrency (rows in pairs: 1 worker, then 2)."""
+    ratios = [
+        f"x{_at(two['run'], two['at'])['img_per_s'] / _at(one['run'], one['at'])['img_per_s']:.2f} at {one['at']}"
+        for one, two in zip(rows[::2], rows[1::2], strict=True)
+    ]
+    return ["2 workers over 1 (img/s)", ", ".join(ratios), "", "", "", ""]
+
+
+def _step_result(step: dict[str, Any]) -> str:
+    """ok, or the last line of the step's error."""
+    if step["ok"]:
+        return "ok"
+    last = step["error"].strip().splitlines()[-1]
+    return "failed: " + (last if len(last) <= 90 else last[:87] + "...").replace("|", "/")
 
 
 def _two_over_one(rows: list[Files]) -> list[str]:
@@ -111,6 +147,55 @@ TABLES: dict[str, Table] = {
         ),
         footer=_two_over_one,
     ),
+    # one call on the lent H200 (issue 18): 1 and 2 worker processes per GPU, side by side
+    "gpu-workers-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{at} concurrent, {w} worker{'s' if w > 1 else ''} per GPU",
+                {"run": f"gpu_bench_1gpu_workers{w}_h200_b.json"},
+                at,
+            )
+            for at in ("10", "64")
+            for w in (1, 2)
+        ),
+        footer=_workers_two_over_one,
+    ),
+    # an earlier call on another H200 (1, 4 and 10 concurrent; its 1-worker run was cut before 64)
+    "gpu-load-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{at} concurrent, {w} worker{'s' if w > 1 else ''} per GPU",
+                {"run": f"gpu_bench_1gpu_workers{w}_h200_a.json"},
+                at,
+            )
+            for at in ("1", "4", "10")
+            for w in (1, 2)
+        )
+        + (Row("64 concurrent, 2 workers per GPU", {"run": "gpu_bench_1gpu_workers2_h200_a.json"}, "64"),),
+    ),
+    # benchmarks/recipe_steps.py at full size with random weights on the lent H200 (issue 16)
+    "recipe-steps-h200": Table(
+        ("step", "seconds", "peak GPU", "result"),
+        (
+            lambda f: f"{f['run']['steps'][f['at']]['seconds']:.1f}",
+            lambda f: f"{f['run']['steps'][f['at']]['peak_gpu_gib']:.2f} GiB",
+            lambda f: _step_result(f["run"]["steps"][f["at"]]),
+        ),
+        tuple(
+            Row(step, {"run": "recipe_steps_h200.json"}, step)
+            for step in (
+                *(f"train head {v}" for v in ("l0_dinov2_l", "l0_dinov3_l")),
+                *(
+                    f"train detector {v}"
+                    for v in ("yolo11x", "yolo26x", "rtdetr_x", "yoloe_11l", "rfdetr_l", "dfine_l", "rtdetrv2_r50")
+                ),
+            )
+        ),
+    ),
 }
 
 
@@ -121,7 +206,10 @@ def _line(cells: list[str] | tuple[str, ...]) -> str:
 def render(name: str, results: Path = RESULTS) -> str:
     """The markdown of one table, from its result files."""
     table = TABLES[name]
-    loaded = [{k: json.loads((results / f).read_text()) for k, f in row.files.items()} for row in table.rows]
+    loaded = [
+        {k: json.loads((results / f).read_text()) for k, f in row.files.items()} | ({"at": row.at} if row.at else {})
+        for row in table.rows
+    ]
     lines = [_line(table.header), _line(["---"] * len(table.header))]
     for row, files in zip(table.rows, loaded, strict=True):
         lines.append(_line([row.label, *(cell(files) for cell in table.columns)]))
@@ -130,7 +218,11 @@ def render(name: str, results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-MARKED = re.compile(r"(<!-- bench-table (?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /bench-table -->)", re.DOTALL)
+MARKED = re.compile(
+    r"(?P<open><!-- bench-table (?P<name>[\w-]+) -->\n)(?P<body>(?:(?!<!-- ).)*?)\n?(?P<close><!-- /bench-table -->)",
+    re.DOTALL,
+)
+"""A marked table; its body holds no other marker, so an empty one (a new table) is found too."""
 
 
 def render_into(text: str, results: Path = RESULTS) -> str:
@@ -140,7 +232,7 @@ def render_into(text: str, results: Path = RESULTS) -> str:
         name = m.group("name")
         if name not in TABLES:
             raise KeyError(f"<!-- bench-table {name} -->: no such table; known: {', '.join(sorted(TABLES))}")
-        return m.group(1) + render(name, results) + m.group(4)
+        return m.group("open") + render(name, results) + "\n" + m.group("close")
 
     return MARKED.sub(one, text)
 
