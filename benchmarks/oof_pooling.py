@@ -17,6 +17,10 @@ Then the same fitted pool is scored on leave-one-source-out votes (`benchmarks/l
 for each vehicle-camera source, a network trained without it), the closest thing on train to a
 camera the project has never seen. Voters whose recipe has no LOSO network are absent there (the
 pool renormalises over the rest), as the `loso_voters` field says.
+
+`--balance source` fits every pool with each source weighing the same (`roadwork fit --balance`):
+    python benchmarks/oof_pooling.py --by-size-only --balance source \
+        --out benchmarks/results/oof_pooling_balanced_source_cpu.json
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from loso_networks import VOTES, loso_overrides  # benchmarks/, beside this scri
 from sklearn.metrics import matthews_corrcoef
 
 from cascade.types import Level
-from consensus.fitting import LabelledVotes, artefact_probs, fit_consensus, rows_from_predictions
+from consensus.fitting import BALANCE, LabelledVotes, artefact_probs, fit_consensus, rows_from_predictions
 from training.evaluate import merge_runs
 from training.finetune import write_oof_run
 
@@ -177,6 +181,11 @@ def main() -> None:
         help="this voter's LOSO votes from PATH instead of its recipe's file (another seed, say); repeatable",
     )
     ap.add_argument("--by-size-only", action="store_true", help="only the sets fitted by size (the profile's shape)")
+    ap.add_argument(
+        "--balance",
+        choices=sorted(BALANCE),
+        help="fit with each source (or source and label) weighing the same in all (consensus.fitting.BALANCE)",
+    )
     args = ap.parse_args()
     try:
         overrides = loso_overrides(args.loso_votes, LOSO)
@@ -190,7 +199,7 @@ def main() -> None:
     for voters, by_size in sets + [(v, True) for v in SETS_BY_SIZE]:
         preds = merge_runs([runs[v] for v in voters])
         rows = rows_from_predictions(preds)
-        art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None)
+        art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None, balance=args.balance)
         y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
         per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
         entry = {
@@ -246,7 +255,8 @@ def main() -> None:
                 else ""
             )
         )
-    args.out.write_text(json.dumps({"candidates": CANDIDATES, "loso": loso, "sets": results}, indent=2) + "\n")
+    out = {"candidates": CANDIDATES, "loso": loso, "balance": args.balance, "sets": results}
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ class ConsensusArtefact(BaseModel):
     pools: list[Pool] = Field(min_length=1)
     """One per range of frame sizes; together they cover every size once, smallest first."""
     fitted_on: str = ""
+    balance: str | None = None
+    """How the fit weighed its rows (consensus.fitting.BALANCE: "source", "source-label"); None: each once."""
     n_samples: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     """Over every fitted row, each answered by its own pool."""

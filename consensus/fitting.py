@@ -11,6 +11,7 @@ is fitted per part of the size axis that the ranges cut (consensus/artefact.py).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
@@ -31,6 +32,28 @@ class LabelledVotes:
     votes: dict[str, tuple[Level, float | None]]
     long_side: int | None = None
     """The scored frame's long side in pixels (None: not recorded)."""
+    source: str = ""
+    """The row's source (its group in the data), for fits balanced by source ("": not recorded)."""
+
+
+BALANCE = {"source": lambda r: (r.source,), "source-label": lambda r: (r.source, r.label)}
+"""Fits that weigh each group of rows the same in all (each row 1 / its group's rows in the pool):
+by source, or by source and label. Without one every row counts once, so a large source sets the
+pool's weights and threshold for the rest."""
+
+
+def row_weights(rows: Sequence[LabelledVotes], balance: str | None) -> np.ndarray | None:
+    """Sample weights (mean 1) that make each group of `balance` count the same; None: unweighted."""
+    if balance is None:
+        return None
+    if balance not in BALANCE:
+        raise ValueError(f"balance must be one of {sorted(BALANCE)}, got {balance!r}")
+    if blind := sum(not r.source for r in rows):
+        raise ValueError(f"balance={balance!r}: {blind} of {len(rows)} rows do not record their source")
+    group = BALANCE[balance]
+    sizes = Counter(group(r) for r in rows)
+    w = np.asarray([1.0 / sizes[group(r)] for r in rows])
+    return w * len(w) / w.sum()
 
 
 def _design(rows: Sequence[LabelledVotes], voters: list[str], clip: float) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +75,12 @@ def pooled_logits(x: np.ndarray, present: np.ndarray, weights: np.ndarray) -> np
     return np.where(total > 0, z, 0.0)
 
 
-def best_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8) -> float:
+def best_threshold(
+    y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8, sample_weight: np.ndarray | None = None
+) -> float:
     """The MCC-maximising threshold, searched on a coarse grid inside [lo, hi] to limit overfit."""
     grid = np.round(np.arange(lo, hi + 1e-9, 0.025), 4)
-    scores = [matthews_corrcoef(y, (p >= t).astype(int)) for t in grid]
+    scores = [matthews_corrcoef(y, (p >= t).astype(int), sample_weight=sample_weight) for t in grid]
     best = float(np.max(scores))
     # among near-ties take the middle one: less sensitive to a few samples
     near = grid[np.asarray(scores) >= best - 1e-3]
@@ -87,6 +112,7 @@ def fit_pool(
     target: float = 0.98,
     min_support: int = 20,
     long_side: LongSides = EVERY_SIZE,
+    balance: str | None = None,
 ) -> Pool:
     """Weights (logistic regression on the votes' logits), calibration, threshold and bands of one pool."""
     where = "" if long_side == EVERY_SIZE else f" (frames with long side in {list(long_side)})"
@@ -100,19 +126,20 @@ def fit_pool(
         raise ValueError(f"no voter produced a probability in this run{where}")
     levels = {name: lv for r in rows for name, (lv, _) in r.votes.items()}
     x, present = _design(rows, voters, clip)
+    sw = row_weights(rows, balance)
 
     lr = LogisticRegression(C=1.0, max_iter=1000)
-    lr.fit(np.hstack([x, present]), y)
+    lr.fit(np.hstack([x, present]), y, sample_weight=sw)
     beta = np.clip(lr.coef_[0][: len(voters)], 0.0, None)
     if beta.sum() <= 0:
         beta = np.ones(len(voters))
     weights = beta / beta.sum() * len(voters)
 
     z = pooled_logits(x, present, weights)
-    cal = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y)
+    cal = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y, sample_weight=sw)
     scale, bias = float(cal.coef_[0][0]), float(cal.intercept_[0])
     p_cal = sigmoid(scale * z + bias)
-    t = best_threshold(y, p_cal)
+    t = best_threshold(y, p_cal, sample_weight=sw)
     bias_shifted = bias - float(logit(t))
     p_final = sigmoid(scale * z + bias_shifted)
 
@@ -189,12 +216,13 @@ def fit_consensus(
     min_support: int = 20,
     fitted_on: str = "",
     voter_sides: Mapping[str, LongSides] | None = None,
+    balance: str | None = None,
 ) -> ConsensusArtefact:
     """One pool for every frame; or, given each voter's range of frame sizes, one pool per part of
     the size axis that the ranges cut, each fitted on the rows of its part with the votes the
-    cascade would have there."""
+    cascade would have there. `balance` (a key of BALANCE) weighs each group the same in each pool."""
     if voter_sides is None:
-        pools = [fit_pool(rows, clip=clip, target=target, min_support=min_support)]
+        pools = [fit_pool(rows, clip=clip, target=target, min_support=min_support, balance=balance)]
     else:
         rows = scored_by_their_voters(rows, voter_sides)
         pools = [
@@ -204,10 +232,11 @@ def fit_consensus(
                 target=target,
                 min_support=min_support,
                 long_side=sides,
+                balance=balance,
             )
             for sides in size_ranges(voter_sides)
         ]
-    art = ConsensusArtefact(clip=clip, pools=pools, fitted_on=fitted_on, n_samples=len(rows))
+    art = ConsensusArtefact(clip=clip, pools=pools, fitted_on=fitted_on, n_samples=len(rows), balance=balance)
     y = np.asarray([r.label for r in rows], dtype=int)
     pred = (artefact_probs(art, rows) >= 0.5).astype(int)
     return art.model_copy(
@@ -242,5 +271,9 @@ def rows_from_predictions(predictions: Sequence[dict]) -> list[LabelledVotes]:
     rows = []
     for r in predictions:
         votes = {v["voter"]: (Level.parse(v["level"]), v["prob"]) for v in r.get("votes", [])}
-        rows.append(LabelledVotes(label=int(r["label"]), votes=votes, long_side=r.get("long_side")))
+        rows.append(
+            LabelledVotes(
+                label=int(r["label"]), votes=votes, long_side=r.get("long_side"), source=str(r.get("source") or "")
+            )
+        )
     return rows

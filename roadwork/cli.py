@@ -567,6 +567,12 @@ def fit_cmd(
         ),
     ] = None,
     target: Annotated[float, typer.Option(min=0.5, max=1.0, help="Accuracy required of early exits.")] = 0.98,
+    balance: Annotated[
+        str | None,
+        typer.Option(
+            help="Weigh each source ('source') or each source and label ('source-label') the same in each pool, so a large source does not set the weights and threshold for the rest (rows must record their source). Default: every row once."
+        ),
+    ] = None,
 ) -> None:
     """Learn voter weights, calibration and routing bands from labelled (out-of-fold) runs.
 
@@ -579,11 +585,16 @@ def fit_cmd(
     try:
         sides = None if profile is None else load_profile(profile).voter_sides()
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
-        artefact = fit_consensus(rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides)
+        artefact = fit_consensus(
+            rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides, balance=balance
+        )
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     artefact.save(out)
-    console.print(f"wrote {out}: fit-set MCC {artefact.metrics['mcc']:.3f} over {artefact.n_samples} rows")
+    console.print(
+        f"wrote {out}: fit-set MCC {artefact.metrics['mcc']:.3f} over {artefact.n_samples} rows"
+        + (f", each {balance.replace('-', ' and ')} weighing the same" if balance else "")
+    )
     for pool in artefact.pools:
         weights = ", ".join(f"{k} {v:.2f}" for k, v in pool.weights.items())
         console.print(

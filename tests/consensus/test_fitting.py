@@ -152,3 +152,49 @@ def test_a_voter_that_abstained_on_every_row_is_kept_with_no_say() -> None:
     ]  # fmt: skip
     pool = fit_pool(rows)
     assert pool.weights["ocr"] == 0.0 and pool.weights["l0"] > 0
+
+
+def two_cameras(seed: int = 0) -> list[LabelledVotes]:
+    """A large source whose positives score high, and a small one (a new kind of camera) whose
+    positives score lower: one threshold cannot suit both."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for source, n, pos_mean in (("photos", 900, 0.75), ("dashcam", 100, 0.42)):
+        for _ in range(n):
+            y = int(rng.integers(0, 2))
+            p = float(np.clip((pos_mean if y else 0.2) + rng.normal(0, 0.06), 0.01, 0.99))
+            rows.append(LabelledVotes(y, {"l0": (Level.L0, p)}, source=source))
+    return rows
+
+
+def test_a_fit_balanced_by_source_serves_the_small_source_too(tmp_path):
+    from sklearn.metrics import matthews_corrcoef
+
+    from consensus.fitting import artefact_probs
+
+    rows = two_cameras()
+    small = [r for r in rows if r.source == "dashcam"]
+    y = np.array([r.label for r in small])
+
+    def small_mcc(art):
+        return matthews_corrcoef(y, artefact_probs(art, small) >= 0.5)
+
+    plain, balanced = fit_consensus(rows), fit_consensus(rows, balance="source")
+    assert small_mcc(balanced) > small_mcc(plain) + 0.05  # 0.89 -> 0.96: the large source no longer sets it alone
+    assert plain.balance is None and balanced.balance == "source"
+    assert ConsensusArtefact.load(balanced.save(tmp_path / "c.json")).balance == "source"
+
+
+def test_a_balanced_fit_needs_each_rows_source():
+    rows = [LabelledVotes(r.label, r.votes) for r in two_cameras()]
+    with pytest.raises(ValueError, match="do not record their source"):
+        fit_consensus(rows, balance="source")
+    with pytest.raises(ValueError, match="balance must be one of"):
+        fit_consensus(two_cameras(), balance="camera")
+
+
+def test_rows_from_predictions_keep_the_source():
+    (row,) = rows_from_predictions(
+        [{"key": "a", "label": 1, "source": "gtsdb", "votes": [{"voter": "l0", "level": "L0", "prob": 0.7}]}]
+    )
+    assert row.source == "gtsdb"
