@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cascade.placement import MemorySpec, PlacementConfig
-from cascade.types import EVERY_SIZE, Level, LongSides
+from cascade.types import EVERY_SIZE, Level, LongSides, covers
 
 MEMORY_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 """A voter's `dtype` as the memory plan spells bytes per weight."""
@@ -40,6 +40,12 @@ class VoterConfig(BaseModel):
     batch_pad: bool = True
     """Micro-batching: pad each batch to the next power of two (<= batch) so the model sees few
     shapes, all warmed up at start (a new shape cost ~1 s on an H100)."""
+    warmup_frames: list[tuple[int, int]] = Field(default_factory=lambda: [(224, 224)], min_length=1)
+    """Micro-batching: (width, height) of the blank frames every padded batch size is warmed at
+    before the miner serves, those this voter scores (`long_side`). List what validators send:
+    224x224 (v0.2, letterbox) and, since May 2026, camera frames at full resolution (1920x1080).
+    A model that letterboxes keeps the frame's aspect ratio, so a size not warmed meets its first
+    batch shape on a live request."""
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
     """Adapter-specific settings; each adapter checks its own."""
@@ -65,6 +71,17 @@ class VoterConfig(BaseModel):
                 "drop memory.dtype (it follows dtype) or name a quantized storage (fp8, int8, int4)"
             )
         return self
+
+    @field_validator("warmup_frames")
+    @classmethod
+    def _warmup_frames(cls, v: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if small := [list(s) for s in v if min(s) < 16]:
+            raise ValueError(f"warmup_frames are [width, height] of 16 px or more, got {small}")
+        return v
+
+    def warm_sizes(self) -> list[tuple[int, int]]:
+        """The warm-up frame sizes this voter scores; none: the first (its lazy init still runs)."""
+        return [s for s in self.warmup_frames if covers(self.long_side, max(s))] or self.warmup_frames[:1]
 
     @field_validator("long_side")
     @classmethod
@@ -164,7 +181,17 @@ class RuntimeConfig(BaseModel):
         return self
 
 
-SHAREABLE = ("device", "dtype", "batch", "batch_wait_ms", "batch_pad", "weight", "cost_prior_ms", "enabled")
+SHAREABLE = (
+    "device",
+    "dtype",
+    "batch",
+    "batch_wait_ms",
+    "batch_pad",
+    "warmup_frames",
+    "weight",
+    "cost_prior_ms",
+    "enabled",
+)
 """Voter keys a profile's `voter_defaults` may set for all its voters."""
 
 

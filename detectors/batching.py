@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -55,7 +56,14 @@ class BatchStats:
 
 
 class MicroBatcher(Voter):
-    def __init__(self, inner: Voter, batch: int = 16, wait_ms: float = 5.0, pad: bool = True) -> None:
+    def __init__(
+        self,
+        inner: Voter,
+        batch: int = 16,
+        wait_ms: float = 5.0,
+        pad: bool = True,
+        warm_sizes: Sequence[tuple[int, int]] = ((224, 224),),
+    ) -> None:
         super().__init__(inner.name, inner.level, inner.weight)
         if batch < 1 or wait_ms < 0:
             raise ValueError(f"micro-batching needs batch >= 1 and batch_wait_ms >= 0, got {batch}, {wait_ms}")
@@ -63,6 +71,8 @@ class MicroBatcher(Voter):
         self.max_batch = batch
         self.wait_s = wait_ms / 1000
         self.pad = pad
+        self.warm_sizes = [tuple(s) for s in warm_sizes]
+        """(width, height) of the blank frames `warmup` runs every bucket at."""
         self.stats = BatchStats()
         self._queue: queue.SimpleQueue[_Request | Callable[[], None] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -82,23 +92,29 @@ class MicroBatcher(Voter):
         return sorted({self.bucket(n) for n in range(1, self.max_batch + 1)})
 
     def warmup(self) -> None:
-        """Warm the inner model, then every bucket size on the worker thread that will run them."""
+        """Warm the inner model, then every bucket size at every warm size (width, height) on the
+        worker thread that will run them."""
         self.inner.warmup()
-        blank = Frame(np.zeros((224, 224, 3), np.uint8), source="warmup")
-        for size in self.buckets():
-            done: Future = Future()
+        for w, h in self.warm_sizes:
+            blank = Frame(np.zeros((h, w, 3), np.uint8), source="warmup")
+            for size in self.buckets():
+                self._run_on_worker(partial(self.inner.warm, [blank] * size))
 
-            def job(size: int = size, done: Future = done) -> None:
-                try:
-                    with self._run_lock:
-                        self.inner.warm([blank] * size)
-                    done.set_result(None)
-                except Exception as exc:  # handed to warmup's caller below
-                    done.set_exception(exc)
+    def _run_on_worker(self, fn: Callable[[], None]) -> None:
+        """fn() on the batcher's worker thread, one batch at a time with the rest; its error is raised here."""
+        done: Future = Future()
 
-            self._ensure_worker()
-            self._queue.put(job)
-            done.result()
+        def job() -> None:
+            try:
+                with self._run_lock:
+                    fn()
+                done.set_result(None)
+            except Exception as exc:  # handed to the caller below
+                done.set_exception(exc)
+
+        self._ensure_worker()
+        self._queue.put(job)
+        done.result()
 
     def predict(self, frames: Sequence[Frame]) -> list[Vote]:
         if len(frames) >= self.max_batch:  # already a full batch: no need to wait for company

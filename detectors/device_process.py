@@ -383,7 +383,7 @@ def build_voters(
         if v.name in by_name:
             det: Voter = RemoteVoter(by_name[v.name], v)
             if v.batch_wait_ms > 0:
-                det = MicroBatcher(det, v.batch, v.batch_wait_ms, v.batch_pad)
+                det = MicroBatcher(det, v.batch, v.batch_wait_ms, v.batch_pad, v.warm_sizes())
             dets.append(det)
         else:
             dets.append(local(v))

@@ -241,5 +241,5 @@ def build(cfg: VoterConfig, base_dir: Path) -> Voter:
     if cfg.batch_wait_ms > 0:  # gather concurrent frames into micro-batches
         from detectors.batching import MicroBatcher
 
-        detector = MicroBatcher(detector, cfg.batch, cfg.batch_wait_ms, cfg.batch_pad)
+        detector = MicroBatcher(detector, cfg.batch, cfg.batch_wait_ms, cfg.batch_pad, cfg.warm_sizes())
     return detector

@@ -133,6 +133,44 @@ def test_warmup_runs_every_bucket_on_the_batching_thread() -> None:
     assert set(inner.threads[-4:]) == {"batch-echo"}
 
 
+def test_warmup_runs_every_bucket_at_every_frame_size_the_profile_lists() -> None:
+    class ShapeRecorder(EchoModel):
+        def predict(self, frames):
+            self.shapes = getattr(self, "shapes", []) + [(len(frames), frames[0].image.shape)]
+            return super().predict(frames)
+
+    inner = ShapeRecorder(delay=0.0)
+    mb = MicroBatcher(inner, batch=4, wait_ms=5, warm_sizes=[(224, 224), (1920, 1080)])
+    mb.warmup()
+    mb.close()
+    # after the inner model's own warm-up: buckets 1, 2, 4 at 224x224, then at full resolution
+    assert inner.shapes[-6:] == [(n, (224, 224, 3)) for n in (1, 2, 4)] + [(n, (1080, 1920, 3)) for n in (1, 2, 4)]
+
+
+def test_a_voter_warms_the_frame_sizes_it_scores(monkeypatch) -> None:
+    import detectors.registry as registry
+    from cascade.config import CascadeConfig
+
+    profile = CascadeConfig.model_validate(
+        {
+            "voter_defaults": {"warmup_frames": [[224, 224], [1920, 1080]], "batch_wait_ms": 5},
+            "voters": [
+                {"name": "whole", "kind": "echo-test", "level": "L0", "long_side": [0, 448]},
+                {"name": "tiles", "kind": "echo-test", "level": "L0", "long_side": [448, None]},
+                {"name": "any", "kind": "echo-test", "level": "L0"},
+            ],
+        }
+    )
+    sizes = {v.name: v.warm_sizes() for v in profile.voters}
+    assert sizes == {"whole": [(224, 224)], "tiles": [(1920, 1080)], "any": [(224, 224), (1920, 1080)]}
+    assert VoterConfig(name="v", kind="k", level="L0").warm_sizes() == [(224, 224)]  # the default: v0.2 images
+    with pytest.raises(ValueError, match="16 px or more"):
+        VoterConfig(name="v", kind="k", level="L0", warmup_frames=[[1920, 0]])
+    monkeypatch.setattr(registry, "resolve", lambda kind: EchoModel)
+    built = {v.name: registry.build(v, Path(".")) for v in profile.voters}
+    assert {n: b.warm_sizes for n, b in built.items()} == sizes  # what the miner's micro-batchers warm
+
+
 def test_unpadded_batcher_runs_exact_sizes() -> None:
     inner = EchoModel(delay=0.0)
     mb = MicroBatcher(inner, batch=8, wait_ms=0, pad=False)
