@@ -626,7 +626,9 @@ def bench_cmd(
     size: Annotated[int, typer.Option(min=16, help="Image side in pixels (validators send 224).")] = 224,
     frame: Annotated[
         str | None,
-        typer.Option(help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators)."),
+        typer.Option(
+            help="Non-square frames WxH instead of --size, e.g. 1920x1080 (full-resolution validators); with --gpu too."
+        ),
     ] = None,
     gpu: Annotated[
         bool, typer.Option("--gpu", help="Concurrent-load bench of the in-process levels (roadwork/bench/gpu.py).")
@@ -731,6 +733,13 @@ def bench_cmd(
     if expected_cost is not None:
         bench_cli.run_expected_cost(expected_cost, costs, artefact, continue_share, level_cost, out)
         return
+    shape = (size, size)
+    if frame is not None:
+        try:
+            w, h = (int(v) for v in frame.lower().split("x"))
+        except ValueError:
+            fail(f"--frame must be WIDTHxHEIGHT, e.g. 1920x1080; got {frame!r}")
+        shape = (w, h)
     if gpu:
         bench_cli.run_gpu(
             config,
@@ -743,7 +752,7 @@ def bench_cmd(
             no_early_exit=no_early_exit,
             dtype=dtype,
             levers=levers,
-            size=size,
+            size=size if frame is None else shape,
             only=only,
             process_per_device=process_per_device,
             workers_per_device=workers_per_device,
@@ -753,13 +762,6 @@ def bench_cmd(
     from roadwork.bench.cpu import run_bench
 
     out = out or Path("runs/bench.json")
-    shape = (size, size)
-    if frame is not None:
-        try:
-            w, h = (int(v) for v in frame.lower().split("x"))
-        except ValueError:
-            fail(f"--frame must be WIDTHxHEIGHT, e.g. 1920x1080; got {frame!r}")
-        shape = (w, h)
     with _load_cascade(config) as cascade:
         result = run_bench(cascade, n=images, size=shape)
     out.parent.mkdir(parents=True, exist_ok=True)

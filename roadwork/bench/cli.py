@@ -43,7 +43,7 @@ def run_gpu(
     no_early_exit: bool,
     dtype: str | None,
     levers: bool,
-    size: int,
+    size: int | tuple[int, int],
     only: list[str] | None,
     process_per_device: bool | None = None,
     bursts: int = 1,

@@ -39,7 +39,8 @@ class GpuBenchOptions:
     """Override the profile's dtype: float16, bfloat16 or float32."""
     levers: bool = False
     """Also time each model's native batch in the other half dtype and with channels_last."""
-    size: int = 224
+    size: int | tuple[int, int] = 224
+    """Frame side (square), or (width, height) from `--frame` (full-resolution validators)."""
     native_batch: int = 32
     loop_frames: int = 8
     only: list[str] | None = None

@@ -141,6 +141,33 @@ def test_bursts_report_the_first_load_after_warm_up_apart_from_the_later_ones(tm
 
 
 @pytest.mark.slow
+def test_the_gpu_bench_drives_full_resolution_frames_with_frame(tmp_path: Path, monkeypatch) -> None:
+    # given --frame 320x180 (what full-resolution validators send, scaled down for the CPU)
+    import roadwork.bench.build as build
+
+    shapes: set[tuple[int, ...]] = set()
+    make = build.make_frames
+
+    def recording(n, size, seed=0):
+        frames = make(n, size, seed)
+        shapes.update(f.image.shape for f in frames)
+        return frames
+
+    for module in ("roadwork.bench.build", "roadwork.bench.timing", "roadwork.bench.gpu"):
+        monkeypatch.setattr(f"{module}.make_frames", recording)
+    out = tmp_path / "gpu_bench.json"
+    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE)]
+    args += ["--concurrency", "2", "--only", "yolo11x", "--frame", "320x180", "--out", str(out)]
+    res = CliRunner().invoke(app, args)
+    # then every frame it made is 320x180 and the result says so
+    assert res.exit_code == 0, res.output
+    assert json.loads(out.read_text())["image_size"] == [320, 180]
+    assert shapes == {(180, 320, 3)}
+    bad = CliRunner().invoke(app, [*args[:-4], "--frame", "320", "--out", str(out)])
+    assert bad.exit_code != 0 and "WIDTHxHEIGHT" in bad.output
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path, workers: int) -> None:
     # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker,
