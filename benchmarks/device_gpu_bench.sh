@@ -11,7 +11,8 @@
 #
 # MPS=1 runs the bench under the CUDA Multi-Process Service (started here, stopped after), so the
 # worker processes' kernels can share the GPU at once instead of taking turns.
-# WORKERS ("1 2"), CONC (1,4,10,64), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
+# WORKERS ("1 2"), CONC (1,4,10,64), FRAME (e.g. 1920x1080: full-resolution frames instead of
+# 224-px ones), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
@@ -29,8 +30,8 @@ fi
 if [[ $MODE == bench || $MODE == both ]]; then
   for w in $WORKERS; do
     timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
-      --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w \
-      --out $OUT/gpu_bench_1gpu_workers${w}.json" > "$OUT/bench_workers$w.log" 2>&1
+      --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w ${FRAME:+--frame $FRAME} \
+      --out $OUT/gpu_bench_1gpu_workers${w}${FRAME:+_$FRAME}.json" > "$OUT/bench_workers$w.log" 2>&1
     echo "bench workers=$w: rc=$?"; tail -n 4 "$OUT/bench_workers$w.log"
   done
 fi
