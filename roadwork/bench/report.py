@@ -18,7 +18,7 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 Files = dict[str, Any]
-"""A row's result files by the name the row gives them, loaded; `at`: the row's concurrency, if any."""
+"""A row's result files by the name the row gives them, loaded; `at`: the part of them the row reads, if any."""
 
 
 @dataclass(frozen=True)
