@@ -166,6 +166,12 @@ class RuntimeConfig(BaseModel):
     second lets the card run one voter's batch while the other worker prepares another voter's (a
     micro-batched voter still runs one batch at a time). Costs the weights and the largest
     activation budget once more per worker (`roadwork plan` counts them)."""
+    frame_transport: Literal["pipe", "shared-memory"] = "pipe"
+    """With process_per_device: how frames reach the workers. `pipe` pickles each micro-batch's
+    frames through the worker's pipe, once per voter; `shared-memory` copies the pixels once into a
+    shared-memory block and sends only their shapes (detectors/frame_transport.py). A 1920x1080
+    frame is 6.2 MB: `benchmarks/ipc_frames.py` measures both. Needs room in /dev/shm for a batch
+    (a container's default is 64 MB: docker --shm-size)."""
 
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:

@@ -110,6 +110,7 @@ class Cascade:
             remote=config.runtime.process_per_device,
             workers_per_device=config.runtime.workers_per_device,
             hang_s=config.runtime.worker_hang_s,
+            frame_transport=config.runtime.frame_transport,
         )
         cascade = cls(detectors, config, artefact)
         cascade._owned = list(owned)

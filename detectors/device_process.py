@@ -32,6 +32,7 @@ from cascade.config import VoterConfig
 from cascade.placement import card
 from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector, Voter
+from detectors.frame_transport import FrameRef, Transport, check_available, frames_in, shared_batch
 
 GIB = 1024**3
 
@@ -78,6 +79,11 @@ def _build_one(cfg: VoterConfig, base_dir: str) -> None:
 
 def _predict(name: str, frames: list[Frame]) -> list[Vote]:
     return _DETECTORS[name].predict(frames)
+
+
+def _predict_shared(name: str, block: str, refs: list[FrameRef]) -> list[Vote]:
+    """_predict on frames whose pixels wait in a shared-memory block (frame_transport: shared-memory)."""
+    return _DETECTORS[name].predict(frames_in(block, refs))
 
 
 def _timed(fn: Any, *args: Any) -> tuple[Any, float]:
@@ -135,11 +141,15 @@ class DeviceProcess:
         restart: bool = True,
         hang_s: float = 60.0,
         worker: int = 0,
+        frame_transport: Transport = "pipe",
     ) -> None:
         import threading
 
-        self.device, self.worker = device, worker
-        """`worker`: which of the device's workers this is (runtime.workers_per_device)."""
+        if frame_transport == "shared-memory":
+            check_available()
+        self.device, self.worker, self.frame_transport = device, worker, frame_transport
+        """`worker`: which of the device's workers this is (runtime.workers_per_device);
+        `frame_transport`: how frames reach it (detectors/frame_transport.py)."""
         self.names = [v.name for v in voters]
         self.restart, self.restarts, self.start_timeout_s, self.hang_s = restart, 0, start_timeout_s, hang_s
         self._waiting = 0
@@ -279,7 +289,12 @@ class DeviceProcess:
         return self._waiting
 
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
-        votes, seconds = self._timed_call(_predict, name, list(frames), timeout=seconds_left(frames))
+        timeout = seconds_left(frames)
+        if self.frame_transport == "shared-memory":
+            with shared_batch(frames) as (block, refs):  # unlinked once the worker has answered
+                votes, seconds = self._timed_call(_predict_shared, name, block, refs, timeout=timeout)
+        else:
+            votes, seconds = self._timed_call(_predict, name, list(frames), timeout=timeout)
         with self._lock:
             self.busy_by_voter[name] = self.busy_by_voter.get(name, 0.0) + seconds
         return votes
@@ -356,6 +371,7 @@ def build_voters(
     remote: bool = True,
     workers_per_device: int = 1,
     hang_s: float = 60.0,
+    frame_transport: Transport = "pipe",
 ) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them) over `workers_per_device` worker processes per device,
@@ -369,7 +385,9 @@ def build_voters(
     try:
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
             for w in range(workers_per_device):
-                proc = DeviceProcess(device, group, base_dir, torch_threads, hang_s=hang_s, worker=w)
+                proc = DeviceProcess(
+                    device, group, base_dir, torch_threads, hang_s=hang_s, worker=w, frame_transport=frame_transport
+                )
                 procs.setdefault(device, []).append(proc)
     except BaseException:
         for p in (p for ps in procs.values() for p in ps):

@@ -81,6 +81,45 @@ def test_remote_voter_votes_like_the_local_one() -> None:
             p.close()
 
 
+def test_frames_through_shared_memory_get_the_same_votes_and_leave_no_block(monkeypatch) -> None:
+    import errno
+    import glob
+
+    from detectors.frame_transport import FrameTransportError
+
+    # given the L0 voter in a worker that takes its frames from shared memory
+    cfg, base = l0_voter()
+    local = build(cfg, base)
+    dets, procs = build_voters([cfg], base, include_cpu=True, frame_transport="shared-memory")
+    try:
+        (remote,) = dets
+        # then it votes as the local voter does, and every block is gone once the votes are back
+        want = [v.prob for v in local.predict(frames(4))]
+        assert [v.prob for v in remote.predict(frames(4))] == pytest.approx(want, abs=1e-6)
+        assert glob.glob(f"/dev/shm/roadwork_{os.getpid()}_*") == []
+        # and with no room left in /dev/shm the call fails saying what to do, and the next one serves
+
+        def full(fd, offset, length):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        with pytest.raises(FrameTransportError, match="--shm-size"):
+            remote.predict(frames(2))
+        monkeypatch.undo()
+        assert glob.glob(f"/dev/shm/roadwork_{os.getpid()}_*") == []
+        assert [v.prob for v in remote.predict(frames(4))] == pytest.approx(want, abs=1e-6)
+    finally:
+        for p in procs:
+            p.close()
+
+
+def test_an_unknown_frame_transport_is_refused_at_load() -> None:
+    from cascade.config import RuntimeConfig
+
+    with pytest.raises(ValueError, match="frame_transport"):
+        RuntimeConfig.model_validate({"frame_transport": "sockets"})
+
+
 @pytest.fixture
 def two_workers():
     """The L0 voter over two worker processes of one device: (its config, the remote voter, the workers)."""
