@@ -688,6 +688,13 @@ def bench_cmd(
             "profile's runtime.workers_per_device). Run the bench once with 1 and once with 2 to compare.",
         ),
     ] = None,
+    frame_transport: Annotated[
+        str | None,
+        typer.Option(
+            help="--gpu: how frames reach the worker processes, pipe or shared-memory (default: the profile's "
+            "runtime.frame_transport). Run the bench with each, with --frame 1920x1080, to compare.",
+        ),
+    ] = None,
     expected_cost: Annotated[
         Path | None,
         typer.Option(
@@ -756,6 +763,7 @@ def bench_cmd(
             only=only,
             process_per_device=process_per_device,
             workers_per_device=workers_per_device,
+            frame_transport=frame_transport,
             bursts=bursts,
         )
         return

@@ -184,6 +184,7 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
         local=local,
         include_cpu=opts.tiny,
         workers_per_device=opts.workers_per_device or 1,
+        frame_transport=opts.frame_transport or "pipe",
     )
     dets = [d for d in dets if d is not None]
     built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building

@@ -48,6 +48,7 @@ def run_gpu(
     process_per_device: bool | None = None,
     bursts: int = 1,
     workers_per_device: int | None = None,
+    frame_transport: str | None = None,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.bench.gpu import run_gpu_bench
@@ -57,6 +58,8 @@ def run_gpu(
         fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
     if dtype not in (None, "float16", "bfloat16", "float32"):
         fail(f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
+    if frame_transport not in (None, "pipe", "shared-memory"):
+        fail(f"--frame-transport must be pipe or shared-memory, got {frame_transport!r}")
     try:
         conc = parse_concurrency(concurrency)
     except ValueError as exc:
@@ -79,6 +82,7 @@ def run_gpu(
         loop_frames=2 if tiny else 8,
         process_per_device=process_per_device,
         workers_per_device=workers_per_device,
+        frame_transport=frame_transport,
         bursts=bursts,
     )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")

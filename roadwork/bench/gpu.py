@@ -70,7 +70,8 @@ def run_gpu_bench(
         raise RuntimeError(
             f"{workers} workers per device need worker processes: drop --one-process, or add --process-per-device"
         )
-    opts = replace(opts, workers_per_device=workers)
+    transport = cfg.runtime.frame_transport if opts.frame_transport is None else opts.frame_transport
+    opts = replace(opts, workers_per_device=workers, frame_transport=transport)
     adjusted: dict[str, str] = {}
     if not remote:
         voters, adjusted = compile_for_one_process(voters)
@@ -124,6 +125,7 @@ def _measure(
         "dtype_override": opts.dtype,
         "process_per_device": bool(procs),
         "workers_per_device": opts.workers_per_device if procs else None,
+        "frame_transport": opts.frame_transport if procs else None,
         "complete": False,
         "voters": info,
         "skipped": skipped,

@@ -47,6 +47,8 @@ class GpuBenchOptions:
     process_per_device: bool | None = None
     """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
     workers_per_device: int | None = None
+    frame_transport: str | None = None
+    """How frames reach the worker processes (pipe, shared-memory); None: as the profile's runtime says."""
     """Worker processes per device (with process_per_device); None: as the profile's runtime says."""
     bursts: int = 1
     """Bursts of `concurrency` new frames at each concurrency. With more than one, the first (the

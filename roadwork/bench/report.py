@@ -98,6 +98,10 @@ def _step_result(step: dict[str, Any]) -> str:
     return "failed: " + (last if len(last) <= 90 else last[:87] + "...").replace("|", "/")
 
 
+def _ipc(f: Files, transport: str) -> dict[str, Any]:
+    return f["run"]["runs"][f"{f['at']}/{transport}"]
+
+
 def _two_over_one(rows: list[Files]) -> list[str]:
     one, two = rows[0]["run"], rows[1]["run"]
     ratios = " / ".join(f"{_at(two, c)['img_per_s'] / _at(one, c)['img_per_s']:.2f}x" for c in ("64", "128"))
@@ -176,6 +180,20 @@ TABLES: dict[str, Table] = {
             for w in (1, 2)
         )
         + (Row("64 concurrent, 2 workers per GPU", {"run": "gpu_bench_1gpu_workers2_h200_a.json"}, "64"),),
+    ),
+    # benchmarks/ipc_frames.py: frames to a worker process, piped or through shared memory (2-core CPU)
+    "ipc-frames": Table(
+        ("frames x batch", "pipe, ms a frame", "shared memory, ms a frame", "pipe over shared memory"),
+        (
+            lambda f: f"{_ipc(f, 'pipe')['ms_per_frame']:.2f}",
+            lambda f: f"{_ipc(f, 'shared-memory')['ms_per_frame']:.2f}",
+            lambda f: f"{_ipc(f, 'pipe')['median_ms_per_call'] / _ipc(f, 'shared-memory')['median_ms_per_call']:.1f}x",
+        ),
+        tuple(
+            Row(f"{shape} x{batch}", {"run": "ipc_frames_cpu.json"}, f"{shape}/{batch}")
+            for shape in ("224x224", "1920x1080")
+            for batch in (1, 8, 16)
+        ),
     ),
     # benchmarks/recipe_steps.py at full size with random weights on the lent H200 (issue 16)
     "recipe-steps-h200": Table(
