@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import EVERY_SIZE, Level, LongSides, covers
 
+FrameTransport = Literal["pipe", "shared-memory"]
+"""How frames reach a device worker process (runtime.frame_transport; detectors/frame_transport.py)."""
+
 MEMORY_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 """A voter's `dtype` as the memory plan spells bytes per weight."""
 
@@ -166,7 +169,7 @@ class RuntimeConfig(BaseModel):
     second lets the card run one voter's batch while the other worker prepares another voter's (a
     micro-batched voter still runs one batch at a time). Costs the weights and the largest
     activation budget once more per worker (`roadwork plan` counts them)."""
-    frame_transport: Literal["pipe", "shared-memory"] = "pipe"
+    frame_transport: FrameTransport = "pipe"
     """With process_per_device: how frames reach the workers. `pipe` pickles each micro-batch's
     frames through the worker's pipe, once per voter; `shared-memory` copies the pixels once into a
     shared-memory block and sends only their shapes (detectors/frame_transport.py). A 1920x1080

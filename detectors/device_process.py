@@ -28,11 +28,11 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from cascade.config import VoterConfig
+from cascade.config import FrameTransport, VoterConfig
 from cascade.placement import card
 from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector, Voter
-from detectors.frame_transport import FrameRef, Transport, check_available, frames_in, shared_batch
+from detectors.frame_transport import FrameRef, check_available, frames_in, shared_batch
 
 GIB = 1024**3
 
@@ -141,7 +141,7 @@ class DeviceProcess:
         restart: bool = True,
         hang_s: float = 60.0,
         worker: int = 0,
-        frame_transport: Transport = "pipe",
+        frame_transport: FrameTransport = "pipe",
     ) -> None:
         import threading
 
@@ -371,7 +371,7 @@ def build_voters(
     remote: bool = True,
     workers_per_device: int = 1,
     hang_s: float = 60.0,
-    frame_transport: Transport = "pipe",
+    frame_transport: FrameTransport = "pipe",
 ) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them) over `workers_per_device` worker processes per device,

@@ -21,13 +21,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from cascade.types import Frame
 
-Transport = Literal["pipe", "shared-memory"]
 _COUNTER = itertools.count()
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import get_args
 
 from rich.console import Console
 from rich.table import Table
 
+from cascade.config import FrameTransport
 from miner.cli import load_profile_or_exit  # light: the profile schema only
 from roadwork.terminal import console, fail
 
@@ -58,8 +60,8 @@ def run_gpu(
         fail("--gpu measures with random weights only (no downloads on the GPU machine): add --random-weights")
     if dtype not in (None, "float16", "bfloat16", "float32"):
         fail(f"--dtype must be float16, bfloat16 or float32, got {dtype!r}")
-    if frame_transport not in (None, "pipe", "shared-memory"):
-        fail(f"--frame-transport must be pipe or shared-memory, got {frame_transport!r}")
+    if frame_transport is not None and frame_transport not in get_args(FrameTransport):
+        fail(f"--frame-transport must be one of {', '.join(get_args(FrameTransport))}, got {frame_transport!r}")
     try:
         conc = parse_concurrency(concurrency)
     except ValueError as exc:
