@@ -118,7 +118,7 @@ class Utilisation:
         return out
 
     def _busy_s(self) -> dict[str, float]:
-        return {f"{p.device}#{i}": p.busy_s for i, p in enumerate(self.procs)}
+        return {f"{p.device}#{p.worker}": p.busy_s for p in self.procs}  # as the metrics label it
 
     def _busy_by_voter(self) -> dict[str, float]:
         out: dict[str, float] = {}  # a voter's time summed over its device's workers
