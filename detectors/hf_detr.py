@@ -171,7 +171,9 @@ class HFDetector(BoxDetector):
                 out, inputs["input_ids"], threshold=p.threshold, text_threshold=p.text_threshold, target_sizes=sizes
             )
             return [
-                to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]], size)
+                # with no box over the threshold, some transformers versions still decode one empty
+                # label (seen on the lent H200: "0 boxes, 0 scores, 1 labels" failed the batch)
+                to_boxes(r, [self.prompt_for(t) for t in r["text_labels"]] if len(r["scores"]) else [], size)
                 for r, size in zip(res, sizes, strict=True)
             ]
         inputs = self.processor(

@@ -144,3 +144,17 @@ def test_transformers_detectors_keep_at_most_max_det_boxes(name: str) -> None:
         assert not vote.abstained, vote.reason
         assert 0 < len(vote.evidence["boxes"]) <= 3
         assert all(isinstance(b["label"], str) and 0 <= b["xyxy"][0] <= 1 for b in vote.evidence["boxes"])
+
+
+def test_grounding_dino_with_no_box_left_answers_instead_of_failing_the_batch() -> None:
+    # given Grounding DINO where no query passes the threshold, and a tokenizer that decodes an
+    # empty list of boxes to one empty label (what the lent H200's transformers did)
+    params = {**TINY["gdino"]["params"], "threshold": 1.0}
+    det = registry.build(VoterConfig.model_validate({**TINY["gdino"], "params": params}), REPO / "configs")
+    processor = det.unwrap().processor
+    decode = processor.batch_decode
+    processor.batch_decode = lambda ids, **kw: decode(ids, **kw) if len(ids) else [""]
+    # when it sees a batch, then every frame gets a vote with no boxes, not a failed batch
+    votes = det.predict(frames()[:2])
+    assert len(votes) == 2
+    assert all(not v.abstained and v.evidence["boxes"] == [] for v in votes), [v.reason for v in votes]
