@@ -49,6 +49,11 @@ class VoterConfig(BaseModel):
     224x224 (v0.2, letterbox) and, since May 2026, camera frames at full resolution (1920x1080).
     A model that letterboxes keeps the frame's aspect ratio, so a size not warmed meets its first
     batch shape on a live request."""
+    input_long_side: int | None = Field(default=None, ge=16)
+    """Frames with a longer side are scaled down (by area, aspect kept) to this before the model
+    sees them, once per size and frame, in the serving process (detectors/input_scale.py). Set it
+    to what the model's own processor resizes to: a full-resolution frame then costs the model
+    about what a small one does. None: frames reach it as they came."""
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
     """Adapter-specific settings; each adapter checks its own."""
@@ -197,6 +202,7 @@ SHAREABLE = (
     "batch_wait_ms",
     "batch_pad",
     "warmup_frames",
+    "input_long_side",
     "weight",
     "cost_prior_ms",
     "enabled",

@@ -378,6 +378,7 @@ def build_voters(
     the rest built in this process by `local(cfg)`; `remote=False` builds them all here. Returns
     (detectors, worker processes to close)."""
     from detectors.batching import MicroBatcher
+    from detectors.input_scale import InputScale
     from detectors.registry import build
 
     local = local or (lambda cfg: build(cfg, base_dir))
@@ -400,6 +401,8 @@ def build_voters(
             continue
         if v.name in by_name:
             det: Voter = RemoteVoter(by_name[v.name], v)
+            if v.input_long_side is not None:  # scaled here, so only the smaller frame crosses
+                det = InputScale(det, v.input_long_side)
             if v.batch_wait_ms > 0:
                 det = MicroBatcher(det, v.batch, v.batch_wait_ms, v.batch_pad, v.warm_sizes())
             dets.append(det)

@@ -238,6 +238,10 @@ def check_profile_voters(voters: Sequence[VoterConfig], skip: Collection[int] = 
 
 def build(cfg: VoterConfig, base_dir: Path) -> Voter:
     detector = resolve(cfg.kind).from_config(cfg, base_dir)
+    if cfg.input_long_side is not None:  # scale full-resolution frames down once, before the model
+        from detectors.input_scale import InputScale
+
+        detector = InputScale(detector, cfg.input_long_side)
     if cfg.batch_wait_ms > 0:  # gather concurrent frames into micro-batches
         from detectors.batching import MicroBatcher
 
