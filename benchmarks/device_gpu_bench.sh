@@ -13,11 +13,12 @@
 # worker processes' kernels can share the GPU at once instead of taking turns.
 # WORKERS ("1 2"), CONC (1,4,10,64), FRAME (e.g. 1920x1080: full-resolution frames instead of
 # 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
-# in turn), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
+# in turn), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
+# came, `--no-input-scale`), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
-WORKERS=${WORKERS:-1 2} TRANSPORTS=${TRANSPORTS:-pipe} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
+WORKERS=${WORKERS:-1 2} TRANSPORTS=${TRANSPORTS:-pipe} SCALES=${SCALES:-on} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
 mkdir -p "$OUT" runs/yolo
@@ -29,13 +30,16 @@ if [[ ${MPS:-0} == 1 ]]; then
   echo "MPS on"
 fi
 if [[ $MODE == bench || $MODE == both ]]; then
-  for t in $TRANSPORTS; do
-    for w in $WORKERS; do
-      name=gpu_bench_1gpu_workers${w}${FRAME:+_$FRAME}_$t
-      timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
-        --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w ${FRAME:+--frame $FRAME} \
-        --frame-transport $t --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
-      echo "bench workers=$w transport=$t: rc=$?"; tail -n 4 "$OUT/$name.log"
+  for sc in $SCALES; do
+    for t in $TRANSPORTS; do
+      for w in $WORKERS; do
+        name=gpu_bench_1gpu_workers${w}${FRAME:+_$FRAME}_$t$([[ $sc == off ]] && echo _unscaled)
+        flag=$([[ $sc == off ]] && echo --no-input-scale || echo --input-scale)
+        timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
+          --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w ${FRAME:+--frame $FRAME} \
+          --frame-transport $t $flag --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
+        echo "bench workers=$w transport=$t input-scale=$sc: rc=$?"; tail -n 4 "$OUT/$name.log"
+      done
     done
   done
 fi

@@ -695,6 +695,14 @@ def bench_cmd(
             "runtime.frame_transport). Run the bench with each, with --frame 1920x1080, to compare.",
         ),
     ] = None,
+    input_scale: Annotated[
+        bool,
+        typer.Option(
+            "--input-scale/--no-input-scale",
+            help="--gpu: scale frames down to each voter's input_long_side before its model (the profile's "
+            "setting), or not: the models get frames as they came. Run both with --frame 1920x1080 to compare.",
+        ),
+    ] = True,
     expected_cost: Annotated[
         Path | None,
         typer.Option(
@@ -764,6 +772,7 @@ def bench_cmd(
             process_per_device=process_per_device,
             workers_per_device=workers_per_device,
             frame_transport=frame_transport,
+            input_scale=input_scale,
             bursts=bursts,
         )
         return

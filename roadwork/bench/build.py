@@ -197,8 +197,11 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
 
 
 def inner(det: Any) -> Any:
-    """The model under a MicroBatcher (native cost is measured without our batching)."""
-    return det.unwrap()
+    """The voter under a MicroBatcher (native cost is measured without our batching, but with the
+    voter's input scaling: its cost is the model's now)."""
+    from detectors.batching import MicroBatcher
+
+    return det.inner if isinstance(det, MicroBatcher) else det
 
 
 def make_frames(n: int, size: int, seed: int = 0) -> list[Frame]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import get_args
 
@@ -51,6 +52,7 @@ def run_gpu(
     bursts: int = 1,
     workers_per_device: int | None = None,
     frame_transport: str | None = None,
+    input_scale: bool = True,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.bench.gpu import run_gpu_bench
@@ -85,6 +87,7 @@ def run_gpu(
         process_per_device=process_per_device,
         workers_per_device=workers_per_device,
         frame_transport=frame_transport,
+        input_scale=input_scale,
         bursts=bursts,
     )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
@@ -93,9 +96,18 @@ def run_gpu(
     def write(result: dict) -> None:  # after every stage: a run cut off by a time limit keeps its figures
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
+    start = time.monotonic()
+
+    def progress(msg: str) -> None:  # a spinner in a terminal; elsewhere (a log file) a line per stage
+        status.update(msg)
+        if not console.is_terminal:
+            console.print(
+                f"[bench {time.monotonic() - start:6.0f} s] {msg}", markup=False, highlight=False, soft_wrap=True
+            )
+
     with console.status("gpu bench") as status:
         try:
-            result = run_gpu_bench(cfg, opts, progress=lambda msg: status.update(msg), checkpoint=write)
+            result = run_gpu_bench(cfg, opts, progress=progress, checkpoint=write)
         except RuntimeError as exc:
             fail(str(exc))
     _print_gpu(result)

@@ -126,6 +126,7 @@ def _measure(
         "process_per_device": bool(procs),
         "workers_per_device": opts.workers_per_device if procs else None,
         "frame_transport": opts.frame_transport if procs else None,
+        "input_scale": {v.name: v.input_long_side for v in voters if v.input_long_side is not None},
         "complete": False,
         "voters": info,
         "skipped": skipped,
@@ -140,8 +141,13 @@ def _measure(
         cfg, voters, dets, info, skipped, opts, frames, step, fallback=not procs
     )
     save("first queries")
-    step("native batched cost per model")
-    dets = native_all(dets, info, skipped, primed)
+
+    def native_next(name: str, i: int, n: int) -> None:
+        step(f"native batched cost: {name} ({i + 1}/{n})")
+        if i:
+            save("native batched cost (part)")  # the models done so far keep their figures if the run is cut
+
+    dets = native_all(dets, info, skipped, primed, on_model=native_next)
     native_sum = result["native_sum_ms_per_image"] = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
     save("native batched cost")
     step("sequential loop")

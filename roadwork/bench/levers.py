@@ -23,7 +23,7 @@ def compiled_native(det: Any, frames: list[Frame], device: str, mode: str) -> di
     with the seconds the compilation took; or why it failed."""
     import torch
 
-    bb = inner(det).backbone
+    bb = det.unwrap().backbone
     eager = bb.model
     try:
         bb.forward = torch.compile(eager, mode=mode, dynamic=False)
@@ -68,9 +68,9 @@ def try_levers(
             try:
                 other = build_random(v, cfg.base_dir, tiny=opts.tiny, dtype=dt)
                 if v.kind == "backbone-head":  # levers start from eager, whatever the profile compiles
-                    inner(other).backbone.forward = inner(other).backbone.model
+                    other.unwrap().backbone.forward = other.unwrap().backbone.model
                 res[dt] = round(time_native(other, frames, v.device)["ms_per_image"], 3)
-                model = getattr(inner(other), "model", None)
+                model = getattr(other.unwrap(), "model", None)
                 if dt == "float16" and isinstance(model, torch.nn.Module):
                     model.to(memory_format=torch.channels_last)
                     res["float16+channels_last"] = round(time_native(other, frames, v.device)["ms_per_image"], 3)

@@ -47,9 +47,12 @@ class GpuBenchOptions:
     process_per_device: bool | None = None
     """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
     workers_per_device: int | None = None
+    """Worker processes per device (with process_per_device); None: as the profile's runtime says."""
     frame_transport: str | None = None
     """How frames reach the worker processes (pipe, shared-memory); None: as the profile's runtime says."""
-    """Worker processes per device (with process_per_device); None: as the profile's runtime says."""
+    input_scale: bool = True
+    """False: drop every voter's `input_long_side`, so frames reach the models as they came (the
+    other side of a comparison)."""
     bursts: int = 1
     """Bursts of `concurrency` new frames at each concurrency. With more than one, the first (the
     first load after warm-up) is reported on its own and the run's figures are the later ones'."""
@@ -63,7 +66,8 @@ def package_missing(kind: str) -> str | None:
 
 
 def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
-    """The profile with devices remapped for this run (CPU for --tiny without --device)."""
+    """The profile with devices remapped for this run (CPU for --tiny without --device), and
+    without input scaling for `input_scale=False`."""
 
     def dev(d: str) -> str:
         if opts.device is not None:
@@ -74,7 +78,8 @@ def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
             return "cuda:0"
         return card(d)
 
-    voters = [v.model_copy(update={"device": dev(v.device)}) for v in cfg.voters]
+    scale = {} if opts.input_scale else {"input_long_side": None}
+    voters = [v.model_copy(update={"device": dev(v.device), **scale}) for v in cfg.voters]
     return cfg.model_copy(update={"voters": voters})
 
 

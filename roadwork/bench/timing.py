@@ -106,8 +106,7 @@ def warm_up(dets: list, frames: list[Frame]) -> None:
     model once on real frames at its batch size."""
     for d in dets:
         d.warmup()
-        m = inner(d)
-        m.predict(frames[: getattr(m, "batch", 1)])
+        inner(d).predict(frames[: getattr(d.unwrap(), "batch", 1)])
 
 
 def first_query_ms(cascade: Any, frame: Frame) -> float:
@@ -225,9 +224,13 @@ def first_queries(
     return dets, figures, with_priors(frames[: opts.native_batch], verdicts)
 
 
-def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame]) -> list:
-    """Each model's own batched cost (and activation peak); a model that fails here is left out."""
-    for d in list(dets):
+def native_all(dets: list, info: dict, skipped: dict, primed: list[Frame], on_model: Any = None) -> list:
+    """Each model's own batched cost (and activation peak); a model that fails here is left out.
+    `on_model(name, i, n)` is called before each model (progress, and a checkpoint of those done)."""
+    todo = list(dets)
+    for i, d in enumerate(todo):
+        if on_model is not None:
+            on_model(d.name, i, len(todo))
         row = info[d.name]
         try:
             row["native"] = time_native(d, primed, row["device"])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from cascade.config import CascadeConfig
-from roadwork.bench.build import cuda_devices, inner
+from roadwork.bench.build import cuda_devices
 from roadwork.bench.options import GIB
 
 
@@ -162,4 +162,4 @@ def worker_processes(dets: list) -> list:
     """The device worker processes behind these detectors, once each."""
     from detectors.device_process import RemoteVoter
 
-    return list({id(p): p for d in dets if isinstance(m := inner(d), RemoteVoter) for p in m.procs}.values())
+    return list({id(p): p for d in dets if isinstance(m := d.unwrap(), RemoteVoter) for p in m.procs}.values())

@@ -159,10 +159,13 @@ def test_the_gpu_bench_drives_full_resolution_frames_with_frame(tmp_path: Path, 
     args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE)]
     args += ["--concurrency", "2", "--only", "yolo11x", "--frame", "320x180", "--out", str(out)]
     res = CliRunner().invoke(app, args)
-    # then every frame it made is 320x180 and the result says so
+    # then every frame it made is 320x180 and the result says so, with the voter's input scaling
     assert res.exit_code == 0, res.output
-    assert json.loads(out.read_text())["image_size"] == [320, 180]
+    r = json.loads(out.read_text())
+    assert r["image_size"] == [320, 180] and r["input_scale"] == {"yolo11x": 640}
     assert shapes == {(180, 320, 3)}
+    # and off a terminal each stage is a line of its own, each model's native cost too
+    assert "] cold first query" in res.output and "] native batched cost: yolo11x (1/1)" in res.output
     bad = CliRunner().invoke(app, [*args[:-4], "--frame", "320", "--out", str(out)])
     assert bad.exit_code != 0 and "WIDTHxHEIGHT" in bad.output
 
@@ -296,3 +299,13 @@ def test_warm_up_runs_every_padded_batch_size_the_cascade_will_use() -> None:
     finally:
         batcher.close()
     assert {1, 2, 4, 8} <= set(model.sizes)
+
+
+def test_no_input_scale_hands_the_models_frames_as_they_came() -> None:
+    from miner.profile import load_profile
+    from roadwork.bench.options import GpuBenchOptions, place
+
+    cfg = load_profile(PROFILE)
+    scaled = {v.name: v.input_long_side for v in place(cfg, GpuBenchOptions()).voters}
+    assert scaled["yolo11x"] == 640 and scaled["depth_da2_l"] == 960
+    assert {v.input_long_side for v in place(cfg, GpuBenchOptions(input_scale=False)).voters} == {None}
