@@ -113,6 +113,16 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
         )
         for suffix, view in (("", "224"), ("_detail", "448"), ("_tiles", "tiles"))
     },
+    # the shipped paste-and-erase recipe again with --seed 1 (3 folds; tiles OOF on the 544-px copy
+    # as seed 0's; benchmarks/results/train_backbone_paste_erase_seed1_h200.log)
+    **{
+        f"l0_paste_erase_seed1{suffix}": (
+            "benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz",
+            "benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl",
+            view,
+        )
+        for suffix, view in (("", "224"), ("_detail", "448"), ("_tiles", "tiles"))
+    },
     "l0_head_mil": (
         "benchmarks/results/loso_votes_l0_backbone_tiles_mil.jsonl",
         "benchmarks/results/oof_votes_l0_backbone_tiles_mil.jsonl",

@@ -54,6 +54,10 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_pe50": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "224"),
     "l0_pe50_detail": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "448"),
     "l0_pe50_tiles": ("benchmarks/results/oof_votes_l0_backbone_pe50.jsonl", "tiles"),
+    # the shipped paste-and-erase recipe with --seed 1 (3 folds, tiles on the 544-px copy as seed 0's)
+    "l0_paste_erase_seed1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl", "224"),
+    "l0_paste_erase_seed1_detail": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl", "448"),
+    "l0_paste_erase_seed1_tiles": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
     # the paste-and-erase network before --tiles-batch (5 folds; its tiles rescored at full size)
     "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
@@ -69,6 +73,7 @@ LEVELS = {"l1_rcnn": "L1"}
 PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 PE1 = ["l0_paste_erase_v1", "l0_paste_erase_detail_v1"]
 PE50 = ["l0_pe50", "l0_pe50_detail"]
+PE_S1 = ["l0_paste_erase_seed1", "l0_paste_erase_seed1_detail"]
 VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
 BY_SIZE = 448
 """Where "by size" sets split the frames: whole-frame voters below, tile voters from here up."""
@@ -125,6 +130,14 @@ SETS_BY_SIZE = [
     [*PE50, "l0_tiles", "l0_pe50_tiles"],
     ["l0_head", *PE50, "l0_paste_erase_tiles", "l0_pe50_tiles"],
     ["l0_head", *PE, *PE50, "l0_tiles", "l0_paste_erase_tiles", "l0_pe50_tiles"],
+    # two seeds of the shipped paste-and-erase recipe
+    ["l0_head", *PE_S1, "l0_tiles", "l0_paste_erase_seed1_tiles"],
+    ["l0_head", *PE, "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    ["l0_head", *PE, "l0_tiles", "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    ["l0_head", "l0_paste_erase", "l0_paste_erase_seed1", "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    ["l0_head", *PE, "l0_paste_erase_seed1", "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    ["l0_head", *PE, *PE_S1, "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    [*PE, *PE_S1, "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
 ]
 
 
