@@ -108,6 +108,27 @@ def _two_over_one(rows: list[Files]) -> list[str]:
     return ["2 GPUs over 1", f"**{ratios}**", "", "", ""]
 
 
+SHM = "shared-memory"
+FULLRES_MODELS = (
+    "l0_dinov2_l",
+    "yolo11x",
+    "rtdetr_x",
+    "dfine_l",
+    "owlv2_b16",
+    "gdino_t",
+    "depth_da2_l",
+    "depth_metric_outdoor_b",
+    "sam_mask_b",
+    "scene_siglip_so400m",
+    "ocr_signs",
+)
+"""The full-resolution table's models: one of each family (the others' figures are in the files)."""
+
+
+def _native(f: dict[str, Any], voter: str) -> float:
+    return f["voters"][voter]["native"]["ms_per_image"]
+
+
 TABLES: dict[str, Table] = {
     "cpu-cost": Table(
         ("p50 / p95", "224 px", "1920x1080"),
@@ -180,6 +201,34 @@ TABLES: dict[str, Table] = {
             for w in (1, 2)
         )
         + (Row("64 concurrent, 2 workers per GPU", {"run": "gpu_bench_1gpu_workers2_h200_a.json"}, "64"),),
+    ),
+    # full-resolution frames on the lent H200 (issue 18): one worker, shared memory, before input_long_side
+    "gpu-fullres-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        (
+            Row("10 concurrent 224x224 (as above)", {"run": "gpu_bench_1gpu_workers1_h200_b.json"}, "10"),
+            Row("10 concurrent 1920x1080", {"run": f"gpu_bench_1gpu_workers1_1920x1080_{SHM}_h200.json"}, "10"),
+        ),
+    ),
+    "gpu-fullres-models-h200": Table(
+        ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
+        (
+            lambda f: f"{_native(f['small'], f['at']):.1f}",
+            lambda f: f"{_native(f['full'], f['at']):.1f}",
+            lambda f: f"x{_native(f['full'], f['at']) / _native(f['small'], f['at']):.1f}",
+        ),
+        tuple(
+            Row(
+                name,
+                {
+                    "small": "gpu_bench_1gpu_workers1_h200_b.json",
+                    "full": f"gpu_bench_1gpu_workers1_1920x1080_{SHM}_h200.json",
+                },
+                name,
+            )
+            for name in FULLRES_MODELS
+        ),
     ),
     # benchmarks/ipc_frames.py: frames to a worker process, piped or through shared memory (2-core CPU)
     "ipc-frames": Table(
