@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from miner.profile import load_profile
-    from roadwork.bench.build import build_one, inner
+    from roadwork.bench.build import build_one
     from roadwork.bench.options import GpuBenchOptions, place, split_voters
 
     opts = GpuBenchOptions(single_gpu=a.single_gpu, only=a.only, tiny=a.tiny)
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         if det is None:
             row["error"] = err
         else:
-            m = inner(det)
+            m = det.unwrap()  # the adapter itself: its stages are timed at each size given
             batch = min(v.batch, 4) if a.tiny else v.batch
             for h, w in sizes:
                 try:
