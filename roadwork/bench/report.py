@@ -234,16 +234,14 @@ TABLES: dict[str, Table] = {
     "input-scale-tiny-cpu": Table(
         ("run", "img/s", "p50 / p95", "models' own cost, ms an image", "the same without OWLv2"),
         (
-            lambda f: f"{_at(f['run'], '10')['img_per_s']:.2f}",
-            lambda f: "{p50:.1f} / {p95:.1f} s".format(
-                **{k: v / 1000 for k, v in _at(f["run"], "10")["latency_ms"].items()}
-            ),
+            lambda f: _load_cells(f)["img/s"],
+            lambda f: _load_cells(f)["p50 / p95"],
             lambda f: f"{f['run']['native_sum_ms_per_image']:.0f}",
             lambda f: f"{f['run']['native_sum_ms_per_image'] - _native(f['run'], 'owlv2_b16'):.0f}",
         ),
         (
-            Row("10 concurrent, input_long_side", {"run": "gpu_bench_tiny_1920x1080_scaled_cpu.json"}),
-            Row("10 concurrent, --no-input-scale", {"run": "gpu_bench_tiny_1920x1080_unscaled_cpu.json"}),
+            Row("10 concurrent, input_long_side", {"run": "gpu_bench_tiny_1920x1080_scaled_cpu.json"}, "10"),
+            Row("10 concurrent, --no-input-scale", {"run": "gpu_bench_tiny_1920x1080_unscaled_cpu.json"}, "10"),
         ),
     ),
     # benchmarks/ipc_frames.py: frames to a worker process, piped or through shared memory (2-core CPU)
