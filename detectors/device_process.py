@@ -377,9 +377,7 @@ def build_voters(
     here when the profile batches them) over `workers_per_device` worker processes per device,
     the rest built in this process by `local(cfg)`; `remote=False` builds them all here. Returns
     (detectors, worker processes to close)."""
-    from detectors.batching import MicroBatcher
-    from detectors.input_scale import InputScale
-    from detectors.registry import build
+    from detectors.registry import build, wrapped
 
     local = local or (lambda cfg: build(cfg, base_dir))
     procs: dict[str, list[DeviceProcess]] = {}
@@ -400,12 +398,8 @@ def build_voters(
         if not v.enabled:
             continue
         if v.name in by_name:
-            det: Voter = RemoteVoter(by_name[v.name], v)
-            if v.input_long_side is not None:  # scaled here, so only the smaller frame crosses
-                det = InputScale(det, v.input_long_side)
-            if v.batch_wait_ms > 0:
-                det = MicroBatcher(det, v.batch, v.batch_wait_ms, v.batch_pad, v.warm_sizes())
-            dets.append(det)
+            # scaled and batched here, so only the smaller frames cross, a batch at a time
+            dets.append(wrapped(RemoteVoter(by_name[v.name], v), v))
         else:
             dets.append(local(v))
     return dets, [p for ps in procs.values() for p in ps]

@@ -237,13 +237,18 @@ def check_profile_voters(voters: Sequence[VoterConfig], skip: Collection[int] = 
 
 
 def build(cfg: VoterConfig, base_dir: Path) -> Voter:
-    detector = resolve(cfg.kind).from_config(cfg, base_dir)
+    return wrapped(resolve(cfg.kind).from_config(cfg, base_dir), cfg)
+
+
+def wrapped(voter: Voter, cfg: VoterConfig) -> Voter:
+    """The voter (an adapter, or its worker-process proxy) with what its profile entry puts around
+    it: input scaling, then micro-batching."""
     if cfg.input_long_side is not None:  # scale full-resolution frames down once, before the model
         from detectors.input_scale import InputScale
 
-        detector = InputScale(detector, cfg.input_long_side)
+        voter = InputScale(voter, cfg.input_long_side)
     if cfg.batch_wait_ms > 0:  # gather concurrent frames into micro-batches
         from detectors.batching import MicroBatcher
 
-        detector = MicroBatcher(detector, cfg.batch, cfg.batch_wait_ms, cfg.batch_pad, cfg.warm_sizes())
-    return detector
+        voter = MicroBatcher(voter, cfg.batch, cfg.batch_wait_ms, cfg.batch_pad, cfg.warm_sizes())
+    return voter
