@@ -174,6 +174,13 @@ class RuntimeConfig(BaseModel):
     second lets the card run one voter's batch while the other worker prepares another voter's (a
     micro-batched voter still runs one batch at a time). Costs the weights and the largest
     activation budget once more per worker (`roadwork plan` counts them)."""
+    lanes_per_worker: int = Field(default=1, ge=1, le=8)
+    """With process_per_device: calls each worker process runs at once (detectors/worker_lanes.py).
+    Each lane is a thread of the worker with a CUDA stream of its own, and each voter always runs on
+    the same lane (round robin in profile order), so one voter's batch can run on the GPU while
+    another's pre- and post-processing runs on the CPU. Costs no more weights; the voters of
+    different lanes hold their activations at the same time (each voter's budget is already
+    counted by `roadwork plan`)."""
     frame_transport: FrameTransport = "pipe"
     """With process_per_device: how frames reach the workers. `pipe` pickles each micro-batch's
     frames through the worker's pipe, once per voter; `shared-memory` copies the pixels once into a
@@ -187,11 +194,12 @@ class RuntimeConfig(BaseModel):
             raise ValueError(
                 f"runtime.margin_ms ({self.margin_ms}) must be smaller than runtime.deadline_ms ({self.deadline_ms})"
             )
-        if self.workers_per_device > 1 and not self.process_per_device:
-            raise ValueError(
-                f"runtime.workers_per_device ({self.workers_per_device}) needs runtime.process_per_device: "
-                "true (without worker processes every voter runs in the miner's own process)"
-            )
+        for key in ("workers_per_device", "lanes_per_worker"):
+            if getattr(self, key) > 1 and not self.process_per_device:
+                raise ValueError(
+                    f"runtime.{key} ({getattr(self, key)}) needs runtime.process_per_device: "
+                    "true (without worker processes every voter runs in the miner's own process)"
+                )
         return self
 
 

@@ -109,6 +109,7 @@ class Cascade:
             torch_threads=config.runtime.torch_threads,
             remote=config.runtime.process_per_device,
             workers_per_device=config.runtime.workers_per_device,
+            lanes_per_worker=config.runtime.lanes_per_worker,
             hang_s=config.runtime.worker_hang_s,
             frame_transport=config.runtime.frame_transport,
         )

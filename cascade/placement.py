@@ -179,6 +179,7 @@ def build_plan(
     one_batch_at_a_time: bool = False,
     replicas: int = 1,
     workers_per_device: int = 1,
+    lanes_per_worker: int = 1,
 ) -> Plan:
     """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory.
 
@@ -193,11 +194,18 @@ def build_plan(
     worker process, runtime.process_per_device, runs one batch at a time) a card holds every
     model's weights but only the largest activation budget among them. Measured on 2x H100
     (random weights, 18 models): cuda:0 11.31 GiB peak vs 11.06 planned this way, cuda:1 5.67 vs 5.61.
+    With `lanes_per_worker` (runtime.lanes_per_worker) each lane of a worker runs one batch at a
+    time: the largest budget among the voters of each lane (round robin in profile order, as
+    detectors/worker_lanes.py assigns them) is counted once per lane.
     """
-    if replicas < 1 or workers_per_device < 1:
-        raise PlanError(f"replicas and workers_per_device must be at least 1, got {replicas} and {workers_per_device}")
+    if replicas < 1 or workers_per_device < 1 or lanes_per_worker < 1:
+        raise PlanError(
+            "replicas, workers_per_device and lanes_per_worker must be at least 1, "
+            f"got {replicas}, {workers_per_device} and {lanes_per_worker}"
+        )
     by_id = {g.id: GpuPlan(g) for g in placement.gpus}
-    largest: dict[tuple[str, int], PlanItem] = {}
+    largest: dict[tuple[str, int, int], PlanItem] = {}
+    placed: dict[tuple[str, int], int] = {}  # voters placed so far in each worker: the next one's lane
     cpu: list[PlanItem] = []
     copies = [(r, w) for r in range(replicas) for w in range(workers_per_device)]
     for (r, w), v in ((c, v) for c in copies for v in voters):
@@ -229,11 +237,15 @@ def build_plan(
             by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
             continue
         by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.resident_gib()))
-        if v.memory.batch_gib() > (largest[device, worker].gib if (device, worker) in largest else 0.0):
-            largest[device, worker] = PlanItem(
-                f"one batch at a time (largest: {v.name})", "activations", v.memory.batch_gib()
+        lane = placed.get((device, worker), 0) % lanes_per_worker
+        placed[device, worker] = placed.get((device, worker), 0) + 1
+        key = (device, worker, lane)
+        if v.memory.batch_gib() > (largest[key].gib if key in largest else 0.0):
+            where = f"lane {lane + 1}, " if lanes_per_worker > 1 else ""
+            largest[key] = PlanItem(
+                f"one batch at a time ({where}largest: {v.name})", "activations", v.memory.batch_gib()
             )
-    for (device, _), item in largest.items():
+    for (device, _, _), item in largest.items():
         by_id[device].items.append(item)
     for s in placement.vllm_servers:
         if s.memory_fraction is None or not s.gpus:

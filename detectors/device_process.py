@@ -8,9 +8,10 @@ placed on each `cuda:N` are built in one spawned worker process per device (its 
 and GIL); the cascade and the micro-batchers stay in the main process, and one call per
 micro-batch crosses the process boundary (frames and votes are pickled: ~150 KB per 224-px frame).
 
-The worker is a `concurrent.futures.ProcessPoolExecutor` with one process, so calls run one at a
-time on its single thread: one batch at a time per device (as on one CUDA stream), and every
-batch size is warmed on the thread that will run it. A worker that dies (out of memory, a crash in
+The worker is a `LanedProcess` (detectors/worker_lanes.py): with one lane (the default), calls
+run one at a time on its single thread, one batch at a time per device; with
+`runtime.lanes_per_worker: N`, up to N calls run at once, each voter always on the same lane
+(thread and CUDA stream), so every batch size is warmed on the thread that will run it. A worker that dies (out of memory, a crash in
 a CUDA library) fails the calls with a `DeviceProcessError` naming the device, and is started
 again in the background with the same voters; meanwhile the cascade turns those errors into
 abstaining votes and keeps serving with the other voters.
@@ -22,7 +23,6 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -33,6 +33,7 @@ from cascade.placement import card
 from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector, Voter
 from detectors.frame_transport import FrameRef, check_available, frames_in, shared_batch
+from detectors.worker_lanes import LanedProcess, lane_of
 
 GIB = 1024**3
 
@@ -142,6 +143,7 @@ class DeviceProcess:
         hang_s: float = 60.0,
         worker: int = 0,
         frame_transport: FrameTransport = "pipe",
+        lanes: int = 1,
     ) -> None:
         import threading
 
@@ -151,23 +153,26 @@ class DeviceProcess:
         """`worker`: which of the device's workers this is (runtime.workers_per_device);
         `frame_transport`: how frames reach it (detectors/frame_transport.py)."""
         self.names = [v.name for v in voters]
+        self.lanes = lanes
+        self.lane_of = lane_of(self.names, lanes)
+        """Each voter's lane (runtime.lanes_per_worker): its calls, warm-up included, run there."""
         self.restart, self.restarts, self.start_timeout_s, self.hang_s = restart, 0, start_timeout_s, hang_s
         self._waiting = 0
         self._last_done = time.monotonic()
         self.busy_s = 0.0
-        """Seconds the worker has spent running calls: over a wall interval, how busy it was (it
-        runs one call at a time, so near 100 % means this worker is the limit)."""
+        """Seconds the worker has spent running calls, summed over its lanes: over a wall interval
+        and divided by `lanes`, how busy it was (near 100 % means this worker is the limit)."""
         self.busy_by_voter: dict[str, float] = {}
         """The same, per voter (its predict calls only): what balancing the GPUs needs."""
         self._initargs = ([v.model_dump(mode="json") for v in voters], str(base_dir), torch_threads)
         self._lock = threading.Lock()
         self._closed = threading.Event()
-        self._pool: ProcessPoolExecutor | None
+        self._pool: LanedProcess | None
         self._pool, self.info = self._start()
 
-    def _start(self) -> tuple[ProcessPoolExecutor, dict[str, dict[str, Any]]]:
+    def _start(self) -> tuple[LanedProcess, dict[str, dict[str, Any]]]:
         ctx = multiprocessing.get_context("spawn")  # CUDA cannot be used in a forked child
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init, initargs=self._initargs)
+        pool = LanedProcess(ctx, self.lanes, self.device, _init, self._initargs)
         try:  # build now, so a voter that cannot load fails at start-up and names itself
             return pool, pool.submit(_describe).result(timeout=self.start_timeout_s)
         except (BrokenProcessPool, RuntimeError, TimeoutError) as exc:
@@ -181,13 +186,13 @@ class DeviceProcess:
                 f"the worker process for {self.device} failed while building its voters: {why}"
             ) from exc
 
-    def call(self, fn: Any, *args: Any, timeout: float | None = None) -> Any:
-        return self._timed_call(fn, *args, timeout=timeout)[0]
+    def call(self, fn: Any, *args: Any, timeout: float | None = None, lane: int = 0) -> Any:
+        return self._timed_call(fn, *args, timeout=timeout, lane=lane)[0]
 
-    def _timed_call(self, fn: Any, *args: Any, timeout: float | None = None) -> tuple[Any, float]:
-        """fn(*args) in the worker, and the seconds it ran there (added to busy_s). Waits at most
-        `timeout` seconds; a worker that has finished nothing for `hang_s` while calls wait on it
-        is killed (and rebuilt)."""
+    def _timed_call(self, fn: Any, *args: Any, timeout: float | None = None, lane: int = 0) -> tuple[Any, float]:
+        """fn(*args) on one of the worker's lanes, and the seconds it ran there (added to busy_s).
+        Waits at most `timeout` seconds; a worker that has finished nothing for `hang_s` while
+        calls wait on it is killed (and rebuilt)."""
         pool = self._pool
         if pool is None:
             raise DeviceProcessError(
@@ -199,7 +204,7 @@ class DeviceProcess:
                 self._last_done = time.monotonic()
             self._waiting += 1
         try:
-            out, seconds = pool.submit(_timed, fn, *args).result(timeout=timeout)
+            out, seconds = pool.submit(_timed, fn, *args, lane=lane).result(timeout=timeout)
         except FutureTimeout:
             self._kill_if_hung(pool)
             raise DeviceProcessError(
@@ -221,7 +226,7 @@ class DeviceProcess:
             self._last_done = time.monotonic()
         return out, seconds
 
-    def _kill_if_hung(self, pool: ProcessPoolExecutor) -> None:
+    def _kill_if_hung(self, pool: LanedProcess) -> None:
         """Kill the worker when calls wait on it and it has finished none for `hang_s`: the pool
         breaks, every waiting call fails at once, and `_replace` rebuilds it."""
         import logging
@@ -231,21 +236,19 @@ class DeviceProcess:
             stalled = time.monotonic() - self._last_done
             if self._pool is not pool or self._waiting == 0 or stalled < self.hang_s:
                 return
-            pids = {int(v["pid"]) for v in self.info.values() if "pid" in v}
         logging.getLogger(__name__).error(
             "worker process for %s finished no call for %.0f s with %d waiting: killing pid %s to rebuild it",
             self.device,
             stalled,
             self._waiting,
-            sorted(pids),
+            pool.pid,
         )
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            os.kill(pool.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
+    def _replace(self, broken: LanedProcess) -> None:
         import threading
 
         with self._lock:
@@ -292,9 +295,11 @@ class DeviceProcess:
         timeout = seconds_left(frames)
         if self.frame_transport == "shared-memory":
             with shared_batch(frames) as (block, refs):  # unlinked once the worker has answered
-                votes, seconds = self._timed_call(_predict_shared, name, block, refs, timeout=timeout)
+                votes, seconds = self._timed_call(
+                    _predict_shared, name, block, refs, timeout=timeout, lane=self.lane_of[name]
+                )
         else:
-            votes, seconds = self._timed_call(_predict, name, list(frames), timeout=timeout)
+            votes, seconds = self._timed_call(_predict, name, list(frames), timeout=timeout, lane=self.lane_of[name])
         with self._lock:
             self.busy_by_voter[name] = self.busy_by_voter.get(name, 0.0) + seconds
         return votes
@@ -339,8 +344,8 @@ class RemoteVoter(Voter):
         return self._pick().predict(self.name, frames)
 
     def warmup(self) -> None:
-        for proc in self.procs:  # every worker warms its copy before the first request
-            proc.call(_warmup, self.name)
+        for proc in self.procs:  # every worker warms its copy, on its lane, before the first request
+            proc.call(_warmup, self.name, lane=proc.lane_of[self.name])
 
     def warm(self, frames: Sequence[Frame]) -> None:
         for proc in self.procs:  # a batch size meets every worker, not just the least busy one
@@ -372,6 +377,7 @@ def build_voters(
     workers_per_device: int = 1,
     hang_s: float = 60.0,
     frame_transport: FrameTransport = "pipe",
+    lanes_per_worker: int = 1,
 ) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
     here when the profile batches them) over `workers_per_device` worker processes per device,
@@ -385,7 +391,14 @@ def build_voters(
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
             for w in range(workers_per_device):
                 proc = DeviceProcess(
-                    device, group, base_dir, torch_threads, hang_s=hang_s, worker=w, frame_transport=frame_transport
+                    device,
+                    group,
+                    base_dir,
+                    torch_threads,
+                    hang_s=hang_s,
+                    worker=w,
+                    frame_transport=frame_transport,
+                    lanes=lanes_per_worker,
                 )
                 procs.setdefault(device, []).append(proc)
     except BaseException:

@@ -688,6 +688,15 @@ def bench_cmd(
             "profile's runtime.workers_per_device). Run the bench once with 1 and once with 2 to compare.",
         ),
     ] = None,
+    lanes_per_worker: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=8,
+            help="--gpu: calls each worker process runs at once, each voter on a lane (thread and CUDA stream) "
+            "of its own (default: the profile's runtime.lanes_per_worker). Run the bench with 1 and 2 to compare.",
+        ),
+    ] = None,
     frame_transport: Annotated[
         str | None,
         typer.Option(
@@ -771,6 +780,7 @@ def bench_cmd(
             only=only,
             process_per_device=process_per_device,
             workers_per_device=workers_per_device,
+            lanes_per_worker=lanes_per_worker,
             frame_transport=frame_transport,
             input_scale=input_scale,
             bursts=bursts,
@@ -824,6 +834,7 @@ def plan_cmd(
             one_batch_at_a_time=cfg.runtime.process_per_device,
             replicas=service_replicas,
             workers_per_device=cfg.runtime.workers_per_device,
+            lanes_per_worker=cfg.runtime.lanes_per_worker,
         )
     except (ConfigError, PlanError) as exc:
         fail(str(exc))

@@ -184,6 +184,7 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
         local=local,
         include_cpu=opts.tiny,
         workers_per_device=opts.workers_per_device or 1,
+        lanes_per_worker=opts.lanes_per_worker or 1,
         frame_transport=opts.frame_transport or "pipe",
     )
     dets = [d for d in dets if d is not None]

@@ -51,6 +51,7 @@ def run_gpu(
     process_per_device: bool | None = None,
     bursts: int = 1,
     workers_per_device: int | None = None,
+    lanes_per_worker: int | None = None,
     frame_transport: str | None = None,
     input_scale: bool = True,
 ) -> Path:
@@ -86,6 +87,7 @@ def run_gpu(
         loop_frames=2 if tiny else 8,
         process_per_device=process_per_device,
         workers_per_device=workers_per_device,
+        lanes_per_worker=lanes_per_worker,
         frame_transport=frame_transport,
         input_scale=input_scale,
         bursts=bursts,

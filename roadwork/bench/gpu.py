@@ -70,8 +70,11 @@ def run_gpu_bench(
         raise RuntimeError(
             f"{workers} workers per device need worker processes: drop --one-process, or add --process-per-device"
         )
+    lanes = cfg.runtime.lanes_per_worker if opts.lanes_per_worker is None else opts.lanes_per_worker
+    if lanes > 1 and not remote:
+        raise RuntimeError(f"{lanes} lanes per worker need worker processes: drop --one-process")
     transport = cfg.runtime.frame_transport if opts.frame_transport is None else opts.frame_transport
-    opts = replace(opts, workers_per_device=workers, frame_transport=transport)
+    opts = replace(opts, workers_per_device=workers, lanes_per_worker=lanes, frame_transport=transport)
     adjusted: dict[str, str] = {}
     if not remote:
         voters, adjusted = compile_for_one_process(voters)
@@ -125,6 +128,7 @@ def _measure(
         "dtype_override": opts.dtype,
         "process_per_device": bool(procs),
         "workers_per_device": opts.workers_per_device if procs else None,
+        "lanes_per_worker": opts.lanes_per_worker if procs else None,
         "frame_transport": opts.frame_transport if procs else None,
         "input_scale": {v.name: v.input_long_side for v in voters if v.input_long_side is not None},
         "complete": False,

@@ -48,6 +48,8 @@ class GpuBenchOptions:
     """Each GPU's voters in a worker process of their own; None: as the profile's runtime says."""
     workers_per_device: int | None = None
     """Worker processes per device (with process_per_device); None: as the profile's runtime says."""
+    lanes_per_worker: int | None = None
+    """Calls each worker process runs at once (with process_per_device); None: as the profile's runtime says."""
     frame_transport: str | None = None
     """How frames reach the worker processes (pipe, shared-memory); None: as the profile's runtime says."""
     input_scale: bool = True

@@ -34,6 +34,7 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
         placement,
         one_batch_at_a_time=bool(procs),
         workers_per_device=workers,
+        lanes_per_worker=max([p.lanes for p in procs or []] + [1]),
     )
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
     remote: dict[str, dict[str, float]] = {}  # each worker process sees its own allocations: summed per card
@@ -142,7 +143,10 @@ class Utilisation:
         self.cpu_cores_busy = sum(per.values())
         self.cpu_cores_main = per["main"]
         self.cpu_cores_workers = {k: round(v, 2) for k, v in per.items() if k != "main" and v > 0.05}
-        self.worker_busy_pct = {k: round(100 * (v - self._busy0[k]) / wall, 1) for k, v in self._busy_s().items()}
+        lanes = {f"{p.device}#{p.worker}": p.lanes for p in self.procs}  # busy_s sums a worker's lanes
+        self.worker_busy_pct = {
+            k: round(100 * (v - self._busy0[k]) / wall / lanes[k], 1) for k, v in self._busy_s().items()
+        }
         self.voter_busy_s = {n: s - self._voter0.get(n, 0.0) for n, s in self._busy_by_voter().items()}
 
     def report(self) -> dict[str, Any]:

@@ -267,3 +267,68 @@ def test_a_worker_compiles_into_the_same_kept_cache_as_the_main_process() -> Non
         assert proc.call(_inductor_cache) == os.environ["TORCHINDUCTOR_CACHE_DIR"] != ""
     finally:
         proc.close()
+
+
+def test_with_two_lanes_a_call_runs_while_another_waits_and_each_voter_keeps_its_lane() -> None:
+    import threading
+    import time
+
+    # given the L0 voter in a worker process with two lanes
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base, lanes=2)
+    try:
+        voter = RemoteVoter(proc, cfg)
+        assert proc.lane_of == {cfg.name: 0}
+        # when lane 1 is busy with a long call
+        busy = threading.Thread(target=proc.call, args=(time.sleep, 3.0), kwargs={"lane": 1})
+        busy.start()
+        deadline = time.monotonic() + 10
+        while proc.waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        votes = voter.predict(frames(2))
+        waited = time.monotonic() - t0
+        # then the voter's call on lane 0 answered without waiting for it
+        assert busy.is_alive() and waited < 2.5, f"waited {waited:.2f} s"
+        assert [v.abstained for v in votes] == [False, False]
+        busy.join()
+        # and each lane is always the same thread of the worker, one per lane
+        lane0 = {proc.call(threading.get_ident, lane=0) for _ in range(4)}
+        lane1 = {proc.call(threading.get_ident, lane=1) for _ in range(4)}
+        assert len(lane0) == len(lane1) == 1 and lane0 != lane1
+    finally:
+        proc.close()
+
+
+def test_with_two_lanes_a_dead_worker_fails_every_call_in_flight() -> None:
+    import threading
+    import time
+
+    cfg, base = l0_voter()
+    proc = DeviceProcess("cpu", [cfg], base, lanes=2, restart=False)
+    try:
+        errors: list[BaseException] = []
+
+        def sleep_on(lane: int) -> None:
+            try:
+                proc.call(time.sleep, 30.0, lane=lane)
+            except BaseException as exc:
+                errors.append(exc)
+
+        # given a call in flight on each lane
+        calls = [threading.Thread(target=sleep_on, args=(lane,)) for lane in (0, 1)]
+        for c in calls:
+            c.start()
+        deadline = time.monotonic() + 10
+        while proc.waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # when the worker dies
+        os.kill(proc.info[cfg.name]["pid"], signal.SIGKILL)
+        for c in calls:
+            c.join(timeout=10)
+        # then both calls fail at once with the error that names the device
+        assert not any(c.is_alive() for c in calls)
+        assert len(errors) == 2 and all(isinstance(e, DeviceProcessError) for e in errors), errors
+        assert "has died" in str(errors[0])
+    finally:
+        proc.close()

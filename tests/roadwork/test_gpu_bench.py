@@ -171,10 +171,15 @@ def test_the_gpu_bench_drives_full_resolution_frames_with_frame(tmp_path: Path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("workers", "transport"), [(1, "pipe"), (2, "pipe"), (1, "shared-memory")])
-def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path, workers: int, transport: str) -> None:
+@pytest.mark.parametrize(
+    ("workers", "transport", "lanes"), [(1, "pipe", 1), (2, "pipe", 1), (1, "shared-memory", 1), (1, "pipe", 2)]
+)
+def test_process_per_device_runs_the_voters_in_a_worker(
+    tmp_path: Path, workers: int, transport: str, lanes: int
+) -> None:
     # given two tiny voters and --process-per-device (on the CPU, --tiny puts them in one worker,
-    # or two with --workers-per-device 2), their frames piped or through shared memory
+    # or two with --workers-per-device 2), their frames piped or through shared memory, each
+    # worker running one call at a time or two (--lanes-per-worker 2, a voter on each lane)
     out = tmp_path / "gpu_bench.json"
     only = ["l0_dinov2_l", "scene_siglip2_b"]
     args = [
@@ -190,6 +195,8 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path, workers:
         "--process-per-device",
         "--workers-per-device",
         str(workers),
+        "--lanes-per-worker",
+        str(lanes),
         "--frame-transport",
         transport,
         "--out",
@@ -201,7 +208,7 @@ def test_process_per_device_runs_the_voters_in_a_worker(tmp_path: Path, workers:
     assert res.exit_code == 0, res.output
     r = json.loads(out.read_text())
     assert r["process_per_device"] is True and r["skipped"] == {} and r["workers_per_device"] == workers
-    assert r["frame_transport"] == transport
+    assert r["frame_transport"] == transport and r["lanes_per_worker"] == lanes
     assert {v["process"] for v in r["voters"].values()} == {"worker"}
     assert len({v["pid"] for v in r["voters"].values()}) == 1
     assert r["concurrency"]["4"]["exit_levels"] == {"L2": 4} and r["complete"] is True
