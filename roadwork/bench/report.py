@@ -90,6 +90,23 @@ def _workers_two_over_one(rows: list[Files]) -> list[str]:
     return ["2 workers over 1 (img/s)", ", ".join(ratios), "", "", "", ""]
 
 
+LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4))
+"""Device calls of the lanes comparison: (call, lanes of its first run, lanes of its second)."""
+
+
+def _lanes_over(rows: list[Files]) -> list[str]:
+    """img/s of each call's second run over its first, at each concurrency."""
+    pairs = list(zip(rows[::2], rows[1::2], strict=True))  # (first run, second run) at one concurrency
+    ratios = []
+    for i, (call, lo, hi) in enumerate(LANE_CALLS):
+        cells = [
+            f"x{_at(b['run'], b['at'])['img_per_s'] / _at(a['run'], a['at'])['img_per_s']:.2f} at {a['at']}"
+            for a, b in pairs[2 * i : 2 * i + 2]
+        ]
+        ratios.append(f"{call}: {hi} lanes over {lo} {', '.join(cells)}")
+    return ["img/s ratios within a call", "; ".join(ratios), "", "", "", ""]
+
+
 def _step_result(step: dict[str, Any]) -> str:
     """ok, or the last line of the step's error."""
     if step["ok"]:
@@ -210,6 +227,22 @@ TABLES: dict[str, Table] = {
             Row("10 concurrent 224x224 (as above)", {"run": "gpu_bench_1gpu_workers1_h200_b.json"}, "10"),
             Row("10 concurrent 1920x1080", {"run": f"gpu_bench_1gpu_workers1_1920x1080_{SHM}_h200.json"}, "10"),
         ),
+    ),
+    # three calls on the lent H200 (issue 18): runtime.lanes_per_worker, two settings a call
+    "gpu-lanes-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{call}: {at} concurrent, {lanes} lane{'s' if lanes > 1 else ''}",
+                {"run": f"gpu_bench_1gpu_lanes{lanes}_h200_{call}.json"},
+                at,
+            )
+            for call, lo, hi in LANE_CALLS
+            for at in ("10", "64")
+            for lanes in (lo, hi)
+        ),
+        footer=_lanes_over,
     ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
