@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -92,6 +93,9 @@ def frames_in(block: str, refs: Sequence[FrameRef]) -> list[Frame]:
         shm.close()
 
 
+_ATTACH_LOCK = threading.Lock()
+
+
 def _attach(name: str) -> Any:
     """Open an existing block without handing it to the resource tracker: the main process made
     it, registered it and unlinks it. (Before Python 3.13 every attach registers the block too,
@@ -101,9 +105,10 @@ def _attach(name: str) -> Any:
 
     if sys.version_info >= (3, 13):
         return SharedMemory(name=name, track=False)
-    register = resource_tracker.register
-    resource_tracker.register = lambda *args, **kwargs: None  # the worker runs one call at a time
-    try:
-        return SharedMemory(name=name)
-    finally:
-        resource_tracker.register = register
+    with _ATTACH_LOCK:  # lanes (runtime.lanes_per_worker) attach from several threads of a worker
+        register = resource_tracker.register
+        resource_tracker.register = lambda *args, **kwargs: None
+        try:
+            return SharedMemory(name=name)
+        finally:
+            resource_tracker.register = register

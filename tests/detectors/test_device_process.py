@@ -332,3 +332,26 @@ def test_with_two_lanes_a_dead_worker_fails_every_call_in_flight() -> None:
         assert "has died" in str(errors[0])
     finally:
         proc.close()
+
+
+def test_two_lanes_take_frames_from_shared_memory_at_once_and_leave_no_block() -> None:
+    import glob
+    from concurrent.futures import ThreadPoolExecutor
+
+    # given two copies of the L0 voter in one worker with two lanes (one each), frames in shared memory
+    cfg, base = l0_voter()
+    twin = cfg.model_copy(update={"name": "l0_twin"})
+    want = [v.prob for v in build(cfg, base).predict(frames(4))]
+    dets, procs = build_voters([cfg, twin], base, include_cpu=True, frame_transport="shared-memory", lanes_per_worker=2)
+    try:
+        assert procs[0].lane_of == {cfg.name: 0, twin.name: 1}
+        # when both are asked for votes from many threads at once
+        with ThreadPoolExecutor(8) as pool:
+            runs = list(pool.map(lambda i: dets[i % 2].predict(frames(4)), range(16)))
+        # then every answer is the local voter's, and no block is left behind
+        for votes in runs:
+            assert [v.prob for v in votes] == pytest.approx(want, abs=1e-6)
+        assert glob.glob(f"/dev/shm/roadwork_{os.getpid()}_*") == []
+    finally:
+        for p in procs:
+            p.close()
