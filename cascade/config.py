@@ -177,7 +177,7 @@ class RuntimeConfig(BaseModel):
     lanes_per_worker: int = Field(default=1, ge=1, le=8)
     """With process_per_device: calls each worker process runs at once (detectors/worker_lanes.py).
     Each lane is a thread of the worker with a CUDA stream of its own, and each voter always runs on
-    the same lane (round robin in profile order), so one voter's batch can run on the GPU while
+    the same lane (`detectors.worker_lanes.lane_of`), so one voter's batch can run on the GPU while
     another's pre- and post-processing runs on the CPU. Costs no more weights; the voters of
     different lanes hold their activations at the same time (each voter's budget is already
     counted by `roadwork plan`)."""

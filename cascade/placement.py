@@ -8,6 +8,7 @@ contexts. `roadwork plan PROFILE` prints the table and refuses an over-committed
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,7 +180,7 @@ def build_plan(
     one_batch_at_a_time: bool = False,
     replicas: int = 1,
     workers_per_device: int = 1,
-    lanes_per_worker: int = 1,
+    lanes: Mapping[str, int] | None = None,
 ) -> Plan:
     """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory.
 
@@ -194,21 +195,19 @@ def build_plan(
     worker process, runtime.process_per_device, runs one batch at a time) a card holds every
     model's weights but only the largest activation budget among them. Measured on 2x H100
     (random weights, 18 models): cuda:0 11.31 GiB peak vs 11.06 planned this way, cuda:1 5.67 vs 5.61.
-    With `lanes_per_worker` (runtime.lanes_per_worker) each lane of a worker runs one batch at a
-    time: the largest budget among the voters of each lane (round robin in profile order, as
-    detectors/worker_lanes.py assigns them) is counted once per lane.
+    With `lanes` (runtime.lanes_per_worker > 1: each voter's lane, as
+    `detectors.device_process.planned_lanes` gives them) each lane of a worker runs one batch at a
+    time: the largest budget among the voters of each lane is counted once per lane.
     """
-    if replicas < 1 or workers_per_device < 1 or lanes_per_worker < 1:
-        raise PlanError(
-            "replicas, workers_per_device and lanes_per_worker must be at least 1, "
-            f"got {replicas}, {workers_per_device} and {lanes_per_worker}"
-        )
+    if replicas < 1 or workers_per_device < 1:
+        raise PlanError(f"replicas and workers_per_device must be at least 1, got {replicas} and {workers_per_device}")
+    lanes = lanes or {}
     by_id = {g.id: GpuPlan(g) for g in placement.gpus}
     largest: dict[tuple[str, int, int], PlanItem] = {}
-    placed: dict[tuple[str, int], int] = {}  # voters placed so far in each worker: the next one's lane
     cpu: list[PlanItem] = []
     copies = [(r, w) for r in range(replicas) for w in range(workers_per_device)]
     for (r, w), v in ((c, v) for c in copies for v in voters):
+        name = v.name  # before a copy's suffix: the key of `lanes`
         if not v.enabled:
             continue
         device = card(v.device)
@@ -237,11 +236,10 @@ def build_plan(
             by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.total_gib()))
             continue
         by_id[device].items.append(PlanItem(v.name, v.kind, v.memory.resident_gib()))
-        lane = placed.get((device, worker), 0) % lanes_per_worker
-        placed[device, worker] = placed.get((device, worker), 0) + 1
+        lane = lanes.get(name, 0)
         key = (device, worker, lane)
         if v.memory.batch_gib() > (largest[key].gib if key in largest else 0.0):
-            where = f"lane {lane + 1}, " if lanes_per_worker > 1 else ""
+            where = f"lane {lane + 1}, " if len(set(lanes.values())) > 1 else ""
             largest[key] = PlanItem(
                 f"one batch at a time ({where}largest: {v.name})", "activations", v.memory.batch_gib()
             )

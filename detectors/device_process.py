@@ -154,7 +154,7 @@ class DeviceProcess:
         `frame_transport`: how frames reach it (detectors/frame_transport.py)."""
         self.names = [v.name for v in voters]
         self.lanes = lanes
-        self.lane_of = lane_of(self.names, lanes)
+        self.lane_of = lane_of(voters, lanes)
         """Each voter's lane (runtime.lanes_per_worker): its calls, warm-up included, run there."""
         self.restart, self.restarts, self.start_timeout_s, self.hang_s = restart, 0, start_timeout_s, hang_s
         self._waiting = 0
@@ -353,6 +353,11 @@ class RemoteVoter(Voter):
 
     def __repr__(self) -> str:
         return f"RemoteVoter(name={self.name!r}, device={self.procs[0].device!r}, workers={len(self.procs)})"
+
+
+def planned_lanes(voters: Sequence[VoterConfig], lanes_per_worker: int) -> dict[str, int]:
+    """The lane each GPU voter will run on in its device's worker, for `build_plan(lanes=...)`."""
+    return {n: k for group in device_groups(voters).values() for n, k in lane_of(group, lanes_per_worker).items()}
 
 
 def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> dict[str, list[VoterConfig]]:

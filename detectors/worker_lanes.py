@@ -6,9 +6,10 @@ launches, post-processing) and the CPU idle while it waits on the GPU. Measured 
 the 18-model profile: worker 96 % busy, GPU 37 %. With two lanes one voter's batch can run on the
 GPU while another voter's Python runs: a thread that waits on its stream releases the GIL.
 
-A call names its lane; the caller keeps each voter on one lane (`lane_of`), so a voter's warm-up,
-compiled graphs and CUDA graphs are made and used on the same thread, as torch's cudagraph trees
-require. One lane is the plain case: a single thread on the default stream, one call at a time.
+A call names its lane; the caller keeps each voter on one lane (`lane_of`), so a voter's warm-up
+and compiled graphs are made and used on the same thread, and every voter that replays CUDA graphs
+shares one lane: torch's cudagraph trees serve one thread per process. One lane is the plain case:
+a single thread on the default stream, one call at a time.
 
 The interface is the part of `concurrent.futures.Executor` that `DeviceProcess` uses: `submit`
 returns a `Future`, a worker that dies fails every call in flight with `BrokenProcessPool` (what
@@ -25,11 +26,23 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from cascade.config import VoterConfig
 
-def lane_of(names: Sequence[str], lanes: int) -> dict[str, int]:
-    """Each voter's lane: round robin in profile order (the profile lists each level's voters
-    together, so every lane gets a share of each level's models)."""
-    return {n: i % lanes for i, n in enumerate(names)}
+
+def lane_of(voters: Sequence[VoterConfig], lanes: int) -> dict[str, int]:
+    """Each voter's lane in one worker (its device's voters, in profile order). Voters that replay
+    CUDA graphs (`compile: reduce-overhead`) all go on lane 0: torch keeps that state for one thread
+    of a process, and a second thread's first replay fails with an AssertionError (seen on the lent
+    H200 with the two L0 backbones on two lanes). The others take the lanes in turn, from the next
+    one (the profile lists each level's voters together, so every lane gets a share of each
+    level's models)."""
+    from detectors.backbone_head import cuda_graph_voters
+
+    if lanes < 1:
+        raise ValueError(f"lanes must be at least 1, got {lanes}")
+    graphs = {voters[i].name for i in cuda_graph_voters(voters)}
+    rest = [v.name for v in voters if v.name not in graphs]
+    return {n: 0 for n in graphs} | {n: (i + bool(graphs)) % lanes for i, n in enumerate(rest)}
 
 
 # ---- worker side -----------------------------------------------------------------------------

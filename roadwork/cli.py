@@ -824,6 +824,7 @@ def plan_cmd(
     """
     from cascade.config import ConfigError
     from cascade.placement import PlanError, build_plan
+    from detectors.device_process import planned_lanes
     from miner.profile import load_profile, planned_concurrency
 
     try:
@@ -834,7 +835,7 @@ def plan_cmd(
             one_batch_at_a_time=cfg.runtime.process_per_device,
             replicas=service_replicas,
             workers_per_device=cfg.runtime.workers_per_device,
-            lanes_per_worker=cfg.runtime.lanes_per_worker,
+            lanes=planned_lanes(cfg.voters, cfg.runtime.lanes_per_worker) if cfg.runtime.process_per_device else None,
         )
     except (ConfigError, PlanError) as exc:
         fail(str(exc))

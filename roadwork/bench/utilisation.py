@@ -34,7 +34,7 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
         placement,
         one_batch_at_a_time=bool(procs),
         workers_per_device=workers,
-        lanes_per_worker=max([p.lanes for p in procs or []] + [1]),
+        lanes={n: k for p in procs or [] for n, k in p.lane_of.items()},
     )
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
     remote: dict[str, dict[str, float]] = {}  # each worker process sees its own allocations: summed per card

@@ -198,24 +198,22 @@ def test_workers_per_device_each_hold_the_gpu_models_and_a_batch_budget_but_not_
         "b (worker 2)",
     }
     assert [i.name for i in two.cpu_items] == ["c"]
-    with pytest.raises(PlanError, match="workers_per_device and lanes_per_worker must be at least 1, got 1, 0"):
+    with pytest.raises(PlanError, match="workers_per_device must be at least 1"):
         build_plan(cfg.voters, cfg.placement, workers_per_device=0)
 
 
 def test_each_lane_of_a_worker_counts_the_largest_batch_budget_of_its_own_voters():
-    # three GPU voters over two lanes (round robin: a and c on lane 1, b on lane 2)
+    # three GPU voters over two lanes: a and c on the first, b on the second
     cfg = profile(
         [voter("a", "cuda:0", 500, act=2.0), voter("b", "cuda:0", 250, act=3.0), voter("c", "cuda:0", 10, act=5.0)],
         H100,
     )
     one = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True)
-    two = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True, lanes_per_worker=2)
+    two = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True, lanes={"a": 0, "b": 1, "c": 0})
     acts = sorted(i.gib for i in two.gpus[0].items if i.kind == "activations")
     assert [i.gib for i in one.gpus[0].items if i.kind == "activations"] == pytest.approx([5.0])
     assert acts == pytest.approx([3.0, 5.0])  # c's 5 GiB on lane 1, b's 3 GiB on lane 2
     assert two.gpus[0].planned_gib == pytest.approx(one.gpus[0].planned_gib + 3.0)
-    with pytest.raises(PlanError, match="lanes_per_worker must be at least 1"):
-        build_plan(cfg.voters, cfg.placement, lanes_per_worker=0)
 
 
 @pytest.mark.parametrize("key", ["workers_per_device", "lanes_per_worker"])
