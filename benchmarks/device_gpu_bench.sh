@@ -12,8 +12,8 @@
 #
 # MPS=1 runs the bench under the CUDA Multi-Process Service (started here, stopped after), so the
 # worker processes' kernels can share the GPU at once instead of taking turns.
-# WORKERS ("1 2"), LANES ("1": runtime.lanes_per_worker, e.g. "1 2"), CONC (1,4,10,64), FRAME (e.g. 1920x1080: full-resolution frames instead of
-# 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
+# WORKERS ("1 2"), LANES ("1": runtime.lanes_per_worker, e.g. "1 2"), CONC (1,4,10,64), FRAME (e.g.
+# 1920x1080: full-resolution frames instead of 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
 # in turn), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
 # came, `--no-input-scale`), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])

@@ -178,9 +178,9 @@ class RuntimeConfig(BaseModel):
     """With process_per_device: calls each worker process runs at once (detectors/worker_lanes.py).
     Each lane is a thread of the worker with a CUDA stream of its own, and each voter always runs on
     the same lane (`detectors.worker_lanes.lane_of`), so one voter's batch can run on the GPU while
-    another's pre- and post-processing runs on the CPU. Costs no more weights; the voters of
-    different lanes hold their activations at the same time (each voter's budget is already
-    counted by `roadwork plan`)."""
+    another's pre- and post-processing runs on the CPU. Costs no more weights, but the voters of
+    different lanes hold their activations at the same time: `roadwork plan` counts the largest
+    activation budget of each lane's voters."""
     frame_transport: FrameTransport = "pipe"
     """With process_per_device: how frames reach the workers. `pipe` pickles each micro-batch's
     frames through the worker's pipe, once per voter; `shared-memory` copies the pixels once into a
