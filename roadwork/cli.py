@@ -425,6 +425,14 @@ def train_backbone_cmd(
             help="Also train, each step, this many full-size frames (>= 448 px) as the tile voter scores them: the max of the network over the frame's 18 crops against the frame's label (multiple-instance learning). 0: off.",
         ),
     ] = 0,
+    mixstyle: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Share of training passes whose early feature maps take another image's channel mean and std in part (MixStyle): scrambles each camera's look, keeps the content. 0: off.",
+        ),
+    ] = 0.0,
     voters: Annotated[
         str,
         typer.Option(
@@ -458,6 +466,7 @@ def train_backbone_cmd(
         seed=seed,
         save_folds=save_folds,
         tiles_batch=tiles_batch,
+        mixstyle=mixstyle,
     )
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)

@@ -71,12 +71,19 @@ class FinetuneConfig:
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
     tiles_batch: int = 0
     """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
+    mixstyle: float = 0.0
+    """Share of training passes whose early feature maps get another image's channel statistics
+    mixed in (MixStyle: training/mixstyle.py; 0: off). Scrambles a camera's look, keeps content."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
     `seed` so that networks trained with different seeds are scored on the same views and their
     out-of-fold votes pair up (a seed ensemble's OOF run is their mean)."""
     workers: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.mixstyle <= 1.0:
+            raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
 
 
 def maybe_distort(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -237,6 +244,10 @@ def train_networks(
             f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from"
         )
     net = build_network(imagenet_weights).to(device)
+    if cfg.mixstyle > 0:
+        from training.mixstyle import attach_mixstyle
+
+        attach_mixstyle(net.backbone.features, cfg.mixstyle)
     labels = np.array([s.label for s in samples])
     weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
 
@@ -623,6 +634,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="Full-size frames per step trained through the tile voter's max over crops (0: off).",
     )
+    ap.add_argument(
+        "--mixstyle",
+        type=float,
+        default=0.0,
+        help="Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
+    )
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
@@ -639,6 +656,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         save_folds=args.save_folds,
         tiles_batch=args.tiles_batch,
+        mixstyle=args.mixstyle,
     )
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
