@@ -90,7 +90,7 @@ def _workers_two_over_one(rows: list[Files]) -> list[str]:
     return ["2 workers over 1 (img/s)", ", ".join(ratios), "", "", "", ""]
 
 
-LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4))
+LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4), ("d", 1, 4))
 """Device calls of the lanes comparison: (call, lanes of its first run, lanes of its second)."""
 
 
