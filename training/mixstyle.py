@@ -1,11 +1,15 @@
 """MixStyle (Zhou et al., "Domain Generalization with MixStyle", ICLR 2021) for the L0 network.
 
 A camera's look (colour, contrast, noise, JPEG) lives in the channel means and standard deviations
-of a network's early feature maps. While training, with probability `p` per step, each of those
-maps has its instance statistics replaced by a random mix of its own and those of another image in
-the batch (weights drawn from Beta(alpha, alpha)): the content stays, the camera's style is
-scrambled, and a source that comes with one label only is harder to recognise by its look. It adds
-no parameters and does nothing in eval mode, so checkpoints and voters are unchanged.
+of a network's early feature maps. While training, at each chosen layer and with probability `p`
+on each forward pass, every map has its instance statistics replaced by a random mix of its own
+and those of another image in the batch (weights drawn from Beta(alpha, alpha)): the content stays,
+the camera's style is scrambled, and a source that comes with one label only is harder to recognise
+by its look. It adds no parameters and does nothing in eval mode, so checkpoints and voters are
+unchanged.
+
+Measured on the leave-one-source-out networks with two seeds (`--mixstyle 0.5`): lower than the
+shipped recipe at every size, so no shipped recipe uses it (README, "MixStyle, measured").
 """
 
 from __future__ import annotations
