@@ -292,14 +292,12 @@ class DeviceProcess:
         return self._waiting
 
     def predict(self, name: str, frames: Sequence[Frame]) -> list[Vote]:
-        timeout = seconds_left(frames)
+        timeout, lane = seconds_left(frames), self.lane_of[name]
         if self.frame_transport == "shared-memory":
             with shared_batch(frames) as (block, refs):  # unlinked once the worker has answered
-                votes, seconds = self._timed_call(
-                    _predict_shared, name, block, refs, timeout=timeout, lane=self.lane_of[name]
-                )
+                votes, seconds = self._timed_call(_predict_shared, name, block, refs, timeout=timeout, lane=lane)
         else:
-            votes, seconds = self._timed_call(_predict, name, list(frames), timeout=timeout, lane=self.lane_of[name])
+            votes, seconds = self._timed_call(_predict, name, list(frames), timeout=timeout, lane=lane)
         with self._lock:
             self.busy_by_voter[name] = self.busy_by_voter.get(name, 0.0) + seconds
         return votes

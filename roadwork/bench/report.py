@@ -228,8 +228,8 @@ TABLES: dict[str, Table] = {
             Row("10 concurrent 1920x1080", {"run": f"gpu_bench_1gpu_workers1_1920x1080_{SHM}_h200.json"}, "10"),
         ),
     ),
-    # three calls on the lent H200 (issue 18): runtime.lanes_per_worker, two settings a call; a
-    # model that failed in a run is left out of it, so the table says how many ran
+    # the lent H200's calls in LANE_CALLS (issue 18): runtime.lanes_per_worker, two settings a
+    # call; a model that failed in a run is left out of it, so the table says how many ran
     "gpu-lanes-h200": Table(
         (*LOAD_HEADER, "models run"),
         (*LOAD_COLUMNS, lambda f: str(len(f["run"]["voters"]))),
