@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 # torch + a torchvision built for it (ultralytics needs torchvision). On this workplace pip takes
 # both from the local wheel folders; the build also runs on a CPU-only machine.
 TORCH   ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS  ?= dev,hf,vision,chain,trace,vlm,vlm-test,ray
+EXTRAS  ?= dev,hf,vision,train,chain,trace,vlm,vlm-test,ray
 SHARED  := $(wildcard ../shared/data/labels.csv)
 DATA    ?= $(if $(SHARED),../shared/data,runs/sample)
 export HF_HUB_OFFLINE=1

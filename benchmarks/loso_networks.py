@@ -51,6 +51,7 @@ def train(args: argparse.Namespace) -> None:
         erase_prob=args.erase_prob,
         tiles_batch=args.tiles_batch,
         mixstyle=args.mixstyle,
+        weather=args.weather,
         seed=args.seed,
     )
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
@@ -256,6 +257,7 @@ def main() -> None:
     t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
+    t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")

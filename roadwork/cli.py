@@ -433,6 +433,14 @@ def train_backbone_cmd(
             help="Share of training passes whose early feature maps take another image's channel mean and std in part (MixStyle): scrambles each camera's look, keeps the content. 0: off.",
         ),
     ] = 0.0,
+    weather: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="Share of training frames, of either label, drawn with rain, snow, fog, sun glare, shadow or dusk (albumentations), so that bad weather stops meaning 'no roadwork'. 0: off.",
+        ),
+    ] = 0.0,
     voters: Annotated[
         str,
         typer.Option(
@@ -467,6 +475,7 @@ def train_backbone_cmd(
         save_folds=save_folds,
         tiles_batch=tiles_batch,
         mixstyle=mixstyle,
+        weather=weather,
     )
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)

@@ -13,6 +13,7 @@ OFFLINE_ENV = {
     "YOLO_AUTOINSTALL": "false",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "FIFTYONE_DO_NOT_TRACK": "true",
+    "NO_ALBUMENTATIONS_UPDATE": "1",
 }
 
 

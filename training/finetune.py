@@ -74,6 +74,9 @@ class FinetuneConfig:
     mixstyle: float = 0.0
     """Share of training passes whose early feature maps get another image's channel statistics
     mixed in (MixStyle: training/mixstyle.py; 0: off). Scrambles a camera's look, keeps content."""
+    weather: float = 0.0
+    """Share of training frames, of either label, that get rain, snow, fog, glare, shadow or dusk
+    drawn on before their view is made (training/weather.py; 0: off)."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
@@ -84,6 +87,8 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.mixstyle <= 1.0:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
+        if not 0.0 <= self.weather <= 1.0:
+            raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
 
 
 def maybe_distort(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -194,6 +199,11 @@ class _Views:
     ) -> None:
         self.samples, self.images, self.cfg, self.size, self.banks = samples, images, cfg, size, banks
         self.calls = 0
+        self.weather = None
+        if cfg.weather > 0:
+            from training.weather import Weather
+
+            self.weather = Weather()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -206,6 +216,8 @@ class _Views:
         rng = np.random.default_rng(seed)
         s = self.samples[i]
         image, label = counterfactual(s, self.images[i], self.banks, self.cfg, rng)
+        if self.weather is not None and rng.random() < self.cfg.weather:
+            image = self.weather(image, rng)
         if self.size == "tiles":
             return tile_view(image, rng), label
         return to_tensor_batch([train_view(image, s.key, rng, self.cfg, int(self.size))], int(self.size))[0], label
@@ -640,6 +652,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0.0,
         help="Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     )
+    ap.add_argument(
+        "--weather",
+        type=float,
+        default=0.0,
+        help="Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
+    )
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
@@ -657,6 +675,7 @@ def main(argv: list[str] | None = None) -> None:
         save_folds=args.save_folds,
         tiles_batch=args.tiles_batch,
         mixstyle=args.mixstyle,
+        weather=args.weather,
     )
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
