@@ -6,10 +6,15 @@
 #          machine's image lacks it. Its weights are stored as float16 (9.1 -> 4.5 MB): the LOSO
 #          networks trained from this copy gave votes identical to the committed ones
 #          (benchmarks/results/loso_variants_h200.json, rerun_seed0).
+#   whl/   albumentations and what it needs beyond the image (pydantic, albucore, simsimd,
+#          stringzilla 3.x: albucore takes >=3.10.4, and 5.x is 4 MB larger), for `--weather`
+#          (training/weather.py); Python 3.12 wheels, ~4 MB
+# gzip only saves the tar's headers and padding (~1 MB): the whole carry is at the 64-MiB limit.
 #
 #   benchmarks/device_carry.sh ../shared/data .carry/carry.tar      (.carry/ is ignored by git)
 # then, in the device command (carry [".carry"]):
 #   mkdir -p /tmp/c && tar xf .carry/carry.tar -C /tmp/c && export PYTHONPATH=/tmp/c/site:.
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/c/site /tmp/c/whl/*.whl
 #   bash benchmarks/train_backbone_parallel.sh loso /tmp/c/data $OUT/run --paste-prob 0.3 ...
 set -euo pipefail
 DATA=$1 TAR=$2
@@ -28,8 +33,13 @@ path = sys.argv[1]
 state = torch.load(path, map_location="cpu", weights_only=True)
 torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
 PYEOF
+for p in albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==3.12.6 pydantic==2.14.4 \
+         pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5; do
+  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$work/whl" "$p"
+done
 mkdir -p "$(dirname "$TAR")"
-tar cf "$TAR" -C "$work" data site
+tar czf "$TAR" -C "$work" data site whl
 tree_kib=$(git ls-files -z | xargs -0 du -c 2>/dev/null | tail -1 | cut -f1)
 tar_kib=$(du -k "$TAR" | cut -f1)
 echo "$TAR: $((tar_kib / 1024)) MiB; with the tracked tree ($((tree_kib / 1024)) MiB) $(((tar_kib + tree_kib) / 1024)) of 64 MiB"

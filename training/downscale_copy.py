@@ -34,7 +34,8 @@ def downscale_copy(data: Path, out: Path, split: str, long_side: int, quality: i
             im = im.convert("RGB")
             if max(im.size) > long_side:
                 im.thumbnail((long_side, long_side), Image.BILINEAR)
-            im.save(dst, "JPEG", quality=quality)
+            # optimised Huffman tables, progressive scans: the same pixels, ~4 % fewer bytes to carry
+            im.save(dst, "JPEG", quality=quality, optimize=True, progressive=True)
         written += dst.stat().st_size
         if (i + 1) % 200 == 0 or i + 1 == len(keep):
             print(
