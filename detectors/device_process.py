@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -342,12 +343,22 @@ class RemoteVoter(Voter):
         return self._pick().predict(self.name, frames)
 
     def warmup(self) -> None:
-        for proc in self.procs:  # every worker warms its copy, on its lane, before the first request
-            proc.call(_warmup, self.name, lane=proc.lane_of[self.name])
+        """Every worker warms its copy, on the voter's lane, before the first request."""
+        self._on_every_worker(lambda proc: proc.call(_warmup, self.name, lane=proc.lane_of[self.name]))
 
     def warm(self, frames: Sequence[Frame]) -> None:
-        for proc in self.procs:  # a batch size meets every worker, not just the least busy one
-            proc.predict(self.name, frames)
+        """A batch size meets every worker, not just the least busy one."""
+        self._on_every_worker(lambda proc: proc.predict(self.name, frames))
+
+    def _on_every_worker(self, fn: Any) -> None:
+        """fn(proc) for every worker at once: one after another, two workers a card doubled the
+        warm-up (over 100 s for 18 models on an H200, issue 18). The first error is raised."""
+        if len(self.procs) == 1:
+            fn(self.procs[0])
+            return
+        with ThreadPoolExecutor(len(self.procs), thread_name_prefix=f"warm-{self.name}") as pool:
+            for _ in pool.map(fn, self.procs):
+                pass
 
     def __repr__(self) -> str:
         return f"RemoteVoter(name={self.name!r}, device={self.procs[0].device!r}, workers={len(self.procs)})"

@@ -355,3 +355,49 @@ def test_two_lanes_take_frames_from_shared_memory_at_once_and_leave_no_block() -
     finally:
         for p in procs:
             p.close()
+
+
+def test_every_worker_of_a_card_warms_its_copy_at_the_same_time() -> None:
+    import time
+
+    # given a voter over two workers whose warm-up takes a while
+    spans: dict[int, tuple[float, float]] = {}
+
+    class SlowWorker:
+        def __init__(self, k: int) -> None:
+            self.k, self.lane_of, self.up, self.waiting = k, {"l0_head": 0}, True, 0
+
+        def call(self, fn, name, lane=0):
+            t0 = time.monotonic()
+            time.sleep(0.5)
+            spans[self.k] = (t0, time.monotonic())
+
+        def predict(self, name, frames):
+            self.call(None, name)
+            return []
+
+    cfg, _ = l0_voter()
+    remote = RemoteVoter([SlowWorker(0), SlowWorker(1)], cfg)
+    for warm in (remote.warmup, lambda: remote.warm(frames(1))):
+        spans.clear()
+        # when it warms up (the model's warmup, then a batch size)
+        warm()
+        # then both workers did, at once: each started before the other finished
+        assert set(spans) == {0, 1}
+        assert spans[0][0] < spans[1][1] and spans[1][0] < spans[0][1]
+
+
+def test_a_worker_that_fails_its_warm_up_fails_the_voters_warm_up() -> None:
+    class Broken:
+        lane_of, up, waiting = {"l0_head": 0}, True, 0
+
+        def call(self, fn, name, lane=0):
+            raise DeviceProcessError("worker for cuda:0 died")
+
+    class Fine(Broken):
+        def call(self, fn, name, lane=0):
+            return None
+
+    cfg, _ = l0_voter()
+    with pytest.raises(DeviceProcessError, match="died"):
+        RemoteVoter([Fine(), Broken()], cfg).warmup()
