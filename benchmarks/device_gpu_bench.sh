@@ -14,12 +14,12 @@
 # worker processes' kernels can share the GPU at once instead of taking turns.
 # WORKERS ("1 2"), LANES ("1": runtime.lanes_per_worker, e.g. "1 2"), CONC (1,4,10,64), FRAME (e.g.
 # 1920x1080: full-resolution frames instead of 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
-# in turn), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
+# in turn), SETTINGS (workers:lanes pairs, e.g. "1:1 2:2", instead of every WORKERS x LANES pair), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
 # came, `--no-input-scale`), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
-WORKERS=${WORKERS:-1 2} LANES=${LANES:-1} TRANSPORTS=${TRANSPORTS:-pipe} SCALES=${SCALES:-on} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
+WORKERS=${WORKERS:-1 2} LANES=${LANES:-1} SETTINGS=${SETTINGS:-} TRANSPORTS=${TRANSPORTS:-pipe} SCALES=${SCALES:-on} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
 mkdir -p "$OUT" runs/yolo
@@ -30,18 +30,20 @@ if [[ ${MPS:-0} == 1 ]]; then
   trap 'echo quit | nvidia-cuda-mps-control' EXIT
   echo "MPS on"
 fi
+if [[ -z $SETTINGS ]]; then
+  for w in $WORKERS; do for l in $LANES; do SETTINGS+="$w:$l "; done; done
+fi
 if [[ $MODE == bench || $MODE == both ]]; then
   for sc in $SCALES; do
     for t in $TRANSPORTS; do
-      for w in $WORKERS; do
-        for l in $LANES; do
-          name=gpu_bench_1gpu_workers${w}$([[ $l != 1 ]] && echo _lanes$l)${FRAME:+_$FRAME}_$t$([[ $sc == off ]] && echo _unscaled)
-          flag=$([[ $sc == off ]] && echo --no-input-scale || echo --input-scale)
-          timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
-            --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w --lanes-per-worker $l \
-            ${FRAME:+--frame $FRAME} --frame-transport $t $flag --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
-          echo "bench workers=$w lanes=$l transport=$t input-scale=$sc: rc=$?"; tail -n 4 "$OUT/$name.log"
-        done
+      for setting in $SETTINGS; do
+        w=${setting%%:*} l=${setting##*:}
+        name=gpu_bench_1gpu_workers${w}$([[ $l != 1 ]] && echo _lanes$l)${FRAME:+_$FRAME}_$t$([[ $sc == off ]] && echo _unscaled)
+        flag=$([[ $sc == off ]] && echo --no-input-scale || echo --input-scale)
+        timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
+          --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w --lanes-per-worker $l \
+          ${FRAME:+--frame $FRAME} --frame-transport $t $flag --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
+        echo "bench workers=$w lanes=$l transport=$t input-scale=$sc: rc=$?"; tail -n 4 "$OUT/$name.log"
       done
     done
   done

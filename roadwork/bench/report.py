@@ -81,13 +81,18 @@ LOAD_HEADER = ("run", "img/s", "p50 / p95", "first / later p95", "GPU busy", "wo
 LOAD_COLUMNS = tuple((lambda f, k=k: _load_cells(f)[k]) for k in LOAD_HEADER[1:])
 
 
-def _workers_two_over_one(rows: list[Files]) -> list[str]:
-    """img/s of 2 workers over 1 at each concurrency (rows in pairs: 1 worker, then 2)."""
-    ratios = [
-        f"x{_at(two['run'], two['at'])['img_per_s'] / _at(one['run'], one['at'])['img_per_s']:.2f} at {one['at']}"
-        for one, two in zip(rows[::2], rows[1::2], strict=True)
-    ]
-    return ["2 workers over 1 (img/s)", ", ".join(ratios), "", "", "", ""]
+def _second_over_first(label: str) -> Any:
+    """A footer: img/s of each pair's second row over its first, at each concurrency (rows in pairs
+    at one concurrency: the setting measured against, then the other)."""
+
+    def footer(rows: list[Files]) -> list[str]:
+        ratios = [
+            f"x{_at(two['run'], two['at'])['img_per_s'] / _at(one['run'], one['at'])['img_per_s']:.2f} at {one['at']}"
+            for one, two in zip(rows[::2], rows[1::2], strict=True)
+        ]
+        return [label, ", ".join(ratios), "", "", "", ""]
+
+    return footer
 
 
 LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4), ("d", 1, 4))
@@ -202,7 +207,7 @@ TABLES: dict[str, Table] = {
             for at in ("10", "64")
             for w in (1, 2)
         ),
-        footer=_workers_two_over_one,
+        footer=_second_over_first("2 workers over 1 (img/s)"),
     ),
     # an earlier call on another H200 (1, 4 and 10 concurrent; its 1-worker run was cut before 64)
     "gpu-load-h200": Table(
@@ -244,6 +249,22 @@ TABLES: dict[str, Table] = {
             for lanes in (lo, hi)
         ),
         footer=_lanes_over,
+    ),
+    # issue 18: two workers a card with two lanes each against the committed setting (one worker,
+    # one lane); call e's 2 x 2 run was cut in its warm-up, so they come from two calls, e and f
+    "gpu-workers-lanes-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{call}: {at} concurrent, {w} worker{'s' if w > 1 else ''} x {lanes} lane{'s' if lanes > 1 else ''}",
+                {"run": f"gpu_bench_1gpu_workers{w}_lanes{lanes}_h200_{call}.json"},
+                at,
+            )
+            for at in ("10", "64")
+            for call, w, lanes in (("e", 1, 1), ("f", 2, 2))
+        ),
+        footer=_second_over_first("f over e (img/s), two calls"),
     ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
