@@ -3,8 +3,12 @@
 Why: every fog, haze, rain and snow frame in ../shared/data is a negative (DAWN), and the positives
 are mostly clear-day photos and night clips. A network can then learn "bad weather means no
 roadwork", which costs exactly the work zones that dashcams film in rain. Drawing the same weather
-onto positives and negatives alike makes weather carry no label. Measured on the scored source with
-`benchmarks/loso_networks.py train --weather P` (the README says what it gave).
+onto positives and negatives alike makes weather carry no label.
+
+Measured and not adopted: the shipped recipe's leave-one-source-out networks with `--weather 0.3`
+(seed 0) ranked the held-out sources lower than both seeds without it, at 224 px and on tiles, and
+called held-out fog frames roadwork more often (README, "Weather on training frames";
+benchmarks/results/loso_variants_weather_h200.json). Off by default.
 
 The effects are albumentations' own (RandomRain, RandomSnow, RandomFog, RandomSunFlare,
 RandomShadow, and a darker, lower-contrast frame for dusk), one a frame, drawn from the caller's
