@@ -15,7 +15,8 @@
 # WORKERS ("1 2"), LANES ("1": runtime.lanes_per_worker, e.g. "1 2"), CONC (1,4,10,64), FRAME (e.g.
 # 1920x1080: full-resolution frames instead of 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
 # in turn), SETTINGS (workers:lanes pairs, e.g. "1:1 2:2", instead of every WORKERS x LANES pair), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
-# came, `--no-input-scale`), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
+# came, `--no-input-scale`), NATIVE ("on", or "off": `--no-native`, no per-model cost or loop, ~50 s
+# less a run), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
@@ -42,7 +43,7 @@ if [[ $MODE == bench || $MODE == both ]]; then
         flag=$([[ $sc == off ]] && echo --no-input-scale || echo --input-scale)
         timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
           --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w --lanes-per-worker $l \
-          ${FRAME:+--frame $FRAME} --frame-transport $t $flag --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
+          ${FRAME:+--frame $FRAME} --frame-transport $t $flag $([[ ${NATIVE:-on} == off ]] && echo --no-native) --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
         echo "bench workers=$w lanes=$l transport=$t input-scale=$sc: rc=$?"; tail -n 4 "$OUT/$name.log"
       done
     done

@@ -730,6 +730,14 @@ def bench_cmd(
             "setting), or not: the models get frames as they came. Run both with --frame 1920x1080 to compare.",
         ),
     ] = True,
+    native: Annotated[
+        bool,
+        typer.Option(
+            "--native/--no-native",
+            help="--gpu: also time each model's own batched cost and a sequential loop (the overhead and "
+            "speed-up figures), or skip them to save about 50 s a run (two settings in one device call).",
+        ),
+    ] = True,
     expected_cost: Annotated[
         Path | None,
         typer.Option(
@@ -802,6 +810,7 @@ def bench_cmd(
             frame_transport=frame_transport,
             input_scale=input_scale,
             bursts=bursts,
+            native=native,
         )
         return
     from roadwork.bench.cpu import run_bench

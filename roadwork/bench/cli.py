@@ -54,6 +54,7 @@ def run_gpu(
     lanes_per_worker: int | None = None,
     frame_transport: str | None = None,
     input_scale: bool = True,
+    native: bool = True,
 ) -> Path:
     """`roadwork bench --gpu`: build, warm up, drive, write the JSON; returns its path."""
     from roadwork.bench.gpu import run_gpu_bench
@@ -91,6 +92,7 @@ def run_gpu(
         frame_transport=frame_transport,
         input_scale=input_scale,
         bursts=bursts,
+        native=native,
     )
     out = out or default_out("gpu_bench_single.json" if single_gpu else "gpu_bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +121,13 @@ def run_gpu(
 
 def _print_gpu(r: dict) -> None:
     fq = r["first_query_ms"]
+    native = (
+        f"native sum {r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img"
+        if r["native_sum_ms_per_image"] is not None
+        else "native cost and loop skipped"
+    )
     table = Table(
-        title=f"{r['profile']}: {len(r['voters'])} in-process voters (native sum "
-        f"{r['native_sum_ms_per_image']:.1f} ms/img, loop {r['loop_ms_per_image']:.1f} ms/img; "
+        title=f"{r['profile']}: {len(r['voters'])} in-process voters ({native}; "
         f"first query {fq['cold']:.0f} ms cold, {fq['after_warmup']:.0f} ms warm)"
     )
     for col in ("concurrency", "img/s", "p50 ms", "p95 ms", "overhead", "x loop", "GPU busy %", "CPU cores"):
@@ -134,8 +140,8 @@ def _print_gpu(r: dict) -> None:
             f"{run['img_per_s']:.1f}",
             f"{run['latency_ms']['p50']:.0f}",
             f"{run['latency_ms']['p95']:.0f}",
-            f"{100 * run['overhead_vs_native_sum']:+.1f}%",
-            f"{run['speedup_vs_loop']:.2f}",
+            "-" if run["overhead_vs_native_sum"] is None else f"{100 * run['overhead_vs_native_sum']:+.1f}%",
+            "-" if run["speedup_vs_loop"] is None else f"{run['speedup_vs_loop']:.2f}",
             busy,
             f"{util.get('cpu_cores_busy', float('nan')):.1f}",
         )

@@ -10,6 +10,7 @@ moves all of them to cuda:0, `--device` to one named device). Then:
   warm-up   each model once at batch 1 and at its batch size, then the first query again
   native    each model's own batched cost: predict on `native_batch` frames directly (no cascade)
   loop      a sequential per-frame, per-model loop (what you would write without batching)
+            (`--no-native` skips these two: no overhead or speed-up figures then)
   cascade   for each concurrency C: C frames driven at once through `await cascade.run(...)`
             (asyncio.gather under a semaphore), micro-batched per model (detectors/batching.py)
 
@@ -151,12 +152,17 @@ def _measure(
         if i:
             save("native batched cost (part)")  # the models done so far keep their figures if the run is cut
 
-    dets = native_all(dets, info, skipped, primed, on_model=native_next)
-    native_sum = result["native_sum_ms_per_image"] = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
-    save("native batched cost")
-    step("sequential loop")
-    loop_ms = result["loop_ms_per_image"] = time_loop(dets, frames[: opts.loop_frames])
-    save("sequential loop")
+    result["native_sum_ms_per_image"] = result["loop_ms_per_image"] = None  # so with --no-native
+    if opts.native:
+        dets = native_all(dets, info, skipped, primed, on_model=native_next)
+        result["native_sum_ms_per_image"] = sum(info[d.name]["native"]["ms_per_image"] for d in dets)
+        save("native batched cost")
+        step("sequential loop")
+        result["loop_ms_per_image"] = time_loop(dets, frames[: opts.loop_frames])
+        save("sequential loop")
+    else:
+        step("native batched cost and sequential loop skipped (--no-native)")
+    native_sum, loop_ms = result["native_sum_ms_per_image"], result["loop_ms_per_image"]
     for c in opts.concurrency:
         step(f"cascade at concurrency {c}")
         result["concurrency"][str(c)] = concurrency_run(cfg, dets, voters, opts, c, native_sum, loop_ms)

@@ -58,6 +58,9 @@ class GpuBenchOptions:
     bursts: int = 1
     """Bursts of `concurrency` new frames at each concurrency. With more than one, the first (the
     first load after warm-up) is reported on its own and the run's figures are the later ones'."""
+    native: bool = True
+    """False: skip each model's own batched cost and the sequential loop (about 50 s a run on an
+    H200), so two settings fit in one device call; the run then has no overhead or speed-up."""
 
 
 def package_missing(kind: str) -> str | None:

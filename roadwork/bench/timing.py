@@ -124,7 +124,13 @@ def burst_figures(wall_s: float, lat: list[float]) -> dict[str, float]:
 
 
 def concurrency_run(
-    cfg: CascadeConfig, dets: list, voters: list, opts: GpuBenchOptions, c: int, native_sum_ms: float, loop_ms: float
+    cfg: CascadeConfig,
+    dets: list,
+    voters: list,
+    opts: GpuBenchOptions,
+    c: int,
+    native_sum_ms: float | None,
+    loop_ms: float | None,
 ) -> dict[str, Any]:
     """C frames at once through a new cascade, `opts.bursts` times (new frames each time). With more
     than one burst the first is kept apart (`bursts[0]`: the first load after warm-up, issue 18's
@@ -172,7 +178,7 @@ def concurrency_run(
         "wall_s": wall,
         "latency_ms": latency_figures(lat),
         "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
-        "speedup_vs_loop": loop_ms / per_image_ms if per_image_ms else None,
+        "speedup_vs_loop": loop_ms / per_image_ms if loop_ms and per_image_ms else None,
         "exit_levels": exits,
         "micro_batches": batchers,
         "abstained": abstained,

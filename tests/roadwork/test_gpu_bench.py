@@ -122,6 +122,24 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_no_native_skips_the_per_model_cost_and_the_loop_and_still_drives_the_cascade(tmp_path: Path) -> None:
+    # given one tiny voter and --no-native (two settings in one device call need the time)
+    out = tmp_path / "gpu_bench.json"
+    args = ["bench", "--gpu", "--random-weights", "--tiny", "--no-early-exit", "--config", str(PROFILE)]
+    args += ["--concurrency", "2", "--only", "yolo11x", "--no-native", "--out", str(out)]
+    # when the bench runs
+    res = CliRunner().invoke(app, args)
+    # then the cascade's figures are there, the per-model cost and the loop are not, and it says so
+    assert res.exit_code == 0, res.output
+    r = json.loads(out.read_text())
+    assert r["complete"] is True and r["native_sum_ms_per_image"] is None and r["loop_ms_per_image"] is None
+    assert "native" not in r["voters"]["yolo11x"]
+    run = r["concurrency"]["2"]
+    assert run["img_per_s"] > 0 and run["overhead_vs_native_sum"] is None and run["speedup_vs_loop"] is None
+    assert "native cost and loop skipped" in res.output
+
+
+@pytest.mark.slow
 def test_bursts_report_the_first_load_after_warm_up_apart_from_the_later_ones(tmp_path: Path) -> None:
     # given one tiny voter and three bursts at each concurrency
     out = tmp_path / "gpu_bench.json"
