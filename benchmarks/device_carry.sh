@@ -33,11 +33,8 @@ path = sys.argv[1]
 state = torch.load(path, map_location="cpu", weights_only=True)
 torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, path)
 PYEOF
-for p in albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 stringzilla==3.12.6 pydantic==2.14.4 \
-         pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5; do
-  "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d "$work/whl" "$p"
-done
+bash "$(dirname "$0")/device_wheels.sh" "$work/whl" albumentations==2.0.8 albucore==0.0.24 simsimd==6.5.16 \
+  stringzilla==3.12.6 pydantic==2.14.4 pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5
 mkdir -p "$(dirname "$TAR")"
 tar czf "$TAR" -C "$work" data site whl
 tree_kib=$(git ls-files -z | xargs -0 du -c 2>/dev/null | tail -1 | cut -f1)
