@@ -95,6 +95,30 @@ def _second_over_first(label: str) -> Any:
     return footer
 
 
+WORKER_LANE_CALLS = (("e", "f", (1, 1), (2, 2)), ("g", "g", (1, 1), (2, 2)), ("h", "h", (2, 2), (2, 4)))
+"""Device calls of the workers x lanes comparison: (call of the first setting, call of the second,
+(workers, lanes) measured against, (workers, lanes) compared). Call e's 2 x 2 run was cut in its
+warm-up, so its pair comes from two calls, e and f."""
+
+
+def _setting(workers: int, lanes: int) -> str:
+    return f"{workers} worker{'s' if workers > 1 else ''} x {lanes} lane{'s' if lanes > 1 else ''}"
+
+
+def _workers_lanes_over(rows: list[Files]) -> list[str]:
+    """img/s of each pair's second setting over its first, at each concurrency."""
+    pairs = list(zip(rows[::2], rows[1::2], strict=True))  # (first, second) at one concurrency
+    ratios = []
+    for i, (one, two, lo, hi) in enumerate(WORKER_LANE_CALLS):
+        cells = [
+            f"x{_at(b['run'], b['at'])['img_per_s'] / _at(a['run'], a['at'])['img_per_s']:.2f} at {a['at']}"
+            for a, b in pairs[2 * i : 2 * i + 2]
+        ]
+        where = "one call" if one == two else f"two calls, {one} and {two}"
+        ratios.append(f"{two}: {_setting(*hi)} over {_setting(*lo)} ({where}) {', '.join(cells)}")
+    return ["img/s, second setting over first", "; ".join(ratios), "", "", "", ""]
+
+
 LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4), ("d", 1, 4))
 """Device calls of the lanes comparison: (call, lanes of its first run, lanes of its second)."""
 
@@ -250,21 +274,22 @@ TABLES: dict[str, Table] = {
         ),
         footer=_lanes_over,
     ),
-    # issue 18: two workers a card with two lanes each against the committed setting (one worker,
-    # one lane); call e's 2 x 2 run was cut in its warm-up, so they come from two calls, e and f
+    # issue 18: two workers a card with two and four lanes each, against the committed setting (one
+    # worker, one lane) and each other, in pairs (WORKER_LANE_CALLS)
     "gpu-workers-lanes-h200": Table(
         LOAD_HEADER,
         LOAD_COLUMNS,
         tuple(
             Row(
-                f"{call}: {at} concurrent, {w} worker{'s' if w > 1 else ''} x {lanes} lane{'s' if lanes > 1 else ''}",
+                f"{call}: {at} concurrent, {_setting(w, lanes)}",
                 {"run": f"gpu_bench_1gpu_workers{w}_lanes{lanes}_h200_{call}.json"},
                 at,
             )
+            for one, two, lo, hi in WORKER_LANE_CALLS
             for at in ("10", "64")
-            for call, w, lanes in (("e", 1, 1), ("f", 2, 2))
+            for call, (w, lanes) in ((one, lo), (two, hi))
         ),
-        footer=_second_over_first("f over e (img/s), two calls"),
+        footer=_workers_lanes_over,
     ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
