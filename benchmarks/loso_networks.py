@@ -78,7 +78,9 @@ def train(args: argparse.Namespace) -> None:
         if snapshots:
             outputs[args.snapshot_out] = nets[f"epoch{args.snapshot_epoch}"]
         for path, net in outputs.items():
-            rows = held_out_rows(net, samples, images, held, cfg, args.device, held_out=name, config=asdict(cfg))
+            rows = held_out_rows(
+                net, samples, images, held, cfg, args.device, args.crops, held_out=name, config=asdict(cfg)
+            )
             with path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
@@ -259,6 +261,9 @@ def main() -> None:
     t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
+    t.add_argument(
+        "--crops", action="store_true", help="also write each tile crop's probability (row key `crops`, by regime)"
+    )
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")
     s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")

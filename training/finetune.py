@@ -340,19 +340,25 @@ def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, bat
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[float | None]:
-    """The tile voter's vote for each view: the max over its overlapping crops (the voter's default
-    grids), or None for a view smaller than the voter's `min_long_side` (it abstains there)."""
+def predict_crops(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[list[float] | None]:
+    """The probability of each of a view's overlapping crops (the tile voter's default grids, in
+    `tile_crops` order), or None for a view smaller than the voter's `min_long_side`."""
     crops, owner = [], []
     for i, view in enumerate(views):
         if max(view.shape[:2]) >= TILE_MIN_LONG_SIDE:
             for crop in tile_crops(view):
                 crops.append(crop)
                 owner.append(i)
-    best: list[float | None] = [None] * len(views)
+    out: list[list[float] | None] = [None] * len(views)
     for i, p in zip(owner, predict_views(net, crops, 224, device, batch), strict=True):
-        best[i] = max(float(p), best[i] or 0.0)
-    return best
+        out[i] = [*(out[i] or []), float(p)]
+    return out
+
+
+def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[float | None]:
+    """The tile voter's vote for each view: the max over its overlapping crops, or None where it
+    abstains (`predict_crops`)."""
+    return [None if c is None else max(c) for c in predict_crops(net, views, device, batch)]
 
 
 def held_out_transform(regime: str, seed: int) -> Transform:
@@ -366,20 +372,31 @@ def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray
 
 
 def held_out_probs(
-    net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str
+    net: Any,
+    samples: list[Sample],
+    images: list[np.ndarray],
+    cfg: FinetuneConfig,
+    device: str,
+    crops: list[dict[str, list[float]]] | None = None,
 ) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
-    (224, `big_size`) or "tiles" (absent where the tile voter would abstain); and {regime: the
-    view's long side in pixels} each."""
+    (224, `big_size`) or "tiles" (the max over its crops; absent where the tile voter would
+    abstain); and {regime: the view's long side in pixels} each. A `crops` list given (empty) gets
+    {regime: every crop's probability} for each image, for the regimes where it tiles."""
     views = [regime_views(image, s.key, cfg.view_seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
+    if crops is not None:
+        crops.extend({} for _ in samples)
     for r in REGIMES:
-        by_view = {
+        by_view: dict[str, list[Any]] = {
             str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
         }
-        by_view["tiles"] = predict_tiles(net, [v[r] for v in views], device)
+        per_crop = predict_crops(net, [v[r] for v in views], device)
+        by_view["tiles"] = [None if c is None else max(c) for c in per_crop]
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
+            if crops is not None and per_crop[k] is not None:
+                crops[k][r] = [round(p, 5) for p in per_crop[k]]
     return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views]
 
 
@@ -390,11 +407,13 @@ def held_out_rows(
     held: list[int],
     cfg: FinetuneConfig,
     device: str,
+    with_crops: bool = False,
     **extra: Any,
 ) -> list[dict[str, Any]]:
     """One OOF row per held-out index: `held_out_probs` with the image's key, label, source, group
-    and `extra` (e.g. its fold)."""
-    probs, sides = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
+    and `extra` (e.g. its fold); `with_crops` adds "crops" ({regime: each tile crop's probability})."""
+    crops: list[dict[str, list[float]]] | None = [] if with_crops else None
+    probs, sides = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device, crops)
     return [
         {
             "probs": p,
@@ -403,9 +422,10 @@ def held_out_rows(
             "label": samples[i].label,
             "source": samples[i].source,
             "group": samples[i].group,
+            **({"crops": crops[k]} if crops is not None else {}),
             **extra,
         }
-        for i, p, side in zip(held, probs, sides, strict=True)
+        for k, (i, p, side) in enumerate(zip(held, probs, sides, strict=True))
     ]
 
 

@@ -123,3 +123,21 @@ def test_networks_of_different_seeds_are_scored_on_the_same_held_out_views(tmp_p
     # the view seed does
     c = held_out_probs(net, samples, images, FinetuneConfig(view_seed=7), "cpu")
     assert c[0] != a[0]
+
+
+def test_rows_with_crops_give_every_tile_crop_whose_max_is_the_tile_vote():
+    from training.datasets import Sample
+    from training.finetune import FinetuneConfig, build_network, held_out_rows
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(5)
+    images = [np.asarray(draw_scene(rng, bool(i % 2), w=960, h=540)) for i in range(2)]
+    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic") for i in range(2)]
+    net = build_network().eval()
+    rows = held_out_rows(net, samples, images, [0, 1], FinetuneConfig(), "cpu", with_crops=True, held_out="x")
+    for row in rows:
+        # only the full-size view is large enough to tile; 224-px regimes have no crops, as no tile vote
+        assert set(row["crops"]) == {r for r, views in row["probs"].items() if "tiles" in views} == {"full"}
+        crops = row["crops"]["full"]
+        assert len(crops) == 18 and max(crops) == pytest.approx(row["probs"]["full"]["tiles"], abs=1e-5)
+    assert "crops" not in held_out_rows(net, samples, images, [0], FinetuneConfig(), "cpu")[0]
