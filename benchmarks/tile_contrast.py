@@ -1,0 +1,116 @@
+"""Does a tile score that ignores the camera's overall look rank new cameras better than the max?
+
+The tile voter answers with the maximum over a frame's 18 overlapping crops. A camera the network
+never saw can move every crop's logit by the same amount (its colours, its sharpness), which moves
+the max and the calibrated threshold with it. A frame-relative score, the best crop's logit minus
+the frame's median (or mean) crop logit, cancels such a shift, at no extra cost on the CPU.
+
+Reads LOSO votes written with `loso_networks.py train --crops` (each held-out frame's crop
+probabilities at full size) and reports, for each score:
+- AUROC over every held-out row and per held-out source (where it has both labels);
+- a logistic fit on the other held-out sources' rows, scored on each source in turn (a threshold
+  that has to survive a camera it was not fitted on): AUROC, MCC at 0.5 and accuracy per source.
+
+    python benchmarks/tile_contrast.py benchmarks/results/loso_votes_l0_backbone_paste_erase_crops.jsonl.gz \\
+        --out benchmarks/results/tile_contrast_loso.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REGIME = "full"  # only full-size frames are large enough to tile
+
+SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from its crops' logits
+    "max (shipped)": lambda z: float(z.max()),
+    "max - median": lambda z: float(z.max() - np.median(z)),
+    "max - mean": lambda z: float(z.max() - z.mean()),
+    "mean": lambda z: float(z.mean()),
+}
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def read_rows(path: Path) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    if not any("crops" in r for r in rows):
+        raise SystemExit(f"{path}: no row has `crops`; write it with `loso_networks.py train --crops`")
+    return [r for r in rows if REGIME in r.get("crops", {})]
+
+
+def auroc_by_source(y: np.ndarray, s: np.ndarray, src: np.ndarray) -> dict[str, float | None]:
+    from sklearn.metrics import roc_auc_score
+
+    return {
+        name: round(float(roc_auc_score(y[src == name], s[src == name])), 4) if len(set(y[src == name])) > 1 else None
+        for name in sorted(set(src))
+    }
+
+
+def leave_source_out(y: np.ndarray, s: np.ndarray, src: np.ndarray) -> dict:
+    """A balanced logistic fit on the other sources' rows, applied to each source in turn."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    prob = np.zeros(len(y))
+    for name in set(src):
+        fit = src != name
+        model = LogisticRegression(class_weight="balanced").fit(s[fit, None], y[fit])
+        prob[~fit] = model.predict_proba(s[~fit, None])[:, 1]
+    said = prob > 0.5
+    return {
+        "auroc": round(float(roc_auc_score(y, prob)), 4),
+        "mcc": round(float(matthews_corrcoef(y, said)), 4),
+        "accuracy_by_source": {name: round(float((said == y)[src == name].mean()), 4) for name in sorted(set(src))},
+    }
+
+
+def main() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("votes", type=Path, help="LOSO votes with crops (.jsonl or .jsonl.gz)")
+    ap.add_argument("--out", type=Path, required=True, help="JSON to write")
+    a = ap.parse_args()
+
+    rows = read_rows(a.votes)
+    y = np.array([r["label"] for r in rows])
+    src = np.array([r["held_out"] for r in rows])
+    crops = [logit(np.array(r["crops"][REGIME])) for r in rows]
+    result: dict = {
+        "votes": str(a.votes),
+        "regime": REGIME,
+        "rows": len(rows),
+        "rows_by_source": {n: [int((src == n).sum()), int(y[src == n].sum())] for n in sorted(set(src))},
+        "scores": {},
+    }
+    for name, score in SCORES.items():
+        s = np.array([score(z) for z in crops])
+        result["scores"][name] = {
+            "auroc": round(float(roc_auc_score(y, s)), 4),
+            "auroc_by_source": auroc_by_source(y, s, src),
+            "fitted_without_the_source": leave_source_out(y, s, src),
+        }
+        r = result["scores"][name]
+        print(
+            f"{name:16s} AUROC {r['auroc']:.3f}  fitted elsewhere: AUROC "
+            f"{r['fitted_without_the_source']['auroc']:.3f} MCC {r['fitted_without_the_source']['mcc']:.3f}"
+        )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""benchmarks/tile_contrast.py: frame-relative tile scores against the max, on LOSO votes with crops."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import benchmark_script
+
+
+def _rows(rng: np.random.Generator) -> list[dict]:
+    """Two held-out cameras; the second lifts every crop's logit by 4 (its look, not its content).
+    A positive frame has one crop well above the frame's others."""
+
+    def sigmoid(z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-z))
+
+    rows = []
+    for source, shift in (("cam_a", 0.0), ("cam_b", 4.0)):
+        for i in range(40):
+            label = i % 2
+            z = rng.normal(-3 + shift, 0.5, 18)
+            if label:
+                z[rng.integers(18)] += 4
+            crops = [round(float(p), 6) for p in sigmoid(z)]
+            rows.append(
+                {
+                    "key": f"{source}/{i}.jpg",
+                    "label": label,
+                    "held_out": source,
+                    "probs": {"full": {"tiles": max(crops)}},
+                    "crops": {"full": crops},
+                }
+            )
+    return rows
+
+
+def test_a_frame_relative_score_survives_a_camera_that_lifts_every_crop(tmp_path, monkeypatch):
+    tc = benchmark_script("tile_contrast")
+    votes = tmp_path / "v.jsonl.gz"
+    votes.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in _rows(np.random.default_rng(0))).encode()))
+    out = tmp_path / "out.json"
+    monkeypatch.setattr(sys, "argv", ["tile_contrast.py", str(votes), "--out", str(out)])
+    tc.main()
+    got = json.loads(out.read_text())
+    assert got["rows"] == 80 and got["rows_by_source"] == {"cam_a": [40, 20], "cam_b": [40, 20]}
+    shipped, relative = got["scores"]["max (shipped)"], got["scores"]["max - mean"]
+    # within one camera both rank well; pooled over both, the lifted camera's negatives outrank the
+    # other's positives on the max, not on the relative score
+    assert shipped["auroc_by_source"]["cam_b"] > 0.9 and relative["auroc_by_source"]["cam_b"] > 0.9
+    assert relative["auroc"] > 0.95 and shipped["auroc"] < relative["auroc"] - 0.1
+    # a threshold fitted on one camera misplaces the other's on the max
+    assert relative["fitted_without_the_source"]["mcc"] > shipped["fitted_without_the_source"]["mcc"] + 0.3
+
+
+def test_votes_without_crops_are_refused_with_the_flag_that_writes_them(tmp_path, monkeypatch):
+    tc = benchmark_script("tile_contrast")
+    votes = tmp_path / "v.jsonl"
+    row = {k: v for k, v in _rows(np.random.default_rng(1))[0].items() if k != "crops"}
+    votes.write_text(json.dumps(row) + "\n")
+    monkeypatch.setattr(sys, "argv", ["tile_contrast.py", str(votes), "--out", str(tmp_path / "o.json")])
+    with pytest.raises(SystemExit, match="--crops"):
+        tc.main()
