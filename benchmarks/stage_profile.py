@@ -59,9 +59,9 @@ def frames_with_boxes(n: int, h: int, w: int) -> list:
     import numpy as np
 
     from cascade.types import Frame
-    from roadwork.bench.build import probe_prior
+    from detectors.base import warm_prior
 
-    prior = probe_prior()
+    prior = warm_prior()
     rng = np.random.default_rng(0)
     return [
         Frame(

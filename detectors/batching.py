@@ -28,10 +28,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
 
-import numpy as np
-
 from cascade.types import Frame, Vote, seconds_left
-from detectors.base import Voter
+from detectors.base import Voter, warm_frame
 
 
 @dataclass
@@ -96,7 +94,7 @@ class MicroBatcher(Voter):
         worker thread that will run them."""
         self.inner.warmup()
         for w, h in self.warm_sizes:
-            blank = Frame(np.zeros((h, w, 3), np.uint8), source="warmup")
+            blank = warm_frame(w, h)
             for size in self.buckets():
                 self._run_on_worker(partial(self.inner.warm, [blank] * size))
 

@@ -7,10 +7,9 @@ import dataclasses
 import time
 from typing import Any
 
-import numpy as np
-
 from cascade.config import CascadeConfig
 from cascade.types import AbstainCause, Frame
+from detectors.base import warm_prior
 from roadwork.bench.options import GIB, GpuBenchOptions, package_missing
 
 
@@ -35,20 +34,9 @@ BUILD_ERRORS = (ImportError, OSError, RuntimeError, ValueError, TypeError, KeyEr
 """What a backend may raise on a config or dtype it cannot build (ultralytics raises SyntaxError on bad args)."""
 
 
-def probe_prior() -> Any:
-    """An L1 vote with two roadwork boxes: in a frame's prior votes it makes L2 validators run their model."""
-    from cascade.types import Vote
-    from detectors.evidence import Boxes
-
-    boxes = Boxes(
-        np.array([[0.1, 0.5, 0.18, 0.75], [0.6, 0.4, 0.9, 0.7]]), np.array([0.9, 0.7]), ("traffic cone", "road barrier")
-    )
-    return Vote("probe", "L1", 0.6, evidence={"boxes": boxes.to_evidence()})
-
-
 def probe_frames(size: int) -> list[Frame]:
     """Two frames with a few L1 boxes in their prior votes, so L2 validators run their model too."""
-    prior = probe_prior()
+    prior = warm_prior()
     return [dataclasses.replace(f, meta={"prior_votes": (prior,)}) for f in make_frames(2, size, seed=7)]
 
 

@@ -203,3 +203,26 @@ def test_a_caller_waits_for_a_stuck_batch_only_until_its_deadline():
     finally:
         release.set()
         batcher.close()
+
+
+def test_warmup_runs_a_box_validators_model_at_every_bucket() -> None:
+    """An L2 validator checks earlier voters' boxes and abstains on frames without any: the warm-up
+    frames carry boxes, so SAM's image encoder meets every batch size before live requests do."""
+    from detectors.random_weights import build_random
+    from miner.profile import load_profile
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load_profile(repo / "configs" / "h100x2.yaml")
+    sam = next(v for v in cfg.voters if v.kind == "sam-mask").model_copy(
+        update={"device": "cpu", "warmup_frames": [(224, 224)]}
+    )
+    voter = build_random(sam, repo / "configs", tiny=True)  # micro-batched, 4 frames a batch
+    assert isinstance(voter, MicroBatcher) and voter.buckets() == [1, 2, 4]
+    model = voter.inner.unwrap().model
+    encoded: list[int] = []
+    encode = model.get_image_embeddings
+    model.get_image_embeddings = lambda pixels, *a, **k: encoded.append(len(pixels)) or encode(pixels, *a, **k)
+    voter.warmup()
+    voter.close()
+    # the adapter's own warm-up (one frame), then every bucket on the batching thread
+    assert encoded == [1, 1, 2, 4]
