@@ -16,10 +16,12 @@
 # 1920x1080: full-resolution frames instead of 224-px ones), TRANSPORTS ("pipe", or "pipe shared-memory": runtime.frame_transport, each run
 # in turn), SETTINGS (workers:lanes pairs, e.g. "1:1 2:2", instead of every WORKERS x LANES pair), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
 # came, `--no-input-scale`), NATIVE ("on", or "off": `--no-native`, no per-model cost or loop, ~50 s
-# less a run), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it.
+# less a run), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it. CONFIG (a profile under configs/,
+# configs/h100x2.yaml by default) with TAG (a name part for its files) benches a variant of the profile.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
+CONFIG=${CONFIG:-configs/h100x2.yaml} TAG=${TAG:-}
 WORKERS=${WORKERS:-1 2} LANES=${LANES:-1} SETTINGS=${SETTINGS:-} TRANSPORTS=${TRANSPORTS:-pipe} SCALES=${SCALES:-on} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
@@ -39,9 +41,9 @@ if [[ $MODE == bench || $MODE == both ]]; then
     for t in $TRANSPORTS; do
       for setting in $SETTINGS; do
         w=${setting%%:*} l=${setting##*:}
-        name=gpu_bench_1gpu_workers${w}$([[ $l != 1 ]] && echo _lanes$l)${FRAME:+_$FRAME}_$t$([[ $sc == off ]] && echo _unscaled)
+        name=gpu_bench_1gpu_workers${w}$([[ $l != 1 ]] && echo _lanes$l)${FRAME:+_$FRAME}_$t$([[ $sc == off ]] && echo _unscaled)${TAG:+_$TAG}
         flag=$([[ $sc == off ]] && echo --no-input-scale || echo --input-scale)
-        timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config configs/h100x2.yaml \
+        timeout "$BENCH_S" bash -c "$(declare -f roadwork); roadwork bench --gpu --random-weights --config $CONFIG \
           --single-gpu --no-early-exit --bursts 3 --concurrency $CONC --workers-per-device $w --lanes-per-worker $l \
           ${FRAME:+--frame $FRAME} --frame-transport $t $flag $([[ ${NATIVE:-on} == off ]] && echo --no-native) --out $OUT/$name.json" > "$OUT/$name.log" 2>&1
         echo "bench workers=$w lanes=$l transport=$t input-scale=$sc: rc=$?"; tail -n 4 "$OUT/$name.log"

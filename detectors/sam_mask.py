@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -54,6 +54,12 @@ class SamParams(HFSource):
     """Weight left to a box whose mask fails a check."""
     image_size: int = Field(default=1024, ge=16)
     """SAM's longest edge (1024 for the public checkpoints)."""
+    compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
+    """On CUDA: `torch.compile` the image encoder in this mode (not with CUDA graphs, which torch
+    keeps per thread); each batch size compiles at warm-up. Ignored on the CPU. The encoder's four
+    global-attention layers build a relative-position bias of 4096 x 4096 per head, which eager
+    SDPA materialises in separate elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an
+    H200, benchmarks/results/op_profile_h200/sam_mask_b_224x224.txt); compiling fuses them."""
     from_levels: list[int] = Field(default_factory=lambda: [1])
     evidence: ClassMap = Field(default_factory=ClassMap)
 
@@ -119,6 +125,8 @@ class SamMaskValidator(Detector):
         params = SamParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         model = load_model(params, SamModel, base_dir, key, cfg.device, cfg.dtype)
+        if params.compile != "none" and cfg.device.startswith("cuda"):
+            model.vision_encoder.compile(mode=params.compile)
         processor = load_processor(params, base_dir, key, lambda: random_sam_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
