@@ -199,3 +199,21 @@ def test_validators_check_only_the_strongest_boxes() -> None:
     cm = ClassMap()
     full = cm.image_probability(Boxes(xyxy, scores, labels))
     assert cm.image_probability(boxes) == pytest.approx(full, abs=0.02)
+
+
+def test_sam_compile_refuses_cuda_graphs_and_leaves_a_cpu_encoder_eager(tmp_path) -> None:
+    from pydantic import ValidationError
+
+    from cascade.config import VoterConfig
+    from detectors.random_weights import TINY_SAM
+    from detectors.sam_mask import SamMaskValidator
+
+    # CUDA graphs are kept per thread by torch, and voters run on lane threads: refused by name
+    with pytest.raises(ValidationError, match="compile"):
+        SamParams(random_init={"model_type": "sam"}, compile="reduce-overhead")
+    params = {"random_init": TINY_SAM, "image_size": 64, "compile": "default"}
+    cfg = VoterConfig(name="sam", kind="sam-mask", level="L2", device="cpu", params=params)
+    sam = SamMaskValidator.from_config(cfg, tmp_path)
+    # on the CPU the option is ignored: the encoder runs eager (no inductor, no C++ compiler needed)
+    assert sam.params.compile == "default"
+    assert getattr(sam.model.vision_encoder, "_compiled_call_impl", None) is None
