@@ -14,6 +14,7 @@ those weights. The image encoder runs batched over the frames; the mask decoder 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, to_device
+
+log = logging.getLogger(__name__)
 
 
 class SamParams(HFSource):
@@ -56,10 +59,11 @@ class SamParams(HFSource):
     """SAM's longest edge (1024 for the public checkpoints)."""
     compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
     """On CUDA: `torch.compile` the image encoder in this mode (not with CUDA graphs, which torch
-    keeps per thread); each batch size compiles at warm-up. Ignored on the CPU. The encoder's four
+    keeps per thread); each batch size compiles at warm-up. Not applied on the CPU (logged). The encoder's four
     global-attention layers build a relative-position bias of 4096 x 4096 per head, which eager
     SDPA materialises in separate elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an
-    H200, benchmarks/results/op_profile_h200/sam_mask_b_224x224.txt); compiling fuses them."""
+    H200, benchmarks/results/op_profile_h200/sam_mask_b_224x224_eager.txt); compiled, they are one
+    fused kernel a layer and the batch takes 36 ms (..._compiled.txt)."""
     from_levels: list[int] = Field(default_factory=lambda: [1])
     evidence: ClassMap = Field(default_factory=ClassMap)
 
@@ -125,8 +129,11 @@ class SamMaskValidator(Detector):
         params = SamParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         model = load_model(params, SamModel, base_dir, key, cfg.device, cfg.dtype)
-        if params.compile != "none" and cfg.device.startswith("cuda"):
-            model.vision_encoder.compile(mode=params.compile)
+        if params.compile != "none":
+            if cfg.device.startswith("cuda"):
+                model.vision_encoder.compile(mode=params.compile)
+            else:
+                log.info("%s: params.compile=%s not applied on %s (CUDA only)", cfg.name, params.compile, cfg.device)
         processor = load_processor(params, base_dir, key, lambda: random_sam_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
