@@ -18,7 +18,6 @@ probabilities at full size) and reports, for each score:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -35,15 +34,13 @@ SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from i
 }
 
 
-def logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
+CLIP = 1e-6  # crop probabilities this close to 0 or 1 still order apart
 
 
 def read_rows(path: Path) -> list[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
+    from training.finetune import votes_text
+
+    rows = [json.loads(line) for line in votes_text(path).splitlines() if line.strip()]
     if not any("crops" in r for r in rows):
         raise SystemExit(f"{path}: no row has `crops`; write it with `loso_networks.py train --crops`")
     return [r for r in rows if REGIME in r.get("crops", {})]
@@ -79,6 +76,8 @@ def leave_source_out(y: np.ndarray, s: np.ndarray, src: np.ndarray) -> dict:
 def main() -> None:
     from sklearn.metrics import roc_auc_score
 
+    from consensus.pooling import logit
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("votes", type=Path, help="LOSO votes with crops (.jsonl or .jsonl.gz)")
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
@@ -87,7 +86,7 @@ def main() -> None:
     rows = read_rows(a.votes)
     y = np.array([r["label"] for r in rows])
     src = np.array([r["held_out"] for r in rows])
-    crops = [logit(np.array(r["crops"][REGIME])) for r in rows]
+    crops = [logit(np.array(r["crops"][REGIME]), clip=CLIP) for r in rows]
     result: dict = {
         "votes": str(a.votes),
         "regime": REGIME,
