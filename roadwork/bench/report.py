@@ -81,16 +81,20 @@ LOAD_HEADER = ("run", "img/s", "p50 / p95", "first / later p95", "GPU busy", "wo
 LOAD_COLUMNS = tuple((lambda f, k=k: _load_cells(f)[k]) for k in LOAD_HEADER[1:])
 
 
+def _pair_ratios(rows: list[Files]) -> list[str]:
+    """For rows in pairs at one concurrency (the setting measured against, then the other): the
+    second's img/s over the first's, as "x1.23 at 10", one a pair."""
+    return [
+        f"x{_at(two['run'], two['at'])['img_per_s'] / _at(one['run'], one['at'])['img_per_s']:.2f} at {one['at']}"
+        for one, two in zip(rows[::2], rows[1::2], strict=True)
+    ]
+
+
 def _second_over_first(label: str) -> Any:
-    """A footer: img/s of each pair's second row over its first, at each concurrency (rows in pairs
-    at one concurrency: the setting measured against, then the other)."""
+    """A footer: `_pair_ratios` of every pair, after `label`."""
 
     def footer(rows: list[Files]) -> list[str]:
-        ratios = [
-            f"x{_at(two['run'], two['at'])['img_per_s'] / _at(one['run'], one['at'])['img_per_s']:.2f} at {one['at']}"
-            for one, two in zip(rows[::2], rows[1::2], strict=True)
-        ]
-        return [label, ", ".join(ratios), "", "", "", ""]
+        return [label, ", ".join(_pair_ratios(rows)), "", "", "", ""]
 
     return footer
 
@@ -106,14 +110,10 @@ def _setting(workers: int, lanes: int) -> str:
 
 
 def _workers_lanes_over(rows: list[Files]) -> list[str]:
-    """img/s of each pair's second setting over its first, at each concurrency."""
-    pairs = list(zip(rows[::2], rows[1::2], strict=True))  # (first, second) at one concurrency
-    ratios = []
+    """img/s of each pair's second setting over its first, at each concurrency (two pairs a call)."""
+    pair_ratios, ratios = _pair_ratios(rows), []
     for i, (one, two, lo, hi) in enumerate(WORKER_LANE_CALLS):
-        cells = [
-            f"x{_at(b['run'], b['at'])['img_per_s'] / _at(a['run'], a['at'])['img_per_s']:.2f} at {a['at']}"
-            for a, b in pairs[2 * i : 2 * i + 2]
-        ]
+        cells = pair_ratios[2 * i : 2 * i + 2]
         where = "one call" if one == two else f"two calls, {one} and {two}"
         ratios.append(f"{two}: {_setting(*hi)} over {_setting(*lo)} ({where}) {', '.join(cells)}")
     return ["img/s, second setting over first", "; ".join(ratios), "", "", "", ""]
@@ -124,14 +124,10 @@ LANE_CALLS = (("a", 1, 2), ("b", 2, 4), ("c", 1, 4), ("d", 1, 4))
 
 
 def _lanes_over(rows: list[Files]) -> list[str]:
-    """img/s of each call's second run over its first, at each concurrency."""
-    pairs = list(zip(rows[::2], rows[1::2], strict=True))  # (first run, second run) at one concurrency
-    ratios = []
+    """img/s of each call's second run over its first, at each concurrency (two pairs a call)."""
+    pair_ratios, ratios = _pair_ratios(rows), []
     for i, (call, lo, hi) in enumerate(LANE_CALLS):
-        cells = [
-            f"x{_at(b['run'], b['at'])['img_per_s'] / _at(a['run'], a['at'])['img_per_s']:.2f} at {a['at']}"
-            for a, b in pairs[2 * i : 2 * i + 2]
-        ]
+        cells = pair_ratios[2 * i : 2 * i + 2]
         ratios.append(f"{call}: {hi} lanes over {lo} {', '.join(cells)}")
     return ["img/s ratios within a call", "; ".join(ratios), "", "", "", "", ""]
 
