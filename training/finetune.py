@@ -372,21 +372,15 @@ def regime_views(image: np.ndarray, key: str, seed: int) -> dict[str, np.ndarray
 
 
 def held_out_probs(
-    net: Any,
-    samples: list[Sample],
-    images: list[np.ndarray],
-    cfg: FinetuneConfig,
-    device: str,
-    crops: list[dict[str, list[float]]] | None = None,
-) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]]]:
+    net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str
+) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]], list[dict[str, list[float]]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
     (224, `big_size`) or "tiles" (the max over its crops; absent where the tile voter would
-    abstain); and {regime: the view's long side in pixels} each. A `crops` list given (empty) gets
-    {regime: every crop's probability} for each image, for the regimes where it tiles."""
+    abstain); {regime: the view's long side in pixels} each; and {regime: every crop's
+    probability} each, for the regimes where it tiles."""
     views = [regime_views(image, s.key, cfg.view_seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
-    if crops is not None:
-        crops.extend({} for _ in samples)
+    crops: list[dict[str, list[float]]] = [{} for _ in samples]
     for r in REGIMES:
         by_view: dict[str, list[Any]] = {
             str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
@@ -395,9 +389,9 @@ def held_out_probs(
         by_view["tiles"] = [None if c is None else max(c) for c in per_crop]
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
-            if crops is not None and per_crop[k] is not None:
+            if per_crop[k] is not None:
                 crops[k][r] = [round(p, 5) for p in per_crop[k]]
-    return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views]
+    return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views], crops
 
 
 def held_out_rows(
@@ -412,8 +406,7 @@ def held_out_rows(
 ) -> list[dict[str, Any]]:
     """One OOF row per held-out index: `held_out_probs` with the image's key, label, source, group
     and `extra` (e.g. its fold); `with_crops` adds "crops" ({regime: each tile crop's probability})."""
-    crops: list[dict[str, list[float]]] | None = [] if with_crops else None
-    probs, sides = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device, crops)
+    probs, sides, crops = held_out_probs(net, [samples[i] for i in held], [images[i] for i in held], cfg, device)
     return [
         {
             "probs": p,
@@ -422,10 +415,10 @@ def held_out_rows(
             "label": samples[i].label,
             "source": samples[i].source,
             "group": samples[i].group,
-            **({"crops": crops[k]} if crops is not None else {}),
+            **({"crops": c} if with_crops else {}),
             **extra,
         }
-        for k, (i, p, side) in enumerate(zip(held, probs, sides, strict=True))
+        for i, p, side, c in zip(held, probs, sides, crops, strict=True)
     ]
 
 
