@@ -31,7 +31,15 @@ from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.box_detector import map_with_fallback
 from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
-from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, to_device
+from detectors.hf_common import (
+    CompileOption,
+    HFSource,
+    compile_on_cuda,
+    image_kwargs,
+    load_model,
+    load_processor,
+    to_device,
+)
 
 # Plausible physical heights (metres) of roadwork objects.
 DEFAULT_SIZES: dict[str, tuple[float, float]] = {
@@ -54,7 +62,9 @@ DEFAULT_SIZES: dict[str, tuple[float, float]] = {
 }
 
 
-class DepthSizeParams(HFSource):
+class DepthSizeParams(HFSource, CompileOption):
+    """`compile` applies to the whole depth model (ViT encoder, neck and head)."""
+
     model_config = ConfigDict(extra="forbid")
 
     focal: float = Field(default=0.8, gt=0)
@@ -134,6 +144,7 @@ class DepthSizeValidator(Detector):
         params = DepthSizeParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         model = load_model(params, AutoModelForDepthEstimation, base_dir, key, cfg.device, cfg.dtype)
+        compile_on_cuda(model, params.compile, cfg.device, cfg.name)
         processor = load_processor(params, base_dir, key, lambda: random_depth_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 

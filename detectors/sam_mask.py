@@ -14,11 +14,10 @@ those weights. The image encoder runs batched over the frames; the mask decoder 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -27,12 +26,26 @@ from cascade.config import VoterConfig
 from cascade.types import AbstainCause, Frame, Level, Vote
 from detectors.base import Detector
 from detectors.evidence import Boxes, ClassMap, norm_name, split_by_prior_boxes
-from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, to_device
+from detectors.hf_common import (
+    CompileOption,
+    HFSource,
+    compile_on_cuda,
+    image_kwargs,
+    load_model,
+    load_processor,
+    to_device,
+)
 
-log = logging.getLogger(__name__)
 
+class SamParams(HFSource, CompileOption):
+    """`compile` applies to the image encoder. Its four global-attention layers build a
+    relative-position bias of 4096 x 4096 per head, which eager SDPA materialises in separate
+    elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an H200,
+    op_profile_h200/sam_mask_b_224x224_eager.txt); compiled, they are one fused kernel a layer and
+    the batch takes 36 ms (..._compiled.txt). End to end (2 workers x 4 lanes, H200) it did not
+    lower the p95 at 10 frames and made the first query 57 s instead of 12-14 s
+    (gpu_bench_1gpu_workers2_lanes4_sam_compiled_h200_j.json): off in the profiles."""
 
-class SamParams(HFSource):
     model_config = ConfigDict(extra="forbid")
 
     max_boxes: int = Field(default=8, ge=1)
@@ -57,13 +70,6 @@ class SamParams(HFSource):
     """Weight left to a box whose mask fails a check."""
     image_size: int = Field(default=1024, ge=16)
     """SAM's longest edge (1024 for the public checkpoints)."""
-    compile: Literal["none", "default", "max-autotune-no-cudagraphs"] = "none"
-    """On CUDA: `torch.compile` the image encoder in this mode (not with CUDA graphs, which torch
-    keeps per thread); each batch size compiles at warm-up. Not applied on the CPU (logged). The encoder's four
-    global-attention layers build a relative-position bias of 4096 x 4096 per head, which eager
-    SDPA materialises in separate elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an
-    H200, benchmarks/results/op_profile_h200/sam_mask_b_224x224_eager.txt); compiled, they are one
-    fused kernel a layer and the batch takes 36 ms (..._compiled.txt)."""
     from_levels: list[int] = Field(default_factory=lambda: [1])
     evidence: ClassMap = Field(default_factory=ClassMap)
 
@@ -129,11 +135,7 @@ class SamMaskValidator(Detector):
         params = SamParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         model = load_model(params, SamModel, base_dir, key, cfg.device, cfg.dtype)
-        if params.compile != "none":
-            if cfg.device.startswith("cuda"):
-                model.vision_encoder.compile(mode=params.compile)
-            else:
-                log.info("%s: params.compile=%s not applied on %s (CUDA only)", cfg.name, params.compile, cfg.device)
+        compile_on_cuda(model.vision_encoder, params.compile, cfg.device, cfg.name)
         processor = load_processor(params, base_dir, key, lambda: random_sam_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 

@@ -201,20 +201,29 @@ def test_validators_check_only_the_strongest_boxes() -> None:
     assert cm.image_probability(boxes) == pytest.approx(full, abs=0.02)
 
 
-def test_sam_compile_refuses_cuda_graphs_and_leaves_a_cpu_encoder_eager(tmp_path, caplog) -> None:
+@pytest.mark.parametrize(
+    ("kind", "params_cls", "tiny", "size", "compiled"),
+    [
+        ("sam-mask", SamParams, "TINY_SAM", 64, lambda v: v.model.vision_encoder),
+        ("depth-size", DepthSizeParams, "TINY_DEPTH", 56, lambda v: v.model),
+    ],
+)
+def test_compile_refuses_cuda_graphs_and_leaves_a_cpu_model_eager(
+    tmp_path, caplog, kind, params_cls, tiny, size, compiled
+) -> None:
     from pydantic import ValidationError
 
     from cascade.config import VoterConfig
-    from detectors.random_weights import TINY_SAM
-    from detectors.sam_mask import SamMaskValidator
+    from detectors import model_specs
+    from detectors.registry import resolve
 
     # CUDA graphs are kept per thread by torch, and voters run on lane threads: refused by name
     with pytest.raises(ValidationError, match="compile"):
-        SamParams(random_init={"model_type": "sam"}, compile="reduce-overhead")
-    params = {"random_init": TINY_SAM, "image_size": 64, "compile": "default"}
-    cfg = VoterConfig(name="sam", kind="sam-mask", level="L2", device="cpu", params=params)
-    with caplog.at_level("INFO", logger="detectors.sam_mask"):
-        sam = SamMaskValidator.from_config(cfg, tmp_path)
-    # on the CPU the option is not applied, and the log says so: the encoder runs eager
-    assert "params.compile=default not applied on cpu" in caplog.text
-    assert getattr(sam.model.vision_encoder, "_compiled_call_impl", None) is None
+        params_cls(random_init={"model_type": "sam"}, compile="reduce-overhead")
+    params = {"random_init": getattr(model_specs, tiny), "image_size": size, "compile": "default"}
+    cfg = VoterConfig(name="v", kind=kind, level="L2", device="cpu", params=params)
+    with caplog.at_level("INFO", logger="detectors.hf_common"):
+        voter = resolve(kind).from_config(cfg, tmp_path)
+    # on the CPU the option is not applied, and the log says so: the model runs eager
+    assert "v: params.compile=default not applied on cpu" in caplog.text
+    assert getattr(compiled(voter), "_compiled_call_impl", None) is None
