@@ -17,11 +17,17 @@
 # in turn), SETTINGS (workers:lanes pairs, e.g. "1:1 2:2", instead of every WORKERS x LANES pair), SCALES ("on", or "on off": voters' input_long_side, or frames to the models as they
 # came, `--no-input-scale`), NATIVE ("on", or "off": `--no-native`, no per-model cost or loop, ~50 s
 # less a run), BENCH_S (280 s per bench run) and RECIPE_S (560 s) change it. CONFIG (a profile under configs/,
-# configs/h100x2.yaml by default) with TAG (a name part for its files) benches a variant of the profile.
+# configs/h100x2.yaml by default) with TAG (a name part for its files) benches a variant of the profile;
+# RUNTIME (one `key: value` line, e.g. "start_early: [L2]") adds that key to a copy of CONFIG's runtime section.
 #   run: benchmarks/device_gpu_bench.sh bench|recipe|both OUTDIR [SUBSET]     (carry [".whl", ".carry/sub"])
 set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
 CONFIG=${CONFIG:-configs/h100x2.yaml} TAG=${TAG:-}
+if [[ -n ${RUNTIME:-} ]]; then  # beside CONFIG, so its relative paths still resolve
+  variant=$(dirname "$CONFIG")/.variant_$(basename "$CONFIG")
+  sed "s/^runtime:\$/runtime:\n  $RUNTIME/" "$CONFIG" > "$variant" && grep -qxF "  $RUNTIME" "$variant" || { echo "no runtime: section in $CONFIG" >&2; exit 1; }
+  CONFIG=$variant
+fi
 WORKERS=${WORKERS:-1 2} LANES=${LANES:-1} SETTINGS=${SETTINGS:-} TRANSPORTS=${TRANSPORTS:-pipe} SCALES=${SCALES:-on} CONC=${CONC:-1,4,10,64} BENCH_S=${BENCH_S:-280} RECIPE_S=${RECIPE_S:-560}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1

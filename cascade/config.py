@@ -188,6 +188,23 @@ class RuntimeConfig(BaseModel):
     frame is 6.2 MB: `benchmarks/ipc_frames.py` measures both. Needs room in /dev/shm for a batch
     (a container's default is 64 MB: docker --shm-size)."""
 
+    start_early: list[Level] = Field(default_factory=list)
+    """Levels whose voters that read no earlier votes (the registry's `reads_prior_votes`: at L2 the
+    scene zero-shot and OCR voters; SAM and depth read L1's boxes and wait) start together with the
+    frame's first level instead of after the levels before theirs, so their GPU work fills the time
+    the earlier levels leave idle. Their votes join the pool at their own level: the bands, exits and
+    answers are those of the same votes in order. The cost: on a frame that exits before their
+    level, or whose level's `run_when` skips it, their work was done for nothing (its votes are
+    dropped). [] (default): every level starts after the one before."""
+
+    @field_validator("start_early", mode="before")
+    @classmethod
+    def _levels(cls, v: Any) -> list[Level]:
+        levels = [Level.parse(x) for x in v or []]
+        if Level.L0 in levels or Level.L6 in levels:
+            raise ValueError(f"runtime.start_early lists levels L1..L5 (L0 starts first anyway, L6 pools), got {v!r}")
+        return levels
+
     @model_validator(mode="after")
     def _margin(self) -> RuntimeConfig:
         if self.margin_ms >= self.deadline_ms:

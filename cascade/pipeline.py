@@ -4,7 +4,8 @@ Model work runs in a small thread pool, so `await cascade.run(frame, deadline)` 
 event loop. Each voter's cost is a moving average; a voter that would not finish before the
 deadline is skipped, and the best pooled answer so far is returned. A voter runs only on the frame
 sizes its profile entry names (`voters[].long_side`), and the votes of a frame are pooled with the
-fitted pool for its size.
+fitted pool for its size. With `runtime.start_early`, the voters of the levels it lists that read no
+earlier votes start with the frame's first level; their votes still join the pool at their own level.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cascade.types import (
 )
 from consensus.artefact import ConsensusArtefact, Pool
 from consensus.pooling import pool_votes
+from detectors import registry
 from detectors.base import Voter
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,13 @@ class Cascade:
         self._owned: list = []
         """Resources built for this cascade (device worker processes), closed with it."""
         self.prior_weights = {d.name: d.weight for d in self.detectors}
+        kinds = {v.name: v.kind for v in config.voters}
+        self.starts_early = {
+            d.name
+            for d in self.detectors
+            if d.level in rt.start_early and d.name in kinds and not registry.entry(kinds[d.name]).reads_prior_votes
+        }
+        """Voters started with a frame's first level (`runtime.start_early`), not after the levels before theirs."""
 
     @classmethod
     def from_config(cls, config: CascadeConfig, warmup: bool = True) -> Cascade:
@@ -163,6 +172,42 @@ class Cascade:
         votes: list[Vote] = []
         skipped: list[str] = []
         timings: dict[str, float] = {}
+        side = frame.long_side
+        # voters that read no earlier votes may start now; each joins the pool at its own level
+        early = {
+            d.name: asyncio.ensure_future(self._vote(d, frame, deadline))
+            for _, level_voters in self.levels
+            for d in level_voters
+            if d.name in self.starts_early
+            and self.runs_on(d.name, side)
+            and self.costs.fits(d.name, deadline, self.margin_s)
+        }
+        try:
+            prob, exit_level = await self._levels(frame, deadline, obs, early, votes, skipped, timings)
+        finally:
+            for task in early.values():  # their level did not run: the votes are dropped
+                task.cancel()
+        verdict = Verdict(
+            prob=0.5 if prob is None else prob,
+            votes=tuple(votes),
+            exit_level=exit_level,
+            timings_ms=timings,
+            skipped=tuple(skipped),
+        )
+        obs.on_verdict(verdict)
+        return verdict
+
+    async def _levels(
+        self,
+        frame: Frame,
+        deadline: Deadline,
+        obs: CascadeObserver,
+        early: dict[str, asyncio.Future[Vote]],
+        votes: list[Vote],
+        skipped: list[str],
+        timings: dict[str, float],
+    ) -> tuple[float | None, Level | None]:
+        """Run the levels in order into `votes`, `skipped` and `timings`; the last pooled answer and its level."""
         prob: float | None = None
         exit_level: Level | None = None
         side = frame.long_side
@@ -181,7 +226,7 @@ class Cascade:
                     f"{d.name}: pooled {prob:.3f} outside run_when [{gate[0]}, {gate[1]}]" for d in detectors
                 )
                 continue
-            runnable = [d for d in detectors if self.costs.fits(d.name, deadline, self.margin_s)]
+            runnable = [d for d in detectors if d.name in early or self.costs.fits(d.name, deadline, self.margin_s)]
             skipped.extend(
                 f"{d.name}: est {self.costs.estimate(d.name) * 1000:.0f} ms > "
                 f"{max(deadline.remaining() - self.margin_s, 0) * 1000:.0f} ms left"
@@ -193,7 +238,9 @@ class Cascade:
             t0 = time.monotonic()
             # later levels (L2 validators) read earlier votes' boxes from frame.meta["prior_votes"]
             seen = dataclasses.replace(frame, meta={**frame.meta, "prior_votes": tuple(votes)}) if votes else frame
-            new_votes = await asyncio.gather(*(self._vote(d, seen, deadline) for d in runnable))
+            new_votes = await asyncio.gather(
+                *(early.pop(d.name, None) or self._vote(d, seen, deadline) for d in runnable)
+            )
             for vote in new_votes:
                 obs.on_vote(vote)
             votes.extend(new_votes)
@@ -206,15 +253,7 @@ class Cascade:
             lo, hi = self.band(level, side)
             if prob < lo or prob > hi:
                 break
-        verdict = Verdict(
-            prob=0.5 if prob is None else prob,
-            votes=tuple(votes),
-            exit_level=exit_level,
-            timings_ms=timings,
-            skipped=tuple(skipped),
-        )
-        obs.on_verdict(verdict)
-        return verdict
+        return prob, exit_level
 
     def run_sync(
         self, frame: Frame, timeout_s: float | None = None, observer: CascadeObserver | None = None

@@ -42,6 +42,9 @@ class Kind:
     artefacts: str = ""
     """"module:function" listing the files of this project that a voter entry names (trained heads,
     checkpoints), each with the command that makes it (detectors/artefacts.py); "" for none."""
+    reads_prior_votes: bool = False
+    """The adapter reads earlier levels' votes (their boxes, in `frame.meta["prior_votes"]`), so it
+    can only start once they are in; the others may start before their level (`runtime.start_early`)."""
 
 
 KINDS: dict[str, Kind] = {
@@ -99,6 +102,7 @@ KINDS: dict[str, Kind] = {
         "detectors.depth_size:DepthSizeParams",
         "hf",
         "L2: Depth Anything + object size check",
+        reads_prior_votes=True,
         random="detectors.random_weights:hf_params",
         weights="detectors.weights:hub_model",
     ),
@@ -107,6 +111,7 @@ KINDS: dict[str, Kind] = {
         "detectors.sam_mask:SamParams",
         "hf",
         "L2: SAM mask shape / colour check",
+        reads_prior_votes=True,
         random="detectors.random_weights:hf_params",
         weights="detectors.weights:hub_model",
     ),

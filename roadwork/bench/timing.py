@@ -180,6 +180,11 @@ def concurrency_run(
         "overhead_vs_native_sum": per_image_ms / native_sum_ms - 1 if native_sum_ms else None,
         "speedup_vs_loop": loop_ms / per_image_ms if loop_ms and per_image_ms else None,
         "exit_levels": exits,
+        # each level's wall time from its start to its last vote, per frame (runtime.start_early moves work out of it)
+        "level_ms_mean": {
+            lv: round(float(np.mean([v.timings_ms[lv] for v in verdicts if lv in v.timings_ms])), 1)
+            for lv in sorted({lv for v in verdicts for lv in v.timings_ms})
+        },
         "micro_batches": batchers,
         "abstained": abstained,
         "utilisation": util.report(),

@@ -343,3 +343,80 @@ def test_an_artefact_whose_pool_holds_voters_that_do_not_run_on_its_frames_is_re
         r"but on those frames the profile runs \['whole'\]",
     ):
         sized_cascade(art)
+
+
+class GatedVoter(FakeVoter):
+    """Records whether `waits_for` was running when it started, and what prior votes it saw."""
+
+    def __init__(self, name, level, prob, started, waits_for=None):
+        super().__init__(name, level, prob)
+        self.started, self.waits_for = started, waits_for
+        self.overlapped: bool | None = None
+        self.prior: tuple = ()
+
+    def predict(self, frames):
+        self.started.set()
+        self.prior = tuple(v.voter for v in frames[0].meta.get("prior_votes", ()))
+        if self.waits_for is not None:  # a slow L1 detector: is the L2 voter already running?
+            self.overlapped = self.waits_for.wait(timeout=1.0)
+        return super().predict(frames)
+
+
+def early_cascade(start_early, l0_band=(0.0, 1.0), l1_band=(0.0, 1.0)):
+    import threading
+
+    scene_started, unused = threading.Event(), threading.Event()
+    l1 = GatedVoter("detector", "L1", 0.7, threading.Event(), waits_for=scene_started)
+    scene = GatedVoter("scene", "L2", 0.8, scene_started)
+    sam = GatedVoter("sam", "L2", 0.6, unused)
+    cfg = CascadeConfig.model_validate(
+        {
+            "runtime": {"cost_prior_ms": 10, "workers": 4, "start_early": start_early},
+            "levels": [{"level": "L0", "band": l0_band}, {"level": "L1", "band": l1_band}],
+            "voters": [
+                {"name": "l0", "kind": "backbone-head", "level": "L0"},
+                {"name": "detector", "kind": "ultralytics", "level": "L1"},
+                {"name": "scene", "kind": "scene-zero-shot", "level": "L2"},
+                {"name": "sam", "kind": "sam-mask", "level": "L2"},
+            ],
+        }
+    )
+    return Cascade([FakeVoter("l0", "L0", 0.6), l1, scene, sam], cfg), l1, scene, sam
+
+
+@pytest.mark.parametrize("start_early", [[], ["L2"]])
+def test_start_early_runs_a_later_voter_that_needs_no_boxes_beside_the_earlier_levels(frame, start_early):
+    # given a scene voter and SAM at L2 behind a slow L1 detector
+    cascade, l1, scene, sam = early_cascade(start_early)
+    with cascade:
+        verdict = cascade.run_sync(frame)
+    # then with runtime.start_early [L2] the scene voter was already running while L1 worked, without it not;
+    # SAM, which reads L1's boxes, waited for them either way
+    assert l1.overlapped is bool(start_early)
+    assert sam.prior == ("l0", "detector") and scene.prior == (() if start_early else ("l0", "detector"))
+    # and the answer pools the same votes at the same levels
+    assert [(v.voter, v.level.name) for v in verdict.votes] == [
+        ("l0", "L0"),
+        ("detector", "L1"),
+        ("scene", "L2"),
+        ("sam", "L2"),
+    ]
+    assert verdict.exit_level is Level.L2 and verdict.prob == pytest.approx((0.6 * 0.7 * 0.8 * 0.6) ** 0.25, abs=0.05)
+
+
+def test_a_voter_started_early_whose_level_does_not_run_is_dropped(frame):
+    # given L1 sure enough to exit, and the scene voter started early
+    cascade, l1, scene, sam = early_cascade(["L2"], l1_band=(0.1, 0.62))
+    with cascade:
+        verdict = cascade.run_sync(frame)
+    # then the cascade exits at L1 and its answer holds no L2 vote, as without start_early
+    assert verdict.exit_level is Level.L1 and scene.started.is_set() and sam.calls == 0
+    assert {v.voter for v in verdict.votes} == {"l0", "detector"}
+
+
+def test_start_early_refuses_the_first_and_the_consensus_level():
+    from pydantic import ValidationError
+
+    for level in ("L0", "L6"):
+        with pytest.raises(ValidationError, match="start_early"):
+            CascadeConfig.model_validate({"runtime": {"start_early": [level]}})

@@ -113,6 +113,9 @@ def test_tiny_cpu_smoke_run_writes_the_report(tmp_path: Path) -> None:
     for c, run in r["concurrency"].items():
         assert run["frames"] == int(c) and run["img_per_s"] > 0
         assert run["exit_levels"] == {"L2": int(c)}
+        # and each level's wall time, the critical path's parts, fits inside a frame's latency
+        assert set(run["level_ms_mean"]) == {"L0", "L1", "L2"}
+        assert 0 < sum(run["level_ms_mean"].values()) <= run["latency_ms"]["max"]
         assert run["latency_ms"]["p95"] >= run["latency_ms"]["p50"] > 0
         assert run["overhead_vs_native_sum"] > -1 and run["speedup_vs_loop"] > 0
     assert r["first_query_ms"]["cold"] > 0 and r["first_query_ms"]["after_warmup"] > 0
