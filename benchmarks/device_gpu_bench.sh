@@ -24,6 +24,7 @@ set -u
 MODE=$1 OUT=$2 SUBSET=${3:-.carry/sub}
 CONFIG=${CONFIG:-configs/h100x2.yaml} TAG=${TAG:-}
 if [[ -n ${RUNTIME:-} ]]; then  # beside CONFIG, so its relative paths still resolve
+  grep -q "^  ${RUNTIME%%:*}:" "$CONFIG" && { echo "$CONFIG already sets ${RUNTIME%%:*}: edit a copy instead" >&2; exit 1; }
   variant=$(dirname "$CONFIG")/.variant_$(basename "$CONFIG")
   sed "s/^runtime:\$/runtime:\n  $RUNTIME/" "$CONFIG" > "$variant" && grep -qxF "  $RUNTIME" "$variant" || { echo "no runtime: section in $CONFIG" >&2; exit 1; }
   CONFIG=$variant
