@@ -355,10 +355,15 @@ def predict_crops(net: Any, views: list[np.ndarray], device: str, batch: int = 6
     return out
 
 
+def tile_votes(per_crop: list[list[float] | None]) -> list[float | None]:
+    """The tile voter's vote from each view's crop probabilities (`predict_crops`): their max, or
+    None where it abstains."""
+    return [None if c is None else max(c) for c in per_crop]
+
+
 def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[float | None]:
-    """The tile voter's vote for each view: the max over its overlapping crops, or None where it
-    abstains (`predict_crops`)."""
-    return [None if c is None else max(c) for c in predict_crops(net, views, device, batch)]
+    """The tile voter's vote for each view (`tile_votes` of `predict_crops`)."""
+    return tile_votes(predict_crops(net, views, device, batch))
 
 
 def held_out_transform(regime: str, seed: int) -> Transform:
@@ -386,7 +391,7 @@ def held_out_probs(
             str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
         }
         per_crop = predict_crops(net, [v[r] for v in views], device)
-        by_view["tiles"] = [None if c is None else max(c) for c in per_crop]
+        by_view["tiles"] = tile_votes(per_crop)
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
             if per_crop[k] is not None:
