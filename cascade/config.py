@@ -16,6 +16,7 @@ from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import EVERY_SIZE, Level, LongSides, covers
 
 FrameTransport = Literal["pipe", "shared-memory"]
+WorkerSplit = Literal["copies", "models"]
 """How frames reach a device worker process (runtime.frame_transport; detectors/frame_transport.py)."""
 
 MEMORY_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
@@ -62,6 +63,10 @@ class VoterConfig(BaseModel):
     cost_prior_ms: float | None = Field(default=None, gt=0)
     """Assumed cost before this voter has run (default `runtime.cost_prior_ms`). Set it to the
     measured cost of a slow voter (a VLM tier) so it is not scheduled optimistically."""
+    worker: int | None = Field(default=None, ge=0)
+    """With runtime.worker_split: models, which of its device's worker processes (0 up to
+    runtime.workers_per_device - 1) holds this voter. None: the voters without one are dealt over
+    the workers in turn, in profile order."""
     long_side: LongSides = EVERY_SIZE
     """The frames this voter scores: long side in pixels >= the first and < the second (null: no
     limit). The cascade skips it on other frames (it costs nothing there), and `roadwork fit
@@ -181,6 +186,13 @@ class RuntimeConfig(BaseModel):
     another's pre- and post-processing runs on the CPU. Costs no more weights, but the voters of
     different lanes hold their activations at the same time: `roadwork plan` counts the largest
     activation budget of each lane's voters."""
+    worker_split: WorkerSplit = "copies"
+    """With process_per_device and workers_per_device > 1: what each of a GPU's workers holds.
+    `copies`: every voter of the GPU, and each call goes to the least busy worker (a micro-batch at
+    10 concurrent frames then splits into two batches of half the size). `models`: the GPU's voters
+    are divided between its workers (voters[].worker, or dealt in turn), each held once: a voter's
+    batches stay whole, each worker's CPU work covers half the models, and the weights are counted
+    once (the production profile's two-GPU split, on one GPU)."""
     frame_transport: FrameTransport = "pipe"
     """With process_per_device: how frames reach the workers. `pipe` pickles each micro-batch's
     frames through the worker's pipe, once per voter; `shared-memory` copies the pixels once into a
@@ -217,6 +229,8 @@ class RuntimeConfig(BaseModel):
                     f"runtime.{key} ({getattr(self, key)}) needs runtime.process_per_device: "
                     "true (without worker processes every voter runs in the miner's own process)"
                 )
+        if self.worker_split == "models" and not self.process_per_device:
+            raise ValueError("runtime.worker_split: models needs runtime.process_per_device: true")
         return self
 
 
@@ -274,6 +288,13 @@ class CascadeConfig(BaseModel):
             raise ValueError(f"voter names must be unique; repeated: {dupes}")
         if not any(v.enabled for v in self.voters):
             raise ValueError("profile has no enabled voter under `voters`")
+        workers = self.runtime.workers_per_device
+        beyond = [f"{v.name} ({v.worker})" for v in self.voters if v.worker is not None and v.worker >= workers]
+        if beyond:
+            raise ValueError(
+                f"voters[].worker of {', '.join(beyond)} is not one of the device's workers "
+                f"0..{workers - 1} (runtime.workers_per_device: {workers})"
+            )
         levels = [lc.level for lc in self.levels]
         if len(set(levels)) != len(levels):
             raise ValueError(f"each level may appear once under `levels`, got {[lv.name for lv in levels]}")

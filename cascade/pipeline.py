@@ -119,6 +119,7 @@ class Cascade:
             remote=config.runtime.process_per_device,
             workers_per_device=config.runtime.workers_per_device,
             lanes_per_worker=config.runtime.lanes_per_worker,
+            worker_split=config.runtime.worker_split,
             hang_s=config.runtime.worker_hang_s,
             frame_transport=config.runtime.frame_transport,
         )

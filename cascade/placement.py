@@ -181,6 +181,7 @@ def build_plan(
     replicas: int = 1,
     workers_per_device: int = 1,
     lanes: Mapping[str, int] | None = None,
+    workers: Mapping[str, int] | None = None,
 ) -> Plan:
     """`voters` are VoterConfig-like objects with name, kind, device, enabled and memory.
 
@@ -198,6 +199,9 @@ def build_plan(
     With `lanes` (runtime.lanes_per_worker > 1: each voter's lane, as
     `detectors.device_process.planned_lanes` gives them) each lane of a worker runs one batch at a
     time: the largest budget among the voters of each lane is counted once per lane.
+    With `workers` (runtime.worker_split: models, `detectors.device_process.planned_workers`) each
+    GPU voter is held by one of its device's workers: its weights count once, its activations in
+    that worker's budget.
     """
     if replicas < 1 or workers_per_device < 1:
         raise PlanError(f"replicas and workers_per_device must be at least 1, got {replicas} and {workers_per_device}")
@@ -213,6 +217,8 @@ def build_plan(
         device = card(v.device)
         if not device.startswith("cuda") and w > 0:
             continue  # a CPU voter stays in the cascade's own process: once per replica
+        if workers is not None and device.startswith("cuda") and workers.get(name, 0) != w:
+            continue  # the device's models are split: this one lives in another worker
         copy = ([f"replica {r + 1}"] if replicas > 1 else []) + (
             [f"worker {w + 1}"] if workers_per_device > 1 and device.startswith("cuda") else []
         )

@@ -29,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from cascade.config import FrameTransport, VoterConfig
+from cascade.config import FrameTransport, VoterConfig, WorkerSplit
 from cascade.placement import card
 from cascade.types import Frame, Vote, seconds_left
 from detectors.base import Detector, Voter
@@ -364,9 +364,59 @@ class RemoteVoter(Voter):
         return f"RemoteVoter(name={self.name!r}, device={self.procs[0].device!r}, workers={len(self.procs)})"
 
 
-def planned_lanes(voters: Sequence[VoterConfig], lanes_per_worker: int) -> dict[str, int]:
-    """The lane each GPU voter will run on in its device's worker, for `build_plan(lanes=...)`."""
-    return {n: k for group in device_groups(voters).values() for n, k in lane_of(group, lanes_per_worker).items()}
+def planned_lanes(
+    voters: Sequence[VoterConfig],
+    lanes_per_worker: int,
+    workers_per_device: int = 1,
+    worker_split: WorkerSplit = "copies",
+) -> dict[str, int]:
+    """The lane each GPU voter will run on in its worker, for `build_plan(lanes=...)`."""
+    return {
+        n: k
+        for group in device_groups(voters).values()
+        for part in split_workers(group, workers_per_device, worker_split)
+        for n, k in lane_of(part, lanes_per_worker).items()
+    }
+
+
+def split_workers(
+    group: Sequence[VoterConfig], workers_per_device: int, worker_split: WorkerSplit = "copies"
+) -> list[list[VoterConfig]]:
+    """The voters each of one device's workers holds (runtime.worker_split): with `copies`, all of
+    them in every worker; with `models`, each voter in one worker, `voters[].worker` or else dealt
+    in turn in profile order. A worker left without voters is not started."""
+    if workers_per_device < 1:
+        raise ValueError(f"workers_per_device must be at least 1, got {workers_per_device}")
+    if worker_split == "copies":
+        return [list(group) for _ in range(workers_per_device)]
+    parts: list[list[VoterConfig]] = [[] for _ in range(workers_per_device)]
+    dealt = 0
+    for v in group:
+        if v.worker is None:
+            w, dealt = dealt % workers_per_device, dealt + 1
+        elif v.worker < workers_per_device:
+            w = v.worker
+        else:
+            raise ValueError(
+                f"voter {v.name!r}: worker {v.worker} is not one of the device's {workers_per_device} workers"
+            )
+        parts[w].append(v)
+    return [p for p in parts if p]
+
+
+def planned_workers(
+    voters: Sequence[VoterConfig], workers_per_device: int, worker_split: WorkerSplit
+) -> dict[str, int] | None:
+    """Each GPU voter's worker when the device's models are split (`build_plan(workers=...)`);
+    None with `copies` (every worker holds every voter)."""
+    if worker_split == "copies":
+        return None
+    return {
+        v.name: w
+        for group in device_groups(voters).values()
+        for w, part in enumerate(split_workers(group, workers_per_device, worker_split))
+        for v in part
+    }
 
 
 def device_groups(voters: Sequence[VoterConfig], include_cpu: bool = False) -> dict[str, list[VoterConfig]]:
@@ -392,21 +442,23 @@ def build_voters(
     hang_s: float = 60.0,
     frame_transport: FrameTransport = "pipe",
     lanes_per_worker: int = 1,
+    worker_split: WorkerSplit = "copies",
 ) -> tuple[list[Voter], list[DeviceProcess]]:
     """Every enabled voter, in profile order: accelerator voters as `RemoteVoter`s (micro-batched
-    here when the profile batches them) over `workers_per_device` worker processes per device,
-    the rest built in this process by `local(cfg)`; `remote=False` builds them all here. Returns
-    (detectors, worker processes to close)."""
+    here when the profile batches them) over `workers_per_device` worker processes per device
+    (each holding all of the device's voters, or a share of them: `worker_split`), the rest built
+    in this process by `local(cfg)`; `remote=False` builds them all here. Returns (detectors,
+    worker processes to close)."""
     from detectors.registry import build, wrapped
 
     local = local or (lambda cfg: build(cfg, base_dir))
     procs: dict[str, list[DeviceProcess]] = {}
     try:
         for device, group in (device_groups(voters, include_cpu) if remote else {}).items():
-            for w in range(workers_per_device):
+            for w, part in enumerate(split_workers(group, workers_per_device, worker_split)):
                 proc = DeviceProcess(
                     device,
-                    group,
+                    part,
                     base_dir,
                     torch_threads,
                     hang_s=hang_s,
@@ -419,7 +471,10 @@ def build_voters(
         for p in (p for ps in procs.values() for p in ps):
             p.close()
         raise
-    by_name = {n: ps for ps in procs.values() for n in ps[0].names}
+    by_name: dict[str, list[DeviceProcess]] = {}
+    for p in (p for ps in procs.values() for p in ps):
+        for n in p.names:
+            by_name.setdefault(n, []).append(p)
     dets: list[Voter] = []
     for v in voters:
         if not v.enabled:

@@ -851,18 +851,24 @@ def plan_cmd(
     """
     from cascade.config import ConfigError
     from cascade.placement import PlanError, build_plan
-    from detectors.device_process import planned_lanes
+    from detectors.device_process import planned_lanes, planned_workers
     from miner.profile import load_profile, planned_concurrency
 
     try:
         cfg = load_profile(config)
+        rt = cfg.runtime
         plan = build_plan(
             cfg.voters,
             cfg.placement,
             one_batch_at_a_time=cfg.runtime.process_per_device,
             replicas=service_replicas,
             workers_per_device=cfg.runtime.workers_per_device,
-            lanes=planned_lanes(cfg.voters, cfg.runtime.lanes_per_worker) if cfg.runtime.process_per_device else None,
+            lanes=planned_lanes(cfg.voters, rt.lanes_per_worker, rt.workers_per_device, rt.worker_split)
+            if rt.process_per_device
+            else None,
+            workers=planned_workers(cfg.voters, rt.workers_per_device, rt.worker_split)
+            if rt.process_per_device
+            else None,
         )
     except (ConfigError, PlanError) as exc:
         fail(str(exc))

@@ -174,6 +174,7 @@ def build_all_remote(cfg: CascadeConfig, voters: list, opts: GpuBenchOptions) ->
         workers_per_device=opts.workers_per_device or 1,
         lanes_per_worker=opts.lanes_per_worker or 1,
         frame_transport=opts.frame_transport or "pipe",
+        worker_split=cfg.runtime.worker_split,
     )
     dets = [d for d in dets if d is not None]
     built = {n: p.info[n] for p in procs for n in p.names}  # what each worker measured while building

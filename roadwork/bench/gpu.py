@@ -130,6 +130,7 @@ def _measure(
         "process_per_device": bool(procs),
         "workers_per_device": opts.workers_per_device if procs else None,
         "lanes_per_worker": opts.lanes_per_worker if procs else None,
+        "worker_split": cfg.runtime.worker_split if procs else None,
         "frame_transport": opts.frame_transport if procs else None,
         "start_early": [lv.name for lv in cfg.runtime.start_early],
         "input_scale": {v.name: v.input_long_side for v in voters if v.input_long_side is not None},

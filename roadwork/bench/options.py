@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from typing import Any
 
 from cascade.config import CascadeConfig, ConsensusConfig, LevelConfig
 from cascade.placement import card
@@ -72,7 +73,10 @@ def package_missing(kind: str) -> str | None:
 
 def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
     """The profile with devices remapped for this run (CPU for --tiny without --device), and
-    without input scaling for `input_scale=False`."""
+    without input scaling for `input_scale=False`. With --single-gpu and runtime.worker_split:
+    models, a voter without `worker` goes to the worker of its profile GPU's number (modulo the
+    workers): one card's workers split the models as the profile splits them between its cards."""
+    workers = opts.workers_per_device or cfg.runtime.workers_per_device
 
     def dev(d: str) -> str:
         if opts.device is not None:
@@ -83,8 +87,14 @@ def place(cfg: CascadeConfig, opts: GpuBenchOptions) -> CascadeConfig:
             return "cuda:0"
         return card(d)
 
+    def worker(v: Any) -> dict[str, int]:
+        gpu = card(v.device)
+        if not (opts.single_gpu and cfg.runtime.worker_split == "models" and v.worker is None):
+            return {}
+        return {"worker": int(gpu.split(":")[1]) % workers} if gpu.startswith("cuda:") else {}
+
     scale = {} if opts.input_scale else {"input_long_side": None}
-    voters = [v.model_copy(update={"device": dev(v.device), **scale}) for v in cfg.voters]
+    voters = [v.model_copy(update={"device": dev(v.device), **scale, **worker(v)}) for v in cfg.voters]
     return cfg.model_copy(update={"voters": voters})
 
 

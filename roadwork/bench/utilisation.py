@@ -35,6 +35,7 @@ def memory_report(voters: list, built: set[str], cfg: CascadeConfig, procs: list
         one_batch_at_a_time=bool(procs),
         workers_per_device=workers,
         lanes={n: k for p in procs or [] for n, k in p.lane_of.items()},
+        workers={n: p.worker for p in procs or [] for n in p.names} if cfg.runtime.worker_split == "models" else None,
     )
     planned = {g.gpu.id: g.planned_gib for g in plan.gpus}
     remote: dict[str, dict[str, float]] = {}  # each worker process sees its own allocations: summed per card

@@ -226,3 +226,20 @@ def test_workers_and_lanes_per_device_need_worker_processes(key: str):
         {"voters": [voter("a", "cuda:0", 1)], "runtime": {key: 2, "process_per_device": True}}
     )
     assert getattr(ok.runtime, key) == 2
+
+
+def test_models_split_over_workers_count_each_model_once_and_a_batch_budget_per_worker():
+    # two workers on one GPU that divide its three models (runtime.worker_split: models)
+    cfg = profile(
+        [voter("a", "cuda:0", 500, act=2.0), voter("b", "cuda:0", 250, act=3.0), voter("c", "cuda:0", 10, act=5.0)],
+        H100,
+    )
+    one = build_plan(cfg.voters, cfg.placement, one_batch_at_a_time=True)
+    split = build_plan(
+        cfg.voters, cfg.placement, one_batch_at_a_time=True, workers_per_device=2, workers={"a": 0, "b": 1, "c": 0}
+    )
+    weights = {i.name: i.gib for i in split.gpus[0].items if i.kind == "x"}
+    assert set(weights) == {"a (worker 1)", "b (worker 2)", "c (worker 1)"}
+    assert sum(weights.values()) == pytest.approx(sum(i.gib for i in one.gpus[0].items if i.kind == "x"))
+    acts = sorted(i.gib for i in split.gpus[0].items if i.kind == "activations")
+    assert acts == pytest.approx([3.0, 5.0])  # c's 5 GiB in worker 1, b's 3 GiB in worker 2

@@ -401,3 +401,22 @@ def test_a_worker_that_fails_its_warm_up_fails_the_voters_warm_up() -> None:
     cfg, _ = l0_voter()
     with pytest.raises(DeviceProcessError, match="died"):
         RemoteVoter([Fine(), Broken()], cfg).warmup()
+
+
+def test_models_split_over_two_workers_each_live_in_one_and_answer_as_in_process() -> None:
+    # given two voters over two workers of one device that split the models (runtime.worker_split: models)
+    cfg, base = l0_voter()
+    twin = cfg.model_copy(update={"name": "l0_twin"})
+    want = [v.prob for v in build(cfg, base).predict(frames(3))]
+    dets, procs = build_voters([cfg, twin], base, include_cpu=True, workers_per_device=2, worker_split="models")
+    try:
+        # then each worker holds one of them, and each answers as the voter built here does
+        assert [p.names for p in procs] == [[cfg.name], [twin.name]]
+        assert [p.worker for p in procs] == [0, 1]
+        assert procs[0].info[cfg.name]["pid"] != procs[1].info[twin.name]["pid"]
+        for det in dets:
+            assert [v.prob for v in det.predict(frames(3))] == pytest.approx(want, abs=1e-6)
+        assert cfg.name in procs[0].busy_by_voter and twin.name in procs[1].busy_by_voter
+    finally:
+        for p in procs:
+            p.close()

@@ -337,3 +337,16 @@ def test_no_input_scale_hands_the_models_frames_as_they_came() -> None:
     scaled = {v.name: v.input_long_side for v in place(cfg, GpuBenchOptions()).voters}
     assert scaled["yolo11x"] == 640 and scaled["depth_da2_l"] == 960
     assert {v.input_long_side for v in place(cfg, GpuBenchOptions(input_scale=False)).voters} == {None}
+
+
+def test_single_gpu_with_models_split_keeps_the_profile_gpus_apart_as_workers(cfg) -> None:
+    # given the two-GPU profile on one card with two workers that split the models
+    split = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(update={"worker_split": "models"})})
+    placed = place(split, GpuBenchOptions(single_gpu=True, workers_per_device=2))
+    # then every model is on cuda:0, in the worker of the card the profile gave it
+    was = {v.name: v.device for v in cfg.voters}
+    gpu = [v for v in placed.voters if v.device == "cuda:0"]
+    assert gpu and {v.worker for v in gpu} == {0, 1}
+    assert all(v.worker == int(was[v.name][-1]) for v in gpu)
+    # and with copies (the default) no voter is pinned to a worker
+    assert {v.worker for v in place(cfg, GpuBenchOptions(single_gpu=True, workers_per_device=2)).voters} == {None}
