@@ -287,6 +287,28 @@ TABLES: dict[str, Table] = {
         ),
         footer=_workers_lanes_over,
     ),
+    # issue 18: runtime.start_early: [L2] against the profile as committed, one call (m), two
+    # workers x four lanes; call l ran the committed setting alone first, on a cold machine
+    "gpu-start-early-h200": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{call}: {at} concurrent, {what}", {"run": f"gpu_bench_1gpu_workers2_lanes4{tag}_h200_{call}.json"}, at
+            )
+            for at in ("10", "64")
+            for call, what, tag in (("m", "as committed", ""), ("m", "start_early: [L2]", "_start_early"))
+        )
+        + tuple(
+            Row(
+                f"l: {at} concurrent, as committed (call of its own)",
+                {"run": "gpu_bench_1gpu_workers2_lanes4_h200_l.json"},
+                at,
+            )
+            for at in ("10", "64")
+        ),
+        footer=lambda rows: _second_over_first("img/s, start_early over as committed (call m)")(rows[:4]),
+    ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
         (
