@@ -6,6 +6,8 @@
 #          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl)
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
+#          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
+#          tile crop probabilities, to choose the tile grids from)
 # Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
 #
 #   benchmarks/train_backbone_parallel.sh loso|folds DATA OUT [recipe args...]

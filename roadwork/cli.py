@@ -418,6 +418,12 @@ def train_backbone_cmd(
     save_folds: Annotated[
         bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")
     ] = False,
+    oof_crops: Annotated[
+        bool,
+        typer.Option(
+            help="Also write each OOF row's tile crop probabilities (key `crops`), to choose the tile grids from."
+        ),
+    ] = False,
     tiles_batch: Annotated[
         int,
         typer.Option(
@@ -464,19 +470,23 @@ def train_backbone_cmd(
         fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
     if bad := set(view_voters) - {"224", "448", "tiles"}:
         fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    try:
+        cfg = FinetuneConfig(
+            epochs=epochs,
+            folds=folds,
+            paste_prob=paste_prob,
+            erase_prob=erase_prob,
+            workers=workers,
+            seed=seed,
+            save_folds=save_folds,
+            oof_crops=oof_crops,
+            tiles_batch=tiles_batch,
+            mixstyle=mixstyle,
+            weather=weather,
+        )
+    except ValueError as exc:
+        fail(f"{exc} (--folds)")
     ds = _load_data(data, "train", None, labels)
-    cfg = FinetuneConfig(
-        epochs=epochs,
-        folds=folds,
-        paste_prob=paste_prob,
-        erase_prob=erase_prob,
-        workers=workers,
-        seed=seed,
-        save_folds=save_folds,
-        tiles_batch=tiles_batch,
-        mixstyle=mixstyle,
-        weather=weather,
-    )
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
     except (FileNotFoundError, ValueError) as exc:

@@ -69,6 +69,9 @@ class FinetuneConfig:
     folds: int = 0
     save_folds: bool = False
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
+    oof_crops: bool = False
+    """Also write each OOF row's tile crop probabilities (key `crops`, by regime): what a choice of
+    the tile voter's grids, or of another score over its crops, is fitted from."""
     tiles_batch: int = 0
     """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
     mixstyle: float = 0.0
@@ -89,6 +92,9 @@ class FinetuneConfig:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
+        if (self.oof_crops or self.save_folds) and self.folds < 2:
+            flag = "oof_crops" if self.oof_crops else "save_folds"
+            raise ValueError(f"{flag} writes what the folds held out: it needs folds of 2 or more, got {self.folds}")
 
 
 def maybe_distort(view: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -573,7 +579,7 @@ def finetune(
                 dataset.root,
                 tag=f"fold {f + 1}/{cfg.folds}",
             )["final"]
-            rows += held_out_rows(net, samples, images, held, cfg, device, fold=f)
+            rows += held_out_rows(net, samples, images, held, cfg, device, cfg.oof_crops, fold=f)
             # written after every fold: a run cut short keeps the folds it finished
             oof_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
             if cfg.save_folds:
@@ -659,6 +665,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--erase-prob", type=float, default=0.0)
     ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
     ap.add_argument(
+        "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
+    )
+    ap.add_argument(
         "--tiles-batch",
         type=int,
         default=0,
@@ -691,6 +700,7 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         seed=args.seed,
         save_folds=args.save_folds,
+        oof_crops=args.oof_crops,
         tiles_batch=args.tiles_batch,
         mixstyle=args.mixstyle,
         weather=args.weather,

@@ -247,6 +247,7 @@ def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path
 
 def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(tmp_path):
     import csv
+    from dataclasses import replace
 
     from training.finetune import Banks, FinetuneConfig, _Views, finetune
     from training.sample import draw_scene
@@ -273,8 +274,14 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
     # training with it writes a checkpoint that records the setting
     from detectors.mobilenet import read_checkpoint
 
-    finetune(big, tmp_path / "bb.pt", cfg, "cpu")
+    finetune(big, tmp_path / "bb.pt", replace(cfg, folds=2, oof_crops=True), "cpu")
     assert json.loads(read_checkpoint(tmp_path / "bb.pt")["info"])["config"]["tiles_batch"] == 2
+    # and with --oof-crops each OOF row keeps its full view's 18 crop probabilities, whose max is the tile vote
+    oof = [json.loads(x) for x in (tmp_path / "bb.oof.jsonl").read_text().splitlines()]
+    assert len(oof) == 8 and all(len(r["crops"]["full"]) == 18 for r in oof)
+    assert all(r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"]), abs=1e-5) for r in oof)
+    with pytest.raises(ValueError, match="oof_crops writes what the folds held out: it needs folds of 2"):
+        FinetuneConfig(oof_crops=True)
     # and data without frames large enough to tile is refused with the size named
     with pytest.raises(ValueError, match="448 px"):
         finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "s.pt", cfg, "cpu")
