@@ -16,8 +16,9 @@ from cascade.placement import MemorySpec, PlacementConfig
 from cascade.types import EVERY_SIZE, Level, LongSides, covers
 
 FrameTransport = Literal["pipe", "shared-memory"]
-WorkerSplit = Literal["copies", "models"]
 """How frames reach a device worker process (runtime.frame_transport; detectors/frame_transport.py)."""
+WorkerSplit = Literal["copies", "models"]
+"""What each of a GPU's worker processes holds (runtime.worker_split; detectors.device_process.split_workers)."""
 
 MEMORY_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 """A voter's `dtype` as the memory plan spells bytes per weight."""

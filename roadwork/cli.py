@@ -485,7 +485,7 @@ def train_backbone_cmd(
             weather=weather,
         )
     except ValueError as exc:
-        fail(f"{exc} (--folds)")
+        fail(str(exc))
     ds = _load_data(data, "train", None, labels)
     try:
         info = train_backbone(ds, out, head, cfg, device, voters=view_voters)
