@@ -26,16 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.mobilenet import TILE_GRIDS
+from detectors.mobilenet import TILE_GRIDS, grid_slices
 
 REGIME = "full"  # only full-size frames are large enough to tile
 
 
-def _grid(k: int) -> slice:
-    """The crops of the k-th of the tile voter's grids (`tile_crops` order: grid after grid)."""
-    sizes = [rows * cols for rows, cols in TILE_GRIDS]
-    return slice(sum(sizes[:k]), sum(sizes[: k + 1]))
-
+GRID = grid_slices()
+"""Each grid's crops among a row's (`tile_crops` order)."""
 
 SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from its crops' logits
     "max (shipped)": lambda z: float(z.max()),
@@ -43,8 +40,8 @@ SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from i
     "max - mean": lambda z: float(z.max() - z.mean()),
     "mean": lambda z: float(z.mean()),
     # one grid alone (`grids:` of the tile voter): the 2x3 grid's 6 crops or the 3x4 grid's 12
-    "max, 2x3 grid only": lambda z: float(z[_grid(0)].max()),
-    "max, 3x4 grid only": lambda z: float(z[_grid(1)].max()),
+    "max, 2x3 grid only": lambda z: float(z[GRID[(2, 3)]].max()),
+    "max, 3x4 grid only": lambda z: float(z[GRID[(3, 4)]].max()),
     "mean of the top 2": lambda z: float(np.sort(z)[-2:].mean()),
 }
 
@@ -59,7 +56,7 @@ def read_rows(path: Path) -> list[dict]:
     if not any("crops" in r for r in rows):
         raise SystemExit(f"{path}: no row has `crops`; write it with `loso_networks.py train --crops`")
     rows = [r for r in rows if REGIME in r.get("crops", {})]
-    want = _grid(len(TILE_GRIDS) - 1).stop
+    want = max(g.stop for g in GRID.values())
     wrong = [r["key"] for r in rows if len(r["crops"][REGIME]) != want]
     if wrong:
         raise SystemExit(

@@ -48,6 +48,16 @@ def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
+def grid_slices(grids: Sequence[tuple[int, int]] = TILE_GRIDS) -> dict[tuple[int, int], slice]:
+    """Which of `tile_crops(image, grids)`'s crops each (rows, cols) grid gave: they come grid
+    after grid, rows x cols each."""
+    out, start = {}, 0
+    for rows, cols in grids:
+        out[(rows, cols)] = slice(start, start + rows * cols)
+        start += rows * cols
+    return out
+
+
 def tile_crops(
     image: np.ndarray, grids: Sequence[tuple[int, int]] = TILE_GRIDS, overlap: float = TILE_OVERLAP
 ) -> list[np.ndarray]:
