@@ -38,9 +38,16 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
 
 
 def train(args: argparse.Namespace) -> None:
+    from detectors.mobilenet import parse_grids
     from training.datasets import load_folder
     from training.finetune import FinetuneConfig, held_out_rows, train_networks
 
+    try:
+        extra = parse_grids(args.crop_grids) if args.crop_grids else ()
+    except ValueError as exc:
+        raise SystemExit(f"--crop-grids: {exc}") from None
+    if args.crop_grids and not args.crops:
+        raise SystemExit("--crop-grids adds grids to the crops that --crops writes: add --crops")
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
@@ -53,6 +60,7 @@ def train(args: argparse.Namespace) -> None:
         mixstyle=args.mixstyle,
         weather=args.weather,
         seed=args.seed,
+        extra_crop_grids=extra,
     )
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
         raise SystemExit("--snapshot-epoch and --snapshot-out go together")
@@ -263,6 +271,12 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument(
         "--crops", action="store_true", help="also write each tile crop's probability (row key `crops`, by regime)"
+    )
+    t.add_argument(
+        "--crop-grids",
+        default="",
+        metavar="RxC,...",
+        help="with --crops, also the crops of these grids (e.g. 4x6), after the tile voter's own; the votes stay its own",
     )
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")

@@ -31,17 +31,14 @@ from detectors.mobilenet import TILE_GRIDS, grid_slices
 REGIME = "full"  # only full-size frames are large enough to tile
 
 
-GRID = grid_slices()
-"""Each grid's crops among a row's (`tile_crops` order)."""
+OWN = sum(rows * cols for rows, cols in TILE_GRIDS)
+"""The tile voter's own crops come first in a row's crops; a file's extra grids follow."""
 
-SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from its crops' logits
+SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from the voter's own crops' logits
     "max (shipped)": lambda z: float(z.max()),
     "max - median": lambda z: float(z.max() - np.median(z)),
     "max - mean": lambda z: float(z.max() - z.mean()),
     "mean": lambda z: float(z.mean()),
-    # one grid alone (`grids:` of the tile voter): the 2x3 grid's 6 crops or the 3x4 grid's 12
-    "max, 2x3 grid only": lambda z: float(z[GRID[(2, 3)]].max()),
-    "max, 3x4 grid only": lambda z: float(z[GRID[(3, 4)]].max()),
     "mean of the top 2": lambda z: float(np.sort(z)[-2:].mean()),
 }
 
@@ -49,20 +46,26 @@ SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from i
 CLIP = 1e-6  # crop probabilities this close to 0 or 1 still order apart
 
 
-def read_rows(path: Path) -> list[dict]:
+def read_rows(path: Path) -> tuple[list[dict], tuple[tuple[int, int], ...]]:
+    """The rows with crops at REGIME, and the grids of their crops (`crop_grids`, the tile voter's
+    when absent; every row must have the same)."""
     from training.finetune import votes_text
 
     rows = [json.loads(line) for line in votes_text(path).splitlines() if line.strip()]
     if not any("crops" in r for r in rows):
         raise SystemExit(f"{path}: no row has `crops`; write it with `loso_networks.py train --crops`")
     rows = [r for r in rows if REGIME in r.get("crops", {})]
-    want = max(g.stop for g in GRID.values())
+    kinds = {tuple(tuple(g) for g in r.get("crop_grids", TILE_GRIDS)) for r in rows}
+    if len(kinds) != 1:
+        raise SystemExit(f"{path}: rows have crops of different grids {sorted(kinds)}")
+    (grids,) = kinds
+    want = max(g.stop for g in grid_slices(grids).values())
     wrong = [r["key"] for r in rows if len(r["crops"][REGIME]) != want]
     if wrong:
-        raise SystemExit(
-            f"{path}: {len(wrong)} rows (first {wrong[0]}) do not have the {want} crops of grids {TILE_GRIDS}"
-        )
-    return rows
+        raise SystemExit(f"{path}: {len(wrong)} rows (first {wrong[0]}) do not have the {want} crops of grids {grids}")
+    if grids[: len(TILE_GRIDS)] != TILE_GRIDS:
+        raise SystemExit(f"{path}: crops of grids {grids} do not begin with the tile voter's {TILE_GRIDS}")
+    return rows, grids
 
 
 def auroc_by_source(y: np.ndarray, s: np.ndarray, src: np.ndarray) -> dict[str, float | None]:
@@ -102,7 +105,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True, help="JSON to write")
     a = ap.parse_args()
 
-    rows = read_rows(a.votes)
+    rows, grids = read_rows(a.votes)
     y = np.array([r["label"] for r in rows])
     src = np.array([r["held_out"] for r in rows])
     crops = [logit(np.array(r["crops"][REGIME]), clip=CLIP) for r in rows]
@@ -111,9 +114,15 @@ def main() -> None:
         "regime": REGIME,
         "rows": len(rows),
         "rows_by_source": {n: [int((src == n).sum()), int(y[src == n].sum())] for n in sorted(set(src))},
+        "crop_grids": [list(g) for g in grids],
         "scores": {},
     }
-    for name, score in SCORES.items():
+    # one grid alone (the tile voter's `grids:`): each grid the crops hold, the voter's and any extra
+    alone = {
+        f"max, {r}x{c} grid only": (lambda z, sl=sl: float(z[sl].max())) for (r, c), sl in grid_slices(grids).items()
+    }
+    named = {n: (lambda z, f=f: f(z[:OWN])) for n, f in SCORES.items()} | alone
+    for name, score in named.items():
         s = np.array([score(z) for z in crops])
         result["scores"][name] = {
             "auroc": round(float(roc_auc_score(y, s)), 4),

@@ -48,6 +48,20 @@ def to_tensor_batch(images: list[np.ndarray], size: int) -> np.ndarray:
     return out
 
 
+def parse_grids(text: str) -> tuple[tuple[int, int], ...]:
+    """ "3x4" or "2x3,3x4" -> ((3, 4),) / ((2, 3), (3, 4)): tile grids as command lines write them."""
+    grids = []
+    for part in text.split(","):
+        try:
+            rows, cols = (int(x) for x in part.strip().lower().split("x"))
+        except ValueError:
+            raise ValueError(f"grids {text!r}: write ROWSxCOLS, comma-separated, e.g. 3x4") from None
+        if rows < 1 or cols < 1:
+            raise ValueError(f"grids {text!r}: rows and columns are at least 1")
+        grids.append((rows, cols))
+    return tuple(grids)
+
+
 def grid_slices(grids: Sequence[tuple[int, int]] = TILE_GRIDS) -> dict[tuple[int, int], slice]:
     """Which of `tile_crops(image, grids)`'s crops each (rows, cols) grid gave: they come grid
     after grid, rows x cols each."""

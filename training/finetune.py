@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,10 @@ from PIL import Image
 
 from detectors.mobilenet import (
     FINETUNED_FORMAT,
+    TILE_GRIDS,
     TILE_MIN_LONG_SIDE,
     backbone_name,
+    parse_grids,
     pool_map,
     resize_square,
     tile_crops,
@@ -72,6 +75,10 @@ class FinetuneConfig:
     oof_crops: bool = False
     """Also write each OOF row's tile crop probabilities (key `crops`, by regime): what a choice of
     the tile voter's grids, or of another score over its crops, is fitted from."""
+    extra_crop_grids: tuple[tuple[int, int], ...] = ()
+    """(rows, cols) grids whose crops written crops also hold, after the tile voter's own (row key
+    `crop_grids` lists them all): a grid the voter does not use can then be scored without training
+    again. The tile vote stays the max over the voter's own grids."""
     tiles_batch: int = 0
     """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
     mixstyle: float = 0.0
@@ -92,6 +99,9 @@ class FinetuneConfig:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
+        wrong = [g for g in self.extra_crop_grids if len(g) != 2 or min(g) < 1]
+        if wrong:
+            raise ValueError(f"extra_crop_grids are (rows, cols) pairs of at least 1, got {wrong}")
         if (self.oof_crops or self.save_folds) and self.folds < 2:
             flag = "oof_crops" if self.oof_crops else "save_folds"
             raise ValueError(f"{flag} writes what the folds held out: it needs folds of 2 or more, got {self.folds}")
@@ -346,13 +356,15 @@ def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, bat
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def predict_crops(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[list[float] | None]:
-    """The probability of each of a view's overlapping crops (the tile voter's default grids, in
-    `tile_crops` order), or None for a view smaller than the voter's `min_long_side`."""
+def predict_crops(
+    net: Any, views: list[np.ndarray], device: str, batch: int = 64, grids: Sequence[tuple[int, int]] = TILE_GRIDS
+) -> list[list[float] | None]:
+    """The probability of each of a view's overlapping crops (`grids`, by default the tile voter's,
+    in `tile_crops` order), or None for a view smaller than the voter's `min_long_side`."""
     crops, owner = [], []
     for i, view in enumerate(views):
         if max(view.shape[:2]) >= TILE_MIN_LONG_SIDE:
-            for crop in tile_crops(view):
+            for crop in tile_crops(view, grids):
                 crops.append(crop)
                 owner.append(i)
     out: list[list[float] | None] = [None] * len(views)
@@ -396,13 +408,19 @@ def held_out_probs(
         by_view: dict[str, list[Any]] = {
             str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
         }
-        per_crop = predict_crops(net, [v[r] for v in views], device)
-        by_view["tiles"] = tile_votes(per_crop)
+        per_crop = predict_crops(net, [v[r] for v in views], device, grids=crop_grids(cfg))
+        own = sum(rows * cols for rows, cols in TILE_GRIDS)  # the voter's own crops come first
+        by_view["tiles"] = tile_votes([None if c is None else c[:own] for c in per_crop])
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
             if per_crop[k] is not None:
                 crops[k][r] = [round(p, 5) for p in per_crop[k]]
     return out, [{r: int(max(v[r].shape[:2])) for r in REGIMES} for v in views], crops
+
+
+def crop_grids(cfg: FinetuneConfig) -> tuple[tuple[int, int], ...]:
+    """The grids of the crops that `held_out_probs` scores: the tile voter's, then `extra_crop_grids`."""
+    return TILE_GRIDS + tuple(tuple(g) for g in cfg.extra_crop_grids)
 
 
 def held_out_rows(
@@ -426,7 +444,7 @@ def held_out_rows(
             "label": samples[i].label,
             "source": samples[i].source,
             "group": samples[i].group,
-            **({"crops": c} if with_crops else {}),
+            **({"crops": c, "crop_grids": [list(g) for g in crop_grids(cfg)]} if with_crops else {}),
             **extra,
         }
         for i, p, side, c in zip(held, probs, sides, crops, strict=True)
@@ -668,6 +686,12 @@ def main(argv: list[str] | None = None) -> None:
         "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
     )
     ap.add_argument(
+        "--extra-crop-grids",
+        default="",
+        metavar="RxC,...",
+        help="With --oof-crops, also the crops of these grids (e.g. 4x6), after the tile voter's own.",
+    )
+    ap.add_argument(
         "--tiles-batch",
         type=int,
         default=0,
@@ -689,6 +713,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     args = ap.parse_args(argv)
+    try:
+        extra = parse_grids(args.extra_crop_grids) if args.extra_crop_grids else ()
+    except ValueError as exc:
+        ap.error(f"--extra-crop-grids: {exc}")
+    if extra and not args.oof_crops:
+        ap.error("--extra-crop-grids adds grids to the crops that --oof-crops writes: add --oof-crops")
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[: args.limit])
@@ -701,6 +731,7 @@ def main(argv: list[str] | None = None) -> None:
         seed=args.seed,
         save_folds=args.save_folds,
         oof_crops=args.oof_crops,
+        extra_crop_grids=extra,
         tiles_batch=args.tiles_batch,
         mixstyle=args.mixstyle,
         weather=args.weather,

@@ -17,34 +17,22 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from detectors.mobilenet import TILE_GRIDS, grid_slices
+from detectors.mobilenet import TILE_GRIDS, grid_slices, parse_grids
 
 
-def parse_grids(text: str) -> list[tuple[int, int]]:
-    """ "3x4" or "2x3,3x4" -> [(3, 4)] / [(2, 3), (3, 4)]; only the tile voter's default grids, whose
-    crops the votes files hold."""
-    grids = []
-    for part in text.split(","):
-        try:
-            rows, cols = (int(x) for x in part.strip().lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--grids {text!r}: write ROWSxCOLS, comma-separated, e.g. 3x4") from None
-        if (rows, cols) not in TILE_GRIDS:
-            raise ValueError(f"--grids {text!r}: {rows}x{cols} is not one of the crops' grids {list(TILE_GRIDS)}")
-        grids.append((rows, cols))
-    return grids
-
-
-def regrid(rows: list[dict], grids: list[tuple[int, int]]) -> list[dict]:
+def regrid(rows: list[dict], grids: Sequence[tuple[int, int]]) -> list[dict]:
     """`rows` with each tile vote the max over `grids`' crops (rows without a tile vote unchanged).
-    A row that has a tile vote but no crops for that regime is refused: its max cannot be redone."""
-    slices = grid_slices()
-    want = max(s.stop for s in slices.values())
+    A row's crops are those of its `crop_grids` (the tile voter's default grids when it has none).
+    A row that has a tile vote but no crops for that regime, or not the grids asked for, is
+    refused: its max cannot be redone."""
     out = []
     for r in rows:
         r = json.loads(json.dumps(r))  # a copy: the caller's rows stay as read
+        have = [tuple(g) for g in r.get("crop_grids", TILE_GRIDS)]
+        slices = grid_slices(have)
         for regime, views in r["probs"].items():
             if "tiles" not in views:
                 continue
@@ -54,8 +42,11 @@ def regrid(rows: list[dict], grids: list[tuple[int, int]]) -> list[dict]:
                     f"{r['key']}: a tile vote at {regime} without its crops; write the votes with "
                     "`roadwork train backbone --oof-crops` (or `loso_networks.py train --crops`)"
                 )
+            want = max(s.stop for s in slices.values())
             if len(crops) != want:
-                raise ValueError(f"{r['key']}: {len(crops)} crops at {regime}, not the {want} of grids {TILE_GRIDS}")
+                raise ValueError(f"{r['key']}: {len(crops)} crops at {regime}, not the {want} of grids {have}")
+            if missing := [g for g in grids if g not in slices]:
+                raise ValueError(f"{r['key']}: no crops of grids {missing}; its crops are of {have}")
             views["tiles"] = max(p for g in grids for p in crops[slices[g]])
         out.append(r)
     return out
@@ -64,7 +55,7 @@ def regrid(rows: list[dict], grids: list[tuple[int, int]]) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--votes", type=Path, required=True, help="OOF or LOSO votes with crops (.jsonl or .jsonl.gz).")
-    ap.add_argument("--grids", required=True, help="The grids to keep, e.g. 3x4 (of 2x3, 3x4).")
+    ap.add_argument("--grids", required=True, help="The grids to keep, e.g. 3x4 (of those the crops hold).")
     ap.add_argument("--out", type=Path, required=True, help="Votes file to write (.jsonl, or .jsonl.gz).")
     args = ap.parse_args(argv)
     from training.finetune import votes_text

@@ -274,12 +274,14 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
     # training with it writes a checkpoint that records the setting
     from detectors.mobilenet import read_checkpoint
 
-    finetune(big, tmp_path / "bb.pt", replace(cfg, folds=2, oof_crops=True), "cpu")
+    finetune(big, tmp_path / "bb.pt", replace(cfg, folds=2, oof_crops=True, extra_crop_grids=((4, 6),)), "cpu")
     assert json.loads(read_checkpoint(tmp_path / "bb.pt")["info"])["config"]["tiles_batch"] == 2
-    # and with --oof-crops each OOF row keeps its full view's 18 crop probabilities, whose max is the tile vote
+    # and with --oof-crops each OOF row keeps its full view's 18 crop probabilities, whose max is the
+    # tile vote, then the 24 of the extra 4x6 grid, which the vote leaves out
     oof = [json.loads(x) for x in (tmp_path / "bb.oof.jsonl").read_text().splitlines()]
-    assert len(oof) == 8 and all(len(r["crops"]["full"]) == 18 for r in oof)
-    assert all(r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"]), abs=1e-5) for r in oof)
+    assert len(oof) == 8 and all(len(r["crops"]["full"]) == 18 + 24 for r in oof)
+    assert all(r["crop_grids"] == [[2, 3], [3, 4], [4, 6]] for r in oof)
+    assert all(r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"][:18]), abs=1e-5) for r in oof)
     with pytest.raises(ValueError, match="oof_crops writes what the folds held out: it needs folds of 2"):
         FinetuneConfig(oof_crops=True)
     # and data without frames large enough to tile is refused with the size named

@@ -35,13 +35,22 @@ def test_the_tile_vote_becomes_the_max_over_the_chosen_grid_and_nothing_else_mov
     assert written == out
 
 
+def test_a_grid_beyond_the_voters_own_is_read_from_the_crops_it_was_written_with():
+    # given a row whose crops hold a 4x6 grid after the voter's own 18 (`--crop-grids 4x6`)
+    crops = [0.9] * 18 + [0.2] * 23 + [0.4]
+    row = {**_row("a", crops), "crop_grids": [[2, 3], [3, 4], [4, 6]]}
+    # then the 4x6 grid alone gives the max of the last 24, and the voter's grids their own
+    assert regrid([row], parse_grids("4x6"))[0]["probs"]["full"]["tiles"] == 0.4
+    assert regrid([row], parse_grids("3x4,4x6"))[0]["probs"]["full"]["tiles"] == 0.9
+
+
 def test_votes_without_crops_or_other_grids_are_refused_naming_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="--oof-crops"):
         regrid([_row("a", None)], parse_grids("3x4"))
     with pytest.raises(ValueError, match="12 crops at full, not the 18"):
         regrid([_row("a", [0.5] * 12)], parse_grids("3x4"))
-    with pytest.raises(ValueError, match="4x6 is not one of the crops' grids"):
-        parse_grids("4x6")
+    with pytest.raises(ValueError, match=r"no crops of grids \[\(4, 6\)\]"):
+        regrid([_row("a", [0.5] * 18)], parse_grids("4x6"))
     with pytest.raises(ValueError, match="write ROWSxCOLS"):
         parse_grids("three")
     src = tmp_path / "v.jsonl"

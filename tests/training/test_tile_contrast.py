@@ -65,3 +65,34 @@ def test_votes_without_crops_are_refused_with_the_flag_that_writes_them(tmp_path
     monkeypatch.setattr(sys, "argv", ["tile_contrast.py", str(votes), "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit, match="--crops"):
         tc.main()
+
+
+def test_a_grid_written_beyond_the_voters_own_is_scored_alone_and_left_out_of_the_max(tmp_path, monkeypatch):
+    tc = benchmark_script("tile_contrast")
+    # given crops of the voter's 18 and then of an extra 4x6 grid, where only the 4x6 crops see the object
+    rng = np.random.default_rng(3)
+    rows = []
+    for source in ("cam_a", "cam_b"):
+        for i in range(20):
+            own, extra = rng.uniform(0.01, 0.2, 18), rng.uniform(0.01, 0.2, 24)
+            extra[5] = 0.99 if i % 2 else extra[5]
+            crops = [round(float(p), 6) for p in (*own, *extra)]
+            probs = {"full": {"tiles": max(crops[:18])}}
+            rows.append(
+                {"key": f"{source}/{i}", "label": i % 2, "held_out": source, "probs": probs, "crops": {"full": crops}}
+            )
+            rows[-1]["crop_grids"] = [[2, 3], [3, 4], [4, 6]]
+    votes, out = tmp_path / "v.jsonl", tmp_path / "out.json"
+    votes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["tile_contrast.py", str(votes), "--out", str(out)])
+    tc.main()
+    scores = json.loads(out.read_text())["scores"]
+    # then the 4x6 grid alone ranks every frame right, and the voter's own max (which never saw it) does not
+    assert scores["max, 4x6 grid only"]["auroc"] == 1.0
+    assert scores["max (shipped)"]["auroc"] < 0.8
+    assert {"max, 2x3 grid only", "max, 3x4 grid only"} <= set(scores)
+    # and a file whose rows mix grids is refused
+    rows[0]["crop_grids"] = [[2, 3], [3, 4]]
+    votes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SystemExit, match="different grids"):
+        tc.main()
