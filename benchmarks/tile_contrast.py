@@ -26,13 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.mobilenet import TILE_GRIDS, grid_slices
+from detectors.mobilenet import TILE_CROPS, TILE_GRIDS, grid_slices
 
 REGIME = "full"  # only full-size frames are large enough to tile
 
-
-OWN = sum(rows * cols for rows, cols in TILE_GRIDS)
-"""The tile voter's own crops come first in a row's crops; a file's extra grids follow."""
 
 SCORES: dict[str, Callable[[np.ndarray], float]] = {  # name: frame score from the voter's own crops' logits
     "max (shipped)": lambda z: float(z.max()),
@@ -121,7 +118,8 @@ def main() -> None:
     alone = {
         f"max, {r}x{c} grid only": (lambda z, sl=sl: float(z[sl].max())) for (r, c), sl in grid_slices(grids).items()
     }
-    named = {n: (lambda z, f=f: f(z[:OWN])) for n, f in SCORES.items()} | alone
+    # the voter's own crops come first in a row's crops, any extra grids' after them
+    named = {n: (lambda z, f=f: f(z[:TILE_CROPS])) for n, f in SCORES.items()} | alone
     for name, score in named.items():
         s = np.array([score(z) for z in crops])
         result["scores"][name] = {

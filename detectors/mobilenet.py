@@ -29,6 +29,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 TILE_GRIDS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4))
 TILE_OVERLAP = 0.25
 TILE_MIN_LONG_SIDE = 448
+TILE_CROPS = sum(rows * cols for rows, cols in TILE_GRIDS)
 """The tile voter's defaults (`backbone-head` with `tiles:`), shared with the trainer's OOF votes."""
 
 

@@ -38,6 +38,7 @@ from PIL import Image
 
 from detectors.mobilenet import (
     FINETUNED_FORMAT,
+    TILE_CROPS,
     TILE_GRIDS,
     TILE_MIN_LONG_SIDE,
     backbone_name,
@@ -409,8 +410,8 @@ def held_out_probs(
             str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
         }
         per_crop = predict_crops(net, [v[r] for v in views], device, grids=crop_grids(cfg))
-        own = sum(rows * cols for rows, cols in TILE_GRIDS)  # the voter's own crops come first
-        by_view["tiles"] = tile_votes([None if c is None else c[:own] for c in per_crop])
+        # the voter's own crops come first, any extra grids' after them
+        by_view["tiles"] = tile_votes([None if c is None else c[:TILE_CROPS] for c in per_crop])
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
             if per_crop[k] is not None:
