@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.mobilenet import TILE_CROPS, TILE_GRIDS, grid_slices
+from detectors.mobilenet import TILE_CROPS, TILE_GRIDS, crop_count, grid_slices
 
 REGIME = "full"  # only full-size frames are large enough to tile
 
@@ -56,7 +56,7 @@ def read_rows(path: Path) -> tuple[list[dict], tuple[tuple[int, int], ...]]:
     if len(kinds) != 1:
         raise SystemExit(f"{path}: rows have crops of different grids {sorted(kinds)}")
     (grids,) = kinds
-    want = max(g.stop for g in grid_slices(grids).values())
+    want = crop_count(grids)
     wrong = [r["key"] for r in rows if len(r["crops"][REGIME]) != want]
     if wrong:
         raise SystemExit(f"{path}: {len(wrong)} rows (first {wrong[0]}) do not have the {want} crops of grids {grids}")

@@ -29,7 +29,6 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 TILE_GRIDS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4))
 TILE_OVERLAP = 0.25
 TILE_MIN_LONG_SIDE = 448
-TILE_CROPS = sum(rows * cols for rows, cols in TILE_GRIDS)
 """The tile voter's defaults (`backbone-head` with `tiles:`), shared with the trainer's OOF votes."""
 
 
@@ -61,6 +60,15 @@ def parse_grids(text: str) -> tuple[tuple[int, int], ...]:
             raise ValueError(f"grids {text!r}: rows and columns are at least 1")
         grids.append((rows, cols))
     return tuple(grids)
+
+
+def crop_count(grids: Sequence[tuple[int, int]] = TILE_GRIDS) -> int:
+    """How many crops `tile_crops(image, grids)` gives."""
+    return sum(rows * cols for rows, cols in grids)
+
+
+TILE_CROPS = crop_count()
+"""The tile voter's own crops: 18 (they come first in votes written with extra grids)."""
 
 
 def grid_slices(grids: Sequence[tuple[int, int]] = TILE_GRIDS) -> dict[tuple[int, int], slice]:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from detectors.mobilenet import TILE_GRIDS, grid_slices, parse_grids
+from detectors.mobilenet import TILE_GRIDS, crop_count, grid_slices, parse_grids
 
 
 def regrid(rows: list[dict], grids: Sequence[tuple[int, int]]) -> list[dict]:
@@ -42,7 +42,7 @@ def regrid(rows: list[dict], grids: Sequence[tuple[int, int]]) -> list[dict]:
                     f"{r['key']}: a tile vote at {regime} without its crops; write the votes with "
                     "`roadwork train backbone --oof-crops` (or `loso_networks.py train --crops`)"
                 )
-            want = max(s.stop for s in slices.values())
+            want = crop_count(have)
             if len(crops) != want:
                 raise ValueError(f"{r['key']}: {len(crops)} crops at {regime}, not the {want} of grids {have}")
             if missing := [g for g in grids if g not in slices]:
