@@ -1,0 +1,141 @@
+"""Is a new camera's weak 224-px answer in the pool, or in the networks? Three levers that need no
+training, each scored on the LOSO votes of both seeds of the paste-and-erase recipe (a camera the
+networks never saw) and on the in-fold OOF votes (train split only; dev is never read):
+
+    PYTHONPATH=. python benchmarks/pool_levers.py --out benchmarks/results/pool_levers_cpu.json
+
+1. the threshold: the shipped set's pools (fitted as `roadwork fit --profile` fits them, on the
+   OOF votes) scored at other cut-offs than 0.5, per regime;
+2. one pool per 224-px regime: a letterbox frame is easy to tell from a cropped one (its black
+   bars), so the miner could pick a pool fitted on that regime's rows alone;
+3. cutting the letterbox bars off before the networks: the `letterbox` regime's level-0 views are
+   the whole frame on black bars, and a frame with its bars cut off and squashed to a square is
+   what the networks' `full` views at 224 and 448 px are (the frame squashed to a square, without
+   the 224-px JPEG), so on those rows `full` against `letterbox` at the same size tells what the
+   cut would give.
+
+About 20 s on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # oof_pooling, loso_networks
+
+SEED1 = "benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz"
+SHIPPED = ["l0_head", "l0_paste_erase", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"]
+SMALL_REGIMES = ("v0.2", "letterbox")
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def of_regime(preds: list[dict], regime: str) -> list[dict]:
+    return [r for r in preds if r["key"].endswith(f"#{regime}")]
+
+
+def scored(art, preds: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    from consensus.fitting import artefact_probs, rows_from_predictions
+
+    rows = rows_from_predictions(preds)
+    return np.array([r.label for r in rows]), artefact_probs(art, rows)
+
+
+def mcc(y: np.ndarray, p: np.ndarray, cut: float = 0.5) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
+    return round(float(matthews_corrcoef(y, p >= cut)), 3)
+
+
+def held_rows(loso_runs: dict[str, list[dict]], voters: list[str]) -> list[dict]:
+    """The LOSO rows every whole-frame voter has (tile voters abstain under 448 px)."""
+    from oof_pooling import ABSTAINING
+
+    from training.evaluate import merge_runs
+
+    keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in voters if v not in ABSTAINING))
+    return [r for r in merge_runs([loso_runs[v] for v in voters]) if r["key"] in keys]
+
+
+def pool_levers(work: Path) -> dict:
+    from oof_pooling import ABSTAINING, CANDIDATES, LOSO, sides_by_size, vote_runs
+
+    from consensus.fitting import fit_consensus, rows_from_predictions
+    from training.evaluate import merge_runs
+
+    runs = vote_runs(CANDIDATES, work / "oof")
+    seeds = {
+        "seed0": vote_runs(LOSO, work / "loso_seed0"),
+        "seed1": vote_runs(
+            {v: (SEED1 if "paste_erase" in v else p, view) for v, (p, view) in LOSO.items()}, work / "s1"
+        ),
+    }
+    preds = merge_runs([runs[v] for v in SHIPPED])
+    shipped = fit_consensus(rows_from_predictions(preds), voter_sides=sides_by_size(SHIPPED))
+    small = [v for v in SHIPPED if v not in ABSTAINING]
+    small_preds = merge_runs([runs[v] for v in small])
+    out: dict = {"voters": SHIPPED, "threshold": {}, "pool_per_regime": {}}
+    sets = {"in fold": preds} | {f"new camera, {s}": held_rows(r, SHIPPED) for s, r in seeds.items()}
+    for name, rows in sets.items():
+        out["threshold"][name] = {}
+        for regime in ("v0.2", "letterbox", "full"):
+            y, p = scored(shipped, of_regime(rows, regime))
+            out["threshold"][name][regime] = {str(t): mcc(y, p, t) for t in THRESHOLDS}
+    for regime in SMALL_REGIMES:
+        own = fit_consensus(rows_from_predictions(of_regime(small_preds, regime)))
+        out["pool_per_regime"][regime] = {
+            name: {
+                "shipped pool": mcc(*scored(shipped, of_regime(rows, regime))),
+                "own pool": mcc(*scored(own, of_regime(rows, regime))),
+            }
+            for name, rows in sets.items()
+        }
+    return out
+
+
+def bar_cut(files: dict[str, str]) -> dict:
+    """Level-0 letterbox rows: the networks' `letterbox` against their `full` view, same size."""
+    from loso_networks import read_votes
+    from sklearn.metrics import roc_auc_score
+
+    from training.finetune import EVAL_SEED_OFFSET
+    from training.transforms import ValidatorTransform
+
+    level = ValidatorTransform(seed=EVAL_SEED_OFFSET, fit="letterbox").level_for  # the OOF views' seed
+    out = {}
+    for name, path in files.items():
+        rows = [r for r in read_votes(path).values() if level(r["key"]) == 0]
+        y = [r["label"] for r in rows]
+        out[name] = {"rows": len(rows)} | {
+            f"{regime}@{size}": round(float(roc_auc_score(y, [r["probs"][regime][size] for r in rows])), 3)
+            for size in ("224", "448")
+            for regime in ("letterbox", "full")
+        }
+    return out
+
+
+BAR_CUT_FILES = {
+    "paste-and-erase, new camera, seed 0": "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+    "paste-and-erase, new camera, seed 1": SEED1,
+    "plain, new camera": "benchmarks/results/loso_votes_l0_backbone.jsonl",
+    "paste-and-erase, in fold": "models/l0_backbone_paste_erase.oof.jsonl",
+    "plain, in fold": "models/l0_backbone.oof.jsonl",
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("runs/pool_levers"))
+    args = ap.parse_args()
+    result = pool_levers(args.work) | {"bar_cut_auroc_level0": bar_cut(BAR_CUT_FILES)}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
