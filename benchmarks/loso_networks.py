@@ -12,6 +12,12 @@ needs its recipe's LOSO votes: VOTES) and compare, on the same images, with its 
     PYTHONPATH=. python benchmarks/loso_networks.py score --consensus models/consensus-cpu.json \\
         --out benchmarks/results/loso_networks_cpu.json
 
+The lent GPU trains and scores on a copy of the photos downscaled to fit its carry (long side
+544), so the held-out `full` views it scores are that size, not the 1-2 MP frames validators send.
+With `train --save-nets PREFIX` each network comes back too (PREFIX.<held-out>.pt), and
+`python -m training.oof_rescore --data ../shared/data --oof VOTES --nets PREFIX --views tiles,224,448`
+scores its source's rows again here, at full resolution, on the CPU.
+
 `train` imports nothing that needs pydantic (the lent GPU's image lacks it).
 """
 
@@ -40,7 +46,7 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
 def train(args: argparse.Namespace) -> None:
     from detectors.mobilenet import parse_grids
     from training.datasets import load_folder
-    from training.finetune import FinetuneConfig, held_out_rows, train_networks
+    from training.finetune import FinetuneConfig, held_out_rows, save_checkpoint, train_networks
 
     try:
         extra = parse_grids(args.crop_grids) if args.crop_grids else ()
@@ -91,6 +97,10 @@ def train(args: argparse.Namespace) -> None:
             )
             with path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
+        if args.save_nets:
+            info = {"held_out": name, "sources": list(sources), "config": asdict(cfg), "data_hash": ds.fingerprint()}
+            saved = save_checkpoint(nets["final"], f"{args.save_nets}.{name}.pt", info)
+            print(f"[loso] {name}: network written to {saved}", flush=True)
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
 
 
@@ -277,6 +287,13 @@ def main() -> None:
         default="",
         metavar="RxC,...",
         help="with --crops, also the crops of these grids (e.g. 4x6), after the tile voter's own; the votes stay its own",
+    )
+    t.add_argument(
+        "--save-nets",
+        default="",
+        metavar="PREFIX",
+        help="also write each held-out source's network to PREFIX.<held-out>.pt (fp16, 4.6 MB): "
+        "`python -m training.oof_rescore --nets PREFIX` scores its rows again on the CPU, at full size",
     )
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")

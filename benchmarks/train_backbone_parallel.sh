@@ -4,6 +4,8 @@
 #   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
 #          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl (with
 #          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl)
+#          and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under the device's 16 MiB a
+#          file), holding loso.<held-out>.pt for `python -m training.oof_rescore --nets DIR/loso`
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 #          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
@@ -20,8 +22,10 @@ case "$MODE" in
   loso)
     for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
       snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
+      mkdir -p "$OUT/nets_${half%%,*}"
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
-        --workers 7 --held-out "$half" "${snap[@]}" "$@" > "$OUT/loso_${half%%,*}.log" 2>&1 &
+        --workers 7 --held-out "$half" --save-nets "$OUT/nets_${half%%,*}/loso" "${snap[@]}" "$@" \
+        > "$OUT/loso_${half%%,*}.log" 2>&1 &
     done ;;
   folds)
     python3 -m training.finetune --data "$DATA" --out "$OUT/net.pt" --device cuda --folds 5 --save-folds \
@@ -29,4 +33,7 @@ case "$MODE" in
   *) echo "mode must be loso or folds, got $MODE" >&2; exit 2 ;;
 esac
 wait
+for nets in "$OUT"/nets_*/; do  # one file a process: the device returns 8 files at most
+  [ -d "$nets" ] && tar cf "${nets%/}.tar" -C "$nets" . && rm -r "$nets"
+done
 tail -n 3 "$OUT"/*.log

@@ -1,14 +1,16 @@
-"""Score the out-of-fold views again with the saved fold networks, on the full-resolution photos.
+"""Score held-out views again with the saved networks that held them out, on the full-resolution photos.
 
-The lent GPU trains on a downscaled copy of the photos (long side 640: the copy must fit its 64 MiB
-carry), so the tile voter's OOF votes made there see 640-px frames, not the 1-2 MP frames that it
-exists for. With the fold networks (`roadwork train backbone --folds 5 --save-folds`) this scores
-each training image's held-back `full` view again, here, at the photo's own resolution, with the
-network of the fold that held it out, and writes an OOF file of the same form with those views
-replaced.
+The lent GPU trains on a downscaled copy of the photos (long side 544 or 640: the copy must fit its
+64 MiB carry), so the tile voter's votes made there see such frames, not the 1-2 MP frames that it
+exists for. With the networks saved, this scores each row's held-back view again, here, at the
+photo's own resolution, with the network that held the row out, and writes a votes file of the
+same form with those views (and, for tiles, the crops a row keeps) replaced:
+- an OOF row (its `fold`) by PREFIX.foldK.pt (`roadwork train backbone --folds 5 --save-folds`);
+- a leave-one-source-out row (its `held_out`) by PREFIX.<held-out>.pt
+  (`benchmarks/loso_networks.py train --save-nets PREFIX`).
 
     python -m training.oof_rescore --data ../shared/data --oof models/l0_backbone.oof.jsonl \\
-        --folds runs/tiles/l0_backbone --views tiles --out models/l0_backbone.oof.jsonl
+        --nets runs/tiles/l0_backbone --views tiles --out models/l0_backbone.oof.jsonl
 """
 
 from __future__ import annotations
@@ -19,51 +21,91 @@ import time
 from pathlib import Path
 
 
+def network_name(row: dict) -> str:
+    """Which saved network held this row out: "foldK" for an OOF row, its held-out source's name
+    for a leave-one-source-out row."""
+    if "fold" in row:
+        return f"fold{row['fold']}"
+    if "held_out" in row:
+        return str(row["held_out"])
+    raise ValueError(f"row {row.get('key')!r} has neither `fold` nor `held_out`: no saved network held it out")
+
+
+def file_grids(rows: list[dict]) -> tuple[tuple[int, int], ...]:
+    """The crop grids of the rows that keep crops (`crop_grids`, the tile voter's when absent); the
+    rows of one file must agree."""
+    from detectors.mobilenet import TILE_GRIDS
+
+    kinds = {tuple(tuple(g) for g in r.get("crop_grids", TILE_GRIDS)) for r in rows if "crops" in r}
+    if len(kinds) > 1:
+        raise ValueError(f"rows keep crops of different grids {sorted(kinds)}; rescore each kind apart")
+    return kinds.pop() if kinds else TILE_GRIDS
+
+
 def rescore(
     data: str | Path,
     oof: Path,
-    fold_prefix: str,
+    prefix: str,
     views: list[str],
     regime: str = "full",
     device: str = "cpu",
     seed: int = 0,
 ) -> list[dict]:
-    """`seed` is the fold run's FinetuneConfig.view_seed (0 unless changed; runs made before it
-    existed drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the
-    trainer drew it (the `full` view has no randomness)."""
+    """`seed` is the run's FinetuneConfig.view_seed (0 unless changed; runs made before it existed
+    drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the trainer
+    drew it (the `full` view has no randomness)."""
+    from detectors.mobilenet import TILE_CROPS
     from training.datasets import load_folder
-    from training.finetune import held_out_transform, load_network, predict_tiles, predict_views
+    from training.finetune import (
+        held_out_transform,
+        load_network,
+        predict_crops,
+        predict_views,
+        tile_votes,
+        votes_text,
+    )
 
-    rows = [json.loads(x) for x in oof.read_text().splitlines() if x.strip()]
+    rows = [json.loads(x) for x in votes_text(oof).splitlines() if x.strip()]
     samples = {s.key: s for s in load_folder(data).select(split="train").samples}
     missing = [r["key"] for r in rows if r["key"] not in samples]
     if missing:
-        raise ValueError(f"{len(missing)} OOF rows are not train rows of {data} (first: {missing[0]!r})")
+        raise ValueError(f"{len(missing)} rows are not train rows of {data} (first: {missing[0]!r})")
+    names = {network_name(r) for r in rows}
+    paths = {n: Path(f"{prefix}.{n}.pt") for n in sorted(names)}
+    absent = [str(p) for p in paths.values() if not p.is_file()]
+    if absent:
+        raise FileNotFoundError(
+            f"networks {absent} not found; train with --save-folds (fold rows) "
+            "or `loso_networks.py train --save-nets` (held-out rows)"
+        )
+    grids = file_grids(rows)
     transform = held_out_transform(regime, seed)
     t0 = time.time()
-    for fold in sorted({r["fold"] for r in rows}):
-        path = Path(f"{fold_prefix}.fold{fold}.pt")
-        if not path.is_file():
-            raise FileNotFoundError(f"fold network {path} not found; train with --save-folds")
+    for name, path in paths.items():
         net = load_network(path).to(device)
-        held = [r for r in rows if r["fold"] == fold]
+        held = [r for r in rows if network_name(r) == name]
         batch = 8 if device == "cpu" else 64  # MobileNetV2 on a CPU is fastest in small batches
         for start in range(0, len(held), 32):  # full-size photos are decoded 32 at a time
             chunk = held[start : start + 32]
             images = [transform(samples[r["key"]].load(), r["key"]) for r in chunk]
             for view in views:
+                crops = predict_crops(net, images, device, batch, grids) if view == "tiles" else None
                 probs = (
-                    predict_tiles(net, images, device, batch)
-                    if view == "tiles"
+                    tile_votes([None if c is None else c[:TILE_CROPS] for c in crops])
+                    if crops is not None
                     else [float(p) for p in predict_views(net, images, int(view), device, batch)]
                 )
-                for r, p, image in zip(chunk, probs, images, strict=True):
+                for k, (r, p, image) in enumerate(zip(chunk, probs, images, strict=True)):
                     r.setdefault("long_side", {})[regime] = int(max(image.shape[:2]))
                     r["probs"][regime].pop(view, None)
                     if p is not None:
                         r["probs"][regime][view] = float(p)
+                    if crops is not None and "crops" in r:
+                        r["crops"].pop(regime, None)
+                        if crops[k] is not None:
+                            r["crops"][regime] = [round(c, 5) for c in crops[k]]
             print(
-                f"[rescore] fold {fold}: {min(start + 32, len(held))}/{len(held)} images, {time.time() - t0:.0f} s",
+                f"[rescore] {name}: {min(start + 32, len(held))}/{len(held)} images, {time.time() - t0:.0f} s",
                 flush=True,
             )
     return rows
@@ -72,8 +114,19 @@ def rescore(
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="Folder with labels.csv: the full-resolution photos.")
-    ap.add_argument("--oof", type=Path, required=True, help="OUT.oof.jsonl of the fold run.")
-    ap.add_argument("--folds", required=True, help="Prefix of the fold networks: PREFIX.foldK.pt.")
+    ap.add_argument(
+        "--oof",
+        type=Path,
+        required=True,
+        help="The votes: OUT.oof.jsonl of a fold run, or LOSO votes (.jsonl or .jsonl.gz).",
+    )
+    ap.add_argument(
+        "--nets",
+        "--folds",
+        dest="nets",
+        required=True,
+        help="Prefix of the saved networks: PREFIX.foldK.pt (fold rows), PREFIX.<held-out>.pt (LOSO rows).",
+    )
     ap.add_argument("--views", default="tiles", help="Comma list: tiles and/or sizes (224, 448).")
     ap.add_argument("--regime", default="full")
     ap.add_argument("--device", default="cpu")
@@ -82,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    rows = rescore(args.data, args.oof, args.folds, args.views.split(","), args.regime, args.device, args.seed)
+    rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
 

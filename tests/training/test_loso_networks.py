@@ -1,0 +1,88 @@
+"""benchmarks/loso_networks.py train --save-nets: the networks come back, and `training.oof_rescore`
+scores their held-out rows again at full size with the network that never saw the row's source."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import benchmark_script
+
+
+def _two_copies(root) -> None:
+    """The same 640x480 street frames as `big`, and downscaled to 320x240 as `small` (the lent GPU
+    trains on such a copy): sources camvid (held out below) and two others."""
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for name in ("big", "small"):
+        (root / name / "images").mkdir(parents=True)
+    for i in range(12):
+        image = draw_scene(rng, bool(i % 2), w=640, h=480)
+        image.save(root / "big" / "images" / f"{i}.jpg")
+        image.resize((320, 240)).save(root / "small" / "images" / f"{i}.jpg")
+        source = ("camvid", "tracon", "rf_trafficcones")[i % 3]
+        rows.append({"path": f"images/{i}.jpg", "label": i % 2, "source": source, "split": "train", "group": f"g{i}"})
+    for name in ("big", "small"):
+        with open(root / name / "labels.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+@pytest.mark.slow
+def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, monkeypatch):
+    from training.oof_rescore import main as rescore_main
+
+    _two_copies(tmp_path)
+    loso = benchmark_script("loso_networks")
+    votes, prefix = tmp_path / "loso.jsonl", tmp_path / "nets" / "loso"
+    argv = ["loso_networks.py", "train", "--data", str(tmp_path / "small"), "--out", str(votes), "--device", "cpu"]
+    argv += ["--epochs", "1", "--workers", "0", "--held-out", "camvid", "--crops", "--save-nets", str(prefix)]
+    monkeypatch.setattr(sys, "argv", argv)
+    loso.main()
+    # trained on the 320-px copy: the held-out camvid rows have no tile vote (the voter abstains)
+    small = [json.loads(x) for x in votes.read_text().splitlines()]
+    assert {r["key"] for r in small} == {f"images/{i}.jpg" for i in range(0, 12, 3)}
+    assert all("tiles" not in r["probs"]["full"] and "full" not in r["crops"] for r in small)
+    assert (tmp_path / "nets" / "loso.camvid.pt").is_file()
+    # rescored on the full-size photos by the network that never saw camvid: tiles and crops appear
+    out = tmp_path / "re.jsonl"
+    rescore_main(
+        ["--data", str(tmp_path / "big"), "--oof", str(votes), "--nets", str(prefix)]
+        + ["--views", "tiles,224", "--out", str(out)]
+    )
+    big = [json.loads(x) for x in out.read_text().splitlines()]
+    assert {r["long_side"]["full"] for r in big} == {640}
+    for r in big:
+        assert len(r["crops"]["full"]) == 18 and r["probs"]["full"]["tiles"] == pytest.approx(
+            max(r["crops"]["full"]), abs=1e-5
+        )
+    # the other regimes' votes (224-px views, the same on either copy) are kept as they were
+    assert [r["probs"]["v0.2"] for r in big] == [r["probs"]["v0.2"] for r in small]
+    # and on the copy it was trained on, the saved network gives the trainer's own votes
+    same = tmp_path / "same.jsonl"
+    rescore_main(
+        ["--data", str(tmp_path / "small"), "--oof", str(votes), "--nets", str(prefix)]
+        + ["--views", "224,448", "--out", str(same)]
+    )
+    for a, b in zip(small, (json.loads(x) for x in same.read_text().splitlines()), strict=True):
+        assert b["probs"]["full"] == pytest.approx(a["probs"]["full"], abs=0.03)  # fp16 weights on disk
+    # and rows whose network is missing are refused with its file named
+    (tmp_path / "nets" / "loso.camvid.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"loso\.camvid\.pt.*--save-nets"):
+        rescore_main(["--data", str(tmp_path / "big"), "--oof", str(votes), "--nets", str(prefix), "--out", str(out)])
+
+
+def test_a_row_no_saved_network_held_out_is_refused_by_key():
+    from training.oof_rescore import network_name
+
+    assert network_name({"key": "a", "fold": 2}) == "fold2"
+    assert network_name({"key": "b", "held_out": "gtsdb"}) == "gtsdb"
+    with pytest.raises(ValueError, match="'c' has neither `fold` nor `held_out`"):
+        network_name({"key": "c"})
