@@ -9,7 +9,8 @@
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 #          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
-#          tile crop probabilities, to choose the tile grids from)
+#          tile crop probabilities, to choose the tile grids from, on the copy's frames;
+#          `python -m training.oof_rescore --nets OUT/net --crops` gives them at full size on a CPU)
 # Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
 #
 #   benchmarks/train_backbone_parallel.sh loso|folds DATA OUT [recipe args...]

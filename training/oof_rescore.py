@@ -9,6 +9,10 @@ same form with those views (and, for tiles, the crops a row keeps) replaced:
 - a leave-one-source-out row (its `held_out`) by PREFIX.<held-out>.pt
   (`benchmarks/loso_networks.py train --save-nets PREFIX`).
 
+With `--crops` (and `--crop-grids 4x6` for more grids) every rescored row also keeps each tile
+crop's probability, so the tile voter's grids can be chosen from in-fold crops at full size
+(`python -m training.oof_regrid`) with no GPU.
+
     python -m training.oof_rescore --data ../shared/data --oof models/l0_backbone.oof.jsonl \\
         --nets runs/tiles/l0_backbone --views tiles --out models/l0_backbone.oof.jsonl
 """
@@ -50,10 +54,13 @@ def rescore(
     regime: str = "full",
     device: str = "cpu",
     seed: int = 0,
+    crop_grids: tuple[tuple[int, int], ...] | None = None,
 ) -> list[dict]:
     """`seed` is the run's FinetuneConfig.view_seed (0 unless changed; runs made before it existed
     drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the trainer
-    drew it (the `full` view has no randomness)."""
+    drew it (the `full` view has no randomness). With `crop_grids` (the tile voter's grids first,
+    then any extra), every row rescored for tiles keeps its crops of those grids; without, a row
+    that already keeps crops has them rewritten in its own grids."""
     from detectors.mobilenet import TILE_CROPS
     from training.datasets import load_folder
     from training.finetune import (
@@ -78,7 +85,10 @@ def rescore(
             f"networks {absent} not found; train with --save-folds (fold rows) "
             "or `loso_networks.py train --save-nets` (held-out rows)"
         )
-    grids = file_grids(rows)
+    grids = crop_grids or file_grids(rows)
+    if crop_grids:
+        for r in rows:
+            r["crops"], r["crop_grids"] = {}, [list(g) for g in crop_grids]
     transform = held_out_transform(regime, seed)
     t0 = time.time()
     for name, path in paths.items():
@@ -133,9 +143,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--seed", type=int, default=0, help="The fold run's view seed, 0 by default (draws the same held-back views)."
     )
+    ap.add_argument(
+        "--crops",
+        action="store_true",
+        help="Also keep every rescored row's tile crop probabilities (row key `crops`, as `--oof-crops` writes them).",
+    )
+    ap.add_argument(
+        "--crop-grids",
+        default="",
+        metavar="RxC,...",
+        help="With --crops, also the crops of these grids (e.g. 4x6), after the tile voter's own.",
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed)
+    from detectors.mobilenet import TILE_GRIDS, parse_grids
+
+    if args.crop_grids and not args.crops:
+        ap.error("--crop-grids adds grids to the crops that --crops keeps: add --crops")
+    if args.crops and "tiles" not in args.views.split(","):
+        ap.error("--crops keeps the crops of the tiles view: add tiles to --views")
+    try:
+        grids = TILE_GRIDS + (parse_grids(args.crop_grids) if args.crop_grids else ()) if args.crops else None
+    except ValueError as exc:
+        ap.error(f"--crop-grids: {exc}")
+    rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
 

@@ -36,7 +36,7 @@ def _two_copies(root) -> None:
 
 
 @pytest.mark.slow
-def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, monkeypatch):
+def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, monkeypatch, capsys):
     from training.oof_rescore import main as rescore_main
 
     _two_copies(tmp_path)
@@ -73,6 +73,20 @@ def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, 
     )
     for a, b in zip(small, (json.loads(x) for x in same.read_text().splitlines()), strict=True):
         assert b["probs"]["full"] == pytest.approx(a["probs"]["full"], abs=0.03)  # fp16 weights on disk
+    # asked for, every row keeps its crops, in the tile voter's grids and any extra ones after them
+    rescore_main(
+        ["--data", str(tmp_path / "big"), "--oof", str(same), "--nets", str(prefix), "--views", "tiles"]
+        + ["--crops", "--crop-grids", "4x6", "--out", str(out)]
+    )
+    for r in (json.loads(x) for x in out.read_text().splitlines()):
+        assert r["crop_grids"] == [[2, 3], [3, 4], [4, 6]] and len(r["crops"]["full"]) == 18 + 24
+        assert r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"][:18]), abs=1e-5)
+    with pytest.raises(SystemExit):  # extra grids without --crops
+        rescore_main(
+            ["--data", str(tmp_path / "big"), "--oof", str(votes), "--nets", str(prefix)]
+            + ["--crop-grids", "4x6", "--out", str(out)]
+        )
+    assert "add --crops" in capsys.readouterr().err
     # and rows whose network is missing are refused with its file named
     (tmp_path / "nets" / "loso.camvid.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"loso\.camvid\.pt.*--save-nets"):
