@@ -91,7 +91,13 @@ def loso(rows: list[dict]) -> dict:
         model.fit(np.vstack([x[g][train] for g in REGIMES]), np.concatenate([y[train]] * len(REGIMES)))
         for g in REGIMES:
             prob[g][test] = model.predict_proba(x[g][test])[:, 1]
-    out: dict = {"held_out_rows": int(held_any.sum()), "loso": {}, "feature_auroc_within_source": {}}
+    out: dict = {"held_out_rows": int(held_any.sum()), "loso": {}}
+    # each share alone, over the held-out sources' rows together: sources, not scenes, apart
+    out["feature_auroc_held_out_sources_pooled"] = {
+        g: {f: round(float(roc_auc_score(y[held_any], x[g][held_any, i])), 3) for i, f in enumerate(FEATURES)}
+        for g in REGIMES
+    }
+    out["feature_auroc_within_source"] = {}
     for g in REGIMES:
         p, yy = prob[g][held_any], y[held_any]
         entry: dict = {
