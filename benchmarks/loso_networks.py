@@ -44,16 +44,19 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
 
 
 def train(args: argparse.Namespace) -> None:
-    from detectors.mobilenet import parse_grids
     from training.datasets import load_folder
-    from training.finetune import FinetuneConfig, held_out_rows, save_checkpoint, train_networks
+    from training.finetune import (
+        FinetuneConfig,
+        extra_grids_option,
+        held_out_rows,
+        save_checkpoint,
+        train_networks,
+    )
 
     try:
-        extra = parse_grids(args.crop_grids) if args.crop_grids else ()
+        extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
     except ValueError as exc:
-        raise SystemExit(f"--crop-grids: {exc}") from None
-    if args.crop_grids and not args.crops:
-        raise SystemExit("--crop-grids adds grids to the crops that --crops writes: add --crops")
+        raise SystemExit(str(exc)) from None
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
@@ -72,6 +75,7 @@ def train(args: argparse.Namespace) -> None:
         raise SystemExit("--snapshot-epoch and --snapshot-out go together")
     snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    data_hash = ds.fingerprint() if args.save_nets else ""  # every file read once, not once a network
     for name in args.held_out.split(","):
         t0 = time.time()
         sources = HELD_OUT[name]
@@ -98,7 +102,7 @@ def train(args: argparse.Namespace) -> None:
             with path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
         if args.save_nets:
-            info = {"held_out": name, "sources": list(sources), "config": asdict(cfg), "data_hash": ds.fingerprint()}
+            info = {"held_out": name, "sources": list(sources), "config": asdict(cfg), "data_hash": data_hash}
             saved = save_checkpoint(nets["final"], f"{args.save_nets}.{name}.pt", info)
             print(f"[loso] {name}: network written to {saved}", flush=True)
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)

@@ -155,6 +155,17 @@ def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list
     return runs
 
 
+def loso_rows(loso_runs: dict[str, list[dict]], have: list[str]) -> list[dict]:
+    """The merged LOSO rows of the voters `have` that every one of them has votes for (the
+    detector's cover every source; the L0 networks' only the held-out vehicle-camera sources). A tile
+    voter abstains on frames under its min_long_side: its rows are not required, unless every voter
+    is one."""
+    keys = set.intersection(
+        *({r["key"] for r in loso_runs[v]} for v in have if v not in ABSTAINING or all(h in ABSTAINING for h in have))
+    )
+    return [r for r in merge_runs([loso_runs[v] for v in have]) if r["key"] in keys]
+
+
 def mcc_by_regime(preds: list[dict], y: np.ndarray, p: np.ndarray, parts: dict) -> dict[str, float]:
     out = {}
     for regime in ("v0.2", "letterbox", "full"):
@@ -228,17 +239,7 @@ def main() -> None:
         }
         have = [v for v in voters if v in loso_runs]
         if have:
-            # rows every voter has LOSO votes for (the detector's cover every source; the L0
-            # networks' only the held-out vehicle-camera sources)
-            # (a tile voter abstains on frames under its min_long_side: its rows are not required)
-            keys = set.intersection(
-                *(
-                    {r["key"] for r in loso_runs[v]}
-                    for v in have
-                    if v not in ABSTAINING or all(h in ABSTAINING for h in have)
-                )
-            )
-            held = [r for r in merge_runs([loso_runs[v] for v in have]) if r["key"] in keys]
+            held = loso_rows(loso_runs, have)
             lrows = rows_from_predictions(held)
             ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
             entry["loso_voters"] = have

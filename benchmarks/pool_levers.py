@@ -51,18 +51,8 @@ def mcc(y: np.ndarray, p: np.ndarray, cut: float = 0.5) -> float:
     return round(float(matthews_corrcoef(y, p >= cut)), 3)
 
 
-def held_rows(loso_runs: dict[str, list[dict]], voters: list[str]) -> list[dict]:
-    """The LOSO rows every whole-frame voter has (tile voters abstain under 448 px)."""
-    from oof_pooling import ABSTAINING
-
-    from training.evaluate import merge_runs
-
-    keys = set.intersection(*({r["key"] for r in loso_runs[v]} for v in voters if v not in ABSTAINING))
-    return [r for r in merge_runs([loso_runs[v] for v in voters]) if r["key"] in keys]
-
-
 def pool_levers(work: Path) -> dict:
-    from oof_pooling import ABSTAINING, CANDIDATES, LOSO, sides_by_size, vote_runs
+    from oof_pooling import ABSTAINING, CANDIDATES, LOSO, loso_rows, sides_by_size, vote_runs
 
     from consensus.fitting import fit_consensus, rows_from_predictions
     from training.evaluate import merge_runs
@@ -79,7 +69,7 @@ def pool_levers(work: Path) -> dict:
     small = [v for v in SHIPPED if v not in ABSTAINING]
     small_preds = merge_runs([runs[v] for v in small])
     out: dict = {"voters": SHIPPED, "threshold": {}, "pool_per_regime": {}}
-    sets = {"in fold": preds} | {f"new camera, {s}": held_rows(r, SHIPPED) for s, r in seeds.items()}
+    sets = {"in fold": preds} | {f"new camera, {s}": loso_rows(r, SHIPPED) for s, r in seeds.items()}
     for name, rows in sets.items():
         out["threshold"][name] = {}
         for regime in ("v0.2", "letterbox", "full"):

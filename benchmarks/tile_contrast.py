@@ -46,16 +46,18 @@ CLIP = 1e-6  # crop probabilities this close to 0 or 1 still order apart
 def read_rows(path: Path) -> tuple[list[dict], tuple[tuple[int, int], ...]]:
     """The rows with crops at REGIME, and the grids of their crops (`crop_grids`, the tile voter's
     when absent; every row must have the same)."""
-    from training.finetune import votes_text
+    from training.finetune import votes_crop_grids, votes_text
 
     rows = [json.loads(line) for line in votes_text(path).splitlines() if line.strip()]
     if not any("crops" in r for r in rows):
         raise SystemExit(f"{path}: no row has `crops`; write it with `loso_networks.py train --crops`")
     rows = [r for r in rows if REGIME in r.get("crops", {})]
-    kinds = {tuple(tuple(g) for g in r.get("crop_grids", TILE_GRIDS)) for r in rows}
-    if len(kinds) != 1:
-        raise SystemExit(f"{path}: rows have crops of different grids {sorted(kinds)}")
-    (grids,) = kinds
+    if not rows:
+        raise SystemExit(f"{path}: no row has crops at {REGIME}")
+    try:
+        grids = votes_crop_grids(rows)
+    except ValueError as exc:
+        raise SystemExit(f"{path}: {exc}") from None
     want = crop_count(grids)
     wrong = [r["key"] for r in rows if len(r["crops"][REGIME]) != want]
     if wrong:

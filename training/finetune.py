@@ -424,6 +424,27 @@ def crop_grids(cfg: FinetuneConfig) -> tuple[tuple[int, int], ...]:
     return TILE_GRIDS + tuple(tuple(g) for g in cfg.extra_crop_grids)
 
 
+def votes_crop_grids(rows: Sequence[dict]) -> tuple[tuple[int, int], ...]:
+    """The grids of these votes rows' crops (each row's `crop_grids`, the tile voter's when it has
+    none): one kind for all, else ValueError; the tile voter's for no rows."""
+    kinds = {tuple(tuple(g) for g in r.get("crop_grids", TILE_GRIDS)) for r in rows}
+    if len(kinds) > 1:
+        raise ValueError(f"rows have crops of different grids {sorted(kinds)}")
+    return kinds.pop() if kinds else TILE_GRIDS
+
+
+def extra_grids_option(text: str, flag: str, crops_flag: str, crops_on: bool) -> tuple[tuple[int, int], ...]:
+    """A command line's extra crop grids (`flag`, e.g. "4x6"; "" for none), which only add to the
+    crops that `crops_flag` writes: ValueError naming the flag to fix."""
+    try:
+        extra = parse_grids(text) if text else ()
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+    if extra and not crops_on:
+        raise ValueError(f"{flag} adds grids to the crops that {crops_flag} writes: add {crops_flag}")
+    return extra
+
+
 def held_out_rows(
     net: Any,
     samples: list[Sample],
@@ -715,11 +736,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     args = ap.parse_args(argv)
     try:
-        extra = parse_grids(args.extra_crop_grids) if args.extra_crop_grids else ()
+        extra = extra_grids_option(args.extra_crop_grids, "--extra-crop-grids", "--oof-crops", args.oof_crops)
     except ValueError as exc:
-        ap.error(f"--extra-crop-grids: {exc}")
-    if extra and not args.oof_crops:
-        ap.error("--extra-crop-grids adds grids to the crops that --oof-crops writes: add --oof-crops")
+        ap.error(str(exc))
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[: args.limit])

@@ -35,17 +35,6 @@ def network_name(row: dict) -> str:
     raise ValueError(f"row {row.get('key')!r} has neither `fold` nor `held_out`: no saved network held it out")
 
 
-def file_grids(rows: list[dict]) -> tuple[tuple[int, int], ...]:
-    """The crop grids of the rows that keep crops (`crop_grids`, the tile voter's when absent); the
-    rows of one file must agree."""
-    from detectors.mobilenet import TILE_GRIDS
-
-    kinds = {tuple(tuple(g) for g in r.get("crop_grids", TILE_GRIDS)) for r in rows if "crops" in r}
-    if len(kinds) > 1:
-        raise ValueError(f"rows keep crops of different grids {sorted(kinds)}; rescore each kind apart")
-    return kinds.pop() if kinds else TILE_GRIDS
-
-
 def rescore(
     data: str | Path,
     oof: Path,
@@ -69,6 +58,7 @@ def rescore(
         predict_crops,
         predict_views,
         tile_votes,
+        votes_crop_grids,
         votes_text,
     )
 
@@ -85,7 +75,10 @@ def rescore(
             f"networks {absent} not found; train with --save-folds (fold rows) "
             "or `loso_networks.py train --save-nets` (held-out rows)"
         )
-    grids = crop_grids or file_grids(rows)
+    try:
+        grids = crop_grids or votes_crop_grids([r for r in rows if "crops" in r])
+    except ValueError as exc:
+        raise ValueError(f"{exc}; rescore each kind apart") from None
     if crop_grids:
         for r in rows:
             r["crops"], r["crop_grids"] = {}, [list(g) for g in crop_grids]
@@ -156,16 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
-    from detectors.mobilenet import TILE_GRIDS, parse_grids
+    from detectors.mobilenet import TILE_GRIDS
+    from training.finetune import extra_grids_option
 
-    if args.crop_grids and not args.crops:
-        ap.error("--crop-grids adds grids to the crops that --crops keeps: add --crops")
+    try:
+        extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.crops and "tiles" not in args.views.split(","):
         ap.error("--crops keeps the crops of the tiles view: add tiles to --views")
-    try:
-        grids = TILE_GRIDS + (parse_grids(args.crop_grids) if args.crop_grids else ()) if args.crops else None
-    except ValueError as exc:
-        ap.error(f"--crop-grids: {exc}")
+    grids = TILE_GRIDS + extra if args.crops else None
     rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
