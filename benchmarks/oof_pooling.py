@@ -35,8 +35,10 @@ from sklearn.metrics import matthews_corrcoef
 
 from cascade.types import Level
 from consensus.fitting import BALANCE, LabelledVotes, artefact_probs, fit_consensus, rows_from_predictions
+from detectors.mobilenet import parse_grids
 from training.evaluate import merge_runs
-from training.finetune import write_oof_run
+from training.finetune import votes_text, write_oof_run
+from training.oof_regrid import regrid
 
 CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_head": ("models/l0_backbone.oof.jsonl", "224"),
@@ -64,9 +66,19 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase_detail_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "448"),
     "l0_paste_erase_tiles_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "tiles"),
 }
-LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()}
+# the shipped paste-and-erase recipe trained again (3 folds, fold networks kept; workers and data copy
+# differ, so a second draw of it: benchmarks/results/train_folds_nets_paste_erase_h200.log), its tiles
+# rescored at full resolution with crops of the 2x3, 3x4 and 4x6 grids (`python -m training.oof_rescore
+# --views tiles --crops --crop-grids 4x6`); "tiles:GRIDS" is the max over those grids' crops only
+R2_OOF = "benchmarks/results/oof_votes_l0_backbone_paste_erase_r2_fullres.jsonl.gz"
+R2_LOSO = "benchmarks/results/loso_votes_l0_backbone_paste_erase_fullres.jsonl.gz"  # the shipped seed's LOSO networks
+R2_GRIDS = {"": "tiles", "_3x4": "tiles:3x4", "_4x6": "tiles:4x6", "_2x3_4x6": "tiles:2x3,4x6"}
+CANDIDATES |= {f"l0_pe_r2_tiles{suffix}": (R2_OOF, view) for suffix, view in R2_GRIDS.items()}
+LOSO = {voter: (loso, view) for voter, (loso, _, view) in VOTES.items()} | {
+    f"l0_pe_r2_tiles{suffix}": (R2_LOSO, view) for suffix, view in R2_GRIDS.items()
+}
 """voter name: (LOSO votes of its recipe, view), as loso_networks.py scores them."""
-ABSTAINING = {voter for voter, (_, view) in {**CANDIDATES, **LOSO}.items() if view == "tiles"}
+ABSTAINING = {voter for voter, (_, view) in {**CANDIDATES, **LOSO}.items() if view.startswith("tiles")}
 """Voters that abstain on part of the rows: tile voters, on frames under 448 px."""
 LEVELS = {"l1_rcnn": "L1"}
 """Voters that run after L0 (the rest are L0)."""
@@ -138,6 +150,9 @@ SETS_BY_SIZE = [
     ["l0_head", *PE, "l0_paste_erase_seed1", "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
     ["l0_head", *PE, *PE_S1, "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
     [*PE, *PE_S1, "l0_paste_erase_tiles", "l0_paste_erase_seed1_tiles"],
+    # the recipe's second draw, tiles at full size, by grid (see R2_OOF)
+    *(["l0_head", *PE, "l0_tiles", f"l0_pe_r2_tiles{suffix}"] for suffix in R2_GRIDS),
+    *(["l0_head", *PE, f"l0_pe_r2_tiles{suffix}"] for suffix in R2_GRIDS),
 ]
 
 
@@ -147,9 +162,15 @@ def sides_by_size(voters: list[str]) -> dict[str, tuple[int, int | None]]:
 
 
 def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list[dict]]:
-    """voter -> its labelled run (one row per image and regime), from (votes file, view)."""
+    """voter -> its labelled run (one row per image and regime), from (votes file, view). A view
+    "tiles:GRIDS" is the tile vote redone from those grids' crops (`training.oof_regrid`)."""
     runs = {}
     for name, (path, view) in mapping.items():
+        if view.startswith("tiles:"):
+            rows = [json.loads(x) for x in votes_text(path).splitlines() if x.strip()]
+            path, view = work / name / "votes.jsonl", "tiles"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(json.dumps(r) + "\n" for r in regrid(rows, parse_grids(mapping[name][1][6:]))))
         folder = write_oof_run(path, work / name, {view: name}, LEVELS.get(name, "L0"))
         runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
     return runs

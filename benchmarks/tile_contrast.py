@@ -8,7 +8,7 @@ the frame's median (or mean) crop logit, cancels such a shift, at no extra cost 
 grid's crops alone (6 or 12 of the 18) would cost a third or two thirds of the tiles' CPU.
 
 Reads LOSO votes written with `loso_networks.py train --crops` (each held-out frame's crop
-probabilities at full size) and reports, for each score:
+probabilities at full size), or OOF votes with crops (by source, then), and reports, for each score:
 - AUROC over every held-out row and per held-out source (where it has both labels);
 - a logistic fit on the other held-out sources' rows, scored on each source in turn (a threshold
   that has to survive a camera it was not fitted on): AUROC, MCC at 0.5 and accuracy per source.
@@ -106,7 +106,8 @@ def main() -> None:
 
     rows, grids = read_rows(a.votes)
     y = np.array([r["label"] for r in rows])
-    src = np.array([r["held_out"] for r in rows])
+    # a LOSO row's held-out name; an OOF row (in fold: `--oof-crops`, `oof_rescore --crops`) its source
+    src = np.array([r["held_out"] if "held_out" in r else r["source"] for r in rows])
     crops = [logit(np.array(r["crops"][REGIME]), clip=CLIP) for r in rows]
     result: dict = {
         "votes": str(a.votes),
@@ -120,8 +121,18 @@ def main() -> None:
     alone = {
         f"max, {r}x{c} grid only": (lambda z, sl=sl: float(z[sl].max())) for (r, c), sl in grid_slices(grids).items()
     }
+    # two grids together, where the file holds more than the voter's own (e.g. 3x4 with an extra 4x6)
+    slices = grid_slices(grids)
+    pairs = {
+        f"max, {a[0]}x{a[1]} and {b[0]}x{b[1]} grids": (
+            lambda z, sa=slices[a], sb=slices[b]: float(max(z[sa].max(), z[sb].max()))
+        )
+        for i, a in enumerate(grids)
+        for b in grids[i + 1 :]
+        if {a, b} != set(TILE_GRIDS)  # the voter's own pair is "max (shipped)"
+    }
     # the voter's own crops come first in a row's crops, any extra grids' after them
-    named = {n: (lambda z, f=f: f(z[:TILE_CROPS])) for n, f in SCORES.items()} | alone
+    named = {n: (lambda z, f=f: f(z[:TILE_CROPS])) for n, f in SCORES.items()} | alone | pairs
     for name, score in named.items():
         s = np.array([score(z) for z in crops])
         result["scores"][name] = {

@@ -91,8 +91,23 @@ def test_a_grid_written_beyond_the_voters_own_is_scored_alone_and_left_out_of_th
     assert scores["max, 4x6 grid only"]["auroc"] == 1.0
     assert scores["max (shipped)"]["auroc"] < 0.8
     assert {"max, 2x3 grid only", "max, 3x4 grid only"} <= set(scores)
+    # with the extra grid, each pair of grids is scored too (the voter's own pair is the shipped max)
+    assert scores["max, 3x4 and 4x6 grids"]["auroc"] == scores["max, 2x3 and 4x6 grids"]["auroc"] == 1.0
+    assert "max, 2x3 and 3x4 grids" not in scores
     # and a file whose rows mix grids is refused
     rows[0]["crop_grids"] = [[2, 3], [3, 4]]
     votes.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(SystemExit, match="different grids"):
         tc.main()
+
+
+def test_out_of_fold_votes_are_scored_by_source(tmp_path, monkeypatch):
+    tc = benchmark_script("tile_contrast")
+    rows = _rows(np.random.default_rng(2))
+    for r in rows:  # an OOF row: its fold, not a held-out name
+        r["source"], r["fold"] = r.pop("held_out"), 0
+    votes, out = tmp_path / "oof.jsonl", tmp_path / "out.json"
+    votes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(sys, "argv", ["tile_contrast.py", str(votes), "--out", str(out)])
+    tc.main()
+    assert json.loads(out.read_text())["rows_by_source"] == {"cam_a": [40, 20], "cam_b": [40, 20]}
