@@ -167,10 +167,11 @@ def vote_runs(mapping: dict[str, tuple[str, str]], work: Path) -> dict[str, list
     runs = {}
     for name, (path, view) in mapping.items():
         if view.startswith("tiles:"):
-            rows = [json.loads(x) for x in votes_text(path).splitlines() if x.strip()]
+            grids = parse_grids(view.removeprefix("tiles:"))
+            rows = regrid([json.loads(x) for x in votes_text(path).splitlines() if x.strip()], grids)
             path, view = work / name / "votes.jsonl", "tiles"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(json.dumps(r) + "\n" for r in regrid(rows, parse_grids(mapping[name][1][6:]))))
+            path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         folder = write_oof_run(path, work / name, {view: name}, LEVELS.get(name, "L0"))
         runs[name] = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
     return runs

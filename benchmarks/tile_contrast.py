@@ -118,11 +118,9 @@ def main() -> None:
         "scores": {},
     }
     # one grid alone (the tile voter's `grids:`): each grid the crops hold, the voter's and any extra
-    alone = {
-        f"max, {r}x{c} grid only": (lambda z, sl=sl: float(z[sl].max())) for (r, c), sl in grid_slices(grids).items()
-    }
-    # two grids together, where the file holds more than the voter's own (e.g. 3x4 with an extra 4x6)
     slices = grid_slices(grids)
+    alone = {f"max, {r}x{c} grid only": (lambda z, sl=sl: float(z[sl].max())) for (r, c), sl in slices.items()}
+    # two grids together, where the file holds more than the voter's own (e.g. 3x4 with an extra 4x6)
     pairs = {
         f"max, {a[0]}x{a[1]} and {b[0]}x{b[1]} grids": (
             lambda z, sa=slices[a], sb=slices[b]: float(max(z[sa].max(), z[sb].max()))
