@@ -38,8 +38,10 @@ from pathlib import Path
 import numpy as np
 from loso_networks import HELD_OUT  # benchmarks/, beside this script: the same left-out sources
 
+from detectors.mobilenet import crop_count
+
 GRID = ((3, 4),)
-CROPS = 12
+CROPS = crop_count(GRID)
 SPLIT_BLOCK = 17
 """features[:17] frozen and cached; features[17:] (the last inverted residual, 160 -> 320, and the
 1x1 convolution to 1280) trained in `tail` mode."""
@@ -182,13 +184,13 @@ def train_tail(maps: np.ndarray, rows: list[dict], draw_idx: list[int], mode: st
         opt, max_lr=[g["lr"] for g in groups], total_steps=steps, pct_start=0.15
     )
     draw_idx = np.asarray(draw_idx)
+    net.train()
+    if mode == "head":
+        net.blocks.eval()  # frozen: its batch norm keeps ImageNet's statistics
     for _ in range(steps):
         pick = np.sort(rng.choice(draw_idx, size=args.batch, p=w))
         x = torch.from_numpy(np.asarray(maps[pick], np.float32)).flatten(0, 1)
         y = torch.tensor([rows[i]["label"] for i in pick], dtype=torch.float32) * 0.95 + 0.025
-        net.train()
-        if mode == "head":
-            net.blocks.eval()  # frozen: its batch norm keeps ImageNet's statistics
         z = net(x).view(args.batch, CROPS).amax(dim=1)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
         opt.zero_grad(set_to_none=True)
@@ -250,6 +252,8 @@ SHIPPED = {
 def cmd_votes(args: argparse.Namespace) -> None:
     import torch
 
+    from training.metrics import summarise
+
     torch.set_num_threads(args.threads)
     maps, rows, draws = load_cache(Path(args.cache))
     t0 = time.monotonic()
@@ -278,13 +282,8 @@ def cmd_votes(args: argparse.Namespace) -> None:
                     row = {"run": name, "key": key, "label": truth[key], "source": rows[i]["source"], "held_out": held}
                     lines.append(json.dumps(row | {"crops": [round(float(v), 5) for v in c]}))
                 _log(f"{name}: without {held}, {len(test)} frames scored ({time.monotonic() - t0:.0f} s)")
-            keys = list(votes[name])
-            quick = report(
-                np.array([truth[k] for k in keys]),
-                np.array(list(votes[name].values())),
-                np.array([held_of[k] for k in keys]),
-            )
-            _log(f"{name}: AUROC {quick['auroc']:.3f}, MCC at 0.5 {quick['mcc_at_0.5']:.3f}")
+            quick = summarise(np.array([truth[k] for k in votes[name]]), np.array(list(votes[name].values())))
+            _log(f"{name}: AUROC {quick['auroc']:.3f}, MCC at 0.5 {quick['mcc']:.3f}")
     keys = sorted(set.intersection(*(set(v) for v in votes.values())))
     for label, path in ({} if args.no_compare else SHIPPED).items():
         shipped = shipped_3x4(path, set(keys))
