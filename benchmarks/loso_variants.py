@@ -1,7 +1,9 @@
 """How much of a new-camera score is the recipe, and how much the draw: one recipe's
 leave-one-source-out networks (`benchmarks/loso_networks.py train`) trained again with another
 seed or another schedule, each variant's votes scored per regime and view on the same held-out
-rows, with per-source accuracy. `--mean NAME=A,B` adds the mean of variants' probabilities (an
+rows, with per-source accuracy, and AUROC inside each source that has both labels (where a
+camera's look cannot tell the classes apart). In-fold OOF votes (`models/*.oof.jsonl`) read the
+same way, to compare recipes by source on cameras they trained on. `--mean NAME=A,B` adds the mean of variants' probabilities (an
 ensemble of those networks) and `--write-mean` writes its votes, for `loso_networks.py score
 --loso-votes`.
 
@@ -49,6 +51,24 @@ def per_source_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, float
     return {rv: {s: round(float(np.mean(h)), 3) for s, h in sorted(by.items())} for rv, by in sorted(hits.items())}
 
 
+def per_source_auroc(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """AUROC per source that has both labels, for each regime@view: how a view ranks inside one
+    camera, where the camera's look cannot tell the classes apart."""
+    from sklearn.metrics import roc_auc_score
+
+    scored: dict[str, dict[str, tuple[list[int], list[float]]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
+    for r in rows:
+        for regime, views in r["probs"].items():
+            for view, p in views.items():
+                labels, probs = scored[f"{regime}@{view}"][r["source"]]
+                labels.append(int(r["label"]))
+                probs.append(p)
+    return {
+        rv: {s: round(float(roc_auc_score(y, p)), 3) for s, (y, p) in sorted(by.items()) if len(set(y)) == 2}
+        for rv, by in sorted(scored.items())
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     from training.finetune import oof_metrics
 
@@ -88,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             "config": rows[0].get("config"),
             "views": oof_metrics(rows),
             "accuracy_by_source": per_source_accuracy(rows),
+            "auroc_by_source": per_source_auroc(rows),
         }
         views = out["variants"][name]["views"]
         print(

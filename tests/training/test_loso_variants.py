@@ -63,6 +63,23 @@ def test_variants_are_scored_on_the_same_rows_and_seeds_can_be_averaged(variants
         variants.main([f"seed0={a}", "--mean", "both=seed0,seed9", "--out", str(out)])
 
 
+def test_ranking_inside_each_camera_is_scored_where_it_has_both_labels(variants, tmp_path):
+    rows = _votes([0.9, 0.2, 0.4, 0.6]) + [
+        {"key": "k4", "label": 0, "source": "idd_lite", "probs": {"v0.2": {"224": 0.7}}},
+        {"key": "k5", "label": 1, "source": "idd_lite", "probs": {"v0.2": {"224": 0.3}}},
+        {"key": "k6", "label": 1, "source": "idd_lite", "probs": {"v0.2": {"224": 0.8}}},
+        {"key": "k7", "label": 0, "source": "dawn_fog", "probs": {"v0.2": {"224": 0.1}}},
+    ]
+    votes = tmp_path / "oof.jsonl"
+    votes.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.json"
+    variants.main([f"in_fold={votes}", "--out", str(out)])
+    by_source = json.loads(out.read_text())["variants"]["in_fold"]["auroc_by_source"]
+    # idd_lite: one positive above its negative, one below; dawn_fog has one label, nothing to rank
+    assert by_source["v0.2@224"] == {"camvid": 1.0, "idd_lite": 0.5, "vtti_wz": 0.0}
+    assert by_source["full@224"] == {"camvid": 1.0, "vtti_wz": 0.0}  # idd_lite's rows have no full view
+
+
 def test_score_refuses_loso_votes_for_a_voter_outside_the_pool(monkeypatch, tmp_path):
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     loso = benchmark_script("loso_networks")
