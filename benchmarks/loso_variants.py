@@ -3,9 +3,9 @@ leave-one-source-out networks (`benchmarks/loso_networks.py train`) trained agai
 seed or another schedule, each variant's votes scored per regime and view on the same held-out
 rows, with per-source accuracy, and AUROC inside each source that has both labels (where a
 camera's look cannot tell the classes apart). In-fold OOF votes (`models/*.oof.jsonl`) read the
-same way, to compare recipes by source on cameras they trained on. `--mean NAME=A,B` adds the mean of variants' probabilities (an
-ensemble of those networks) and `--write-mean` writes its votes, for `loso_networks.py score
---loso-votes`.
+same way, to compare recipes by source on cameras they trained on. `--mean NAME=A,B` adds the
+mean of variants' probabilities (an ensemble of those networks) and `--write-mean` writes its
+votes, for `loso_networks.py score --loso-votes`.
 
     python benchmarks/loso_variants.py --out benchmarks/results/loso_variants_h200.json \\
         shipped=benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl \\
