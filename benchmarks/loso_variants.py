@@ -41,32 +41,30 @@ def mean_votes(variants: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str,
     return out
 
 
+def by_view(rows: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """regime@view -> (labels, probabilities, sources) of the rows that have that view."""
+    scored: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
+    for r in rows:
+        for regime, views in r["probs"].items():
+            for view, p in views.items():
+                scored[f"{regime}@{view}"].append((int(r["label"]), p, r["source"]))
+    return {rv: tuple(np.array(column) for column in zip(*cols, strict=True)) for rv, cols in sorted(scored.items())}
+
+
 def per_source_accuracy(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Accuracy at 0.5 (0.5 itself is "no roadwork") per source, for each regime@view."""
-    hits: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        for regime, views in r["probs"].items():
-            for view, p in views.items():
-                hits[f"{regime}@{view}"][r["source"]].append((p > 0.5) == bool(r["label"]))
-    return {rv: {s: round(float(np.mean(h)), 3) for s, h in sorted(by.items())} for rv, by in sorted(hits.items())}
-
-
-def per_source_auroc(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """AUROC per source that has both labels, for each regime@view: how a view ranks inside one
-    camera, where the camera's look cannot tell the classes apart."""
-    from sklearn.metrics import roc_auc_score
-
-    scored: dict[str, dict[str, tuple[list[int], list[float]]]] = defaultdict(lambda: defaultdict(lambda: ([], [])))
-    for r in rows:
-        for regime, views in r["probs"].items():
-            for view, p in views.items():
-                labels, probs = scored[f"{regime}@{view}"][r["source"]]
-                labels.append(int(r["label"]))
-                probs.append(p)
     return {
-        rv: {s: round(float(roc_auc_score(y, p)), 3) for s, (y, p) in sorted(by.items()) if len(set(y)) == 2}
-        for rv, by in sorted(scored.items())
+        rv: {s: round(float(np.mean((p[src == s] > 0.5) == (y[src == s] == 1))), 3) for s in sorted(set(src))}
+        for rv, (y, p, src) in by_view(rows).items()
     }
+
+
+def per_source_auroc(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """AUROC per source (None where it has one label), for each regime@view: how a view ranks inside
+    one camera, where the camera's look cannot tell the classes apart."""
+    from tile_contrast import auroc_by_source  # benchmarks/, beside this script
+
+    return {rv: auroc_by_source(y, p, src) for rv, (y, p, src) in by_view(rows).items()}
 
 
 def main(argv: list[str] | None = None) -> None:

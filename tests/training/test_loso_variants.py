@@ -76,7 +76,7 @@ def test_ranking_inside_each_camera_is_scored_where_it_has_both_labels(variants,
     variants.main([f"in_fold={votes}", "--out", str(out)])
     by_source = json.loads(out.read_text())["variants"]["in_fold"]["auroc_by_source"]
     # idd_lite: one positive above its negative, one below; dawn_fog has one label, nothing to rank
-    assert by_source["v0.2@224"] == {"camvid": 1.0, "idd_lite": 0.5, "vtti_wz": 0.0}
+    assert by_source["v0.2@224"] == {"camvid": 1.0, "dawn_fog": None, "idd_lite": 0.5, "vtti_wz": 0.0}
     assert by_source["full@224"] == {"camvid": 1.0, "vtti_wz": 0.0}  # idd_lite's rows have no full view
 
 
