@@ -49,6 +49,7 @@ def train(args: argparse.Namespace) -> None:
         FinetuneConfig,
         extra_grids_option,
         held_out_rows,
+        paste_into_option,
         save_checkpoint,
         train_networks,
     )
@@ -60,17 +61,21 @@ def train(args: argparse.Namespace) -> None:
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
-    cfg = FinetuneConfig(
-        epochs=args.epochs,
-        workers=args.workers,
-        paste_prob=args.paste_prob,
-        erase_prob=args.erase_prob,
-        tiles_batch=args.tiles_batch,
-        mixstyle=args.mixstyle,
-        weather=args.weather,
-        seed=args.seed,
-        extra_crop_grids=extra,
-    )
+    try:
+        cfg = FinetuneConfig(
+            epochs=args.epochs,
+            workers=args.workers,
+            paste_prob=args.paste_prob,
+            paste_into=paste_into_option(args.paste_into),
+            erase_prob=args.erase_prob,
+            tiles_batch=args.tiles_batch,
+            mixstyle=args.mixstyle,
+            weather=args.weather,
+            seed=args.seed,
+            extra_crop_grids=extra,
+        )
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
         raise SystemExit("--snapshot-epoch and --snapshot-out go together")
     snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
@@ -279,6 +284,7 @@ def main() -> None:
     t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")
     t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
+    t.add_argument("--paste-into", default="", metavar="SOURCE,...", help="as `roadwork train backbone`")
     t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")

@@ -405,6 +405,13 @@ def train_backbone_cmd(
     paste_prob: Annotated[
         float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")
     ] = 0.0,
+    paste_into: Annotated[
+        str,
+        typer.Option(
+            metavar="SOURCE,...",
+            help="Comma list of the vehicle-camera sources whose negatives get pasted objects (default: all of them).",
+        ),
+    ] = "",
     erase_prob: Annotated[
         float,
         typer.Option(
@@ -462,7 +469,7 @@ def train_backbone_cmd(
 
     Example: roadwork train backbone --data ../shared/data --device cuda --folds 5
     """
-    from training.finetune import FinetuneConfig, train_backbone
+    from training.finetune import FinetuneConfig, paste_into_option, train_backbone
 
     try:
         view_voters = dict(item.split("=", 1) for item in voters.split(","))
@@ -475,6 +482,7 @@ def train_backbone_cmd(
             epochs=epochs,
             folds=folds,
             paste_prob=paste_prob,
+            paste_into=paste_into_option(paste_into),
             erase_prob=erase_prob,
             workers=workers,
             seed=seed,

@@ -49,6 +49,7 @@ from detectors.mobilenet import (
     to_tensor_batch,
 )
 from training.balance import sample_weights
+from training.copy_paste import DASHCAM_SOURCES
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, Transform, make_transform
 
@@ -67,6 +68,11 @@ class FinetuneConfig:
     """Share of v0.2, letterbox and full views."""
     paste_prob: float = 0.0
     """Chance that a dashcam negative gets pasted objects (and label 1)."""
+    paste_into: tuple[str, ...] = tuple(sorted(DASHCAM_SOURCES))
+    """The vehicle-camera sources whose negatives may get pasted objects (default: all of them).
+    Where a source's own positives are mostly structures (IDD-lite: pillars, scaffolding,
+    hoardings) rather than cones and signs, its pasted frames outnumber them and may teach that
+    roadwork on that street is a pasted-in object: leaving it out tests that."""
     erase_prob: float = 0.0
     """Chance that a positive with schema boxes gets them erased (and label 0): training/copy_paste.py."""
     label_smoothing: float = 0.05
@@ -100,6 +106,12 @@ class FinetuneConfig:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
+        if unknown := sorted(set(self.paste_into) - DASHCAM_SOURCES):
+            raise ValueError(
+                f"paste_into: {unknown} are not vehicle-camera sources; choose from {sorted(DASHCAM_SOURCES)}"
+            )
+        if self.paste_prob > 0 and not self.paste_into:
+            raise ValueError("paste_into is empty while paste_prob > 0: name the sources to paste into")
         wrong = [g for g in self.extra_crop_grids if len(g) != 2 or min(g) < 1]
         if wrong:
             raise ValueError(f"extra_crop_grids are (rows, cols) pairs of at least 1, got {wrong}")
@@ -189,9 +201,7 @@ def counterfactual(
     or a boxed positive with its objects erased (label 0)."""
     label = float(s.label)
     if banks.paste is not None and label == 0 and rng.random() < cfg.paste_prob:
-        from training.copy_paste import DASHCAM_SOURCES
-
-        if s.source in DASHCAM_SOURCES:
+        if s.source in cfg.paste_into:
             return banks.paste.paste(image, rng), 1.0
     elif banks.erase is not None and label == 1 and s.key in banks.erase and rng.random() < cfg.erase_prob:
         return banks.erase.erase(image, s.key, rng), 0.0
@@ -443,6 +453,12 @@ def extra_grids_option(text: str, flag: str, crops_flag: str, crops_on: bool) ->
     if extra and not crops_on:
         raise ValueError(f"{flag} adds grids to the crops that {crops_flag} writes: add {crops_flag}")
     return extra
+
+
+def paste_into_option(text: str) -> tuple[str, ...]:
+    """A command line's `--paste-into` (comma list of sources; "" for every vehicle-camera source).
+    FinetuneConfig refuses a name that is not one."""
+    return tuple(x.strip() for x in text.split(",") if x.strip()) or FinetuneConfig.paste_into
 
 
 def held_out_rows(
@@ -703,6 +719,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--folds", type=int, default=0)
     ap.add_argument("--paste-prob", type=float, default=0.0)
     ap.add_argument("--erase-prob", type=float, default=0.0)
+    ap.add_argument(
+        "--paste-into",
+        default="",
+        metavar="SOURCE,...",
+        help="Comma list of the vehicle-camera sources whose negatives get pasted objects "
+        f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
+    )
     ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
     ap.add_argument(
         "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
@@ -742,20 +765,24 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[: args.limit])
-    cfg = FinetuneConfig(
-        epochs=args.epochs,
-        folds=args.folds,
-        paste_prob=args.paste_prob,
-        erase_prob=args.erase_prob,
-        workers=args.workers,
-        seed=args.seed,
-        save_folds=args.save_folds,
-        oof_crops=args.oof_crops,
-        extra_crop_grids=extra,
-        tiles_batch=args.tiles_batch,
-        mixstyle=args.mixstyle,
-        weather=args.weather,
-    )
+    try:
+        cfg = FinetuneConfig(
+            epochs=args.epochs,
+            folds=args.folds,
+            paste_prob=args.paste_prob,
+            paste_into=paste_into_option(args.paste_into),
+            erase_prob=args.erase_prob,
+            workers=args.workers,
+            seed=args.seed,
+            save_folds=args.save_folds,
+            oof_crops=args.oof_crops,
+            extra_crop_grids=extra,
+            tiles_batch=args.tiles_batch,
+            mixstyle=args.mixstyle,
+            weather=args.weather,
+        )
+    except ValueError as exc:
+        ap.error(str(exc))
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
 

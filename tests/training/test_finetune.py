@@ -245,6 +245,35 @@ def test_erase_turns_a_boxed_positive_into_a_negative_of_the_same_scene(tmp_path
     assert [views[i][1] for i in range(len(samples))] == [0.0, 0.0]
 
 
+def test_paste_into_limits_which_cameras_negatives_become_pasted_positives(tmp_path):
+    from training.finetune import Banks, FinetuneConfig, _Views
+
+    root, lines = _boxed_folder(tmp_path)
+    for source in ("camvid", "idd_lite"):  # one street negative from each of two vehicle cameras
+        (root / "images" / source).mkdir(parents=True)
+        Image.fromarray(np.full((240, 320, 3), 70, np.uint8)).save(root / "images" / source / "n.jpg")
+        lines.append(f"images/{source}/n.jpg,0,{source},train,{source}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    samples = list(load_folder(root).samples)
+
+    def served_labels(cfg: FinetuneConfig) -> dict[str, float]:
+        views = _Views(samples, [s.load() for s in samples], cfg, 64, Banks.build(root, samples, cfg))
+        return {s.source: views[i][1] for i, s in enumerate(samples) if s.label == 0}
+
+    # by default every vehicle camera's negatives may be pasted into
+    assert served_labels(FinetuneConfig(paste_prob=1.0)) == {"camvid": 1.0, "idd_lite": 1.0}
+    # with paste_into, the cameras left out keep their real negatives
+    assert served_labels(FinetuneConfig(paste_prob=1.0, paste_into=("camvid",))) == {"camvid": 1.0, "idd_lite": 0.0}
+    # a name that is not a vehicle-camera source (a typo) is refused with the choices
+    with pytest.raises(ValueError, match=r"\['idd-lite'\] are not vehicle-camera sources; choose from \[.*'idd_lite'"):
+        FinetuneConfig(paste_prob=1.0, paste_into=("camvid", "idd-lite"))
+    # and so is the command line's, before any training
+    result = runner.invoke(
+        app, ["train", "backbone", "--data", str(root), "--paste-prob", "0.3", "--paste-into", "idd-lite"]
+    )
+    assert result.exit_code != 0 and "not vehicle-camera sources" in result.output
+
+
 def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(tmp_path):
     import csv
     from dataclasses import replace
