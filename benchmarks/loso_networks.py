@@ -58,9 +58,6 @@ def train(args: argparse.Namespace) -> None:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
-    ds = load_folder(args.data).select(split="train")
-    samples = list(ds.samples)
-    images = [s.load() for s in samples]
     try:
         cfg = FinetuneConfig(
             epochs=args.epochs,
@@ -79,6 +76,9 @@ def train(args: argparse.Namespace) -> None:
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
         raise SystemExit("--snapshot-epoch and --snapshot-out go together")
     snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
+    ds = load_folder(args.data).select(split="train")
+    samples = list(ds.samples)
+    images = [s.load() for s in samples]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data_hash = ds.fingerprint() if args.save_nets else ""  # every file read once, not once a network
     for name in args.held_out.split(","):

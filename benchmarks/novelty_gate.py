@@ -138,14 +138,12 @@ def loso_familiarity(score, feats: np.ndarray, sources: np.ndarray) -> np.ndarra
     return out
 
 
-def answers(consensus: str, votes: dict[str, dict[str, dict]], keys: list[str], regime: str) -> dict[str, np.ndarray]:
+def answers(artefact, votes: dict[str, dict[str, dict]], keys: list[str], regime: str) -> dict[str, np.ndarray]:
     """For these rows and regime: the shipped pool's probability and the paste-and-erase network's
     own (448 px under 448, tiles from 448 up: the pool's two parts), and the labels."""
     from cascade.types import Level
-    from consensus.artefact import ConsensusArtefact
     from consensus.fitting import LabelledVotes, artefact_probs
 
-    artefact = ConsensusArtefact.load(consensus)
     first = votes[next(iter(votes))]
     rows = [
         LabelledVotes(
@@ -165,6 +163,17 @@ def answers(consensus: str, votes: dict[str, dict[str, dict]], keys: list[str], 
         ]
     )
     return {"pool": artefact_probs(artefact, rows), "own": own, "y": np.array([r.label for r in rows])}
+
+
+def separation(fam_in: np.ndarray, fam_loso: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    """Per regime, AUROC of telling these rows as a new camera (their LOSO familiarity) from the
+    same rows as a known one (in fold): 0.5 is a score that cannot tell."""
+    n = int(rows.sum())
+    new = np.r_[np.zeros(n), np.ones(n)]
+    return {
+        regime: round(float(roc_auc_score(new, -np.r_[fam_in[rows, j], fam_loso[rows, j]])), 4)
+        for j, regime in enumerate(REGIMES)
+    }
 
 
 def mcc(y: np.ndarray, p: np.ndarray) -> float:
@@ -189,7 +198,8 @@ def main() -> None:
 
     from consensus.artefact import ConsensusArtefact
 
-    voters = sorted(ConsensusArtefact.load(args.consensus).voters)
+    artefact = ConsensusArtefact.load(args.consensus)
+    voters = sorted(artefact.voters)
     oof = {v: read_votes(VOTES[v][1]) for v in voters}
     loso = {
         "seed 0": {v: read_votes(VOTES[v][0]) for v in voters},
@@ -203,20 +213,7 @@ def main() -> None:
         fam_loso = loso_familiarity(score, feats, sources)
         cuts = {q: float(np.quantile(fam_in, q)) for q in QUANTILES}
         entry_score = out["scores"][name] = {
-            # how well the score tells a new camera from a known one: the vehicle sources' frames in
-            # fold (known) against the same frames on LOSO (new), per regime
-            "separation_auroc": {
-                regime: round(
-                    float(
-                        roc_auc_score(
-                            np.r_[np.zeros(vehicle.sum()), np.ones(vehicle.sum())],
-                            -np.r_[fam_in[vehicle, j], fam_loso[vehicle, j]],
-                        )
-                    ),
-                    4,
-                )
-                for j, regime in enumerate(REGIMES)
-            },
+            "separation_auroc": separation(fam_in, fam_loso, vehicle),
             "cut_by_in_fold_quantile": {str(q): round(c, 4) for q, c in cuts.items()},
             "mcc": {},
         }
@@ -226,7 +223,7 @@ def main() -> None:
             idx = np.array([index[k] for k in rows])
             table = entry_score["mcc"][side] = {}
             for j, regime in enumerate(REGIMES):
-                a = answers(args.consensus, votes, rows, regime)
+                a = answers(artefact, votes, rows, regime)
                 f = fam[idx, j]
                 entry = table[regime] = {"pool": mcc(a["y"], a["pool"]), "own": mcc(a["y"], a["own"])}
                 if side == "in fold":
