@@ -1,0 +1,128 @@
+"""A CPU proxy of the IDD-lite test: does pasting into IDD-lite's negatives hold its ranking down?
+
+The shipped paste-and-erase recipe ranks IDD-lite's frames at or below chance in fold
+(`oof_views_by_source_cpu.json`), and 38 % of what it sees as "IDD-lite look, roadwork" are pasted
+frames. The real test trains the recipe with `--paste-into` leaving IDD-lite out (the lent GPU).
+Without one, this continues each kept fold network of the recipe's second draw
+(`runs/nets/folds/net.fold{0,1,2}.pt`, `train_backbone_parallel.sh folds ... --save-folds`) for
+STEPS steps of 32 whole frames at 224 px, with the recipe's counterfactuals (paste and erase 0.3),
+its views, balance and label smoothing, AdamW at a quarter of the recipe's peak rate (constant). Two arms, the
+same draws otherwise:
+- `control`: pasting into every vehicle camera's negatives, as shipped;
+- `no_idd_lite`: pasting into all of them but IDD-lite's (`--paste-into`).
+Then each fold's held-out rows are scored at 224 px in each regime (the held-back views the fold
+run drew) and ranked: AUROC over all rows and within IDD-lite and GTSDB. `start` is the networks
+as kept (no step).
+
+    python benchmarks/paste_into_proxy.py --data COPY --out benchmarks/results/paste_into_proxy_cpu.json
+
+COPY is the 544-px copy the networks were trained on (`python -m training.downscale_copy --split
+train --long-side 544 --quality 76`). About 25 minutes on 2 CPU cores with the default 100 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+REGIMES = ("v0.2", "letterbox", "full")
+OOF = "benchmarks/results/oof_votes_l0_backbone_paste_erase_r2_fullres.jsonl.gz"
+"""The second draw's OOF votes: which fold held out each row."""
+NETS = "runs/nets/folds/net"
+WITHOUT_IDD_LITE = ("camvid", "dawn_fog", "gtsdb", "vtti_nds", "vtti_wz")
+
+
+def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...], steps: int, root: str) -> None:
+    import torch
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    from training.balance import sample_weights
+    from training.finetune import Banks, FinetuneConfig, _Views
+
+    cfg = FinetuneConfig(paste_prob=0.3, erase_prob=0.3, paste_into=paste_into, seed=0)
+    torch.manual_seed(0)
+    banks = Banks.build(root, train, cfg)
+    weights = torch.as_tensor(sample_weights(np.array([s.label for s in train]), [s.source for s in train], True))
+    sampler = WeightedRandomSampler(weights, steps * 32, replacement=True, generator=torch.Generator().manual_seed(0))
+    views = _Views(train, [images[s.key] for s in train], cfg, 224, banks)
+    opt = torch.optim.AdamW(
+        [
+            {"params": net.backbone.parameters(), "lr": cfg.lr / 4},
+            {"params": net.head.parameters(), "lr": cfg.lr * 5 / 4},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+    net.train()
+    for x, y in DataLoader(views, batch_size=32, sampler=sampler, num_workers=0):
+        y = y.float() * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+
+
+def aurocs(scored: list[tuple[float, int, str]]) -> dict[str, float]:
+    p, y, src = (np.array(x) for x in zip(*scored, strict=True))
+    out = {"all": round(float(roc_auc_score(y, p)), 4)}
+    for source in ("idd_lite", "gtsdb"):
+        m = src == source
+        out[source] = round(float(roc_auc_score(y[m], p[m])), 4)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="The 544-px copy of the train split the fold networks saw.")
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    import torch
+
+    from training.datasets import load_folder
+    from training.finetune import held_out_transform, load_network, predict_views, votes_text
+
+    torch.set_num_threads(2)
+    fold_of = {r["key"]: r["fold"] for r in map(json.loads, votes_text(OOF).splitlines())}
+    samples = list(load_folder(args.data).select(split="train").samples)
+    if missing := [s.key for s in samples if s.key not in fold_of]:
+        raise SystemExit(f"{len(missing)} rows of {args.data} are not in {OOF} (first {missing[0]!r})")
+    images = {s.key: s.load() for s in samples}
+    arms = {"start": None, "control": tuple(sorted({*WITHOUT_IDD_LITE, "idd_lite"})), "no_idd_lite": WITHOUT_IDD_LITE}
+    out = {
+        "note": __doc__.split("\n\n")[1].replace("\n", " "),
+        "steps": args.steps,
+        "machine": f"{platform.node()}, {os.cpu_count()} CPU cores",
+        "aurocs": {},
+        "seconds": {},
+    }
+    t0 = time.time()
+    for arm, paste_into in arms.items():
+        scored: dict[str, list] = {r: [] for r in REGIMES}
+        for k in range(3):
+            train = [s for s in samples if fold_of[s.key] != k]
+            held = [s for s in samples if fold_of[s.key] == k]
+            net = load_network(f"{NETS}.fold{k}.pt")
+            if paste_into is not None:
+                continue_training(net, train, images, paste_into, args.steps, args.data)
+            for regime in REGIMES:
+                transform = held_out_transform(regime, 0)
+                probs = predict_views(net, [transform(images[s.key], s.key) for s in held], 224, "cpu", 16)
+                scored[regime] += [(float(p), s.label, s.source) for p, s in zip(probs, held, strict=True)]
+            print(f"[proxy] {arm} fold {k}: {time.time() - t0:.0f} s", flush=True)
+        out["aurocs"][arm] = {r: aurocs(v) for r, v in scored.items()}
+        out["seconds"][arm] = round(time.time() - t0)
+        print(f"[proxy] {arm}: {out['aurocs'][arm]}", flush=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
