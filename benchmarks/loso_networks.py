@@ -56,9 +56,6 @@ def train(args: argparse.Namespace) -> None:
 
     try:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from None
-    try:
         cfg = FinetuneConfig(
             epochs=args.epochs,
             workers=args.workers,

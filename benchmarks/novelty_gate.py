@@ -40,7 +40,9 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-REGIMES = ("v0.2", "letterbox", "full")
+from detectors.mobilenet import TILE_MIN_LONG_SIDE
+from training.transforms import REGIMES
+
 SEED1 = "benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz"
 """The shipped recipe's LOSO networks trained with --seed 1 (every paste-and-erase voter)."""
 PE_VOTERS = ("l0_paste_erase", "l0_paste_erase_detail", "l0_paste_erase_tiles")
@@ -80,15 +82,12 @@ def features(data: str, work: Path) -> tuple[list, np.ndarray]:
     return samples, feats
 
 
-def source_classifier():
-    return make_pipeline(StandardScaler(), PCA(128, random_state=0), LogisticRegression(C=0.1, max_iter=2000))
-
-
 class SourceClassifier:
     """Familiarity = the largest class probability of a source classifier."""
 
     def __init__(self, x: np.ndarray, sources: np.ndarray) -> None:
-        self.clf = source_classifier().fit(x, sources)
+        pipeline = make_pipeline(StandardScaler(), PCA(128, random_state=0), LogisticRegression(C=0.1, max_iter=2000))
+        self.clf = pipeline.fit(x, sources)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.clf.predict_proba(x).max(axis=1)
@@ -153,7 +152,7 @@ def answers(artefact, votes: dict[str, dict[str, dict]], keys: list[str], regime
         )
         for k in keys
     ]
-    large = np.array([r.long_side >= 448 for r in rows])
+    large = np.array([r.long_side >= TILE_MIN_LONG_SIDE for r in rows])
     pe = votes["l0_paste_erase_detail"]
     tiles = votes["l0_paste_erase_tiles"]
     own = np.array(

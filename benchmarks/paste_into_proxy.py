@@ -31,12 +31,14 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from tile_contrast import auroc_by_source  # benchmarks/, beside this script
 
-REGIMES = ("v0.2", "letterbox", "full")
+from training.finetune import FinetuneConfig
+from training.transforms import REGIMES
+
 OOF = "benchmarks/results/oof_votes_l0_backbone_paste_erase_r2_fullres.jsonl.gz"
 """The second draw's OOF votes: which fold held out each row."""
 NETS = "runs/nets/folds/net"
-WITHOUT_IDD_LITE = ("camvid", "dawn_fog", "gtsdb", "vtti_nds", "vtti_wz")
 
 
 def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...], steps: int, root: str) -> None:
@@ -44,7 +46,7 @@ def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
     from training.balance import sample_weights
-    from training.finetune import Banks, FinetuneConfig, _Views
+    from training.finetune import Banks, _Views
 
     cfg = FinetuneConfig(paste_prob=0.3, erase_prob=0.3, paste_into=paste_into, seed=0)
     torch.manual_seed(0)
@@ -71,11 +73,8 @@ def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...
 
 def aurocs(scored: list[tuple[float, int, str]]) -> dict[str, float]:
     p, y, src = (np.array(x) for x in zip(*scored, strict=True))
-    out = {"all": round(float(roc_auc_score(y, p)), 4)}
-    for source in ("idd_lite", "gtsdb"):
-        m = src == source
-        out[source] = round(float(roc_auc_score(y[m], p[m])), 4)
-    return out
+    by_source = auroc_by_source(y, p, src)
+    return {"all": round(float(roc_auc_score(y, p)), 4), "idd_lite": by_source["idd_lite"], "gtsdb": by_source["gtsdb"]}
 
 
 def main() -> None:
@@ -95,7 +94,8 @@ def main() -> None:
     if missing := [s.key for s in samples if s.key not in fold_of]:
         raise SystemExit(f"{len(missing)} rows of {args.data} are not in {OOF} (first {missing[0]!r})")
     images = {s.key: s.load() for s in samples}
-    arms = {"start": None, "control": tuple(sorted({*WITHOUT_IDD_LITE, "idd_lite"})), "no_idd_lite": WITHOUT_IDD_LITE}
+    every = FinetuneConfig.paste_into  # every vehicle camera, as shipped
+    arms = {"start": None, "control": every, "no_idd_lite": tuple(s for s in every if s != "idd_lite")}
     out = {
         "note": __doc__.split("\n\n")[1].replace("\n", " "),
         "steps": args.steps,
