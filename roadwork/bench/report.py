@@ -309,6 +309,29 @@ TABLES: dict[str, Table] = {
         ),
         footer=lambda rows: _second_over_first("img/s, start_early over as committed (call m)")(rows[:4]),
     ),
+    # issue 18: runtime.worker_split: models against copies (the default), two workers x four
+    # lanes, on one lent H100: call p ran both from a warm compile cache (copies first); call o's
+    # copies run came first on a fresh machine and was cut in its warm-up, its split run finished
+    "gpu-worker-split-h100": Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(
+            Row(
+                f"{call}: {at} concurrent, {what}", {"run": f"gpu_bench_1gpu_workers2_lanes4{tag}_h100_{call}.json"}, at
+            )
+            for at in ("10", "64")
+            for call, what, tag in (("p", "copies (default)", ""), ("p", "worker_split: models", "_worker_split"))
+        )
+        + tuple(
+            Row(
+                f"o: {at} concurrent, worker_split: models",
+                {"run": "gpu_bench_1gpu_workers2_lanes4_worker_split_h100_o.json"},
+                at,
+            )
+            for at in ("10", "64")
+        ),
+        footer=lambda rows: _second_over_first("img/s, models over copies (call p)")(rows[:4]),
+    ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
         (
