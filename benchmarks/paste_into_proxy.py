@@ -18,6 +18,14 @@ as kept (no step).
 
 COPY is the 544-px copy the networks were trained on (`python -m training.downscale_copy --split
 train --long-side 544 --quality 76`). About 25 minutes on 2 CPU cores with the default 100 steps.
+
+With `--loso VOTES_DIR` the same continued training (pasting as shipped) is tried on networks that
+never saw the source: each kept seed-0 leave-one-source-out network (`runs/nets/loso/loso.<held
+out>.pt`, `train_backbone_parallel.sh loso ... --save-nets`) trains on every other source and
+votes on its held-out rows as `loso_networks.py train` does (224 px, 448 px, tiles on the copy).
+VOTES_DIR gets `start.jsonl.gz` (as kept) and `continued.jsonl.gz`, to pool with `loso_networks.py
+score --loso-votes l0_paste_erase=...`, `_detail` and `_tiles` the same); the JSON gets AUROC within
+each held-out source. About 36 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from training.transforms import REGIMES
 OOF = "benchmarks/results/oof_votes_l0_backbone_paste_erase_r2_fullres.jsonl.gz"
 """The second draw's OOF votes: which fold held out each row."""
 NETS = "runs/nets/folds/net"
+LOSO_NETS = "runs/nets/loso/loso"
 
 
 def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...], steps: int, root: str) -> None:
@@ -77,11 +86,54 @@ def aurocs(scored: list[tuple[float, int, str]]) -> dict[str, float]:
     return {"all": round(float(roc_auc_score(y, p)), 4), "idd_lite": by_source["idd_lite"], "gtsdb": by_source["gtsdb"]}
 
 
+def loso(args: argparse.Namespace, samples: list, images: dict, out: dict) -> None:
+    """The continued training on the kept LOSO networks (module docstring); fills `out`."""
+    import gzip
+
+    from loso_networks import HELD_OUT  # benchmarks/, beside this script
+
+    from training.finetune import held_out_rows, load_network
+
+    cfg = FinetuneConfig(paste_prob=0.3, erase_prob=0.3)  # the recipe's held-back views (448 px, view seed 0)
+    ordered = [images[s.key] for s in samples]
+    rows: dict[str, list] = {"start": [], "continued": []}
+    t0 = time.time()
+    for name, sources in HELD_OUT.items():
+        held = [i for i, s in enumerate(samples) if s.source in sources]
+        train = [s for s in samples if s.source not in sources]
+        net = load_network(f"{LOSO_NETS}.{name}.pt")
+        for arm in rows:
+            if arm == "continued":
+                continue_training(net, train, images, FinetuneConfig.paste_into, args.steps, args.data)
+            rows[arm] += held_out_rows(net, samples, ordered, held, cfg, "cpu", held_out=name)
+            print(f"[proxy] {name} {arm}: {time.time() - t0:.0f} s", flush=True)
+    args.loso.mkdir(parents=True, exist_ok=True)
+    for arm, arm_rows in rows.items():
+        with gzip.open(args.loso / f"{arm}.jsonl.gz", "wt") as fh:
+            fh.write("".join(json.dumps(r) + "\n" for r in arm_rows))
+        out["aurocs"][arm] = {regime: {} for regime in REGIMES}
+        for regime in REGIMES:
+            for view in ("224", "448", "tiles"):
+                voted = [r for r in arm_rows if view in r["probs"][regime]]
+                if voted:
+                    y, p, held_out = (
+                        np.array(x)
+                        for x in zip(
+                            *((r["label"], r["probs"][regime][view], r["held_out"]) for r in voted), strict=True
+                        )
+                    )
+                    out["aurocs"][arm][regime][view] = auroc_by_source(y, p, held_out)
+    out["seconds"]["both arms"] = round(time.time() - t0)  # the arms take turns within each source
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="The 544-px copy of the train split the fold networks saw.")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument(
+        "--loso", type=Path, metavar="VOTES_DIR", help="the kept LOSO networks instead of the fold networks (above)"
+    )
     args = ap.parse_args()
     import torch
 
@@ -94,15 +146,20 @@ def main() -> None:
     if missing := [s.key for s in samples if s.key not in fold_of]:
         raise SystemExit(f"{len(missing)} rows of {args.data} are not in {OOF} (first {missing[0]!r})")
     images = {s.key: s.load() for s in samples}
-    every = FinetuneConfig.paste_into  # every vehicle camera, as shipped
-    arms = {"start": None, "control": every, "no_idd_lite": tuple(s for s in every if s != "idd_lite")}
     out = {
-        "note": __doc__.split("\n\n")[1].replace("\n", " "),
+        "note": __doc__.split("\n\n")[4 if args.loso else 1].replace("\n", " "),
         "steps": args.steps,
         "machine": f"{platform.node()}, {os.cpu_count()} CPU cores",
         "aurocs": {},
         "seconds": {},
     }
+    if args.loso:
+        loso(args, samples, images, out)
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {args.out} and the votes under {args.loso}")
+        return
+    every = FinetuneConfig.paste_into  # every vehicle camera, as shipped
+    arms = {"start": None, "control": every, "no_idd_lite": tuple(s for s in every if s != "idd_lite")}
     t0 = time.time()
     for arm, paste_into in arms.items():
         scored: dict[str, list] = {r: [] for r in REGIMES}
