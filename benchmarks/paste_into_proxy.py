@@ -88,11 +88,9 @@ def aurocs(scored: list[tuple[float, int, str]]) -> dict[str, float]:
 
 def loso(args: argparse.Namespace, samples: list, images: dict, out: dict) -> None:
     """The continued training on the kept LOSO networks (module docstring); fills `out`."""
-    import gzip
-
     from loso_networks import HELD_OUT  # benchmarks/, beside this script
 
-    from training.finetune import held_out_rows, load_network
+    from training.finetune import held_out_rows, load_network, write_votes
 
     cfg = FinetuneConfig(paste_prob=0.3, erase_prob=0.3)  # the recipe's held-back views (448 px, view seed 0)
     ordered = [images[s.key] for s in samples]
@@ -109,8 +107,7 @@ def loso(args: argparse.Namespace, samples: list, images: dict, out: dict) -> No
             print(f"[proxy] {name} {arm}: {time.time() - t0:.0f} s", flush=True)
     args.loso.mkdir(parents=True, exist_ok=True)
     for arm, arm_rows in rows.items():
-        with gzip.open(args.loso / f"{arm}.jsonl.gz", "wt") as fh:
-            fh.write("".join(json.dumps(r) + "\n" for r in arm_rows))
+        write_votes(args.loso / f"{arm}.jsonl.gz", arm_rows)
         out["aurocs"][arm] = {regime: {} for regime in REGIMES}
         for regime in REGIMES:
             for view in ("224", "448", "tiles"):

@@ -539,6 +539,20 @@ def votes_text(path: str | Path) -> str:
     return gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
 
 
+def write_votes(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write vote rows as JSON lines, gzipped when `path` ends in .gz (with no timestamp, so that the
+    same rows give the same bytes); `votes_text` reads either."""
+    import gzip
+
+    path = Path(path)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if path.suffix == ".gz":
+        path.write_bytes(gzip.compress(text.encode(), mtime=0))
+    else:
+        path.write_text(text)
+    return path
+
+
 def write_oof_run(oof_jsonl: str | Path, out_dir: str | Path, voters: dict[str, str], level: str = "L0") -> Path:
     """OUT.oof.jsonl -> a labelled run folder for `roadwork fit`: one row per (image, regime), one
     vote per view (a size, "tiles" or "det"), named by `voters` (view -> voter name, e.g. {"224":

@@ -15,7 +15,6 @@ crops and leaves every other view as it was, so `roadwork fit`, `benchmarks/oof_
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,19 +57,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--grids", required=True, help="The grids to keep, e.g. 3x4 (of those the crops hold).")
     ap.add_argument("--out", type=Path, required=True, help="Votes file to write (.jsonl, or .jsonl.gz).")
     args = ap.parse_args(argv)
-    from training.finetune import votes_text
+    from training.finetune import votes_text, write_votes
 
     try:
         grids = parse_grids(args.grids)
         rows = regrid([json.loads(x) for x in votes_text(args.votes).splitlines() if x.strip()], grids)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
-    text = "".join(json.dumps(r) + "\n" for r in rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.suffix == ".gz":
-        args.out.write_bytes(gzip.compress(text.encode(), mtime=0))
-    else:
-        args.out.write_text(text)
+    write_votes(args.out, rows)
     tiled = sum("tiles" in v for r in rows for v in r["probs"].values())
     print(f"wrote {args.out}: {len(rows)} rows, {tiled} tile votes from grids {args.grids}")
 

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     from detectors.mobilenet import TILE_GRIDS
-    from training.finetune import extra_grids_option
+    from training.finetune import extra_grids_option, write_votes
 
     try:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--crops keeps the crops of the tiles view: add tiles to --views")
     grids = TILE_GRIDS + extra if args.crops else None
     rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids)
-    args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_votes(args.out, rows)
     print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
 
 

@@ -4,6 +4,7 @@ scores their held-out rows again at full size with the network that never saw th
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import sys
 
@@ -37,6 +38,7 @@ def _two_copies(root) -> None:
 
 @pytest.mark.slow
 def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, monkeypatch, capsys):
+    from training.finetune import votes_text
     from training.oof_rescore import main as rescore_main
 
     _two_copies(tmp_path)
@@ -74,11 +76,14 @@ def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, 
     for a, b in zip(small, (json.loads(x) for x in same.read_text().splitlines()), strict=True):
         assert b["probs"]["full"] == pytest.approx(a["probs"]["full"], abs=0.03)  # fp16 weights on disk
     # asked for, every row keeps its crops, in the tile voter's grids and any extra ones after them
+    # (to a .gz name, as committed vote files are: it is gzipped, and every votes reader takes it)
+    gz = tmp_path / "crops.jsonl.gz"
     rescore_main(
         ["--data", str(tmp_path / "big"), "--oof", str(same), "--nets", str(prefix), "--views", "tiles"]
-        + ["--crops", "--crop-grids", "4x6", "--out", str(out)]
+        + ["--crops", "--crop-grids", "4x6", "--out", str(gz)]
     )
-    for r in (json.loads(x) for x in out.read_text().splitlines()):
+    assert gzip.decompress(gz.read_bytes())
+    for r in (json.loads(x) for x in votes_text(gz).splitlines()):
         assert r["crop_grids"] == [[2, 3], [3, 4], [4, 6]] and len(r["crops"]["full"]) == 18 + 24
         assert r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"][:18]), abs=1e-5)
     with pytest.raises(SystemExit):  # extra grids without --crops
