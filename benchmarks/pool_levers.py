@@ -13,8 +13,14 @@ networks never saw) and on the in-fold OOF votes (train split only; dev is never
    what the networks' `full` views at 224 and 448 px are (the frame squashed to a square, without
    the 224-px JPEG), so on those rows `full` against `letterbox` at the same size tells what the
    cut would give.
+4. fitting the pool on new-camera votes too: the shipped set's pools fitted on the OOF rows and
+   the LOSO rows of every held-out source but one (one seed's networks), then scored on that
+   source's LOSO rows, each source in turn, so that no row is scored by a pool fitted on it; and
+   the same fit scored on the other seed's LOSO rows of that source (other networks), and on the
+   in-fold rows (fitted on the OOF rows and every LOSO row of the seed). "new-camera rows only"
+   fits on the LOSO rows alone, the same way.
 
-About 20 s on 2 CPU cores.
+About 1 minute on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -84,6 +90,55 @@ def pool_levers(work: Path) -> dict:
             }
             for name, rows in sets.items()
         }
+    out["fitted_on_new_cameras"] = fitted_on_new_cameras(preds, {s: loso_rows(r, SHIPPED) for s, r in seeds.items()})
+    out["fitted_on_new_cameras"]["shipped pool (OOF rows only)"] = {
+        name: mcc_by_regime(shipped, rows) for name, rows in sets.items()
+    }
+    return out
+
+
+def held_out_of(source: str) -> str:
+    from loso_networks import HELD_OUT
+
+    return next(name for name, sources in HELD_OUT.items() if source in sources)
+
+
+def mcc_by_regime(art, rows: list[dict]) -> dict[str, float]:
+    return {regime: mcc(*scored(art, of_regime(rows, regime))) for regime in ("v0.2", "letterbox", "full")}
+
+
+def fitted_on_new_cameras(oof: list[dict], seeds: dict[str, list[dict]]) -> dict:
+    """Lever 4 (module docstring): {fit: {scored on: {regime: MCC}}}."""
+    from loso_networks import HELD_OUT
+    from oof_pooling import sides_by_size
+
+    from consensus.fitting import fit_consensus, rows_from_predictions
+
+    def fit(rows: list[dict]):
+        return fit_consensus(rows_from_predictions(rows), voter_sides=sides_by_size(SHIPPED))
+
+    out: dict = {}
+    for seed, loso in seeds.items():
+        other = next(s for s in seeds if s != seed)
+        for name, with_oof in (("OOF and new-camera rows", True), ("new-camera rows only", False)):
+            scored_rows: dict[str, list[dict]] = {seed: [], other: []}
+            probs: dict[str, list[np.ndarray]] = {seed: [], other: []}
+            for held_out in HELD_OUT:
+                art = fit([*(oof if with_oof else []), *(r for r in loso if held_out_of(r["source"]) != held_out)])
+                for s in (seed, other):
+                    rows = [r for r in seeds[s] if held_out_of(r["source"]) == held_out]
+                    scored_rows[s] += rows
+                    probs[s].append(scored(art, rows)[1])
+            entry = out.setdefault(f"fitted with {seed}'s LOSO rows, {name}", {})
+            for s in (seed, other):
+                y = np.array([r["label"] for r in scored_rows[s]])
+                p = np.concatenate(probs[s])
+                entry[f"new camera, {s}"] = {
+                    regime: mcc(y[sel], p[sel])
+                    for regime in ("v0.2", "letterbox", "full")
+                    if (sel := np.array([r["key"].endswith(f"#{regime}") for r in scored_rows[s]])).any()
+                }
+            entry["in fold"] = mcc_by_regime(fit([*(oof if with_oof else []), *loso]), oof)
     return out
 
 
