@@ -99,6 +99,29 @@ def _second_over_first(label: str) -> Any:
     return footer
 
 
+def _one_call_pair(
+    gpu: str, call: str, pair: tuple[tuple[str, str], tuple[str, str]], lone: tuple[str, str, str], footer: str
+) -> Table:
+    """Two settings of two workers x four lanes measured in one call at 10 and 64 frames (`pair`:
+    (label, file tag), the one measured against first), then one setting's run from another call
+    (`lone`: call, label, file tag), and the pair's img/s ratio."""
+
+    def row(at: str, at_call: str, what: str, tag: str) -> Row:
+        return Row(
+            f"{at_call}: {at} concurrent, {what}",
+            {"run": f"gpu_bench_1gpu_workers2_lanes4{tag}_{gpu}_{at_call}.json"},
+            at,
+        )
+
+    return Table(
+        LOAD_HEADER,
+        LOAD_COLUMNS,
+        tuple(row(at, call, what, tag) for at in ("10", "64") for what, tag in pair)
+        + tuple(row(at, *lone) for at in ("10", "64")),
+        footer=lambda rows: _second_over_first(footer)(rows[:4]),
+    )
+
+
 WORKER_LANE_CALLS = (("e", "f", (1, 1), (2, 2)), ("g", "g", (1, 1), (2, 2)), ("h", "h", (2, 2), (2, 4)))
 """Device calls of the workers x lanes comparison: (call of the first setting, call of the second,
 (workers, lanes) measured against, (workers, lanes) compared). Call e's 2 x 2 run was cut in its
@@ -289,48 +312,22 @@ TABLES: dict[str, Table] = {
     ),
     # issue 18: runtime.start_early: [L2] against the profile as committed, one call (m), two
     # workers x four lanes; call l ran the committed setting alone first, on a cold machine
-    "gpu-start-early-h200": Table(
-        LOAD_HEADER,
-        LOAD_COLUMNS,
-        tuple(
-            Row(
-                f"{call}: {at} concurrent, {what}", {"run": f"gpu_bench_1gpu_workers2_lanes4{tag}_h200_{call}.json"}, at
-            )
-            for at in ("10", "64")
-            for call, what, tag in (("m", "as committed", ""), ("m", "start_early: [L2]", "_start_early"))
-        )
-        + tuple(
-            Row(
-                f"l: {at} concurrent, as committed (call of its own)",
-                {"run": "gpu_bench_1gpu_workers2_lanes4_h200_l.json"},
-                at,
-            )
-            for at in ("10", "64")
-        ),
-        footer=lambda rows: _second_over_first("img/s, start_early over as committed (call m)")(rows[:4]),
+    "gpu-start-early-h200": _one_call_pair(
+        "h200",
+        "m",
+        (("as committed", ""), ("start_early: [L2]", "_start_early")),
+        ("l", "as committed (call of its own)", ""),
+        "img/s, start_early over as committed (call m)",
     ),
     # issue 18: runtime.worker_split: models against copies (the default), two workers x four
     # lanes, on one lent H100: call p ran both from a warm compile cache (copies first); call o's
     # copies run came first on a fresh machine and was cut in its warm-up, its split run finished
-    "gpu-worker-split-h100": Table(
-        LOAD_HEADER,
-        LOAD_COLUMNS,
-        tuple(
-            Row(
-                f"{call}: {at} concurrent, {what}", {"run": f"gpu_bench_1gpu_workers2_lanes4{tag}_h100_{call}.json"}, at
-            )
-            for at in ("10", "64")
-            for call, what, tag in (("p", "copies (default)", ""), ("p", "worker_split: models", "_worker_split"))
-        )
-        + tuple(
-            Row(
-                f"o: {at} concurrent, worker_split: models",
-                {"run": "gpu_bench_1gpu_workers2_lanes4_worker_split_h100_o.json"},
-                at,
-            )
-            for at in ("10", "64")
-        ),
-        footer=lambda rows: _second_over_first("img/s, models over copies (call p)")(rows[:4]),
+    "gpu-worker-split-h100": _one_call_pair(
+        "h100",
+        "p",
+        (("copies (default)", ""), ("worker_split: models", "_worker_split")),
+        ("o", "worker_split: models", "_worker_split"),
+        "img/s, models over copies (call p)",
     ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
