@@ -92,7 +92,7 @@ def pool_levers(work: Path) -> dict:
         }
     out["fitted_on_new_cameras"] = fitted_on_new_cameras(preds, {s: loso_rows(r, SHIPPED) for s, r in seeds.items()})
     out["fitted_on_new_cameras"]["shipped pool (OOF rows only)"] = {
-        name: mcc_by_regime(shipped, rows) for name, rows in sets.items()
+        name: regime_mccs(shipped, rows) for name, rows in sets.items()
     }
     return out
 
@@ -103,7 +103,7 @@ def held_out_of(source: str) -> str:
     return next(name for name, sources in HELD_OUT.items() if source in sources)
 
 
-def mcc_by_regime(art, rows: list[dict]) -> dict[str, float]:
+def regime_mccs(art, rows: list[dict]) -> dict[str, float]:
     return {regime: mcc(*scored(art, of_regime(rows, regime))) for regime in ("v0.2", "letterbox", "full")}
 
 
@@ -138,7 +138,7 @@ def fitted_on_new_cameras(oof: list[dict], seeds: dict[str, list[dict]]) -> dict
                     for regime in ("v0.2", "letterbox", "full")
                     if (sel := np.array([r["key"].endswith(f"#{regime}") for r in scored_rows[s]])).any()
                 }
-            entry["in fold"] = mcc_by_regime(fit([*(oof if with_oof else []), *loso]), oof)
+            entry["in fold"] = regime_mccs(fit([*(oof if with_oof else []), *loso]), oof)
     return out
 
 
