@@ -61,6 +61,7 @@ def train(args: argparse.Namespace) -> None:
             workers=args.workers,
             paste_prob=args.paste_prob,
             paste_into=paste_into_option(args.paste_into),
+            dashcam_positives=args.dashcam_positives,
             erase_prob=args.erase_prob,
             tiles_batch=args.tiles_batch,
             mixstyle=args.mixstyle,
@@ -282,6 +283,7 @@ def main() -> None:
     t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--paste-into", default="", metavar="SOURCE,...", help="as `roadwork train backbone`")
+    t.add_argument("--dashcam-positives", type=float, default=1.0, help="as `roadwork train backbone`")
     t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")

@@ -412,6 +412,13 @@ def train_backbone_cmd(
             help="Comma list of the vehicle-camera sources whose negatives get pasted objects (default: all of them).",
         ),
     ] = "",
+    dashcam_positives: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Draw the real positives of vehicle sources (dashcams, windscreen phones) this many times as often; 1 keeps the balance.",
+        ),
+    ] = 1.0,
     erase_prob: Annotated[
         float,
         typer.Option(
@@ -483,6 +490,7 @@ def train_backbone_cmd(
             folds=folds,
             paste_prob=paste_prob,
             paste_into=paste_into_option(paste_into),
+            dashcam_positives=dashcam_positives,
             erase_prob=erase_prob,
             workers=workers,
             seed=seed,

@@ -53,6 +53,10 @@ from training.copy_paste import DASHCAM_SOURCES
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, Transform, make_transform
 
+VEHICLE_SOURCES = DASHCAM_SOURCES | {"pp_nightwork"}
+"""Sources seen from a vehicle: the paste targets and the night work-zone clips (phones through the
+windscreen). Their real positives are what `FinetuneConfig.dashcam_positives` draws more often."""
+
 EVAL_SEED_OFFSET = 1_000_003
 
 
@@ -75,6 +79,11 @@ class FinetuneConfig:
     roadwork on that street is a pasted-in object: leaving it out tests that."""
     erase_prob: float = 0.0
     """Chance that a positive with schema boxes gets them erased (and label 0): training/copy_paste.py."""
+    dashcam_positives: float = 1.0
+    """How much more often a real positive of a `VEHICLE_SOURCES` source is drawn than the source and
+    class balance alone would draw it (the negatives unchanged). With pasting on, pasted frames
+    are a large share of what the network sees as a dashcam work zone; this gives the real ones
+    (structures, lane closures, night work zones) more of the positive draws."""
     label_smoothing: float = 0.05
     folds: int = 0
     save_folds: bool = False
@@ -110,6 +119,8 @@ class FinetuneConfig:
             raise ValueError(
                 f"paste_into: {unknown} are not vehicle-camera sources; choose from {sorted(DASHCAM_SOURCES)}"
             )
+        if not self.dashcam_positives > 0:
+            raise ValueError(f"dashcam_positives is a positive factor, got {self.dashcam_positives}")
         if self.paste_prob > 0 and not self.paste_into:
             raise ValueError("paste_into is empty while paste_prob > 0: name the sources to paste into")
         wrong = [g for g in self.extra_crop_grids if len(g) != 2 or min(g) < 1]
@@ -156,6 +167,14 @@ def build_network(imagenet_weights: str | Path | None = None):
             return self.head(self.drop(pool_map(self.backbone.features(x), "meanmax")))[:, 0]
 
     return RoadworkNet()
+
+
+def draw_weights(samples: Sequence[Sample], cfg: FinetuneConfig) -> np.ndarray:
+    """Each row's chance of being drawn (mean 1): balanced by (source, label) cell and class
+    (`training.balance`), real vehicle-source positives times `cfg.dashcam_positives` before the
+    classes are balanced."""
+    boost = {(source, 1): cfg.dashcam_positives for source in VEHICLE_SOURCES}
+    return sample_weights(np.array([s.label for s in samples]), [s.source for s in samples], True, boost)
 
 
 def load_network(checkpoint: str | Path) -> Any:
@@ -287,8 +306,7 @@ def train_networks(
         from training.mixstyle import attach_mixstyle
 
         attach_mixstyle(net.backbone.features, cfg.mixstyle)
-    labels = np.array([s.label for s in samples])
-    weights = torch.as_tensor(sample_weights(labels, [s.source for s in samples], True), dtype=torch.double)
+    weights = torch.as_tensor(draw_weights(samples, cfg), dtype=torch.double)
 
     def loader(size: int | str, batch: int, rows: list[int] | None = None) -> DataLoader:
         rows = list(range(len(samples))) if rows is None else rows
@@ -740,6 +758,13 @@ def main(argv: list[str] | None = None) -> None:
         help="Comma list of the vehicle-camera sources whose negatives get pasted objects "
         f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
     )
+    ap.add_argument(
+        "--dashcam-positives",
+        type=float,
+        default=1.0,
+        metavar="FACTOR",
+        help="Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
+    )
     ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
     ap.add_argument(
         "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
@@ -785,6 +810,7 @@ def main(argv: list[str] | None = None) -> None:
             folds=args.folds,
             paste_prob=args.paste_prob,
             paste_into=paste_into_option(args.paste_into),
+            dashcam_positives=args.dashcam_positives,
             erase_prob=args.erase_prob,
             workers=args.workers,
             seed=args.seed,

@@ -316,3 +316,33 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
     # and data without frames large enough to tile is refused with the size named
     with pytest.raises(ValueError, match="448 px"):
         finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "s.pt", cfg, "cpu")
+
+
+def test_dashcam_positives_draws_real_vehicle_work_zones_more_often_keeping_the_class_balance():
+    from training.balance import sample_weights
+    from training.datasets import Sample
+    from training.finetune import FinetuneConfig, draw_weights
+
+    # photo-source positives (cones), vehicle-camera positives (VTTI, night clips), street negatives
+    rows = [("rf_trafficcones", 1)] * 20 + [("vtti_wz", 1)] * 5 + [("pp_nightwork", 1)] * 5 + [("camvid", 0)] * 30
+    samples = [Sample(f"images/{i}.jpg", y, src, "train", f"g{i}") for i, (src, y) in enumerate(rows)]
+    labels = np.array([y for _, y in rows])
+    vehicle_pos = np.array([y == 1 and src != "rf_trafficcones" for src, y in rows])
+
+    def vehicle_share(w: np.ndarray) -> float:
+        return float(w[vehicle_pos].sum() / w[labels == 1].sum())
+
+    plain, boosted = draw_weights(samples, FinetuneConfig()), draw_weights(samples, FinetuneConfig(dashcam_positives=3))
+    # the default keeps the shipped balance: each (source, label) cell by 1/sqrt(size), then the classes
+    assert np.allclose(plain, sample_weights(labels, [src for src, _ in rows], True))
+    # three times the weight for the real vehicle work zones: their share of the positive draws
+    # goes from 0.5 (two cells of 5 against one of 20) to 0.75
+    assert vehicle_share(plain) == pytest.approx(0.5) and vehicle_share(boosted) == pytest.approx(0.75)
+    # while the classes still weigh the same and the negatives are drawn as before
+    assert boosted[labels == 1].sum() == pytest.approx(boosted[labels == 0].sum())
+    assert np.allclose(boosted[labels == 0], plain[labels == 0])
+    # a factor that is not positive is refused, by the config and by the command line
+    with pytest.raises(ValueError, match="dashcam_positives is a positive factor"):
+        FinetuneConfig(dashcam_positives=0)
+    result = runner.invoke(app, ["train", "backbone", "--data", ".", "--dashcam-positives", "0"])
+    assert result.exit_code != 0 and "dashcam-positives" in result.output
