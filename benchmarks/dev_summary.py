@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.copy_paste import VEHICLE_SOURCES
 from training.metrics import summarise
-
-VEHICLE_SOURCES = ("vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork")
-"""Dashcam / windscreen frames in ../shared/data: the closest we have to what validators send."""
 
 
 def score(rows: list[dict], prob_of) -> dict | None:
@@ -62,7 +60,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
-    result = {"run": str(args.run), "note": args.note, "vehicle_sources": VEHICLE_SOURCES, "regimes": summary(args.run)}
+    result = {
+        "run": str(args.run),
+        "note": args.note,
+        "vehicle_sources": sorted(VEHICLE_SOURCES),
+        "regimes": summary(args.run),
+    }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for regime, r in result["regimes"].items():
         line = f"{regime:9s} pooled MCC {r['pooled']['mcc']:.3f} (vehicle {r['pooled_vehicle_sources']['mcc']:.3f})"

@@ -36,6 +36,7 @@ from sklearn.metrics import matthews_corrcoef
 from cascade.types import Level
 from consensus.fitting import BALANCE, LabelledVotes, artefact_probs, fit_consensus, rows_from_predictions
 from detectors.mobilenet import parse_grids
+from training.copy_paste import VEHICLE_SOURCES
 from training.evaluate import merge_runs
 from training.finetune import votes_text, write_oof_run
 from training.oof_regrid import regrid
@@ -86,7 +87,6 @@ PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 PE1 = ["l0_paste_erase_v1", "l0_paste_erase_detail_v1"]
 PE50 = ["l0_pe50", "l0_pe50_detail"]
 PE_S1 = ["l0_paste_erase_seed1", "l0_paste_erase_seed1_detail"]
-VEHICLE_SOURCES = {"vtti_wz", "vtti_nds", "camvid", "gtsdb", "idd_lite", "dawn_fog", "pp_nightwork"}
 BY_SIZE = 448
 """Where "by size" sets split the frames: whole-frame voters below, tile voters from here up."""
 SETS = [

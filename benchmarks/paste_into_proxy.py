@@ -54,13 +54,12 @@ def continue_training(net, train: list, images: dict, paste_into: tuple[str, ...
     import torch
     from torch.utils.data import DataLoader, WeightedRandomSampler
 
-    from training.balance import sample_weights
-    from training.finetune import Banks, _Views
+    from training.finetune import Banks, _Views, draw_weights
 
     cfg = FinetuneConfig(paste_prob=0.3, erase_prob=0.3, paste_into=paste_into, seed=0)
     torch.manual_seed(0)
     banks = Banks.build(root, train, cfg)
-    weights = torch.as_tensor(sample_weights(np.array([s.label for s in train]), [s.source for s in train], True))
+    weights = torch.as_tensor(draw_weights(train, cfg))
     sampler = WeightedRandomSampler(weights, steps * 32, replacement=True, generator=torch.Generator().manual_seed(0))
     views = _Views(train, [images[s.key] for s in train], cfg, 224, banks)
     opt = torch.optim.AdamW(

@@ -25,6 +25,9 @@ from training.images import ImageLoadError
 
 DASHCAM_SOURCES = frozenset({"camvid", "idd_lite", "gtsdb", "dawn_fog", "vtti_nds", "vtti_wz"})
 """Vehicle-camera sources: their negatives receive pasted objects."""
+VEHICLE_SOURCES = DASHCAM_SOURCES | {"pp_nightwork"}
+"""Sources seen from a vehicle: the paste targets and the night work-zone clips (phones through the
+windscreen); the "vehicle" part of the dev and OOF reports."""
 
 
 @dataclass(frozen=True)

@@ -49,13 +49,9 @@ from detectors.mobilenet import (
     to_tensor_batch,
 )
 from training.balance import sample_weights
-from training.copy_paste import DASHCAM_SOURCES
+from training.copy_paste import DASHCAM_SOURCES, VEHICLE_SOURCES
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, Transform, make_transform
-
-VEHICLE_SOURCES = DASHCAM_SOURCES | {"pp_nightwork"}
-"""Sources seen from a vehicle: the paste targets and the night work-zone clips (phones through the
-windscreen). Their real positives are what `FinetuneConfig.dashcam_positives` draws more often."""
 
 EVAL_SEED_OFFSET = 1_000_003
 
