@@ -19,11 +19,9 @@ tells sources apart (night work-zone video is orange-lit, fog is grey). About 25
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +72,9 @@ def row_features(item: tuple[str, str, int, str]) -> dict:
 
 
 def loso(rows: list[dict]) -> dict:
-    from loso_networks import HELD_OUT
+    from loso_networks import HELD_OUT, held_out_scores
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+    from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -99,20 +97,7 @@ def loso(rows: list[dict]) -> dict:
     }
     out["feature_auroc_within_source"] = {}
     for g in REGIMES:
-        p, yy = prob[g][held_any], y[held_any]
-        entry: dict = {
-            "auroc": round(float(roc_auc_score(yy, p)), 3),
-            "mcc_at_0.5": round(float(matthews_corrcoef(yy, p > 0.5)), 3),
-        }
-        for name, sources in HELD_OUT.items():
-            sel = np.isin(src, sources)
-            ys, ps = y[sel], prob[g][sel]
-            entry[name] = (
-                {"n": int(sel.sum()), "auroc": round(float(roc_auc_score(ys, ps)), 3)}
-                if 0 < ys.sum() < len(ys)
-                else {"n": int(sel.sum()), "accuracy": round(float(np.mean((ps > 0.5) == ys)), 3)}
-            )
-        out["loso"][g] = entry
+        out["loso"][g] = held_out_scores(y, prob[g], src)
     for source in sorted(set(src)):
         sel = src == source
         if 0 < y[sel].sum() < sel.sum():
@@ -124,21 +109,11 @@ def loso(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
-    from training.datasets import load_folder
+    from loso_networks import map_train_photos, photo_signal_args
 
-    samples = load_folder(args.data).select(split="train").samples
-    items = [(str(s.path), s.key, s.label, s.source) for s in samples]
-    t0, rows = time.time(), []
-    with Pool(args.workers) as pool:
-        for i, row in enumerate(pool.imap(row_features, items, chunksize=8)):
-            rows.append(row)
-            if i % 200 == 0:
-                print(f"{i}/{len(items)} after {time.time() - t0:.0f} s", flush=True)
+    args = photo_signal_args(__doc__)
+    t0 = time.time()
+    rows = map_train_photos(args.data, row_features, args.workers)
     result = {"features": FEATURES, "n": len(rows), **loso(rows), "seconds": round(time.time() - t0, 1)}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["loso"], indent=1))

@@ -203,6 +203,59 @@ def loso_overrides(items: list[str], known: Collection[str]) -> dict[str, str]:
     return out
 
 
+def photo_signal_args(doc: str | None) -> argparse.Namespace:
+    """The command line of a signal measured on the train photos without training (`--data`, `--out`,
+    `--workers`), its help the script's docstring."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="the labelled photos (../shared/data)")
+    ap.add_argument("--out", type=Path, required=True, help="the result JSON")
+    ap.add_argument("--workers", type=int, default=2, help="processes (and torch threads) to use")
+    return ap.parse_args()
+
+
+def map_train_photos(data: Path, fn: Any, workers: int) -> list:
+    """`fn((path, key, label, source))` for every photo of the train split, in `workers` processes,
+    in order, with a progress line every 200 photos (for a signal measured without training)."""
+    from multiprocessing import Pool
+
+    from training.datasets import load_folder
+
+    samples = load_folder(data).select(split="train").samples
+    items = [(str(s.path), s.key, s.label, s.source) for s in samples]
+    t0, out = time.time(), []
+    with Pool(workers) as pool:
+        for i, row in enumerate(pool.imap(fn, items, chunksize=8)):
+            out.append(row)
+            if i % 200 == 0:
+                print(f"{i}/{len(items)} after {time.time() - t0:.0f} s", flush=True)
+    return out
+
+
+def held_out_scores(y: np.ndarray, prob: np.ndarray, src: np.ndarray) -> dict:
+    """AUROC and MCC at 0.5 of `prob` over every HELD_OUT source's rows together, then per held-out
+    name that has rows: AUROC where it has both labels, accuracy at 0.5 where it has one (rows outside
+    HELD_OUT are not read)."""
+    from sklearn.metrics import matthews_corrcoef, roc_auc_score
+
+    held = np.isin(src, [s for ss in HELD_OUT.values() for s in ss])
+    p, yy = prob[held], y[held]
+    out: dict = {
+        "auroc": round(float(roc_auc_score(yy, p)), 3),
+        "mcc_at_0.5": round(float(matthews_corrcoef(yy, p > 0.5)), 3),
+    }
+    for name, sources in HELD_OUT.items():
+        sel = np.isin(src, sources)
+        if not sel.any():
+            continue
+        ys, ps = y[sel], prob[sel]
+        out[name] = (
+            {"n": int(sel.sum()), "auroc": round(float(roc_auc_score(ys, ps)), 3)}
+            if 0 < ys.sum() < len(ys)
+            else {"n": int(sel.sum()), "accuracy": round(float(np.mean((ps > 0.5) == ys)), 3)}
+        )
+    return out
+
+
 def score(args: argparse.Namespace) -> None:
     from consensus.artefact import ConsensusArtefact
     from consensus.fitting import LabelledVotes, artefact_probs

@@ -105,3 +105,15 @@ def test_a_row_no_saved_network_held_out_is_refused_by_key():
     assert network_name({"key": "b", "held_out": "gtsdb"}) == "gtsdb"
     with pytest.raises(ValueError, match="'c' has neither `fold` nor `held_out`"):
         network_name({"key": "c"})
+
+
+def test_held_out_scores_rank_a_two_label_camera_and_count_a_one_label_camera_right():
+    ln = benchmark_script("loso_networks")
+    src = np.array(["gtsdb"] * 4 + ["camvid"] * 3 + ["tracon"] * 2)
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 1, 0])
+    prob = np.array([0.9, 0.2, 0.4, 0.6, 0.1, 0.7, 0.3, np.nan, np.nan])  # tracon is no held-out camera
+    out = ln.held_out_scores(y, prob, src)
+    assert out["gtsdb"] == {"n": 4, "auroc": 0.75}  # one pair of four ranked the wrong way
+    assert out["camvid"] == {"n": 3, "accuracy": 0.667}  # street scenes only: right below 0.5
+    assert "vtti" not in out  # no rows of it: nothing to say
+    assert out["auroc"] == 0.8  # the seven held-out rows together: 8 of 10 pairs ranked right
