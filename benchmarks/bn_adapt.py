@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # loso_networks, besid
 SIZE = 224
 BATCH = 64
 CS = (0.01, 0.1)
-VARIANTS = ("imagenet", "target", "stream", "per_source")
+VARIANTS = {  # name: (the statistics the head is trained with, those the held-out rows are scored with)
+    "imagenet": ("imagenet", "imagenet"),
+    "target": ("imagenet", "per_source"),
+    "stream": ("imagenet", "stream"),
+    "per_source": ("per_source", "per_source"),
+}
 
 
 def row_views(item: tuple[str, str, int, str]) -> tuple[np.ndarray, int, str]:
@@ -74,25 +80,40 @@ def norms(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
 
+@contextmanager
+def statistics(model, stats: list[tuple] | None):
+    """Inside the block the batch norms hold `stats` (their own if None); their own are back after."""
+    saved = [(m.running_mean.clone(), m.running_var.clone()) for m in norms(model)]
+    for m, (mean, var) in zip(norms(model), stats or saved, strict=True):
+        m.running_mean.copy_(mean)
+        m.running_var.copy_(var)
+    try:
+        yield
+    finally:
+        for m, (mean, var) in zip(norms(model), saved, strict=True):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+
+
 def bn_stats(model, views: np.ndarray) -> list[tuple]:
     """Each batch norm's (mean, var) over `views`: the cumulative average over batches of BATCH."""
     import torch
 
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.momentum) for m in norms(model)]
-    for m in norms(model):
-        m.reset_running_stats()
-        m.momentum = None
-        m.train()
-    with torch.no_grad():
-        for x in batches(views):
-            model.features(x)
-    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in norms(model)]
-    for m, (mean, var, momentum) in zip(norms(model), saved, strict=True):
-        m.running_mean.copy_(mean)
-        m.running_var.copy_(var)
-        m.momentum = momentum
-        m.eval()
-    return stats
+    momenta = [m.momentum for m in norms(model)]
+    with statistics(model, None):
+        for m in norms(model):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average, not a moving one
+            m.train()
+        try:
+            with torch.no_grad():
+                for x in batches(views):
+                    model.features(x)
+            return [(m.running_mean.clone(), m.running_var.clone()) for m in norms(model)]
+        finally:
+            for m, momentum in zip(norms(model), momenta, strict=True):
+                m.momentum = momentum
+                m.eval()
 
 
 def features(model, views: np.ndarray, stats: list[tuple] | None) -> np.ndarray:
@@ -101,17 +122,8 @@ def features(model, views: np.ndarray, stats: list[tuple] | None) -> np.ndarray:
 
     from detectors.mobilenet import pool_map
 
-    saved = [(m.running_mean.clone(), m.running_var.clone()) for m in norms(model)]
-    if stats is not None:
-        for m, (mean, var) in zip(norms(model), stats, strict=True):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-    with torch.no_grad():
-        out = np.concatenate([pool_map(model.features(x), "meanmax").numpy() for x in batches(views)])
-    for m, (mean, var) in zip(norms(model), saved, strict=True):
-        m.running_mean.copy_(mean)
-        m.running_var.copy_(var)
-    return out
+    with statistics(model, stats), torch.no_grad():
+        return np.concatenate([pool_map(model.features(x), "meanmax").numpy() for x in batches(views)])
 
 
 def variant_features(model, views: np.ndarray, src: np.ndarray, vehicle: np.ndarray) -> dict[str, list]:
@@ -158,15 +170,13 @@ def loso_probs(feats: dict[str, list], y: np.ndarray, src: np.ndarray, C: float)
         train = ~test
         w = np.tile(sample_weights(y[train], list(src[train]), True), n_regimes)
         yy = np.tile(y[train], n_regimes)
-        for trained_on, scored_with in (
-            ("imagenet", ("imagenet", "target", "stream")),
-            ("per_source", ("per_source",)),
-        ):
-            head = fit_head(np.vstack([f[train] for f in feats[trained_on]]), yy, w, C)
-            for variant in scored_with:
-                test_feats = {"imagenet": "imagenet", "target": "per_source"}.get(variant, variant)
-                for r in range(n_regimes):
-                    out[variant][r, test] = head.predict_proba(feats[test_feats][r][test])[:, 1]
+        heads = {
+            trained_on: fit_head(np.vstack([f[train] for f in feats[trained_on]]), yy, w, C)
+            for trained_on in {trained_on for trained_on, _ in VARIANTS.values()}
+        }
+        for variant, (trained_on, scored_on) in VARIANTS.items():
+            for r in range(n_regimes):
+                out[variant][r, test] = heads[trained_on].predict_proba(feats[scored_on][r][test])[:, 1]
     return out
 
 
@@ -180,7 +190,7 @@ def scores(prob: np.ndarray, y: np.ndarray, src: np.ndarray) -> dict:
 
 def main() -> None:
     import torch
-    from loso_networks import HELD_OUT, map_train_photos, photo_signal_args
+    from loso_networks import HELD_OUT_SOURCES, map_train_photos, photo_signal_args
 
     from detectors.mobilenet import mobilenetv2_features
 
@@ -192,7 +202,7 @@ def main() -> None:
     y = np.array([label for _, label, _ in rows])
     src = np.array([source for _, _, source in rows])
     del rows
-    vehicle = np.isin(src, [s for ss in HELD_OUT.values() for s in ss])
+    vehicle = np.isin(src, HELD_OUT_SOURCES)
     model = mobilenetv2_features(None)
     feats = variant_features(model, views, src, vehicle)
     print(f"features after {time.time() - t0:.0f} s", flush=True)

@@ -72,7 +72,7 @@ def row_features(item: tuple[str, str, int, str]) -> dict:
 
 
 def loso(rows: list[dict]) -> dict:
-    from loso_networks import HELD_OUT, held_out_scores
+    from loso_networks import HELD_OUT, HELD_OUT_SOURCES, held_out_scores
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.pipeline import make_pipeline
@@ -81,7 +81,7 @@ def loso(rows: list[dict]) -> dict:
     y = np.array([r["label"] for r in rows])
     src = np.array([r["source"] for r in rows])
     x = {g: np.log(1e-4 + np.array([r["features"][g] for r in rows])) for g in REGIMES}
-    held_any = np.isin(src, [s for ss in HELD_OUT.values() for s in ss])
+    held_any = np.isin(src, HELD_OUT_SOURCES)
     prob = {g: np.full(len(rows), np.nan) for g in REGIMES}
     for sources in HELD_OUT.values():
         train, test = ~np.isin(src, sources), np.isin(src, sources)

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from loso_networks import HELD_OUT  # benchmarks/, beside this script: the same left-out sources
+from loso_networks import HELD_OUT, HELD_OUT_SOURCES  # benchmarks/, beside this script: the same left-out sources
 
 from detectors.mobilenet import crop_count
 
@@ -68,7 +68,7 @@ def cmd_features(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     data = load_folder(args.data).select(split="train")
-    held = {src for sources in HELD_OUT.values() for src in sources}
+    held = set(HELD_OUT_SOURCES)
     cfg = FinetuneConfig(paste_prob=args.counterfactual_prob, erase_prob=args.counterfactual_prob)
     banks = Banks(
         paste=PasteBank.from_samples(data.root, [s for s in data.samples if s.source not in held]),

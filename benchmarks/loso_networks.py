@@ -41,6 +41,8 @@ HELD_OUT = {  # name: the sources held out together (the dashcam-like sources of
     "dawn_fog": ("dawn_fog",),
     "pp_nightwork": ("pp_nightwork",),
 }
+HELD_OUT_SOURCES: tuple[str, ...] = tuple(s for sources in HELD_OUT.values() for s in sources)
+"""Every source some LOSO network holds out (the vehicle sources), as `np.isin` takes them."""
 
 
 def train(args: argparse.Namespace) -> None:
@@ -237,7 +239,7 @@ def held_out_scores(y: np.ndarray, prob: np.ndarray, src: np.ndarray) -> dict:
     HELD_OUT are not read)."""
     from sklearn.metrics import matthews_corrcoef, roc_auc_score
 
-    held = np.isin(src, [s for ss in HELD_OUT.values() for s in ss])
+    held = np.isin(src, HELD_OUT_SOURCES)
     p, yy = prob[held], y[held]
     out: dict = {
         "auroc": round(float(roc_auc_score(yy, p)), 3),

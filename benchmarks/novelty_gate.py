@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from loso_networks import HELD_OUT, VOTES, read_votes  # benchmarks/, beside this script
+from loso_networks import HELD_OUT, HELD_OUT_SOURCES, VOTES, read_votes  # benchmarks/, beside this script
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef, roc_auc_score
@@ -192,8 +192,7 @@ def main() -> None:
     keys = [s.key for s in samples]
     sources = np.array([s.source for s in samples])
     groups = np.array([s.group for s in samples])
-    vehicle_sources = [s for held in HELD_OUT.values() for s in held]
-    vehicle = np.isin(sources, vehicle_sources)
+    vehicle = np.isin(sources, HELD_OUT_SOURCES)
 
     from consensus.artefact import ConsensusArtefact
 
