@@ -14,10 +14,11 @@ those weights. The image encoder runs batched over the frames; the mask decoder 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -35,6 +36,8 @@ from detectors.hf_common import (
     load_processor,
     to_device,
 )
+
+log = logging.getLogger(__name__)
 
 
 class SamParams(HFSource, CompileOption):
@@ -70,6 +73,10 @@ class SamParams(HFSource, CompileOption):
     """Weight left to a box whose mask fails a check."""
     image_size: int = Field(default=1024, ge=16)
     """SAM's longest edge (1024 for the public checkpoints)."""
+    attention: Literal["folded", "transformers"] = "folded"
+    """`folded`: the image encoder's relative-position bias rides in the query and key, so SDPA
+    runs one fused kernel with no bias tensor (`detectors/sam_attention.py`; the same answer up to
+    float rounding). `transformers`: the library's own attention, which materialises the bias."""
     from_levels: list[int] = Field(default_factory=lambda: [1])
     evidence: ClassMap = Field(default_factory=ClassMap)
 
@@ -132,9 +139,13 @@ class SamMaskValidator(Detector):
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> SamMaskValidator:
         from transformers import SamModel
 
+        from detectors.sam_attention import fold_relative_position
+
         params = SamParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         model = load_model(params, SamModel, base_dir, key, cfg.device, cfg.dtype)
+        if params.attention == "folded":
+            log.info("%s: %d image-encoder attention layers folded", cfg.name, fold_relative_position(model))
         compile_on_cuda(model.vision_encoder, params.compile, cfg.device, cfg.name)
         processor = load_processor(params, base_dir, key, lambda: random_sam_processor(params))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
