@@ -11,8 +11,9 @@ Conversion of raw outputs to `Boxes` happens here, next to the adapters.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import ConfigDict, Field
@@ -23,6 +24,8 @@ from detectors.artefacts import Artefact, Shown
 from detectors.box_detector import BoxDetector
 from detectors.evidence import Boxes, ClassMap
 from detectors.hf_common import HFSource, image_kwargs, load_model, load_processor, tiny_tokenizer, to_device
+
+log = logging.getLogger(__name__)
 
 ZERO_SHOT_TYPES = ("owlv2", "owlvit", "grounding-dino")
 DEFAULT_PROMPTS = [
@@ -47,6 +50,10 @@ class HFDetectorParams(HFSource):
     """Keep at most this many boxes per image (the highest-scoring queries), before post-processing."""
     image_size: int | None = Field(default=None, ge=16)
     """Override the processor's input size (shortest edge / square side)."""
+    deformable_sampling: Literal["by-level", "transformers"] = "by-level"
+    """Models with multi-scale deformable attention (Grounding DINO): `by-level` sums each
+    feature level's samples as it goes (`detectors/deformable_sampling.py`; the same answer up to
+    float rounding); `transformers` runs the library's module, which stacks them all first."""
     evidence: ClassMap = Field(default_factory=ClassMap)
 
 
@@ -165,6 +172,8 @@ class HFDetector(BoxDetector):
     def from_config(cls, cfg: VoterConfig, base_dir: Path) -> HFDetector:
         from transformers import AutoModelForObjectDetection, AutoModelForZeroShotObjectDetection
 
+        from detectors.deformable_sampling import sum_levels_in_place
+
         params = HFDetectorParams.model_validate(cfg.params)
         key = f"voters[{cfg.name}].params.model"
         mtype = (params.random_init or {}).get("model_type", "")
@@ -174,6 +183,8 @@ class HFDetector(BoxDetector):
         )
         auto = AutoModelForZeroShotObjectDetection if zero_shot else AutoModelForObjectDetection
         model = load_model(params, auto, base_dir, key, cfg.device, cfg.dtype)
+        if params.deformable_sampling == "by-level" and (n := sum_levels_in_place(model)):
+            log.info("%s: %d deformable attention modules sum by level", cfg.name, n)
         processor = load_processor(params, base_dir, key, lambda: random_processor(model_type_of(model), params, model))
         return cls(cfg.name, cfg.level, model, processor, params, cfg.weight, cfg.batch)
 
