@@ -41,13 +41,15 @@ log = logging.getLogger(__name__)
 
 
 class SamParams(HFSource, CompileOption):
-    """`compile` applies to the image encoder. Its four global-attention layers build a
-    relative-position bias of 4096 x 4096 per head, which eager SDPA materialises in separate
-    elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an H200,
-    op_profile_h200/sam_mask_b_224x224_eager.txt); compiled, they are one fused kernel a layer and
-    the batch takes 36 ms (..._compiled.txt). End to end (2 workers x 4 lanes, H200) it did not
-    lower the p95 at 10 frames and made the first query 57 s instead of 12-14 s
-    (gpu_bench_1gpu_workers2_lanes4_sam_compiled_h200_j.json): off in the profiles."""
+    """`compile` applies to the image encoder. With transformers' attention its four
+    global-attention layers build a relative-position bias of 4096 x 4096 per head, which eager
+    SDPA materialises in separate elementwise kernels (60 of 88 ms of GPU time per batch of 8 on an
+    H200, op_profile_h200/sam_mask_b_224x224_eager.txt); compiled, they are one fused kernel a
+    layer and the batch takes 36 ms (..._compiled.txt). End to end (2 workers x 4 lanes, H200) it
+    did not lower the p95 at 10 frames and made the first query 57 s instead of 12-14 s
+    (gpu_bench_1gpu_workers2_lanes4_sam_compiled_h200_j.json): off in the profiles. `attention:
+    folded` (the default) removes the bias without compiling: 84.8 -> 46.4 ms for the encoder on a
+    batch of 8 on an H100 (sam_attention_h100.json)."""
 
     model_config = ConfigDict(extra="forbid")
 

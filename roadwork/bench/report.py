@@ -99,12 +99,16 @@ def _second_over_first(label: str) -> Any:
     return footer
 
 
-def _one_call_pair(
-    gpu: str, call: str, pair: tuple[tuple[str, str], tuple[str, str]], lone: tuple[str, str, str], footer: str
+def _one_call_pairs(
+    gpu: str,
+    calls: tuple[str, ...],
+    pair: tuple[tuple[str, str], tuple[str, str]],
+    lone: tuple[str, str, str],
+    footer: str,
 ) -> Table:
-    """Two settings of two workers x four lanes measured in one call at 10 and 64 frames (`pair`:
-    (label, file tag), the one measured against first), then one setting's run from another call
-    (`lone`: call, label, file tag), and the pair's img/s ratio."""
+    """Two settings of two workers x four lanes measured in one call at 10 and 64 frames, in each of
+    `calls` (`pair`: (label, file tag), the one measured against first), then one setting's run
+    from another call (`lone`: call, label, file tag), and each call's img/s ratio of the pair."""
 
     def row(at: str, at_call: str, what: str, tag: str) -> Row:
         return Row(
@@ -113,12 +117,17 @@ def _one_call_pair(
             at,
         )
 
+    def ratios(rows: list[Files]) -> list[str]:
+        by_call = [", ".join(_pair_ratios(rows[4 * i : 4 * i + 4])) for i in range(len(calls))]
+        cells = by_call[0] if len(calls) == 1 else "; ".join(f"{c}: {r}" for c, r in zip(calls, by_call, strict=True))
+        return [footer, cells, "", "", "", ""]
+
     return Table(
         LOAD_HEADER,
         LOAD_COLUMNS,
-        tuple(row(at, call, what, tag) for at in ("10", "64") for what, tag in pair)
+        tuple(row(at, call, what, tag) for call in calls for at in ("10", "64") for what, tag in pair)
         + tuple(row(at, *lone) for at in ("10", "64")),
-        footer=lambda rows: _second_over_first(footer)(rows[:4]),
+        footer=ratios,
     )
 
 
@@ -312,9 +321,9 @@ TABLES: dict[str, Table] = {
     ),
     # issue 18: runtime.start_early: [L2] against the profile as committed, one call (m), two
     # workers x four lanes; call l ran the committed setting alone first, on a cold machine
-    "gpu-start-early-h200": _one_call_pair(
+    "gpu-start-early-h200": _one_call_pairs(
         "h200",
-        "m",
+        ("m",),
         (("as committed", ""), ("start_early: [L2]", "_start_early")),
         ("l", "as committed (call of its own)", ""),
         "img/s, start_early over as committed (call m)",
@@ -322,12 +331,23 @@ TABLES: dict[str, Table] = {
     # issue 18: runtime.worker_split: models against copies (the default), two workers x four
     # lanes, on one lent H100: call p ran both from a warm compile cache (copies first); call o's
     # copies run came first on a fresh machine and was cut in its warm-up, its split run finished
-    "gpu-worker-split-h100": _one_call_pair(
+    "gpu-worker-split-h100": _one_call_pairs(
         "h100",
-        "p",
+        ("p",),
         (("copies (default)", ""), ("worker_split: models", "_worker_split")),
         ("o", "worker_split: models", "_worker_split"),
         "img/s, models over copies (call p)",
+    ),
+    # issue 18: SAM's folded attention and Grounding DINO's level-summed deformable sampling (the
+    # profile now) against transformers' forms (as committed before), two workers x four lanes, on
+    # one lent H100: calls r (transformers first) and s (the forms first) ran both from a warm
+    # compile cache; call q ran the forms alone first, on the fresh machine
+    "gpu-attention-forms-h100": _one_call_pairs(
+        "h100",
+        ("r", "s"),
+        (("transformers' forms (before)", "_transformers"), ("folded SAM + level-summed deformable", "_forms")),
+        ("q", "folded SAM + level-summed deformable, cold machine", "_forms"),
+        "img/s, the forms over transformers'",
     ),
     "gpu-fullres-models-h200": Table(
         ("model", "224x224, ms an image", "1920x1080, ms an image", "1920x1080 over 224"),
