@@ -3,9 +3,9 @@
     python benchmarks/sam_attention_bench.py --out benchmarks/results/sam_attention_<gpu>.json
 
 Builds `facebook/sam-vit-base`'s architecture (transformers' default SamConfig: ViT-B at 1024 px)
-with random weights in float16, drawn at std 0.02 (transformers initialises SAM's encoder at
-1e-10 and its relative-position tables at zero, which would hide any error in the fold), and for each batch size times
-`get_image_embeddings` (CUDA events, median of `--reps` after a warm-up) three ways:
+with random weights in float16, drawn at std 0.02: transformers initialises SAM's encoder at 1e-10
+and its relative-position tables at zero, which would hide any error in the fold. For each batch
+size it times `get_image_embeddings` (CUDA events, median of `--reps` after a warm-up) three ways:
 transformers' SDPA with the bias as a mask, folded with the value as it is, folded with the value
 padded to the folded head dim. Each folded form's largest difference from transformers' output is
 written beside its time, with the machine. On the CPU it runs too (slowly; batch 1 only is sensible).
