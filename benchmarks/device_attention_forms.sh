@@ -16,9 +16,9 @@ sed -e 's/max_boxes: 6}/max_boxes: 6, attention: transformers}/' \
     -e '/model: IDEA-Research\/grounding-dino-tiny/a\      deformable_sampling: transformers' configs/h100x2.yaml > "$old"
 [[ $(grep -c -e "attention: transformers" -e "deformable_sampling: transformers" "$old") == 2 ]] \
   || { echo "could not write both forms into $old: has configs/h100x2.yaml changed?" >&2; exit 1; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
-if [[ $MODE == parts || $MODE == both ]]; then
+if [[ $MODE == parts || $MODE == both ]]; then  # `bench` installs the wheels itself (device_gpu_bench.sh)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:. HF_HUB_OFFLINE=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=$PWD/runs/yolo PYTHONUNBUFFERED=1
   timeout 150 python3 benchmarks/sam_attention_bench.py --out "$OUT/sam_attention.json" 2>&1 | tail -n 12
   for form in forms transformers; do
     config=configs/h100x2.yaml; [[ $form == transformers ]] && config=$old
