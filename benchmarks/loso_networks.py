@@ -59,6 +59,7 @@ def train(args: argparse.Namespace) -> None:
     try:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
         cfg = FinetuneConfig(
+            backbone=args.backbone,
             epochs=args.epochs,
             workers=args.workers,
             paste_prob=args.paste_prob,
@@ -332,6 +333,7 @@ def main() -> None:
     t.add_argument("--data", required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--device", default="cuda")
+    t.add_argument("--backbone", default="mobilenetv2", help="The L0 network (detectors.mobilenet.L0_KINDS).")
     t.add_argument("--epochs", type=int, default=14)
     t.add_argument("--workers", type=int, default=8)
     t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")

