@@ -6,6 +6,7 @@
 #          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl)
 #          and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under the device's 16 MiB a
 #          file), holding loso.<held-out>.pt for `python -m training.oof_rescore --nets DIR/loso`
+#          (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB, over that limit)
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 #          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
@@ -23,9 +24,9 @@ case "$MODE" in
   loso)
     for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
       snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
-      mkdir -p "$OUT/nets_${half%%,*}"
+      nets=(); [ "${SAVE_NETS:-1}" = 1 ] && mkdir -p "$OUT/nets_${half%%,*}" && nets=(--save-nets "$OUT/nets_${half%%,*}/loso")
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
-        --workers 7 --held-out "$half" --save-nets "$OUT/nets_${half%%,*}/loso" "${snap[@]}" "$@" \
+        --workers 7 --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \
         > "$OUT/loso_${half%%,*}.log" 2>&1 &
     done ;;
   folds)
