@@ -18,7 +18,7 @@
 #   benchmarks/device_carry.sh ../shared/data .carry/carry.tar      (.carry/ is ignored by git)
 # then, in the device command (carry [".carry"]):
 #   mkdir -p /tmp/c && tar xf .carry/carry.tar -C /tmp/c && export PYTHONPATH=/tmp/c/site:.
-#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/c/site /tmp/c/whl/*.whl
+#   (WEATHER=1 only) python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/c/site /tmp/c/whl/*.whl
 #   bash benchmarks/train_backbone_parallel.sh loso /tmp/c/data $OUT/run --paste-prob 0.3 ...
 set -euo pipefail
 DATA=$1 TAR=$2
