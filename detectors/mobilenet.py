@@ -180,7 +180,7 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> A
         return mobilenetv2_features(weights)
     from detectors.efficientnet_lite import lite_features
 
-    model = lite_features(kind, imagenet=weights is None)
+    model = lite_features(kind, IMAGENET_MEAN, IMAGENET_STD, imagenet=weights is None)
     if weights is not None:
         import torch
 
