@@ -69,6 +69,7 @@ def train(args: argparse.Namespace) -> None:
             tiles_batch=args.tiles_batch,
             mixstyle=args.mixstyle,
             weather=args.weather,
+            probe_epochs=args.probe_epochs,
             seed=args.seed,
             extra_crop_grids=extra,
         )
@@ -344,6 +345,7 @@ def main() -> None:
     t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
     t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")
+    t.add_argument("--probe-epochs", type=int, default=0, help="as `python -m training.finetune`")
     t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
     t.add_argument(
         "--crops", action="store_true", help="also write each tile crop's probability (row key `crops`, by regime)"
