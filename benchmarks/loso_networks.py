@@ -47,32 +47,11 @@ HELD_OUT_SOURCES: tuple[str, ...] = tuple(s for sources in HELD_OUT.values() for
 
 def train(args: argparse.Namespace) -> None:
     from training.datasets import load_folder
-    from training.finetune import (
-        FinetuneConfig,
-        extra_grids_option,
-        held_out_rows,
-        paste_into_option,
-        save_checkpoint,
-        train_networks,
-    )
+    from training.finetune import extra_grids_option, held_out_rows, recipe_config, save_checkpoint, train_networks
 
     try:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
-        cfg = FinetuneConfig(
-            backbone=args.backbone,
-            epochs=args.epochs,
-            workers=args.workers,
-            paste_prob=args.paste_prob,
-            paste_into=paste_into_option(args.paste_into),
-            dashcam_positives=args.dashcam_positives,
-            erase_prob=args.erase_prob,
-            tiles_batch=args.tiles_batch,
-            mixstyle=args.mixstyle,
-            weather=args.weather,
-            probe_epochs=args.probe_epochs,
-            seed=args.seed,
-            extra_crop_grids=extra,
-        )
+        cfg = recipe_config(args, extra_crop_grids=extra)
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
@@ -328,25 +307,16 @@ def score(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    from training.finetune import add_recipe_options
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train one network per held-out source and score its rows (GPU)")
     t.add_argument("--data", required=True)
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--device", default="cuda")
-    t.add_argument("--backbone", default="mobilenetv2", help="The L0 network (detectors.mobilenet.L0_KINDS).")
-    t.add_argument("--epochs", type=int, default=14)
-    t.add_argument("--workers", type=int, default=8)
     t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")
-    t.add_argument("--paste-prob", type=float, default=0.0, help="as `roadwork train backbone`")
-    t.add_argument("--erase-prob", type=float, default=0.0, help="as `roadwork train backbone`")
-    t.add_argument("--paste-into", default="", metavar="SOURCE,...", help="as `roadwork train backbone`")
-    t.add_argument("--dashcam-positives", type=float, default=1.0, help="as `roadwork train backbone`")
-    t.add_argument("--tiles-batch", type=int, default=0, help="as `roadwork train backbone`")
-    t.add_argument("--mixstyle", type=float, default=0.0, help="as `roadwork train backbone`")
-    t.add_argument("--weather", type=float, default=0.0, help="as `roadwork train backbone`")
-    t.add_argument("--probe-epochs", type=int, default=0, help="as `python -m training.finetune`")
-    t.add_argument("--seed", type=int, default=0, help="as `roadwork train backbone`")
+    add_recipe_options(t)
     t.add_argument(
         "--crops", action="store_true", help="also write each tile crop's probability (row key `crops`, by regime)"
     )

