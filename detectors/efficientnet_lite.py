@@ -10,7 +10,8 @@ where `MobileNetV2_bottle` sits (`model.features(x)`), with the same pooling and
 The TensorFlow checkpoints take `(pixel - 127) / 128`; the L0 input is ImageNet-normalised
 (`detectors.mobilenet.to_tensor_batch`), so `LiteFeatures` maps one to the other as its first
 step and every L0 path keeps one input. `detectors.mobilenet.l0_backbone` builds it, passing that
-normalisation: this module imports nothing of ours.
+normalisation, and loads its weights (`imagenet_state`, or a checkpoint's) through the one check
+that every L0 backbone's weights pass: this module imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -43,10 +44,20 @@ def imagenet_weights_path(name: str) -> Path:
     return Path(getattr(module, cls).get_model_file_path())
 
 
-def lite_features(name: str, input_mean: np.ndarray, input_std: np.ndarray, imagenet: bool = True) -> Any:
-    """An eval-mode module whose `features(x)` maps (n, 3, s, s) input, normalised by `input_mean`
-    and `input_std` (per channel, of pixels in [0, 1]), to the (n, 1280, s/32, s/32) map, with
-    ImageNet weights when `imagenet` (else random: the caller loads a fine-tuned state)."""
+def imagenet_state(name: str) -> tuple[Path, dict[str, Any]]:
+    """The ImageNet weights file of `name` and its state, keyed as `lite_features`' module holds
+    them (the ImageNet classifier left out: the L0 head replaces it)."""
+    import torch
+
+    path = imagenet_weights_path(name)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return path, {f"features.net.{k}": v for k, v in state.items() if not k.startswith("_fc.")}
+
+
+def lite_features(name: str, input_mean: np.ndarray, input_std: np.ndarray) -> Any:
+    """A module whose `features(x)` maps (n, 3, s, s) input, normalised by `input_mean` and
+    `input_std` (per channel, of pixels in [0, 1]), to the (n, 1280, s/32, s/32) map. Its weights
+    are random: the caller loads the ImageNet state (`imagenet_state`) or a fine-tuned one."""
     import torch
     from efficientnet_lite_pytorch import EfficientNet
     from torch import nn
@@ -75,14 +86,4 @@ def lite_features(name: str, input_mean: np.ndarray, input_std: np.ndarray, imag
             super().__init__()
             self.features = LiteFeatures()
 
-    model = LiteBackbone()
-    if imagenet:
-        path = imagenet_weights_path(name)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {f"features.net.{k}": v for k, v in state.items() if not k.startswith("_fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"ImageNet weights {str(path)!r} do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-            )
-    return model.eval()
+    return LiteBackbone()

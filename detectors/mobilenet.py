@@ -165,9 +165,10 @@ L0_KINDS = ("mobilenetv2", "efficientnet-lite0")
 
 
 def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> Any:
-    """The L0 backbone (eval mode; `model.features(x)` gives its 1280-channel map): `kind` with its
-    ImageNet weights when `weights` is None, else the network a checkpoint holds, of the kind it
-    records (`kind`, when given too, must match it). The file is read once."""
+    """The L0 backbone (eval mode; `model.features(x)` gives its 1280-channel map, `model.kind`
+    says which of `L0_KINDS` it is): `kind` with its ImageNet weights when `weights` is None, else
+    the network a checkpoint holds, of the kind it records (`kind`, when given too, must match it).
+    The file is read once."""
     if kind is not None and kind not in L0_KINDS:
         raise ValueError(f"unknown L0 backbone {kind!r}; choose from {list(L0_KINDS)}")
     state = None
@@ -177,12 +178,19 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> A
         if kind is not None and kind != recorded:
             raise ValueError(f"backbone weights {str(weights)!r} hold the {recorded} network, not {kind}")
         kind = recorded
-    if kind in (None, "mobilenetv2"):
-        return _mobilenetv2(state, weights)
-    from detectors.efficientnet_lite import lite_features
+    kind = kind or "mobilenetv2"
+    if kind == "mobilenetv2":
+        model = _mobilenetv2(state, weights)
+    else:
+        from detectors.efficientnet_lite import imagenet_state, lite_features
 
-    model = lite_features(kind, IMAGENET_MEAN, IMAGENET_STD, imagenet=state is None)
-    return model.eval() if state is None else _load_fitting(model, state["backbone"], weights, kind)
+        if state is None:
+            weights, fitting = imagenet_state(kind)
+        else:
+            fitting = state["backbone"]
+        model = _load_fitting(lite_features(kind, IMAGENET_MEAN, IMAGENET_STD), fitting, weights, kind)
+    model.kind = kind
+    return model
 
 
 def mobilenetv2_features(weights: str | Path | None = None) -> Any:

@@ -175,7 +175,7 @@ def build_network(weights: str | Path | None = None, kind: str | None = None):
         def __init__(self) -> None:
             super().__init__()
             self.backbone = l0_backbone(weights, kind)
-            self.kind = kind or "mobilenetv2"
+            self.kind = self.backbone.kind
             self.drop = nn.Dropout(0.2)
             self.head = nn.Linear(2560, 1)
 
@@ -200,7 +200,7 @@ def load_network(checkpoint: str | Path) -> Any:
     from detectors.mobilenet import read_checkpoint
 
     state = read_checkpoint(checkpoint)
-    net = build_network(checkpoint, str(state.get("kind", "mobilenetv2")))
+    net = build_network(checkpoint)
     with torch.no_grad():
         net.head.weight.copy_(state["head_weight"].float().reshape(1, -1))
         net.head.bias.copy_(state["head_bias"].float().reshape(1))
