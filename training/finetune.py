@@ -362,46 +362,43 @@ def train_networks(
     )
     use_amp = device.startswith("cuda")
 
-    def step(x: torch.Tensor, y: torch.Tensor, optimiser: torch.optim.Optimizer) -> float:
-        x, y = x.to(device, non_blocking=True), y.float().to(device)
-        y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            if x.ndim == 5:  # (frames, crops, 3, H, W): the max logit over each frame's crops
-                z = net(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).amax(dim=1)
-            else:
-                z = net(x)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z.float(), y)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        return float(loss.detach()) * len(y)
+    def epoch(optimiser: torch.optim.Optimizer, schedule: Any = None) -> float:
+        """One pass over the zipped loaders; the mean loss."""
+        total, n = 0.0, 0
+        for batches in zip(*loaders, strict=False):
+            for x, y in batches:
+                x, y = x.to(device, non_blocking=True), y.float().to(device)
+                y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    if x.ndim == 5:  # (frames, crops, 3, H, W): the max logit over each frame's crops
+                        z = net(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).amax(dim=1)
+                    else:
+                        z = net(x)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(z.float(), y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
+                    schedule.step()
+                total, n = total + float(loss.detach()) * len(y), n + len(y)
+        return total / max(n, 1)
 
     t0 = time.time()
     if cfg.probe_epochs:
         # the linear probe: the backbone frozen in eval mode (ImageNet batch-norm statistics)
         probe = torch.optim.AdamW(net.head.parameters(), lr=cfg.lr * 5, weight_decay=cfg.weight_decay)
         net.backbone.requires_grad_(False)
-        for epoch in range(cfg.probe_epochs):
+        for e in range(cfg.probe_epochs):
             net.train()
             net.backbone.eval()
-            total, n = 0.0, 0
-            for batches in zip(*loaders, strict=False):
-                for x, y in batches:
-                    total, n = total + step(x, y, probe), n + len(y)
-            _log(f"{tag} probe {epoch + 1}/{cfg.probe_epochs}: loss {total / max(n, 1):.4f} ({time.time() - t0:.0f} s)")
+            _log(f"{tag} probe {e + 1}/{cfg.probe_epochs}: loss {epoch(probe):.4f} ({time.time() - t0:.0f} s)")
         net.backbone.requires_grad_(True)
     nets: dict[str, Any] = {}
-    for epoch in range(cfg.epochs):
+    for e in range(cfg.epochs):
         net.train()
-        total, n = 0.0, 0
-        for batches in zip(*loaders, strict=False):
-            for x, y in batches:
-                total, n = total + step(x, y, opt), n + len(y)
-                if sched.last_epoch + 1 < sched.total_steps:
-                    sched.step()
-        _log(f"{tag} epoch {epoch + 1}/{cfg.epochs}: loss {total / max(n, 1):.4f} ({time.time() - t0:.0f} s)")
-        if epoch + 1 in snapshot_epochs:
-            nets[f"epoch{epoch + 1}"] = copy.deepcopy(net).eval()
+        _log(f"{tag} epoch {e + 1}/{cfg.epochs}: loss {epoch(opt, sched):.4f} ({time.time() - t0:.0f} s)")
+        if e + 1 in snapshot_epochs:
+            nets[f"epoch{e + 1}"] = copy.deepcopy(net).eval()
     nets["final"] = net.eval()
     return nets
 
