@@ -778,10 +778,16 @@ def add_recipe_options(ap: argparse.ArgumentParser) -> None:
     )
     ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
     ap.add_argument(
-        "--paste-prob", type=float, default=0.0, help="Copy-paste boxed objects into this share of dashcam negatives."
+        "--paste-prob",
+        type=float,
+        default=FinetuneConfig.paste_prob,
+        help="Copy-paste boxed objects into this share of dashcam negatives.",
     )
     ap.add_argument(
-        "--erase-prob", type=float, default=0.0, help="Erase the boxed objects from this share of boxed positives."
+        "--erase-prob",
+        type=float,
+        default=FinetuneConfig.erase_prob,
+        help="Erase the boxed objects from this share of boxed positives.",
     )
     ap.add_argument(
         "--paste-into",
@@ -793,37 +799,37 @@ def add_recipe_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument(
         "--dashcam-positives",
         type=float,
-        default=1.0,
+        default=FinetuneConfig.dashcam_positives,
         metavar="FACTOR",
         help="Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
     )
     ap.add_argument(
         "--tiles-batch",
         type=int,
-        default=0,
+        default=FinetuneConfig.tiles_batch,
         help="Full-size frames per step trained through the tile voter's max over crops (0: off).",
     )
     ap.add_argument(
         "--mixstyle",
         type=float,
-        default=0.0,
+        default=FinetuneConfig.mixstyle,
         help="Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     )
     ap.add_argument(
         "--weather",
         type=float,
-        default=0.0,
+        default=FinetuneConfig.weather,
         help="Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     )
     ap.add_argument(
         "--probe-epochs",
         type=int,
-        default=0,
+        default=FinetuneConfig.probe_epochs,
         help="Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
         "3 ranked new cameras lower: README).",
     )
     ap.add_argument("--workers", type=int, default=FinetuneConfig.workers, help="Data-loading processes.")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=FinetuneConfig.seed)
 
 
 def recipe_config(args: argparse.Namespace, **more: Any) -> FinetuneConfig:
