@@ -780,103 +780,49 @@ def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+RECIPE_OPTIONS: dict[str, str] = {
+    "backbone": f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
+    "epochs": "Epochs of end-to-end fine-tuning.",
+    "paste_prob": "Copy-paste boxed objects into this share of dashcam negatives.",
+    "erase_prob": "Erase the boxed objects from this share of boxed positives.",
+    "paste_into": "Comma list of the vehicle-camera sources whose negatives get pasted objects "
+    f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
+    "dashcam_positives": "Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
+    "tiles_batch": "Full-size frames per step trained through the tile voter's max over crops (0: off).",
+    "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
+    "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
+    "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
+    "3 ranked new cameras lower: README).",
+    "lr": "Peak learning rate of the backbone (AdamW, one cycle); the linear layer gets 5x.",
+    "freeze_bn": "Keep the backbone's batch-norm statistics at ImageNet's while fine-tuning (scale and shift still "
+    "train); it needs a lower --lr (at 4e-4 training collapsed, at 1e-4 it trained: README).",
+    "workers": "Data-loading processes.",
+    "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
+}
+"""The recipe's options: FinetuneConfig's training fields, by field name, with their help. Each is
+`--field-name` on the command line of `python -m training.finetune` and `benchmarks/loso_networks.py
+train`, typed and defaulted by its FinetuneConfig field (a bool is a switch)."""
+_METAVARS = {"paste_into": "SOURCE,...", "dashcam_positives": "FACTOR"}
+
+
 def add_recipe_options(ap: argparse.ArgumentParser) -> None:
-    """The recipe's options (FinetuneConfig's training fields), the same in `python -m
-    training.finetune` and `benchmarks/loso_networks.py train`; `recipe_config` reads them back."""
-    ap.add_argument(
-        "--backbone",
-        default=FinetuneConfig.backbone,
-        help=f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
-    )
-    ap.add_argument("--epochs", type=int, default=FinetuneConfig.epochs)
-    ap.add_argument(
-        "--paste-prob",
-        type=float,
-        default=FinetuneConfig.paste_prob,
-        help="Copy-paste boxed objects into this share of dashcam negatives.",
-    )
-    ap.add_argument(
-        "--erase-prob",
-        type=float,
-        default=FinetuneConfig.erase_prob,
-        help="Erase the boxed objects from this share of boxed positives.",
-    )
-    ap.add_argument(
-        "--paste-into",
-        default="",
-        metavar="SOURCE,...",
-        help="Comma list of the vehicle-camera sources whose negatives get pasted objects "
-        f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
-    )
-    ap.add_argument(
-        "--dashcam-positives",
-        type=float,
-        default=FinetuneConfig.dashcam_positives,
-        metavar="FACTOR",
-        help="Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
-    )
-    ap.add_argument(
-        "--tiles-batch",
-        type=int,
-        default=FinetuneConfig.tiles_batch,
-        help="Full-size frames per step trained through the tile voter's max over crops (0: off).",
-    )
-    ap.add_argument(
-        "--mixstyle",
-        type=float,
-        default=FinetuneConfig.mixstyle,
-        help="Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
-    )
-    ap.add_argument(
-        "--weather",
-        type=float,
-        default=FinetuneConfig.weather,
-        help="Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
-    )
-    ap.add_argument(
-        "--probe-epochs",
-        type=int,
-        default=FinetuneConfig.probe_epochs,
-        help="Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
-        "3 ranked new cameras lower: README).",
-    )
-    ap.add_argument(
-        "--lr",
-        type=float,
-        default=FinetuneConfig.lr,
-        help="Peak learning rate of the backbone (AdamW, one cycle); the linear layer gets 5x.",
-    )
-    ap.add_argument(
-        "--freeze-bn",
-        action="store_true",
-        default=FinetuneConfig.freeze_bn,
-        help="Keep the backbone's batch-norm statistics at ImageNet's while fine-tuning (scale and shift still "
-        "train); it needs a lower --lr (at 4e-4 training collapsed, at 1e-4 it trained: README).",
-    )
-    ap.add_argument("--workers", type=int, default=FinetuneConfig.workers, help="Data-loading processes.")
-    ap.add_argument("--seed", type=int, default=FinetuneConfig.seed)
+    """RECIPE_OPTIONS on `ap`; `recipe_config` reads them back."""
+    for name, text in RECIPE_OPTIONS.items():
+        flag, default = "--" + name.replace("_", "-"), getattr(FinetuneConfig, name)
+        if name == "paste_into":  # a comma list: paste_into_option
+            ap.add_argument(flag, default="", metavar=_METAVARS[name], help=text)
+        elif isinstance(default, bool):
+            ap.add_argument(flag, action="store_true", default=default, help=text)
+        else:
+            ap.add_argument(flag, type=type(default), default=default, metavar=_METAVARS.get(name), help=text)
 
 
 def recipe_config(args: argparse.Namespace, **more: Any) -> FinetuneConfig:
     """The FinetuneConfig of `add_recipe_options`' arguments and `more` (the caller's own fields);
     ValueError names what does not fit."""
-    return FinetuneConfig(
-        backbone=args.backbone,
-        epochs=args.epochs,
-        paste_prob=args.paste_prob,
-        paste_into=paste_into_option(args.paste_into),
-        dashcam_positives=args.dashcam_positives,
-        erase_prob=args.erase_prob,
-        tiles_batch=args.tiles_batch,
-        mixstyle=args.mixstyle,
-        weather=args.weather,
-        probe_epochs=args.probe_epochs,
-        freeze_bn=args.freeze_bn,
-        lr=args.lr,
-        workers=args.workers,
-        seed=args.seed,
-        **more,
-    )
+    fields = {name: getattr(args, name) for name in RECIPE_OPTIONS}
+    fields["paste_into"] = paste_into_option(args.paste_into)
+    return FinetuneConfig(**fields, **more)
 
 
 def main(argv: list[str] | None = None) -> None:
