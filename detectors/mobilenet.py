@@ -164,16 +164,19 @@ L0_KINDS = ("mobilenetv2", "efficientnet-lite0")
 """The networks an L0 checkpoint can hold (its `kind`; a checkpoint without one is MobileNetV2)."""
 
 
-def l0_backbone(weights: str | Path | None = None, kind: str | None = None) -> Any:
+def l0_backbone(weights: str | Path | None = None, kind: str | None = None, state: dict[str, Any] | None = None) -> Any:
     """The L0 backbone (eval mode; `model.features(x)` gives its 1280-channel map, `model.kind`
     says which of `L0_KINDS` it is): `kind` with its ImageNet weights when `weights` is None, else
     the network a checkpoint holds, of the kind it records (`kind`, when given too, must match it).
-    The file is read once."""
+    The file is read once, or not at all when the caller passes what `read_checkpoint` gave as
+    `state` (`weights` then only names it)."""
     if kind is not None and kind not in L0_KINDS:
         raise ValueError(f"unknown L0 backbone {kind!r}; choose from {list(L0_KINDS)}")
-    state = None
-    if weights is not None:
+    if state is not None and weights is None:
+        raise ValueError("a checkpoint's state without its file: pass weights, the path it was read from")
+    if weights is not None and state is None:
         state = read_checkpoint(weights)
+    if state is not None:
         recorded = str(state.get("kind", "mobilenetv2"))
         if kind is not None and kind != recorded:
             raise ValueError(f"backbone weights {str(weights)!r} hold the {recorded} network, not {kind}")

@@ -170,10 +170,10 @@ def train_view(image: np.ndarray, key: str, rng: np.random.Generator, cfg: Finet
     return view[:, ::-1].copy() if rng.random() < 0.5 else view
 
 
-def build_network(weights: str | Path | None = None, kind: str | None = None):
+def build_network(weights: str | Path | None = None, kind: str | None = None, state: dict[str, Any] | None = None):
     """The backbone's features + mean/max pooling + linear: the L0 network (torch.nn.Module).
     `kind` (detectors.mobilenet.L0_KINDS) starts from its ImageNet weights; `weights` names a
-    checkpoint (or MobileNetV2 state dict) to start from instead."""
+    checkpoint (or MobileNetV2 state dict) to start from instead, `state` its content if already read."""
     import torch
     from torch import nn
 
@@ -182,7 +182,7 @@ def build_network(weights: str | Path | None = None, kind: str | None = None):
     class RoadworkNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = l0_backbone(weights, kind)
+            self.backbone = l0_backbone(weights, kind, state)
             self.kind = self.backbone.kind
             self.drop = nn.Dropout(0.2)
             self.head = nn.Linear(2560, 1)
@@ -208,7 +208,7 @@ def load_network(checkpoint: str | Path) -> Any:
     from detectors.mobilenet import read_checkpoint
 
     state = read_checkpoint(checkpoint)
-    net = build_network(checkpoint)
+    net = build_network(checkpoint, state=state)
     with torch.no_grad():
         net.head.weight.copy_(state["head_weight"].float().reshape(1, -1))
         net.head.bias.copy_(state["head_bias"].float().reshape(1))

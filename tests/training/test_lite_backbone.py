@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from detectors import mobilenet
 from detectors.mobilenet import l0_backbone, mobilenetv2_features, to_tensor_batch
 from training.finetune import FinetuneConfig, build_network, load_network, save_checkpoint
 
@@ -29,7 +30,7 @@ def test_lite0_sees_the_l0_input_as_the_imagenet_network_sees_its_own():
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_a_lite0_checkpoint_comes_back_as_lite0_and_the_serving_path_refuses_it(tmp_path):
+def test_a_lite0_checkpoint_comes_back_as_lite0_and_the_serving_path_refuses_it(tmp_path, monkeypatch):
     # given a Lite0 network (its weights rounded as the checkpoint stores them) saved by the trainer
     net = build_network(None, "efficientnet-lite0").eval()
     state = net.backbone.state_dict()
@@ -38,7 +39,12 @@ def test_a_lite0_checkpoint_comes_back_as_lite0_and_the_serving_path_refuses_it(
         net.head.weight.normal_(0, 0.05)
     path = save_checkpoint(net, tmp_path / "lite.pt", {})
     # when it is loaded back
+    reads = []
+    monkeypatch.setattr(
+        mobilenet, "read_checkpoint", lambda p, read=mobilenet.read_checkpoint: reads.append(p) or read(p)
+    )
     back = load_network(path)
+    assert reads == [path]  # the file is read once
     x = torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
         torch.testing.assert_close(back(x), net(x), atol=1e-4, rtol=1e-4)
@@ -57,3 +63,5 @@ def test_an_unknown_backbone_is_refused_with_the_choices():
         FinetuneConfig(backbone="efficientnet-lite0", mixstyle=0.5)
     with pytest.raises(ValueError, match="unknown L0 backbone 'resnet50'"):
         l0_backbone(kind="resnet50")
+    with pytest.raises(ValueError, match="a checkpoint's state without its file"):
+        l0_backbone(state={"kind": "mobilenetv2"})
