@@ -5,7 +5,9 @@ rows, with per-source accuracy, and AUROC inside each source that has both label
 camera's look cannot tell the classes apart). In-fold OOF votes (`models/*.oof.jsonl`) read the
 same way, to compare recipes by source on cameras they trained on. `--mean NAME=A,B` adds the
 mean of variants' probabilities (an ensemble of those networks) and `--write-mean` writes its
-votes, for `loso_networks.py score --loso-votes`.
+votes, for `loso_networks.py score --loso-votes`. `spread` gives, per view, the lowest and highest
+AUROC, and per held-out source the lowest and highest accuracy, over the variants read (means
+left out): how far runs of one recipe, or of several, land apart on each camera.
 
     python benchmarks/loso_variants.py --out benchmarks/results/loso_variants_h200.json \\
         shipped=benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl \\
@@ -67,6 +69,27 @@ def per_source_auroc(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | 
     return {rv: auroc_by_source(y, p, src) for rv, (y, p, src) in by_view(rows).items()}
 
 
+def spread(scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Over these variants' scores (`main`'s per-variant entries): per regime@view the [lowest,
+    highest] AUROC, and per source the [lowest, highest] accuracy."""
+
+    def low_high(values: list[float]) -> list[float]:
+        return [min(values), max(values)]
+
+    views = sorted(set.intersection(*(set(v["views"]) for v in scored.values())))
+    return {
+        "variants": sorted(scored),
+        "auroc": {rv: low_high([v["views"][rv]["auroc"] for v in scored.values()]) for rv in views},
+        "accuracy_by_source": {
+            rv: {
+                source: low_high([v["accuracy_by_source"][rv][source] for v in scored.values()])
+                for source in sorted(set.intersection(*(set(v["accuracy_by_source"][rv]) for v in scored.values())))
+            }
+            for rv in views
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     from training.finetune import oof_metrics
 
@@ -113,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{name:20s} "
             + " ".join(f"{rv} {m['auroc']:.3f}/{m['mcc_at_0.5']:.3f}" for rv, m in views.items() if "@448" not in rv)
         )
+    out["spread"] = spread({name: out["variants"][name] for name in votes if not paths[name].startswith("mean of")})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 

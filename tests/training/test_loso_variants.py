@@ -57,6 +57,10 @@ def test_variants_are_scored_on_the_same_rows_and_seeds_can_be_averaged(variants
     assert seed0["accuracy_by_source"]["v0.2@224"] == {"camvid": 1.0, "vtti_wz": 0.0}
     # the two seeds' mean gets every row right, and its votes are written for `loso_networks.py score`
     assert res["variants"]["both"]["views"]["full@tiles"]["mcc_at_0.5"] == 1.0
+    # how far the two seeds land apart, on each camera (the mean is not a run of its own)
+    assert res["spread"]["variants"] == ["seed0", "seed1"]
+    assert res["spread"]["accuracy_by_source"]["v0.2@224"] == {"camvid": [1.0, 1.0], "vtti_wz": [0.0, 1.0]}
+    assert res["spread"]["auroc"]["full@tiles"] == [0.75, 1.0]
     mean = [json.loads(x) for x in (tmp_path / "m" / "both.jsonl").read_text().splitlines()]
     assert np.isclose(mean[2]["probs"]["full"]["tiles"], 0.6)
     with pytest.raises(SystemExit):
