@@ -26,6 +26,18 @@ def benchmark_script(name: str):
     return module
 
 
+def small_training_rows(seed: int, n: int = 8) -> tuple[list, list[np.ndarray]]:
+    """`n` small synthetic scenes (96x64), roadwork and street by turns, each its own group: rows
+    for `training.finetune.train_networks` in tests. Returns (samples, images)."""
+    from training.datasets import Sample
+    from training.sample import draw_scene
+
+    rng = np.random.default_rng(seed)
+    images = [np.asarray(draw_scene(rng, bool(i % 2), w=96, h=64)) for i in range(n)]
+    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic", group=f"g{i}") for i in range(n)]
+    return samples, images
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

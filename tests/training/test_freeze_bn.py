@@ -1,11 +1,9 @@
 """`--freeze-bn`: fine-tuning that keeps ImageNet's batch-norm statistics."""
 
-import numpy as np
 import torch
 
-from training.datasets import Sample
+from tests.conftest import small_training_rows
 from training.finetune import FinetuneConfig, build_network, train_networks
-from training.sample import draw_scene
 
 
 def _running_stats(net: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -13,9 +11,7 @@ def _running_stats(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _train(freeze_bn: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
-    rng = np.random.default_rng(5)
-    images = [np.asarray(draw_scene(rng, bool(i % 2), w=96, h=64)) for i in range(8)]
-    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic", group=f"g{i}") for i in range(8)]
+    samples, images = small_training_rows(5)
     torch.manual_seed(0)
     start = build_network(None)
     cfg = FinetuneConfig(epochs=1, batch=4, workers=0, seed=0, freeze_bn=freeze_bn)

@@ -1,19 +1,15 @@
 """`--probe-epochs`: the linear layer trained alone on the frozen ImageNet backbone before fine-tuning."""
 
-import numpy as np
 import pytest
 import torch
 
-from training.datasets import Sample
+from tests.conftest import small_training_rows
 from training.finetune import FinetuneConfig, build_network, train_networks
-from training.sample import draw_scene
 
 
 def test_the_probe_moves_the_linear_layer_and_leaves_the_imagenet_backbone_as_it_was():
     # given a few small scenes of either label, and the network the trainer starts from
-    rng = np.random.default_rng(5)
-    images = [np.asarray(draw_scene(rng, bool(i % 2), w=96, h=64)) for i in range(8)]
-    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic", group=f"g{i}") for i in range(8)]
+    samples, images = small_training_rows(5)
     torch.manual_seed(0)
     start = build_network(None)
     # when only the probe runs (no fine-tuning epochs)

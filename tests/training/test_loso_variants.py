@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, benchmark_script
+from tests.conftest import REPO, benchmark_script, small_training_rows
 
 
 def _votes(probs: list[float]) -> list[dict]:
@@ -99,13 +99,9 @@ def test_score_refuses_loso_votes_for_a_voter_outside_the_pool(monkeypatch, tmp_
 def test_training_keeps_a_copy_of_the_network_after_a_chosen_epoch(tmp_path):
     import torch
 
-    from training.datasets import Sample
     from training.finetune import FinetuneConfig, train_networks
-    from training.sample import draw_scene
 
-    rng = np.random.default_rng(3)
-    images = [np.asarray(draw_scene(rng, bool(i % 2), w=96, h=64)) for i in range(8)]
-    samples = [Sample(key=f"{i}.jpg", label=i % 2, source="synthetic", group=f"g{i}") for i in range(8)]
+    samples, images = small_training_rows(3)
     cfg = FinetuneConfig(epochs=2, batch=4, workers=0)
     nets = train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(1,))
     assert set(nets) == {"epoch1", "final"}
