@@ -132,6 +132,8 @@ class FinetuneConfig:
             raise ValueError(f"mixstyle hooks MobileNetV2's stages; backbone {self.backbone!r} has no such hooks")
         if not 0.0 <= self.mixstyle <= 1.0:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
+        if not self.lr > 0:
+            raise ValueError(f"lr is a positive learning rate, got {self.lr}")
         if self.probe_epochs < 0:
             raise ValueError(f"probe_epochs is a count of epochs, got {self.probe_epochs}")
         if not 0.0 <= self.weather <= 1.0:

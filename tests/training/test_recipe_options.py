@@ -37,3 +37,10 @@ def test_a_value_of_the_wrong_type_is_refused_by_the_parser(capsys):
 def test_a_source_that_is_not_a_vehicle_camera_is_refused_with_its_name():
     with pytest.raises(ValueError, match="paste_into: \\['coco'\\] are not vehicle-camera sources"):
         recipe_config(_parse("--paste-into", "coco"))
+
+
+@pytest.mark.parametrize("lr", ["0", "-1e-4"])
+def test_a_learning_rate_that_is_not_positive_is_refused_before_training(lr):
+    # a zero rate would train nothing and report a network; a negative one would climb the loss
+    with pytest.raises(ValueError, match=f"lr is a positive learning rate, got {float(lr)}"):
+        recipe_config(_parse(f"--lr={lr}"))
