@@ -383,7 +383,40 @@ def train_head_cmd(
     )
 
 
+def _with_recipe_options(command):
+    """`command` also takes each option of the fine-tuning recipe (training.finetune.RECIPE_OPTIONS)
+    as `--field-name`, typed, defaulted and explained as `python -m training.finetune` takes it, and
+    gets them as `recipe`, a dict by field name. A parameter the command declares itself of the same
+    name (its own default, say) takes that option's place."""
+    import functools
+    import inspect
+
+    from training.finetune import RECIPE_OPTIONS, recipe_option_spec
+
+    own = inspect.signature(command, eval_str=True)
+    names = [name for name in RECIPE_OPTIONS if name not in own.parameters]
+    options = []
+    for name in names:
+        kind, default, metavar = recipe_option_spec(name)
+        options.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[kind, typer.Option(help=RECIPE_OPTIONS[name], metavar=metavar)],
+            )
+        )
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: Any) -> Any:
+        return command(**{k: v for k, v in kwargs.items() if k not in names}, recipe={k: kwargs[k] for k in names})
+
+    wrapper.__signature__ = own.replace(parameters=[p for p in own.parameters.values() if p.name != "recipe"] + options)
+    return wrapper
+
+
 @train_app.command("backbone")
+@_with_recipe_options
 def train_backbone_cmd(
     data: Annotated[Path, typer.Option(help="Folder with labels.csv (uses split=train rows).")],
     out: Annotated[
@@ -398,37 +431,10 @@ def train_backbone_cmd(
             help="'cpu' (about 1.8 h a model on 2 cores, 11 h with --folds 5) or 'cuda' (278 s with --folds 5 at 12 epochs on an H200)."
         ),
     ] = "cpu",
-    epochs: Annotated[int, typer.Option(min=1)] = 14,
     folds: Annotated[
         int, typer.Option(min=0, help="Group folds for out-of-fold votes (needed by `roadwork fit`); 0 skips them.")
     ] = 5,
-    paste_prob: Annotated[
-        float, typer.Option(min=0, max=1, help="Copy-paste boxed objects into this share of dashcam negatives.")
-    ] = 0.0,
-    paste_into: Annotated[
-        str,
-        typer.Option(
-            metavar="SOURCE,...",
-            help="Comma list of the vehicle-camera sources whose negatives get pasted objects (default: all of them).",
-        ),
-    ] = "",
-    dashcam_positives: Annotated[
-        float,
-        typer.Option(
-            min=0.01,
-            help="Draw the real positives of vehicle sources (dashcams, windscreen phones) this many times as often; 1 keeps the balance (3 and 6 ranked new cameras lower: README).",
-        ),
-    ] = 1.0,
-    erase_prob: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Erase the boxed objects from this share of boxed positives, which become negatives of the same source.",
-        ),
-    ] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Data-loading processes.")] = 2,
-    seed: Annotated[int, typer.Option()] = 0,
     save_folds: Annotated[
         bool, typer.Option(help="Also write each fold's network (OUT.foldK.pt) to score other views out of fold later.")
     ] = False,
@@ -438,29 +444,6 @@ def train_backbone_cmd(
             help="Also write each OOF row's tile crop probabilities (key `crops`), to choose the tile grids from."
         ),
     ] = False,
-    tiles_batch: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Also train, each step, this many full-size frames (>= 448 px) as the tile voter scores them: the max of the network over the frame's 18 crops against the frame's label (multiple-instance learning). 0: off.",
-        ),
-    ] = 0,
-    mixstyle: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Share of training passes whose early feature maps take another image's channel mean and std in part (MixStyle): scrambles each camera's look, keeps the content. 0: off.",
-        ),
-    ] = 0.0,
-    weather: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            max=1,
-            help="Share of training frames, of either label, drawn with rain, snow, fog, sun glare, shadow or dusk (albumentations), so that bad weather stops meaning 'no roadwork'. 0: off.",
-        ),
-    ] = 0.0,
     voters: Annotated[
         str,
         typer.Option(
@@ -468,11 +451,15 @@ def train_backbone_cmd(
         ),
     ] = "224=l0_head,448=l0_detail",
     labels: LabelsOption = None,
+    *,
+    recipe: dict[str, Any],
 ) -> None:
     """Fine-tune the L0 MobileNetV2 end to end on every validator regime (v0.2, letterbox, full).
 
     Writes the checkpoint the profile's `backbone.weights` points at, the head file, and with
     --folds the out-of-fold run: then `roadwork fit --run models/l0_head.oof`.
+
+    The recipe's options, --backbone to --seed, are those of `python -m training.finetune`.
 
     Example: roadwork train backbone --data ../shared/data --device cuda --folds 5
     """
@@ -484,22 +471,9 @@ def train_backbone_cmd(
         fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
     if bad := set(view_voters) - {"224", "448", "tiles"}:
         fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    fields = dict(recipe, paste_into=paste_into_option(recipe["paste_into"]))
     try:
-        cfg = FinetuneConfig(
-            epochs=epochs,
-            folds=folds,
-            paste_prob=paste_prob,
-            paste_into=paste_into_option(paste_into),
-            dashcam_positives=dashcam_positives,
-            erase_prob=erase_prob,
-            workers=workers,
-            seed=seed,
-            save_folds=save_folds,
-            oof_crops=oof_crops,
-            tiles_batch=tiles_batch,
-            mixstyle=mixstyle,
-            weather=weather,
-        )
+        cfg = FinetuneConfig(**fields, folds=folds, workers=workers, save_folds=save_folds, oof_crops=oof_crops)
     except ValueError as exc:
         fail(str(exc))
     ds = _load_data(data, "train", None, labels)

@@ -133,10 +133,20 @@ class FinetuneConfig:
             raise ValueError(f"mixstyle hooks MobileNetV2's stages; backbone {self.backbone!r} has no such hooks")
         if not 0.0 <= self.mixstyle <= 1.0:
             raise ValueError(f"mixstyle is a probability in [0, 1], got {self.mixstyle}")
+        for name in ("paste_prob", "erase_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.tiles_batch < 0 or self.workers < 0:
+            raise ValueError(f"tiles_batch and workers are counts, got {self.tiles_batch} and {self.workers}")
         if not self.lr > 0:
             raise ValueError(f"lr is a positive learning rate, got {self.lr}")
         if self.probe_epochs < 0:
             raise ValueError(f"probe_epochs is a count of epochs, got {self.probe_epochs}")
+        if self.epochs < 0 or self.epochs + self.probe_epochs < 1:
+            raise ValueError(
+                f"epochs: train at least one epoch (probe_epochs alone may), got {self.epochs} "
+                f"and probe_epochs {self.probe_epochs}"
+            )
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
         if unknown := sorted(set(self.paste_into) - DASHCAM_SOURCES):
@@ -787,18 +797,22 @@ RECIPE_OPTIONS: dict[str, str] = {
     "backbone": f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
     "epochs": "Epochs of end-to-end fine-tuning.",
     "paste_prob": "Copy-paste boxed objects into this share of dashcam negatives.",
-    "erase_prob": "Erase the boxed objects from this share of boxed positives.",
+    "erase_prob": "Erase the boxed objects from this share of boxed positives, which become negatives of the same "
+    "source.",
     "paste_into": "Comma list of the vehicle-camera sources whose negatives get pasted objects "
     f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
-    "dashcam_positives": "Draw the real positives of vehicle sources this many times as often (1 keeps the balance).",
-    "tiles_batch": "Full-size frames per step trained through the tile voter's max over crops (0: off).",
+    "dashcam_positives": "Draw the real positives of vehicle sources this many times as often (1 keeps the balance; "
+    "3 and 6 ranked new cameras lower: README).",
+    "tiles_batch": "Full-size frames (>= 448 px) per step trained as the tile voter scores them: the network's max "
+    "over the frame's 18 crops against the frame's label (multiple-instance learning; 0: off).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
     "3 ranked new cameras lower: README).",
     "lr": "Peak learning rate of the backbone (AdamW, one cycle); the linear layer gets 5x.",
     "freeze_bn": "Keep the backbone's batch-norm statistics at ImageNet's while fine-tuning (scale and shift still "
-    "train); it needs a lower --lr (at 4e-4 training collapsed, at 1e-4 it trained: README).",
+    "train); it needs a lower --lr (at 4e-4 training collapsed; at 1e-4 it ranked new cameras a little better over "
+    "two seeds: README).",
     "workers": "Data-loading processes.",
     "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
 }
@@ -808,16 +822,24 @@ train`, typed and defaulted by its FinetuneConfig field (a bool is a switch)."""
 _METAVARS = {"paste_into": "SOURCE,...", "dashcam_positives": "FACTOR"}
 
 
+def recipe_option_spec(name: str) -> tuple[type, Any, str | None]:
+    """A recipe option's type on the command line, its default there and its metavar: its
+    FinetuneConfig field's, except `paste_into`, a comma list (`paste_into_option`) that is empty
+    by default."""
+    if name == "paste_into":
+        return str, "", _METAVARS[name]
+    default = getattr(FinetuneConfig, name)
+    return type(default), default, _METAVARS.get(name)
+
+
 def add_recipe_options(ap: argparse.ArgumentParser) -> None:
     """RECIPE_OPTIONS on `ap`; `recipe_config` reads them back."""
     for name, text in RECIPE_OPTIONS.items():
-        flag, default = "--" + name.replace("_", "-"), getattr(FinetuneConfig, name)
-        if name == "paste_into":  # a comma list: paste_into_option
-            ap.add_argument(flag, default="", metavar=_METAVARS[name], help=text)
-        elif isinstance(default, bool):
+        flag, (kind, default, metavar) = "--" + name.replace("_", "-"), recipe_option_spec(name)
+        if kind is bool:
             ap.add_argument(flag, action="store_true", default=default, help=text)
         else:
-            ap.add_argument(flag, type=type(default), default=default, metavar=_METAVARS.get(name), help=text)
+            ap.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
 
 
 def recipe_config(args: argparse.Namespace, **more: Any) -> FinetuneConfig:

@@ -43,9 +43,14 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
         "2",
         "--workers",
         "0",
+        "--freeze-bn",
+        "--lr",
+        "1e-4",
     )
     manifest = json.loads((tmp_path / "bb.manifest.json").read_text())
     assert manifest["n_images"] == 12 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
+    # the recipe's options reach the network's config, as `python -m training.finetune` passes them
+    assert (manifest["config"]["freeze_bn"], manifest["config"]["lr"], manifest["config"]["epochs"]) == (True, 1e-4, 1)
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
@@ -345,4 +350,4 @@ def test_dashcam_positives_draws_real_vehicle_work_zones_more_often_keeping_the_
     with pytest.raises(ValueError, match="dashcam_positives is a positive factor"):
         FinetuneConfig(dashcam_positives=0)
     result = runner.invoke(app, ["train", "backbone", "--data", ".", "--dashcam-positives", "0"])
-    assert result.exit_code != 0 and "dashcam-positives" in result.output
+    assert result.exit_code != 0 and "dashcam_positives is a positive factor, got 0.0" in result.output
