@@ -817,8 +817,9 @@ RECIPE_OPTIONS: dict[str, str] = {
     "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
 }
 """The recipe's options: FinetuneConfig's training fields, by field name, with their help. Each is
-`--field-name` on the command line of `python -m training.finetune` and `benchmarks/loso_networks.py
-train`, typed and defaulted by its FinetuneConfig field (a bool is a switch)."""
+`--field-name` on the command line of `python -m training.finetune`, `benchmarks/loso_networks.py
+train` and `roadwork train backbone`, typed and defaulted by its FinetuneConfig field (a bool is a
+switch; `recipe_option_spec`)."""
 _METAVARS = {"paste_into": "SOURCE,...", "dashcam_positives": "FACTOR"}
 
 
