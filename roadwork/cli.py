@@ -383,6 +383,25 @@ def train_head_cmd(
     )
 
 
+VotersOption = Annotated[
+    str,
+    typer.Option(
+        help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does."
+    ),
+]
+
+
+def _view_voters(voters: str) -> dict[str, str]:
+    """`--voters` as {view: voter name}; exits naming what does not fit."""
+    try:
+        view_voters = dict(item.split("=", 1) for item in voters.split(","))
+    except ValueError:
+        fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
+    if bad := set(view_voters) - {"224", "448", "tiles"}:
+        fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    return view_voters
+
+
 def _with_recipe_options(command):
     """`command` also takes each option of the fine-tuning recipe (training.finetune.RECIPE_OPTIONS)
     as `--field-name`, typed, defaulted and explained as `python -m training.finetune` takes it, and
@@ -444,12 +463,7 @@ def train_backbone_cmd(
             help="Also write each OOF row's tile crop probabilities (key `crops`), to choose the tile grids from."
         ),
     ] = False,
-    voters: Annotated[
-        str,
-        typer.Option(
-            help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does."
-        ),
-    ] = "224=l0_head,448=l0_detail",
+    voters: VotersOption = "224=l0_head,448=l0_detail",
     labels: LabelsOption = None,
     *,
     recipe: dict[str, Any],
@@ -465,12 +479,7 @@ def train_backbone_cmd(
     """
     from training.finetune import FinetuneConfig, paste_into_option, train_backbone
 
-    try:
-        view_voters = dict(item.split("=", 1) for item in voters.split(","))
-    except ValueError:
-        fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
-    if bad := set(view_voters) - {"224", "448", "tiles"}:
-        fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    view_voters = _view_voters(voters)
     fields = dict(recipe, paste_into=paste_into_option(recipe["paste_into"]))
     try:
         cfg = FinetuneConfig(**fields, folds=folds, workers=workers, save_folds=save_folds, oof_crops=oof_crops)
@@ -485,6 +494,48 @@ def train_backbone_cmd(
         f"backbone: {info['checkpoint']}, head: {info['head']} in {info['seconds']} s"
         + (f"; OOF run for `roadwork fit`: {info['oof_run']}" if "oof_run" in info else "")
     )
+
+
+@train_app.command("package")
+def train_package_cmd(
+    checkpoint: Annotated[
+        Path,
+        typer.Option(
+            help="A network trained elsewhere by `python -m training.finetune` (a lent GPU), with its OUT.oof.jsonl beside it when it had --folds."
+        ),
+    ],
+    head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path(
+        "models/l0_head.npz"
+    ),
+    voters: VotersOption = "224=l0_head,448=l0_detail",
+) -> None:
+    """Write beside a checkpoint trained elsewhere what `roadwork train backbone` writes at its end.
+
+    Its manifest (training config, data hash, sha256 and out-of-fold metrics), the head file and
+    the out-of-fold run that `roadwork fit` reads. Train on a GPU box with `python -m
+    training.finetune --folds 3 ...` (as benchmarks/train_backbone_parallel.sh folds does), copy
+    back OUT.pt and OUT.oof.jsonl, then run this.
+
+    Example: roadwork train package --checkpoint models/l0_backbone_paste_erase.pt
+    --head models/l0_paste_erase_head.npz --voters 224=l0_paste_erase,448=l0_paste_erase_detail,tiles=l0_paste_erase_tiles
+    """
+    from training.finetune import package_checkpoint
+
+    view_voters = _view_voters(voters)
+    if not checkpoint.is_file():
+        fail(f"--checkpoint {checkpoint}: no such file")
+    try:
+        info = package_checkpoint(checkpoint, head, view_voters)
+    except ValueError as exc:
+        fail(f"--checkpoint: {exc}")
+    console.print(f"manifest: {checkpoint.with_suffix('.manifest.json')}, head: {info['head']}")
+    if "oof_run" in info:
+        console.print(f"OOF run for `roadwork fit`: {info['oof_run']}")
+    elif info["config"]["folds"] > 1:
+        console.print(
+            f"[yellow]no OOF run: it was trained with {info['config']['folds']} folds but "
+            f"{checkpoint.with_suffix('.oof.jsonl')} is not there; copy it back and run this again[/yellow]"
+        )
 
 
 @train_app.command("boxes")

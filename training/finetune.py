@@ -759,7 +759,10 @@ def package_checkpoint(out: str | Path, head_out: str | Path, voters: dict[str, 
     from detectors.mobilenet import read_checkpoint
 
     out, head_out = Path(out), Path(head_out)
-    info = json.loads(read_checkpoint(out)["info"])
+    state = read_checkpoint(out)
+    if "info" not in state:
+        raise ValueError(f"{out} holds no training info (key 'info'): it was not written by `finetune`")
+    info = json.loads(state["info"])
     voters = voters or {"224": "l0_head", str(info["config"]["big_size"]): "l0_detail"}
     oof = out.with_suffix(".oof.jsonl")
     if info["config"]["folds"] > 1 and oof.is_file():

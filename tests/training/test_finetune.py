@@ -2,6 +2,7 @@
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,32 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     assert manifest["n_images"] == 12 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
     # the recipe's options reach the network's config, as `python -m training.finetune` passes them
     assert (manifest["config"]["freeze_bn"], manifest["config"]["lr"], manifest["config"]["epochs"]) == (True, 1e-4, 1)
+    # a network trained elsewhere (python -m training.finetune on a GPU box) and copied back with its
+    # OOF votes gets the same manifest, head and OOF run from `roadwork train package`
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(ckpt, elsewhere / "bb.pt")
+    shutil.copy(tmp_path / "bb.oof.jsonl", elsewhere / "bb.oof.jsonl")
+    out = invoke("train", "package", "--checkpoint", str(elsewhere / "bb.pt"), "--head", str(elsewhere / "h.npz"))
+    assert "OOF run for `roadwork fit`" in out.output
+    assert json.loads((elsewhere / "bb.manifest.json").read_text())["cv"] == manifest["cv"]
+    assert (elsewhere / "h.oof" / "predictions.jsonl").read_text() == (
+        tmp_path / "head.oof" / "predictions.jsonl"
+    ).read_text()
+    # copied back without its OOF votes, it says what is missing instead of leaving `fit` nothing
+    (elsewhere / "bb.oof.jsonl").unlink()
+    out = invoke("train", "package", "--checkpoint", str(elsewhere / "bb.pt"), "--head", str(elsewhere / "h2.npz"))
+    assert "no OOF run" in out.output and "bb.oof.jsonl is not there" in out.output.replace("\n", "")
+    # and a file that is not such a checkpoint is refused with its name: not torch, or torch without
+    # the training info (a bare state dict)
+    import torch
+
+    (elsewhere / "x.pt").write_bytes(b"not a checkpoint")
+    torch.save({"features.0.0.weight": torch.zeros(1)}, elsewhere / "bare.pt")
+    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "x.pt")])
+    assert bad.exit_code != 0 and "x.pt' cannot be read as a torch checkpoint" in bad.output
+    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "bare.pt")])
+    assert bad.exit_code != 0 and "holds no training info (key 'info')" in bad.output.replace("\n", "")
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
