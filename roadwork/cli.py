@@ -504,9 +504,12 @@ def train_package_cmd(
             help="A network trained elsewhere by `python -m training.finetune` (a lent GPU), with its OUT.oof.jsonl beside it when it had --folds."
         ),
     ],
-    head: Annotated[Path, typer.Option(help="Head file for the backbone-head voters (.npz).")] = Path(
-        "models/l0_head.npz"
-    ),
+    head: Annotated[
+        Path,
+        typer.Option(
+            help="Head file to write for the backbone-head voters (.npz); no default, so that a shipped head is not overwritten by mistake."
+        ),
+    ],
     voters: VotersOption = "224=l0_head,448=l0_detail",
 ) -> None:
     """Write beside a checkpoint trained elsewhere what `roadwork train backbone` writes at its end.

@@ -74,9 +74,9 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
 
     (elsewhere / "x.pt").write_bytes(b"not a checkpoint")
     torch.save({"features.0.0.weight": torch.zeros(1)}, elsewhere / "bare.pt")
-    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "x.pt")])
+    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "x.pt"), "--head", "h.npz"])
     assert bad.exit_code != 0 and "x.pt' cannot be read as a torch checkpoint" in bad.output
-    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "bare.pt")])
+    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "bare.pt"), "--head", "h.npz"])
     assert bad.exit_code != 0 and "holds no training info (key 'info')" in bad.output.replace("\n", "")
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
