@@ -477,12 +477,11 @@ def train_backbone_cmd(
 
     Example: roadwork train backbone --data ../shared/data --device cuda --folds 5
     """
-    from training.finetune import FinetuneConfig, paste_into_option, train_backbone
+    from training.finetune import recipe_config, train_backbone
 
     view_voters = _view_voters(voters)
-    fields = dict(recipe, paste_into=paste_into_option(recipe["paste_into"]))
     try:
-        cfg = FinetuneConfig(**fields, folds=folds, workers=workers, save_folds=save_folds, oof_crops=oof_crops)
+        cfg = recipe_config(recipe, folds=folds, workers=workers, save_folds=save_folds, oof_crops=oof_crops)
     except ValueError as exc:
         fail(str(exc))
     ds = _load_data(data, "train", None, labels)

@@ -846,11 +846,13 @@ def add_recipe_options(ap: argparse.ArgumentParser) -> None:
             ap.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
 
 
-def recipe_config(args: argparse.Namespace, **more: Any) -> FinetuneConfig:
-    """The FinetuneConfig of `add_recipe_options`' arguments and `more` (the caller's own fields);
+def recipe_config(args: argparse.Namespace | dict[str, Any], **more: Any) -> FinetuneConfig:
+    """The FinetuneConfig of the recipe options' values (`add_recipe_options`' arguments, or a dict
+    by field name) and `more` (the caller's own fields, which take a recipe option's place);
     ValueError names what does not fit."""
-    fields = {name: getattr(args, name) for name in RECIPE_OPTIONS}
-    fields["paste_into"] = paste_into_option(args.paste_into)
+    values = vars(args) if isinstance(args, argparse.Namespace) else args
+    fields = {name: values[name] for name in RECIPE_OPTIONS if name not in more}
+    fields["paste_into"] = paste_into_option(fields["paste_into"])
     return FinetuneConfig(**fields, **more)
 
 
