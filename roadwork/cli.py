@@ -524,13 +524,11 @@ def train_package_cmd(
     from training.finetune import package_checkpoint
 
     view_voters = _view_voters(voters)
-    if not checkpoint.is_file():
-        fail(f"--checkpoint {checkpoint}: no such file")
     try:
         info = package_checkpoint(checkpoint, head, view_voters)
-    except ValueError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         fail(f"--checkpoint: {exc}")
-    console.print(f"manifest: {checkpoint.with_suffix('.manifest.json')}, head: {info['head']}")
+    console.print(f"manifest: {info['manifest']}, head: {info['head']}")
     if "oof_run" in info:
         console.print(f"OOF run for `roadwork fit`: {info['oof_run']}")
     elif info["config"]["folds"] > 1:

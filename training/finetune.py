@@ -768,13 +768,13 @@ def package_checkpoint(out: str | Path, head_out: str | Path, voters: dict[str, 
     if info["config"]["folds"] > 1 and oof.is_file():
         info["cv"] = oof_metrics([json.loads(x) for x in oof.read_text().splitlines()])
         info["oof_run"] = str(write_oof_run(oof, head_out.parent / f"{head_out.stem}.oof", voters))
-    write_manifest(out, info)
+    manifest = write_manifest(out, info)
     export_head(out, head_out)
     write_manifest(
         head_out,
         {"from": f"{out.name} (its linear layer)", "pool": "meanmax", "dim": 2560, "data_hash": info["data_hash"]},
     )
-    return {"checkpoint": str(out), "head": str(head_out), **info}
+    return {"checkpoint": str(out), "head": str(head_out), "manifest": str(manifest), **info}
 
 
 def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

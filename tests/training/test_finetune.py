@@ -59,7 +59,7 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     shutil.copy(ckpt, elsewhere / "bb.pt")
     shutil.copy(tmp_path / "bb.oof.jsonl", elsewhere / "bb.oof.jsonl")
     out = invoke("train", "package", "--checkpoint", str(elsewhere / "bb.pt"), "--head", str(elsewhere / "h.npz"))
-    assert "OOF run for `roadwork fit`" in out.output
+    assert "OOF run for `roadwork fit`" in out.output and "bb.manifest.json" in out.output.replace("\n", "")
     assert json.loads((elsewhere / "bb.manifest.json").read_text())["cv"] == manifest["cv"]
     assert (elsewhere / "h.oof" / "predictions.jsonl").read_text() == (
         tmp_path / "head.oof" / "predictions.jsonl"
@@ -78,6 +78,8 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     assert bad.exit_code != 0 and "x.pt' cannot be read as a torch checkpoint" in bad.output
     bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "bare.pt"), "--head", "h.npz"])
     assert bad.exit_code != 0 and "holds no training info (key 'info')" in bad.output.replace("\n", "")
+    bad = runner.invoke(app, ["train", "package", "--checkpoint", str(elsewhere / "gone.pt"), "--head", "h.npz"])
+    assert bad.exit_code != 0 and "gone.pt' not found" in bad.output.replace("\n", "")
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
