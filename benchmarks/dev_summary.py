@@ -27,10 +27,20 @@ def score(rows: list[dict], prob_of) -> dict | None:
     return {k: v for k, v in summarise(y[keep], p[keep]).items() if k != "confusion"}
 
 
+def regime_runs(run: Path) -> dict[str, Path]:
+    """Each regime's metrics.json: RUN/<regime>/ after `roadwork eval --regime A,B`, or RUN itself
+    after one regime (named by its `transform`)."""
+    if (run / "metrics.json").is_file():
+        return {json.loads((run / "metrics.json").read_text())["transform"]: run / "metrics.json"}
+    found = {m.parent.name: m for m in sorted(run.glob("*/metrics.json"))}
+    if not found:
+        raise SystemExit(f"{run}: no metrics.json in it or in its regime folders; is it a `roadwork eval` run?")
+    return found
+
+
 def summary(run: Path) -> dict:
     out = {}
-    for metrics in sorted(run.glob("*/metrics.json")):
-        regime = metrics.parent.name
+    for regime, metrics in regime_runs(run).items():
         rows = [json.loads(x) for x in (metrics.parent / "predictions.jsonl").read_text().splitlines() if x]
         voters = sorted({v["voter"] for r in rows for v in r["votes"]})
 
