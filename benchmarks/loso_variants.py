@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--write-mean", type=Path, default=None, help="folder to write each --mean's votes to")
     ap.add_argument("--describe", action="append", default=[], metavar="NAME=TEXT", help="how a variant was made")
     ap.add_argument("--out", type=Path, required=True)
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # a --describe may follow the variant it describes
 
     votes, paths = {}, {}
     for item in args.variants:

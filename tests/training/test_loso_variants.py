@@ -67,6 +67,18 @@ def test_variants_are_scored_on_the_same_rows_and_seeds_can_be_averaged(variants
         variants.main([f"seed0={a}", "--mean", "both=seed0,seed9", "--out", str(out)])
 
 
+def test_each_variant_may_be_described_right_after_it(variants, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps(r) + "\n" for r in _votes([0.9, 0.2, 0.4, 0.6])))
+    b.write_text("".join(json.dumps(r) + "\n" for r in _votes([0.7, 0.4, 0.8, 0.2])))
+    out = tmp_path / "out.json"
+    variants.main(
+        [f"seed0={a}", "--describe", "seed0=first", f"seed1={b}", "--describe", "seed1=second", "--out", str(out)]
+    )
+    res = json.loads(out.read_text())["variants"]
+    assert {n: v["made_by"] for n, v in res.items()} == {"seed0": "first", "seed1": "second"}
+
+
 def test_ranking_inside_each_camera_is_scored_where_it_has_both_labels(variants, tmp_path):
     rows = _votes([0.9, 0.2, 0.4, 0.6]) + [
         {"key": "k4", "label": 0, "source": "idd_lite", "probs": {"v0.2": {"224": 0.7}}},
