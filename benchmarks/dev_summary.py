@@ -27,12 +27,13 @@ def score(rows: list[dict], prob_of) -> dict | None:
     return {k: v for k, v in summarise(y[keep], p[keep]).items() if k != "confusion"}
 
 
-def regime_runs(run: Path) -> dict[str, Path]:
-    """Each regime's metrics.json: RUN/<regime>/ after `roadwork eval --regime A,B`, or RUN itself
-    after one regime (named by its `transform`)."""
+def regime_runs(run: Path) -> dict[str, tuple[Path, dict]]:
+    """Each regime's folder and its metrics.json, read: RUN/<regime>/ after `roadwork eval --regime
+    A,B`, or RUN itself after one regime (named by its `transform`)."""
     if (run / "metrics.json").is_file():
-        return {json.loads((run / "metrics.json").read_text())["transform"]: run / "metrics.json"}
-    found = {m.parent.name: m for m in sorted(run.glob("*/metrics.json"))}
+        metrics = json.loads((run / "metrics.json").read_text())
+        return {metrics["transform"]: (run, metrics)}
+    found = {m.parent.name: (m.parent, json.loads(m.read_text())) for m in sorted(run.glob("*/metrics.json"))}
     if not found:
         raise SystemExit(f"{run}: no metrics.json in it or in its regime folders; is it a `roadwork eval` run?")
     return found
@@ -40,8 +41,8 @@ def regime_runs(run: Path) -> dict[str, Path]:
 
 def summary(run: Path) -> dict:
     out = {}
-    for regime, metrics in regime_runs(run).items():
-        rows = [json.loads(x) for x in (metrics.parent / "predictions.jsonl").read_text().splitlines() if x]
+    for regime, (folder, metrics) in regime_runs(run).items():
+        rows = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines() if x]
         voters = sorted({v["voter"] for r in rows for v in r["votes"]})
 
         def vote(name):
@@ -57,9 +58,9 @@ def summary(run: Path) -> dict:
             "voters_vehicle_sources": {v: score(vehicle, vote(v)) for v in voters},
             "per_source": {
                 src: {k: r[k] for k in ("n", "positives", "mcc", "accuracy", "auroc")}
-                for src, r in json.loads(metrics.read_text())["per_source"].items()
+                for src, r in metrics["per_source"].items()
             },
-            "latency_ms": json.loads(metrics.read_text())["latency_ms"],
+            "latency_ms": metrics["latency_ms"],
         }
     return out
 
