@@ -215,7 +215,8 @@ def _mobilenetv2(state: dict[str, Any] | None, weights: str | Path | None) -> An
         if state.get("kind", "mobilenetv2") != "mobilenetv2":
             raise ValueError(
                 f"backbone weights {str(weights)!r} hold the {state['kind']} network, not MobileNetV2: "
-                "the L0 voters serve MobileNetV2 only (the other kinds are training options, measured in the README)"
+                "the L0 voters serve MobileNetV2 only (the other kinds are training options, measured in "
+                "docs/new-camera-levers.md)"
             )
         state = state.get("backbone", state)
     return _load_fitting(MobileNetV2_bottle(input_size=224, width_mult=1.0), state, weights, "MobileNetV2")

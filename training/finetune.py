@@ -83,24 +83,27 @@ class FinetuneConfig:
     class balance alone would draw it (the negatives unchanged). With pasting on, pasted frames
     are a large share of what the network sees as a dashcam work zone; this gives the real ones
     (structures, lane closures, night work zones) more of the positive draws. Measured with 3 and 6
-    on the LOSO networks (README): both rank a camera left out of training lower, so 1 stays."""
+    on the LOSO networks (docs/new-camera-levers.md): both rank a camera left out of training
+    lower, so 1 stays."""
     label_smoothing: float = 0.05
     probe_epochs: int = 0
     """Epochs that train the linear layer alone on the frozen ImageNet backbone (batch-norm
     statistics kept) before the `epochs` of end-to-end fine-tuning (0: off). A new linear layer's
     first, large gradients otherwise reshape the pretrained features towards the training cameras
     (LP-FT: Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features"). Measured with 3
-    on the LOSO networks with two seeds (README): a camera left out of training is ranked lower on
-    every view, since the frozen ImageNet features' probe already fits the cameras; 0 stays."""
+    on the LOSO networks with two seeds (docs/new-camera-levers.md): a camera left out of training
+    is ranked lower on every view, since the frozen ImageNet features' probe already fits the
+    cameras; 0 stays."""
     freeze_bn: bool = False
     """Keep every batch-norm layer of the backbone in eval mode while fine-tuning: ImageNet's
     running statistics normalise every view (224-px, 448-px and the tile crops alike), and only the
     layers' scale and shift train, as torchvision's detection models fine-tune theirs
     (FrozenBatchNorm2d). Training batches then cannot fit the normalisation to the training
-    cameras, and training and inference normalise alike. Measured on the LOSO networks (README):
-    at the recipe's `lr` 4e-4 five of six networks collapsed to a constant answer; at 1e-4, over
-    four seeds, it ranks a new camera better than the shipped recipe but pools it no better at
-    224 px, and as the product network its refitted pool lost on dev at full size. It stays off."""
+    cameras, and training and inference normalise alike. Measured on the LOSO networks
+    (docs/new-camera-levers.md): at the recipe's `lr` 4e-4 five of six networks collapsed to a
+    constant answer; at 1e-4, over four seeds, it ranks a new camera better than the shipped recipe
+    but pools it no better at 224 px, and as the product network its refitted pool lost on dev at
+    full size. It stays off."""
     folds: int = 0
     save_folds: bool = False
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
@@ -805,17 +808,17 @@ RECIPE_OPTIONS: dict[str, str] = {
     "paste_into": "Comma list of the vehicle-camera sources whose negatives get pasted objects "
     f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
     "dashcam_positives": "Draw the real positives of vehicle sources this many times as often (1 keeps the balance; "
-    "3 and 6 ranked new cameras lower: README).",
+    "3 and 6 ranked new cameras lower: docs/new-camera-levers.md).",
     "tiles_batch": "Full-size frames (>= 448 px) per step trained as the tile voter scores them: the network's max "
     "over the frame's 18 crops against the frame's label (multiple-instance learning; 0: off).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
-    "3 ranked new cameras lower: README).",
+    "3 ranked new cameras lower: docs/new-camera-levers.md).",
     "lr": "Peak learning rate of the backbone (AdamW, one cycle); the linear layer gets 5x.",
     "freeze_bn": "Keep the backbone's batch-norm statistics at ImageNet's while fine-tuning (scale and shift still "
     "train); it needs a lower --lr (at 4e-4 training collapsed; at 1e-4 it ranked new cameras better over four "
-    "seeds, but the product network trained so answered worse at full size: README).",
+    "seeds, but the product network trained so answered worse at full size: docs/new-camera-levers.md).",
     "workers": "Data-loading processes.",
     "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
 }

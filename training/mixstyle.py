@@ -9,7 +9,7 @@ by its look. It adds no parameters and does nothing in eval mode, so checkpoints
 unchanged.
 
 Measured on the leave-one-source-out networks with two seeds (`--mixstyle 0.5`): lower than the
-shipped recipe at every size, so no shipped recipe uses it (README, "MixStyle, measured").
+shipped recipe at every size, so no shipped recipe uses it (docs/new-camera-levers.md, "MixStyle, measured").
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ onto positives and negatives alike makes weather carry no label.
 
 Measured and not adopted: the shipped recipe's leave-one-source-out networks with `--weather 0.3`
 (seed 0) ranked the held-out sources lower than both seeds without it, at 224 px and on tiles, and
-called held-out fog frames roadwork more often (README, "Weather on training frames";
+called held-out fog frames roadwork more often (docs/new-camera-levers.md, "Weather on training frames";
 benchmarks/results/loso_variants_weather_h200.json). Off by default.
 
 The effects are albumentations' own (RandomRain, RandomSnow, RandomFog, RandomSunFlare,
