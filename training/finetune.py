@@ -42,6 +42,7 @@ from detectors.mobilenet import (
     TILE_CROPS,
     TILE_GRIDS,
     TILE_MIN_LONG_SIDE,
+    TILE_OVERLAP,
     backbone_name,
     parse_grids,
     pool_map,
@@ -122,6 +123,11 @@ class FinetuneConfig:
     weather: float = 0.0
     """Share of training frames, of either label, that get rain, snow, fog, glare, shadow or dusk
     drawn on before their view is made (training/weather.py; 0: off)."""
+    tile_jitter: float = 0.0
+    """With `tiles_batch`, each frame's crops overlap by the voter's share (TILE_OVERLAP) plus one
+    drawn from [-tile_jitter, +tile_jitter] (at least 0): the crops cover more or less of the frame,
+    so an object fills more or less of its crop, as it does in a camera with another field of
+    view. The grids, and so the frame's coverage, stay the voter's (0: off)."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
@@ -150,6 +156,8 @@ class FinetuneConfig:
                 f"epochs: train at least one epoch (probe_epochs alone may), got {self.epochs} "
                 f"and probe_epochs {self.probe_epochs}"
             )
+        if not 0.0 <= self.tile_jitter <= 0.5:
+            raise ValueError(f"tile_jitter is a share of a crop in [0, 0.5], got {self.tile_jitter}")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
         if unknown := sorted(set(self.paste_into) - DASHCAM_SOURCES):
@@ -267,13 +275,15 @@ def counterfactual(
     return image, label
 
 
-def tile_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def tile_view(image: np.ndarray, rng: np.random.Generator, jitter: float = 0.0) -> np.ndarray:
     """A full-size frame as the tile voter sees it: its crops at 224 px, (18, 3, 224, 224), after
-    `maybe_distort`; half are mirrored."""
+    `maybe_distort`; half are mirrored. `jitter` > 0 moves the crops' overlap by a uniform draw
+    from [-jitter, +jitter] (FinetuneConfig.tile_jitter)."""
     view = maybe_distort(image, rng)
     if rng.random() < 0.5:
         view = view[:, ::-1]
-    return to_tensor_batch(tile_crops(np.ascontiguousarray(view)), 224)
+    overlap = max(0.0, TILE_OVERLAP + rng.uniform(-jitter, jitter)) if jitter > 0 else TILE_OVERLAP
+    return to_tensor_batch(tile_crops(np.ascontiguousarray(view), overlap=overlap), 224)
 
 
 class _Views:
@@ -305,7 +315,7 @@ class _Views:
         if self.weather is not None and rng.random() < self.cfg.weather:
             image = self.weather(image, rng)
         if self.size == "tiles":
-            return tile_view(image, rng), label
+            return tile_view(image, rng, self.cfg.tile_jitter), label
         return to_tensor_batch([train_view(image, s.key, rng, self.cfg, int(self.size))], int(self.size))[0], label
 
 
@@ -811,6 +821,8 @@ RECIPE_OPTIONS: dict[str, str] = {
     "3 and 6 ranked new cameras lower: docs/new-camera-levers.md).",
     "tiles_batch": "Full-size frames (>= 448 px) per step trained as the tile voter scores them: the network's max "
     "over the frame's 18 crops against the frame's label (multiple-instance learning; 0: off).",
+    "tile_jitter": "With --tiles-batch, move each frame's crop overlap (0.25) by a uniform draw from [-J, +J]: "
+    "objects fill more or less of a crop, as in cameras with other fields of view (0: off).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "

@@ -352,6 +352,31 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
         finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "s.pt", cfg, "cpu")
 
 
+def test_tile_jitter_changes_how_much_of_the_frame_each_crop_covers_and_only_when_asked():
+    from training.finetune import FinetuneConfig, tile_view
+
+    # a frame black on its left 240 px and white after: the first crop's share of white grows
+    # with the overlap (the crop reaches further right, past x = 240)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:, 240:] = 255
+
+    class NoDistortNoMirror:  # draws as a Generator does, but never distorts or mirrors the frame
+        def __init__(self, seed: int) -> None:
+            self.uniform = np.random.default_rng(seed).uniform
+
+        def random(self) -> float:
+            return 0.9
+
+    def first_crop_mean(jitter: float, seed: int) -> float:
+        return float(tile_view(frame, NoDistortNoMirror(seed), jitter)[0].mean())
+
+    plain = {first_crop_mean(0.0, seed) for seed in range(6)}
+    jittered = {round(first_crop_mean(0.2, seed), 4) for seed in range(6)}
+    assert len(plain) == 1 and len(jittered) == 6
+    with pytest.raises(ValueError, match="tile_jitter is a share of a crop in \\[0, 0.5\\]"):
+        FinetuneConfig(tile_jitter=0.7)
+
+
 def test_dashcam_positives_draws_real_vehicle_work_zones_more_often_keeping_the_class_balance():
     from training.balance import sample_weights
     from training.datasets import Sample
