@@ -127,7 +127,8 @@ class FinetuneConfig:
     """With `tiles_batch`, each frame's crops overlap by the voter's share (TILE_OVERLAP) plus one
     drawn from [-tile_jitter, +tile_jitter] (at least 0): the crops cover more or less of the frame,
     so an object fills more or less of its crop, as it does in a camera with another field of
-    view. The grids, and so the frame's coverage, stay the voter's (0: off)."""
+    view. The grids, and so the frame's coverage, stay the voter's (0: off; 0.2, with two seeds,
+    ranked new cameras lower: docs/new-camera-levers.md)."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
@@ -158,6 +159,8 @@ class FinetuneConfig:
             )
         if not 0.0 <= self.tile_jitter <= 0.5:
             raise ValueError(f"tile_jitter is a share of a crop in [0, 0.5], got {self.tile_jitter}")
+        if self.tile_jitter > 0 and self.tiles_batch == 0:
+            raise ValueError("tile_jitter moves the tile crops of tiles_batch frames: set tiles_batch > 0 too")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
         if unknown := sorted(set(self.paste_into) - DASHCAM_SOURCES):
@@ -822,7 +825,8 @@ RECIPE_OPTIONS: dict[str, str] = {
     "tiles_batch": "Full-size frames (>= 448 px) per step trained as the tile voter scores them: the network's max "
     "over the frame's 18 crops against the frame's label (multiple-instance learning; 0: off).",
     "tile_jitter": "With --tiles-batch, move each frame's crop overlap (0.25) by a uniform draw from [-J, +J]: "
-    "objects fill more or less of a crop, as in cameras with other fields of view (0: off).",
+    "objects fill more or less of a crop, as in cameras with other fields of view (0: off; 0.2 ranked new cameras "
+    "lower: docs/new-camera-levers.md).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "

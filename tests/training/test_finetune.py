@@ -374,7 +374,9 @@ def test_tile_jitter_changes_how_much_of_the_frame_each_crop_covers_and_only_whe
     jittered = {round(first_crop_mean(0.2, seed), 4) for seed in range(6)}
     assert len(plain) == 1 and len(jittered) == 6
     with pytest.raises(ValueError, match="tile_jitter is a share of a crop in \\[0, 0.5\\]"):
-        FinetuneConfig(tile_jitter=0.7)
+        FinetuneConfig(tile_jitter=0.7, tiles_batch=8)
+    with pytest.raises(ValueError, match="set tiles_batch > 0 too"):
+        FinetuneConfig(tile_jitter=0.2)
 
 
 def test_dashcam_positives_draws_real_vehicle_work_zones_more_often_keeping_the_class_balance():
