@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
             paths[name] += f" (written to {path})"
     made_by = dict(item.partition("=")[::2] for item in args.describe)
     keys = sorted(set.intersection(*(set(v) for v in votes.values())))
+    if short := {name: len(by_key) for name, by_key in votes.items() if len(by_key) > len(keys)}:
+        print(f"scoring the {len(keys)} rows every variant has; more in {short} (a run cut short?)")
     out: dict[str, Any] = {"note": __doc__.split("\n\n")[0].replace("\n", " "), "n_rows": len(keys), "variants": {}}
     for name, by_key in votes.items():
         rows = [by_key[k] for k in keys]

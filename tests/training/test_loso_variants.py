@@ -170,3 +170,13 @@ def test_rows_with_crops_give_every_tile_crop_whose_max_is_the_tile_vote():
         crops = row["crops"]["full"]
         assert len(crops) == 18 and max(crops) == pytest.approx(row["probs"]["full"]["tiles"], abs=1e-5)
     assert "crops" not in held_out_rows(net, samples, images, [0], FinetuneConfig(), "cpu")[0]
+
+
+def test_a_run_cut_short_is_compared_on_the_rows_it_has_and_the_user_is_told(variants, tmp_path, capsys):
+    full, short = tmp_path / "full.jsonl", tmp_path / "short.jsonl"
+    full.write_text("".join(json.dumps(r) + "\n" for r in _votes([0.9, 0.2, 0.4, 0.6])))
+    short.write_text("".join(json.dumps(r) + "\n" for r in _votes([0.7, 0.4, 0.8, 0.2])[:3]))
+    out = tmp_path / "out.json"
+    variants.main([f"shipped={full}", f"cut={short}", "--out", str(out)])
+    assert json.loads(out.read_text())["n_rows"] == 3
+    assert "scoring the 3 rows every variant has; more in {'shipped': 4}" in capsys.readouterr().out
