@@ -822,11 +822,12 @@ RECIPE_OPTIONS: dict[str, str] = {
     f"(default: all, {','.join(sorted(DASHCAM_SOURCES))}).",
     "dashcam_positives": "Draw the real positives of vehicle sources this many times as often (1 keeps the balance; "
     "3 and 6 ranked new cameras lower: docs/new-camera-levers.md).",
-    "tiles_batch": "Full-size frames (>= 448 px) per step trained as the tile voter scores them: the network's max "
-    "over the frame's 18 crops against the frame's label (multiple-instance learning; 0: off).",
-    "tile_jitter": "With --tiles-batch, move each frame's crop overlap (0.25) by a uniform draw from [-J, +J]: "
-    "objects fill more or less of a crop, as in cameras with other fields of view (0: off; 0.2 ranked new cameras "
-    "lower: docs/new-camera-levers.md).",
+    "tiles_batch": f"Full-size frames (>= {TILE_MIN_LONG_SIDE} px) per step trained as the tile voter scores them: "
+    f"the network's max over the frame's {TILE_CROPS} crops against the frame's label (multiple-instance learning; "
+    "0: off).",
+    "tile_jitter": f"With --tiles-batch, move each frame's crop overlap ({TILE_OVERLAP}) by a uniform draw from "
+    "[-J, +J]: objects fill more or less of a crop, as in cameras with other fields of view (0: off; 0.2 ranked new "
+    "cameras lower: docs/new-camera-levers.md).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
