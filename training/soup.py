@@ -3,12 +3,15 @@
 Networks fine-tuned from the same ImageNet start with the same recipe and different seeds stay in
 one basin of the loss, so the mean of their weights is itself a network, and one that often
 holds up better under a shift of camera than any of its ingredients (Wortsman et al., "Model
-soups", ICML 2022). Unlike an ensemble of seeds it costs one network at inference.
+soups", ICML 2022). Unlike an ensemble of seeds it costs one network at inference. Measured here
+on cameras the networks never saw, two pairs of seeds disagreed and neither gained through the
+pool: not shipped (docs/new-camera-levers.md, "A weight soup of two seeds").
 
 Every floating tensor (convolutions, batch-norm scales and running statistics, the linear layer)
 is averaged in float32; counters (`num_batches_tracked`) are taken from the first ingredient. The
 ingredients must be of one kind, with the same keys and shapes, and pooled the same way: anything
-else is refused with the file and key named.
+else is refused with the file and key named, as are networks that held out different sources
+(their soup would have seen every source).
 
     python -m training.soup --out runs/soup/loso.vtti.pt runs/s0/loso.vtti.pt runs/s1/loso.vtti.pt
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +34,17 @@ def soup_state(paths: list[Path]) -> dict[str, Any]:
     if len(paths) < 2:
         raise ValueError(f"a soup needs at least 2 networks, got {len(paths)}")
     states = [read_checkpoint(p) for p in paths]
-    first, name = states[0], str(paths[0])
-    for path, state in zip(paths[1:], states[1:], strict=True):
+    for path, state in zip(paths, states, strict=True):
         if "backbone" not in state:
             raise ValueError(f"{str(path)!r} is not a `roadwork train backbone` checkpoint (no `backbone`)")
+    infos = [json.loads(s.get("info", "{}")) for s in states]
+    first, name = states[0], str(paths[0])
+    for path, state, info in zip(paths[1:], states[1:], infos[1:], strict=True):
+        if sorted(info.get("sources", [])) != sorted(infos[0].get("sources", [])):
+            raise ValueError(
+                f"{str(path)!r} held out {info.get('sources', [])}, {name!r} {infos[0].get('sources', [])}: "
+                "a soup of both would have seen every source"
+            )
         for key in ("kind", "pool"):
             if state.get(key) != first.get(key):
                 raise ValueError(f"{str(path)!r} has {key} {state.get(key)!r}, {name!r} has {first.get(key)!r}")
@@ -55,7 +66,6 @@ def soup_state(paths: list[Path]) -> dict[str, Any]:
             backbone[key] = mean([s["backbone"][key] for s in states]).to(value.dtype)
         else:
             backbone[key] = value.clone()
-    infos = [json.loads(s.get("info", "{}")) for s in states]
     return {
         **{k: v for k, v in first.items() if k not in ("backbone", "head_weight", "head_bias", "info")},
         "backbone": backbone,
@@ -68,18 +78,34 @@ def soup_state(paths: list[Path]) -> dict[str, Any]:
 def recalibrate_bn(net: Any, loaders: list[Any], batches: int, device: str) -> Any:
     """Batch-norm running statistics computed afresh: the mean over `batches` batches of each loader
     (as training zips its 224-px, large and tile loaders), the network in train mode, no gradients.
-    Averaged weights make activations whose statistics are not the average of the ingredients'."""
+    Averaged weights make activations whose statistics are not the average of the ingredients'.
+    A loader with fewer than `batches` batches is refused: the statistics would be of fewer views."""
     import itertools
 
     import torch
+
+    if batches < 1:
+        raise ValueError(f"batch-norm statistics need at least 1 batch of each view, got {batches}")
+    short = [i for i, loader in enumerate(loaders) if len(loader) < batches]
+    if short:
+        raise ValueError(
+            f"view loader(s) {short} hold {[len(loaders[i]) for i in short]} batches, fewer than the "
+            f"{batches} asked for: lower --bn-batches"
+        )
 
     norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a cumulative mean over every batch seen
     net.train()
+    t0 = time.time()
     with torch.no_grad():
-        for batch in itertools.islice(zip(*loaders, strict=False), batches):
+        for k, batch in enumerate(itertools.islice(zip(*loaders, strict=False), batches), start=1):
+            if k == 1 or k % 5 == 0 or k == batches:
+                print(
+                    f"[soup] batch-norm statistics: batch {k}/{batches} of each view, {time.time() - t0:.0f} s",
+                    flush=True,
+                )
             for x, _ in batch:
                 x = x.to(device)
                 net(x.flatten(0, 1) if x.ndim == 5 else x)
@@ -100,11 +126,16 @@ def training_loaders(data: str | Path, state: dict[str, Any], workers: int) -> l
     info = json.loads(state["info"])["ingredients"][0]
     if "config" not in info:
         raise ValueError("the first ingredient's checkpoint records no training `config` to draw views from")
-    known = {f for f in FinetuneConfig.__dataclass_fields__}
+    known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{k: v for k, v in info["config"].items() if k in known} | {"workers": workers})
     held_out = set(info.get("sources", ()))
     ds = load_folder(data).select(split="train")
     samples = [s for s in ds.samples if s.source not in held_out]
+    print(
+        f"[soup] drawing training views from {len(samples)} train rows of {data}"
+        + (f" (held out: {', '.join(sorted(held_out))})" if held_out else ""),
+        flush=True,
+    )
     images = [s.load() for s in samples]
     banks = Banks.build(ds.root, samples, cfg)
 

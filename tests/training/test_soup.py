@@ -108,11 +108,34 @@ def test_a_soup_of_networks_that_held_a_source_out_recalibrates_without_that_sou
     assert loaders[0].batch_size == 4 and loaders[1].batch_size == 8
 
     plain = torch.load(write_soup(paths, tmp_path / "plain.pt"), weights_only=True)
-    fresh = torch.load(write_soup(paths, tmp_path / "bn.pt", bn_data=data, bn_batches=2, workers=0), weights_only=True)
+    fresh = torch.load(write_soup(paths, tmp_path / "bn.pt", bn_data=data, bn_batches=1, workers=0), weights_only=True)
     key = "features.1.conv.1.running_mean"
     assert key in fresh["backbone"] and not torch.allclose(
         fresh["backbone"][key].float(), plain["backbone"][key].float()
     )
-    assert json.loads(fresh["info"])["bn_recalibrated"]["batches"] == 2
+    assert json.loads(fresh["info"])["bn_recalibrated"]["batches"] == 1
     assert torch.equal(fresh["head_weight"], plain["head_weight"])
     load_network(tmp_path / "bn.pt")  # and it loads as a network
+
+
+def test_networks_that_held_out_different_sources_are_not_souped(tmp_path):
+    a = save_checkpoint(perturbed(1), tmp_path / "a.pt", {"held_out": "vtti", "sources": ["vtti_wz", "vtti_nds"]})
+    b = save_checkpoint(perturbed(2), tmp_path / "b.pt", {"held_out": "gtsdb", "sources": ["gtsdb"]})
+    with pytest.raises(ValueError, match=r"b\.pt.*held out \['gtsdb'\].*every source"):
+        soup_state([a, b])
+    c = save_checkpoint(perturbed(3), tmp_path / "c.pt", {"held_out": "vtti", "sources": ["vtti_nds", "vtti_wz"]})
+    soup_state([a, c])  # the same sources, in another order, are one held-out set
+
+
+def test_too_few_batches_of_a_view_are_refused_rather_than_giving_statistics_of_fewer_views():
+    from training.soup import recalibrate_bn
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    before = net[1].running_mean.clone()
+    small = [(torch.rand(2, 3, 8, 8), 0)] * 5
+    tiles = [(torch.rand(1, 2, 3, 8, 8), 0)] * 2
+    with pytest.raises(ValueError, match=r"loader\(s\) \[1\] hold \[2\] batches.*--bn-batches"):
+        recalibrate_bn(net, [small, tiles], batches=3, device="cpu")
+    assert torch.equal(net[1].running_mean, before)  # left as it was
+    with pytest.raises(ValueError, match="at least 1 batch"):
+        recalibrate_bn(net, [small], batches=0, device="cpu")
