@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -228,13 +228,14 @@ def draw_weights(samples: Sequence[Sample], cfg: FinetuneConfig) -> np.ndarray:
     return sample_weights(np.array([s.label for s in samples]), [s.source for s in samples], True, boost)
 
 
-def load_network(checkpoint: str | Path) -> Any:
-    """A `save_checkpoint` file back as the whole network (backbone and linear layer), eval mode."""
+def load_network(checkpoint: str | Path, state: dict[str, Any] | None = None) -> Any:
+    """A `save_checkpoint` file back as the whole network (backbone and linear layer), eval mode;
+    `state`: its content if already read or made (`checkpoint` then only names it)."""
     import torch
 
     from detectors.mobilenet import read_checkpoint
 
-    state = read_checkpoint(checkpoint)
+    state = read_checkpoint(checkpoint) if state is None else state
     net = build_network(checkpoint, state=state)
     with torch.no_grad():
         net.head.weight.copy_(state["head_weight"].float().reshape(1, -1))
@@ -322,6 +323,43 @@ class _Views:
         return to_tensor_batch([train_view(image, s.key, rng, self.cfg, int(self.size))], int(self.size))[0], label
 
 
+def view_loaders(
+    samples: list[Sample],
+    images: list[np.ndarray],
+    cfg: FinetuneConfig,
+    banks: Banks,
+    sampler: Callable[[list[int]], Any] | None = None,
+) -> list[Any]:
+    """The loaders an epoch zips: 224-px views, views at `cfg.big_size`, and with `cfg.tiles_batch`
+    the tile views of frames of >= TILE_MIN_LONG_SIDE px. `sampler(rows)` draws each loader's rows
+    (None: each row once, shuffled)."""
+    from torch.utils.data import DataLoader
+
+    def loader(size: int | str, batch: int, rows: list[int]) -> Any:
+        views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
+        return DataLoader(
+            views,
+            batch_size=batch,
+            sampler=None if sampler is None else sampler(rows),
+            shuffle=sampler is None,
+            num_workers=cfg.workers,
+            drop_last=True,
+            persistent_workers=cfg.workers > 0,
+        )
+
+    rows = list(range(len(samples)))
+    loaders = [loader(224, cfg.batch, rows), loader(cfg.big_size, max(8, cfg.batch // 3), rows)]
+    if cfg.tiles_batch > 0:
+        large = [i for i, image in enumerate(images) if max(image.shape[:2]) >= TILE_MIN_LONG_SIDE]
+        if len(large) < cfg.tiles_batch or len({samples[i].label for i in large}) < 2:
+            raise ValueError(
+                f"tiles_batch needs frames of >= {TILE_MIN_LONG_SIDE} px with both labels; "
+                f"{len(large)} rows are that large"
+            )
+        loaders.append(loader("tiles", cfg.tiles_batch, large))
+    return loaders
+
+
 def _log(msg: str) -> None:
     print(f"[finetune {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -342,7 +380,7 @@ def train_networks(
     import copy
 
     import torch
-    from torch.utils.data import DataLoader, WeightedRandomSampler
+    from torch.utils.data import WeightedRandomSampler
 
     if bad := [e for e in snapshot_epochs if not 1 <= e < cfg.epochs]:
         raise ValueError(f"snapshot epochs {bad} are not between 1 and {cfg.epochs - 1}")
@@ -360,30 +398,13 @@ def train_networks(
 
         attach_mixstyle(net.backbone.features, cfg.mixstyle)
     weights = torch.as_tensor(draw_weights(samples, cfg), dtype=torch.double)
-
-    def loader(size: int | str, batch: int, rows: list[int] | None = None) -> DataLoader:
-        rows = list(range(len(samples))) if rows is None else rows
-        sampler = WeightedRandomSampler(weights[rows], num_samples=len(rows), replacement=True)
-        views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
-        return DataLoader(
-            views,
-            batch_size=batch,
-            sampler=sampler,
-            num_workers=cfg.workers,
-            drop_last=True,
-            persistent_workers=cfg.workers > 0,
-        )
-
-    small, big = loader(224, cfg.batch), loader(cfg.big_size, max(8, cfg.batch // 3))
-    loaders = [small, big]
-    if cfg.tiles_batch > 0:
-        large = [i for i, image in enumerate(images) if max(image.shape[:2]) >= TILE_MIN_LONG_SIDE]
-        if len(large) < cfg.tiles_batch or len({samples[i].label for i in large}) < 2:
-            raise ValueError(
-                f"tiles_batch needs frames of >= {TILE_MIN_LONG_SIDE} px with both labels; "
-                f"{len(large)} rows are that large"
-            )
-        loaders.append(loader("tiles", cfg.tiles_batch, large))
+    loaders = view_loaders(
+        samples,
+        images,
+        cfg,
+        banks,
+        lambda rows: WeightedRandomSampler(weights[rows], num_samples=len(rows), replacement=True),
+    )
     params = [{"params": net.backbone.parameters(), "lr": cfg.lr}, {"params": net.head.parameters(), "lr": cfg.lr * 5}]
     opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
     # The schedule is laid out over every batch of every loader, while an epoch zips the loaders and

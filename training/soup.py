@@ -117,11 +117,8 @@ def recalibrate_bn(net: Any, loaders: list[Any], batches: int, device: str) -> A
 def training_loaders(data: str | Path, state: dict[str, Any], workers: int) -> list[Any]:
     """Loaders of the views the ingredients trained on: their recipe (the checkpoint's `info`), on
     the train rows of `data` less any source they held out (a leave-one-source-out network)."""
-    from torch.utils.data import DataLoader
-
-    from detectors.mobilenet import TILE_MIN_LONG_SIDE
     from training.datasets import load_folder
-    from training.finetune import Banks, FinetuneConfig, _Views
+    from training.finetune import Banks, FinetuneConfig, view_loaders
 
     info = json.loads(state["info"])["ingredients"][0]
     if "config" not in info:
@@ -137,18 +134,7 @@ def training_loaders(data: str | Path, state: dict[str, Any], workers: int) -> l
         flush=True,
     )
     images = [s.load() for s in samples]
-    banks = Banks.build(ds.root, samples, cfg)
-
-    def loader(size: int | str, batch: int, rows: list[int]) -> Any:
-        views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
-        return DataLoader(views, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True)
-
-    rows = list(range(len(samples)))
-    out = [loader(224, cfg.batch, rows), loader(cfg.big_size, max(8, cfg.batch // 3), rows)]
-    if cfg.tiles_batch > 0:
-        large = [i for i, image in enumerate(images) if max(image.shape[:2]) >= TILE_MIN_LONG_SIDE]
-        out.append(loader("tiles", cfg.tiles_batch, large))
-    return out
+    return view_loaders(samples, images, cfg, Banks.build(ds.root, samples, cfg))
 
 
 def write_soup(
@@ -160,12 +146,9 @@ def write_soup(
 
     state = soup_state(paths)
     if bn_data is not None:
-        from training.finetune import build_network
+        from training.finetune import load_network
 
-        net = build_network(paths[0], state=state)  # the first path only names the state
-        with torch.no_grad():
-            net.head.weight.copy_(state["head_weight"].reshape(1, -1))
-            net.head.bias.copy_(state["head_bias"].reshape(1))
+        net = load_network(paths[0], state=state)  # the first path only names the soup's state
         recalibrate_bn(net, training_loaders(bn_data, state, workers), bn_batches, "cpu")
         dtypes = {k: v.dtype for k, v in state["backbone"].items()}
         state["backbone"] = {k: v.detach().to(dtypes[k]) for k, v in net.backbone.state_dict().items()}
