@@ -5,7 +5,10 @@ Dashcam positives are rare in the data while dashcam negatives and boxed objects
 barricades, roadwork signs in photo sources) are plentiful. A `PasteBank` cuts the boxed objects
 out of training images once; `paste()` puts a row of 2-5 of them into a street frame, receding
 along one side of the road (the nearest 5-22 % of the frame height), with a feathered mask, half
-the destination's brightness change and, for half of them, a little blur.
+the destination's brightness change and, for half of them, a little blur. The mask is a feathered
+ellipse over the box (`cut="box"`), or the object's own outline found by OpenCV's GrabCut inside
+its box (`cut="grabcut"`; `object_alpha`), so that a pasted cone brings no patch of its photo's
+pavement along.
 The pasted frame is labelled roadwork. `EraseBank` does the opposite: it erases the boxed objects
 from a positive photo, which becomes a negative of the same scene. Measure what they add on real
 rows only.
@@ -30,10 +33,19 @@ VEHICLE_SOURCES = DASHCAM_SOURCES | {"pp_nightwork"}
 windscreen); the "vehicle" part of the dev and OOF reports."""
 
 
+PASTE_CUTS = ("box", "grabcut")
+"""How a boxed object is cut out: a feathered ellipse over its box, or its GrabCut outline."""
+
+
 @dataclass(frozen=True)
 class Cutout:
     pixels: np.ndarray  # (h, w, 3) uint8
     kind: str  # schema class: cone, barrier, sign, ...
+    alpha: np.ndarray | None = None
+    """(h, w) float32 in [0, 1]: the object's outline (`object_alpha`, or as drawn); None pastes it
+    through a feathered ellipse over its box."""
+    drawn: bool = False
+    """Drawn by training/sprites.py, not cut from a photo."""
 
 
 def box_file(root: Path, sample: Sample) -> Path:
@@ -51,8 +63,33 @@ class PasteBank:
             )
         self.cutouts = cutouts
 
+    @property
+    def outlined(self) -> int:
+        """How many photo cut-outs carry their own outline (the rest paste through an ellipse)."""
+        return sum(c.alpha is not None and not c.drawn for c in self.cutouts)
+
+    @property
+    def drawn(self) -> int:
+        """How many objects were drawn (training/sprites.py)."""
+        return sum(c.drawn for c in self.cutouts)
+
     @classmethod
-    def from_samples(cls, root: Path, samples: list[Sample], min_side: int = 12, max_per_image: int = 4) -> PasteBank:
+    def from_samples(
+        cls,
+        root: Path,
+        samples: list[Sample],
+        min_side: int = 12,
+        max_per_image: int = 4,
+        cut: str = "box",
+        sprites: int = 0,
+    ) -> PasteBank:
+        """The schema-class boxes of `samples` cut out. With `cut="grabcut"` each keeps the outline
+        GrabCut finds in its box; a box where it finds no object shape (blurred, dark or cut off
+        at the frame's edge: about a third of them) pastes through the ellipse (`outlined`
+        counts the others). `sprites` adds that many drawn North American work-zone devices
+        (training/sprites.py, the kinds in turn), the same ones for every training subset."""
+        if cut not in PASTE_CUTS:
+            raise ValueError(f"paste cut: {cut!r} is not one of {list(PASTE_CUTS)}")
         cutouts: list[Cutout] = []
         for s, boxes in schema_boxes(root, samples):
             try:
@@ -66,7 +103,16 @@ class PasteBank:
                 x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
                 if min(x1 - x0, y1 - y0) < min_side:
                     continue
-                cutouts.append(Cutout(np.ascontiguousarray(image[y0:y1, x0:x1]), kind))
+                alpha = object_alpha(image, (x0, y0, x1, y1)) if cut == "grabcut" else None
+                cutouts.append(Cutout(np.ascontiguousarray(image[y0:y1, x0:x1]), kind, alpha))
+        if sprites:
+            from training.sprites import SPRITE_KINDS, SPRITE_SCHEMA, draw_sprite
+
+            rng = np.random.default_rng(0)
+            for i in range(sprites):
+                kind = SPRITE_KINDS[i % len(SPRITE_KINDS)]
+                pixels, alpha = draw_sprite(kind, rng)
+                cutouts.append(Cutout(pixels, SPRITE_SCHEMA[kind], alpha, drawn=True))
         return cls(cutouts)
 
     def paste(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -101,10 +147,14 @@ class PasteBank:
             x_frac = 0.5 + (x_frac - 0.5) * 0.8
             bottom_frac = 0.5 + (bottom_frac - 0.5) * 0.8
             obj = Image.fromarray(cut.pixels).resize((tw, th), Image.BILINEAR)
-            obj = _match_light(obj, canvas.crop((left, top, left + tw, top + th)))
+            if cut.alpha is None:
+                mask = _feather_mask(tw, th)
+            else:
+                mask = Image.fromarray((cut.alpha * 255).astype(np.uint8)).resize((tw, th), Image.BILINEAR)
+            obj = _match_light(obj, canvas.crop((left, top, left + tw, top + th)), None if cut.alpha is None else mask)
             if rng.random() < 0.5:
                 obj = obj.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-            canvas.paste(obj, (left, top), _feather_mask(tw, th))
+            canvas.paste(obj, (left, top), mask)
             placed.append((cut.kind, left, top, left + tw, top + th))
         return np.asarray(canvas), placed
 
@@ -131,12 +181,65 @@ def _class_names(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines()] if path.is_file() else []
 
 
-def _match_light(obj: Image.Image, under: Image.Image) -> Image.Image:
-    """Scale the object's brightness halfway toward the patch it covers (night frames stay dark)."""
+def _match_light(obj: Image.Image, under: Image.Image, mask: Image.Image | None = None) -> Image.Image:
+    """Scale the object's brightness halfway toward the patch it covers (night frames stay dark);
+    with `mask`, the object's brightness is read inside its outline only."""
     a = np.asarray(obj, dtype=np.float32)
     target = float(np.asarray(under, dtype=np.float32).mean()) + 1.0
-    ratio = np.clip((target / (a.mean() + 1.0)) ** 0.5, 0.35, 1.5)
+    if mask is None:
+        own = float(a.mean())
+    else:
+        weight = np.asarray(mask, dtype=np.float32)[..., None]
+        own = float((a * weight).sum() / (weight.sum() * 3 + 1e-6))
+    ratio = np.clip((target / (own + 1.0)) ** 0.5, 0.35, 1.5)
     return Image.fromarray(np.clip(a * ratio, 0, 255).astype(np.uint8))
+
+
+def object_alpha(
+    image: np.ndarray,
+    box: tuple[int, int, int, int],
+    margin: float = 0.25,
+    share: tuple[float, float] = (0.25, 0.97),
+    work_side: int = 128,
+) -> np.ndarray | None:
+    """The outline of the object boxed by (x0, y0, x1, y1) in an RGB `image`: OpenCV's GrabCut,
+    started from the box with a `margin` of the frame around it as background, then closed, its
+    largest part kept and its holes filled (a cone's white stripes are part of the cone), with a
+    soft edge. (h, w) float32 alpha over the box, or None where the outline covers less or more of
+    the box than `share` allows: GrabCut found no object shape there.
+
+    GrabCut runs on the box and its margin shrunk to at most `work_side` px (a pasted object is
+    seldom larger; full size costs ~10x the time). Its colour models start from OpenCV's global
+    random state, which is seeded here so that the same box always gives the same outline."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    h, w = image.shape[:2]
+    mx, my = max(4, int((x1 - x0) * margin)), max(4, int((y1 - y0) * margin))
+    cx0, cy0, cx1, cy1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
+    scale = min(1.0, work_side / max(cx1 - cx0, cy1 - cy0))
+    size = (max(1, round((cx1 - cx0) * scale)), max(1, round((cy1 - cy0) * scale)))
+    crop = cv2.resize(np.ascontiguousarray(image[cy0:cy1, cx0:cx1, ::-1]), size, interpolation=cv2.INTER_AREA)
+    rx0, ry0 = int((x0 - cx0) * scale), int((y0 - cy0) * scale)
+    rx1, ry1 = max(rx0 + 1, round((x1 - cx0) * scale)), max(ry0 + 1, round((y1 - cy0) * scale))
+    labels = np.zeros(crop.shape[:2], np.uint8)
+    cv2.setRNGSeed(0)
+    bgd, fgd = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.grabCut(crop, labels, (rx0, ry0, rx1 - rx0, ry1 - ry0), bgd, fgd, 3, cv2.GC_INIT_WITH_RECT)
+    found = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD))[ry0:ry1, rx0:rx1].astype(np.uint8)
+    k = max(3, min(found.shape) // 6) | 1
+    found = cv2.morphologyEx(found, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    count, parts, stats, _ = cv2.connectedComponentsWithStats(found, connectivity=8)
+    if count <= 1:
+        return None
+    solid = (parts == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    outside = np.pad(solid, 1)
+    cv2.floodFill(outside, None, (0, 0), 1)  # what the border reaches; the zeros left are holes
+    solid |= (outside[1:-1, 1:-1] == 0).astype(np.uint8)
+    if not share[0] <= solid.mean() <= share[1]:
+        return None
+    alpha = cv2.resize(solid.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+    return np.clip(cv2.GaussianBlur(alpha, (3, 3), 0.8), 0.0, 1.0)
 
 
 def _feather_mask(w: int, h: int) -> Image.Image:

@@ -51,7 +51,7 @@ from detectors.mobilenet import (
     to_tensor_batch,
 )
 from training.balance import sample_weights
-from training.copy_paste import DASHCAM_SOURCES, VEHICLE_SOURCES
+from training.copy_paste import DASHCAM_SOURCES, PASTE_CUTS, VEHICLE_SOURCES
 from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, Transform, make_transform
 
@@ -77,6 +77,14 @@ class FinetuneConfig:
     Where a source's own positives are mostly structures (IDD-lite: pillars, scaffolding,
     hoardings) rather than cones and signs, its pasted frames outnumber them and may teach that
     roadwork on that street is a pasted-in object: leaving it out tests that."""
+    paste_cut: str = "box"
+    """How pasted objects are cut out of their photos (training/copy_paste.py, PASTE_CUTS): "box", a
+    feathered ellipse over the box, which brings some of the photo's ground along; "grabcut", the
+    object's own outline."""
+    paste_sprites: int = 0
+    """Drawn North American work-zone devices (drums, channelizers, Type III barricades, diamond
+    signs: training/sprites.py) added to the objects that pasting draws from (0: photo cut-outs
+    only). No photo source boxes them, and dashcam work zones in the US are lined with them."""
     erase_prob: float = 0.0
     """Chance that a positive with schema boxes gets them erased (and label 0): training/copy_paste.py."""
     dashcam_positives: float = 1.0
@@ -146,6 +154,8 @@ class FinetuneConfig:
         for name in ("paste_prob", "erase_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if self.paste_sprites < 0:
+            raise ValueError(f"paste_sprites is a count of drawn objects, got {self.paste_sprites}")
         if self.tiles_batch < 0 or self.workers < 0:
             raise ValueError(f"tiles_batch and workers are counts, got {self.tiles_batch} and {self.workers}")
         if not self.lr > 0:
@@ -169,6 +179,8 @@ class FinetuneConfig:
             )
         if not self.dashcam_positives > 0:
             raise ValueError(f"dashcam_positives is a positive factor, got {self.dashcam_positives}")
+        if self.paste_cut not in PASTE_CUTS:
+            raise ValueError(f"paste_cut: {self.paste_cut!r} is not one of {list(PASTE_CUTS)}")
         if self.paste_prob > 0 and not self.paste_into:
             raise ValueError("paste_into is empty while paste_prob > 0: name the sources to paste into")
         wrong = [g for g in self.extra_crop_grids if len(g) != 2 or min(g) < 1]
@@ -260,7 +272,9 @@ class Banks:
                 raise ValueError("copy-paste and erase need the data folder's boxes: pass its root")
             return cls()
         return cls(
-            PasteBank.from_samples(Path(root), samples) if cfg.paste_prob > 0 else None,
+            PasteBank.from_samples(Path(root), samples, cut=cfg.paste_cut, sprites=cfg.paste_sprites)
+            if cfg.paste_prob > 0
+            else None,
             EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None,
         )
 
@@ -386,11 +400,16 @@ def train_networks(
         raise ValueError(f"snapshot epochs {bad} are not between 1 and {cfg.epochs - 1}")
 
     torch.manual_seed(cfg.seed)
+    started = time.time()
     banks = Banks.build(root, samples, cfg)
     if banks.paste is not None or banks.erase is not None:
+        outlined = (
+            f" ({banks.paste.outlined} outlined by GrabCut)" if banks.paste and cfg.paste_cut == "grabcut" else ""
+        )
+        outlined += f" ({banks.paste.drawn} drawn)" if banks.paste and banks.paste.drawn else ""
         _log(
-            f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste, "
-            f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from"
+            f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste{outlined}, "
+            f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from ({time.time() - started:.0f} s)"
         )
     net = build_network(imagenet_weights, cfg.backbone).to(device)
     if cfg.mixstyle > 0:
@@ -837,6 +856,10 @@ RECIPE_OPTIONS: dict[str, str] = {
     "backbone": f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
     "epochs": "Epochs of end-to-end fine-tuning.",
     "paste_prob": "Copy-paste boxed objects into this share of dashcam negatives.",
+    "paste_cut": "How pasted objects are cut out: box (a feathered ellipse over the box) or grabcut (the object's "
+    "own outline, found by OpenCV's GrabCut; boxes where it finds none keep the ellipse).",
+    "paste_sprites": "Add this many drawn US work-zone devices (drums, channelizers, Type III barricades, diamond "
+    "signs) to the objects pasted (0: photo cut-outs only).",
     "erase_prob": "Erase the boxed objects from this share of boxed positives, which become negatives of the same "
     "source.",
     "paste_into": "Comma list of the vehicle-camera sources whose negatives get pasted objects "
