@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,37 @@ def test_the_recipe_refuses_an_unknown_cut_and_a_negative_sprite_count():
         FinetuneConfig(paste_cut="mask")
     with pytest.raises(ValueError, match="paste_sprites"):
         FinetuneConfig(paste_sprites=-1)
+
+
+def test_the_paste_probe_scores_each_negative_as_is_and_with_photo_and_drawn_objects(tmp_path):
+    from tests.conftest import benchmark_script
+
+    probe = benchmark_script("paste_probe")
+    root = _cone_folder(tmp_path / "data")
+    street = np.full((240, 320, 3), 70, np.uint8)
+    lines = (root / "labels.csv").read_text().splitlines()
+    for camera in probe.CAMERAS:
+        (root / "images" / camera).mkdir()
+        for i in range(3):
+            Image.fromarray(street).save(root / "images" / camera / f"n{i}.png")
+            lines.append(f"images/{camera}/n{i}.png,0,{camera},train,{camera}{i}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "probe"
+    assert probe.build(root, out, per_camera=2, sprites=4, seed=0) == 2 * 2 * 3
+    rows = load_folder(out).samples
+    for version, label in (("as_is", 0), ("photo", 1), ("drawn", 1)):
+        picked = [s for s in rows if s.source.endswith(":" + version)]
+        assert len(picked) == 4 and {s.label for s in picked} == {label}
+        changed = [np.abs(s.load().astype(int) - 70).max() > 40 for s in picked]
+        assert all(changed) == (version != "as_is")  # the as-is frames are the street untouched
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(
+        "".join(
+            json.dumps({"source": s.source, "prob": p, "votes": [{"voter": "tiles", "prob": 1 - p}]}) + "\n"
+            for s, p in zip(rows[:3], (0.9, 0.2, 0.7), strict=True)
+        )
+    )
+    camera = rows[0].source.split(":")[0]
+    got = probe.summary(predictions)[camera]  # one negative's three versions, in order
+    assert [got[v]["pooled"]["called_roadwork"] for v in probe.VERSIONS] == [1.0, 0.0, 1.0]
+    assert [got[v]["tiles"]["mean_prob"] for v in probe.VERSIONS] == [0.1, 0.8, 0.3]

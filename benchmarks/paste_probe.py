@@ -1,0 +1,128 @@
+"""Does the shipped cascade already call frames with drawn work-zone devices roadwork?
+
+`--paste-sprites` (training/sprites.py) adds drawn US drums, channelizers, Type III barricades and
+diamond signs to the objects copy-paste puts into dashcam negatives. Before training with them,
+this asks what the shipped networks make of them: N training negatives of CamVid and of GTSDB
+(the vehicle cameras the tile voters score whole: both over 448 px), each three times, as is, with
+a row of photo cut-outs pasted in (what the shipped networks trained on), and with a row of drawn
+devices pasted in at the same place (the same draw), scored by `roadwork eval --regime full` with
+the shipped profile. Reported per camera and version: the share called roadwork and the mean
+probability, pooled and per voter.
+
+    PYTHONPATH=. python benchmarks/paste_probe.py --data ../shared/data \
+        --out benchmarks/results/paste_probe_sprites_cpu.json      # ~5 min on 2 cores
+
+The negatives are training rows, which the networks saw unpasted, and the photo cut-outs come from
+the rows they trained on: "photo" is what the networks learnt, "drawn" the new objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from roadwork.bench.utilisation import machine
+from training.copy_paste import PasteBank
+from training.datasets import load_folder
+
+CAMERAS = ("camvid", "gtsdb")
+VERSIONS = ("as_is", "photo", "drawn")
+
+
+def build(data: Path, out: Path, per_camera: int, sprites: int, seed: int) -> int:
+    """The probe's labelled folder under `out`; returns its row count."""
+    train = [s for s in load_folder(data).samples if s.split == "train"]
+    photo = PasteBank.from_samples(data, train)
+    drawn_only = PasteBank([c for c in PasteBank.from_samples(data, train, sprites=sprites).cutouts if c.drawn])
+    banks = {"as_is": None, "photo": photo, "drawn": drawn_only}
+    (out / "images").mkdir(parents=True)
+    lines = ["path,label,source,split,group"]
+    pick = np.random.default_rng(seed)
+    for camera in CAMERAS:
+        negatives = [s for s in train if s.source == camera and s.label == 0]
+        for j in pick.choice(len(negatives), min(per_camera, len(negatives)), replace=False):
+            s = negatives[int(j)]
+            image, stem = s.load(), Path(s.key).stem
+            for version, bank in banks.items():
+                pasted = image if bank is None else bank.paste(image, np.random.default_rng(int(j)))
+                path = f"images/{camera}_{version}_{stem}.jpg"
+                Image.fromarray(pasted).save(out / path, quality=90)
+                lines.append(f"{path},{int(bank is not None)},{camera}:{version},train,{stem}")
+        print(f"[paste-probe] {camera}: {min(per_camera, len(negatives))} negatives x {len(VERSIONS)}", flush=True)
+    (out / "labels.csv").write_text("\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
+def summary(predictions: Path) -> dict:
+    rows = [json.loads(x) for x in predictions.read_text().splitlines() if x]
+    out: dict = {}
+    for row in rows:
+        camera, version = row["source"].split(":")
+        cell = out.setdefault(camera, {}).setdefault(version, {})
+        cell.setdefault("pooled", []).append(row["prob"])
+        for vote in row["votes"]:
+            if vote["prob"] is not None:
+                cell.setdefault(vote["voter"], []).append(vote["prob"])
+    return {
+        camera: {
+            version: {
+                voter: {"n": len(p), "called_roadwork": round(float(np.mean(np.array(p) > 0.5)), 3),
+                        "mean_prob": round(float(np.mean(p)), 3)}
+                for voter, p in voters.items()
+            }
+            for version, voters in versions.items()
+        }
+        for camera, versions in out.items()
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="the labelled data folder (../shared/data)")
+    ap.add_argument("--out", type=Path, required=True, help="JSON to write")
+    ap.add_argument("--config", default="configs/cpu.yaml", help="the cascade profile scored")
+    ap.add_argument("--per-camera", type=int, default=60, help="training negatives drawn from each camera")
+    ap.add_argument("--sprites", type=int, default=300, help="drawn devices to paste from")
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, run = Path(tmp) / "probe", Path(tmp) / "eval"
+        n = build(args.data, folder, args.per_camera, args.sprites, args.seed)
+        cmd = [sys.executable, "-m", "roadwork.cli", "eval", "--data", str(folder), "--split", "all"]
+        cmd += ["--regime", "full", "--config", args.config, "--out", str(run)]
+        print(f"[paste-probe] scoring {n} frames: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, check=True)
+        result = summary(run / "predictions.jsonl")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "note": __doc__.split("\n\n")[1].replace("\n", " "),
+                "command": "python benchmarks/paste_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "machine": machine(),
+                "config": args.config,
+                "per_camera": args.per_camera,
+                "sprites": args.sprites,
+                "seconds": round(time.time() - started, 1),
+                "by_camera": result,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    for camera, versions in result.items():
+        for version, voters in versions.items():
+            print(camera, version, {v: x["called_roadwork"] for v, x in voters.items()})
+
+
+if __name__ == "__main__":
+    main()
