@@ -73,6 +73,10 @@ class PasteBank:
         """How many objects were drawn (training/sprites.py)."""
         return sum(c.drawn for c in self.cutouts)
 
+    def __str__(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.outlined, "outlined by GrabCut"), (self.drawn, "drawn")) if n]
+        return f"{len(self.cutouts)} objects to paste" + (f" ({', '.join(parts)})" if parts else "")
+
     @classmethod
     def from_samples(
         cls,
@@ -85,7 +89,7 @@ class PasteBank:
     ) -> PasteBank:
         """The schema-class boxes of `samples` cut out. With `cut="grabcut"` each keeps the outline
         GrabCut finds in its box; a box where it finds no object shape (blurred, dark or cut off
-        at the frame's edge: about a third of them) pastes through the ellipse (`outlined`
+        at the frame's edge: over 40 % of them here) pastes through the ellipse (`outlined`
         counts the others). `sprites` adds that many drawn North American work-zone devices
         (training/sprites.py, the kinds in turn), the same ones for every training subset."""
         if cut not in PASTE_CUTS:

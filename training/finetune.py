@@ -403,12 +403,8 @@ def train_networks(
     started = time.time()
     banks = Banks.build(root, samples, cfg)
     if banks.paste is not None or banks.erase is not None:
-        outlined = (
-            f" ({banks.paste.outlined} outlined by GrabCut)" if banks.paste and cfg.paste_cut == "grabcut" else ""
-        )
-        outlined += f" ({banks.paste.drawn} drawn)" if banks.paste and banks.paste.drawn else ""
         _log(
-            f"{tag}: {len(banks.paste.cutouts) if banks.paste else 0} objects to paste{outlined}, "
+            f"{tag}: {banks.paste or '0 objects to paste'}, "
             f"{len(banks.erase.boxes) if banks.erase else 0} frames to erase from ({time.time() - started:.0f} s)"
         )
     net = build_network(imagenet_weights, cfg.backbone).to(device)

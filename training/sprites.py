@@ -15,8 +15,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SPRITE_KINDS = ("drum", "channelizer", "barricade", "diamond_sign")
-"""What `draw_sprite` draws, with the schema class each pastes as (`SPRITE_SCHEMA`)."""
-SPRITE_SCHEMA = {"drum": "drum", "channelizer": "cone", "barricade": "barrier", "diamond_sign": "sign"}
+"""What `draw_sprite` draws."""
+SPRITE_SCHEMA = {"drum": "barrier", "channelizer": "cone", "barricade": "barrier", "diamond_sign": "sign"}
+"""The schema class (training/box_schema.py) each kind pastes as: drums count as barriers there."""
 _SCALE = 3
 
 
