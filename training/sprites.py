@@ -29,12 +29,11 @@ def draw_sprite(kind: str, rng: np.random.Generator, height: int = 96) -> tuple[
     white = np.array([235, 235, 228]) * rng.uniform(0.8, 1.0)
     h = height * _SCALE
     draw = {"drum": _drum, "channelizer": _channelizer, "barricade": _barricade, "diamond_sign": _diamond}[kind]
-    rgb, alpha = draw(h, orange, white, rng)
+    rgb, mask = draw(h, orange, white, rng)
     rgb = rgb * rng.uniform(0.75, 1.1) + rng.normal(0, 6, rgb.shape)  # light and grime
     w = max(1, rgb.shape[1] // _SCALE)
     small = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).resize((w, height), Image.BOX)
-    mask = Image.fromarray((alpha * 255).astype(np.uint8)).resize((w, height), Image.BOX)
-    return np.asarray(small), np.asarray(mask, np.float32) / 255.0
+    return np.asarray(small), np.asarray(mask.resize((w, height), Image.BOX), np.float32) / 255.0
 
 
 def _orange(rng: np.random.Generator) -> np.ndarray:
@@ -47,33 +46,34 @@ def _canvas(h: int, w: int) -> tuple[np.ndarray, Image.Image, ImageDraw.ImageDra
     return np.zeros((h, w, 3), np.float32), mask, ImageDraw.Draw(mask)
 
 
-def _shade(rgb: np.ndarray, x0: int, x1: int, rng: np.random.Generator) -> None:
-    """Darken columns x0..x1 away from a lit side, as light falls on a cylinder."""
-    t = np.linspace(-1, 1, x1 - x0)
+def _shade(rgb: np.ndarray, rng: np.random.Generator) -> None:
+    """Darken the columns away from a lit side, as light falls on a cylinder."""
+    t = np.linspace(-1, 1, rgb.shape[1])
     light = rng.uniform(-0.5, 0.5)
-    rgb[:, x0:x1] *= (0.55 + 0.45 * np.clip(np.cos((t - light) * np.pi / 2.2), 0, 1))[None, :, None]
+    rgb *= (0.55 + 0.45 * np.clip(np.cos((t - light) * np.pi / 2.2), 0, 1))[None, :, None]
 
 
-def _bands(rgb: np.ndarray, y0: int, y1: int, x0: int, x1: int, colours: list[np.ndarray]) -> None:
-    edges = np.linspace(y0, y1, len(colours) + 1).astype(int)
+def _bands(rgb: np.ndarray, bottom: int, colours: list[np.ndarray]) -> None:
+    """Horizontal bands of `colours`, top to bottom, over rows 0..bottom."""
+    edges = np.linspace(0, bottom, len(colours) + 1).astype(int)
     for colour, a, b in zip(colours, edges[:-1], edges[1:], strict=True):
-        rgb[a:b, x0:x1] = colour
+        rgb[a:b] = colour
 
 
-def _drum(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
+def _drum(h: int, orange, white, rng) -> tuple[np.ndarray, Image.Image]:
     w = int(h * rng.uniform(0.58, 0.7))
     rgb, mask, d = _canvas(h, w)
     base = int(h * 0.08)
     body = (int(w * 0.08), 0, w - int(w * 0.08), h - base)
     d.rounded_rectangle(body, radius=int(w * 0.12), fill=255)
     d.rectangle((0, h - base, w, h), fill=255)  # the black rubber base ring, wider
-    _bands(rgb, 0, h - base, 0, w, [orange, white, orange, white, orange][: int(rng.integers(4, 6))])
+    _bands(rgb, h - base, [orange, white, orange, white, orange][: int(rng.integers(4, 6))])
     rgb[h - base :] = 25
-    _shade(rgb, 0, w, rng)
-    return rgb, np.asarray(mask, np.float32) / 255.0
+    _shade(rgb, rng)
+    return rgb, mask
 
 
-def _channelizer(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
+def _channelizer(h: int, orange, white, rng) -> tuple[np.ndarray, Image.Image]:
     w = int(h * rng.uniform(0.16, 0.24))
     rgb, mask, d = _canvas(h, w)
     base = int(h * 0.05)
@@ -81,13 +81,13 @@ def _channelizer(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
     d.rounded_rectangle((post, 0, w - post, h - base), radius=max(1, int(w * 0.25)), fill=255)
     d.rectangle((0, h - base, w, h), fill=255)
     top = h - base
-    _bands(rgb, 0, top, 0, w, [orange, white, orange, white, orange, orange, orange])
+    _bands(rgb, top, [orange, white, orange, white, orange, orange, orange])
     rgb[top:] = 25
-    _shade(rgb, 0, w, rng)
-    return rgb, np.asarray(mask, np.float32) / 255.0
+    _shade(rgb, rng)
+    return rgb, mask
 
 
-def _barricade(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
+def _barricade(h: int, orange, white, rng) -> tuple[np.ndarray, Image.Image]:
     w = int(h * rng.uniform(1.3, 2.0))
     rgb, mask, d = _canvas(h, w)
     rails = int(rng.integers(2, 4))
@@ -105,10 +105,10 @@ def _barricade(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
         y = int(h * 0.06) + r * int(h * 0.3)
         d.rectangle((0, y, w, y + rail_h), fill=255)
         rgb[y : y + rail_h] = np.where(pattern, orange, white)
-    return rgb, np.asarray(mask, np.float32) / 255.0
+    return rgb, mask
 
 
-def _diamond(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
+def _diamond(h: int, orange, white, rng) -> tuple[np.ndarray, Image.Image]:
     side = int(h * rng.uniform(0.45, 0.6))
     w = side
     rgb, mask, d = _canvas(h, w)
@@ -127,7 +127,7 @@ def _diamond(h: int, orange, white, rng) -> tuple[np.ndarray, np.ndarray]:
     fd.rectangle((c - pole // 2, side - 1, c + pole // 2, h), fill=(150, 150, 150))
     _glyph(fd, c, side, rng)
     rgb[:] = np.asarray(face, np.float32)
-    return rgb, np.asarray(mask, np.float32) / 255.0
+    return rgb, mask
 
 
 def _glyph(fd: ImageDraw.ImageDraw, c: int, side: int, rng: np.random.Generator) -> None:
