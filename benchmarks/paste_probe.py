@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from roadwork.bench.utilisation import machine
-from training.copy_paste import PasteBank
+from training.copy_paste import PasteBank, drawn_cutouts
 from training.datasets import load_folder
 
 CAMERAS = ("camvid", "gtsdb")
@@ -41,8 +41,7 @@ def build(data: Path, out: Path, per_camera: int, sprites: int, seed: int) -> in
     """The probe's labelled folder under `out`; returns its row count."""
     train = [s for s in load_folder(data).samples if s.split == "train"]
     photo = PasteBank.from_samples(data, train)
-    drawn_only = PasteBank([c for c in PasteBank.from_samples(data, train, sprites=sprites).cutouts if c.drawn])
-    banks = {"as_is": None, "photo": photo, "drawn": drawn_only}
+    banks = {"as_is": None, "photo": photo, "drawn": PasteBank(drawn_cutouts(sprites))}
     (out / "images").mkdir(parents=True)
     lines = ["path,label,source,split,group"]
     pick = np.random.default_rng(seed)

@@ -90,8 +90,7 @@ class PasteBank:
         """The schema-class boxes of `samples` cut out. With `cut="grabcut"` each keeps the outline
         GrabCut finds in its box; a box where it finds no object shape (blurred, dark or cut off
         at the frame's edge: over 40 % of them here) pastes through the ellipse (`outlined`
-        counts the others). `sprites` adds that many drawn North American work-zone devices
-        (training/sprites.py, the kinds in turn), the same ones for every training subset."""
+        counts the others). `sprites` adds that many drawn work-zone devices (`drawn_cutouts`)."""
         if cut not in PASTE_CUTS:
             raise ValueError(f"paste cut: {cut!r} is not one of {list(PASTE_CUTS)}")
         cutouts: list[Cutout] = []
@@ -109,15 +108,7 @@ class PasteBank:
                     continue
                 alpha = object_alpha(image, (x0, y0, x1, y1)) if cut == "grabcut" else None
                 cutouts.append(Cutout(np.ascontiguousarray(image[y0:y1, x0:x1]), kind, alpha))
-        if sprites:
-            from training.sprites import SPRITE_KINDS, SPRITE_SCHEMA, draw_sprite
-
-            rng = np.random.default_rng(0)
-            for i in range(sprites):
-                kind = SPRITE_KINDS[i % len(SPRITE_KINDS)]
-                pixels, alpha = draw_sprite(kind, rng)
-                cutouts.append(Cutout(pixels, SPRITE_SCHEMA[kind], alpha, drawn=True))
-        return cls(cutouts)
+        return cls(cutouts + drawn_cutouts(sprites))
 
     def paste(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A copy of `image` with a receding row of 2-5 objects pasted in."""
@@ -161,6 +152,20 @@ class PasteBank:
             canvas.paste(obj, (left, top), mask)
             placed.append((cut.kind, left, top, left + tw, top + th))
         return np.asarray(canvas), placed
+
+
+def drawn_cutouts(count: int) -> list[Cutout]:
+    """`count` drawn North American work-zone devices (training/sprites.py), the kinds in turn, in
+    their schema classes; always the same ones (a fixed seed), whichever rows a bank is cut from."""
+    from training.sprites import SPRITE_KINDS, SPRITE_SCHEMA, draw_sprite
+
+    rng = np.random.default_rng(0)
+    cutouts = []
+    for i in range(count):
+        kind = SPRITE_KINDS[i % len(SPRITE_KINDS)]
+        pixels, alpha = draw_sprite(kind, rng)
+        cutouts.append(Cutout(pixels, SPRITE_SCHEMA[kind], alpha, drawn=True))
+    return cutouts
 
 
 def schema_boxes(root: Path, samples: list[Sample]):
