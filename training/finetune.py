@@ -80,11 +80,12 @@ class FinetuneConfig:
     paste_cut: str = "box"
     """How pasted objects are cut out of their photos (training/copy_paste.py, PASTE_CUTS): "box", a
     feathered ellipse over the box, which brings some of the photo's ground along; "grabcut", the
-    object's own outline."""
+    object's own outline (ranked new cameras lower with two seeds: docs/new-camera-levers.md)."""
     paste_sprites: int = 0
     """Drawn North American work-zone devices (drums, channelizers, Type III barricades, diamond
     signs: training/sprites.py) added to the objects that pasting draws from (0: photo cut-outs
-    only). No photo source boxes them, and dashcam work zones in the US are lined with them."""
+    only). No photo source boxes them, and dashcam work zones in the US are lined with them; 300,
+    with two seeds, ranked new cameras lower (docs/new-camera-levers.md)."""
     erase_prob: float = 0.0
     """Chance that a positive with schema boxes gets them erased (and label 0): training/copy_paste.py."""
     dashcam_positives: float = 1.0
@@ -853,9 +854,10 @@ RECIPE_OPTIONS: dict[str, str] = {
     "epochs": "Epochs of end-to-end fine-tuning.",
     "paste_prob": "Copy-paste boxed objects into this share of dashcam negatives.",
     "paste_cut": "How pasted objects are cut out: box (a feathered ellipse over the box) or grabcut (the object's "
-    "own outline, found by OpenCV's GrabCut; boxes where it finds none keep the ellipse).",
+    "own outline, found by OpenCV's GrabCut; boxes where it finds none keep the ellipse; grabcut ranked new cameras "
+    "lower: docs/new-camera-levers.md).",
     "paste_sprites": "Add this many drawn US work-zone devices (drums, channelizers, Type III barricades, diamond "
-    "signs) to the objects pasted (0: photo cut-outs only).",
+    "signs) to the objects pasted (0: photo cut-outs only; 300 ranked new cameras lower: docs/new-camera-levers.md).",
     "erase_prob": "Erase the boxed objects from this share of boxed positives, which become negatives of the same "
     "source.",
     "paste_into": "Comma list of the vehicle-camera sources whose negatives get pasted objects "
