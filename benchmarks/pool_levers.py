@@ -1,4 +1,4 @@
-"""Is a new camera's weak 224-px answer in the pool, or in the networks? Three levers that need no
+"""Is a new camera's weak answer in the pool, or in the networks? Five levers that need no
 training, each scored on the LOSO votes of both seeds of the paste-and-erase recipe (a camera the
 networks never saw) and on the in-fold OOF votes (train split only; dev is never read):
 
@@ -19,8 +19,13 @@ networks never saw) and on the in-fold OOF votes (train split only; dev is never
    the same fit scored on the other seed's LOSO rows of that source (other networks), and on the
    in-fold rows (fitted on the OOF rows and every LOSO row of the seed). "new-camera rows only"
    fits on the LOSO rows alone, the same way.
+5. a cut-off that follows the stream: validators draw label 1 half the time, so a miner could
+   answer "roadwork" when a frame's pooled vote is above the median of its last 100, which says
+   yes about half the time whatever a new camera does to the votes. Scored on streams drawn from
+   the rows as validators draw them (half positives, with replacement; and a third positives, for
+   when that belief is wrong), MCC of the fixed 0.5 cut-off against the stream's median.
 
-About 1 minute on 2 CPU cores.
+About 2 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ SEED1 = "benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz"
 SHIPPED = ["l0_head", "l0_paste_erase", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"]
 SMALL_REGIMES = ("v0.2", "letterbox")
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+STREAM_WINDOW = 100  # the answers the subnet's MCC is taken over
+STREAM_LENGTH = 3000
+STREAM_DRAWS = 3
 
 
 def of_regime(preds: list[dict], regime: str) -> list[dict]:
@@ -90,10 +98,43 @@ def pool_levers(work: Path) -> dict:
             }
             for name, rows in sets.items()
         }
+    out["stream_cut_off"] = {
+        name: {
+            regime: stream_cut_off(*scored(shipped, of_regime(rows, regime)))
+            for regime in ("v0.2", "letterbox", "full")
+        }
+        for name, rows in sets.items()
+    }
     out["fitted_on_new_cameras"] = fitted_on_new_cameras(preds, {s: loso_rows(r, SHIPPED) for s, r in seeds.items()})
     out["fitted_on_new_cameras"]["shipped pool (OOF rows only)"] = {
         name: regime_mccs(shipped, rows) for name, rows in sets.items()
     }
+    return out
+
+
+def stream_cut_off(y: np.ndarray, p: np.ndarray) -> dict[str, dict[str, float]]:
+    """Lever 5 (module docstring): {share of positives: {"0.5": MCC, "median of the last 100": MCC}},
+    each the mean over STREAM_DRAWS seeded streams."""
+    from sklearn.metrics import matthews_corrcoef
+
+    logit = np.log(np.clip(p, 1e-6, 1 - 1e-6) / np.clip(1 - p, 1e-6, 1))
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    out = {}
+    for share in (0.5, 1 / 3):
+        fixed, follows = [], []
+        for draw in range(STREAM_DRAWS):
+            rng = np.random.default_rng(draw)
+            label = rng.random(STREAM_LENGTH) < share
+            idx = np.where(label, rng.choice(pos, STREAM_LENGTH), rng.choice(neg, STREAM_LENGTH))
+            z = logit[idx]
+            # the median of the votes before this one (0.5 until 20 have come)
+            cut = np.array([np.median(z[max(0, i - STREAM_WINDOW) : i]) if i >= 20 else 0.0 for i in range(len(z))])
+            fixed.append(matthews_corrcoef(label, z >= 0))
+            follows.append(matthews_corrcoef(label, z > cut))
+        out[f"{share:.2f} positives"] = {
+            "0.5": round(float(np.mean(fixed)), 3),
+            f"median of the last {STREAM_WINDOW}": round(float(np.mean(follows)), 3),
+        }
     return out
 
 
