@@ -125,7 +125,9 @@ class FinetuneConfig:
     `crop_grids` lists them all): a grid the voter does not use can then be scored without training
     again. The tile vote stays the max over the voter's own grids."""
     tiles_batch: int = 0
-    """Full-size frames per step trained through the tile voter's max over crops (0: off)."""
+    """Full-size frames per step trained through the tile voter's max over crops (0: off; the
+    shipped recipe uses 8: with 16, one seed ranked a new camera's full-size frames far lower,
+    docs/new-camera-levers.md)."""
     mixstyle: float = 0.0
     """Share of training passes whose early feature maps get another image's channel statistics
     mixed in (MixStyle: training/mixstyle.py; 0: off). Scrambles a camera's look, keeps content."""
@@ -866,7 +868,7 @@ RECIPE_OPTIONS: dict[str, str] = {
     "3 and 6 ranked new cameras lower: docs/new-camera-levers.md).",
     "tiles_batch": f"Full-size frames (>= {TILE_MIN_LONG_SIDE} px) per step trained as the tile voter scores them: "
     f"the network's max over the frame's {TILE_CROPS} crops against the frame's label (multiple-instance learning; "
-    "0: off).",
+    "0: off; the shipped recipe uses 8, and 16 ranked new cameras far lower: docs/new-camera-levers.md).",
     "tile_jitter": f"With --tiles-batch, move each frame's crop overlap ({TILE_OVERLAP}) by a uniform draw from "
     "[-J, +J]: objects fill more or less of a crop, as in cameras with other fields of view (0: off; 0.2 ranked new "
     "cameras lower: docs/new-camera-levers.md).",
