@@ -25,7 +25,7 @@ networks never saw) and on the in-fold OOF votes (train split only; dev is never
    the rows as validators draw them (half positives, with replacement; and a third positives, for
    when that belief is wrong), MCC of the fixed 0.5 cut-off against the stream's median.
 
-About 2 minutes on 2 CPU cores.
+About 1 minute on 2 CPU cores.
 """
 
 from __future__ import annotations
