@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # frame_probe
+
+from frame_probe import score, summary
 
 from roadwork.bench.utilisation import machine
 from training.copy_paste import PasteBank, drawn_cutouts
@@ -60,29 +63,6 @@ def build(data: Path, out: Path, per_camera: int, sprites: int, seed: int) -> in
     return len(lines) - 1
 
 
-def summary(predictions: Path) -> dict:
-    rows = [json.loads(x) for x in predictions.read_text().splitlines() if x]
-    out: dict = {}
-    for row in rows:
-        camera, version = row["source"].split(":")
-        cell = out.setdefault(camera, {}).setdefault(version, {})
-        cell.setdefault("pooled", []).append(row["prob"])
-        for vote in row["votes"]:
-            if vote["prob"] is not None:
-                cell.setdefault(vote["voter"], []).append(vote["prob"])
-    return {
-        camera: {
-            version: {
-                voter: {"n": len(p), "called_roadwork": round(float(np.mean(np.array(p) > 0.5)), 3),
-                        "mean_prob": round(float(np.mean(p)), 3)}
-                for voter, p in voters.items()
-            }
-            for version, voters in versions.items()
-        }
-        for camera, versions in out.items()
-    }  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="the labelled data folder (../shared/data)")
@@ -96,11 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder, run = Path(tmp) / "probe", Path(tmp) / "eval"
         n = build(args.data, folder, args.per_camera, args.sprites, args.seed)
-        cmd = [sys.executable, "-m", "roadwork.cli", "eval", "--data", str(folder), "--split", "all"]
-        cmd += ["--regime", "full", "--config", args.config, "--out", str(run)]
-        print(f"[paste-probe] scoring {n} frames: {' '.join(cmd[1:])}", flush=True)
-        subprocess.run(cmd, check=True)
-        result = summary(run / "predictions.jsonl")
+        result = summary(score(folder, run, args.config, f"paste-probe, {n} frames"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(
