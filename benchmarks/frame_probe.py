@@ -2,8 +2,9 @@
 say, per camera and version, how often each voter called it roadwork.
 
 A probe (paste_probe.py, square_probe.py) writes a labelled folder whose `source` column is
-"CAMERA:VERSION" (one frame in several versions, e.g. as it is and with objects pasted in), then
-`score` runs `roadwork eval --regime full` on it and `summary` reads the predictions back.
+"CAMERA:VERSION" (one frame in several versions, e.g. as it is and with objects pasted in); `run`
+scores it with `roadwork eval --regime full`, reads the predictions back and writes the result
+JSON. `summary` is the per-camera reading every probe reports.
 """
 
 from __future__ import annotations
@@ -11,19 +12,46 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from roadwork.bench.utilisation import machine
 
-def score(folder: Path, run: Path, config: str, tag: str) -> Path:
-    """`roadwork eval --regime full` of every row of `folder` with the `config` profile, into `run`;
-    returns its predictions.jsonl."""
-    cmd = [sys.executable, "-m", "roadwork.cli", "eval", "--data", str(folder), "--split", "all"]
-    cmd += ["--regime", "full", "--config", config, "--out", str(run)]
-    print(f"[{tag}] scoring: {' '.join(cmd[1:])}", flush=True)
-    subprocess.run(cmd, check=True)
-    return run / "predictions.jsonl"
+
+def run(
+    script: str,
+    doc: str,
+    argv: list[str] | None,
+    out: Path,
+    config: str,
+    build: Callable[[Path], int],
+    read: Callable[[Path], dict],
+    **fields: Any,
+) -> dict:
+    """`build(folder)` writes the probe's labelled folder and returns its row count; every row is
+    scored by `roadwork eval --regime full` with the `config` profile and `read(predictions.jsonl)`
+    is the result. Writes `out`: the probe's note (its docstring's second paragraph), the command,
+    the machine, `fields`, the seconds taken and the result; returns the result."""
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder, run_dir = Path(tmp) / "probe", Path(tmp) / "eval"
+        n = build(folder)
+        cmd = [sys.executable, "-m", "roadwork.cli", "eval", "--data", str(folder), "--split", "all"]
+        cmd += ["--regime", "full", "--config", config, "--out", str(run_dir)]
+        print(f"[{Path(script).stem}] scoring {n} frames: {' '.join(cmd[1:])}", flush=True)
+        subprocess.run(cmd, check=True)
+        result = read(run_dir / "predictions.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
+    doc_note = doc.split("\n\n")[1].replace("\n", " ")
+    meta = {"note": doc_note, "command": command, "machine": machine(), "config": config, **fields}
+    out.write_text(json.dumps(meta | {"seconds": round(time.time() - started, 1)} | result, indent=2) + "\n")
+    return result
 
 
 def summary(predictions: Path) -> dict:

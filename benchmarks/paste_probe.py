@@ -19,10 +19,7 @@ the rows they trained on: "photo" is what the networks learnt, "drawn" the new o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +27,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # frame_probe
 
-from frame_probe import score, summary
+from frame_probe import run, summary
 
-from roadwork.bench.utilisation import machine
 from training.copy_paste import PasteBank, drawn_cutouts
 from training.datasets import load_folder
 
@@ -72,28 +68,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sprites", type=int, default=300, help="drawn devices to paste from")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
-    started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder, run = Path(tmp) / "probe", Path(tmp) / "eval"
-        n = build(args.data, folder, args.per_camera, args.sprites, args.seed)
-        result = summary(score(folder, run, args.config, f"paste-probe, {n} frames"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "note": __doc__.split("\n\n")[1].replace("\n", " "),
-                "command": "python benchmarks/paste_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                "machine": machine(),
-                "config": args.config,
-                "per_camera": args.per_camera,
-                "sprites": args.sprites,
-                "seconds": round(time.time() - started, 1),
-                "by_camera": result,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    result = run(
+        "paste_probe.py",
+        __doc__,
+        argv,
+        args.out,
+        args.config,
+        lambda folder: build(args.data, folder, args.per_camera, args.sprites, args.seed),
+        lambda predictions: {"by_camera": summary(predictions)},
+        per_camera=args.per_camera,
+        sprites=args.sprites,
+    )["by_camera"]
     for camera, versions in result.items():
         for version, voters in versions.items():
             print(camera, version, {v: x["called_roadwork"] for v, x in voters.items()})

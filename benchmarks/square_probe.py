@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +32,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # frame_probe
 
-from frame_probe import score, summary
+from frame_probe import run, summary
 
 from detectors.mobilenet import TILE_MIN_LONG_SIDE
-from roadwork.bench.utilisation import machine
 from training.copy_paste import VEHICLE_SOURCES
 from training.datasets import load_folder
 
@@ -113,28 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", default="dev", help="the split whose frames are scored (default: dev)")
     ap.add_argument("--config", default="configs/cpu.yaml", help="the cascade profile scored")
     args = ap.parse_args(argv)
-    started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder, run = Path(tmp) / "probe", Path(tmp) / "eval"
-        n = build(args.data, folder, args.split)
-        predictions = score(folder, run, args.config, f"square-probe, {n} frames")
-        result = {"by_version": by_version(predictions), "by_camera": summary(predictions)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "note": __doc__.split("\n\n")[1].replace("\n", " "),
-                "command": "python benchmarks/square_probe.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                "machine": machine(),
-                "config": args.config,
-                "split": args.split,
-                "square": SQUARE,
-                "seconds": round(time.time() - started, 1),
-                **result,
-            },
-            indent=2,
-        )
-        + "\n"
+    result = run(
+        "square_probe.py",
+        __doc__,
+        argv,
+        args.out,
+        args.config,
+        lambda folder: build(args.data, folder, args.split),
+        lambda predictions: {"by_version": by_version(predictions), "by_camera": summary(predictions)},
+        split=args.split,
+        square=SQUARE,
     )
     for version, voters in result["by_version"].items():
         print(version, {v: (x["mcc"], x["auroc"]) for v, x in voters.items()})
