@@ -2,8 +2,8 @@
 and made square, scored at full size by the shipped cascade.
 
 Half of all challenges are SDXL images made from dashcam captions, and since May 2026 they go out
-at full size: 1024x1024, SDXL's own size. The validator's image-to-image path first resizes its
-source frame to 1024x1024 (a 1920x1080 frame squashed by 1.9 across), its text-to-image path
+at full size: 1024x1024, SDXL's own size. The validator's image-to-image path first resizes a
+larger source frame to 1024x1024 (a 1920x1080 frame squashed by 1.9 across), its text-to-image path
 composes a square scene. Frames of 448 px and more are answered by the tile voters alone, whose
 crops (2x3 and 3x4 grids) are near-square on the wide frames they trained on and tall on a square
 one. This scores the split's vehicle-camera frames of 448 px and more in three versions: as they
