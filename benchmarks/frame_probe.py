@@ -48,7 +48,7 @@ def run(
         result = read(run_dir / "predictions.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     command = f"python benchmarks/{script} " + " ".join(argv if argv is not None else sys.argv[1:])
-    doc_note = doc.split("\n\n")[1].replace("\n", " ")
+    doc_note = doc.split("\n\n")[1].replace("\n", " ").strip()
     meta = {"note": doc_note, "command": command, "machine": machine(), "config": config, **fields}
     out.write_text(json.dumps(meta | {"seconds": round(time.time() - started, 1)} | result, indent=2) + "\n")
     return result

@@ -69,3 +69,41 @@ def test_the_square_probe_keeps_each_frame_and_its_label_in_three_shapes(tmp_pat
     got = probe.by_version(predictions)
     assert {v: got[v]["pooled"]["mcc"] for v in probe.VERSIONS} == {"as_is": 1.0, "squashed": 0.0, "centre_square": 0.0}
     assert got["as_is"]["pooled"]["n"] == 2 and got["as_is"]["tiles"]["auroc"] == 0.0  # the voter turned round
+
+
+def test_a_probe_scores_its_folder_with_the_shipped_profile_and_writes_its_result(tmp_path):
+    from tests.conftest import REPO
+
+    frame_probe = benchmark_script("frame_probe")
+
+    def build(folder):
+        (folder / "images").mkdir(parents=True)
+        lines = ["path,label,source,split,group"]
+        for version, label in (("plain", 0), ("lit", 1)):
+            frame = _frame(640, 480)
+            if label:
+                frame[300:420, 280:360] = (250, 110, 10)  # an orange block on the road
+            Image.fromarray(frame).save(folder / "images" / f"{version}.jpg")
+            lines.append(f"images/{version}.jpg,{label},street:{version},dev,{version}")
+        (folder / "labels.csv").write_text("\n".join(lines) + "\n")
+        return 2
+
+    out = tmp_path / "result.json"
+    result = frame_probe.run(
+        "made_up_probe.py",
+        "What it asks.\n\nWhat it\ndoes.\n",
+        ["--flag", "1"],
+        out,
+        str(REPO / "configs" / "cpu.yaml"),
+        build,
+        lambda predictions: {"by_camera": frame_probe.summary(predictions)},
+        flag=1,
+    )
+    doc = json.loads(out.read_text())
+    assert list(doc) == ["note", "command", "machine", "config", "flag", "seconds", "by_camera"]
+    assert doc["note"] == "What it does." and doc["command"] == "python benchmarks/made_up_probe.py --flag 1"
+    assert result == {"by_camera": doc["by_camera"]}
+    cells = doc["by_camera"]["street"]
+    assert set(cells) == {"plain", "lit"} and all(c["pooled"]["n"] == 1 for c in cells.values())
+    # frames of 640 px are answered by the tile voters; the whole-frame voters stay out of the summary
+    assert {"l0_tiles", "l0_paste_erase_tiles"} <= set(cells["plain"]) and "l0_head" not in cells["plain"]
