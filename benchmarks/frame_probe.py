@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +54,25 @@ def run(
     return result
 
 
-def summary(predictions: Path) -> dict:
-    """{camera: {version: {voter or "pooled": {"n", "called_roadwork", "mean_prob"}}}}."""
-    rows = [json.loads(x) for x in predictions.read_text().splitlines() if x]
-    out: dict = {}
-    for row in rows:
+def answers(predictions: Path) -> Iterator[tuple[str, str, int, str, float]]:
+    """(camera, version, label, "pooled" or the voter, probability) for every answer in a probe's
+    predictions.jsonl; a voter that abstained on a frame gives none."""
+    for line in predictions.read_text().splitlines():
+        if not line:
+            continue
+        row = json.loads(line)
         camera, version = row["source"].split(":")
-        cell = out.setdefault(camera, {}).setdefault(version, {})
-        cell.setdefault("pooled", []).append(row["prob"])
+        yield camera, version, row["label"], "pooled", row["prob"]
         for vote in row["votes"]:
             if vote["prob"] is not None:
-                cell.setdefault(vote["voter"], []).append(vote["prob"])
+                yield camera, version, row["label"], vote["voter"], vote["prob"]
+
+
+def summary(predictions: Path) -> dict:
+    """{camera: {version: {voter or "pooled": {"n", "called_roadwork", "mean_prob"}}}}."""
+    out: dict = {}
+    for camera, version, _, voter, prob in answers(predictions):
+        out.setdefault(camera, {}).setdefault(version, {}).setdefault(voter, []).append(prob)
     return {
         camera: {
             version: {

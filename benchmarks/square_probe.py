@@ -23,7 +23,6 @@ measures, it chooses nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,11 +31,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # frame_probe
 
-from frame_probe import run, summary
+from frame_probe import answers, run, summary
 
 from detectors.mobilenet import TILE_MIN_LONG_SIDE
 from training.copy_paste import VEHICLE_SOURCES
 from training.datasets import load_folder
+from training.metrics import summarise
 
 SQUARE = 1024
 """SDXL's native size, and what the validator's image-to-image path resizes its source frame to."""
@@ -82,25 +82,22 @@ def build(data: Path, out: Path, split: str) -> int:
 
 
 def by_version(predictions: Path) -> dict:
-    """{version: {"pooled" or voter: {"n", "mcc", "auroc"}}} over every camera's frames."""
-    from sklearn.metrics import matthews_corrcoef, roc_auc_score
-
+    """{version: {"pooled" or voter: training.metrics.summarise's n, positives, MCC, accuracy and
+    AUROC}} over every camera's frames (MCC and AUROC None where a version has one label only)."""
     cells: dict = {}
-    for row in (json.loads(x) for x in predictions.read_text().splitlines() if x):
-        version = row["source"].split(":")[1]
-        votes = {"pooled": row["prob"]} | {v["voter"]: v["prob"] for v in row["votes"] if v["prob"] is not None}
-        for voter, p in votes.items():
-            cells.setdefault(version, {}).setdefault(voter, []).append((row["label"], p))
+    for _, version, label, voter, prob in answers(predictions):
+        cells.setdefault(version, {}).setdefault(voter, []).append((label, prob))
     out: dict = {}
     for version, voters in cells.items():
         for voter, pairs in voters.items():
             y, p = np.array(pairs).T
-            out.setdefault(version, {})[voter] = {
-                "n": len(y),
-                "mcc": round(float(matthews_corrcoef(y, p > 0.5)), 3),
-                "auroc": round(float(roc_auc_score(y, p)), 3) if len(set(y)) == 2 else None,
-            }
+            out.setdefault(version, {})[voter] = rounded(summarise(y.astype(int), p))
     return out
+
+
+def rounded(metrics: dict) -> dict:
+    """`summarise`'s figures to 3 places, without its confusion matrix."""
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in metrics.items() if k != "confusion"}
 
 
 def main(argv: list[str] | None = None) -> None:

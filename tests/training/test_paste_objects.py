@@ -135,7 +135,8 @@ def test_the_paste_probe_scores_each_negative_as_is_and_with_photo_and_drawn_obj
     predictions = tmp_path / "predictions.jsonl"
     predictions.write_text(
         "".join(
-            json.dumps({"source": s.source, "prob": p, "votes": [{"voter": "tiles", "prob": 1 - p}]}) + "\n"
+            json.dumps({"source": s.source, "label": s.label, "prob": p, "votes": [{"voter": "tiles", "prob": 1 - p}]})
+            + "\n"
             for s, p in zip(rows[:3], (0.9, 0.2, 0.7), strict=True)
         )
     )
