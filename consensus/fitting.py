@@ -124,18 +124,38 @@ def fit_pool(
     voters = sorted({name for r in rows for name, (_, p) in r.votes.items() if p is not None})
     if not voters:
         raise ValueError(f"no voter produced a probability in this run{where}")
-    levels = {name: lv for r in rows for name, (lv, _) in r.votes.items()}
     x, present = _design(rows, voters, clip)
-    sw = row_weights(rows, balance)
-
     lr = LogisticRegression(C=1.0, max_iter=1000)
-    lr.fit(np.hstack([x, present]), y, sample_weight=sw)
+    lr.fit(np.hstack([x, present]), y, sample_weight=row_weights(rows, balance))
     beta = np.clip(lr.coef_[0][: len(voters)], 0.0, None)
     if beta.sum() <= 0:
         beta = np.ones(len(voters))
-    weights = beta / beta.sum() * len(voters)
+    weights = dict(zip(voters, beta / beta.sum() * len(voters), strict=True))
+    return calibrated_pool(
+        rows, weights, clip=clip, target=target, min_support=min_support, long_side=long_side, balance=balance
+    )
 
-    z = pooled_logits(x, present, weights)
+
+def calibrated_pool(
+    rows: Sequence[LabelledVotes],
+    weights: Mapping[str, float],
+    *,
+    clip: float = 1e-4,
+    target: float = 0.98,
+    min_support: int = 20,
+    long_side: LongSides = EVERY_SIZE,
+    balance: str | None = None,
+) -> Pool:
+    """A pool with these voter weights: its calibration, threshold and bands fitted on the rows
+    (`fit_pool` after fitting the weights; also for weights chosen another way, in an experiment)."""
+    y = np.asarray([r.label for r in rows], dtype=int)
+    voters = list(weights)
+    levels = {name: lv for r in rows for name, (lv, _) in r.votes.items()}
+    x, present = _design(rows, voters, clip)
+    sw = row_weights(rows, balance)
+    w = np.asarray([weights[v] for v in voters], dtype=float)
+
+    z = pooled_logits(x, present, w)
     cal = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y, sample_weight=sw)
     scale, bias = float(cal.coef_[0][0]), float(cal.intercept_[0])
     p_cal = sigmoid(scale * z + bias)
@@ -146,7 +166,7 @@ def fit_pool(
     bands: dict[str, tuple[float, float]] = {}
     for level in sorted(set(levels.values())):
         upto = np.asarray([levels[v] <= level for v in voters], dtype=float)
-        z_l = pooled_logits(x, present * upto[None, :], weights)
+        z_l = pooled_logits(x, present * upto[None, :], w)
         has = (present * upto[None, :]).sum(axis=1) > 0
         p_l = sigmoid(scale * z_l + bias_shifted)
         if has.sum() >= min_support:
@@ -159,7 +179,7 @@ def fit_pool(
     silent = sorted({name for r in rows for name in r.votes} - set(voters))
     return Pool(
         long_side=long_side,
-        weights={**{v: float(w) for v, w in zip(voters, weights, strict=True)}, **dict.fromkeys(silent, 0.0)},
+        weights={**{v: float(weights[v]) for v in voters}, **dict.fromkeys(silent, 0.0)},
         scale=scale,
         bias=bias_shifted,
         bands=bands,

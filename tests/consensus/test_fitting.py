@@ -27,6 +27,18 @@ def test_informative_voter_gets_more_weight_than_noise():
     assert art.metrics["mcc"] > 0.8
 
 
+def test_a_pool_given_its_weights_keeps_them_and_is_calibrated_on_the_rows():
+    from consensus.fitting import calibrated_pool
+
+    rows = synthetic_rows()
+    fitted = fit_pool(rows)
+    assert calibrated_pool(rows, {v: w for v, w in fitted.weights.items() if w}) == fitted  # fit_pool's second half
+    equal = calibrated_pool(rows, {"good": 1.0, "noise": 1.0, "late": 1.0})
+    assert equal.weights == {"good": 1.0, "noise": 1.0, "late": 1.0}
+    assert equal.metrics["mcc"] < fitted.metrics["mcc"]  # the noise voter now has as much say as the good one
+    assert equal.metrics["mcc"] > 0.5 and 0 < equal.threshold_raw < 1
+
+
 def test_bands_are_fitted_per_level_and_ordered():
     art = fit_consensus(synthetic_rows(), target=0.95)
     lo, hi = art.pools[0].bands["L0"]
