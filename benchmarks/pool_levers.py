@@ -1,6 +1,7 @@
-"""Is a new camera's weak answer in the pool, or in the networks? Five levers that need no
-training, each scored on the LOSO votes of both seeds of the paste-and-erase recipe (a camera the
-networks never saw) and on the in-fold OOF votes (train split only; dev is never read):
+"""Is a new camera's weak answer in the pool, or in the networks? Six levers that need no
+training, each scored on the LOSO votes of two seeds (the sixth: all four) of the paste-and-erase
+recipe (a camera the networks never saw) and on the in-fold OOF votes (train split only; dev is
+never read):
 
     PYTHONPATH=. python benchmarks/pool_levers.py --out benchmarks/results/pool_levers_cpu.json
 
@@ -24,6 +25,10 @@ networks never saw) and on the in-fold OOF votes (train split only; dev is never
    yes about half the time whatever a new camera does to the votes. Scored on streams drawn from
    the rows as validators draw them (half positives, with replacement; and a third positives, for
    when that belief is wrong), MCC of the fixed 0.5 cut-off against the stream's median.
+6. the voters' weights: the plain network's 224-px voter (strong in fold, weak on a new camera)
+   weighs most in the fitted pool; each pool's weights moved halfway to equal, or made equal, its
+   calibration and threshold fitted again on the OOF rows (`consensus.fitting.calibrated_pool`),
+   scored on the LOSO rows of all four shipped seeds.
 
 About 1 minute on 2 CPU cores.
 """
@@ -40,6 +45,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # oof_pooling, loso_networks
 
 SEED1 = "benchmarks/results/loso_votes_l0_backbone_paste_erase_seed1.jsonl.gz"
+SEED_FILES = {"seed0": None, "seed1": SEED1} | {
+    f"seed{s}": f"benchmarks/results/loso_votes_l0_backbone_paste_erase_seed{s}.jsonl.gz" for s in (2, 3)
+}
+"""The paste-and-erase networks' LOSO votes of each shipped seed (None: the file `oof_pooling.LOSO` names)."""
+WEIGHT_MOVES = (0.5, 1.0)  # lever 6: how far each pool's weights move towards equal
 SHIPPED = ["l0_head", "l0_paste_erase", "l0_paste_erase_detail", "l0_tiles", "l0_paste_erase_tiles"]
 SMALL_REGIMES = ("v0.2", "letterbox")
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -66,18 +76,13 @@ def mcc(y: np.ndarray, p: np.ndarray, cut: float = 0.5) -> float:
 
 
 def pool_levers(work: Path) -> dict:
-    from oof_pooling import ABSTAINING, CANDIDATES, LOSO, loso_rows, sides_by_size, vote_runs
+    from oof_pooling import ABSTAINING, CANDIDATES, loso_rows, sides_by_size, vote_runs
 
     from consensus.fitting import fit_consensus, rows_from_predictions
     from training.evaluate import merge_runs
 
     runs = vote_runs(CANDIDATES, work / "oof")
-    seeds = {
-        "seed0": vote_runs(LOSO, work / "loso_seed0"),
-        "seed1": vote_runs(
-            {v: (SEED1 if "paste_erase" in v else p, view) for v, (p, view) in LOSO.items()}, work / "s1"
-        ),
-    }
+    seeds = {s: seed_runs(s, work) for s in ("seed0", "seed1")}
     preds = merge_runs([runs[v] for v in SHIPPED])
     shipped = fit_consensus(rows_from_predictions(preds), voter_sides=sides_by_size(SHIPPED))
     small = [v for v in SHIPPED if v not in ABSTAINING]
@@ -109,6 +114,43 @@ def pool_levers(work: Path) -> dict:
     out["fitted_on_new_cameras"]["shipped pool (OOF rows only)"] = {
         name: regime_mccs(shipped, rows) for name, rows in sets.items()
     }
+    out["voter_weights"] = voter_weights(shipped, preds, work)
+    return out
+
+
+def seed_runs(seed: str, work: Path) -> dict[str, list[dict]]:
+    """Every LOSO voter's run, the paste-and-erase ones from that seed's networks."""
+    from oof_pooling import LOSO, vote_runs
+
+    path = SEED_FILES[seed]
+    mapping = {v: (path if path and "paste_erase" in v else p, view) for v, (p, view) in LOSO.items()}
+    return vote_runs(mapping, work / ("loso_seed0" if seed == "seed0" else seed))
+
+
+def voter_weights(shipped, oof: list[dict], work: Path) -> dict:
+    """Lever 6 (module docstring): {weights: {"weights": per pool, scored on: {regime: MCC}}}."""
+    from oof_pooling import loso_rows, sides_by_size
+
+    from consensus.fitting import calibrated_pool, covers, rows_from_predictions, scored_by_their_voters
+
+    rows = scored_by_their_voters(rows_from_predictions(oof), sides_by_size(SHIPPED))
+    sets = {"in fold": oof} | {f"new camera, {s}": loso_rows(seed_runs(s, work), SHIPPED) for s in SEED_FILES}
+    out = {}
+    for move in (0.0, *WEIGHT_MOVES):
+        pools = [
+            calibrated_pool(
+                [r for r in rows if covers(pool.long_side, int(r.long_side or 0))],
+                {v: (1 - move) * w + move for v, w in pool.weights.items()},
+                clip=shipped.clip,
+                long_side=pool.long_side,
+            )
+            for pool in shipped.pools
+        ]
+        art = shipped.model_copy(update={"pools": pools})
+        name = "fitted (shipped)" if move == 0 else "equal" if move == 1 else f"moved {move:g} of the way to equal"
+        out[name] = {"weights": [{v: round(w, 3) for v, w in p.weights.items()} for p in pools]} | {
+            scored_on: regime_mccs(art, r) for scored_on, r in sets.items()
+        }
     return out
 
 
