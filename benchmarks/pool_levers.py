@@ -82,7 +82,8 @@ def pool_levers(work: Path) -> dict:
     from training.evaluate import merge_runs
 
     runs = vote_runs(CANDIDATES, work / "oof")
-    seeds = {s: seed_runs(s, work) for s in ("seed0", "seed1")}
+    every_seed = {s: seed_runs(s, work) for s in SEED_FILES}
+    seeds = {s: every_seed[s] for s in ("seed0", "seed1")}  # levers 1-5
     preds = merge_runs([runs[v] for v in SHIPPED])
     shipped = fit_consensus(rows_from_predictions(preds), voter_sides=sides_by_size(SHIPPED))
     small = [v for v in SHIPPED if v not in ABSTAINING]
@@ -114,7 +115,9 @@ def pool_levers(work: Path) -> dict:
     out["fitted_on_new_cameras"]["shipped pool (OOF rows only)"] = {
         name: regime_mccs(shipped, rows) for name, rows in sets.items()
     }
-    out["voter_weights"] = voter_weights(shipped, preds, work)
+    out["voter_weights"] = voter_weights(
+        shipped, preds, {"in fold": preds} | {f"new camera, {s}": loso_rows(r, SHIPPED) for s, r in every_seed.items()}
+    )
     return out
 
 
@@ -124,17 +127,17 @@ def seed_runs(seed: str, work: Path) -> dict[str, list[dict]]:
 
     path = SEED_FILES[seed]
     mapping = {v: (path if path and "paste_erase" in v else p, view) for v, (p, view) in LOSO.items()}
-    return vote_runs(mapping, work / ("loso_seed0" if seed == "seed0" else seed))
+    return vote_runs(mapping, work / f"loso_{seed}")
 
 
-def voter_weights(shipped, oof: list[dict], work: Path) -> dict:
-    """Lever 6 (module docstring): {weights: {"weights": per pool, scored on: {regime: MCC}}}."""
-    from oof_pooling import loso_rows, sides_by_size
+def voter_weights(shipped, oof: list[dict], sets: dict[str, list[dict]]) -> dict:
+    """Lever 6 (module docstring): the shipped pools reweighed and calibrated again on the OOF rows,
+    scored on each of `sets` -> {weights: {"weights": per pool, scored on: {regime: MCC}}}."""
+    from oof_pooling import sides_by_size
 
     from consensus.fitting import calibrated_pool, covers, rows_from_predictions, scored_by_their_voters
 
     rows = scored_by_their_voters(rows_from_predictions(oof), sides_by_size(SHIPPED))
-    sets = {"in fold": oof} | {f"new camera, {s}": loso_rows(seed_runs(s, work), SHIPPED) for s in SEED_FILES}
     out = {}
     for move in (0.0, *WEIGHT_MOVES):
         pools = [
