@@ -52,8 +52,16 @@ def view_probs(net, views: list[np.ndarray]) -> dict[str, list[float | None]]:
     }
 
 
-def mean_with_mirror(a: list[float | None], b: list[float | None]) -> list[float | None]:
-    return [None if x is None else (x + y) / 2 for x, y in zip(a, b, strict=True)]
+def both_ways(net, views: list[np.ndarray]) -> dict[str, dict[str, list[float | None]]]:
+    """`view_probs` of the frames as sent, and the mean of those with the mirrored frames' ones."""
+    sent = view_probs(net, views)
+    mirror = view_probs(net, [np.ascontiguousarray(v[:, ::-1]) for v in views])
+    return {
+        "as_sent": sent,
+        "with_mirror": {
+            k: [None if a is None else (a + b) / 2 for a, b in zip(sent[k], mirror[k], strict=True)] for k in sent
+        },
+    }
 
 
 def auroc_by_source(y: np.ndarray, p: np.ndarray, src: np.ndarray) -> dict:
@@ -125,11 +133,9 @@ def main() -> None:
         "pooled": {},
     }
     for r in REGIMES:
-        mirrored = [np.ascontiguousarray(v[:, ::-1]) for v in views[r]]
         probs = {}
         for name, net in nets.items():
-            sent, mirror = view_probs(net, views[r]), view_probs(net, mirrored)
-            probs[name] = {"as_sent": sent, "with_mirror": {k: mean_with_mirror(sent[k], mirror[k]) for k in sent}}
+            probs[name] = both_ways(net, views[r])
             print(f"{r}: {name} scored after {time.time() - t0:.0f} s", flush=True)
         sides = [int(max(v.shape[:2])) for v in views[r]]
         votes = {way: {v: probs[net][way][view] for v, (net, view) in VOTERS.items()} for way in WAYS}
