@@ -23,6 +23,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 
 def network_name(row: dict) -> str:
@@ -35,6 +36,20 @@ def network_name(row: dict) -> str:
     raise ValueError(f"row {row.get('key')!r} has neither `fold` nor `held_out`: no saved network held it out")
 
 
+def view_votes(
+    net: Any, images: list[Any], view: str, device: str, batch: int, grids: tuple[tuple[int, int], ...]
+) -> tuple[list[float | None], list[list[float] | None] | None]:
+    """Each image's vote for `view` (a size, or "tiles": the max over the tile voter's own crops,
+    None under its long side), and for tiles every crop's probability in `grids`."""
+    from detectors.mobilenet import TILE_CROPS
+    from training.finetune import predict_crops, predict_views, tile_votes
+
+    if view != "tiles":
+        return [float(p) for p in predict_views(net, images, int(view), device, batch)], None
+    crops = predict_crops(net, images, device, batch, grids)
+    return tile_votes([None if c is None else c[:TILE_CROPS] for c in crops]), crops
+
+
 def rescore(
     data: str | Path,
     oof: Path,
@@ -44,20 +59,21 @@ def rescore(
     device: str = "cpu",
     seed: int = 0,
     crop_grids: tuple[tuple[int, int], ...] | None = None,
+    mirror: bool = False,
 ) -> list[dict]:
     """`seed` is the run's FinetuneConfig.view_seed (0 unless changed; runs made before it existed
     drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the trainer
     drew it (the `full` view has no randomness). With `crop_grids` (the tile voter's grids first,
     then any extra), every row rescored for tiles keeps its crops of those grids; without, a row
-    that already keeps crops has them rewritten in its own grids."""
-    from detectors.mobilenet import TILE_CROPS
+    that already keeps crops has them rewritten in its own grids. With `mirror`, each view's vote
+    is the mean of the view's and its mirror image's (test-time augmentation), and a row's crops of
+    the rescored regime are dropped (they are the unmirrored crops)."""
+    import numpy as np
+
     from training.datasets import load_folder
     from training.finetune import (
         held_out_transform,
         load_network,
-        predict_crops,
-        predict_views,
-        tile_votes,
         votes_crop_grids,
         votes_text,
     )
@@ -79,6 +95,8 @@ def rescore(
         grids = crop_grids or votes_crop_grids([r for r in rows if "crops" in r])
     except ValueError as exc:
         raise ValueError(f"{exc}; rescore each kind apart") from None
+    if mirror and crop_grids:
+        raise ValueError("mirrored votes keep no crops: rescore for crops without mirror")
     if crop_grids:
         for r in rows:
             r["crops"], r["crop_grids"] = {}, [list(g) for g in crop_grids]
@@ -92,12 +110,14 @@ def rescore(
             chunk = held[start : start + 32]
             images = [transform(samples[r["key"]].load(), r["key"]) for r in chunk]
             for view in views:
-                crops = predict_crops(net, images, device, batch, grids) if view == "tiles" else None
-                probs = (
-                    tile_votes([None if c is None else c[:TILE_CROPS] for c in crops])
-                    if crops is not None
-                    else [float(p) for p in predict_views(net, images, int(view), device, batch)]
-                )
+                probs, crops = view_votes(net, images, view, device, batch, grids)
+                if mirror:
+                    mirrored = [np.ascontiguousarray(image[:, ::-1]) for image in images]
+                    other, _ = view_votes(net, mirrored, view, device, batch, grids)
+                    probs = [None if p is None else (p + q) / 2 for p, q in zip(probs, other, strict=True)]
+                    for r in chunk:
+                        r.get("crops", {}).pop(regime, None)
+                    crops = None
                 for k, (r, p, image) in enumerate(zip(chunk, probs, images, strict=True)):
                     r.setdefault("long_side", {})[regime] = int(max(image.shape[:2]))
                     r["probs"][regime].pop(view, None)
@@ -147,6 +167,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="RxC,...",
         help="With --crops, also the crops of these grids (e.g. 4x6), after the tile voter's own.",
     )
+    ap.add_argument(
+        "--mirror",
+        action="store_true",
+        help="Each view's vote the mean of the view's and its mirror image's (test-time augmentation).",
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     from detectors.mobilenet import TILE_GRIDS
@@ -159,9 +184,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.crops and "tiles" not in args.views.split(","):
         ap.error("--crops keeps the crops of the tiles view: add tiles to --views")
     grids = TILE_GRIDS + extra if args.crops else None
-    rows = rescore(args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids)
+    if args.mirror and args.crops:
+        ap.error("--mirror keeps no crops: leave out --crops")
+    rows = rescore(
+        args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids, args.mirror
+    )
     write_votes(args.out, rows)
-    print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution")
+    mirrored = ", each averaged with its mirror image" if args.mirror else ""
+    print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution{mirrored}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -92,6 +93,38 @@ def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, 
             + ["--crop-grids", "4x6", "--out", str(out)]
         )
     assert "add --crops" in capsys.readouterr().err
+    # --mirror: each view's vote is the mean of the photo's and its mirror image's; the rescored
+    # regime's crops (unmirrored) are dropped, the other regimes' votes kept
+    from PIL import Image
+
+    shutil.copytree(tmp_path / "big", tmp_path / "flipped")
+    for i in range(12):
+        path = tmp_path / "flipped" / "images" / f"{i}.jpg"
+        with Image.open(path) as im:
+            flipped = im.convert("RGB").transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        flipped.save(path, format="PNG")  # lossless: exactly the decoded photo's mirror image
+    mirror, other = tmp_path / "mirror.jsonl", tmp_path / "other.jsonl"
+    for data, out_path, flag in (("big", mirror, ["--mirror"]), ("flipped", other, [])):
+        rescore_main(
+            ["--data", str(tmp_path / data), "--oof", str(votes), "--nets", str(prefix), "--views", "tiles,224"]
+            + [*flag, "--out", str(out_path)]
+        )
+    assert "each averaged with its mirror image" in capsys.readouterr().out
+    rows = zip(big, *([json.loads(x) for x in f.read_text().splitlines()] for f in (mirror, other)), strict=True)
+    moved = 0.0
+    for sent, mean, mirrored in rows:
+        for view in ("224", "tiles"):
+            want = (sent["probs"]["full"][view] + mirrored["probs"]["full"][view]) / 2
+            assert mean["probs"]["full"][view] == pytest.approx(want, abs=1e-5)
+            moved = max(moved, abs(mean["probs"]["full"][view] - sent["probs"]["full"][view]))
+        assert "full" not in mean["crops"] and mean["probs"]["v0.2"] == sent["probs"]["v0.2"]
+    assert moved > 1e-5
+    with pytest.raises(SystemExit):
+        rescore_main(
+            ["--data", str(tmp_path / "big"), "--oof", str(votes), "--nets", str(prefix), "--views", "tiles"]
+            + ["--crops", "--mirror", "--out", str(out)]
+        )
+    assert "--mirror keeps no crops" in capsys.readouterr().err
     # and rows whose network is missing are refused with its file named
     (tmp_path / "nets" / "loso.camvid.pt").unlink()
     with pytest.raises(FileNotFoundError, match=r"loso\.camvid\.pt.*--save-nets"):
