@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # flip_tta, beside this script
 
 REGIMES_SMALL = ("v0.2", "letterbox")
 WAYS = ("whole_224", "max_2x2", "max_2x3", "max_3x4", "max_tile_grids")
@@ -50,19 +53,9 @@ def way_probs(net, views: list[np.ndarray]) -> dict[str, list[float]]:
     return out
 
 
-def aurocs(y: np.ndarray, p: np.ndarray, src: np.ndarray) -> dict:
-    from sklearn.metrics import roc_auc_score
-
-    out = {"all": round(float(roc_auc_score(y, p)), 3)}
-    for s in sorted(set(src)):
-        sel = src == s
-        if 0 < y[sel].sum() < sel.sum():
-            out[s] = round(float(roc_auc_score(y[sel], p[sel])), 3)
-    return out
-
-
 def main() -> None:
     import torch
+    from flip_tta import auroc_by_source
 
     from training.datasets import load_folder
     from training.finetune import held_out_transform, load_network, votes_text
@@ -109,7 +102,7 @@ def main() -> None:
         "note": __doc__.split("\n\n")[3].replace("\n", " "),
         "rows_scored": f"dev split, {args.served}" if args.served else f"{args.votes}, networks {args.nets}.*.pt",
         "rows": len(rows),
-        "auroc": {r: {w: aurocs(y, np.array(probs[r][w]), src) for w in WAYS} for r in REGIMES_SMALL},
+        "auroc": {r: {w: auroc_by_source(y, np.array(probs[r][w]), src) for w in WAYS} for r in REGIMES_SMALL},
         "seconds": round(time.time() - t0),
     }
     for r in REGIMES_SMALL:
