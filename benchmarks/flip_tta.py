@@ -6,9 +6,8 @@
 Both networks trained on views mirrored at random (`training.finetune.train_view`), so a frame and
 its mirror are equally familiar to them, and the mean of the two votes (test-time augmentation,
 TTA) averages out part of what one draw of the network gets wrong. It costs a second pass of every
-view: on 224-px frames about 1.5x the shipped 203-ms p95 on 2 cores, which fits the 250-ms goal
-only if the whole-frame voters are cheap enough; on 1920x1080 frames two passes of 36 crops do not
-fit the 1-s goal (726 ms p95 for one), so there only the gain is worth knowing.
+view, twice the voters' CPU time; on 1920x1080 frames two passes of 36 crops do not fit the 1-s
+goal (726 ms p95 for one, 2 cores), so there only the gain is worth knowing.
 
 This scores the served networks (models/l0_backbone.pt, models/l0_backbone_paste_erase.pt) on the
 dev split, which they never trained on, in each regime's held-back view
@@ -17,7 +16,7 @@ each as sent and mirrored. Reported per voter and regime: AUROC over dev and wit
 with both labels, as sent against the mean with the mirror (a paired comparison: the same network
 and frames, so no seed spread); then the shipped pool (models/consensus-cpu.json) over each, MCC
 and AUROC, also per source. Dev is measured here, never tuned on: no threshold or weight is fitted.
-About 10 minutes on 2 CPU cores.
+About 21 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations

@@ -10,12 +10,14 @@ under 448 px, so every 224-px validator frame (v0.2 and letterbox) is scored who
 a frame adds no pixels, but each crop is enlarged to the network's 224-px input, and the max over
 crops is the multiple-instance answer the paste-and-erase network was trained to give on tiles.
 
-This scores, with saved leave-one-source-out networks (`loso_networks.py train --save-nets`), each
-held-out row's v0.2 and letterbox view (`training.finetune.held_out_transform`, the run's view
-seed) whole at 224 px and as the max over its crops of a 2x2 grid (4 crops) and of the tile voter's
-grids (18 crops), all with the network that never saw the row's source, and reports AUROC over
-the held-out rows and within each source with both labels: a paired comparison, no pool, since a
-new voter would need in-fold votes to be pooled. About 10 minutes on 2 CPU cores.
+This scores, with saved leave-one-source-out networks (`--votes` and `--nets`, from
+`loso_networks.py train --save-nets`), each held-out row's v0.2 and letterbox view
+(`training.finetune.held_out_transform`, the run's view seed) whole at 224 px and as the max over
+its crops of a 2x2 grid, of the tile voter's 2x3 and 3x4 grids apart and of both (18 crops), with
+the network that never saw the row's source; or with `--served CHECKPOINT` the dev split's rows
+with that one network. It reports AUROC over the rows and within each source with both labels: a
+paired comparison, no pool, since a new voter would need in-fold votes to be pooled. About 11
+minutes on 2 CPU cores for the 792 LOSO rows, 5 for dev.
 """
 
 from __future__ import annotations
