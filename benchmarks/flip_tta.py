@@ -42,13 +42,10 @@ WAYS = ("as_sent", "with_mirror")
 def view_probs(net, views: list[np.ndarray]) -> dict[str, list[float | None]]:
     """{view: each frame's probability}: 224 and 448 px whole, tiles the max over the voter's crops
     (None where a frame is under the tile voter's long side)."""
-    from training.finetune import predict_crops, predict_views, tile_votes
+    from detectors.mobilenet import TILE_GRIDS
+    from training.oof_rescore import view_votes
 
-    return {
-        "224": [float(p) for p in predict_views(net, views, 224, "cpu")],
-        "448": [float(p) for p in predict_views(net, views, 448, "cpu")],
-        "tiles": tile_votes(predict_crops(net, views, "cpu")),
-    }
+    return {view: view_votes(net, views, view, "cpu", 64, TILE_GRIDS)[0] for view in ("224", "448", "tiles")}
 
 
 def both_ways(net, views: list[np.ndarray]) -> dict[str, dict[str, list[float | None]]]:

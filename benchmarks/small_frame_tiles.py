@@ -77,8 +77,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = load_folder(args.data)
     if args.served:
-        rows = [{"key": s.key, "label": s.label, "source": s.source} for s in data.select(split="dev").samples]
-        samples = {s.key: s for s in data.select(split="dev").samples}
+        dev = data.select(split="dev").samples
+        rows = [{"key": s.key, "label": s.label, "source": s.source} for s in dev]
+        samples = {s.key: s for s in dev}
         jobs = {args.served: list(range(len(rows)))}
     else:
         rows = [json.loads(x) for x in votes_text(args.votes).splitlines() if x.strip()]

@@ -109,10 +109,10 @@ def rescore(
         for start in range(0, len(held), 32):  # full-size photos are decoded 32 at a time
             chunk = held[start : start + 32]
             images = [transform(samples[r["key"]].load(), r["key"]) for r in chunk]
+            mirrored = [np.ascontiguousarray(image[:, ::-1]) for image in images] if mirror else []
             for view in views:
                 probs, crops = view_votes(net, images, view, device, batch, grids)
                 if mirror:
-                    mirrored = [np.ascontiguousarray(image[:, ::-1]) for image in images]
                     other, _ = view_votes(net, mirrored, view, device, batch, grids)
                     probs = [None if p is None else (p + q) / 2 for p, q in zip(probs, other, strict=True)]
                     for r in chunk:
