@@ -146,7 +146,8 @@ def main() -> None:
         out["pooled"][r] = {way: pooled(artefact, votes[way], y, src, sides) for way in WAYS}
         for way in WAYS:
             a = out["pooled"][r][way]["all"]
-            print(f"{r:10s} pooled {way:12s} MCC {a['mcc']:.3f} AUROC {a['auroc']:.3f}", flush=True)
+            mcc, auroc = (None if a[k] is None else round(a[k], 3) for k in ("mcc", "auroc"))  # None: one label
+            print(f"{r:10s} pooled {way:12s} MCC {mcc} AUROC {auroc}", flush=True)
     out["seconds"] = round(time.time() - t0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
