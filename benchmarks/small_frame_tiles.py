@@ -13,7 +13,8 @@ crops is the multiple-instance answer the paste-and-erase network was trained to
 This scores, with saved leave-one-source-out networks (`--votes` and `--nets`, from
 `loso_networks.py train --save-nets`), each held-out row's v0.2 and letterbox view
 (`training.finetune.held_out_transform`, the run's view seed) whole at 224 px and as the max over
-its crops of a 2x2 grid, of the tile voter's 2x3 and 3x4 grids apart and of both (18 crops), with
+its crops of a 2x2 grid, of the tile voter's 2x3 and 3x4 grids apart and of both (18 crops), and
+of the 3x4 grid with its crops at 160 and 112 px instead of 224 (cheaper), with
 the network that never saw the row's source; or with `--served CHECKPOINT` the dev split's rows
 with that one network. It reports AUROC over the rows and within each source with both labels: a
 paired comparison, no pool, since a new voter would need in-fold votes to be pooled. About 11
@@ -33,12 +34,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # flip_tta, beside this script
 
 REGIMES_SMALL = ("v0.2", "letterbox")
-WAYS = ("whole_224", "max_2x2", "max_2x3", "max_3x4", "max_tile_grids")
+WAYS = ("whole_224", "max_2x2", "max_2x3", "max_3x4", "max_tile_grids", "max_3x4_at_160", "max_3x4_at_112")
+CHEAP_SIZES = (160, 112)
+"""The 3x4 grid's crops also at these input sizes: a MobileNetV2 pass costs about the square of
+its side, so 12 crops at 160 px cost about half of 12 at 224."""
 
 
 def way_probs(net, views: list[np.ndarray]) -> dict[str, list[float]]:
     """{way: each view's probability}: whole at 224 px, or the max over the crops (each enlarged to
-    224 px) of a 2x2 grid, of the tile voter's 2x3 or 3x4 grid, or of both (its 18 crops)."""
+    224 px) of a 2x2 grid, of the tile voter's 2x3 or 3x4 grid, or of both (its 18 crops), and the
+    max over the 3x4 grid's crops resized to each of CHEAP_SIZES instead of 224."""
     from detectors.mobilenet import TILE_GRIDS, tile_crops
     from training.finetune import predict_views
 
@@ -52,6 +57,10 @@ def way_probs(net, views: list[np.ndarray]) -> dict[str, list[float]]:
         per_view = flat.reshape(len(views), -1)
         for way, part in parts.items():
             out[way] = [float(p) for p in per_view[:, part].max(axis=1)]
+    crops_3x4 = [c for v in views for c in tile_crops(v, ((3, 4),))]
+    for size in CHEAP_SIZES:
+        per_view = predict_views(net, crops_3x4, size, "cpu", 16).reshape(len(views), -1)
+        out[f"max_3x4_at_{size}"] = [float(p) for p in per_view.max(axis=1)]
     return out
 
 
