@@ -32,6 +32,11 @@ TILE_GRIDS: tuple[tuple[int, int], ...] = ((2, 3), (3, 4))
 TILE_OVERLAP = 0.25
 TILE_MIN_LONG_SIDE = 448
 """The tile voter's defaults (`backbone-head` with `tiles:`), shared with the trainer's OOF votes."""
+SMALL_TILE_GRIDS: tuple[tuple[int, int], ...] = ((3, 4),)
+SMALL_TILE_LONG_SIDES: tuple[int, int] = (0, TILE_MIN_LONG_SIDE)
+"""The small-frame tile view: frames under TILE_MIN_LONG_SIDE (every 224-px validator image) as the
+max over a 3x4 grid's crops, each enlarged to the network's 224-px input, which the tile voter
+never scores. The trainer's held-out votes carry it as the view "small_tiles"."""
 
 
 def resize_square(image: np.ndarray, size: int) -> np.ndarray:

@@ -386,7 +386,7 @@ def train_head_cmd(
 VotersOption = Annotated[
     str,
     typer.Option(
-        help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448 or tiles. Name them as the profile does."
+        help="Which OOF views become which voters in the OOF run: VIEW=NAME, comma-separated; a view is 224, 448, tiles or small_tiles. Name them as the profile does."
     ),
 ]
 
@@ -397,8 +397,8 @@ def _view_voters(voters: str) -> dict[str, str]:
         view_voters = dict(item.split("=", 1) for item in voters.split(","))
     except ValueError:
         fail(f"--voters {voters!r}: write VIEW=NAME pairs, e.g. 224=l0_paste,448=l0_paste_detail")
-    if bad := set(view_voters) - {"224", "448", "tiles"}:
-        fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448 and tiles")
+    if bad := set(view_voters) - {"224", "448", "tiles", "small_tiles"}:
+        fail(f"--voters: unknown views {sorted(bad)}; the OOF run has 224, 448, tiles and small_tiles")
     return view_voters
 
 

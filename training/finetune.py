@@ -39,6 +39,8 @@ from PIL import Image
 from detectors.mobilenet import (
     FINETUNED_FORMAT,
     L0_KINDS,
+    SMALL_TILE_GRIDS,
+    SMALL_TILE_LONG_SIDES,
     TILE_CROPS,
     TILE_GRIDS,
     TILE_MIN_LONG_SIDE,
@@ -496,13 +498,20 @@ def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, bat
 
 
 def predict_crops(
-    net: Any, views: list[np.ndarray], device: str, batch: int = 64, grids: Sequence[tuple[int, int]] = TILE_GRIDS
+    net: Any,
+    views: list[np.ndarray],
+    device: str,
+    batch: int = 64,
+    grids: Sequence[tuple[int, int]] = TILE_GRIDS,
+    long_sides: tuple[int, int | None] = (TILE_MIN_LONG_SIDE, None),
 ) -> list[list[float] | None]:
     """The probability of each of a view's overlapping crops (`grids`, by default the tile voter's,
-    in `tile_crops` order), or None for a view smaller than the voter's `min_long_side`."""
+    in `tile_crops` order), or None for a view whose long side is outside `long_sides` ([lo, hi),
+    hi None for no upper end; by default the tile voter's: TILE_MIN_LONG_SIDE and more)."""
+    lo, hi = long_sides
     crops, owner = [], []
     for i, view in enumerate(views):
-        if max(view.shape[:2]) >= TILE_MIN_LONG_SIDE:
+        if lo <= max(view.shape[:2]) and (hi is None or max(view.shape[:2]) < hi):
             for crop in tile_crops(view, grids):
                 crops.append(crop)
                 owner.append(i)
@@ -523,6 +532,12 @@ def predict_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 6
     return tile_votes(predict_crops(net, views, device, batch))
 
 
+def predict_small_tiles(net: Any, views: list[np.ndarray], device: str, batch: int = 64) -> list[float | None]:
+    """The small-frame tile view of each view (`detectors.mobilenet.SMALL_TILE_GRIDS`): the max over
+    its crops for a view under TILE_MIN_LONG_SIDE, None for a larger one."""
+    return tile_votes(predict_crops(net, views, device, batch, SMALL_TILE_GRIDS, SMALL_TILE_LONG_SIDES))
+
+
 def held_out_transform(regime: str, seed: int) -> Transform:
     """The transform of a regime's held-back view (seeds the training never drew)."""
     return make_transform(regime, seed + EVAL_SEED_OFFSET)
@@ -537,8 +552,8 @@ def held_out_probs(
     net: Any, samples: list[Sample], images: list[np.ndarray], cfg: FinetuneConfig, device: str
 ) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]], list[dict[str, list[float]]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
-    (224, `big_size`) or "tiles" (the max over its crops; absent where the tile voter would
-    abstain); {regime: the view's long side in pixels} each; and {regime: every crop's
+    (224, `big_size`), "tiles" (the max over its crops; absent where the tile voter would
+    abstain) or "small_tiles" (`predict_small_tiles`; absent on frames the tile voter scores); {regime: the view's long side in pixels} each; and {regime: every crop's
     probability} each, for the regimes where it tiles."""
     views = [regime_views(image, s.key, cfg.view_seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
@@ -550,6 +565,7 @@ def held_out_probs(
         per_crop = predict_crops(net, [v[r] for v in views], device, grids=crop_grids(cfg))
         # the voter's own crops come first, any extra grids' after them
         by_view["tiles"] = tile_votes([None if c is None else c[:TILE_CROPS] for c in per_crop])
+        by_view["small_tiles"] = predict_small_tiles(net, [v[r] for v in views], device)
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
             if per_crop[k] is not None:

@@ -39,11 +39,14 @@ def network_name(row: dict) -> str:
 def view_votes(
     net: Any, images: list[Any], view: str, device: str, batch: int, grids: tuple[tuple[int, int], ...]
 ) -> tuple[list[float | None], list[list[float] | None] | None]:
-    """Each image's vote for `view` (a size, or "tiles": the max over the tile voter's own crops,
-    None under its long side), and for tiles every crop's probability in `grids`."""
+    """Each image's vote for `view` (a size; "tiles": the max over the tile voter's own crops, None
+    under its long side; or "small_tiles", `predict_small_tiles`), and for tiles every crop's
+    probability in `grids`."""
     from detectors.mobilenet import TILE_CROPS
-    from training.finetune import predict_crops, predict_views, tile_votes
+    from training.finetune import predict_crops, predict_small_tiles, predict_views, tile_votes
 
+    if view == "small_tiles":
+        return predict_small_tiles(net, images, device, batch), None
     if view != "tiles":
         return [float(p) for p in predict_views(net, images, int(view), device, batch)], None
     crops = predict_crops(net, images, device, batch, grids)
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         required=True,
         help="Prefix of the saved networks: PREFIX.foldK.pt (fold rows), PREFIX.<held-out>.pt (LOSO rows).",
     )
-    ap.add_argument("--views", default="tiles", help="Comma list: tiles and/or sizes (224, 448).")
+    ap.add_argument("--views", default="tiles", help="Comma list: tiles, small_tiles and/or sizes (224, 448).")
     ap.add_argument("--regime", default="full")
     ap.add_argument("--device", default="cpu")
     ap.add_argument(

@@ -216,6 +216,8 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
     finetune(load_folder(tmp_path / "small").select(split="train"), tmp_path / "bb.pt", cfg, "cpu")
     small_rows = [json.loads(x) for x in (tmp_path / "bb.oof.jsonl").read_text().splitlines()]
     assert all("tiles" not in r["probs"]["full"] for r in small_rows)  # 320 px: the tile voter abstains
+    # and the small-frame tile view is there on every frame under 448 px
+    assert all(0.0 <= r["probs"][regime]["small_tiles"] <= 1.0 for r in small_rows for regime in ("v0.2", "full"))
     assert (tmp_path / "bb.fold0.pt").is_file() and (tmp_path / "bb.fold1.pt").is_file()
     # then rescoring on the full-size copy adds the tile votes and keeps every other view
     rescore_main(
@@ -227,13 +229,14 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
             "--folds",
             str(tmp_path / "bb"),
             "--views",
-            "tiles",
+            "tiles,small_tiles",
             "--out",
             str(tmp_path / "re.jsonl"),
         ]
     )
     big_rows = [json.loads(x) for x in (tmp_path / "re.jsonl").read_text().splitlines()]
     assert all(0.0 <= r["probs"]["full"]["tiles"] <= 1.0 for r in big_rows)
+    assert all("small_tiles" not in r["probs"]["full"] for r in big_rows)  # 640 px: the tile voter's
     # with the size of the frame each vote was made on (`roadwork fit --profile` splits by it)
     assert {r["long_side"]["full"] for r in small_rows} == {320} and {r["long_side"]["full"] for r in big_rows} == {640}
     assert {r["long_side"]["v0.2"] for r in big_rows} == {224}
@@ -407,3 +410,18 @@ def test_dashcam_positives_draws_real_vehicle_work_zones_more_often_keeping_the_
         FinetuneConfig(dashcam_positives=0)
     result = runner.invoke(app, ["train", "backbone", "--data", ".", "--dashcam-positives", "0"])
     assert result.exit_code != 0 and "dashcam_positives is a positive factor, got 0.0" in result.output
+
+
+def test_small_tiles_view_is_the_max_over_a_3x4_grid_of_a_small_frame_and_absent_on_a_large_one():
+    from detectors.mobilenet import tile_crops
+    from training.finetune import build_network, predict_small_tiles, predict_views
+    from training.sample import draw_scene
+
+    net = build_network().eval()
+    rng = np.random.default_rng(3)
+    small, large = (np.asarray(draw_scene(rng, True, w=w, h=h)) for w, h in ((224, 224), (640, 480)))
+    got = predict_small_tiles(net, [small, large], "cpu")
+    want = float(predict_views(net, tile_crops(small, ((3, 4),)), 224, "cpu").max())
+    assert got[0] == pytest.approx(want, abs=1e-5)
+    assert got[0] != pytest.approx(float(predict_views(net, [small], 224, "cpu")[0]), abs=1e-4)
+    assert got[1] is None  # a full-size frame goes to the tile voter
