@@ -511,7 +511,8 @@ def predict_crops(
     lo, hi = long_sides
     crops, owner = [], []
     for i, view in enumerate(views):
-        if lo <= max(view.shape[:2]) and (hi is None or max(view.shape[:2]) < hi):
+        side = max(view.shape[:2])
+        if lo <= side and (hi is None or side < hi):
             for crop in tile_crops(view, grids):
                 crops.append(crop)
                 owner.append(i)
@@ -553,8 +554,9 @@ def held_out_probs(
 ) -> tuple[list[dict[str, dict[str, float]]], list[dict[str, int]], list[dict[str, list[float]]]]:
     """For images the network never trained on: {regime: {view: prob}} each, where a view is a size
     (224, `big_size`), "tiles" (the max over its crops; absent where the tile voter would
-    abstain) or "small_tiles" (`predict_small_tiles`; absent on frames the tile voter scores); {regime: the view's long side in pixels} each; and {regime: every crop's
-    probability} each, for the regimes where it tiles."""
+    abstain) or "small_tiles" (`predict_small_tiles`; absent on frames the tile voter scores);
+    {regime: the view's long side in pixels} each; and {regime: every crop's probability} each,
+    for the regimes where it tiles."""
     views = [regime_views(image, s.key, cfg.view_seed) for s, image in zip(samples, images, strict=True)]
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
     crops: list[dict[str, list[float]]] = [{} for _ in samples]
