@@ -44,19 +44,15 @@ def way_probs(net, views: list[np.ndarray]) -> dict[str, list[float]]:
     """{way: each view's probability}: whole at 224 px, or the max over the crops (each enlarged to
     224 px) of a 2x2 grid, of the tile voter's 2x3 or 3x4 grid, or of both (its 18 crops), and the
     max over the 3x4 grid's crops resized to each of CHEAP_SIZES instead of 224."""
-    from detectors.mobilenet import TILE_GRIDS, tile_crops
-    from training.finetune import predict_views
+    from detectors.mobilenet import TILE_GRIDS, grid_slices, tile_crops
+    from training.finetune import predict_crops, predict_views
 
-    assert TILE_GRIDS == ((2, 3), (3, 4))  # the slices below
     out = {"whole_224": [float(p) for p in predict_views(net, views, 224, "cpu", 16)]}
-    for grids, parts in (
-        (((2, 2),), {"max_2x2": slice(0, 4)}),
-        (TILE_GRIDS, {"max_2x3": slice(0, 6), "max_3x4": slice(6, 18), "max_tile_grids": slice(0, 18)}),
-    ):
-        flat = predict_views(net, [c for v in views for c in tile_crops(v, grids)], 224, "cpu", 16)
-        per_view = flat.reshape(len(views), -1)
-        for way, part in parts.items():
-            out[way] = [float(p) for p in per_view[:, part].max(axis=1)]
+    grids = ((2, 2), *TILE_GRIDS)  # every view is cropped, whatever its size
+    per_view = np.array(predict_crops(net, views, "cpu", 16, grids, long_sides=(0, None)))
+    for (rows, cols), part in grid_slices(grids).items():
+        out[f"max_{rows}x{cols}"] = [float(p) for p in per_view[:, part].max(axis=1)]
+    out["max_tile_grids"] = [float(p) for p in np.maximum(out["max_2x3"], out["max_3x4"])]
     crops_3x4 = [c for v in views for c in tile_crops(v, ((3, 4),))]
     for size in CHEAP_SIZES:
         per_view = predict_views(net, crops_3x4, size, "cpu", 16).reshape(len(views), -1)

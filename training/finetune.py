@@ -561,13 +561,14 @@ def held_out_probs(
     out: list[dict[str, dict[str, float]]] = [{} for _ in samples]
     crops: list[dict[str, list[float]]] = [{} for _ in samples]
     for r in REGIMES:
+        frames = [v[r] for v in views]
         by_view: dict[str, list[Any]] = {
-            str(size): list(predict_views(net, [v[r] for v in views], size, device)) for size in (224, cfg.big_size)
+            str(size): list(predict_views(net, frames, size, device)) for size in (224, cfg.big_size)
         }
-        per_crop = predict_crops(net, [v[r] for v in views], device, grids=crop_grids(cfg))
+        per_crop = predict_crops(net, frames, device, grids=crop_grids(cfg))
         # the voter's own crops come first, any extra grids' after them
         by_view["tiles"] = tile_votes([None if c is None else c[:TILE_CROPS] for c in per_crop])
-        by_view["small_tiles"] = predict_small_tiles(net, [v[r] for v in views], device)
+        by_view["small_tiles"] = predict_small_tiles(net, frames, device)
         for k, row in enumerate(out):
             row[r] = {name: float(probs[k]) for name, probs in by_view.items() if probs[k] is not None}
             if per_crop[k] is not None:
