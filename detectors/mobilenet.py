@@ -98,8 +98,14 @@ def tile_crops(
     960x760: squashed to 224 px, a distant cone keeps about three times the pixels it has in the
     whole frame at 224.
     """
-    h, w = image.shape[:2]
-    crops = []
+    return [image[y0:y1, x0:x1] for x0, y0, x1, y1 in tile_windows(*image.shape[:2], grids, overlap)]
+
+
+def tile_windows(
+    h: int, w: int, grids: Sequence[tuple[int, int]] = TILE_GRIDS, overlap: float = TILE_OVERLAP
+) -> list[tuple[int, int, int, int]]:
+    """The pixel windows (x0, y0, x1, y1) of `tile_crops` on an h x w frame, in its order."""
+    windows = []
     for rows, cols in grids:
         if h > w:
             rows, cols = cols, rows
@@ -108,8 +114,8 @@ def tile_crops(
             for c in range(cols):
                 y0, y1 = max(0, round((r - overlap) * ch)), min(h, round((r + 1 + overlap) * ch))
                 x0, x1 = max(0, round((c - overlap) * cw)), min(w, round((c + 1 + overlap) * cw))
-                crops.append(image[y0:y1, x0:x1])
-    return crops
+                windows.append((x0, y0, x1, y1))
+    return windows
 
 
 def pool_map(feature_map: Any, pool: str) -> Any:

@@ -50,6 +50,7 @@ from detectors.mobilenet import (
     pool_map,
     resize_square,
     tile_crops,
+    tile_windows,
     to_tensor_batch,
 )
 from training.balance import sample_weights
@@ -142,6 +143,14 @@ class FinetuneConfig:
     so an object fills more or less of its crop, as it does in a camera with another field of
     view. The grids, and so the frame's coverage, stay the voter's (0: off; 0.2, with two seeds,
     ranked new cameras lower: docs/new-camera-levers.md)."""
+    tile_boxes: float = 0.0
+    """With `tiles_batch`, the weight of a loss on each tile crop whose label the boxes tell, beside
+    the max over crops against the frame's label (0: off, the max alone). A crop holding at least
+    half of a boxed roadwork object is roadwork; in a frame whose every object is known (a negative,
+    an erased positive, a dashcam negative with objects pasted in) a crop touching none is not; the
+    rest, and every crop of a positive nobody boxed, are left to the max. The max alone lets any crop
+    of a work-zone frame carry it, the camera's look included; this says which crops hold the
+    evidence."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
@@ -176,6 +185,10 @@ class FinetuneConfig:
             raise ValueError(f"tile_jitter is a share of a crop in [0, 0.5], got {self.tile_jitter}")
         if self.tile_jitter > 0 and self.tiles_batch == 0:
             raise ValueError("tile_jitter moves the tile crops of tiles_batch frames: set tiles_batch > 0 too")
+        if self.tile_boxes < 0:
+            raise ValueError(f"tile_boxes is a loss weight of at least 0, got {self.tile_boxes}")
+        if self.tile_boxes > 0 and self.tiles_batch == 0:
+            raise ValueError("tile_boxes labels the tile crops of tiles_batch frames: set tiles_batch > 0 too")
         if not 0.0 <= self.weather <= 1.0:
             raise ValueError(f"weather is a probability in [0, 1], got {self.weather}")
         if unknown := sorted(set(self.paste_into) - DASHCAM_SOURCES):
@@ -267,6 +280,8 @@ class Banks:
 
     paste: Any = None
     erase: Any = None
+    boxes: dict[str, np.ndarray] | None = None
+    """With `tile_boxes`: each boxed positive's roadwork boxes, (n, 4) normalised x0, y0, x1, y1."""
 
     @classmethod
     def build(cls, root: str | Path | None, samples: list[Sample], cfg: FinetuneConfig) -> Banks:
@@ -281,7 +296,52 @@ class Banks:
             if cfg.paste_prob > 0
             else None,
             EraseBank.from_samples(Path(root), samples) if cfg.erase_prob > 0 else None,
+            known_boxes(Path(root), samples) if cfg.tile_boxes > 0 else None,
         )
+
+
+def known_boxes(root: Path, samples: list[Sample]) -> dict[str, np.ndarray]:
+    """Each boxed positive's roadwork boxes (training/copy_paste.schema_boxes), normalised xyxy."""
+    from training.copy_paste import schema_boxes
+
+    return {
+        s.key: np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for _, cx, cy, w, h in b], np.float32)
+        for s, b in schema_boxes(root, samples)
+    }
+
+
+@dataclass(frozen=True)
+class CropTruth:
+    """What a training frame's boxes say about its tile crops: `boxes` (normalised xyxy) of the
+    roadwork objects known in it, and whether they are all of them (`complete`)."""
+
+    boxes: np.ndarray
+    complete: bool
+
+    def mirrored(self) -> CropTruth:
+        flipped = self.boxes.copy()
+        flipped[:, [0, 2]] = 1.0 - self.boxes[:, [2, 0]]
+        return CropTruth(flipped, self.complete)
+
+
+NOTHING_KNOWN = CropTruth(np.zeros((0, 4), np.float32), False)
+
+
+def crop_targets(windows: list[tuple[int, int, int, int]], truth: CropTruth, w: int, h: int) -> np.ndarray:
+    """Per crop window: 1 where it holds at least half of a known box, 0 where the boxes are complete
+    and it touches none, -1 (left out) otherwise."""
+    out = np.full(len(windows), -1.0, np.float32)
+    px = truth.boxes * np.array([w, h, w, h], np.float32)
+    area = np.maximum((px[:, 2] - px[:, 0]) * (px[:, 3] - px[:, 1]), 1e-6)
+    for k, (x0, y0, x1, y1) in enumerate(windows):
+        iw = (np.minimum(px[:, 2], x1) - np.maximum(px[:, 0], x0)).clip(0)
+        ih = (np.minimum(px[:, 3], y1) - np.maximum(px[:, 1], y0)).clip(0)
+        inside = iw * ih
+        if (inside >= 0.5 * area).any():
+            out[k] = 1.0
+        elif truth.complete and not (inside > 0).any():
+            out[k] = 0.0
+    return out
 
 
 def counterfactual(
@@ -289,24 +349,48 @@ def counterfactual(
 ) -> tuple[np.ndarray, float]:
     """The row's image and label, or by chance a dashcam negative with objects pasted in (label 1)
     or a boxed positive with its objects erased (label 0)."""
+    return counterfactual_truth(s, image, banks, cfg, rng)[:2]
+
+
+def counterfactual_truth(
+    s: Sample, image: np.ndarray, banks: Banks, cfg: FinetuneConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, float, CropTruth]:
+    """`counterfactual`, and what is known of the objects in the image it returns."""
     label = float(s.label)
     if banks.paste is not None and label == 0 and rng.random() < cfg.paste_prob:
         if s.source in cfg.paste_into:
-            return banks.paste.paste(image, rng), 1.0
+            pasted, placed = banks.paste.paste_boxes(image, rng)
+            h, w = image.shape[:2]
+            boxes = np.array([[x0 / w, y0 / h, x1 / w, y1 / h] for _, x0, y0, x1, y1 in placed], np.float32)
+            return pasted, 1.0, CropTruth(boxes.reshape(-1, 4), True)
     elif banks.erase is not None and label == 1 and s.key in banks.erase and rng.random() < cfg.erase_prob:
-        return banks.erase.erase(image, s.key, rng), 0.0
-    return image, label
+        return banks.erase.erase(image, s.key, rng), 0.0, CropTruth(NOTHING_KNOWN.boxes, True)
+    if label == 0:
+        return image, label, CropTruth(NOTHING_KNOWN.boxes, True)
+    if banks.boxes is not None and s.key in banks.boxes:
+        return image, label, CropTruth(banks.boxes[s.key], False)
+    return image, label, NOTHING_KNOWN
 
 
 def tile_view(image: np.ndarray, rng: np.random.Generator, jitter: float = 0.0) -> np.ndarray:
     """A full-size frame as the tile voter sees it: its crops at 224 px, (18, 3, 224, 224), after
     `maybe_distort`; half are mirrored. `jitter` > 0 moves the crops' overlap by a uniform draw
     from [-jitter, +jitter] (FinetuneConfig.tile_jitter)."""
+    return tile_sample(image, rng, jitter, NOTHING_KNOWN)[0]
+
+
+def tile_sample(
+    image: np.ndarray, rng: np.random.Generator, jitter: float, truth: CropTruth
+) -> tuple[np.ndarray, np.ndarray]:
+    """`tile_view`, and each crop's target from `truth` (`crop_targets`: 1, 0 or -1 left out)."""
     view = maybe_distort(image, rng)
-    if rng.random() < 0.5:
-        view = view[:, ::-1]
+    mirrored = rng.random() < 0.5
+    if mirrored:
+        view, truth = view[:, ::-1], truth.mirrored()
     overlap = max(0.0, TILE_OVERLAP + rng.uniform(-jitter, jitter)) if jitter > 0 else TILE_OVERLAP
-    return to_tensor_batch(tile_crops(np.ascontiguousarray(view), overlap=overlap), 224)
+    h, w = view.shape[:2]
+    crops = tile_crops(np.ascontiguousarray(view), overlap=overlap)
+    return to_tensor_batch(crops, 224), crop_targets(tile_windows(h, w, TILE_GRIDS, overlap), truth, w, h)
 
 
 class _Views:
@@ -327,18 +411,20 @@ class _Views:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, float]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray, float] | tuple[np.ndarray, float, np.ndarray]:
+        """(view, label); tile views with `tile_boxes` also each crop's target (`crop_targets`)."""
         import torch
 
         self.calls += 1
         seed = [self.cfg.seed, i, self.calls, torch.initial_seed() % (1 << 31)]
         rng = np.random.default_rng(seed)
         s = self.samples[i]
-        image, label = counterfactual(s, self.images[i], self.banks, self.cfg, rng)
+        image, label, truth = counterfactual_truth(s, self.images[i], self.banks, self.cfg, rng)
         if self.weather is not None and rng.random() < self.cfg.weather:
             image = self.weather(image, rng)
         if self.size == "tiles":
-            return tile_view(image, rng, self.cfg.tile_jitter), label
+            view, targets = tile_sample(image, rng, self.cfg.tile_jitter, truth)
+            return (view, label, targets) if self.cfg.tile_boxes > 0 else (view, label)
         return to_tensor_batch([train_view(image, s.key, rng, self.cfg, int(self.size))], int(self.size))[0], label
 
 
@@ -443,16 +529,24 @@ def train_networks(
     def epoch(optimiser: torch.optim.Optimizer, schedule: Any = None) -> float:
         """One pass over the zipped loaders; the mean loss."""
         total, n = 0.0, 0
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
         for batches in zip(*loaders, strict=False):
-            for x, y in batches:
+            for x, y, *crop_y in batches:
                 x, y = x.to(device, non_blocking=True), y.float().to(device)
                 y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     if x.ndim == 5:  # (frames, crops, 3, H, W): the max logit over each frame's crops
-                        z = net(x.flatten(0, 1)).view(x.shape[0], x.shape[1]).amax(dim=1)
+                        zc = net(x.flatten(0, 1)).view(x.shape[0], x.shape[1])
+                        z = zc.amax(dim=1)
                     else:
                         z = net(x)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(z.float(), y)
+                loss = bce(z.float(), y)
+                if crop_y:  # tile_boxes: the crops whose label the boxes tell
+                    t = crop_y[0].float().to(device)
+                    told = t >= 0
+                    if told.any():
+                        t = t * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
+                        loss = loss + cfg.tile_boxes * bce(zc.float()[told], t[told])
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -891,6 +985,9 @@ RECIPE_OPTIONS: dict[str, str] = {
     "tile_jitter": f"With --tiles-batch, move each frame's crop overlap ({TILE_OVERLAP}) by a uniform draw from "
     "[-J, +J]: objects fill more or less of a crop, as in cameras with other fields of view (0: off; 0.2 ranked new "
     "cameras lower: docs/new-camera-levers.md).",
+    "tile_boxes": "With --tiles-batch, weight of a loss on each tile crop the boxes label (roadwork where it holds at "
+    "least half of a boxed object; not roadwork where the frame's objects are all known and it touches none) beside "
+    "the max over crops (0: off).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "

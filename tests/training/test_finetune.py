@@ -425,3 +425,66 @@ def test_small_tiles_view_is_the_max_over_a_3x4_grid_of_a_small_frame_and_absent
     assert got[0] == pytest.approx(want, abs=1e-5)
     assert got[0] != pytest.approx(float(predict_views(net, [small], 224, "cpu")[0]), abs=1e-4)
     assert got[1] is None  # a full-size frame goes to the tile voter
+
+
+def test_tile_boxes_label_the_crops_that_hold_an_object_and_only_trust_empty_crops_of_known_frames():
+    from detectors.mobilenet import TILE_GRIDS, tile_windows
+    from training.finetune import NOTHING_KNOWN, CropTruth, FinetuneConfig, crop_targets
+
+    w, h = 640, 480
+    windows = tile_windows(h, w, TILE_GRIDS)
+    cone = np.array([[0.05, 0.05, 0.10, 0.12]], np.float32)  # a small object in the top-left corner
+    holds = [k for k, (x0, y0, x1, y1) in enumerate(windows) if x0 <= 32 and y0 <= 24 and x1 >= 64 and y1 >= 58]
+    # in a frame whose objects are all known (a pasted dashcam negative), crops holding the object
+    # are roadwork and crops far from it are not
+    known = crop_targets(windows, CropTruth(cone, True), w, h)
+    assert holds and all(known[k] == 1 for k in holds)
+    assert (known == 0).sum() >= 10 and set(known) <= {0.0, 1.0, -1.0}
+    # in a real boxed positive an empty crop may hold an object nobody boxed: left out, not 0
+    real = crop_targets(windows, CropTruth(cone, False), w, h)
+    assert [k for k in range(len(windows)) if real[k] == 1] == [k for k in range(len(windows)) if known[k] == 1]
+    assert not (real == 0).any()
+    # a negative: every crop is not roadwork; an unboxed positive: nothing is said
+    assert (crop_targets(windows, CropTruth(np.zeros((0, 4), np.float32), True), w, h) == 0).all()
+    assert (crop_targets(windows, NOTHING_KNOWN, w, h) == -1).all()
+    # a mirrored frame's box is mirrored with it
+    np.testing.assert_allclose(CropTruth(cone, True).mirrored().boxes, [[0.90, 0.05, 0.95, 0.12]], atol=1e-6)
+    with pytest.raises(ValueError, match="set tiles_batch > 0 too"):
+        FinetuneConfig(tile_boxes=1.0)
+    with pytest.raises(ValueError, match="tile_boxes is a loss weight"):
+        FinetuneConfig(tile_boxes=-1.0, tiles_batch=8)
+
+
+def test_tile_boxes_give_each_tile_view_its_crop_targets_and_the_recipe_trains_with_them(tmp_path):
+    from tests.training.test_finetune_detector import boxed_folder
+    from training.finetune import Banks, FinetuneConfig, _Views, train_networks
+
+    # boxed_folder's two sources, one of them renamed a dashcam source (CamVid) so that its
+    # negatives get objects pasted in; frames scaled up to be large enough to tile
+    data = boxed_folder(tmp_path / "data")
+    for part in ("images", "boxes"):
+        (data / part / "cam").rename(data / part / "camvid")
+    labels = data / "labels.csv"
+    labels.write_text(labels.read_text().replace("images/cam/", "images/camvid/").replace(",cam,", ",camvid,"))
+    for path in (data / "images").rglob("*.jpg"):
+        Image.open(path).resize((640, 480)).save(path)
+    ds = load_folder(data).select(split="train")
+    samples, images = list(ds.samples), [s.load() for s in ds.samples]
+    cfg = FinetuneConfig(
+        epochs=1, batch=2, workers=0, tiles_batch=2, tile_boxes=1.0, paste_prob=1.0, paste_into=("camvid",)
+    )
+    views = _Views(samples, images, cfg, "tiles", Banks.build(ds.root, samples, cfg))
+    by_key = {s.key: views[i] for i, s in enumerate(samples)}
+    # a boxed positive: the crops holding its cone are roadwork, the rest left to the max
+    x, label, t = by_key["images/web/0.jpg"]
+    assert x.shape == (18, 3, 224, 224) and label == 1.0 and (t == 1).any() and not (t == 0).any()
+    # a dashcam negative with objects pasted in: roadwork where they are, not roadwork elsewhere
+    _, label, t = by_key["images/camvid/3.jpg"]
+    assert label == 1.0 and (t == 1).any() and (t == 0).any()
+    # a negative of another source: every crop not roadwork; a positive nobody boxed: nothing said
+    assert (by_key["images/web/4.jpg"][2] == 0).all()
+    assert (by_key["images/web/2.jpg"][2] == -1).all()
+    # without tile_boxes the tile view is (crops, label), as the max over crops trains on
+    assert len(_Views(samples, images, FinetuneConfig(tiles_batch=2), "tiles", Banks())[0]) == 2
+    # and the recipe trains with it
+    assert train_networks(samples, images, cfg, "cpu", None, ds.root)["final"] is not None
