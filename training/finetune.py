@@ -150,7 +150,8 @@ class FinetuneConfig:
     an erased positive, a dashcam negative with objects pasted in) a crop touching none is not; the
     rest, and every crop of a positive nobody boxed, are left to the max. The max alone lets any crop
     of a work-zone frame carry it, the camera's look included; this says which crops hold the
-    evidence."""
+    evidence. At 1.0, with two seeds, the tiles ranked new cameras no better and the pool lower
+    (docs/new-camera-levers.md): it stays off."""
     seed: int = 0
     view_seed: int = 0
     """Seed of the held-back views each held-out row is scored on (`regime_views`), apart from
@@ -325,6 +326,9 @@ class CropTruth:
 
 
 NOTHING_KNOWN = CropTruth(np.zeros((0, 4), np.float32), False)
+"""A positive nobody boxed: its crops are left to the max."""
+NOTHING_THERE = CropTruth(np.zeros((0, 4), np.float32), True)
+"""A negative, or a positive with its objects erased: no crop is roadwork."""
 
 
 def crop_targets(windows: list[tuple[int, int, int, int]], truth: CropTruth, w: int, h: int) -> np.ndarray:
@@ -364,9 +368,9 @@ def counterfactual_truth(
             boxes = np.array([[x0 / w, y0 / h, x1 / w, y1 / h] for _, x0, y0, x1, y1 in placed], np.float32)
             return pasted, 1.0, CropTruth(boxes.reshape(-1, 4), True)
     elif banks.erase is not None and label == 1 and s.key in banks.erase and rng.random() < cfg.erase_prob:
-        return banks.erase.erase(image, s.key, rng), 0.0, CropTruth(NOTHING_KNOWN.boxes, True)
+        return banks.erase.erase(image, s.key, rng), 0.0, NOTHING_THERE
     if label == 0:
-        return image, label, CropTruth(NOTHING_KNOWN.boxes, True)
+        return image, label, NOTHING_THERE
     if banks.boxes is not None and s.key in banks.boxes:
         return image, label, CropTruth(banks.boxes[s.key], False)
     return image, label, NOTHING_KNOWN
@@ -987,7 +991,7 @@ RECIPE_OPTIONS: dict[str, str] = {
     "cameras lower: docs/new-camera-levers.md).",
     "tile_boxes": "With --tiles-batch, weight of a loss on each tile crop the boxes label (roadwork where it holds at "
     "least half of a boxed object; not roadwork where the frame's objects are all known and it touches none) beside "
-    "the max over crops (0: off).",
+    "the max over crops (0: off; 1.0 ranked new cameras lower with two seeds: docs/new-camera-levers.md).",
     "mixstyle": "Share of training passes that mix channel statistics between images (MixStyle; 0: off).",
     "weather": "Share of training frames, of either label, drawn with rain, snow, fog, glare, shadow or dusk (0: off).",
     "probe_epochs": "Epochs that train the linear layer alone on the frozen ImageNet backbone first (LP-FT; 0: off; "
