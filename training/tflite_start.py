@@ -62,7 +62,12 @@ def export_metadata(path: Path) -> dict[str, Any]:
 
 
 def _interpreter(path: Path) -> Any:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError as exc:
+        raise TfliteStartError(
+            "reading a TFLite export needs the `ai-edge-litert` package: pip install ai-edge-litert"
+        ) from exc
 
     # without XNNPACK every intermediate tensor stays readable after invoke()
     it = Interpreter(
@@ -275,8 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     from PIL import Image
 
     paths = a.calibration or calibration_images()
-    images = [np.asarray(Image.open(x).convert("RGB")) for x in paths]
-    model, report = recover(a.tflite, images, a.yaml)
+    try:
+        if not a.tflite.is_file():
+            raise TfliteStartError(f"{a.tflite}: no such file")
+        images = [np.asarray(Image.open(x).convert("RGB")) for x in paths]
+        model, report = recover(a.tflite, images, a.yaml)
+    except (TfliteStartError, OSError) as exc:  # OSError: a calibration image missing or unreadable
+        raise SystemExit(f"error: {exc}") from None
     save(model, a.out, report)
     worst = max(r["relative_error"] for r in report["layers"])
     print(f"wrote {a.out}: {len(report['layers'])} convolutions mapped (worst relative error {worst:.4f})")

@@ -138,3 +138,13 @@ def test_the_coco_backbone_kind_round_trips_through_a_checkpoint(tmp_path, monke
     with torch.inference_mode():
         torch.testing.assert_close(back(x), net(x), atol=1e-4, rtol=1e-4)
     assert back.kind == "yolov8n-coco"
+
+
+def test_the_command_says_what_is_wrong_with_its_input_without_a_traceback(tmp_path):
+    with pytest.raises(SystemExit, match="error: .*nowhere.tflite: no such file"):
+        tflite_start.main(["--tflite", str(tmp_path / "nowhere.tflite"), "--out", str(tmp_path / "x.pt")])
+    plain = tmp_path / "plain.tflite"
+    plain.write_bytes(b"not a zip")
+    with pytest.raises(SystemExit, match="error: .*plain.tflite: no ultralytics metadata.json inside"):
+        tflite_start.main(["--tflite", str(plain), "--out", str(tmp_path / "x.pt")])
+    assert not (tmp_path / "x.pt").exists()
