@@ -551,6 +551,10 @@ def main(argv: list[str] | None = None) -> None:
         info = package(args.out, args.voter, args.votes)
         print(json.dumps(info.get("cv", {}), indent=1))
         return
+    if args.arch == "yolo" and not args.start:
+        ap.error(
+            "--arch yolo needs --start: an ultralytics .pt (python -m training.tflite_start makes COCO YOLOv8n) or a yaml"
+        )
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         from dataclasses import replace
