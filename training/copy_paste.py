@@ -186,6 +186,11 @@ def schema_boxes(root: Path, samples: list[Sample]):
             yield s, boxes
 
 
+def schema_xyxy(boxes: list[tuple[str, float, float, float, float]]) -> np.ndarray:
+    """`schema_boxes`' (kind, cx, cy, w, h) rows as an (n, 4) float32 array of normalised x0, y0, x1, y1."""
+    return np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for _, cx, cy, w, h in boxes], np.float32)
+
+
 def _class_names(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines()] if path.is_file() else []
 

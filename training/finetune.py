@@ -303,12 +303,9 @@ class Banks:
 
 def known_boxes(root: Path, samples: list[Sample]) -> dict[str, np.ndarray]:
     """Each boxed positive's roadwork boxes (training/copy_paste.schema_boxes), normalised xyxy."""
-    from training.copy_paste import schema_boxes
+    from training.copy_paste import schema_boxes, schema_xyxy
 
-    return {
-        s.key: np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for _, cx, cy, w, h in b], np.float32)
-        for s, b in schema_boxes(root, samples)
-    }
+    return {s.key: schema_xyxy(b) for s, b in schema_boxes(root, samples)}
 
 
 @dataclass(frozen=True)

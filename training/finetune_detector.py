@@ -91,7 +91,7 @@ class Row:
 
 def detector_rows(root: Path, samples: list[Sample]) -> list[Row]:
     """Boxed positives and every negative (background); unboxed positives are left out."""
-    from training.copy_paste import schema_boxes
+    from training.copy_paste import schema_boxes, schema_xyxy
 
     boxed = {s.key: b for s, b in schema_boxes(root, samples)}
     rows = []
@@ -100,8 +100,7 @@ def detector_rows(root: Path, samples: list[Sample]) -> list[Row]:
             rows.append(Row(s, np.zeros((0, 4), np.float32), []))
         elif s.key in boxed:
             b = boxed[s.key]
-            xyxy = np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] for _, cx, cy, w, h in b], np.float32)
-            rows.append(Row(s, np.clip(xyxy, 0, 1), [schema_label(k) for k, *_ in b]))
+            rows.append(Row(s, np.clip(schema_xyxy(b), 0, 1), [schema_label(k) for k, *_ in b]))
     return rows
 
 
