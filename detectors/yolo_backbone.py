@@ -46,13 +46,10 @@ def coco_start() -> Path:
 
 def coco_state() -> tuple[Path, dict[str, Any]]:
     """The checkpoint and its backbone's state, keyed as `yolo_features`' module holds it."""
-    import torch
+    from detectors.yolo_boxes import ultralytics_network
 
     path = coco_start()
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"backbone weights {str(path)!r} are not an ultralytics checkpoint (no 'model' key)")
-    net = ckpt["model"].float()
+    net = ultralytics_network(path, "backbone weights")
     state = {f"features.net.{k}": v for k, v in net.model[:LAYERS].state_dict().items()}
     return path, state
 

@@ -107,7 +107,6 @@ def _module() -> Any:
 
 def build_yolo(start: str, imgsz: int = 512) -> Any:
     """A `YoloBoxes` for `CLASSES` from an ultralytics checkpoint (weights kept where shapes fit) or a yaml."""
-    import torch
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 
@@ -120,10 +119,7 @@ def build_yolo(start: str, imgsz: int = 512) -> Any:
     else:
         if not Path(start).is_file():
             raise FileNotFoundError(f"yolo start checkpoint {start!r} does not exist")
-        ckpt = torch.load(start, map_location="cpu", weights_only=False)
-        if not isinstance(ckpt, dict) or "model" not in ckpt:
-            raise ValueError(f"yolo start {start!r} is not an ultralytics checkpoint (no 'model' key)")
-        src = ckpt["model"].float()
+        src = ultralytics_network(start, "yolo start")
         net = DetectionModel(src.yaml, nc=len(CLASSES), verbose=False)
         net.load(src, verbose=False)
     net.args = get_cfg()  # the loss gains (box 7.5, cls 0.5, dfl 1.5)
@@ -132,6 +128,17 @@ def build_yolo(start: str, imgsz: int = 512) -> Any:
         p.requires_grad_(True)
     net.model[-1].dfl.conv.weight.requires_grad_(False)  # fixed arange weights
     return _module()(net, imgsz)
+
+
+def ultralytics_network(path: str | Path, what: str) -> Any:
+    """The float network an ultralytics checkpoint holds (under `model`; a pickled module, so this
+    reads code: only for a file ultralytics or training.tflite_start wrote), or an error naming it."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), torch.nn.Module):
+        raise ValueError(f"{what} {str(path)!r} is not an ultralytics checkpoint (no network under 'model')")
+    return ckpt["model"].float()
 
 
 def save_yolo(model: Any, path: str | Path, info: dict[str, Any]) -> Path:
