@@ -99,16 +99,11 @@ def tflite_convs(it: Any) -> list[TfliteConv]:
 
 
 def _letterbox(image: np.ndarray, size: int) -> np.ndarray:
-    """RGB uint8 HxWx3 -> 1x size x size x3 float in [0, 1], fitted on grey bars (the export's input)."""
-    from PIL import Image
+    """RGB uint8 HxWx3 -> 1 x size x size x 3 float in [0, 1], fitted on grey bars as ultralytics
+    prepares an image for this export (its `LetterBox`)."""
+    from ultralytics.data.augment import LetterBox
 
-    h, w = image.shape[:2]
-    r = size / max(h, w)
-    nh, nw = round(h * r), round(w * r)
-    canvas = np.full((size, size, 3), 114, np.uint8)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    canvas[top : top + nh, left : left + nw] = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
-    return canvas[None].astype(np.float32) / 255.0
+    return LetterBox((size, size), auto=False)(image=image)[None].astype(np.float32) / 255.0
 
 
 def recover(tflite: Path, images: list[np.ndarray], yaml: str = "") -> tuple[Any, dict[str, Any]]:
