@@ -57,6 +57,8 @@ def train(args: argparse.Namespace) -> None:
     if (args.snapshot_epoch is None) != (args.snapshot_out is None):
         raise SystemExit("--snapshot-epoch and --snapshot-out go together")
     snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
+    if args.last_step_out is not None and not cfg.average_from:
+        raise SystemExit("--last-step-out scores the last step's network beside the weight average: set --average-from")
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
@@ -77,10 +79,13 @@ def train(args: argparse.Namespace) -> None:
             tag=f"without {name}",
             snapshot_epochs=snapshots,
         )
-        # the trained network's votes, and with --snapshot-epoch those of the same run's earlier network
+        # the trained network's votes, and with --snapshot-epoch those of the same run's earlier
+        # network, with --last-step-out those of its last step's weights (--average-from)
         outputs = {args.out: nets["final"]}
         if snapshots:
             outputs[args.snapshot_out] = nets[f"epoch{args.snapshot_epoch}"]
+        if args.last_step_out is not None:
+            outputs[args.last_step_out] = nets["last_step"]
         for path, net in outputs.items():
             rows = held_out_rows(
                 net, samples, images, held, cfg, args.device, args.crops, held_out=name, config=asdict(cfg)
@@ -335,6 +340,13 @@ def main() -> None:
     )
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")
+    t.add_argument(
+        "--last-step-out",
+        type=Path,
+        default=None,
+        help="with --average-from, also write the votes of the same run's last-step weights here (the recipe "
+        "without the average, paired with it on one trajectory)",
+    )
     s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")
     s.add_argument("--consensus", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)

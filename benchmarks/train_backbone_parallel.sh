@@ -3,7 +3,8 @@
 # augmentation runs on the CPU cores, which bound the speed; one 600-s device call holds ~6 networks):
 #   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
 #          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl (with
-#          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl)
+#          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl;
+#          with --average-from E, the same runs' last-step weights to OUT/last_step_<first source>.jsonl)
 #          and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under the device's 16 MiB a
 #          file), holding loso.<held-out>.pt for `python -m training.oof_rescore --nets DIR/loso`
 #          (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB, over that limit)
@@ -24,6 +25,7 @@ case "$MODE" in
   loso)
     for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
       snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
+      [[ " $* " =~ " --average-from "[1-9] ]] && snap+=(--last-step-out "$OUT/last_step_${half%%,*}.jsonl")
       nets=(); [ "${SAVE_NETS:-1}" = 1 ] && mkdir -p "$OUT/nets_${half%%,*}" && nets=(--save-nets "$OUT/nets_${half%%,*}/loso")
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
         --workers 7 --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \

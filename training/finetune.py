@@ -59,6 +59,9 @@ from training.datasets import Dataset, Sample, load_folder
 from training.transforms import REGIMES, Transform, make_transform
 
 EVAL_SEED_OFFSET = 1_000_003
+BN_BATCHES = 40
+"""Batches of each training view that a weight average's batch-norm statistics are computed on
+(`average_from`): half an epoch of the 1,295 training photos (fewer where a view has fewer)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,12 @@ class FinetuneConfig:
     constant answer; at 1e-4, over four seeds, it ranks a new camera better than the shipped recipe
     but pools it no better at 224 px, and as the product network its refitted pool lost on dev at
     full size. It stays off."""
+    average_from: int = 0
+    """From this epoch on (1-based) every step's weights are averaged into the network trained, the
+    average's batch-norm statistics computed afresh on `BN_BATCHES` batches of each training view
+    (stochastic weight averaging, Izmailov et al. 2018; 0: off, the last step's weights). The
+    recipe's schedule ends near its peak rate (`train_networks`), so the last step's weights are
+    one noisy point of a wide walk: the seeds' draws land far apart on a new camera."""
     folds: int = 0
     save_folds: bool = False
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
@@ -175,6 +184,11 @@ class FinetuneConfig:
             raise ValueError(f"tiles_batch and workers are counts, got {self.tiles_batch} and {self.workers}")
         if not self.lr > 0:
             raise ValueError(f"lr is a positive learning rate, got {self.lr}")
+        if not 0 <= self.average_from <= self.epochs:
+            raise ValueError(
+                f"average_from is the epoch (1 to epochs, {self.epochs}) the weight average starts at, or 0 "
+                f"for none; got {self.average_from}"
+            )
         if self.probe_epochs < 0:
             raise ValueError(f"probe_epochs is a count of epochs, got {self.probe_epochs}")
         if self.epochs < 0 or self.epochs + self.probe_epochs < 1:
@@ -481,8 +495,10 @@ def train_networks(
     snapshot_epochs: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Fine-tune on these rows (`root`, the data folder, is needed for copy-paste and erase).
-    Returns {"final": the last epoch's network} and, for each of `snapshot_epochs`, "epochE": a
-    copy of the network after epoch E (all eval mode), to compare training lengths on one run."""
+    Returns {"final": the network trained} and, for each of `snapshot_epochs`, "epochE": a copy of
+    the network after epoch E (all eval mode), to compare training lengths on one run. With
+    `cfg.average_from`, "final" is the weight average and "last_step" the same run's last weights,
+    the two paired on one trajectory."""
     import copy
 
     import torch
@@ -527,8 +543,11 @@ def train_networks(
     )
     use_amp = device.startswith("cuda")
 
+    average: torch.optim.swa_utils.AveragedModel | None = None
+
     def epoch(optimiser: torch.optim.Optimizer, schedule: Any = None) -> float:
-        """One pass over the zipped loaders; the mean loss."""
+        """One pass over the zipped loaders; the mean loss. Each step's weights join `average` once
+        it is started."""
         total, n = 0.0, 0
         bce = torch.nn.functional.binary_cross_entropy_with_logits
         for batches in zip(*loaders, strict=False):
@@ -553,6 +572,8 @@ def train_networks(
                 optimiser.step()
                 if schedule is not None and schedule.last_epoch + 1 < schedule.total_steps:
                     schedule.step()
+                if average is not None:
+                    average.update_parameters(net)
                 total, n = total + float(loss.detach()) * len(y), n + len(y)
         return total / max(n, 1)
 
@@ -568,6 +589,8 @@ def train_networks(
         net.backbone.requires_grad_(True)
     nets: dict[str, Any] = {}
     for e in range(cfg.epochs):
+        if e + 1 == cfg.average_from:
+            average = torch.optim.swa_utils.AveragedModel(net)
         net.train()
         if cfg.freeze_bn:
             for m in net.backbone.modules():
@@ -576,8 +599,54 @@ def train_networks(
         _log(f"{tag} epoch {e + 1}/{cfg.epochs}: loss {epoch(opt, sched):.4f} ({time.time() - t0:.0f} s)")
         if e + 1 in snapshot_epochs:
             nets[f"epoch{e + 1}"] = copy.deepcopy(net).eval()
-    nets["final"] = net.eval()
+    if average is None:
+        nets["final"] = net.eval()
+        return nets
+    nets["last_step"] = net.eval()
+    averaged = average.module
+    if not cfg.freeze_bn:  # frozen statistics are ImageNet's, the same at every step
+        batches = min(BN_BATCHES, *(len(loader) for loader in loaders))
+        recalibrate_bn(averaged, loaders, batches, device, tag=f"{tag} average of epochs {cfg.average_from}+: ")
+    nets["final"] = averaged.eval()
+    _log(f"{tag} weights averaged over {int(average.n_averaged)} steps ({time.time() - t0:.0f} s)")
     return nets
+
+
+def recalibrate_bn(net: Any, loaders: list[Any], batches: int, device: str, tag: str = "") -> Any:
+    """Batch-norm running statistics computed afresh: the mean over `batches` batches of each loader
+    (as training zips its 224-px, large and tile loaders), the network in train mode, no gradients.
+    Averaged weights (a soup of seeds, `average_from`'s mean over steps) make activations whose
+    statistics are not the average of the ingredients'.
+    A loader with fewer than `batches` batches is refused: the statistics would be of fewer views."""
+    import itertools
+
+    import torch
+
+    if batches < 1:
+        raise ValueError(f"batch-norm statistics need at least 1 batch of each view, got {batches}")
+    short = [i for i, loader in enumerate(loaders) if len(loader) < batches]
+    if short:
+        raise ValueError(
+            f"view loader(s) {short} hold {[len(loaders[i]) for i in short]} batches, fewer than the "
+            f"{batches} asked for: ask for fewer (--bn-batches)"
+        )
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative mean over every batch seen
+    net.train()
+    t0 = time.time()
+    with torch.no_grad():
+        for k, batch in enumerate(itertools.islice(zip(*loaders, strict=False), batches), start=1):
+            if k == 1 or k % 5 == 0 or k == batches:
+                _log(f"{tag}batch-norm statistics: batch {k}/{batches} of each view, {time.time() - t0:.0f} s")
+            for x, *_ in batch:
+                x = x.to(device)
+                net(x.flatten(0, 1) if x.ndim == 5 else x)
+    for m in norms:
+        m.momentum = 0.1
+    return net.eval()
 
 
 def predict_views(net: Any, views: list[np.ndarray], size: int, device: str, batch: int = 64) -> np.ndarray:
@@ -997,6 +1066,8 @@ RECIPE_OPTIONS: dict[str, str] = {
     "freeze_bn": "Keep the backbone's batch-norm statistics at ImageNet's while fine-tuning (scale and shift still "
     "train); it needs a lower --lr (at 4e-4 training collapsed; at 1e-4 it ranked new cameras better over four "
     "seeds, but the product network trained so answered worse at full size: docs/new-camera-levers.md).",
+    "average_from": "Average every step's weights from this epoch on into the network trained, its batch-norm "
+    "statistics computed afresh (stochastic weight averaging at the recipe's high rate; 0: off).",
     "workers": "Data-loading processes.",
     "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
 }

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -75,45 +74,6 @@ def soup_state(paths: list[Path]) -> dict[str, Any]:
     }
 
 
-def recalibrate_bn(net: Any, loaders: list[Any], batches: int, device: str) -> Any:
-    """Batch-norm running statistics computed afresh: the mean over `batches` batches of each loader
-    (as training zips its 224-px, large and tile loaders), the network in train mode, no gradients.
-    Averaged weights make activations whose statistics are not the average of the ingredients'.
-    A loader with fewer than `batches` batches is refused: the statistics would be of fewer views."""
-    import itertools
-
-    import torch
-
-    if batches < 1:
-        raise ValueError(f"batch-norm statistics need at least 1 batch of each view, got {batches}")
-    short = [i for i, loader in enumerate(loaders) if len(loader) < batches]
-    if short:
-        raise ValueError(
-            f"view loader(s) {short} hold {[len(loaders[i]) for i in short]} batches, fewer than the "
-            f"{batches} asked for: lower --bn-batches"
-        )
-
-    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative mean over every batch seen
-    net.train()
-    t0 = time.time()
-    with torch.no_grad():
-        for k, batch in enumerate(itertools.islice(zip(*loaders, strict=False), batches), start=1):
-            if k == 1 or k % 5 == 0 or k == batches:
-                print(
-                    f"[soup] batch-norm statistics: batch {k}/{batches} of each view, {time.time() - t0:.0f} s",
-                    flush=True,
-                )
-            for x, _ in batch:
-                x = x.to(device)
-                net(x.flatten(0, 1) if x.ndim == 5 else x)
-    for m in norms:
-        m.momentum = 0.1
-    return net.eval()
-
-
 def training_loaders(data: str | Path, state: dict[str, Any], workers: int) -> list[Any]:
     """Loaders of the views the ingredients trained on: their recipe (the checkpoint's `info`), on
     the train rows of `data` less any source they held out (a leave-one-source-out network)."""
@@ -146,7 +106,7 @@ def write_soup(
 
     state = soup_state(paths)
     if bn_data is not None:
-        from training.finetune import load_network
+        from training.finetune import load_network, recalibrate_bn
 
         net = load_network(paths[0], state=state)  # the first path only names the soup's state
         recalibrate_bn(net, training_loaders(bn_data, state, workers), bn_batches, "cpu")

@@ -123,6 +123,55 @@ def test_training_keeps_a_copy_of_the_network_after_a_chosen_epoch(tmp_path):
         train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(2,))
 
 
+def test_a_weight_average_is_the_mean_of_the_steps_from_its_epoch_on_with_the_last_step_beside_it(monkeypatch):
+    import torch
+
+    from training.finetune import FinetuneConfig, train_networks
+
+    seen: list[torch.Tensor] = []  # the head's weights each time a step joins the average
+    update = torch.optim.swa_utils.AveragedModel.update_parameters
+
+    def recording(self, model):
+        seen.append(model.head.weight.detach().clone())
+        return update(self, model)
+
+    monkeypatch.setattr(torch.optim.swa_utils.AveragedModel, "update_parameters", recording)
+    samples, images = small_training_rows(4)
+    steps = {}
+    for start in (3, 2):
+        seen.clear()
+        cfg = FinetuneConfig(epochs=3, batch=4, workers=0, average_from=start)
+        nets = train_networks(samples, images, cfg, "cpu", None, snapshot_epochs=(1,))
+        assert set(nets) == {"epoch1", "final", "last_step"}
+        steps[start] = len(seen)
+        assert torch.allclose(nets["final"].head.weight, torch.stack(seen).mean(0), atol=1e-6)
+        assert torch.equal(seen[-1], nets["last_step"].head.weight)  # the last step is in the average
+        # the average's batch-norm statistics are its own, computed afresh on the training views
+        name = "features.1.conv.1.running_mean"
+        mean = dict(nets["final"].backbone.named_buffers())[name]
+        assert not torch.allclose(mean, dict(nets["last_step"].backbone.named_buffers())[name])
+        assert not nets["final"].training
+    assert steps[3] > 0 and steps[2] == 2 * steps[3]  # from epoch 2: epochs 2 and 3, from 3: epoch 3 alone
+
+
+def test_a_weight_average_from_outside_the_epochs_is_refused():
+    from training.finetune import FinetuneConfig
+
+    with pytest.raises(ValueError, match=r"average_from is the epoch \(1 to epochs, 14\).*got 15"):
+        FinetuneConfig(average_from=15)
+    with pytest.raises(ValueError, match="got -1"):
+        FinetuneConfig(average_from=-1)
+
+
+def test_loso_last_step_votes_need_a_weight_average(monkeypatch, tmp_path, capsys):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    loso = benchmark_script("loso_networks")
+    argv = ["loso_networks.py", "train", "--data", str(tmp_path), "--out", str(tmp_path / "v.jsonl")]
+    monkeypatch.setattr("sys.argv", [*argv, "--last-step-out", str(tmp_path / "last.jsonl")])
+    with pytest.raises(SystemExit, match="--last-step-out.*set --average-from"):
+        loso.main()
+
+
 def test_an_oof_run_is_built_from_a_gzipped_votes_file_as_from_a_plain_one(tmp_path):
     from training.finetune import write_oof_run
 

@@ -68,7 +68,7 @@ def test_the_command_line_names_a_missing_ingredient(tmp_path, capsys):
 
 
 def test_recalibrated_batch_norm_holds_the_mean_of_the_activations_it_was_shown():
-    from training.soup import recalibrate_bn
+    from training.finetune import recalibrate_bn
 
     g = torch.Generator().manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
@@ -128,7 +128,7 @@ def test_networks_that_held_out_different_sources_are_not_souped(tmp_path):
 
 
 def test_too_few_batches_of_a_view_are_refused_rather_than_giving_statistics_of_fewer_views():
-    from training.soup import recalibrate_bn
+    from training.finetune import recalibrate_bn
 
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
     before = net[1].running_mean.clone()
