@@ -262,6 +262,10 @@ def score(args: argparse.Namespace) -> None:
     oof = {v: read_votes(VOTES[v][1]) for v in voters}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))
     first = loso[next(iter(loso))]
+    if args.held_out:
+        if unknown := sorted(set(args.held_out.split(",")) - set(HELD_OUT)):
+            raise SystemExit(f"--held-out {args.held_out!r}: {unknown} are not among {', '.join(HELD_OUT)}")
+        keys = [k for k in keys if first[k]["held_out"] in args.held_out.split(",")]
 
     def prob(votes: dict[str, dict], key: str, regime: str, view: str) -> float | None:
         """A voter's vote, or None where it abstained (a tile voter on a frame under 448 px)."""
@@ -274,6 +278,8 @@ def score(args: argparse.Namespace) -> None:
         "held_out": {},
         "all_held_out": {},
     }
+    if args.held_out:
+        out["scored_held_out"] = args.held_out.split(",")
 
     def summary(y: list[int], p: np.ndarray) -> dict[str, Any]:
         return {k: v for k, v in summarise(np.array(y), np.asarray(p)).items() if k != "confusion"}
@@ -295,6 +301,8 @@ def score(args: argparse.Namespace) -> None:
         probs = {side: artefact_probs(artefact, r) for side, r in rows.items()}
         for name in HELD_OUT:
             idx = [i for i, k in enumerate(keys) if first[k]["held_out"] == name]
+            if not idx:  # a source this run did not score (`--held-out`, or a run cut short)
+                continue
             entry = out["held_out"].setdefault(name, {"n": len(idx), "positives": int(sum(y[i] for i in idx))})
             entry[regime] = {side: summary([y[i] for i in idx], p[idx]) for side, p in probs.items()}
         out["all_held_out"][regime] = {side: summary(y, p) for side, p in probs.items()}
@@ -303,7 +311,7 @@ def score(args: argparse.Namespace) -> None:
             f"{regime:10s} all held-out rows: MCC LOSO {both['loso']['mcc']:.3f} vs in-fold "
             f"{both['in_fold_oof']['mcc']:.3f} (AUROC {both['loso']['auroc']:.3f} vs {both['in_fold_oof']['auroc']:.3f})"
         )
-        for name in HELD_OUT:
+        for name in out["held_out"]:
             e = out["held_out"][name][regime]
             print(
                 f"  {name:14s} accuracy LOSO {e['loso']['accuracy']:.3f} vs in-fold {e['in_fold_oof']['accuracy']:.3f}"
@@ -356,6 +364,13 @@ def main() -> None:
         default=[],
         metavar="VOTER=PATH",
         help="score this voter's LOSO votes from PATH instead of its recipe's file (another seed, say); repeatable",
+    )
+    s.add_argument(
+        "--held-out",
+        default="",
+        metavar="NAME,...",
+        help=f"score only the rows of these held-out sources (of {', '.join(HELD_OUT)}), to compare draws on the "
+        "sources a shorter run scored (default: every row all the votes have)",
     )
     args = ap.parse_args()
     train(args) if args.cmd == "train" else score(args)

@@ -108,6 +108,23 @@ def test_score_refuses_loso_votes_for_a_voter_outside_the_pool(monkeypatch, tmp_
         loso.score(args)
 
 
+def test_score_on_some_held_out_sources_pools_their_rows_alone(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    loso = benchmark_script("loso_networks")
+    args = argparse.Namespace(
+        consensus=REPO / "models" / "consensus-cpu.json", out=tmp_path / "out.json", loso_votes=[], held_out="gtsdb"
+    )
+    loso.score(args)
+    out = json.loads(args.out.read_text())
+    assert list(out["held_out"]) == ["gtsdb"] and out["scored_held_out"] == ["gtsdb"]
+    gtsdb = out["held_out"]["gtsdb"]
+    for regime in ("v0.2", "letterbox", "full"):  # every row pooled is a GTSDB row
+        assert out["all_held_out"][regime]["loso"] == gtsdb[regime]["loso"]
+    args.held_out = "gtsdb,nowhere"
+    with pytest.raises(SystemExit, match=r"--held-out 'gtsdb,nowhere': \['nowhere'\] are not among vtti, "):
+        loso.score(args)
+
+
 def test_training_keeps_a_copy_of_the_network_after_a_chosen_epoch(tmp_path):
     import torch
 
