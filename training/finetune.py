@@ -125,7 +125,11 @@ class FinetuneConfig:
     average's batch-norm statistics computed afresh on `BN_BATCHES` batches of each training view
     (stochastic weight averaging, Izmailov et al. 2018; 0: off, the last step's weights). The
     recipe's schedule ends near its peak rate (`train_networks`), so the last step's weights are
-    one noisy point of a wide walk: the seeds' draws land far apart on a new camera."""
+    one noisy point of a wide walk: the seeds' draws land far apart on a new camera. From epoch 8,
+    with two seeds on the LOSO networks (docs/new-camera-levers.md), the average pooled a new
+    camera's full-size frames better than the same run's last step (+0.05 and +0.08 MCC), while at
+    224 px one seed's letterbox views ranked far lower; both runs were weak draws, and their
+    averages stayed at the bottom of the shipped recipe's earlier draws. Off until more draws say."""
     folds: int = 0
     save_folds: bool = False
     """Also write each fold's network (OUT.foldK.pt), to score other views of its held-out rows later."""
@@ -1067,7 +1071,9 @@ RECIPE_OPTIONS: dict[str, str] = {
     "train); it needs a lower --lr (at 4e-4 training collapsed; at 1e-4 it ranked new cameras better over four "
     "seeds, but the product network trained so answered worse at full size: docs/new-camera-levers.md).",
     "average_from": "Average every step's weights from this epoch on into the network trained, its batch-norm "
-    "statistics computed afresh (stochastic weight averaging at the recipe's high rate; 0: off).",
+    "statistics computed afresh (stochastic weight averaging at the recipe's high rate; 0: off; 8, with two seeds, "
+    "pooled a new camera's full-size frames better than the same run's last step and its 224-px letterbox views "
+    "worse with one seed: docs/new-camera-levers.md).",
     "workers": "Data-loading processes.",
     "seed": "Seed of the network's new layer, of every draw in training and of the group folds.",
 }
