@@ -481,6 +481,13 @@ def view_loaders(
                 f"{len(large)} rows are that large"
             )
         loaders.append(loader("tiles", cfg.tiles_batch, large))
+    # an epoch zips the loaders (drop_last): one without a full batch would train nothing, silently
+    for name, each in zip((224, cfg.big_size, "tiles"), loaders, strict=False):
+        if len(each) == 0:
+            raise ValueError(
+                f"{len(each.dataset)} training rows give no full batch of {each.batch_size} for the {name} view, "
+                "so nothing would train: train on more rows (or fewer folds)"
+            )
     return loaders
 
 
@@ -1041,6 +1048,8 @@ def oof_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 RECIPE_OPTIONS: dict[str, str] = {
     "backbone": f"The network to fine-tune from its ImageNet weights, one of {', '.join(L0_KINDS)}.",
     "epochs": "Epochs of end-to-end fine-tuning.",
+    "batch": "Frames a step at 224 px; the large view takes a third of it (at least 8). Every view needs at least one "
+    "full batch of training rows, or nothing would train (refused).",
     "paste_prob": "Copy-paste boxed objects into this share of dashcam negatives.",
     "paste_cut": "How pasted objects are cut out: box (a feathered ellipse over the box) or grabcut (the object's "
     "own outline, found by OpenCV's GrabCut; boxes where it finds none keep the ellipse; grabcut ranked new cameras "
@@ -1148,7 +1157,10 @@ def main(argv: list[str] | None = None) -> None:
     ds = load_folder(args.data).select(split="train")
     if args.limit:
         ds = replace(ds, samples=ds.samples[: args.limit])
-    finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
+    try:
+        finetune(ds, args.out, cfg, args.device, args.imagenet_weights)
+    except ValueError as exc:
+        raise SystemExit(f"training.finetune: {exc}") from None
 
 
 if __name__ == "__main__":

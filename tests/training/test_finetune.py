@@ -23,11 +23,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> Path:
-    return make_sample(tmp_path_factory.mktemp("ft") / "sample", n=24)
+    return make_sample(tmp_path_factory.mktemp("ft") / "sample", n=32)  # 16 train rows: two folds of 8
 
 
 def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tmp_path):
-    # given a fine-tune of one epoch with two group folds on the sample's train split
+    # given a fine-tune of one epoch with two group folds on the sample's train split (batches small
+    # enough that every view of a fold's 8 rows trains)
     ckpt, head = tmp_path / "bb.pt", tmp_path / "head.npz"
     invoke(
         "train",
@@ -40,6 +41,8 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
         str(head),
         "--epochs",
         "1",
+        "--batch",
+        "4",
         "--folds",
         "2",
         "--workers",
@@ -49,7 +52,7 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
         "1e-4",
     )
     manifest = json.loads((tmp_path / "bb.manifest.json").read_text())
-    assert manifest["n_images"] == 12 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
+    assert manifest["n_images"] == 16 and set(manifest["cv"]) >= {"v0.2@224", "letterbox@448", "full@224"}
     # the recipe's options reach the network's config, as `python -m training.finetune` passes them
     assert (manifest["config"]["freeze_bn"], manifest["config"]["lr"], manifest["config"]["epochs"]) == (True, 1e-4, 1)
     # a network trained elsewhere (python -m training.finetune on a GPU box) and copied back with its
@@ -82,7 +85,7 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     assert bad.exit_code != 0 and "gone.pt' not found" in bad.output.replace("\n", "")
     # the OOF run has one row per (image, regime) with both voters' votes
     rows = [json.loads(x) for x in (tmp_path / "head.oof" / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
+    assert len(rows) == 16 * 3 and {v["voter"] for v in rows[0]["votes"]} == {"l0_head", "l0_detail"}
     # when the embedded profile's whole-frame voter, at 224 and 448 px, points at the new network
     profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
     (head_voter,) = [v for v in profile["voters"] if v["name"] == "l0_head"]
@@ -122,7 +125,7 @@ def test_train_backbone_then_fit_then_eval_with_the_two_voter_profile(sample, tm
     # then each regime has its run and the side-by-side table names both
     for regime in ("v0.2", "full"):
         m = json.loads((tmp_path / "run" / regime / "metrics.json").read_text())
-        assert m["n"] == 12 and m["transform"] == regime
+        assert m["n"] == 16 and m["transform"] == regime
         votes = json.loads((tmp_path / "run" / regime / "predictions.jsonl").read_text().splitlines()[0])["votes"]
         assert {v["voter"] for v in votes} == {"l0_head", "l0_detail"}
     assert "| | v0.2 | full |" in (tmp_path / "run" / "regimes.md").read_text()
@@ -199,7 +202,7 @@ def test_fold_networks_rescore_the_tile_view_at_full_resolution(tmp_path):
     (tmp_path / "big" / "images").mkdir(parents=True)
     (tmp_path / "small" / "images").mkdir(parents=True)
     rows = []
-    for i in range(12):
+    for i in range(16):  # two folds of 8: a full batch of every view
         image = draw_scene(rng, bool(i % 2), w=640, h=480)
         image.save(tmp_path / "big" / "images" / f"{i}.jpg")
         image.resize((320, 240)).save(tmp_path / "small" / "images" / f"{i}.jpg")
@@ -322,11 +325,11 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
     rows = []
     for name, size in (("big", (640, 480)), ("small", (320, 240))):
         (tmp_path / name / "images").mkdir(parents=True)
-        for i in range(8):
+        for i in range(16):  # two folds of 8: a full batch of every view
             draw_scene(rng, bool(i % 2), w=size[0], h=size[1]).save(tmp_path / name / "images" / f"{i}.jpg")
         rows = [
             {"path": f"images/{i}.jpg", "label": i % 2, "source": "synthetic", "split": "train", "group": f"g{i}"}
-            for i in range(8)
+            for i in range(16)
         ]
         with open(tmp_path / name / "labels.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -345,7 +348,7 @@ def test_tiles_batch_trains_the_network_through_the_tile_voters_max_over_crops(t
     # and with --oof-crops each OOF row keeps its full view's 18 crop probabilities, whose max is the
     # tile vote, then the 24 of the extra 4x6 grid, which the vote leaves out
     oof = [json.loads(x) for x in (tmp_path / "bb.oof.jsonl").read_text().splitlines()]
-    assert len(oof) == 8 and all(len(r["crops"]["full"]) == 18 + 24 for r in oof)
+    assert len(oof) == 16 and all(len(r["crops"]["full"]) == 18 + 24 for r in oof)
     assert all(r["crop_grids"] == [[2, 3], [3, 4], [4, 6]] for r in oof)
     assert all(r["probs"]["full"]["tiles"] == pytest.approx(max(r["crops"]["full"][:18]), abs=1e-5) for r in oof)
     with pytest.raises(ValueError, match="oof_crops writes what the folds held out: it needs folds of 2"):
@@ -488,3 +491,18 @@ def test_tile_boxes_give_each_tile_view_its_crop_targets_and_the_recipe_trains_w
     assert len(_Views(samples, images, FinetuneConfig(tiles_batch=2), "tiles", Banks())[0]) == 2
     # and the recipe trains with it
     assert train_networks(samples, images, cfg, "cpu", None, ds.root)["final"] is not None
+
+
+def test_too_few_rows_for_a_full_batch_are_refused_rather_than_training_nothing(tmp_path, capsys):
+    # an epoch zips the views' loaders, each dropping its last partial batch: with fewer rows than a
+    # batch the network would be written untrained, its loss logged as 0
+    from tests.conftest import small_training_rows
+    from training.finetune import FinetuneConfig, main, train_networks
+
+    samples, images = small_training_rows(0, n=6)
+    with pytest.raises(ValueError, match="6 training rows give no full batch of 8 for the 448 view"):
+        train_networks(samples, images, FinetuneConfig(epochs=1, batch=4, workers=0), "cpu", None)
+    data = make_sample(tmp_path / "data", n=8)
+    with pytest.raises(SystemExit, match="training.finetune: 4 training rows give no full batch of 48 for the 224"):
+        main(["--data", str(data), "--out", str(tmp_path / "bb.pt"), "--workers", "0"])
+    assert not (tmp_path / "bb.pt").exists()

@@ -46,7 +46,8 @@ def test_saved_loso_networks_rescore_their_held_out_rows_at_full_size(tmp_path, 
     loso = benchmark_script("loso_networks")
     votes, prefix = tmp_path / "loso.jsonl", tmp_path / "nets" / "loso"
     argv = ["loso_networks.py", "train", "--data", str(tmp_path / "small"), "--out", str(votes), "--device", "cpu"]
-    argv += ["--epochs", "1", "--workers", "0", "--held-out", "camvid", "--crops", "--save-nets", str(prefix)]
+    argv += ["--epochs", "1", "--batch", "4", "--workers", "0", "--held-out", "camvid", "--crops"]
+    argv += ["--save-nets", str(prefix)]
     monkeypatch.setattr(sys, "argv", argv)
     loso.main()
     # trained on the 320-px copy: the held-out camvid rows have no tile vote (the voter abstains)
