@@ -460,6 +460,11 @@ def view_loaders(
     from torch.utils.data import DataLoader
 
     def loader(size: int | str, batch: int, rows: list[int]) -> Any:
+        if len(rows) < batch:  # an epoch zips the loaders, each dropping its partial batch: no step at all
+            raise ValueError(
+                f"{len(rows)} training rows give no full batch of {batch} for the {size} view, so nothing would "
+                "train: train on more rows (or fewer folds)"
+            )
         views = _Views([samples[i] for i in rows], [images[i] for i in rows], cfg, size, banks)
         return DataLoader(
             views,
@@ -481,13 +486,6 @@ def view_loaders(
                 f"{len(large)} rows are that large"
             )
         loaders.append(loader("tiles", cfg.tiles_batch, large))
-    # an epoch zips the loaders (drop_last): one without a full batch would train nothing, silently
-    for name, each in zip((224, cfg.big_size, "tiles"), loaders, strict=False):
-        if len(each) == 0:
-            raise ValueError(
-                f"{len(each.dataset)} training rows give no full batch of {each.batch_size} for the {name} view, "
-                "so nothing would train: train on more rows (or fewer folds)"
-            )
     return loaders
 
 
