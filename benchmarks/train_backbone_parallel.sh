@@ -2,12 +2,13 @@
 # A `roadwork train backbone` recipe's networks on one GPU, as processes sharing the card (the
 # augmentation runs on the CPU cores, which bound the speed; one 600-s device call holds ~6 networks):
 #   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
-#          sources split over two processes; their votes go to OUT/loso_<first source>.jsonl (with
-#          --snapshot-epoch E, the same runs' networks after epoch E to OUT/epochE_<first source>.jsonl;
-#          with --average-from E, the same runs' last-step weights to OUT/last_step_<first source>.jsonl)
-#          and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under the device's 16 MiB a
-#          file), holding loso.<held-out>.pt for `python -m training.oof_rescore --nets DIR/loso`
-#          (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB, over that limit)
+#          sources split over two processes (PROCS=3: three); their votes go to
+#          OUT/loso_<first source>.jsonl (with --snapshot-epoch E, the same runs' networks after epoch E
+#          to OUT/epochE_<first source>.jsonl; with --average-from E, the same runs' last-step weights
+#          to OUT/last_step_<first source>.jsonl), their logs to OUT/loso.log (one file: the device
+#          returns 8 at most) and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under
+#          the device's 16 MiB a file), holding loso.<held-out>.pt for `python -m training.oof_rescore
+#          --nets DIR/loso` (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB)
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 #          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
@@ -23,12 +24,19 @@ export OMP_NUM_THREADS=2 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 mkdir -p "$OUT"
 case "$MODE" in
   loso)
-    for half in vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog; do
+    # PROCS=3 splits the sources over three processes (5 loaders each): a run that scores two networks a
+    # source (--average-from) took 583 s as two processes, close to the device's 600-s call
+    case "${PROCS:-2}" in
+      2) groups="vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog" workers=7 ;;
+      3) groups="vtti,gtsdb idd_lite,camvid pp_nightwork,dawn_fog" workers=5 ;;
+      *) echo "PROCS must be 2 or 3, got $PROCS" >&2; exit 2 ;;
+    esac
+    for half in $groups; do
       snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
       [[ " $* " =~ " --average-from "[1-9] ]] && snap+=(--last-step-out "$OUT/last_step_${half%%,*}.jsonl")
       nets=(); [ "${SAVE_NETS:-1}" = 1 ] && mkdir -p "$OUT/nets_${half%%,*}" && nets=(--save-nets "$OUT/nets_${half%%,*}/loso")
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
-        --workers 7 --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \
+        --workers "$workers" --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \
         > "$OUT/loso_${half%%,*}.log" 2>&1 &
     done ;;
   folds)
@@ -40,4 +48,7 @@ wait
 for nets in "$OUT"/nets_*/; do  # one file a process: the device returns 8 files at most
   [ -d "$nets" ] && tar cf "${nets%/}.tar" -C "$nets" . && rm -r "$nets"
 done
+if [ "$MODE" = loso ]; then  # the processes' logs as one file, each under its name
+  tail -n +1 "$OUT"/loso_*.log > "$OUT/loso.log.tmp" && rm "$OUT"/loso_*.log && mv "$OUT/loso.log.tmp" "$OUT/loso.log"
+fi
 tail -n 3 "$OUT"/*.log
