@@ -262,10 +262,11 @@ def score(args: argparse.Namespace) -> None:
     oof = {v: read_votes(VOTES[v][1]) for v in voters}
     keys = sorted(set.intersection(*(set(d) for d in loso.values())))
     first = loso[next(iter(loso))]
-    if args.held_out:
-        if unknown := sorted(set(args.held_out.split(",")) - set(HELD_OUT)):
+    scored = args.held_out.split(",") if args.held_out else []
+    if scored:
+        if unknown := sorted(set(scored) - set(HELD_OUT)):
             raise SystemExit(f"--held-out {args.held_out!r}: {unknown} are not among {', '.join(HELD_OUT)}")
-        keys = [k for k in keys if first[k]["held_out"] in args.held_out.split(",")]
+        keys = [k for k in keys if first[k]["held_out"] in scored]
 
     def prob(votes: dict[str, dict], key: str, regime: str, view: str) -> float | None:
         """A voter's vote, or None where it abstained (a tile voter on a frame under 448 px)."""
@@ -278,8 +279,8 @@ def score(args: argparse.Namespace) -> None:
         "held_out": {},
         "all_held_out": {},
     }
-    if args.held_out:
-        out["scored_held_out"] = args.held_out.split(",")
+    if scored:
+        out["scored_held_out"] = scored
 
     def summary(y: list[int], p: np.ndarray) -> dict[str, Any]:
         return {k: v for k, v in summarise(np.array(y), np.asarray(p)).items() if k != "confusion"}
