@@ -171,6 +171,21 @@ def test_a_weight_average_is_the_mean_of_the_steps_from_its_epoch_on_with_the_la
     assert steps[3] > 0 and steps[2] == 2 * steps[3]  # from epoch 2: epochs 2 and 3, from 3: epoch 3 alone
 
 
+def test_the_last_step_beside_a_weight_average_is_the_network_trained_without_one():
+    """The pairing's premise: averaging only watches the trajectory, so a run's last step is the
+    network the same seed trains with the option off (on a GPU the two runs' kernels may still differ)."""
+    import torch
+
+    from training.finetune import FinetuneConfig, train_networks
+
+    samples, images = small_training_rows(5)
+    plain = train_networks(samples, images, FinetuneConfig(epochs=3, batch=4, workers=0), "cpu", None)["final"]
+    paired = train_networks(samples, images, FinetuneConfig(epochs=3, batch=4, workers=0, average_from=2), "cpu", None)
+    for (name, a), b in zip(plain.state_dict().items(), paired["last_step"].state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(plain.head.weight, paired["final"].head.weight)
+
+
 def test_a_weight_average_from_outside_the_epochs_is_refused():
     from training.finetune import FinetuneConfig
 
