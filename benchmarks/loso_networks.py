@@ -99,24 +99,30 @@ def train(args: argparse.Namespace) -> None:
         print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
 
 
+PASTE_ERASE_VIEWS = (("l0_paste_erase", "224"), ("l0_paste_erase_detail", "448"), ("l0_paste_erase_tiles", "tiles"))
+"""The paste-and-erase network's voters and the view each answers from."""
 VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
     "l0_head": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "224"),
     "l0_detail": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "448"),
-    "l0_paste_erase": (
-        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-        "models/l0_backbone_paste_erase.oof.jsonl",
-        "224",
-    ),
-    "l0_paste_erase_detail": (
-        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-        "models/l0_backbone_paste_erase.oof.jsonl",
-        "448",
-    ),
-    "l0_paste_erase_tiles": (
-        "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
-        "models/l0_backbone_paste_erase.oof.jsonl",
-        "tiles",
-    ),
+    # the shipped paste-and-erase recipe (weights averaged from epoch 8): its first LOSO draw, seed 4
+    # (seeds 6 and 7: loso_votes_l0_backbone_paste_erase_average_seed{6,7}.jsonl.gz)
+    **{
+        voter: (
+            "benchmarks/results/loso_votes_l0_backbone_paste_erase_average_seed4.jsonl.gz",
+            "models/l0_backbone_paste_erase.oof.jsonl",
+            view,
+        )
+        for voter, view in PASTE_ERASE_VIEWS
+    },
+    # the paste-and-erase network before --average-from (its last step's weights; LOSO seed 0)
+    **{
+        f"{voter}_v2": (
+            "benchmarks/results/loso_votes_l0_backbone_paste_erase.jsonl",
+            "benchmarks/results/oof_votes_l0_backbone_paste_erase_v2.jsonl.gz",
+            view,
+        )
+        for voter, view in PASTE_ERASE_VIEWS
+    },
     "l0_tiles": ("benchmarks/results/loso_votes_l0_backbone.jsonl", "models/l0_backbone.oof.jsonl", "tiles"),
     # the plain recipe also trained through the tile voter (--tiles-batch 8, 3 folds, tiles OOF
     # rescored at full size; benchmarks/results/train_*tiles_mil_h200.log); not shipped
@@ -157,11 +163,7 @@ VOTES = {  # voter: (its recipe's LOSO votes, its in-fold OOF votes, view)
             "benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl",
             view,
         )
-        for voter, view in (
-            ("l0_paste_erase", "224"),
-            ("l0_paste_erase_detail", "448"),
-            ("l0_paste_erase_tiles", "tiles"),
-        )
+        for voter, view in PASTE_ERASE_VIEWS
     },
     # the detector's votes all come from a detector trained without the row's source (two source
     # halves, training/finetune_detector.py): they serve as its LOSO and its OOF votes alike

@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from loso_networks import VOTES, loso_overrides  # benchmarks/, beside this script
+from loso_networks import PASTE_ERASE_VIEWS, VOTES, loso_overrides  # benchmarks/, beside this script
 from sklearn.metrics import matthews_corrcoef
 
 from cascade.types import Level
@@ -66,6 +66,11 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
     "l0_paste_erase_detail_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "448"),
     "l0_paste_erase_tiles_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "tiles"),
+    # the paste-and-erase network before --average-from (3 folds, tiles on the 544-px copy, as now)
+    **{
+        f"{voter}_v2": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v2.jsonl.gz", view)
+        for voter, view in PASTE_ERASE_VIEWS
+    },
 }
 # the shipped paste-and-erase recipe trained again (3 folds, fold networks kept; workers and data copy
 # differ, so a second draw of it: benchmarks/results/train_folds_nets_paste_erase_h200.log), its tiles
@@ -87,6 +92,7 @@ PE = ["l0_paste_erase", "l0_paste_erase_detail"]
 PE1 = ["l0_paste_erase_v1", "l0_paste_erase_detail_v1"]
 PE50 = ["l0_pe50", "l0_pe50_detail"]
 PE_S1 = ["l0_paste_erase_seed1", "l0_paste_erase_seed1_detail"]
+PE2 = ["l0_paste_erase_v2", "l0_paste_erase_detail_v2"]
 BY_SIZE = 448
 """Where "by size" sets split the frames: whole-frame voters below, tile voters from here up."""
 SETS = [
@@ -128,6 +134,7 @@ SETS = [
     ["l0_paste_erase_tiles", "l0_pe50_tiles"],
 ]
 SETS_BY_SIZE = [
+    ["l0_head", *PE2, "l0_tiles", "l0_paste_erase_tiles_v2"],  # the shipped set until --average-from
     ["l0_head", "l0_detail", *PE1, "l0_tiles", "l0_paste_erase_tiles_v1"],
     ["l0_head", "l0_detail", *PE, "l0_paste_erase_tiles"],
     ["l0_head", "l0_detail", *PE, "l0_tiles", "l0_paste_erase_tiles"],
