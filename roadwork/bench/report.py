@@ -213,7 +213,7 @@ TABLES: dict[str, Table] = {
                 {"224": "bench_cpu_224.json", "1920": "bench_cpu_1920x1080.json"},
             ),
             Row(
-                "the default until this release",
+                "the `_v1` default",
                 {"224": "bench_cpu_224_prev.json", "1920": "bench_cpu_1920x1080_prev.json"},
             ),
         ),
