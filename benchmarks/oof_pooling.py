@@ -1,7 +1,7 @@
 """Which L0 voters to pool, decided out of fold: `roadwork fit` on every candidate set of voters,
 built from the `roadwork train backbone --folds` OOF files (train split only, dev never read).
 
-    python benchmarks/oof_pooling.py --out benchmarks/results/oof_pooling_cpu.json
+    python benchmarks/oof_pooling.py --cut-off-margin 0.01 --out benchmarks/results/oof_pooling_cpu.json
 
 Each OOF file holds, per training image and regime, the held-out probability at each view size.
 A candidate voter is (file, size); the fit-set MCC is that of the fitted, calibrated pool at its
@@ -239,6 +239,12 @@ def main() -> None:
         choices=sorted(BALANCE),
         help="fit with each source (or source and label) weighing the same in all (consensus.fitting.BALANCE)",
     )
+    ap.add_argument(
+        "--cut-off-margin",
+        type=float,
+        default=0.0,
+        help="keep each pool's cut-off at 0.5 unless another gains more MCC than this (`roadwork fit`'s default: 0.01)",
+    )
     args = ap.parse_args()
     try:
         overrides = loso_overrides(args.loso_votes, LOSO)
@@ -252,7 +258,12 @@ def main() -> None:
     for voters, by_size in sets + [(v, True) for v in SETS_BY_SIZE]:
         preds = merge_runs([runs[v] for v in voters])
         rows = rows_from_predictions(preds)
-        art = fit_consensus(rows, voter_sides=sides_by_size(voters) if by_size else None, balance=args.balance)
+        art = fit_consensus(
+            rows,
+            voter_sides=sides_by_size(voters) if by_size else None,
+            balance=args.balance,
+            cut_off_margin=args.cut_off_margin,
+        )
         y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
         per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
         entry = {
@@ -298,7 +309,13 @@ def main() -> None:
                 else ""
             )
         )
-    out = {"candidates": CANDIDATES, "loso": loso, "balance": args.balance, "sets": results}
+    out = {
+        "candidates": CANDIDATES,
+        "loso": loso,
+        "balance": args.balance,
+        "cut_off_margin": args.cut_off_margin,
+        "sets": results,
+    }
     args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -85,6 +85,8 @@ class ConsensusArtefact(BaseModel):
     fitted_on: str = ""
     balance: str | None = None
     """How the fit weighed its rows (consensus.fitting.BALANCE: "source", "source-label"); None: each once."""
+    cut_off_margin: float = Field(default=0.0, ge=0, lt=1)
+    """The MCC a pool's cut-off had to gain over 0.5 on the fit's rows to move (0: the best cut-off)."""
     n_samples: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     """Over every fitted row, each answered by its own pool."""

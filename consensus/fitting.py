@@ -76,14 +76,24 @@ def pooled_logits(x: np.ndarray, present: np.ndarray, weights: np.ndarray) -> np
 
 
 def best_threshold(
-    y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8, sample_weight: np.ndarray | None = None
+    y: np.ndarray,
+    p: np.ndarray,
+    lo: float = 0.2,
+    hi: float = 0.8,
+    sample_weight: np.ndarray | None = None,
+    margin: float = 0.0,
 ) -> float:
-    """The MCC-maximising threshold, searched on a coarse grid inside [lo, hi] to limit overfit."""
+    """The MCC-maximising threshold, searched on a coarse grid inside [lo, hi] to limit overfit.
+    With `margin` > 0, the threshold nearest the calibrated 0.5 among those within `margin` MCC of
+    the best: a cut-off moved off 0.5 on the fit's own rows must gain more than that."""
     grid = np.round(np.arange(lo, hi + 1e-9, 0.025), 4)
-    scores = [matthews_corrcoef(y, (p >= t).astype(int), sample_weight=sample_weight) for t in grid]
+    scores = np.asarray([matthews_corrcoef(y, (p >= t).astype(int), sample_weight=sample_weight) for t in grid])
     best = float(np.max(scores))
+    if margin > 0:
+        near = grid[scores >= best - margin]
+        return float(near[np.argmin(np.abs(near - 0.5))])
     # among near-ties take the middle one: less sensitive to a few samples
-    near = grid[np.asarray(scores) >= best - 1e-3]
+    near = grid[scores >= best - 1e-3]
     return float(near[len(near) // 2])
 
 
@@ -113,6 +123,7 @@ def fit_pool(
     min_support: int = 20,
     long_side: LongSides = EVERY_SIZE,
     balance: str | None = None,
+    cut_off_margin: float = 0.0,
 ) -> Pool:
     """Weights (logistic regression on the votes' logits), calibration, threshold and bands of one pool."""
     where = "" if long_side == EVERY_SIZE else f" (frames with long side in {list(long_side)})"
@@ -132,7 +143,14 @@ def fit_pool(
         beta = np.ones(len(voters))
     weights = dict(zip(voters, beta / beta.sum() * len(voters), strict=True))
     return calibrated_pool(
-        rows, weights, clip=clip, target=target, min_support=min_support, long_side=long_side, balance=balance
+        rows,
+        weights,
+        clip=clip,
+        target=target,
+        min_support=min_support,
+        long_side=long_side,
+        balance=balance,
+        cut_off_margin=cut_off_margin,
     )
 
 
@@ -145,6 +163,7 @@ def calibrated_pool(
     min_support: int = 20,
     long_side: LongSides = EVERY_SIZE,
     balance: str | None = None,
+    cut_off_margin: float = 0.0,
 ) -> Pool:
     """A pool with these voter weights: its calibration, threshold and bands fitted on the rows
     (`fit_pool` after fitting the weights; also for weights chosen another way, in an experiment)."""
@@ -159,7 +178,7 @@ def calibrated_pool(
     cal = LogisticRegression(C=1e4, max_iter=1000).fit(z[:, None], y, sample_weight=sw)
     scale, bias = float(cal.coef_[0][0]), float(cal.intercept_[0])
     p_cal = sigmoid(scale * z + bias)
-    t = best_threshold(y, p_cal, sample_weight=sw)
+    t = best_threshold(y, p_cal, sample_weight=sw, margin=cut_off_margin)
     bias_shifted = bias - float(logit(t))
     p_final = sigmoid(scale * z + bias_shifted)
 
@@ -237,26 +256,38 @@ def fit_consensus(
     fitted_on: str = "",
     voter_sides: Mapping[str, LongSides] | None = None,
     balance: str | None = None,
+    cut_off_margin: float = 0.0,
 ) -> ConsensusArtefact:
     """One pool for every frame; or, given each voter's range of frame sizes, one pool per part of
     the size axis that the ranges cut, each fitted on the rows of its part with the votes the
-    cascade would have there. `balance` (a key of BALANCE) weighs each group the same in each pool."""
+    cascade would have there. `balance` (a key of BALANCE) weighs each group the same in each pool;
+    `cut_off_margin` keeps each pool's cut-off at 0.5 unless another gains more MCC than that
+    (`best_threshold`)."""
+    if not 0 <= cut_off_margin < 1:
+        raise ValueError(f"cut_off_margin is an MCC difference from 0 up to 1, got {cut_off_margin}")
+    common = {
+        "clip": clip,
+        "target": target,
+        "min_support": min_support,
+        "balance": balance,
+        "cut_off_margin": cut_off_margin,
+    }
     if voter_sides is None:
-        pools = [fit_pool(rows, clip=clip, target=target, min_support=min_support, balance=balance)]
+        pools = [fit_pool(rows, **common)]
     else:
         rows = scored_by_their_voters(rows, voter_sides)
         pools = [
-            fit_pool(
-                [r for r in rows if covers(sides, int(r.long_side or 0))],
-                clip=clip,
-                target=target,
-                min_support=min_support,
-                long_side=sides,
-                balance=balance,
-            )
+            fit_pool([r for r in rows if covers(sides, int(r.long_side or 0))], long_side=sides, **common)
             for sides in size_ranges(voter_sides)
         ]
-    art = ConsensusArtefact(clip=clip, pools=pools, fitted_on=fitted_on, n_samples=len(rows), balance=balance)
+    art = ConsensusArtefact(
+        clip=clip,
+        pools=pools,
+        fitted_on=fitted_on,
+        n_samples=len(rows),
+        balance=balance,
+        cut_off_margin=cut_off_margin,
+    )
     y = np.asarray([r.label for r in rows], dtype=int)
     pred = (artefact_probs(art, rows) >= 0.5).astype(int)
     return art.model_copy(

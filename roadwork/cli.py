@@ -642,6 +642,14 @@ def fit_cmd(
             help="Weigh each source ('source') or each source and label ('source-label') the same in each pool, so a large source does not set the weights and threshold for the rest (rows must record their source). Default: every row once."
         ),
     ] = None,
+    cut_off_margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.5,
+            help="Keep each pool's cut-off at the calibrated 0.5 unless another gains more than this MCC on the fit's rows. Out-of-fold rows come from cameras training saw; on a camera it never saw, a cut-off moved up on them misses work zones (docs/new-camera-levers.md). 0: the best cut-off on the fit's rows.",
+        ),
+    ] = 0.01,
 ) -> None:
     """Learn voter weights, calibration and routing bands from labelled (out-of-fold) runs.
 
@@ -655,7 +663,12 @@ def fit_cmd(
         sides = None if profile is None else load_profile(profile).voter_sides()
         rows = rows_from_predictions(merge_runs([read_predictions(r) for r in run]))
         artefact = fit_consensus(
-            rows, target=target, fitted_on=", ".join(str(r) for r in run), voter_sides=sides, balance=balance
+            rows,
+            target=target,
+            fitted_on=", ".join(str(r) for r in run),
+            voter_sides=sides,
+            balance=balance,
+            cut_off_margin=cut_off_margin,
         )
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))

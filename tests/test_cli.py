@@ -32,6 +32,8 @@ def test_train_fit_eval_bench_on_a_made_sample(sample, tmp_path):
     manifest = json.loads((tmp_path / "head.manifest.json").read_text())
     assert manifest["n_images"] == 12 and len(manifest["data_hash"]) == 64
     invoke("fit", "--run", str(tmp_path / "head.oof"), "--out", str(tmp_path / "consensus.json"))
+    # the cut-off stays at 0.5 unless another gains more than 0.01 MCC on the OOF rows (the default)
+    assert json.loads((tmp_path / "consensus.json").read_text())["cut_off_margin"] == 0.01
     profile = yaml.safe_load((REPO / "configs" / "cpu.yaml").read_text())
     profile["voters"] = profile["voters"][:1]  # the ImageNet backbone that `train head` embeds with
     profile["voters"][0]["params"] = {"backbone": {"kind": "mobilenetv2-deepsort"}, "head": str(tmp_path / "head.npz")}

@@ -210,3 +210,21 @@ def test_rows_from_predictions_keep_the_source():
         [{"key": "a", "label": 1, "source": "gtsdb", "votes": [{"voter": "l0", "level": "L0", "prob": 0.7}]}]
     )
     assert row.source == "gtsdb"
+
+
+def test_a_cut_off_moves_off_one_half_only_for_more_than_the_margin():
+    from consensus.fitting import best_threshold
+
+    # 100 negatives at 0.40 and 100 positives at 0.60, except 3 negatives at 0.55: the best cut-off
+    # is above 0.55 (every answer right); 0.5 gets the 3 wrong (MCC 0.971)
+    y = np.array([0] * 100 + [1] * 100)
+    p = np.array([0.40] * 97 + [0.55] * 3 + [0.60] * 100)
+    assert best_threshold(y, p) > 0.55
+    assert best_threshold(y, p, margin=0.05) == 0.5  # a gain of 0.03 MCC is inside the margin
+    assert best_threshold(y, p, margin=0.01) > 0.55  # outside this one
+    rows = [LabelledVotes(int(label), {"v": (Level.L0, float(q))}) for label, q in zip(y, p, strict=True)]
+    art = fit_consensus(rows, cut_off_margin=0.05)
+    assert art.cut_off_margin == 0.05 and art.pools[0].threshold_raw == 0.5
+    assert ConsensusArtefact.model_validate_json(art.model_dump_json()).cut_off_margin == 0.05
+    with pytest.raises(ValueError, match="cut_off_margin is an MCC difference from 0 up to 1, got 1.5"):
+        fit_consensus(rows, cut_off_margin=1.5)
