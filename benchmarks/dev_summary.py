@@ -55,6 +55,11 @@ def summary(run: Path) -> dict:
             "pooled": score(rows, lambda r: r["prob"]),
             "pooled_vehicle_sources": score(vehicle, lambda r: r["prob"]),
             "voters": {v: score(rows, vote(v)) for v in voters},
+            # the pool on the frames each voter answered: against "voters", whether pooling beats
+            # a voter on its own frames (a tile voter answers only the large ones)
+            "pooled_where_voter_answered": {
+                v: score([r for r in rows if not np.isnan(vote(v)(r))], lambda r: r["prob"]) for v in voters
+            },
             "voters_vehicle_sources": {v: score(vehicle, vote(v)) for v in voters},
             "per_source": {
                 src: {k: r[k] for k in ("n", "positives", "mcc", "accuracy", "auroc")}

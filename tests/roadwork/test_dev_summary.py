@@ -45,3 +45,18 @@ def test_folder_without_a_run_is_refused_by_name(tmp_path):
     ds = benchmark_script("dev_summary")
     with pytest.raises(SystemExit, match="empty"):
         ds.summary(tmp_path / "empty")
+
+
+def test_the_pool_is_also_scored_on_the_frames_each_voter_answered(tmp_path):
+    ds = benchmark_script("dev_summary")
+    folder = tmp_path / "run"
+    write_run(folder, "full", [0.9, 0.8, 0.2, 0.1])
+    rows = [json.loads(x) for x in (folder / "predictions.jsonl").read_text().splitlines()]
+    for r, tile in zip(rows, [0.9, None, 0.7, None], strict=True):  # a tile voter on two frames: one right, one wrong
+        r["votes"].append({"voter": "tiles", "prob": tile})
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = ds.summary(folder)["full"]
+    assert out["voters"]["tiles"]["n"] == 2 and out["voters"]["tiles"]["accuracy"] == pytest.approx(0.5)
+    assert out["pooled_where_voter_answered"]["tiles"]["n"] == 2  # the pool on those two frames
+    assert out["pooled_where_voter_answered"]["tiles"]["accuracy"] == pytest.approx(1.0)
+    assert out["pooled_where_voter_answered"]["v"]["n"] == 4
