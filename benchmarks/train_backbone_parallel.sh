@@ -2,7 +2,7 @@
 # A `roadwork train backbone` recipe's networks on one GPU, as processes sharing the card (the
 # augmentation runs on the CPU cores, which bound the speed; one 600-s device call holds ~6 networks):
 #   loso:  the leave-one-source-out networks (benchmarks/loso_networks.py train), the held-out
-#          sources split over two processes (PROCS=3: three); their votes go to
+#          sources split over three processes (PROCS=2: two); their votes go to
 #          OUT/loso_<first source>.jsonl (with --snapshot-epoch E, the same runs' networks after epoch E
 #          to OUT/epochE_<first source>.jsonl; with --average-from E, the same runs' last-step weights
 #          to OUT/last_step_<first source>.jsonl), their logs to OUT/loso.log (one file: the device
@@ -24,9 +24,10 @@ export OMP_NUM_THREADS=2 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
 mkdir -p "$OUT"
 case "$MODE" in
   loso)
-    # PROCS=3 splits the sources over three processes (5 loaders each): a run that scores two networks a
-    # source (--average-from) took 583 s as two processes, close to the device's 600-s call
-    case "${PROCS:-2}" in
+    # three processes (5 loaders each) by default: a run that scores two networks a source
+    # (--average-from) took 583 s as two processes on an H100, close to the device's 600-s call, and
+    # 383-394 s as three on an H200 (train_loso_average_seed{6,7}_h200.log)
+    case "${PROCS:-3}" in
       2) groups="vtti,gtsdb,pp_nightwork idd_lite,camvid,dawn_fog" workers=7 ;;
       3) groups="vtti,gtsdb idd_lite,camvid pp_nightwork,dawn_fog" workers=5 ;;
       *) echo "PROCS must be 2 or 3, got $PROCS" >&2; exit 2 ;;
