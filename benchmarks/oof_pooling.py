@@ -62,13 +62,12 @@ CANDIDATES = {  # voter name: (OOF file, view size)
     "l0_paste_erase_seed1_detail": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl", "448"),
     "l0_paste_erase_seed1_tiles": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_seed1.jsonl", "tiles"),
     "l1_rcnn": ("benchmarks/results/heldout_votes_l1_rcnn.jsonl", "det"),  # held-out-source votes (`train boxes`)
-    # the paste-and-erase network before --tiles-batch (5 folds; its tiles rescored at full size)
-    "l0_paste_erase_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "224"),
-    "l0_paste_erase_detail_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "448"),
-    "l0_paste_erase_tiles_v1": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v1.jsonl", "tiles"),
-    # the paste-and-erase network before --average-from (3 folds, tiles on the 544-px copy, as now)
+    # the paste-and-erase network before --tiles-batch (_v1: 5 folds, its tiles rescored at full size)
+    # and before --average-from (_v2: 3 folds, tiles on the 544-px copy, as now): their OOF votes as
+    # loso_networks.VOTES names them
     **{
-        f"{voter}_v2": ("benchmarks/results/oof_votes_l0_backbone_paste_erase_v2.jsonl.gz", view)
+        f"{voter}{version}": (VOTES[f"{voter}{version}"][1], view)
+        for version in ("_v1", "_v2")
         for voter, view in PASTE_ERASE_VIEWS
     },
 }
