@@ -127,7 +127,7 @@ class FinetuneConfig:
     recipe's schedule ends near its peak rate (`train_networks`), so the last step's weights are
     one noisy point of a wide walk: the seeds' draws land far apart on a new camera. From epoch 8,
     with four seeds on the LOSO networks (docs/new-camera-levers.md), the average ranked a new
-    camera's full-size frames better than the same run's last step every time (pooled AUROC +0.011
+    camera's full-size frames better than the same run's last step every time (pooled AUROC +0.006
     to +0.034), 224 px alike; the shipped paste-and-erase network is trained so (the default stays
     0, the option is the recipe's, as `--paste-prob` is)."""
     folds: int = 0
