@@ -125,11 +125,16 @@ def _review(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from training.review import build_dataset, launch, read_run, summary
+    from training.review_database import start_database
     from training.review_labels import export_hardest
 
     console = Console(stderr=True)
     # our App operator (export the hardest from the App); an explicit FIFTYONE_PLUGINS_DIR wins
     os.environ.setdefault("FIFTYONE_PLUGINS_DIR", str(REPO / "training" / "fiftyone_plugins"))
+    try:
+        start_database()
+    except (RuntimeError, TimeoutError) as exc:
+        fail(str(exc))
     if import_dir is not None:
         _import(run, data, import_dir, out, fmt)
         return

@@ -175,6 +175,8 @@ def run_review(python, env, *args, timeout=240):
 
 INSPECT = """
 import json, sys, fiftyone as fo
+from training.review_database import start_database
+start_database()  # mongod's own port (FiftyOne's own look can take its service's socket)
 ds = fo.load_dataset(sys.argv[1])
 s = ds.match({"key": "images/cones/a.jpg"}).first()
 print(json.dumps({"n": len(ds), "views": ds.list_saved_views(), "tags": ds.count_sample_tags(),
