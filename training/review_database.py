@@ -2,11 +2,12 @@
 
 FiftyOne (1.x) runs mongod under a small service process and takes as the database port the first
 listening socket it finds among that service's child processes. The service opens a socket of its
-own (for client registration) before it forks mongod, so a look that lands between the fork and
-mongod's exec can find the service's socket in the forked child instead: pymongo then waits its
-30 s on a server that never answers and FiftyOne stops with "Could not connect to `mongod`". That
-is how `roadwork review` failed in CI once (stop 55): mongod's log showed it listening within a
-second and never a client.
+own (for client registration) before it forks mongod, and until mongod's exec the forked child
+still holds that socket. FiftyOne's look first asks whether the service wraps a child with its own
+arguments (no child yet), then lists the children: a fork between the two puts the service's
+socket in the list, pymongo waits its 30 s on a server that never answers and FiftyOne stops with
+"Could not connect to `mongod`". That is how `roadwork review` failed in CI once (stop 55):
+mongod's log showed it listening within a second and never a client.
 
 `start_database` starts the same service (or joins one already running, as FiftyOne does), takes
 the port of the process named mongod only, and hands it to FiftyOne the way FiftyOne hands it to
