@@ -37,6 +37,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,44 @@ class DetectorConfig:
     """`yolo`: the square every view is letterboxed onto, in training and when scoring."""
 
 
-ARCHS = ("rcnn", "yolo")
+@dataclass(frozen=True)
+class DetectorArch:
+    """One kind of detector the loop trains: how it is built and saved, and what it needs."""
+
+    build: Callable[[DetectorConfig], Any]
+    save: Callable[[Any, Path, dict[str, Any]], Path]
+    lr: float
+    """The SGD peak rate `--lr` defaults to for this kind."""
+    needs_start: bool
+    """Whether it starts from a checkpoint or yaml (`DetectorConfig.start`, `--start`)."""
+
+
+def _build_rcnn(cfg: DetectorConfig) -> Any:
+    return build_rcnn(imagenet=True, min_size=(384, 416, 448, 480, 512))
+
+
+def _build_yolo(cfg: DetectorConfig) -> Any:
+    from detectors.yolo_boxes import build_yolo
+
+    return build_yolo(cfg.start, cfg.imgsz)
+
+
+def _save_yolo(model: Any, out: Path, info: dict[str, Any]) -> Path:
+    from detectors.yolo_boxes import save_yolo
+
+    return save_yolo(model, out, info)
+
+
+ARCHS = {
+    "rcnn": DetectorArch(_build_rcnn, save_rcnn, lr=DetectorConfig.lr, needs_start=False),
+    "yolo": DetectorArch(_build_yolo, _save_yolo, lr=0.01, needs_start=True),
+}
+
+
+def detector_arch(cfg: DetectorConfig) -> DetectorArch:
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"detector arch {cfg.arch!r}: expected one of {tuple(ARCHS)}")
+    return ARCHS[cfg.arch]
 
 
 @dataclass
@@ -217,21 +255,11 @@ class _BoxViews:
 
 
 def build_model(cfg: DetectorConfig) -> Any:
-    if cfg.arch == "yolo":
-        from detectors.yolo_boxes import build_yolo
-
-        return build_yolo(cfg.start, cfg.imgsz)
-    if cfg.arch != "rcnn":
-        raise ValueError(f"detector arch {cfg.arch!r}: expected one of {ARCHS}")
-    return build_rcnn(imagenet=True, min_size=(384, 416, 448, 480, 512))
+    return detector_arch(cfg).build(cfg)
 
 
 def save_model(model: Any, out: Path, info: dict[str, Any], cfg: DetectorConfig) -> Path:
-    if cfg.arch == "yolo":
-        from detectors.yolo_boxes import save_yolo
-
-        return save_yolo(model, out, info)
-    return save_rcnn(model, out, info)
+    return detector_arch(cfg).save(model, out, info)
 
 
 def _collate(batch: list) -> tuple[list, list]:
@@ -522,7 +550,7 @@ def main(argv: list[str] | None = None) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
         "--arch",
-        choices=ARCHS,
+        choices=tuple(ARCHS),
         default=DetectorConfig.arch,
         help="rcnn: Faster R-CNN on the ImageNet MobileNetV2; yolo: an ultralytics YOLO from --start.",
     )
@@ -533,7 +561,12 @@ def main(argv: list[str] | None = None) -> None:
         "or a model yaml (random weights).",
     )
     t.add_argument("--imgsz", type=int, default=DetectorConfig.imgsz, help="--arch yolo: the letterbox square.")
-    t.add_argument("--lr", type=float, default=None, help="SGD peak rate (default 0.02 for rcnn, 0.01 for yolo).")
+    t.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="SGD peak rate (default: " + ", ".join(f"{k} {a.lr}" for k, a in ARCHS.items()) + ").",
+    )
     t.add_argument("--limit", type=int, default=0, help="Use only the first N rows (smoke runs).")
     p = sub.add_parser("package", help="OOF files -> voter probabilities, OOF run and manifest (CPU)")
     p.add_argument("--out", required=True, help="The checkpoint `train` wrote.")
@@ -550,9 +583,11 @@ def main(argv: list[str] | None = None) -> None:
         info = package(args.out, args.voter, args.votes)
         print(json.dumps(info.get("cv", {}), indent=1))
         return
-    if args.arch == "yolo" and not args.start:
+    arch = ARCHS[args.arch]
+    if arch.needs_start and not args.start:
         ap.error(
-            "--arch yolo needs --start: an ultralytics .pt (python -m training.tflite_start makes COCO YOLOv8n) or a yaml"
+            f"--arch {args.arch} needs --start: an ultralytics .pt (python -m training.tflite_start makes COCO "
+            "YOLOv8n) or a yaml"
         )
     ds = load_folder(args.data).select(split="train")
     if args.limit:
@@ -572,7 +607,7 @@ def main(argv: list[str] | None = None) -> None:
         arch=args.arch,
         start=args.start,
         imgsz=args.imgsz,
-        lr=args.lr if args.lr is not None else (0.01 if args.arch == "yolo" else DetectorConfig.lr),
+        lr=args.lr if args.lr is not None else arch.lr,
     )
     train(
         ds,

@@ -118,6 +118,13 @@ def test_the_yolo_detector_without_a_start_is_refused():
         build_model(DetectorConfig(arch="yolo", start="nowhere.pt"))
 
 
+def test_an_unknown_detector_kind_is_refused_naming_the_known_ones():
+    from training.finetune_detector import DetectorConfig, build_model
+
+    with pytest.raises(ValueError, match=r"detector arch 'ssd': expected one of \('rcnn', 'yolo'\)"):
+        build_model(DetectorConfig(arch="ssd"))
+
+
 def test_the_coco_backbone_kind_round_trips_through_a_checkpoint(tmp_path, monkeypatch):
     from detectors.yolo_backbone import COCO_ENV
     from training.finetune import build_network, load_network, save_checkpoint
