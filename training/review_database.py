@@ -21,6 +21,7 @@ import os
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PORT_ENV = "FIFTYONE_PRIVATE_DATABASE_PORT"
 MONGOD_NAMES = ("mongod", "mongod.exe")
@@ -74,18 +75,35 @@ def alive(process: Any) -> bool:
 
 
 def start_database(timeout_s: float = 60.0) -> int | None:
-    """Start (or join) FiftyOne's mongod and point FiftyOne at its port; None where FiftyOne is told
-    where its database is already (a `database_uri`, or a port set by whoever started this process)."""
+    """Start (or join) FiftyOne's mongod, point FiftyOne at its port and connect, so that a database
+    that does not answer is named now rather than after the work before the first write. Returns
+    the port; None where FiftyOne is told where its database is already (a `database_uri`, or a
+    port set by whoever started this process)."""
     global _service
     import fiftyone as fo
     import fiftyone.core.service as fos
 
-    if fo.config.database_uri or os.environ.get(PORT_ENV):
-        return None
-    _service = fos.DatabaseService()
-    port = wait_for_mongod(_service.child, database_log(), timeout_s)
-    os.environ[PORT_ENV] = str(port)
+    port = None
+    if not (fo.config.database_uri or os.environ.get(PORT_ENV)):
+        _service = fos.DatabaseService()
+        port = wait_for_mongod(_service.child, database_log(), timeout_s)
+        os.environ[PORT_ENV] = str(port)
+    try:
+        fo.list_datasets()
+    except ConnectionError as exc:
+        raise RuntimeError(f"FiftyOne could not reach its database ({exc}); {database_where()}") from exc
     return port
+
+
+def database_where() -> str:
+    """Where to look when the database does not answer: the host of the configured `database_uri`
+    (credentials left out), else mongod's log."""
+    import fiftyone as fo
+
+    if fo.config.database_uri:
+        at = urlsplit(fo.config.database_uri)
+        return f"check the MongoDB at {at.hostname}:{at.port or 27017} (FiftyOne's database_uri)"
+    return f"see mongod's log {database_log()}"
 
 
 def database_log() -> Path:

@@ -9,7 +9,8 @@ import textwrap
 import psutil
 import pytest
 
-from tests.training.test_review import review_env  # noqa: F401 (a fixture)
+from tests.training.review_fixtures import make_data, make_run
+from tests.training.test_review import free_port, review_env, run_review  # noqa: F401 (review_env is a fixture)
 from training.review_database import mongod_ports, wait_for_mongod
 
 # A stand-in for FiftyOne's database service at the moment that broke CI: it listens on a socket of
@@ -87,3 +88,17 @@ def test_fiftyone_is_pointed_at_the_mongod_it_started(tmp_path, review_env):  # 
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.splitlines()[-1])
     assert got["env"] == str(got["port"]) and got["owners"] == ["mongod"] and got["datasets"] == ["probe"]
+
+
+@pytest.mark.slow
+def test_a_database_that_does_not_answer_is_named_at_once_not_after_a_traceback(tmp_path, review_env):  # noqa: F811
+    python, env = review_env
+    run = make_run(tmp_path / "run", make_data(tmp_path / "data"))
+    port = free_port()  # nothing listens there
+    env = {**env, "FIFTYONE_DATABASE_URI": f"mongodb://someone:secret@127.0.0.1:{port}/?serverSelectionTimeoutMS=300"}
+    done = run_review(python, env, run, "--name", "t", "--top", "3", "--export", tmp_path / "relabel", timeout=120)
+    assert done.returncode == 2  # a clean error (roadwork.terminal.fail), not a crash
+    assert "FiftyOne could not reach its database" in done.stderr
+    assert f"check the MongoDB at 127.0.0.1:{port} (FiftyOne's database_uri)" in done.stderr
+    assert "secret" not in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "relabel").exists()
