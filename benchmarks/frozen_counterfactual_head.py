@@ -41,6 +41,8 @@ from sklearn.preprocessing import StandardScaler
 from training.finetune import votes_text
 
 REGIMES = ("v0.2", "letterbox", "full")
+MARGIN = 0.01
+"""The pools' cut-off margin, `roadwork fit`'s default (as the shipped pool was fitted)."""
 SHIPPED_LOSO, SHIPPED_OOF, _ = VOTES["l0_paste_erase"]
 """The shipped network's vote files: the folds, long sides and groups the frozen heads' votes copy."""
 
@@ -118,10 +120,10 @@ def fit(x: np.ndarray, y: np.ndarray, sources: np.ndarray, C: float):
     return model
 
 
-def held_out_probs(
+def fit_head(
     originals: dict, counterfactuals: dict | None, train_base: np.ndarray, cf_base: np.ndarray | None, C: float
 ) -> object:
-    """A head fitted on the originals where `train_base` holds, plus the counterfactual rows where
+    """The head fitted on the originals where `train_base` holds, plus the counterfactual rows where
     `cf_base` holds (their photo is in training)."""
     x, y, src = originals["feat"][train_base], originals["label"][train_base], originals["source"][train_base]
     if counterfactuals is not None:
@@ -138,7 +140,7 @@ def votes(originals, loso_cf, fold_cf, folds, with_cf: bool, C: float) -> tuple[
     for name, sources in HELD_OUT.items():
         held = np.isin(originals["source"], sources)
         cf_in = None if not with_cf else ~np.isin(loso_cf["source"], sources)
-        model = held_out_probs(originals, loso_cf if with_cf else None, ~held, cf_in, C)
+        model = fit_head(originals, loso_cf if with_cf else None, ~held, cf_in, C)
         for i in np.flatnonzero(held):
             p = float(model.predict_proba(originals["feat"][i : i + 1])[0, 1])
             loso.setdefault(originals["key"][i], {"held_out": name})[originals["regime"][i]] = p
@@ -147,7 +149,7 @@ def votes(originals, loso_cf, fold_cf, folds, with_cf: bool, C: float) -> tuple[
     for f, cf in fold_cf.items():
         inside = fold_of == f
         cf_in = None if not with_cf else np.array([folds[k] != f for k in cf["key"]])
-        model = held_out_probs(originals, cf if with_cf else None, ~inside, cf_in, C)
+        model = fit_head(originals, cf if with_cf else None, ~inside, cf_in, C)
         p = model.predict_proba(originals["feat"][inside])[:, 1]
         for i, pi in zip(np.flatnonzero(inside), p, strict=True):
             oof.setdefault(originals["key"][i], {"fold": f})[originals["regime"][i]] = float(pi)
@@ -286,8 +288,8 @@ def main() -> None:
         "embed_seconds": round(embed_s),
         "heads": heads,
         "votes": {v: [str(p) for p in files] for v, files in vote_files.items()},
-        "pool_cut_off_margin": 0.01,
-        "pools": pool_check(vote_files, args.work, 0.01),
+        "pool_cut_off_margin": MARGIN,
+        "pools": pool_check(vote_files, args.work, MARGIN),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -39,7 +39,7 @@ def test_no_head_is_fitted_on_the_photos_or_copies_it_scores(probe, monkeypatch)
     copies = rows([(k, s, 1 - y) for k, s, y in photos], made=True)  # every photo's counterfactual
     folds = {k: i % 3 for i, (k, _, _) in enumerate(photos)}
     seen_keys = []  # the photos (and copies of photos) each head is fitted on, in the order fitted
-    real_held = probe.held_out_probs
+    real_held = probe.fit_head
 
     def held(originals_, counterfactuals, train_base, cf_base, C):
         keys = set(originals_["key"][train_base])
@@ -48,7 +48,7 @@ def test_no_head_is_fitted_on_the_photos_or_copies_it_scores(probe, monkeypatch)
         seen_keys.append(keys)
         return real_held(originals_, counterfactuals, train_base, cf_base, C)
 
-    monkeypatch.setattr(probe, "held_out_probs", held)
+    monkeypatch.setattr(probe, "fit_head", held)
     loso, oof = probe.votes(originals, copies, {f: copies for f in range(3)}, folds, True, 0.01)
     # every held-out photo has a vote in each regime, from a head that saw nothing of its source
     held_out = {k for k, s, _ in photos if s in probe.HELD_OUT_SOURCES}
