@@ -41,6 +41,7 @@ from sklearn.preprocessing import StandardScaler
 from training.finetune import votes_text
 
 REGIMES = ("v0.2", "letterbox", "full")
+VOTES_PREFIX = Path("benchmarks/results/votes_l0_frozen")
 MARGIN = 0.01
 """The pools' cut-off margin, `roadwork fit`'s default (as the shipped pool was fitted)."""
 SHIPPED_LOSO, SHIPPED_OOF, _ = VOTES["l0_paste_erase"]
@@ -71,7 +72,7 @@ def join(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def embed(data: Path, seed: int, folds: dict[str, int]) -> tuple[dict, dict, dict[int, dict], list]:
+def embed(data: Path, seed: int, folds: dict[str, int], pool: str) -> tuple[dict, dict, dict[int, dict], list]:
     """The training photos in each regime; the counterfactual copies for the leave-one-source-out
     heads (objects pasted from every photo source); and for each group fold's head the copies of
     the photos outside the fold, pasted with objects from outside it only."""
@@ -82,7 +83,7 @@ def embed(data: Path, seed: int, folds: dict[str, int]) -> tuple[dict, dict, dic
     ds = load_folder(data).select(split="train")
     samples = list(ds.samples)
     root = Path(ds.root)
-    backbone = build_backbone({"kind": "mobilenetv2-deepsort"})
+    backbone = build_backbone({"kind": "mobilenetv2-deepsort", "pool": pool})
     t0 = time.time()
     images = {s.key: s.load() for s in samples}
     print(f"[embed] {len(images)} photos read, {time.time() - t0:.0f} s", flush=True)
@@ -249,9 +250,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--votes-prefix", type=Path, default=Path("benchmarks/results/votes_l0_frozen"))
+    ap.add_argument("--votes-prefix", type=Path, default=VOTES_PREFIX)
     ap.add_argument("--work", type=Path, default=Path("runs/frozen_counterfactual_head"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--pool", choices=("mean", "meanmax"), default="mean", help="the frozen map pooled by mean, or mean and max"
+    )
     ap.add_argument(
         "--C", type=float, default=0.01, help="the heads' inverse regularisation (chosen before the pool check)"
     )
@@ -260,7 +264,7 @@ def main() -> None:
     shipped_oof = {r["key"]: r for r in map(json.loads, votes_text(SHIPPED_OOF).splitlines())}
     shipped_loso = {r["key"]: r for r in map(json.loads, votes_text(SHIPPED_LOSO).splitlines())}
     folds = {k: int(r["fold"]) for k, r in shipped_oof.items()}
-    originals, loso_cf, fold_cf, samples = embed(args.data, args.seed, folds)
+    originals, loso_cf, fold_cf, samples = embed(args.data, args.seed, folds, args.pool)
     embed_s = time.time() - t0
     labels = {s.key: s.label for s in samples}
     sources = {s.key: s.source for s in samples}
@@ -282,7 +286,8 @@ def main() -> None:
     result = {
         "machine": f"{platform.node()} ({platform.processor() or platform.machine()}), {os.cpu_count()} cores",
         "command": "PYTHONPATH=.:benchmarks python benchmarks/frozen_counterfactual_head.py "
-        f"--data {args.data} --out {args.out} --seed {args.seed} --C {args.C}",
+        f"--data {args.data} --out {args.out} --seed {args.seed} --C {args.C} --pool {args.pool}"
+        + (f" --votes-prefix {args.votes_prefix}" if args.votes_prefix != VOTES_PREFIX else ""),
         "photos": len(samples),
         "counterfactual_photos_loso": int(len(loso_cf["label"]) // len(REGIMES)),
         "embed_seconds": round(embed_s),
