@@ -33,12 +33,11 @@ from pathlib import Path
 import numpy as np
 from loso_networks import HELD_OUT, HELD_OUT_SOURCES, VOTES  # benchmarks/, beside this script
 from PIL import Image
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import matthews_corrcoef, roc_auc_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
+from training.balance import sample_weights
 from training.finetune import votes_text
+from training.train_head import fit_logistic
 
 REGIMES = ("v0.2", "letterbox", "full")
 VOTES_PREFIX = Path("benchmarks/results/votes_l0_frozen")
@@ -112,15 +111,6 @@ def embed(data: Path, seed: int, folds: dict[str, int], pool: str) -> tuple[dict
     return originals, loso_cf, fold_cf, samples
 
 
-def fit(x: np.ndarray, y: np.ndarray, sources: np.ndarray, C: float):
-    from training.balance import sample_weights
-
-    w = sample_weights(y, list(sources), True)
-    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-    model.fit(x, y, logisticregression__sample_weight=w)
-    return model
-
-
 def fit_head(
     originals: dict, counterfactuals: dict | None, train_base: np.ndarray, cf_base: np.ndarray | None, C: float
 ) -> object:
@@ -131,7 +121,8 @@ def fit_head(
         x = np.concatenate([x, counterfactuals["feat"][cf_base]])
         y = np.concatenate([y, counterfactuals["label"][cf_base]])
         src = np.concatenate([src, counterfactuals["source"][cf_base]])
-    return fit(x, y, src, C)
+    # as `train head` fits: classes and (source, label) cells balanced
+    return fit_logistic(x, y, sample_weights(y, list(src), True), C)
 
 
 def votes(originals, loso_cf, fold_cf, folds, with_cf: bool, C: float) -> tuple[dict[str, dict], dict[str, dict]]:

@@ -119,7 +119,8 @@ def embed_dataset(dataset: Dataset, backbone: Backbone, cfg: HeadTrainConfig, sh
     )
 
 
-def _fit(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
+def fit_logistic(feats: np.ndarray, y: np.ndarray, w: np.ndarray, C: float):
+    """The head's fit: standardised features, a logistic regression with per-row weights."""
     model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     model.fit(feats, y, logisticregression__sample_weight=w)
     return model
@@ -151,7 +152,7 @@ def cross_validate(emb: Embedded, cfg: HeadTrainConfig, n_folds: int) -> tuple[f
         in_train = np.isin(emb.image_index, train_idx)
         view_img = emb.image_index[in_train]
         for C in cfg.Cs:
-            model = _fit(emb.feats[in_train], y[view_img], img_w[view_img], C)
+            model = fit_logistic(emb.feats[in_train], y[view_img], img_w[view_img], C)
             oof[C][val_idx] = model.predict_proba(emb.eval_feats[val_idx])[:, 1]
     scores = {C: roc_auc_score(y, oof[C]) for C in cfg.Cs}
     best = max(cfg.Cs, key=lambda C: (round(scores[C], 3), -C))
@@ -269,7 +270,7 @@ def train_head(
     y = emb.labels
     view_y = y[emb.image_index]
     w = sample_weights(y, emb.sources, cfg.source_balance)[emb.image_index]
-    head = LinearHead.from_sklearn(_fit(emb.feats, view_y, w, best_C), backbone=backbone.name)
+    head = LinearHead.from_sklearn(fit_logistic(emb.feats, view_y, w, best_C), backbone=backbone.name)
     out_path = Path(out_path)
     head.save(out_path)
     p = oof[best_C]
