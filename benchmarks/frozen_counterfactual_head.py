@@ -198,10 +198,6 @@ def pool_check(vote_files: dict[str, tuple[Path, Path]], work: Path, margin: flo
     held-out sources, as benchmarks/oof_pooling.py scores its sets."""
     import oof_pooling as op
 
-    from consensus.fitting import artefact_probs, fit_consensus, rows_from_predictions
-    from training.copy_paste import VEHICLE_SOURCES
-    from training.evaluate import merge_runs
-
     candidates = dict(op.CANDIDATES) | {v: (str(oof), "224") for v, (_, oof) in vote_files.items()}
     loso_map = dict(op.LOSO) | {v: (str(loso), "224") for v, (loso, _) in vote_files.items()}
     shipped = ["l0_head", *op.PE, "l0_tiles", "l0_paste_erase_tiles"]
@@ -211,30 +207,7 @@ def pool_check(vote_files: dict[str, tuple[Path, Path]], work: Path, margin: flo
     need = sorted({v for s in sets for v in s})
     runs = op.vote_runs({v: candidates[v] for v in need}, work)
     loso_runs = op.vote_runs({v: loso_map[v] for v in need}, work / "loso")
-    out = []
-    for voters in sets:
-        preds = merge_runs([runs[v] for v in voters])
-        rows = rows_from_predictions(preds)
-        art = fit_consensus(rows, voter_sides=op.sides_by_size(voters), cut_off_margin=margin)
-        y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
-        held = op.loso_rows(loso_runs, voters)
-        lrows = rows_from_predictions(held)
-        ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
-        entry = {
-            "voters": voters,
-            "oof_mcc_by_regime": op.mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES}),
-            "loso_mcc_by_regime": op.mcc_by_regime(held, ly, lp, {"held_out": None}),
-            "weights": [pool.weights for pool in art.pools],
-        }
-        out.append(entry)
-        print(
-            f"{' + '.join(voters):90s} in fold "
-            + " ".join(f"{k} {v:.3f}" for k, v in entry["oof_mcc_by_regime"].items() if k.endswith("/all"))
-            + " | new camera "
-            + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items()),
-            flush=True,
-        )
-    return out
+    return [op.score_set(voters, True, runs, loso_runs, cut_off_margin=margin) for voters in sets]
 
 
 def main() -> None:

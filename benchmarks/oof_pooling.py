@@ -221,6 +221,72 @@ def routed(art, rows: list[LabelledVotes]) -> tuple[np.ndarray, np.ndarray]:
     return np.where(past, p_all, p0), past
 
 
+def score_set(
+    voters: list[str],
+    by_size: bool,
+    runs: dict[str, list[dict]],
+    loso_runs: dict[str, list[dict]],
+    balance: str | None = None,
+    cut_off_margin: float = 0.0,
+) -> dict:
+    """`roadwork fit` on the voters' out-of-fold rows (one pool per part of the size axis when
+    `by_size`), scored there and, over the voters with LOSO votes, on their held-out rows; printed
+    on one line and returned as the result file's entry."""
+    preds = merge_runs([runs[v] for v in voters])
+    rows = rows_from_predictions(preds)
+    art = fit_consensus(
+        rows,
+        voter_sides=sides_by_size(voters) if by_size else None,
+        balance=balance,
+        cut_off_margin=cut_off_margin,
+    )
+    y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
+    per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
+    entry = {
+        "voters": voters,
+        "by_size": by_size,
+        "oof_mcc": round(art.metrics["mcc"], 4),
+        "oof_accuracy": round(art.metrics["accuracy"], 4),
+        "oof_mcc_by_regime": per_regime,
+        "pools": [
+            {"long_side": pool.long_side, "threshold": pool.threshold_raw, "weights": pool.weights}
+            for pool in art.pools
+        ],
+    }
+    have = [v for v in voters if v in loso_runs]
+    if have:
+        held = loso_rows(loso_runs, have)
+        lrows = rows_from_predictions(held)
+        ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
+        entry["loso_voters"] = have
+        entry["loso_mcc"] = round(float(matthews_corrcoef(ly, lp >= 0.5)), 4)
+        entry["loso_mcc_by_regime"] = mcc_by_regime(held, ly, lp, {"held_out": None})
+        if any(v in LEVELS for v in voters):
+            rp, past = routed(art, lrows)
+            entry["loso_mcc_routed"] = round(float(matthews_corrcoef(ly, rp >= 0.5)), 4)
+            entry["loso_share_past_l0"] = round(float(past.mean()), 4)
+            op, oof_past = routed(art, rows)
+            entry["oof_mcc_routed"] = round(float(matthews_corrcoef(y, op >= 0.5)), 4)
+            entry["oof_share_past_l0"] = round(float(oof_past.mean()), 4)
+    print(
+        f"{' + '.join(voters) + (' (by size)' if by_size else ''):48s} OOF MCC {art.metrics['mcc']:.3f} | "
+        + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
+        + (
+            f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
+            + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items())
+            if have
+            else ""
+        )
+        + (
+            f" || routed by the L0 band: OOF {entry['oof_mcc_routed']:.3f} ({entry['oof_share_past_l0']:.0%} past L0),"
+            f" LOSO {entry['loso_mcc_routed']:.3f} ({entry['loso_share_past_l0']:.0%} past L0)"
+            if "loso_mcc_routed" in entry
+            else ""
+        )
+    )
+    return entry
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
@@ -252,62 +318,11 @@ def main() -> None:
     loso = {voter: (overrides.get(voter, path), view) for voter, (path, view) in LOSO.items()}
     runs = vote_runs(CANDIDATES, args.work)
     loso_runs = vote_runs(loso, args.work / ("loso_overridden" if args.loso_votes else "loso"))
-    results = []
     sets = [] if args.by_size_only else [(v, False) for v in SETS]
-    for voters, by_size in sets + [(v, True) for v in SETS_BY_SIZE]:
-        preds = merge_runs([runs[v] for v in voters])
-        rows = rows_from_predictions(preds)
-        art = fit_consensus(
-            rows,
-            voter_sides=sides_by_size(voters) if by_size else None,
-            balance=args.balance,
-            cut_off_margin=args.cut_off_margin,
-        )
-        y, p = np.array([r.label for r in rows]), artefact_probs(art, rows)
-        per_regime = mcc_by_regime(preds, y, p, {"all": None, "vehicle": VEHICLE_SOURCES})
-        entry = {
-            "voters": voters,
-            "by_size": by_size,
-            "oof_mcc": round(art.metrics["mcc"], 4),
-            "oof_accuracy": round(art.metrics["accuracy"], 4),
-            "oof_mcc_by_regime": per_regime,
-            "pools": [
-                {"long_side": pool.long_side, "threshold": pool.threshold_raw, "weights": pool.weights}
-                for pool in art.pools
-            ],
-        }
-        have = [v for v in voters if v in loso_runs]
-        if have:
-            held = loso_rows(loso_runs, have)
-            lrows = rows_from_predictions(held)
-            ly, lp = np.array([r.label for r in lrows]), artefact_probs(art, lrows)
-            entry["loso_voters"] = have
-            entry["loso_mcc"] = round(float(matthews_corrcoef(ly, lp >= 0.5)), 4)
-            entry["loso_mcc_by_regime"] = mcc_by_regime(held, ly, lp, {"held_out": None})
-            if any(v in LEVELS for v in voters):
-                rp, past = routed(art, lrows)
-                entry["loso_mcc_routed"] = round(float(matthews_corrcoef(ly, rp >= 0.5)), 4)
-                entry["loso_share_past_l0"] = round(float(past.mean()), 4)
-                op, oof_past = routed(art, rows)
-                entry["oof_mcc_routed"] = round(float(matthews_corrcoef(y, op >= 0.5)), 4)
-                entry["oof_share_past_l0"] = round(float(oof_past.mean()), 4)
-        results.append(entry)
-        print(
-            f"{' + '.join(voters) + (' (by size)' if by_size else ''):48s} OOF MCC {art.metrics['mcc']:.3f} | "
-            + " ".join(f"{k} {v:.3f}" for k, v in per_regime.items())
-            + (
-                f" || LOSO ({', '.join(have)}) {entry['loso_mcc']:.3f}: "
-                + " ".join(f"{k} {v:.3f}" for k, v in entry["loso_mcc_by_regime"].items())
-                if have
-                else ""
-            )
-            + (
-                f" || routed by the L0 band: OOF {entry['oof_mcc_routed']:.3f} ({entry['oof_share_past_l0']:.0%} past L0),"
-                f" LOSO {entry['loso_mcc_routed']:.3f} ({entry['loso_share_past_l0']:.0%} past L0)"
-                if "loso_mcc_routed" in entry
-                else ""
-            )
-        )
+    results = [
+        score_set(voters, by_size, runs, loso_runs, args.balance, args.cut_off_margin)
+        for voters, by_size in sets + [(v, True) for v in SETS_BY_SIZE]
+    ]
     out = {
         "candidates": CANDIDATES,
         "loso": loso,
