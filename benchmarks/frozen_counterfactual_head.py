@@ -125,6 +125,12 @@ def fit_head(
     return fit_logistic(x, y, sample_weights(y, list(src), True), C)
 
 
+def predict_into(out: dict[str, dict], model: object, originals: dict, rows: np.ndarray, tag: dict) -> None:
+    """The head's probability for each of those rows, under its photo's key (with `tag`) and regime."""
+    for i, p in zip(rows, model.predict_proba(originals["feat"][rows])[:, 1], strict=True):
+        out.setdefault(originals["key"][i], dict(tag))[originals["regime"][i]] = float(p)
+
+
 def votes(originals, loso_cf, fold_cf, folds, with_cf: bool, C: float) -> tuple[dict[str, dict], dict[str, dict]]:
     """key -> {regime: p}: each photo's probability from the head that never saw its source (LOSO),
     and from the head of the other group folds (OOF)."""
@@ -133,18 +139,14 @@ def votes(originals, loso_cf, fold_cf, folds, with_cf: bool, C: float) -> tuple[
         held = np.isin(originals["source"], sources)
         cf_in = None if not with_cf else ~np.isin(loso_cf["source"], sources)
         model = fit_head(originals, loso_cf if with_cf else None, ~held, cf_in, C)
-        for i in np.flatnonzero(held):
-            p = float(model.predict_proba(originals["feat"][i : i + 1])[0, 1])
-            loso.setdefault(originals["key"][i], {"held_out": name})[originals["regime"][i]] = p
+        predict_into(loso, model, originals, np.flatnonzero(held), {"held_out": name})
     oof: dict[str, dict] = {}
     fold_of = np.array([folds[k] for k in originals["key"]])
     for f, cf in fold_cf.items():
         inside = fold_of == f
         cf_in = None if not with_cf else np.array([folds[k] != f for k in cf["key"]])
         model = fit_head(originals, cf if with_cf else None, ~inside, cf_in, C)
-        p = model.predict_proba(originals["feat"][inside])[:, 1]
-        for i, pi in zip(np.flatnonzero(inside), p, strict=True):
-            oof.setdefault(originals["key"][i], {"fold": f})[originals["regime"][i]] = float(pi)
+        predict_into(oof, model, originals, np.flatnonzero(inside), {"fold": f})
     return loso, oof
 
 
