@@ -24,6 +24,7 @@ scores its source's rows again here, at full resolution, on the CPU.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from collections.abc import Collection
@@ -47,7 +48,15 @@ HELD_OUT_SOURCES: tuple[str, ...] = tuple(s for sources in HELD_OUT.values() for
 
 def train(args: argparse.Namespace) -> None:
     from training.datasets import load_folder
-    from training.finetune import extra_grids_option, held_out_rows, recipe_config, save_checkpoint, train_networks
+    from training.finetune import (
+        extra_grids_option,
+        held_out_rows,
+        merge_view_rows,
+        recipe_config,
+        save_checkpoint,
+        train_networks,
+        training_views,
+    )
 
     try:
         extra = extra_grids_option(args.crop_grids, "--crop-grids", "--crops", args.crops)
@@ -78,6 +87,7 @@ def train(args: argparse.Namespace) -> None:
             ds.root,
             tag=f"without {name}",
             snapshot_epochs=snapshots,
+            view_statistics=args.view_statistics_out is not None,
         )
         # the trained network's votes, and with --snapshot-epoch those of the same run's earlier
         # network, with --last-step-out those of its last step's weights (--average-from)
@@ -86,10 +96,23 @@ def train(args: argparse.Namespace) -> None:
             outputs[args.snapshot_out] = nets[f"epoch{args.snapshot_epoch}"]
         if args.last_step_out is not None:
             outputs[args.last_step_out] = nets["last_step"]
-        for path, net in outputs.items():
-            rows = held_out_rows(
-                net, samples, images, held, cfg, args.device, args.crops, held_out=name, config=asdict(cfg)
-            )
+
+        rows_of = functools.partial(
+            held_out_rows,
+            samples=samples,
+            images=images,
+            held=held,
+            cfg=cfg,
+            device=args.device,
+            with_crops=args.crops,
+            held_out=name,
+            config=asdict(cfg),
+        )
+        written = {path: rows_of(net) for path, net in outputs.items()}
+        if args.view_statistics_out is not None:  # each view's vote from its own statistics' network
+            by_view = {view: rows_of(nets[f"view:{view}"]) for view in training_views(cfg)}
+            written[args.view_statistics_out] = merge_view_rows(by_view)
+        for path, rows in written.items():
             with path.open("a") as fh:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
         if args.save_nets:
@@ -357,6 +380,13 @@ def main() -> None:
         default=None,
         help="with --average-from, also write the votes of the same run's last-step weights here (the recipe "
         "without the average, paired with it on one trajectory)",
+    )
+    t.add_argument(
+        "--view-statistics-out",
+        type=Path,
+        default=None,
+        help="also write the votes of the same network with each view's batch-norm statistics computed on that "
+        "training view alone (finetune.per_view_statistics): 224-px votes from the 224-px statistics, and so on",
     )
     s = sub.add_parser("score", help="pool with a fitted consensus and compare with the in-fold OOF votes (CPU)")
     s.add_argument("--consensus", type=Path, required=True)

@@ -5,7 +5,9 @@
 #          sources split over three processes (PROCS=2: two); their votes go to
 #          OUT/loso_<first source>.jsonl (with --snapshot-epoch E, the same runs' networks after epoch E
 #          to OUT/epochE_<first source>.jsonl; with --average-from E, the same runs' last-step weights
-#          to OUT/last_step_<first source>.jsonl), their logs to OUT/loso.log (one file: the device
+#          to OUT/last_step_<first source>.jsonl; with VIEW_STATS=1, the same networks with each
+#          view's batch-norm statistics its own, loso_networks.py --view-statistics-out, to
+#          OUT/view_stats.jsonl), their logs to OUT/loso.log (one file: the device
 #          returns 8 at most) and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under
 #          the device's 16 MiB a file), holding loso.<held-out>.pt for `python -m training.oof_rescore
 #          --nets DIR/loso` (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB)
@@ -35,6 +37,7 @@ case "$MODE" in
     for half in $groups; do
       snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
       [[ " $* " =~ " --average-from "[1-9] ]] && snap+=(--last-step-out "$OUT/last_step_${half%%,*}.jsonl")
+      [ "${VIEW_STATS:-0}" = 1 ] && snap+=(--view-statistics-out "$OUT/view_stats_${half%%,*}.jsonl")
       nets=(); [ "${SAVE_NETS:-1}" = 1 ] && mkdir -p "$OUT/nets_${half%%,*}" && nets=(--save-nets "$OUT/nets_${half%%,*}/loso")
       python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
         --workers "$workers" --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \
@@ -49,6 +52,10 @@ wait
 for nets in "$OUT"/nets_*/; do  # one file a process: the device returns 8 files at most
   [ -d "$nets" ] && tar cf "${nets%/}.tar" -C "$nets" . && rm -r "$nets"
 done
+if [ "$MODE" = loso ] && [ "${VIEW_STATS:-0}" = 1 ]; then  # the processes' votes as one file
+  cat "$OUT"/view_stats_*.jsonl > "$OUT/view_stats.jsonl.tmp" && rm "$OUT"/view_stats_*.jsonl \
+    && mv "$OUT/view_stats.jsonl.tmp" "$OUT/view_stats.jsonl"
+fi
 if [ "$MODE" = loso ]; then  # the processes' logs as one file, each under its name
   tail -n +1 "$OUT"/loso_*.log > "$OUT/loso.log.tmp" && rm "$OUT"/loso_*.log && mv "$OUT/loso.log.tmp" "$OUT/loso.log"
 fi

@@ -502,12 +502,15 @@ def train_networks(
     root: str | Path | None = None,
     tag: str = "",
     snapshot_epochs: tuple[int, ...] = (),
+    view_statistics: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune on these rows (`root`, the data folder, is needed for copy-paste and erase).
     Returns {"final": the network trained} and, for each of `snapshot_epochs`, "epochE": a copy of
     the network after epoch E (all eval mode), to compare training lengths on one run. With
     `cfg.average_from`, "final" is the weight average and "last_step" the same run's last weights,
-    the two paired on one trajectory."""
+    the two paired on one trajectory. With `view_statistics`, "view:V" for each training view V
+    (`training_views`): "final" with batch-norm statistics of that view alone (`per_view_statistics`;
+    none with `cfg.freeze_bn`, whose statistics stay ImageNet's)."""
     import copy
 
     import torch
@@ -608,17 +611,42 @@ def train_networks(
         _log(f"{tag} epoch {e + 1}/{cfg.epochs}: loss {epoch(opt, sched):.4f} ({time.time() - t0:.0f} s)")
         if e + 1 in snapshot_epochs:
             nets[f"epoch{e + 1}"] = copy.deepcopy(net).eval()
+    batches = min(BN_BATCHES, *(len(loader) for loader in loaders))
     if average is None:
         nets["final"] = net.eval()
-        return nets
-    nets["last_step"] = net.eval()
-    averaged = average.module
-    if not cfg.freeze_bn:  # frozen statistics are ImageNet's, the same at every step
-        batches = min(BN_BATCHES, *(len(loader) for loader in loaders))
-        recalibrate_bn(averaged, loaders, batches, device, tag=f"{tag} average of epochs {cfg.average_from}+: ")
-    nets["final"] = averaged.eval()
-    _log(f"{tag} weights averaged over {int(average.n_averaged)} steps ({time.time() - t0:.0f} s)")
+    else:
+        nets["last_step"] = net.eval()
+        averaged = average.module
+        if not cfg.freeze_bn:  # frozen statistics are ImageNet's, the same at every step
+            recalibrate_bn(averaged, loaders, batches, device, tag=f"{tag} average of epochs {cfg.average_from}+: ")
+        nets["final"] = averaged.eval()
+        _log(f"{tag} weights averaged over {int(average.n_averaged)} steps ({time.time() - t0:.0f} s)")
+    if view_statistics and not cfg.freeze_bn:  # frozen: every view is normalised by ImageNet's statistics
+        views = per_view_statistics(
+            nets["final"], dict(zip(training_views(cfg), loaders, strict=True)), batches, device, tag
+        )
+        nets.update({f"view:{v}": n for v, n in views.items()})
     return nets
+
+
+def training_views(cfg: FinetuneConfig) -> tuple[str, ...]:
+    """The views that `view_loaders` returns loaders for, in its order: "224", `big_size`, and with
+    `tiles_batch` "tiles"."""
+    return ("224", str(cfg.big_size)) + (("tiles",) if cfg.tiles_batch > 0 else ())
+
+
+def per_view_statistics(net: Any, loaders: dict[str, Any], batches: int, device: str, tag: str = "") -> dict[str, Any]:
+    """For each view's loader, a copy of `net` whose batch-norm statistics are computed afresh on
+    `batches` batches of that view alone (`recalibrate_bn`). In train mode every batch is normalised
+    by its own statistics, and training runs each view as batches of its own, while the running
+    statistics kept for inference mix the views; a voter that answers from one view only can be
+    normalised as that view was in training (FixRes: Touvron et al. 2019)."""
+    import copy
+
+    return {
+        view: recalibrate_bn(copy.deepcopy(net), [loader], batches, device, tag=f"{tag} view {view}: ")
+        for view, loader in loaders.items()
+    }
 
 
 def recalibrate_bn(net: Any, loaders: list[Any], batches: int, device: str, tag: str = "") -> Any:
@@ -810,7 +838,46 @@ def held_out_rows(
     ]
 
 
-def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
+def merge_view_rows(rows_by_view: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Held-out rows (`held_out_rows`, the same images in the same order under each key) whose
+    vote for each view comes from the network of that view (`per_view_statistics`): "224" and the
+    large size from their own, "tiles" and "small_tiles" (crops both) from the "tiles" network,
+    which also gives the rows' crops. A view with no network of its own keeps the first's vote."""
+    first, *_ = rows_by_view.values()
+    out = []
+    for k, row in enumerate(first):
+        merged = {**row, "probs": {r: dict(p) for r, p in row["probs"].items()}}
+        for view, rows in rows_by_view.items():
+            other = rows[k]
+            if other["key"] != row["key"]:
+                raise ValueError(f"view {view}'s row {k} is {other['key']!r}, not {row['key']!r}")
+            names = ("tiles", "small_tiles") if view == "tiles" else (view,)
+            for regime, probs in merged["probs"].items():
+                for name in names:
+                    probs.pop(name, None)
+                    if name in other["probs"][regime]:
+                        probs[name] = other["probs"][regime][name]
+            if view == "tiles" and "crops" in other:
+                merged["crops"] = other["crops"]
+        out.append(merged)
+    return out
+
+
+def norm_statistics(net: Any) -> dict[str, Any]:
+    """The backbone's batch-norm running statistics (means and variances) by state-dict key, fp16 on
+    the CPU as checkpoints keep them."""
+    import torch
+
+    return {
+        k: v.detach().to("cpu", torch.float16)
+        for k, v in net.backbone.state_dict().items()
+        if k.endswith(("running_mean", "running_var"))
+    }
+
+
+def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any], views: dict[str, Any] | None = None) -> Path:
+    """`views` ({view: the network with that view's statistics}, `per_view_statistics`) adds each
+    view's batch-norm statistics under `view_statistics`, for a voter's `statistics: VIEW`."""
     import torch
 
     path = Path(path)
@@ -829,6 +896,7 @@ def save_checkpoint(net: Any, path: str | Path, info: dict[str, Any]) -> Path:
             "head_bias": net.head.bias.detach().cpu().float().reshape(-1),
             "pool": "meanmax",
             "info": json.dumps(info),
+            **({"view_statistics": {v: norm_statistics(n) for v, n in views.items()}} if views else {}),
         },
         path,
     )
@@ -939,7 +1007,9 @@ def finetune(
     dataset: Dataset, out: str | Path, cfg: FinetuneConfig, device: str, imagenet_weights: str | Path | None = None
 ) -> dict[str, Any]:
     """Train on every row of `dataset` (pass the train split), write the checkpoint and, with
-    folds, OUT.oof.jsonl: one row per image with the held-out probability per regime and size."""
+    folds, OUT.oof.jsonl: one row per image with the held-out probability per regime and size.
+    The checkpoint also keeps each training view's own batch-norm statistics (`view_statistics`,
+    for a voter's `statistics:`); the out-of-fold votes are the fold networks' with their own."""
     import torch
 
     t0 = time.time()
@@ -977,9 +1047,11 @@ def finetune(
             if cfg.save_folds:
                 save_checkpoint(net, out.with_suffix(f".fold{f}.pt"), {"fold": f, "folds": cfg.folds})
         info["oof"] = oof_path.name
-    net = train_networks(samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows")["final"]
+    nets = train_networks(
+        samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows", view_statistics=True
+    )
     info["seconds"] = round(time.time() - t0, 1)
-    save_checkpoint(net, out, info)
+    save_checkpoint(nets["final"], out, info, {v: nets[k] for v in training_views(cfg) if (k := f"view:{v}") in nets})
     _log(f"wrote {out} in {info['seconds']} s")
     return info
 

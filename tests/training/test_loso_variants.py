@@ -261,3 +261,50 @@ def test_a_run_cut_short_is_compared_on_the_rows_it_has_and_the_user_is_told(var
     variants.main([f"shipped={full}", f"cut={short}", "--out", str(out)])
     assert json.loads(out.read_text())["n_rows"] == 3
     assert "scoring the 3 rows every variant has; more in {'shipped': 4}" in capsys.readouterr().out
+
+
+def test_each_view_gets_the_trained_weights_with_batch_norm_statistics_of_its_own():
+    """`view_statistics`: one network per training view, the same weights as "final", normalised by
+    that view's statistics; a 224-px and a 448-px view of one frame give different activations, so
+    the two networks' statistics differ."""
+    import torch
+
+    from training.finetune import FinetuneConfig, train_networks, training_views
+
+    samples, images = small_training_rows(7)
+    cfg = FinetuneConfig(epochs=2, batch=4, workers=0, average_from=2)
+    nets = train_networks(samples, images, cfg, "cpu", None, view_statistics=True)
+    assert training_views(cfg) == ("224", "448")
+    assert {"view:224", "view:448"} <= set(nets)
+    final = dict(nets["final"].named_parameters())
+    for view in training_views(cfg):
+        for name, p in nets[f"view:{view}"].named_parameters():
+            assert torch.equal(p, final[name]), (view, name)
+        assert not nets[f"view:{view}"].training
+    small, large = (dict(nets[f"view:{v}"].named_buffers()) for v in ("224", "448"))
+    means = [k for k in small if k.endswith("running_mean")]
+    assert any(not torch.allclose(small[k], large[k]) for k in means)
+
+
+def test_merged_view_rows_take_each_view_from_its_own_network():
+    from training.finetune import merge_view_rows
+
+    def rows(tag: float) -> list[dict]:
+        return [
+            {
+                "key": f"{i}.jpg",
+                "probs": {"full": {"224": tag, "448": tag, "tiles": tag, "small_tiles": tag}, "v0.2": {"224": tag}},
+                "crops": {"full": [tag]},
+            }
+            for i in range(2)
+        ]
+
+    merged = merge_view_rows({"224": rows(0.1), "448": rows(0.2), "tiles": rows(0.3)})
+    assert merged[1]["probs"] == {
+        "full": {"224": 0.1, "448": 0.2, "tiles": 0.3, "small_tiles": 0.3},
+        "v0.2": {"224": 0.1},
+    }
+    assert merged[0]["crops"] == {"full": [0.3]}
+    swapped = rows(0.2)[::-1]
+    with pytest.raises(ValueError, match="view 448's row 0 is '1.jpg', not '0.jpg'"):
+        merge_view_rows({"224": rows(0.1), "448": swapped})
