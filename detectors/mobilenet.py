@@ -237,8 +237,8 @@ def with_view_statistics(state: dict[str, Any], view: str, weights: str | Path |
     if view not in held:
         raise ValueError(
             f"backbone weights {str(weights)!r} keep no batch-norm statistics of view {view!r} (they keep "
-            f"{sorted(held) or 'none'}): add them with `python -m training.view_statistics --checkpoint "
-            f"{weights}`, or leave out params.backbone.statistics"
+            f"{sorted(held) or 'none'}): add them with `python -m training.view_statistics --data DIR "
+            f"--checkpoint {weights}`, or leave out params.backbone.statistics"
         )
     backbone = dict(state["backbone"])
     stats = held[view]

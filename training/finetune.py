@@ -1009,7 +1009,8 @@ def finetune(
     """Train on every row of `dataset` (pass the train split), write the checkpoint and, with
     folds, OUT.oof.jsonl: one row per image with the held-out probability per regime and size.
     The checkpoint also keeps each training view's own batch-norm statistics (`view_statistics`,
-    for a voter's `statistics:`); the out-of-fold votes are the fold networks' with their own."""
+    for a voter's `statistics:`); the out-of-fold votes are the fold networks' with the statistics
+    of all views together."""
     import torch
 
     t0 = time.time()
