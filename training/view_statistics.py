@@ -22,28 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 
 def view_networks(
     checkpoint: str | Path,
-    data: str | Path,
-    left_out: Collection[str] = (),
+    state: dict[str, Any],
+    samples: list[Any],
+    images: list[Any],
+    root: str | Path,
     batches: int = 0,
     device: str = "cpu",
     workers: int = 2,
     seed: int = 0,
 ) -> tuple[dict[str, Any], int]:
     """({view: the checkpoint's network with that view's statistics}, batches of each view used):
-    computed on the train rows of `data` outside the `left_out` sources, drawn as the checkpoint's
-    recipe (its `info`'s config) drew them. `batches` 0: `BN_BATCHES`, fewer where a view has fewer."""
+    computed on these training rows (decoded `images`; `root` the data folder, for paste and erase),
+    drawn as the checkpoint's recipe (its `info`'s config) drew them. `state` is what
+    `read_checkpoint(checkpoint)` gave. `batches` 0: `BN_BATCHES`, fewer where a view has fewer."""
     import torch
     from torch.utils.data import WeightedRandomSampler
 
-    from detectors.mobilenet import read_checkpoint
-    from training.datasets import load_folder
     from training.finetune import (
         BN_BATCHES,
         Banks,
@@ -55,22 +55,17 @@ def view_networks(
         view_loaders,
     )
 
-    state = read_checkpoint(checkpoint)
     if "info" not in state:
         raise ValueError(f"{checkpoint} holds no training info (key 'info'): it was not written by `finetune`")
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(state["info"])["config"].items()}
     known = set(FinetuneConfig.__dataclass_fields__)
     cfg = FinetuneConfig(**{**{k: v for k, v in config.items() if k in known}, "workers": workers, "seed": seed})
-    ds = load_folder(data).select(split="train")
-    samples = [s for s in ds.samples if s.source not in left_out]
-    if not samples:
-        raise ValueError(f"{data}: no train rows outside {sorted(left_out)}")
     weights = torch.as_tensor(draw_weights(samples, cfg), dtype=torch.double)
     loaders = view_loaders(
         samples,
-        [s.load() for s in samples],
+        images,
         cfg,
-        Banks.build(ds.root, samples, cfg),
+        Banks.build(root, samples, cfg),
         lambda rows: WeightedRandomSampler(weights[rows], num_samples=len(rows), replacement=True),
     )
     batches = min(batches or BN_BATCHES, *(len(loader) for loader in loaders))
@@ -82,8 +77,9 @@ def view_networks(
 def add_view_statistics(
     checkpoint: str | Path, data: str | Path, out: str | Path | None = None, **options: Any
 ) -> dict[str, Any]:
-    """`view_networks`' statistics written into the checkpoint (to `out`, by default over it), its
-    manifest rewritten where it has one. Returns what the manifest records of them."""
+    """`view_networks`' statistics on every train row of `data`, written into the checkpoint (to
+    `out`, by default over it), its manifest rewritten where it has one. Returns what the manifest
+    records of them."""
     import torch
 
     from detectors.heads import write_manifest
@@ -94,15 +90,17 @@ def add_view_statistics(
     t0 = time.time()
     checkpoint = Path(checkpoint)
     out = Path(out) if out is not None else checkpoint
-    nets, batches = view_networks(checkpoint, data, **options)
     state = read_checkpoint(checkpoint)
+    ds = load_folder(data).select(split="train")
+    samples = list(ds.samples)
+    nets, batches = view_networks(checkpoint, state, samples, [s.load() for s in samples], ds.root, **options)
     state["view_statistics"] = {view: norm_statistics(net) for view, net in nets.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, out)
     made = {
         "views": sorted(nets),
         "batches": batches,
-        "data_hash": load_folder(data).select(split="train").fingerprint(),
+        "data_hash": ds.fingerprint(),
         "seconds": round(time.time() - t0, 1),
     }
     manifest = checkpoint.with_suffix(".manifest.json")

@@ -275,13 +275,13 @@ def test_each_view_gets_the_trained_weights_with_batch_norm_statistics_of_its_ow
     cfg = FinetuneConfig(epochs=2, batch=4, workers=0, average_from=2)
     nets = train_networks(samples, images, cfg, "cpu", None, view_statistics=True)
     assert training_views(cfg) == ("224", "448")
-    assert {"view:224", "view:448"} <= set(nets)
+    assert set(nets["views"]) == {"224", "448"}
     final = dict(nets["final"].named_parameters())
     for view in training_views(cfg):
-        for name, p in nets[f"view:{view}"].named_parameters():
+        for name, p in nets["views"][view].named_parameters():
             assert torch.equal(p, final[name]), (view, name)
-        assert not nets[f"view:{view}"].training
-    small, large = (dict(nets[f"view:{v}"].named_buffers()) for v in ("224", "448"))
+        assert not nets["views"][view].training
+    small, large = (dict(nets["views"][v].named_buffers()) for v in ("224", "448"))
     means = [k for k in small if k.endswith("running_mean")]
     assert any(not torch.allclose(small[k], large[k]) for k in means)
 
