@@ -67,10 +67,20 @@ def train(args: argparse.Namespace) -> None:
     snapshots = () if args.snapshot_epoch is None else (args.snapshot_epoch,)
     if args.last_step_out is not None and not cfg.average_from:
         raise SystemExit("--last-step-out scores the last step's network beside the weight average: set --average-from")
+    votes_out = [args.out, args.snapshot_out, args.last_step_out, args.view_statistics_out]
+    if args.nets_only and (not args.save_nets or any(p is not None for p in votes_out)):
+        raise SystemExit(
+            "--nets-only trains and keeps the networks without scoring: give --save-nets, and no *-out path"
+        )
+    if not args.nets_only and args.out is None:
+        raise SystemExit(
+            "--out is needed: the held-out rows' votes are written there (or --nets-only with --save-nets)"
+        )
     ds = load_folder(args.data).select(split="train")
     samples = list(ds.samples)
     images = [s.load() for s in samples]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     data_hash = ds.fingerprint() if args.save_nets else ""  # every file read once, not once a network
     for name in args.held_out.split(","):
         t0 = time.time()
@@ -86,7 +96,7 @@ def train(args: argparse.Namespace) -> None:
             ds.root,
             tag=f"without {name}",
             snapshot_epochs=snapshots,
-            view_statistics=args.view_statistics_out is not None,
+            view_statistics=args.view_statistics_out is not None or bool(args.save_nets),
         )
         # the trained network's votes, and with --snapshot-epoch those of the same run's earlier
         # network, with --last-step-out those of its last step's weights (--average-from)
@@ -107,7 +117,7 @@ def train(args: argparse.Namespace) -> None:
             held_out=name,
             config=asdict(cfg),
         )
-        written = {path: rows_of(net) for path, net in outputs.items()}
+        written = {} if args.nets_only else {path: rows_of(net) for path, net in outputs.items()}
         if args.view_statistics_out is not None:  # each view's vote from its own statistics' network
             by_view = {view: rows_of(net) for view, net in nets["views"].items()}
             written[args.view_statistics_out] = merge_view_rows(by_view)
@@ -116,9 +126,10 @@ def train(args: argparse.Namespace) -> None:
                 fh.write("".join(json.dumps(r) + "\n" for r in rows))
         if args.save_nets:
             info = {"held_out": name, "sources": list(sources), "config": asdict(cfg), "data_hash": data_hash}
-            saved = save_checkpoint(nets["final"], f"{args.save_nets}.{name}.pt", info)
+            saved = save_checkpoint(nets["final"], f"{args.save_nets}.{name}.pt", info, nets.get("views"))
             print(f"[loso] {name}: network written to {saved}", flush=True)
-        print(f"[loso] {name}: {len(held)} rows scored, {time.time() - t0:.0f} s", flush=True)
+        done = "trained" if args.nets_only else f"{len(held)} rows scored"
+        print(f"[loso] {name}: {done}, {time.time() - t0:.0f} s", flush=True)
 
 
 PASTE_ERASE_VIEWS = (("l0_paste_erase", "224"), ("l0_paste_erase_detail", "448"), ("l0_paste_erase_tiles", "tiles"))
@@ -351,7 +362,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train one network per held-out source and score its rows (GPU)")
     t.add_argument("--data", required=True)
-    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--out", type=Path, default=None, help="the held-out rows' votes (JSON lines, appended)")
     t.add_argument("--device", default="cuda")
     t.add_argument("--held-out", default=",".join(HELD_OUT), help=f"comma list of {', '.join(HELD_OUT)}")
     add_recipe_options(t)
@@ -368,8 +379,15 @@ def main() -> None:
         "--save-nets",
         default="",
         metavar="PREFIX",
-        help="also write each held-out source's network to PREFIX.<held-out>.pt (fp16, 4.6 MB): "
-        "`python -m training.oof_rescore --nets PREFIX` scores its rows again on the CPU, at full size",
+        help="also write each held-out source's network to PREFIX.<held-out>.pt (fp16, 4.6 MB), with each "
+        "training view's batch-norm statistics (`view_statistics`): `python -m training.oof_rescore --nets PREFIX` "
+        "scores its rows again on the CPU, at full size",
+    )
+    t.add_argument(
+        "--nets-only",
+        action="store_true",
+        help="with --save-nets, train and keep the networks without scoring any row (no --out): the scoring "
+        "passes cost the GPU call as much as the training, and oof_rescore makes them at full size",
     )
     t.add_argument("--snapshot-epoch", type=int, default=None, help="also score the network after this epoch ...")
     t.add_argument("--snapshot-out", type=Path, default=None, help="... and write its votes here (same run)")

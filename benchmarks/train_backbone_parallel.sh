@@ -10,12 +10,17 @@
 #          OUT/view_stats.jsonl), their logs to OUT/loso.log (one file: the device
 #          returns 8 at most) and their networks to OUT/nets_<first source>.tar (3 x 4.6 MB: under
 #          the device's 16 MiB a file), holding loso.<held-out>.pt for `python -m training.oof_rescore
-#          --nets DIR/loso` (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB)
+#          --nets DIR/loso` (SAVE_NETS=0 keeps them back: three EfficientNet-Lite0 networks are 28 MB;
+#          NETS_ONLY=1 trains and keeps them, each with its views' batch-norm statistics, and scores
+#          no row: the five scoring passes of an --average-from run with VIEW_STATS=1 took as long as
+#          its training, and ran an H100 call past 600 s)
 #   folds: 5 group folds (OOF votes, fold networks kept) and the network on every row,
 #          python -m training.finetune ... --folds 5 --save-folds -> OUT/net.pt, OUT/net.oof.jsonl
 #          (--folds 3 among the recipe arguments overrides the 5; --oof-crops keeps every OOF row's
 #          tile crop probabilities, to choose the tile grids from, on the copy's frames;
 #          `python -m training.oof_rescore --nets OUT/net --crops` gives them at full size on a CPU)
+# TIME_LIMIT=S stops each training process after S seconds, so that what follows (the tars, the
+# merged files: the device returns 8 files at most) still runs inside a 600-s device call.
 # Extra arguments are the recipe (e.g. --paste-prob 0.3 --erase-prob 0.3 --tiles-batch 8).
 #
 #   benchmarks/train_backbone_parallel.sh loso|folds DATA OUT [recipe args...]
@@ -35,16 +40,18 @@ case "$MODE" in
       *) echo "PROCS must be 2 or 3, got $PROCS" >&2; exit 2 ;;
     esac
     for half in $groups; do
-      snap=(); [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && snap=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
-      [[ " $* " =~ " --average-from "[1-9] ]] && snap+=(--last-step-out "$OUT/last_step_${half%%,*}.jsonl")
-      [ "${VIEW_STATS:-0}" = 1 ] && snap+=(--view-statistics-out "$OUT/view_stats_${half%%,*}.jsonl")
+      votes=(--out "$OUT/loso_${half%%,*}.jsonl")
+      [[ " $* " =~ " --snapshot-epoch "([0-9]+) ]] && votes+=(--snapshot-out "$OUT/epoch${BASH_REMATCH[1]}_${half%%,*}.jsonl")
+      [[ " $* " =~ " --average-from "[1-9] ]] && votes+=(--last-step-out "$OUT/last_step_${half%%,*}.jsonl")
+      [ "${VIEW_STATS:-0}" = 1 ] && votes+=(--view-statistics-out "$OUT/view_stats_${half%%,*}.jsonl")
+      [ "${NETS_ONLY:-0}" = 1 ] && votes=(--nets-only)
       nets=(); [ "${SAVE_NETS:-1}" = 1 ] && mkdir -p "$OUT/nets_${half%%,*}" && nets=(--save-nets "$OUT/nets_${half%%,*}/loso")
-      python3 benchmarks/loso_networks.py train --data "$DATA" --out "$OUT/loso_${half%%,*}.jsonl" --device cuda \
-        --workers "$workers" --held-out "$half" "${nets[@]}" "${snap[@]}" "$@" \
+      timeout "${TIME_LIMIT:-0}" python3 benchmarks/loso_networks.py train --data "$DATA" "${votes[@]}" --device cuda \
+        --workers "$workers" --held-out "$half" "${nets[@]}" "$@" \
         > "$OUT/loso_${half%%,*}.log" 2>&1 &
     done ;;
   folds)
-    python3 -m training.finetune --data "$DATA" --out "$OUT/net.pt" --device cuda --folds 5 --save-folds \
+    timeout "${TIME_LIMIT:-0}" python3 -m training.finetune --data "$DATA" --out "$OUT/net.pt" --device cuda --folds 5 --save-folds \
       --workers 14 "$@" > "$OUT/folds.log" 2>&1 & ;;
   *) echo "mode must be loso or folds, got $MODE" >&2; exit 2 ;;
 esac

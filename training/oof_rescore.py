@@ -63,6 +63,7 @@ def rescore(
     seed: int = 0,
     crop_grids: tuple[tuple[int, int], ...] | None = None,
     mirror: bool = False,
+    statistics: str = "",
 ) -> list[dict]:
     """`seed` is the run's FinetuneConfig.view_seed (0 unless changed; runs made before it existed
     drew their views with FinetuneConfig.seed): the regime's held-back view is drawn as the trainer
@@ -70,9 +71,12 @@ def rescore(
     then any extra), every row rescored for tiles keeps its crops of those grids; without, a row
     that already keeps crops has them rewritten in its own grids. With `mirror`, each view's vote
     is the mean of the view's and its mirror image's (test-time augmentation), and a row's crops of
-    the rescored regime are dropped (they are the unmirrored crops)."""
+    the rescored regime are dropped (they are the unmirrored crops). With `statistics` (a view:
+    "224", "448", "tiles"), each network normalises with the batch-norm statistics its checkpoint
+    keeps for that training view (`view_statistics`), as a voter's `statistics:` option does."""
     import numpy as np
 
+    from detectors.mobilenet import read_checkpoint, with_view_statistics
     from training.datasets import load_folder
     from training.finetune import (
         held_out_transform,
@@ -105,8 +109,11 @@ def rescore(
             r["crops"], r["crop_grids"] = {}, [list(g) for g in crop_grids]
     transform = held_out_transform(regime, seed)
     t0 = time.time()
+    states = {n: read_checkpoint(p) for n, p in paths.items()}  # every refusal before the first row is scored
+    if statistics:
+        states = {n: with_view_statistics(states[n], statistics, p) for n, p in paths.items()}
     for name, path in paths.items():
-        net = load_network(path).to(device)
+        net = load_network(path, states.pop(name)).to(device)
         held = [r for r in rows if network_name(r) == name]
         batch = 8 if device == "cpu" else 64  # MobileNetV2 on a CPU is fastest in small batches
         for start in range(0, len(held), 32):  # full-size photos are decoded 32 at a time
@@ -175,6 +182,13 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="Each view's vote the mean of the view's and its mirror image's (test-time augmentation).",
     )
+    ap.add_argument(
+        "--statistics",
+        default="",
+        metavar="VIEW",
+        help="Normalise with the batch-norm statistics each checkpoint keeps for this training view (224, 448, "
+        "tiles: `view_statistics`) in place of the views' together, as a voter's `statistics:` option does.",
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     from detectors.mobilenet import TILE_GRIDS
@@ -189,12 +203,27 @@ def main(argv: list[str] | None = None) -> None:
     grids = TILE_GRIDS + extra if args.crops else None
     if args.mirror and args.crops:
         ap.error("--mirror keeps no crops: leave out --crops")
-    rows = rescore(
-        args.data, args.oof, args.nets, args.views.split(","), args.regime, args.device, args.seed, grids, args.mirror
-    )
+    try:
+        rows = rescore(
+            args.data,
+            args.oof,
+            args.nets,
+            args.views.split(","),
+            args.regime,
+            args.device,
+            args.seed,
+            grids,
+            args.mirror,
+            args.statistics,
+        )
+    except ValueError as exc:
+        if not args.statistics:
+            raise
+        ap.error(str(exc))  # a checkpoint without that view's statistics, named
     write_votes(args.out, rows)
     mirrored = ", each averaged with its mirror image" if args.mirror else ""
-    print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution{mirrored}")
+    normed = f", normalised with view {args.statistics}'s batch-norm statistics" if args.statistics else ""
+    print(f"wrote {args.out}: {len(rows)} rows, {args.regime} views {args.views} at full resolution{mirrored}{normed}")
 
 
 if __name__ == "__main__":

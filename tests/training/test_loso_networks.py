@@ -151,3 +151,48 @@ def test_held_out_scores_rank_a_two_label_camera_and_count_a_one_label_camera_ri
     assert out["camvid"] == {"n": 3, "accuracy": 0.667}  # street scenes only: right below 0.5
     assert "vtti" not in out  # no rows of it: nothing to say
     assert out["auroc"] == 0.8  # the seven held-out rows together: 8 of 10 pairs ranked right
+
+
+@pytest.mark.slow
+def test_loso_networks_kept_without_scoring_normalise_with_each_views_statistics_when_rescored(
+    tmp_path, monkeypatch, capsys
+):
+    from training.oof_rescore import main as rescore_main
+
+    _two_copies(tmp_path)
+    loso = benchmark_script("loso_networks")
+    prefix = tmp_path / "nets" / "loso"
+    base = ["loso_networks.py", "train", "--data", str(tmp_path / "small"), "--device", "cpu", "--held-out", "camvid"]
+    for wrong in (["--nets-only"], ["--nets-only", "--save-nets", str(prefix), "--out", str(tmp_path / "v.jsonl")], []):
+        monkeypatch.setattr(sys, "argv", base + wrong)
+        with pytest.raises(SystemExit, match="--nets-only|--out is needed"):
+            loso.main()
+    argv = base + ["--nets-only", "--save-nets", str(prefix), "--epochs", "1", "--batch", "4", "--workers", "0"]
+    monkeypatch.setattr(sys, "argv", argv)
+    loso.main()
+    assert "[loso] camvid: trained" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "nets").iterdir()) == ["loso.camvid.pt"]  # no votes written
+    # the held-out rows scored afterwards, at full size, with each view's own statistics or the mixed ones
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(
+            json.dumps({"key": f"images/{i}.jpg", "label": i % 2, "held_out": "camvid", "probs": {"v0.2": {}}}) + "\n"
+            for i in range(0, 12, 3)
+        )
+    )
+    votes = {}
+    for view in ("", "224", "448"):
+        out = tmp_path / f"re{view}.jsonl"
+        rescore_main(
+            ["--data", str(tmp_path / "big"), "--oof", str(rows), "--nets", str(prefix), "--regime", "v0.2"]
+            + ["--views", "224", "--statistics", view, "--out", str(out)]
+        )
+        votes[view] = [json.loads(x)["probs"]["v0.2"]["224"] for x in out.read_text().splitlines()]
+    assert "normalised with view 448's batch-norm statistics" in capsys.readouterr().out
+    assert votes["224"] != votes["448"] and votes[""] not in (votes["224"], votes["448"])
+    with pytest.raises(SystemExit):  # trained without --tiles-batch: no tile view's statistics
+        rescore_main(
+            ["--data", str(tmp_path / "big"), "--oof", str(rows), "--nets", str(prefix), "--statistics", "tiles"]
+            + ["--out", str(tmp_path / "x.jsonl")]
+        )
+    assert "loso.camvid.pt' keep no batch-norm statistics of view 'tiles'" in capsys.readouterr().err
