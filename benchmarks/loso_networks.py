@@ -70,7 +70,8 @@ def train(args: argparse.Namespace) -> None:
     votes_out = [args.out, args.snapshot_out, args.last_step_out, args.view_statistics_out]
     if args.nets_only and (not args.save_nets or any(p is not None for p in votes_out)):
         raise SystemExit(
-            "--nets-only trains and keeps the networks without scoring: give --save-nets, and no *-out path"
+            "--nets-only trains and keeps the networks without scoring: give --save-nets, and none of --out, "
+            "--snapshot-out, --last-step-out, --view-statistics-out"
         )
     if not args.nets_only and args.out is None:
         raise SystemExit(

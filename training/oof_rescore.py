@@ -216,10 +216,8 @@ def main(argv: list[str] | None = None) -> None:
             args.mirror,
             args.statistics,
         )
-    except ValueError as exc:
-        if not args.statistics:
-            raise
-        ap.error(str(exc))  # a checkpoint without that view's statistics, named
+    except ValueError as exc:  # rows no saved network held out, a checkpoint without the view's statistics
+        ap.error(str(exc))
     write_votes(args.out, rows)
     mirrored = ", each averaged with its mirror image" if args.mirror else ""
     normed = f", normalised with view {args.statistics}'s batch-norm statistics" if args.statistics else ""
